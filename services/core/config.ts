@@ -1,0 +1,163 @@
+/**
+ * Configuration is read once, at the edge: defaults, then the environment, then a JSON config
+ * file, then command-line flags (each overrides the one before). The result is validated here and
+ * passed down; nothing deeper reads process.env.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+import { ConfigError } from './errors.js';
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const count = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().positive());
+
+export const configSchema = z.object({
+  /** AMQP URL of the protected broker. @default amqp://guest:guest@localhost:5672 */
+  amqpUrl: z.string().url().default('amqp://guest:guest@localhost:5672'),
+  /** RabbitMQ management API base URL, credentials in it. @default http://guest:guest@localhost:15672 */
+  managementUrl: z.string().url().default('http://guest:guest@localhost:15672'),
+  /** Redis URL for leases, membership, epochs and decisions. @default redis://localhost:6379 */
+  redisUrl: z.string().url().default('redis://localhost:6379'),
+  /** Object store: `s3://bucket/prefix` or `file:///dir` (a relative `file://dir` is resolved). @default file://.tidemark/store */
+  store: z.string().default('file://.tidemark/store'),
+  /** S3 endpoint URL, e.g. http://localhost:9000. @default AWS when unset */
+  s3Endpoint: z.string().url().optional(),
+  /** S3 access key. */
+  s3AccessKey: z.string().optional(),
+  /** S3 secret key. */
+  s3SecretKey: z.string().optional(),
+  /** S3 region. @default us-east-1 */
+  s3Region: z.string().default('us-east-1'),
+  /** Coordinator address for clients and the CLI. @default localhost:7700 */
+  coordinator: z.string().default('localhost:7700'),
+  /** Queues to protect: comma-separated `vhost:glob`, `!vhost:glob` excludes. @default nothing */
+  protect: z.string().default(''),
+  /** Prefix of every Redis key and RabbitMQ object Tidemark owns. @default tidemark */
+  namespace: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'namespace must be lowercase letters, digits and dashes, starting with a letter')
+    .default('tidemark'),
+  /** Address a service listens on. @default 0.0.0.0:7700 (coordinator), 127.0.0.1:0 (worker) */
+  listen: z.string().optional(),
+  /** Address other processes use to reach this worker. @default the listen address with its bound port */
+  advertise: z.string().optional(),
+  /** This process's id in membership and logs. @default hostname-pid */
+  id: z.string().default(`${hostname()}-${process.pid}`),
+  /** Time between scheduled checkpoint rounds; 0 turns the schedule off. @default 60s */
+  interval: duration.default(60_000),
+  /** How long a worker has to prepare before the round aborts. @default 15s */
+  prepareTimeout: duration.default(15_000),
+  /** Time between discovery passes over the broker's queues and bindings. @default 5s */
+  discoveryInterval: duration.default(5_000),
+  /** Lease time of the coordinator's leadership and of worker membership. @default 5s */
+  leaseTime: duration.default(5_000),
+  /** Every Nth checkpoint manifest is full (no chain); the rest are incremental. @default 16 */
+  fullEvery: count.default(16),
+  /** A worker closes a segment at this many stored bytes of records. @default 4 MiB */
+  segmentBytes: count.default(4 * 1024 * 1024),
+  /** A worker flushes buffered records to a segment at least this often. @default 1s */
+  flushInterval: duration.default(1_000),
+  /** Unconfirmed messages in flight per restoring queue. @default 256 */
+  confirmWindow: count.default(256),
+  /** Journal messages the broker sends a worker ahead of acknowledgement, per queue. @default 2000 */
+  prefetch: count.default(2_000),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Environment variables and the config keys they set. */
+export const environmentKeys: Record<string, keyof Config> = {
+  TIDEMARK_AMQP_URL: 'amqpUrl',
+  TIDEMARK_MANAGEMENT_URL: 'managementUrl',
+  TIDEMARK_REDIS_URL: 'redisUrl',
+  TIDEMARK_STORE: 'store',
+  TIDEMARK_S3_ENDPOINT: 's3Endpoint',
+  TIDEMARK_S3_ACCESS_KEY: 's3AccessKey',
+  TIDEMARK_S3_SECRET_KEY: 's3SecretKey',
+  TIDEMARK_S3_REGION: 's3Region',
+  TIDEMARK_COORDINATOR: 'coordinator',
+  TIDEMARK_PROTECT: 'protect',
+  TIDEMARK_NAMESPACE: 'namespace',
+  TIDEMARK_INTERVAL: 'interval',
+  TIDEMARK_PREPARE_TIMEOUT: 'prepareTimeout',
+  TIDEMARK_ID: 'id',
+};
+
+export interface ConfigSources {
+  env?: NodeJS.ProcessEnv;
+  /** Path of a JSON file whose keys are config keys. */
+  file?: string;
+  /** Values from command-line flags; undefined values are ignored. */
+  flags?: Record<string, unknown>;
+}
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const merged: Record<string, unknown> = {};
+  for (const [variable, key] of Object.entries(environmentKeys)) {
+    const value = sources.env?.[variable];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  const file = sources.file ?? sources.env?.TIDEMARK_CONFIG;
+  if (file) Object.assign(merged, readConfigFile(file));
+  for (const [key, value] of Object.entries(sources.flags ?? {})) {
+    if (value !== undefined && key in configSchema.shape) merged[key] = value;
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'config'}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}. Nothing was started or changed; fix the flag, config file or TIDEMARK_* variable named.`);
+  }
+  return { ...parsed.data, store: normalizeStoreUrl(parsed.data.store) };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object of config keys`);
+  }
+  const unknown = Object.keys(value).filter((key) => !(key in configSchema.shape));
+  if (unknown.length > 0) {
+    throw new ConfigError(`config file ${path} has unknown keys: ${unknown.join(', ')}; known keys: ${Object.keys(configSchema.shape).join(', ')}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Resolves a relative `file://dir` store against the working directory; checks the scheme. */
+export function normalizeStoreUrl(store: string): string {
+  if (store.startsWith('s3://')) {
+    const rest = store.slice('s3://'.length);
+    if (rest.length === 0 || rest.startsWith('/')) {
+      throw new ConfigError(`store ${store} names no bucket: use s3://bucket or s3://bucket/prefix`);
+    }
+    return store.replace(/\/+$/, '');
+  }
+  if (store.startsWith('file://')) {
+    const path = store.slice('file://'.length);
+    if (path.length === 0) throw new ConfigError(`store ${store} names no directory: use file:///absolute/dir`);
+    return pathToFileURL(resolve(path)).href;
+  }
+  throw new ConfigError(`store ${store} is not supported: use s3://bucket/prefix or file:///dir`);
+}

@@ -1,0 +1,23 @@
+/**
+ * The object store strategy: where segments and manifests live. Keys are relative to the store's
+ * root (the bucket prefix or the directory) and use '/' as separator.
+ *
+ * Correctness never rests on conditional writes: every key Tidemark writes is either
+ * content-addressed (segments) or written by exactly one leader for one epoch (manifests).
+ */
+export interface ObjectStore {
+  /** Where this store lives, for messages: `s3://bucket/prefix` or `file:///dir`. */
+  readonly url: string;
+  /** Write an object whole; when the promise resolves the object is durable and readable. */
+  put(key: string, body: Buffer): Promise<void>;
+  /** Read an object whole; rejects with ObjectNotFoundError if it does not exist. */
+  get(key: string): Promise<Buffer>;
+  /** True if the object exists. */
+  has(key: string): Promise<boolean>;
+  /** Every key under prefix (relative to the store root), sorted ascending. */
+  list(prefix: string): Promise<string[]>;
+  /** Remove an object; removing a missing object is not an error. */
+  delete(key: string): Promise<void>;
+  /** Release connections and handles. */
+  close(): Promise<void>;
+}
