@@ -72,6 +72,8 @@ export const configSchema = z.object({
   confirmWindow: count.default(256),
   /** Journal messages the broker sends a worker ahead of acknowledgement, per queue. @default 2000 */
   prefetch: count.default(2_000),
+  /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -93,6 +95,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_INTERVAL: 'interval',
   TIDEMARK_PREPARE_TIMEOUT: 'prepareTimeout',
   TIDEMARK_ID: 'id',
+  TIDEMARK_LOG_LEVEL: 'logLevel',
 };
 
 export interface ConfigSources {

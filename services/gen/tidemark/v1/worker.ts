@@ -105,6 +105,7 @@ export interface QueueRestore {
   segments: SegmentRef[];
   recreate: boolean;
   bind: boolean;
+  startOffset: number;
 }
 
 export interface RestoreTask {
@@ -832,6 +833,7 @@ function createBaseQueueRestore(): QueueRestore {
     segments: [],
     recreate: false,
     bind: false,
+    startOffset: 0,
   };
 }
 
@@ -863,6 +865,9 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.bind !== false) {
       writer.uint32(72).bool(message.bind);
+    }
+    if (message.startOffset !== 0) {
+      writer.uint32(80).uint64(message.startOffset);
     }
     return writer;
   },
@@ -952,6 +957,14 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.bind = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.startOffset = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -980,6 +993,7 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.segments = object.segments?.map((e) => SegmentRef.fromPartial(e)) || [];
     message.recreate = object.recreate ?? false;
     message.bind = object.bind ?? false;
+    message.startOffset = object.startOffset ?? 0;
     return message;
   },
 };

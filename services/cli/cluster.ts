@@ -1,0 +1,86 @@
+/**
+ * `tidemark cluster up`: a local cluster for development and the demo — one coordinator and N
+ * workers, each its own process running this same CLI, sharing one configuration. Stops them all
+ * on SIGINT/SIGTERM, and stops everything if the coordinator dies.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../core/config.js';
+
+export interface ClusterOptions {
+  config: Config;
+  workers: number;
+  /** Port of the coordinator's admin API. */
+  port: number;
+  /** Called once every process is up, with the coordinator address. */
+  onReady?: (coordinator: string) => void;
+}
+
+const main = fileURLToPath(new URL('./main.js', import.meta.url));
+
+/** Environment for a child: the parent's, with the resolved configuration made explicit. */
+function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    TIDEMARK_AMQP_URL: config.amqpUrl,
+    TIDEMARK_MANAGEMENT_URL: config.managementUrl,
+    TIDEMARK_REDIS_URL: config.redisUrl,
+    TIDEMARK_STORE: config.store,
+    TIDEMARK_PROTECT: config.protect,
+    TIDEMARK_NAMESPACE: config.namespace,
+    TIDEMARK_COORDINATOR: `localhost:${port}`,
+    TIDEMARK_INTERVAL: String(config.interval),
+    TIDEMARK_PREPARE_TIMEOUT: String(config.prepareTimeout),
+    TIDEMARK_LOG_LEVEL: config.logLevel,
+    ...(config.s3Endpoint ? { TIDEMARK_S3_ENDPOINT: config.s3Endpoint } : {}),
+    ...(config.s3AccessKey ? { TIDEMARK_S3_ACCESS_KEY: config.s3AccessKey } : {}),
+    ...(config.s3SecretKey ? { TIDEMARK_S3_SECRET_KEY: config.s3SecretKey } : {}),
+  };
+}
+
+function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [main, ...args], { env: { ...env, TIDEMARK_ID: name }, stdio: ['ignore', 'inherit', 'pipe'] });
+  let pending = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) process.stderr.write(`[${name}] ${line}\n`);
+  });
+  return child;
+}
+
+export async function clusterUp(options: ClusterOptions): Promise<number> {
+  const env = childEnv(options.config, options.port);
+  const children: Array<{ name: string; child: ChildProcess }> = [];
+  const coordinator = startChild('coordinator', ['coordinator', '--listen', `127.0.0.1:${options.port}`], env);
+  children.push({ name: 'coordinator', child: coordinator });
+  for (let i = 1; i <= options.workers; i += 1) {
+    const name = `worker-${i}`;
+    children.push({ name, child: startChild(name, ['worker', '--listen', '127.0.0.1:0'], env) });
+  }
+  let stopping = false;
+  const stopAll = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    for (const { child } of children) if (child.exitCode === null) child.kill(signal);
+  };
+  process.once('SIGINT', () => stopAll('SIGTERM'));
+  process.once('SIGTERM', () => stopAll('SIGTERM'));
+  process.stderr.write(`cluster up: coordinator at localhost:${options.port}, ${options.workers} worker(s); Ctrl-C stops them\n`);
+  options.onReady?.(`localhost:${options.port}`);
+  const exits = children.map(
+    ({ name, child }) =>
+      new Promise<number>((resolve) => {
+        child.once('exit', (code, signal) => {
+          if (!stopping) {
+            process.stderr.write(`cluster: ${name} exited (${signal ?? code}); stopping the cluster\n`);
+            stopAll('SIGTERM');
+          }
+          resolve(code ?? 0);
+        });
+      }),
+  );
+  const codes = await Promise.all(exits);
+  return stopping && codes.every((c) => c === 0 || c === 143) ? 0 : 1;
+}

@@ -1,0 +1,255 @@
+/**
+ * The tidemark command line. Service commands (coordinator, worker, cluster up) start processes;
+ * every other command talks to the coordinator over gRPC. Data goes to stdout (--json for the
+ * stable machine-readable form), logs and errors to stderr.
+ *
+ * Exit codes: 0 success; 1 failure; 2 bad usage or configuration; 3 a checkpoint round aborted
+ * or a restore finished with failed queues.
+ */
+import { Command, Option } from 'commander';
+import { loadConfig, type Config } from '../core/config.js';
+import { createLogger } from '../core/log.js';
+import { ConfigError, TidemarkError, errorMessage } from '../core/errors.js';
+import { TidemarkClient } from '../client/index.js';
+import { RoundOutcome, type RestoreRequest } from '../gen/tidemark/v1/admin.js';
+import { bytes, checkpointJson, manifestJson, outcomeName, restoreEventJson, statusJson, summaryJson, table } from './output.js';
+import { clusterUp } from './cluster.js';
+import { renderRestore } from './restore-view.js';
+
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+const EXIT_INCOMPLETE = 3;
+
+class ExitCode extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+const program = new Command('tidemark')
+  .description('Online, consistent, point-in-time backups of RabbitMQ queues')
+  .option('--config <file>', 'JSON config file (overrides TIDEMARK_* variables; flags override it)')
+  .option('--coordinator <host:port>', 'coordinator address (TIDEMARK_COORDINATOR)')
+  .option('--log-level <level>', 'debug, info, warn or error (TIDEMARK_LOG_LEVEL)')
+  .showHelpAfterError()
+  .exitOverride();
+
+function config(command: Command, flags: Record<string, unknown> = {}): Config {
+  const globals = program.opts<{ config?: string; coordinator?: string; logLevel?: string }>();
+  return loadConfig({ env: process.env, file: globals.config, flags: { coordinator: globals.coordinator, logLevel: globals.logLevel, ...flags } });
+}
+
+function client(command: Command): TidemarkClient {
+  return new TidemarkClient(config(command).coordinator);
+}
+
+const print = (value: unknown): void => void process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
+const printJson = (value: unknown): void => void process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+function serviceFlags(command: Command): Command {
+  return command
+    .option('--amqp-url <url>', 'protected broker (TIDEMARK_AMQP_URL)')
+    .option('--management-url <url>', 'management API (TIDEMARK_MANAGEMENT_URL)')
+    .option('--redis-url <url>', 'Redis (TIDEMARK_REDIS_URL)')
+    .option('--store <url>', 's3://bucket/prefix or file:///dir (TIDEMARK_STORE)')
+    .option('--s3-endpoint <url>', 'S3 endpoint (TIDEMARK_S3_ENDPOINT)')
+    .option('--namespace <name>', 'prefix of Tidemark-owned objects (TIDEMARK_NAMESPACE)')
+    .option('--id <id>', 'this process id (TIDEMARK_ID)')
+    .option('--listen <host:port>', 'address to serve gRPC on');
+}
+
+/** Runs until SIGINT/SIGTERM, then stops the service cleanly. */
+async function serveUntilSignal(stop: () => Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await stop();
+}
+
+serviceFlags(program.command('coordinator').description('start a coordinator (leader-elected; standbys may run)'))
+  .option('--protect <patterns>', 'queues to protect: vhost:glob,!vhost:glob (TIDEMARK_PROTECT)')
+  .option('--interval <duration>', 'time between scheduled checkpoints, 0 for none (TIDEMARK_INTERVAL)')
+  .option('--prepare-timeout <duration>', 'prepare deadline of a round (TIDEMARK_PREPARE_TIMEOUT)')
+  .action(async (flags, command: Command) => {
+    const cfg = config(command, flags);
+    const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
+    const { startCoordinator } = await import('../coordinator/index.js');
+    const running = await startCoordinator(cfg, log);
+    await serveUntilSignal(running.stop);
+  });
+
+serviceFlags(program.command('worker').description('start a worker (captures journals, runs restore tasks)'))
+  .option('--advertise <host:port>', 'address the coordinator reaches this worker at')
+  .action(async (flags, command: Command) => {
+    const cfg = config(command, flags);
+    const log = createLogger(`worker ${cfg.id}`, cfg.logLevel);
+    const { startWorker } = await import('../worker/index.js');
+    const running = await startWorker(cfg, log);
+    await serveUntilSignal(running.stop);
+  });
+
+const cluster = program.command('cluster').description('a local cluster for development and demos');
+serviceFlags(cluster.command('up').description('start a coordinator and N workers as separate processes'))
+  .option('--workers <n>', 'number of workers', '3')
+  .option('--protect <patterns>', 'queues to protect (TIDEMARK_PROTECT)')
+  .option('--interval <duration>', 'time between scheduled checkpoints (TIDEMARK_INTERVAL)')
+  .option('--port <port>', 'coordinator port (default: the port of TIDEMARK_COORDINATOR, else 7700)')
+  .action(async (flags, command: Command) => {
+    const workers = Number(flags.workers);
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError(`--workers must be a whole number from 1 to 64, not "${flags.workers}"`);
+    const { workers: _w, port: portFlag, ...rest } = flags;
+    const cfg = config(command, rest);
+    const port = Number(portFlag ?? cfg.coordinator.split(':').pop() ?? 7700);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new ConfigError(`--port must be a TCP port, not "${portFlag}"`);
+    const code = await clusterUp({ config: cfg, workers, port });
+    if (code !== 0) throw new ExitCode(EXIT_FAILED);
+  });
+
+program
+  .command('checkpoint')
+  .description('take a checkpoint now')
+  .option('--wait', 'wait until the round is decided')
+  .option('--json', 'print JSON')
+  .action(async (flags, command: Command) => {
+    const c = client(command);
+    try {
+      const reply = await c.checkpoint(Boolean(flags.wait));
+      if (flags.json) printJson(checkpointJson(reply));
+      else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) print(`checkpoint ${reply.epoch} committed in ${reply.durationMs} ms`);
+      else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING) print(`checkpoint ${reply.epoch} started`);
+      else print(`checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}`);
+      if (reply.outcome === RoundOutcome.ROUND_OUTCOME_ABORTED) throw new ExitCode(EXIT_INCOMPLETE);
+    } finally {
+      c.close();
+    }
+  });
+
+const checkpoints = program.command('checkpoints').description('the catalog of visible checkpoints');
+checkpoints
+  .command('list')
+  .description('list visible checkpoints, oldest first')
+  .option('--json', 'print JSON')
+  .action(async (flags, command: Command) => {
+    const c = client(command);
+    try {
+      const list = await c.listCheckpoints();
+      if (flags.json) return printJson({ checkpoints: list.map(summaryJson) });
+      if (list.length === 0) return print('no checkpoints yet');
+      print(
+        table([
+          ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND'],
+          ...list.map((s) => [String(s.epoch), new Date(s.committedAtMs).toISOString(), String(s.queues), String(s.messages), bytes(s.bodyBytes), s.full ? 'full' : `incremental on ${s.parentEpoch}`]),
+        ]),
+      );
+    } finally {
+      c.close();
+    }
+  });
+checkpoints
+  .command('show <id>')
+  .description('show one checkpoint (an id or "latest")')
+  .option('--json', 'print JSON')
+  .action(async (id: string, flags, command: Command) => {
+    const c = client(command);
+    try {
+      const m = await c.getCheckpoint(id);
+      if (flags.json) return printJson(manifestJson(m));
+      print(`checkpoint ${m.epoch} committed ${new Date(m.committedAtMs).toISOString()} (${m.full ? 'full' : `incremental on ${m.parentEpoch}`}), ${m.messages} messages, ${bytes(m.bodyBytes)}`);
+      print(
+        table([
+          ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS'],
+          ...m.queues.map((q) => [q.definition!.vhost, q.definition!.name, q.definition!.type, String(q.messages), bytes(q.bodyBytes), String(q.cutOffset), String(q.segments.length)]),
+        ]),
+      );
+    } finally {
+      c.close();
+    }
+  });
+
+program
+  .command('status')
+  .description('coordinator, workers, protected queues and the latest checkpoint')
+  .option('--json', 'print JSON')
+  .action(async (flags, command: Command) => {
+    const c = client(command);
+    try {
+      const s = await c.status();
+      if (flags.json) return printJson(statusJson(s));
+      const j = statusJson(s);
+      print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
+      print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ?? 'none'}${j.latestCheckpointAt ? ` at ${j.latestCheckpointAt}` : ''}`);
+      print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
+      print(j.workers.length === 0 ? 'workers: none' : table([['WORKER', 'ADDRESS', 'QUEUES'], ...j.workers.map((w) => [w.id, w.address, String(w.queues)])]));
+    } finally {
+      c.close();
+    }
+  });
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+program
+  .command('restore')
+  .description('restore queues from a checkpoint')
+  .option('--checkpoint <id>', 'checkpoint id or "latest"')
+  .option('--at <time>', 'the latest checkpoint committed at or before this ISO-8601 time')
+  .option('--queues <glob>', 'queues to restore, "glob" or "vhost:glob", "!" excludes (repeatable)', collect, [])
+  .option('--prefix <prefix>', 'prefix restored queue names')
+  .option('--map <A=B>', 'restore queue A as B (repeatable)', collect, [])
+  .option('--target-vhost <vhost>', 'restore into this vhost')
+  .option('--target-amqp <url>', 'restore into another broker')
+  .addOption(new Option('--bindings <mode>', 'recreate bindings: auto (queues that keep their name), all, none').choices(['auto', 'all', 'none']).default('auto'))
+  .option('--no-origin-headers', 'leave out the x-tidemark-origin-* headers')
+  .option('--dry-run', 'print the plan only')
+  .option('--json', 'print one JSON event per line')
+  .action(async (flags, command: Command) => {
+    if (!flags.checkpoint && !flags.at) throw new ConfigError('say which checkpoint: --checkpoint ID|latest or --at TIME');
+    if (flags.checkpoint && flags.at) throw new ConfigError('use either --checkpoint or --at, not both');
+    const map = (flags.map as string[]).map((m) => {
+      const at = m.indexOf('=');
+      if (at <= 0 || at === m.length - 1) throw new ConfigError(`--map "${m}" must be SOURCE=TARGET`);
+      return { from: m.slice(0, at), to: m.slice(at + 1) };
+    });
+    const request: Partial<RestoreRequest> = {
+      checkpoint: flags.checkpoint ?? '',
+      at: flags.at ?? '',
+      queues: flags.queues,
+      prefix: flags.prefix ?? '',
+      map,
+      targetVhost: flags.targetVhost ?? '',
+      targetAmqpUrl: flags.targetAmqp ?? '',
+      dryRun: Boolean(flags.dryRun),
+      bindings: flags.bindings,
+      noOriginHeaders: flags.originHeaders === false,
+    };
+    const c = client(command);
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort(new TidemarkError('restore interrupted')));
+    try {
+      const failed = await renderRestore(c.restore(request, controller.signal), { json: Boolean(flags.json), print, toJson: restoreEventJson });
+      if (failed > 0) throw new ExitCode(EXIT_INCOMPLETE);
+    } finally {
+      c.close();
+    }
+  });
+
+async function run(): Promise<void> {
+  // `tidemark ... | head` closes stdout early: that is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof ExitCode) process.exitCode = err.code;
+    else if ((err as { code?: string }).code?.startsWith('commander.')) {
+      const code = (err as { exitCode?: number }).exitCode ?? EXIT_USAGE;
+      process.exitCode = code === 0 ? 0 : EXIT_USAGE;
+    } else {
+      process.stderr.write(`tidemark: ${errorMessage(err)}\n`);
+      process.exitCode = err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILED;
+    }
+  }
+}
+
+await run();

@@ -1,0 +1,156 @@
+/**
+ * The CLI's --json shapes (stable, documented in docs/CLI.md) and the plain-text renderings.
+ * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
+ */
+import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+
+const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
+
+export function outcomeName(outcome: RoundOutcome): string {
+  switch (outcome) {
+    case RoundOutcome.ROUND_OUTCOME_COMMITTED:
+      return 'committed';
+    case RoundOutcome.ROUND_OUTCOME_ABORTED:
+      return 'aborted';
+    case RoundOutcome.ROUND_OUTCOME_PENDING:
+      return 'pending';
+    default:
+      return 'unknown';
+  }
+}
+
+export function checkpointJson(reply: CheckpointReply) {
+  return { id: String(reply.epoch), epoch: reply.epoch, outcome: outcomeName(reply.outcome), reason: reply.reason, durationMs: reply.durationMs };
+}
+
+export function summaryJson(s: CheckpointSummary) {
+  return {
+    id: String(s.epoch),
+    epoch: s.epoch,
+    parentEpoch: s.parentEpoch,
+    full: s.full,
+    startedAt: iso(s.startedAtMs),
+    committedAt: iso(s.committedAtMs),
+    queues: s.queues,
+    messages: s.messages,
+    bodyBytes: s.bodyBytes,
+  };
+}
+
+export function manifestJson(m: CheckpointManifest) {
+  return {
+    id: String(m.epoch),
+    epoch: m.epoch,
+    parentEpoch: m.parentEpoch,
+    full: m.full,
+    formatVersion: m.formatVersion,
+    startedAt: iso(m.startedAtMs),
+    committedAt: iso(m.committedAtMs),
+    leaderToken: m.leaderToken,
+    coordinator: m.coordinatorId,
+    messages: m.messages,
+    bodyBytes: m.bodyBytes,
+    queues: m.queues.map((q) => ({
+      vhost: q.definition?.vhost ?? '',
+      name: q.definition?.name ?? '',
+      type: q.definition?.type ?? '',
+      journal: q.journal,
+      startOffset: q.startOffset,
+      cutOffset: q.cutOffset,
+      messages: q.messages,
+      bodyBytes: q.bodyBytes,
+      segments: q.segments.length,
+      baseEpoch: q.baseEpoch,
+      worker: q.workerId,
+      bindings: (q.definition?.bindings ?? []).map((b) => ({ source: b.source, routingKey: b.routingKey })),
+    })),
+  };
+}
+
+export function statusJson(s: StatusReply) {
+  return {
+    coordinator: s.coordinatorId,
+    leader: s.leader,
+    leaderToken: s.leaderToken,
+    store: s.store,
+    intervalMs: s.intervalMs,
+    protectedQueues: s.protectedQueues,
+    latestCheckpoint: s.latestCheckpoint > 0 ? String(s.latestCheckpoint) : null,
+    latestCheckpointAt: iso(s.latestCheckpointAtMs),
+    rounds: { committed: s.roundsCommitted, aborted: s.roundsAborted },
+    lastRound: s.lastRound
+      ? {
+          epoch: s.lastRound.epoch,
+          outcome: outcomeName(s.lastRound.outcome),
+          reason: s.lastRound.reason,
+          startedAt: iso(s.lastRound.startedAtMs),
+          durationMs: s.lastRound.durationMs,
+        }
+      : null,
+    workers: s.workers.map((w) => ({ id: w.workerId, address: w.address, queues: w.queues })),
+  };
+}
+
+export function restoreEventJson(e: RestoreEvent) {
+  switch (e.event?.$case) {
+    case 'plan': {
+      const p = e.event.value;
+      return {
+        type: 'plan',
+        restoreId: p.restoreId,
+        checkpoint: String(p.checkpoint),
+        dryRun: p.dryRun,
+        messages: p.messages,
+        bodyBytes: p.bodyBytes,
+        queues: p.queues.map((q) => ({
+          source: { vhost: q.sourceVhost, queue: q.sourceQueue },
+          target: { vhost: q.targetVhost, queue: q.targetQueue },
+          type: q.type,
+          messages: q.messages,
+          bodyBytes: q.bodyBytes,
+          segments: q.segments,
+          worker: q.workerId,
+          bind: q.bind,
+        })),
+      };
+    }
+    case 'progress': {
+      const p = e.event.value;
+      return {
+        type: 'progress',
+        source: { vhost: p.sourceVhost, queue: p.sourceQueue },
+        target: { vhost: p.targetVhost, queue: p.targetQueue },
+        worker: p.workerId,
+        confirmed: p.confirmed,
+        total: p.total,
+        bodyBytes: p.bodyBytes,
+        done: p.done,
+        error: p.error || null,
+      };
+    }
+    case 'done': {
+      const d = e.event.value;
+      return { type: 'done', restoreId: d.restoreId, messages: d.messages, queues: d.queues, failedQueues: d.failedQueues, durationMs: d.durationMs };
+    }
+    default:
+      return { type: 'unknown' };
+  }
+}
+
+export function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}

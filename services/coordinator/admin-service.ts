@@ -1,0 +1,52 @@
+/** The coordinator's admin API handlers (CoordinatorService). */
+import type * as grpc from '@grpc/grpc-js';
+import { serverStream, unary } from '../core/grpc.js';
+import type { Logger } from '../core/log.js';
+import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
+import type { Coordinator } from './coordinator.js';
+import { runRestore } from './restore-coordinator.js';
+
+export function adminHandlers(coordinator: Coordinator, log: Logger): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
+  return {
+    checkpoint: unary(async (request) => {
+      const startedAt = Date.now();
+      let announce: (epoch: number) => void = () => {};
+      const started = new Promise<number>((resolve) => (announce = resolve));
+      const result = coordinator.startRound(announce);
+      if (!request.wait) {
+        const epoch = await Promise.race([started, result.then((r) => r.epoch)]);
+        result.catch(() => {});
+        return { epoch, outcome: RoundOutcome.ROUND_OUTCOME_PENDING, reason: '', durationMs: Date.now() - startedAt };
+      }
+      const done = await result;
+      return {
+        epoch: done.epoch,
+        outcome: done.outcome === 'committed' ? RoundOutcome.ROUND_OUTCOME_COMMITTED : RoundOutcome.ROUND_OUTCOME_ABORTED,
+        reason: done.reason,
+        durationMs: Date.now() - startedAt,
+      };
+    }),
+    listCheckpoints: unary(async () => {
+      const epochs = await coordinator.catalog.epochs();
+      const checkpoints = await Promise.all(
+        epochs.map(async (epoch) => {
+          const m = await coordinator.catalog.get(epoch);
+          return {
+            epoch,
+            parentEpoch: m.parentEpoch,
+            full: m.full,
+            startedAtMs: m.startedAtMs,
+            committedAtMs: m.committedAtMs,
+            queues: m.queues.length,
+            messages: m.messages,
+            bodyBytes: m.bodyBytes,
+          };
+        }),
+      );
+      return { checkpoints };
+    }),
+    getCheckpoint: unary(async (request) => coordinator.catalog.resolve(request.id)),
+    status: unary(async () => coordinator.status()),
+    restore: serverStream(async (request, emit, call) => runRestore(coordinator, request, emit, call.signal, log.child('restore'))),
+  };
+}

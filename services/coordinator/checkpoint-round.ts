@@ -1,0 +1,220 @@
+/**
+ * One checkpoint round as a pure state machine: it takes events (fence published, votes,
+ * deadline, decision recorded, manifest written) and returns the effects the coordinator must
+ * carry out. No sockets, clocks or brokers here, so tests can drive every interleaving.
+ *
+ * Two-phase commit with presumed abort:
+ *   fence → PREPARE all → all YES ? record COMMIT → write manifest → send COMMIT
+ *                                 : record ABORT → send ABORT
+ * Invariants this machine protects:
+ * - I1 (G1) COMMIT is decided only when every queue of the round is covered by a YES vote of the
+ *   worker it was asked of; anything else (NO, error, missing queue, deadline) aborts.
+ * - I2 The decision is recorded durably before anyone hears it and before the manifest is
+ *   written, so a new leader never contradicts it.
+ * - I3 The manifest is written last (after the decision) and is the only thing that makes the
+ *   checkpoint visible; workers learn COMMIT only after it has landed.
+ * - I4 A decided round never changes its decision; late votes are ignored.
+ */
+import type { CheckpointManifest, ExchangeDefinition, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
+import { Vote, type PrepareReply, type QueueRef } from '../gen/tidemark/v1/worker.js';
+
+export interface RoundParticipant {
+  workerId: string;
+  queues: QueueRef[];
+}
+
+export interface RoundQueue {
+  definition: QueueDefinition;
+  journal: string;
+}
+
+export interface RoundPlan {
+  epoch: number;
+  leaderToken: number;
+  coordinatorId: string;
+  startedAtMs: number;
+  vhosts: string[];
+  fenceExchange: string;
+  participants: RoundParticipant[];
+  /** Every queue the round must cover, by queue id. */
+  queues: Map<string, RoundQueue>;
+  exchanges: ExchangeDefinition[];
+  /** The latest visible checkpoint before this round, 0 if none. */
+  parentEpoch: number;
+  /** Whether an epoch is a visible checkpoint (a worker's base must be one). */
+  isVisible: (epoch: number) => boolean;
+}
+
+export type Outcome = 'committed' | 'aborted';
+
+export type RoundEffect =
+  | { type: 'publish-fences'; epoch: number; vhosts: string[] }
+  | { type: 'prepare'; epoch: number; participant: RoundParticipant }
+  | { type: 'record-decision'; epoch: number; decision: Outcome; reason: string }
+  | { type: 'write-manifest'; manifest: CheckpointManifest }
+  | { type: 'send-decision'; epoch: number; decision: Outcome; workerIds: string[] }
+  | { type: 'finish'; epoch: number; outcome: Outcome; reason: string };
+
+export type RoundEvent =
+  | { type: 'start' }
+  | { type: 'fences-published'; atMs: number }
+  | { type: 'fences-failed'; reason: string }
+  | { type: 'vote'; workerId: string; reply: PrepareReply }
+  | { type: 'prepare-failed'; workerId: string; reason: string }
+  | { type: 'deadline' }
+  | { type: 'decision-recorded'; atMs: number }
+  | { type: 'manifest-written' };
+
+export type RoundState = 'new' | 'fencing' | 'preparing' | 'recording' | 'writing-manifest' | 'done';
+
+export function queueKey(vhost: string, queue: string): string {
+  return `${vhost}\u0000${queue}`;
+}
+
+export class CheckpointRound {
+  state: RoundState = 'new';
+  decision: Outcome | undefined;
+  reason = '';
+  private readonly votes = new Map<string, PrepareReply>();
+  private fencedAtMs = 0;
+
+  constructor(readonly plan: RoundPlan) {}
+
+  get epoch(): number {
+    return this.plan.epoch;
+  }
+
+  handle(event: RoundEvent): RoundEffect[] {
+    switch (event.type) {
+      case 'start':
+        if (this.state !== 'new') return [];
+        if (this.plan.queues.size === 0) return this.decide('aborted', 'no protected queues: set TIDEMARK_PROTECT to the queues to back up');
+        if (this.plan.participants.length === 0) return this.decide('aborted', 'no live workers: start at least one "tidemark worker"');
+        {
+          const uncovered = this.uncoveredQueues(this.plan.participants.flatMap((p) => p.queues));
+          if (uncovered.length > 0) return this.decide('aborted', `no worker was assigned ${describe(uncovered)}`);
+        }
+        this.state = 'fencing';
+        return [{ type: 'publish-fences', epoch: this.epoch, vhosts: this.plan.vhosts }];
+      case 'fences-published':
+        if (this.state !== 'fencing') return [];
+        this.fencedAtMs = event.atMs;
+        this.state = 'preparing';
+        return this.plan.participants.map((participant) => ({ type: 'prepare', epoch: this.epoch, participant }) as RoundEffect);
+      case 'fences-failed':
+        if (this.state !== 'fencing') return [];
+        return this.decide('aborted', `fence could not be published: ${event.reason}`);
+      case 'vote':
+        return this.onVote(event.workerId, event.reply);
+      case 'prepare-failed':
+        if (this.state !== 'preparing') return [];
+        return this.decide('aborted', `worker ${event.workerId} did not vote: ${event.reason}`);
+      case 'deadline':
+        if (this.state === 'fencing' || this.state === 'preparing') {
+          const missing = this.plan.participants.filter((p) => !this.votes.has(p.workerId)).map((p) => p.workerId);
+          return this.decide('aborted', `prepare deadline passed without a vote from ${missing.join(', ') || 'the fence publisher'}`);
+        }
+        return [];
+      case 'decision-recorded':
+        if (this.state !== 'recording') return [];
+        if (this.decision === 'committed') {
+          this.state = 'writing-manifest';
+          return [{ type: 'write-manifest', manifest: this.buildManifest(event.atMs) }];
+        }
+        return this.finish();
+      case 'manifest-written':
+        if (this.state !== 'writing-manifest') return [];
+        return this.finish();
+    }
+  }
+
+  private onVote(workerId: string, reply: PrepareReply): RoundEffect[] {
+    if (this.state !== 'preparing') return [];
+    const participant = this.plan.participants.find((p) => p.workerId === workerId);
+    if (!participant) return [];
+    if (reply.vote !== Vote.VOTE_YES) {
+      return this.decide('aborted', reply.reason || `worker ${workerId} voted NO`);
+    }
+    const problem = this.checkYes(participant, reply);
+    if (problem) return this.decide('aborted', `worker ${workerId} voted YES but ${problem}`);
+    this.votes.set(workerId, reply);
+    if (this.votes.size < this.plan.participants.length) return [];
+    return this.decide('committed', '');
+  }
+
+  /** A YES vote must cover exactly the queues asked, each on a visible base. */
+  private checkYes(participant: RoundParticipant, reply: PrepareReply): string | undefined {
+    const asked = new Set(participant.queues.map((q) => queueKey(q.vhost, q.queue)));
+    const answered = new Set<string>();
+    for (const q of reply.queues) {
+      const id = queueKey(q.definition?.vhost ?? '', q.definition?.name ?? '');
+      if (!asked.has(id)) return `reported queue ${q.definition?.vhost}/${q.definition?.name} it was not asked for`;
+      if (q.baseEpoch !== 0 && !this.plan.isVisible(q.baseEpoch)) {
+        return `based ${q.definition?.vhost}/${q.definition?.name} on checkpoint ${q.baseEpoch}, which is not visible`;
+      }
+      if (q.cutOffset < q.startOffset) return `reported cut ${q.cutOffset} before start ${q.startOffset} for ${q.definition?.name}`;
+      answered.add(id);
+    }
+    const missing = [...asked].filter((id) => !answered.has(id));
+    if (missing.length > 0) return `left out ${missing.length} queue(s) it was asked for`;
+    return undefined;
+  }
+
+  private uncoveredQueues(assigned: QueueRef[]): string[] {
+    const covered = new Set(assigned.map((q) => queueKey(q.vhost, q.queue)));
+    return [...this.plan.queues.keys()].filter((id) => !covered.has(id));
+  }
+
+  private decide(decision: Outcome, reason: string): RoundEffect[] {
+    if (this.decision) return [];
+    this.decision = decision;
+    this.reason = reason;
+    this.state = 'recording';
+    return [{ type: 'record-decision', epoch: this.epoch, decision, reason }];
+  }
+
+  private finish(): RoundEffect[] {
+    this.state = 'done';
+    const outcome = this.decision!;
+    return [
+      { type: 'send-decision', epoch: this.epoch, decision: outcome, workerIds: this.plan.participants.map((p) => p.workerId) },
+      { type: 'finish', epoch: this.epoch, outcome, reason: this.reason },
+    ];
+  }
+
+  private buildManifest(committedAtMs: number): CheckpointManifest {
+    const queues: QueueCheckpoint[] = [];
+    for (const reply of this.votes.values()) {
+      for (const q of reply.queues) {
+        const planned = this.plan.queues.get(queueKey(q.definition!.vhost, q.definition!.name))!;
+        // The coordinator's discovered definition is the authority on the queue's shape.
+        queues.push({ ...q, definition: planned.definition, journal: planned.journal, workerId: reply.workerId });
+      }
+    }
+    queues.sort((a, b) => compareQueues(a.definition!, b.definition!));
+    return {
+      formatVersion: 1,
+      epoch: this.epoch,
+      parentEpoch: this.plan.parentEpoch,
+      full: queues.every((q) => q.baseEpoch === 0),
+      startedAtMs: this.plan.startedAtMs,
+      committedAtMs,
+      leaderToken: this.plan.leaderToken,
+      coordinatorId: this.plan.coordinatorId,
+      fences: this.plan.vhosts.map((vhost) => ({ vhost, exchange: this.plan.fenceExchange, publishedAtMs: this.fencedAtMs })),
+      exchanges: this.plan.exchanges,
+      queues,
+      messages: queues.reduce((n, q) => n + q.messages, 0),
+      bodyBytes: queues.reduce((n, q) => n + q.bodyBytes, 0),
+    };
+  }
+}
+
+function compareQueues(a: QueueDefinition, b: QueueDefinition): number {
+  return a.vhost.localeCompare(b.vhost) || a.name.localeCompare(b.name);
+}
+
+function describe(ids: string[]): string {
+  const names = ids.slice(0, 5).map((id) => id.replace('\u0000', '/'));
+  return ids.length > 5 ? `${names.join(', ')} and ${ids.length - 5} more` : names.join(', ');
+}

@@ -1,0 +1,78 @@
+/**
+ * The epoch counter and the decision log in Redis. Every write is fenced: it lands only while the
+ * writer still holds the leader lease (checked atomically in the same script), so a deposed
+ * leader can never record a decision.
+ *
+ * Redis is not the source of truth for what is visible (the manifests in the store are, G5): if
+ * Redis is lost, the epoch counter is raised past the newest manifest before any new round.
+ */
+import type { Redis } from 'ioredis';
+import { redisKeys } from '../core/names.js';
+import { StaleLeaderError } from '../core/errors.js';
+
+export type DecisionState = 'started' | 'committed' | 'aborted';
+
+export interface DecisionRecord {
+  epoch: number;
+  state: DecisionState;
+  reason: string;
+  leaderToken: number;
+  atMs: number;
+}
+
+const NEXT_EPOCH = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local newest = tonumber(ARGV[2])
+if current < newest then redis.call('SET', KEYS[2], newest) end
+return redis.call('INCR', KEYS[2])`;
+
+// A decided epoch keeps its decision (I4): a second write of another decision is refused.
+const RECORD = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local existing = redis.call('HGET', KEYS[2], ARGV[2])
+if existing and ARGV[4] == 'started' then return 0 end
+if existing and string.find(existing, '"state":"started"', 1, true) == nil then
+  if string.find(existing, '"state":"' .. ARGV[4] .. '"', 1, true) then return 1 end
+  return -2
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1`;
+
+export class DecisionLog {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: Redis,
+    namespace: string,
+  ) {
+    this.keys = redisKeys(namespace);
+  }
+
+  /** Takes the next epoch, always above `newestVisible` (the newest manifest in the store). */
+  async nextEpoch(holder: string, token: number, newestVisible: number): Promise<number> {
+    const epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, newestVisible));
+    if (epoch < 0) throw new StaleLeaderError(token, token + 1);
+    return epoch;
+  }
+
+  /** Records a round's state; throws if this process no longer holds the lease or it conflicts. */
+  async record(holder: string, record: DecisionRecord): Promise<void> {
+    const result = Number(
+      await this.redis.eval(RECORD, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(record), record.state),
+    );
+    if (result === -1) throw new StaleLeaderError(record.leaderToken, record.leaderToken + 1);
+    if (result === -2) throw new Error(`epoch ${record.epoch} was already decided otherwise; refusing to record ${record.state}`);
+  }
+
+  async get(epoch: number): Promise<DecisionRecord | undefined> {
+    const value = await this.redis.hget(this.keys.decisions, String(epoch));
+    return value ? (JSON.parse(value) as DecisionRecord) : undefined;
+  }
+
+  /** Every recorded round, oldest first. */
+  async all(): Promise<DecisionRecord[]> {
+    const entries = await this.redis.hvals(this.keys.decisions);
+    return entries.map((v) => JSON.parse(v) as DecisionRecord).sort((a, b) => a.epoch - b.epoch);
+  }
+}

@@ -1,0 +1,30 @@
+/** The coordinator service: start one with startCoordinator(config). */
+import type { Config } from '../core/config.js';
+import type { Logger } from '../core/log.js';
+import { startServer, stopServer } from '../core/grpc.js';
+import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
+import { Coordinator } from './coordinator.js';
+import { adminHandlers } from './admin-service.js';
+
+export { Coordinator } from './coordinator.js';
+
+export interface RunningCoordinator {
+  coordinator: Coordinator;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startCoordinator(config: Config, log: Logger): Promise<RunningCoordinator> {
+  const coordinator = await Coordinator.create(config, log);
+  const { server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator, log)]], config.listen ?? '0.0.0.0:7700');
+  await coordinator.start();
+  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
+  return {
+    coordinator,
+    port,
+    async stop() {
+      await stopServer(server, 2_000);
+      await coordinator.stop();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Leadership through a Redis lease with a fencing token. The token grows with every new lease,
+ * rides on every worker RPC and every decision write, and lets workers and the decision log
+ * refuse a deposed leader that has not noticed yet.
+ */
+import type { Redis } from 'ioredis';
+import { redisKeys } from '../core/names.js';
+
+const ACQUIRE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local token = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+  return token
+end
+return 0`;
+
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+export class LeaderLease {
+  private readonly keys;
+  /** The token of the lease this process holds, 0 when it is not leader. */
+  token = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    namespace: string,
+    private readonly coordinatorId: string,
+    private readonly leaseMs: number,
+  ) {
+    this.keys = redisKeys(namespace);
+  }
+
+  /** The value stored under the leader key while this process holds the lease. */
+  get holder(): string {
+    return `${this.token}:${this.coordinatorId}`;
+  }
+
+  /** Takes the lease if nobody holds it; returns true if this process is now leader. */
+  async tryAcquire(): Promise<boolean> {
+    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, this.coordinatorId, this.leaseMs));
+    if (token > 0) this.token = token;
+    return token > 0;
+  }
+
+  /** Extends the lease; false means it was lost (expired and maybe taken by another). */
+  async renew(): Promise<boolean> {
+    if (this.token === 0) return false;
+    const ok = Number(await this.redis.eval(RENEW, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
+    if (!ok) this.token = 0;
+    return ok;
+  }
+
+  async release(): Promise<void> {
+    if (this.token === 0) return;
+    await this.redis.eval(RELEASE, 1, this.keys.leader, this.holder);
+    this.token = 0;
+  }
+
+  /** Who holds the lease now (token and id), if anyone. */
+  async current(): Promise<{ token: number; id: string } | undefined> {
+    const value = await this.redis.get(this.keys.leader);
+    if (!value) return undefined;
+    const at = value.indexOf(':');
+    return { token: Number(value.slice(0, at)), id: value.slice(at + 1) };
+  }
+}

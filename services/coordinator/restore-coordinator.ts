@@ -1,0 +1,139 @@
+/**
+ * Runs a restore across the workers: resolves the checkpoint, plans, hands each worker its
+ * queues, and relays their progress as one event stream.
+ */
+import { randomBytes } from 'node:crypto';
+import type { RestoreEvent, RestoreRequest } from '../gen/tidemark/v1/admin.js';
+import type { QueueRestore } from '../gen/tidemark/v1/worker.js';
+import { ConfigError, errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { Coordinator } from './coordinator.js';
+import { parseBindingsMode, planRestore } from './restore-plan.js';
+
+export async function runRestore(
+  coordinator: Coordinator,
+  request: RestoreRequest,
+  emit: (event: RestoreEvent) => void,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<void> {
+  const startedAt = Date.now();
+  const catalog = coordinator.catalog;
+  let manifest;
+  if (request.at) {
+    const atMs = Date.parse(request.at);
+    if (Number.isNaN(atMs)) throw new ConfigError(`--at "${request.at}" is not a time: use ISO-8601, e.g. 2026-11-24T10:15:00Z`);
+    manifest = await catalog.at(atMs);
+  } else {
+    manifest = await catalog.resolve(request.checkpoint || 'latest');
+  }
+  const workers = await coordinator.liveWorkers();
+  const planned = planRestore(
+    manifest,
+    {
+      queues: request.queues,
+      prefix: request.prefix,
+      map: request.map,
+      targetVhost: request.targetVhost,
+      bindings: parseBindingsMode(request.bindings),
+    },
+    [...workers.keys()].sort(),
+  );
+  const restoreId = `r${manifest.epoch}-${randomBytes(4).toString('hex')}`;
+  emit({
+    event: {
+      $case: 'plan',
+      value: {
+        restoreId,
+        checkpoint: manifest.epoch,
+        dryRun: request.dryRun,
+        messages: planned.reduce((n, p) => n + p.entry.messages, 0),
+        bodyBytes: planned.reduce((n, p) => n + p.entry.bodyBytes, 0),
+        queues: planned.map((p) => ({
+          sourceVhost: p.entry.definition!.vhost,
+          sourceQueue: p.entry.definition!.name,
+          targetVhost: p.targetVhost,
+          targetQueue: p.targetName,
+          type: p.entry.definition!.type,
+          messages: p.entry.messages,
+          bodyBytes: p.entry.bodyBytes,
+          segments: p.entry.segments.length,
+          workerId: p.workerId,
+          bind: p.bind,
+        })),
+      },
+    },
+  });
+  if (request.dryRun) return;
+
+  const tasks = new Map<string, QueueRestore[]>();
+  for (const p of planned) {
+    const item: QueueRestore = {
+      source: p.entry.definition,
+      targetVhost: p.targetVhost,
+      targetName: p.targetName,
+      startOffset: p.entry.startOffset,
+      cutOffset: p.entry.cutOffset,
+      messages: p.entry.messages,
+      bodyBytes: p.entry.bodyBytes,
+      segments: await catalog.segmentsOf(p.entry),
+      recreate: true,
+      bind: p.bind,
+    };
+    tasks.set(p.workerId, [...(tasks.get(p.workerId) ?? []), item]);
+  }
+  let restored = 0;
+  let failed = 0;
+  await Promise.all(
+    [...tasks].map(async ([workerId, queues]) => {
+      const client = workers.get(workerId)!;
+      const finished = new Set<string>();
+      try {
+        for await (const progress of client.restore(
+          {
+            leaderToken: coordinator.leaderToken || 1,
+            restoreId,
+            checkpoint: manifest.epoch,
+            targetAmqpUrl: request.targetAmqpUrl,
+            queues,
+            exchanges: manifest.exchanges,
+            originHeaders: !request.noOriginHeaders,
+            confirmWindow: 0,
+          },
+          signal,
+        )) {
+          if (progress.done) {
+            finished.add(`${progress.sourceVhost}\u0000${progress.sourceQueue}`);
+            if (progress.error) failed += 1;
+            else restored += progress.confirmed;
+          }
+          emit({ event: { $case: 'progress', value: progress } });
+        }
+      } catch (err) {
+        log.error(`restore ${restoreId} on worker ${workerId} failed: ${errorMessage(err)}`);
+        for (const q of queues) {
+          if (finished.has(`${q.source!.vhost}\u0000${q.source!.name}`)) continue;
+          failed += 1;
+          emit({
+            event: {
+              $case: 'progress',
+              value: {
+                workerId,
+                sourceVhost: q.source!.vhost,
+                sourceQueue: q.source!.name,
+                targetVhost: q.targetVhost,
+                targetQueue: q.targetName,
+                confirmed: 0,
+                total: q.messages,
+                done: true,
+                error: `worker ${workerId} failed: ${errorMessage(err)}`,
+                bodyBytes: 0,
+              },
+            },
+          });
+        }
+      }
+    }),
+  );
+  emit({ event: { $case: 'done', value: { restoreId, messages: restored, queues: planned.length, failedQueues: failed, durationMs: Date.now() - startedAt } } });
+}

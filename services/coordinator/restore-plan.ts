@@ -1,0 +1,100 @@
+/**
+ * Restore planning, pure: which queues of a checkpoint to restore, under which names, into which
+ * vhost, and which worker does each. Conflicts and bad selections are found here, before anything
+ * is published.
+ */
+import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
+import type { NameMapping } from '../gen/tidemark/v1/admin.js';
+import { ConfigError } from '../core/errors.js';
+import { rendezvousOwner } from '../core/rendezvous.js';
+import { globMatcher } from '../core/protect.js';
+
+export type BindingsMode = 'auto' | 'all' | 'none';
+
+export interface RestoreSelection {
+  /** Globs `vhost:glob` or `glob` (any vhost); a leading `!` excludes. Empty: every queue. */
+  queues: string[];
+  prefix: string;
+  map: NameMapping[];
+  targetVhost: string;
+  bindings: BindingsMode;
+}
+
+export interface PlannedRestore {
+  entry: QueueCheckpoint;
+  targetVhost: string;
+  targetName: string;
+  bind: boolean;
+  workerId: string;
+}
+
+interface Matcher {
+  exclude: boolean;
+  vhost?: (v: string) => boolean;
+  queue: (q: string) => boolean;
+}
+
+function compile(pattern: string): Matcher {
+  let text = pattern.trim();
+  const exclude = text.startsWith('!');
+  if (exclude) text = text.slice(1);
+  const colon = text.indexOf(':');
+  const vhostGlob = colon >= 0 ? text.slice(0, colon) : undefined;
+  const queueGlob = colon >= 0 ? text.slice(colon + 1) : text;
+  if (queueGlob === '' || vhostGlob === '') throw new ConfigError(`queue selector "${pattern}" is empty: use "glob" or "vhost:glob"`);
+  // Same glob semantics as TIDEMARK_PROTECT: names have no path structure.
+  return {
+    exclude,
+    vhost: vhostGlob === undefined ? undefined : globMatcher(vhostGlob, pattern),
+    queue: globMatcher(queueGlob, pattern),
+  };
+}
+
+export function parseBindingsMode(text: string): BindingsMode {
+  const mode = text === '' ? 'auto' : text;
+  if (mode !== 'auto' && mode !== 'all' && mode !== 'none') {
+    throw new ConfigError(`--bindings must be auto, all or none, not "${text}"`);
+  }
+  return mode;
+}
+
+export function planRestore(manifest: CheckpointManifest, selection: RestoreSelection, workerIds: string[]): PlannedRestore[] {
+  const matchers = selection.queues.filter((q) => q.trim() !== '').map(compile);
+  const includes = matchers.filter((m) => !m.exclude);
+  const excludes = matchers.filter((m) => m.exclude);
+  const hit = (m: Matcher, q: QueueCheckpoint) => (!m.vhost || m.vhost(q.definition!.vhost)) && m.queue(q.definition!.name);
+  const chosen = manifest.queues.filter(
+    (q) => (includes.length === 0 || includes.some((m) => hit(m, q))) && !excludes.some((m) => hit(m, q)),
+  );
+  if (chosen.length === 0) {
+    throw new ConfigError(
+      `no queue of checkpoint ${manifest.epoch} matches ${selection.queues.join(' ') || '(all)'}; it holds ${manifest.queues.length} queue(s): see "tidemark checkpoints show ${manifest.epoch}"`,
+    );
+  }
+  const mapped = new Map<string, string>();
+  for (const m of selection.map) {
+    if (!m.from || !m.to) throw new ConfigError(`--map needs A=B with both names, got "${m.from}=${m.to}"`);
+    mapped.set(m.from, m.to);
+  }
+  for (const from of mapped.keys()) {
+    if (!chosen.some((q) => q.definition!.name === from)) throw new ConfigError(`--map names ${from}, which is not among the selected queues`);
+  }
+  if (workerIds.length === 0) throw new ConfigError('no live workers to run the restore: start at least one "tidemark worker"');
+  const planned = chosen.map((entry) => {
+    const source = entry.definition!;
+    const targetName = mapped.get(source.name) ?? `${selection.prefix}${source.name}`;
+    const targetVhost = selection.targetVhost || source.vhost;
+    const renamed = targetName !== source.name || targetVhost !== source.vhost;
+    const bind = selection.bindings === 'all' || (selection.bindings === 'auto' && !renamed);
+    const workerId = rendezvousOwner(`${targetVhost}\u0000${targetName}`, workerIds)!;
+    return { entry, targetVhost, targetName, bind, workerId };
+  });
+  const targets = new Map<string, string>();
+  for (const p of planned) {
+    const key = `${p.targetVhost}\u0000${p.targetName}`;
+    const other = targets.get(key);
+    if (other) throw new ConfigError(`${other} and ${p.entry.definition!.name} would both restore into ${p.targetVhost}/${p.targetName}: adjust --map/--prefix`);
+    targets.set(key, p.entry.definition!.name);
+  }
+  return planned;
+}

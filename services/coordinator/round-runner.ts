@@ -1,0 +1,176 @@
+/**
+ * Carries out the effects of a CheckpointRound against the real world: fences through AMQP,
+ * PREPARE/DECIDE through gRPC, the decision through Redis, the manifest through the store.
+ */
+import type { ChannelModel } from 'amqplib';
+import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import { Decision } from '../gen/tidemark/v1/worker.js';
+import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
+import type { DecisionLog } from './decision-log.js';
+import type { Catalog } from '../core/catalog.js';
+import type { WorkerClient } from '../client/worker-client.js';
+import type { Logger } from '../core/log.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER } from '../core/names.js';
+import { StaleLeaderError, errorMessage } from '../core/errors.js';
+
+export interface RoundContext {
+  namespace: string;
+  plan: RoundPlan;
+  /** Lease holder string, for fenced Redis writes. */
+  holder: string;
+  decisions: DecisionLog;
+  catalog: Catalog;
+  workers: Map<string, WorkerClient>;
+  connect: (vhost: string) => Promise<ChannelModel>;
+  prepareTimeoutMs: number;
+  /** Whether this manifest should be consolidated into a full one. */
+  consolidate: boolean;
+  /** False once leadership is lost: stops the manifest retry loop. */
+  stillLeader: () => boolean;
+  log: Logger;
+}
+
+export interface RoundResult {
+  epoch: number;
+  outcome: Outcome;
+  reason: string;
+  manifest?: CheckpointManifest;
+}
+
+export function runRound(context: RoundContext): Promise<RoundResult> {
+  const { plan, log } = context;
+  const round = new CheckpointRound(plan);
+  let manifest: CheckpointManifest | undefined;
+  return new Promise<RoundResult>((resolve) => {
+    let finished = false;
+    const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + 1_000);
+    const dispatch = (event: RoundEvent): void => {
+      if (finished) return;
+      for (const effect of round.handle(event)) {
+        execute(effect).catch((err) => {
+          // An effect that cannot complete (lost leadership) ends the round undecided here; the
+          // next leader presumes abort unless COMMIT was recorded.
+          log.error(`round ${plan.epoch}: ${effect.type} failed: ${errorMessage(err)}`);
+          done({ epoch: plan.epoch, outcome: 'aborted', reason: `${effect.type} failed: ${errorMessage(err)}` });
+        });
+      }
+    };
+    const done = (result: RoundResult): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const execute = async (effect: RoundEffect): Promise<void> => {
+      switch (effect.type) {
+        case 'publish-fences':
+          try {
+            await publishFences(context, effect.epoch, effect.vhosts);
+            dispatch({ type: 'fences-published', atMs: Date.now() });
+          } catch (err) {
+            dispatch({ type: 'fences-failed', reason: errorMessage(err) });
+          }
+          return;
+        case 'prepare': {
+          const client = context.workers.get(effect.participant.workerId);
+          if (!client) {
+            dispatch({ type: 'prepare-failed', workerId: effect.participant.workerId, reason: 'no client for worker' });
+            return;
+          }
+          try {
+            const reply = await client.prepare(
+              { leaderToken: plan.leaderToken, epoch: effect.epoch, queues: effect.participant.queues },
+              context.prepareTimeoutMs,
+            );
+            dispatch({ type: 'vote', workerId: effect.participant.workerId, reply });
+          } catch (err) {
+            dispatch({ type: 'prepare-failed', workerId: effect.participant.workerId, reason: errorMessage(err) });
+          }
+          return;
+        }
+        case 'record-decision':
+          await context.decisions.record(context.holder, {
+            epoch: effect.epoch,
+            state: effect.decision,
+            reason: effect.reason,
+            leaderToken: plan.leaderToken,
+            atMs: Date.now(),
+          });
+          dispatch({ type: 'decision-recorded', atMs: Date.now() });
+          return;
+        case 'write-manifest':
+          manifest = context.consolidate ? await context.catalog.consolidate(effect.manifest) : effect.manifest;
+          await writeUntilLanded(context, manifest);
+          dispatch({ type: 'manifest-written' });
+          return;
+        case 'send-decision':
+          void sendDecision(context, effect.epoch, effect.decision, effect.workerIds);
+          return;
+        case 'finish':
+          if (effect.outcome === 'committed') log.info(`checkpoint ${effect.epoch} committed`, { queues: manifest?.queues.length, messages: manifest?.messages });
+          else log.warn(`round ${effect.epoch} aborted: ${effect.reason}`);
+          done({ epoch: effect.epoch, outcome: effect.outcome, reason: effect.reason, manifest });
+          return;
+      }
+    };
+    dispatch({ type: 'start' });
+  });
+}
+
+/** One fence per vhost, published with a confirm so a YES vote cannot precede it. */
+async function publishFences(context: RoundContext, epoch: number, vhosts: string[]): Promise<void> {
+  await Promise.all(
+    vhosts.map(async (vhost) => {
+      const connection = await context.connect(vhost);
+      const channel = await connection.createConfirmChannel();
+      channel.on('error', () => {});
+      try {
+        channel.publish(context.plan.fenceExchange, '', Buffer.from(JSON.stringify({ epoch, vhost })), {
+          persistent: true,
+          contentType: 'application/json',
+          headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_NAMESPACE_HEADER]: context.namespace },
+        });
+        await channel.waitForConfirms();
+      } finally {
+        await channel.close().catch(() => {});
+      }
+    }),
+  );
+}
+
+/** The decision is recorded, so the manifest must land: retry until it does or we are deposed. */
+async function writeUntilLanded(context: RoundContext, manifest: CheckpointManifest): Promise<void> {
+  let delay = 200;
+  for (;;) {
+    if (!context.stillLeader()) throw new StaleLeaderError(context.plan.leaderToken, context.plan.leaderToken + 1);
+    try {
+      await context.catalog.publish(manifest);
+      return;
+    } catch (err) {
+      context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+async function sendDecision(context: RoundContext, epoch: number, decision: Outcome, workerIds: string[]): Promise<void> {
+  await Promise.all(
+    workerIds.map(async (workerId) => {
+      const client = context.workers.get(workerId);
+      if (!client) return;
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        try {
+          await client.decide(
+            { leaderToken: context.plan.leaderToken, epoch, decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT },
+            5_000,
+          );
+          return;
+        } catch (err) {
+          context.log.debug(`decision ${decision} of ${epoch} to ${workerId} failed: ${errorMessage(err)}`);
+          await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
+        }
+      }
+    }),
+  );
+}

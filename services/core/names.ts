@@ -1,0 +1,61 @@
+/**
+ * Names of the RabbitMQ objects and Redis keys Tidemark owns. Everything starts with the namespace
+ * so that two installations (or two test runs) on one broker and one Redis never touch each
+ * other's objects, and so protection globs can never select Tidemark's own queues.
+ */
+import { createHash } from 'node:crypto';
+
+/** RabbitMQ queue names are limited to 255 bytes. */
+const MAX_QUEUE_NAME_BYTES = 255;
+
+/** Header on fence messages carrying the epoch. */
+export const FENCE_EPOCH_HEADER = 'x-tidemark-fence';
+/** Header on fence messages carrying the namespace that published it. */
+export const FENCE_NAMESPACE_HEADER = 'x-tidemark-namespace';
+/** Header RabbitMQ adds to messages read from a stream. */
+export const STREAM_OFFSET_HEADER = 'x-stream-offset';
+
+/** Origin headers on restored messages, so consumers can de-duplicate. */
+export const ORIGIN_QUEUE_HEADER = 'x-tidemark-origin-queue';
+export const ORIGIN_VHOST_HEADER = 'x-tidemark-origin-vhost';
+export const ORIGIN_OFFSET_HEADER = 'x-tidemark-origin-offset';
+export const ORIGIN_CHECKPOINT_HEADER = 'x-tidemark-checkpoint';
+
+/** The journal stream of a protected queue, in the queue's own vhost. */
+export function journalName(namespace: string, queue: string): string {
+  const name = `${namespace}.journal.${queue}`;
+  if (Buffer.byteLength(name) <= MAX_QUEUE_NAME_BYTES) return name;
+  // Too long to prefix: a digest keeps it unique and stable; the manifest keeps the real name.
+  return `${namespace}.journal.~${createHash('sha256').update(queue).digest('hex')}`;
+}
+
+/** The fanout exchange of a vhost that fence messages are published to. */
+export function fenceExchangeName(namespace: string): string {
+  return `${namespace}.fence`;
+}
+
+/** True for queues and exchanges Tidemark itself created. */
+export function isOwnObject(namespace: string, name: string): boolean {
+  return name.startsWith(`${namespace}.`);
+}
+
+/** Redis keys, all under `<namespace>:`. */
+export function redisKeys(namespace: string) {
+  const root = `${namespace}:`;
+  return {
+    /** Epoch counter (INCR). */
+    epoch: `${root}epoch`,
+    /** Current leader lease: value is `<token>:<coordinator id>`. */
+    leader: `${root}leader`,
+    /** Fencing token counter for leaders. */
+    leaderToken: `${root}leader-token`,
+    /** Sorted set of worker ids scored by lease expiry (ms since epoch). */
+    workers: `${root}workers`,
+    /** Hash of worker id → JSON registration (address, started). */
+    workerInfo: `${root}worker-info`,
+    /** Hash of epoch → JSON decision record. */
+    decisions: `${root}decisions`,
+    /** Hash of restore id → JSON progress. */
+    restore: (id: string) => `${root}restore:${id}`,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * Segment objects: a Segment message, protobuf-encoded, compressed by a codec, checksummed over
+ * the stored bytes. Reading verifies before trusting: checksum first (nothing is decompressed from
+ * a damaged object), then decoding, then that the records are exactly the promised contiguous
+ * offsets, so a restore never replays a gap or a duplicate (G2).
+ */
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gunzip, gzip } from 'node:zlib';
+import { Segment } from '../gen/tidemark/v1/store.js';
+import { ConfigError, CorruptDataError, TidemarkError, errorMessage } from './errors.js';
+
+/** Segment format version this code writes and the newest it reads. */
+export const SEGMENT_FORMAT_VERSION = 1;
+
+/** How segment bytes are compressed in the store. The name is recorded in each SegmentRef. */
+export interface SegmentCodec {
+  /** Stable name stored in manifests, e.g. `gzip`. */
+  readonly name: string;
+  compress(b: Buffer): Promise<Buffer>;
+  decompress(b: Buffer): Promise<Buffer>;
+}
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+/** gzip at zlib's default level: the codec of format version 1. */
+export const gzipCodec: SegmentCodec = {
+  name: 'gzip',
+  compress: (b) => gzipAsync(b),
+  decompress: (b) => gunzipAsync(b),
+};
+
+const codecs: ReadonlyMap<string, SegmentCodec> = new Map([[gzipCodec.name, gzipCodec]]);
+
+/** The codec a SegmentRef names; throws ConfigError for an unknown name. */
+export function codecByName(name: string): SegmentCodec {
+  const codec = codecs.get(name);
+  if (!codec) {
+    throw new ConfigError(`unknown segment codec "${name}"; known codecs: ${[...codecs.keys()].join(', ')}`);
+  }
+  return codec;
+}
+
+/** Lowercase hex sha256 of bytes. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Encode and compress a segment. Refuses a segment whose records are not exactly
+ * first_offset..last_offset: such an object could never be read back.
+ */
+export async function encodeSegment(segment: Segment, codec: SegmentCodec): Promise<{ bytes: Buffer; sha256: string }> {
+  const problem = contiguityProblem(segment, segment.firstOffset, segment.lastOffset);
+  if (problem) throw new TidemarkError(`refusing to write segment of ${segment.vhost}/${segment.queue}: ${problem}`);
+  const bytes = await codec.compress(Buffer.from(Segment.encode(segment).finish()));
+  return { bytes, sha256: sha256Hex(bytes) };
+}
+
+/** What a SegmentRef promises about a stored segment. */
+export interface ExpectedSegment {
+  sha256: string;
+  codec: string;
+  key: string;
+  firstOffset: number;
+  lastOffset: number;
+}
+
+/** Verify and decode a stored segment; any failure throws CorruptDataError naming the key. */
+export async function decodeSegment(bytes: Buffer, expected: ExpectedSegment): Promise<Segment> {
+  const { key } = expected;
+  const corrupt = (what: string, cause?: unknown) =>
+    new CorruptDataError(`segment ${key} is corrupt: ${what}; nothing from it was used`, key, { cause });
+
+  const actual = sha256Hex(bytes);
+  if (actual !== expected.sha256.toLowerCase()) {
+    throw corrupt(`checksum mismatch: expected sha256 ${expected.sha256}, stored object has ${actual}`);
+  }
+  let codec: SegmentCodec;
+  try {
+    codec = codecByName(expected.codec);
+  } catch (err) {
+    throw corrupt(errorMessage(err), err);
+  }
+  let plain: Buffer;
+  try {
+    plain = await codec.decompress(bytes);
+  } catch (err) {
+    throw corrupt(`${codec.name} decompression failed: ${errorMessage(err)}`, err);
+  }
+  let segment: Segment;
+  try {
+    segment = Segment.decode(plain);
+  } catch (err) {
+    throw corrupt(`protobuf decode failed: ${errorMessage(err)}`, err);
+  }
+  if (segment.formatVersion > SEGMENT_FORMAT_VERSION) {
+    throw corrupt(`format version ${segment.formatVersion} is newer than this Tidemark reads (${SEGMENT_FORMAT_VERSION}); upgrade Tidemark`);
+  }
+  const problem = contiguityProblem(segment, expected.firstOffset, expected.lastOffset);
+  if (problem) throw corrupt(problem);
+  return segment;
+}
+
+/** Why the segment's records are not exactly first..last, or undefined if they are. */
+function contiguityProblem(segment: Segment, first: number, last: number): string | undefined {
+  if (segment.firstOffset !== first || segment.lastOffset !== last) {
+    return `offset range is ${segment.firstOffset}..${segment.lastOffset}, expected ${first}..${last}`;
+  }
+  if (last < first) return `empty offset range ${first}..${last}`;
+  const want = last - first + 1;
+  for (let i = 0; i < segment.records.length; i++) {
+    const offset = segment.records[i].offset;
+    if (offset !== first + i) {
+      const kind = offset < first + i ? 'duplicate or out-of-order' : 'offset gap';
+      return `${kind}: record ${i} has offset ${offset}, expected ${first + i}`;
+    }
+  }
+  if (segment.records.length !== want) {
+    return `offset gap: ${segment.records.length} records for offsets ${first}..${last} (${want} expected)`;
+  }
+  return undefined;
+}

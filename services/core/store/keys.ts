@@ -1,0 +1,139 @@
+/**
+ * The store layout, format version 1 (docs/STORE-FORMAT.md): where every object lives and how
+ * manifests are framed. Keys are relative to the store root and use '/' as separator.
+ *
+ *   segments/<vhost>/<queue>/<first>-<last>-<sha256[0:16]>.seg   immutable, content-addressed
+ *   staging/<epoch>/<worker>.partition                            a worker's vote for an epoch
+ *   checkpoints/<epoch>.manifest                                  presence = visibility (G1)
+ *
+ * vhost, queue and worker names are percent-encoded (encodeURIComponent, and '.'/'..' spelled
+ * out) so any name is one safe path segment; offsets and epochs are 20-digit zero-padded decimals
+ * so listing order is numeric order.
+ */
+import { createHash } from 'node:crypto';
+import { CheckpointManifest, PartitionManifest } from '../../gen/tidemark/v1/store.js';
+import { CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
+import { gzipCodec } from '../segment-codec.js';
+
+/** Newest manifest format version this code reads; it writes this one. */
+export const MANIFEST_FORMAT_VERSION = 1;
+
+export const SEGMENTS_PREFIX = 'segments/';
+export const STAGING_PREFIX = 'staging/';
+export const CHECKPOINTS_PREFIX = 'checkpoints/';
+
+const MANIFEST_MAGIC = Buffer.from('TMMANIF1', 'ascii');
+const PARTITION_MAGIC = Buffer.from('TMPART01', 'ascii');
+
+/** A name as one path segment of a key. */
+export function encodeKeyPart(name: string): string {
+  if (name === '') throw new TidemarkError('an empty name cannot be part of a store key');
+  // encodeURIComponent leaves '.' alone; '.' and '..' would be path traversal in a directory store.
+  if (name === '.') return '%2E';
+  if (name === '..') return '%2E%2E';
+  return encodeURIComponent(name);
+}
+
+/** An offset or epoch as a 20-digit decimal (2^64 has 20 digits). */
+export function pad20(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) throw new TidemarkError(`store key number must be a non-negative safe integer, got ${n}`);
+  return String(n).padStart(20, '0');
+}
+
+/** Prefix of every segment of one queue. */
+export function segmentPrefix(vhost: string, queue: string): string {
+  return `${SEGMENTS_PREFIX}${encodeKeyPart(vhost)}/${encodeKeyPart(queue)}/`;
+}
+
+/** The deterministic key of a segment: re-uploading the same bytes writes the same object. */
+export function segmentKey(vhost: string, queue: string, first: number, last: number, sha256: string): string {
+  if (!/^[0-9a-f]{16,}$/.test(sha256)) throw new TidemarkError(`segment sha256 must be lowercase hex, got "${sha256}"`);
+  return `${segmentPrefix(vhost, queue)}${pad20(first)}-${pad20(last)}-${sha256.slice(0, 16)}.seg`;
+}
+
+/** The key of the checkpoint manifest of an epoch. */
+export function checkpointKey(epoch: number): string {
+  return `${CHECKPOINTS_PREFIX}${pad20(epoch)}.manifest`;
+}
+
+/** The epoch of a checkpoint manifest key, or undefined if the key is not one. */
+export function parseCheckpointKey(key: string): number | undefined {
+  const m = /^checkpoints\/(\d{20})\.manifest$/.exec(key);
+  if (!m) return undefined;
+  const epoch = Number(m[1]);
+  return Number.isSafeInteger(epoch) ? epoch : undefined;
+}
+
+/** Prefix of every partition manifest staged for an epoch. */
+export function stagingPrefix(epoch: number): string {
+  return `${STAGING_PREFIX}${pad20(epoch)}/`;
+}
+
+/** The key of the partition manifest a worker stages for an epoch. */
+export function partitionKey(epoch: number, workerId: string): string {
+  return `${stagingPrefix(epoch)}${encodeKeyPart(workerId)}.partition`;
+}
+
+/** Frame a checkpoint manifest: `TMMANIF1`, sha256 of the rest (32 raw bytes), gzip(protobuf). */
+export function encodeManifest(m: CheckpointManifest): Promise<Buffer> {
+  return frame(MANIFEST_MAGIC, Buffer.from(CheckpointManifest.encode(m).finish()));
+}
+
+/** Verify and decode a checkpoint manifest; throws CorruptDataError naming the key. */
+export async function decodeManifest(bytes: Buffer, key: string): Promise<CheckpointManifest> {
+  return unframe(bytes, key, MANIFEST_MAGIC, 'checkpoint manifest', (b) => CheckpointManifest.decode(b));
+}
+
+/** Frame a partition manifest: `TMPART01`, sha256 of the rest (32 raw bytes), gzip(protobuf). */
+export function encodePartition(p: PartitionManifest): Promise<Buffer> {
+  return frame(PARTITION_MAGIC, Buffer.from(PartitionManifest.encode(p).finish()));
+}
+
+/** Verify and decode a partition manifest; throws CorruptDataError naming the key. */
+export async function decodePartition(bytes: Buffer, key: string): Promise<PartitionManifest> {
+  return unframe(bytes, key, PARTITION_MAGIC, 'partition manifest', (b) => PartitionManifest.decode(b));
+}
+
+async function frame(magic: Buffer, proto: Buffer): Promise<Buffer> {
+  const body = await gzipCodec.compress(proto);
+  return Buffer.concat([magic, createHash('sha256').update(body).digest(), body]);
+}
+
+/** Check magic and checksum before anything else is read, then gunzip and decode. */
+async function unframe<T extends { formatVersion: number }>(
+  bytes: Buffer,
+  key: string,
+  magic: Buffer,
+  what: string,
+  decode: (proto: Buffer) => T,
+): Promise<T> {
+  const corrupt = (problem: string, cause?: unknown) =>
+    new CorruptDataError(`${what} ${key} is corrupt: ${problem}; it was not used`, key, { cause });
+  if (bytes.length < magic.length + 32) throw corrupt(`only ${bytes.length} bytes, shorter than its header`);
+  const got = bytes.subarray(0, magic.length);
+  if (!got.equals(magic)) {
+    throw corrupt(`magic is ${JSON.stringify(got.toString('latin1'))}, expected ${JSON.stringify(magic.toString('ascii'))}`);
+  }
+  const stored = bytes.subarray(magic.length, magic.length + 32);
+  const body = bytes.subarray(magic.length + 32);
+  const actual = createHash('sha256').update(body).digest();
+  if (!actual.equals(stored)) {
+    throw corrupt(`checksum mismatch: header says sha256 ${stored.toString('hex')}, content has ${actual.toString('hex')}`);
+  }
+  let proto: Buffer;
+  try {
+    proto = await gzipCodec.decompress(body);
+  } catch (err) {
+    throw corrupt(`gzip decompression failed: ${errorMessage(err)}`, err);
+  }
+  let message: T;
+  try {
+    message = decode(proto);
+  } catch (err) {
+    throw corrupt(`protobuf decode failed: ${errorMessage(err)}`, err);
+  }
+  if (message.formatVersion > MANIFEST_FORMAT_VERSION) {
+    throw corrupt(`format version ${message.formatVersion} is newer than this Tidemark reads (${MANIFEST_FORMAT_VERSION}); upgrade Tidemark`);
+  }
+  return message;
+}

@@ -1,0 +1,355 @@
+/**
+ * Capture of one protected queue: reads its journal stream from the last durable offset, buffers
+ * records, writes them to immutable segments, and tracks where each fence sits.
+ *
+ * Invariants:
+ * - Records enter the buffer in journal-offset order with no gap and no duplicate (offsets are
+ *   checked on every delivery), so every segment is a contiguous offset range.
+ * - durableOffset only moves forward, and only after the segment holding the records below it is
+ *   in the store: a YES vote never promises a record that is not durable.
+ * - Capture never waits for a round; a round only asks how far the durable prefix reaches.
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
+import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
+import { toProperties } from '../core/field-table.js';
+import { encodeSegment, gzipCodec, type SegmentCodec } from '../core/segment-codec.js';
+import { segmentKey } from '../core/store/keys.js';
+import type { ObjectStore } from '../core/store/object-store.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
+import type { Logger } from '../core/log.js';
+import { TidemarkError, errorMessage } from '../core/errors.js';
+
+export interface QueueCaptureOptions {
+  namespace: string;
+  assignment: QueueAssignment;
+  store: ObjectStore;
+  log: Logger;
+  /** Close a segment once its buffered records reach this many body + header bytes. */
+  segmentBytes: number;
+  /** Unacknowledged journal deliveries the broker may have in flight to this consumer. */
+  prefetch: number;
+  codec?: SegmentCodec;
+}
+
+interface FencePosition {
+  offset: number;
+  /** Data messages in [startOffset, offset). */
+  messages: number;
+  /** Body bytes of those messages. */
+  bodyBytes: number;
+}
+
+/** Thrown when the journal cannot give a gap-free history; the queue votes NO until reassigned. */
+export class JournalGapError extends TidemarkError {
+  override name = 'JournalGapError';
+}
+
+export class QueueCapture {
+  readonly vhost: string;
+  readonly queue: string;
+  readonly journal: string;
+  definition: QueueDefinition;
+
+  private readonly codec: SegmentCodec;
+  private channel: Channel | undefined;
+  private consumerTag: string | undefined;
+
+  /** First offset this capture's history starts at (0 or the first offset the journal still had). */
+  private startOffset: number;
+  /** Next journal offset expected from the broker. */
+  private nextOffset: number;
+  /** Records below this offset are in uploaded segments. */
+  private durableOffset: number;
+  private baseEpoch: number;
+  private messages: number;
+  private bodyBytes: number;
+  /** True until the first delivery of a queue that has no checkpoint yet fixes startOffset. */
+  private startOpen: boolean;
+
+  private buffer: JournalRecord[] = [];
+  private bufferBytes = 0;
+  private unacked: ConsumeMessage | undefined;
+  private unackedCount = 0;
+  /** Segments written since the base checkpoint's cut, in offset order. */
+  private segments: SegmentRef[] = [];
+  private readonly fences = new Map<number, FencePosition>();
+  private fenceWaiters: Array<() => void> = [];
+  private flushing: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+
+  constructor(private readonly options: QueueCaptureOptions) {
+    const a = options.assignment;
+    if (!a.definition) throw new TidemarkError('queue assignment without a definition');
+    this.definition = a.definition;
+    this.vhost = a.definition.vhost;
+    this.queue = a.definition.name;
+    this.journal = a.journal;
+    this.codec = options.codec ?? gzipCodec;
+    this.startOffset = a.startOffset;
+    this.nextOffset = a.resumeOffset;
+    this.durableOffset = a.resumeOffset;
+    this.baseEpoch = a.baseEpoch;
+    this.messages = a.baseMessages;
+    this.bodyBytes = a.baseBodyBytes;
+    this.startOpen = a.baseEpoch === 0 && a.resumeOffset === 0;
+  }
+
+  /** Starts (or, after a lost channel, restarts) reading the journal at the next expected offset. */
+  async attach(channel: Channel): Promise<void> {
+    this.channel = channel;
+    this.unacked = undefined;
+    this.unackedCount = 0;
+    await channel.prefetch(this.options.prefetch, false);
+    const reply = await channel.consume(this.journal, (msg) => this.onDelivery(msg), {
+      noAck: false,
+      arguments: { 'x-stream-offset': this.nextOffset },
+    });
+    this.consumerTag = reply.consumerTag;
+  }
+
+  /** Stops reading; buffered records not yet in segments are dropped (they are re-read on resume). */
+  async detach(): Promise<void> {
+    const channel = this.channel;
+    this.channel = undefined;
+    if (channel && this.consumerTag) {
+      await channel.cancel(this.consumerTag).catch(() => {});
+    }
+    this.consumerTag = undefined;
+    await this.flushing.catch(() => {});
+  }
+
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  status() {
+    return {
+      vhost: this.vhost,
+      queue: this.queue,
+      journal: this.journal,
+      nextOffset: this.nextOffset,
+      durableOffset: this.durableOffset,
+      buffered: this.buffer.length,
+      error: this.failure?.message ?? '',
+    };
+  }
+
+  private onDelivery(msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled the consumer (journal deleted): nothing more can be captured.
+      this.fail(new JournalGapError(`journal ${this.journal} of ${this.vhost}/${this.queue} was cancelled by the broker (deleted?)`));
+      return;
+    }
+    try {
+      this.accept(msg);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private accept(msg: ConsumeMessage): void {
+    const headers = msg.properties.headers ?? {};
+    const offset = Number(headers[STREAM_OFFSET_HEADER]);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new JournalGapError(`journal ${this.journal} delivered a message without a valid ${STREAM_OFFSET_HEADER} header`);
+    }
+    this.ack(msg);
+    if (this.startOpen) {
+      // A queue with no checkpoint yet starts wherever its journal starts.
+      this.startOpen = false;
+      this.startOffset = offset;
+      this.nextOffset = offset;
+      this.durableOffset = offset;
+    }
+    if (offset < this.nextOffset) return; // re-delivery of a chunk we already hold
+    if (offset > this.nextOffset) {
+      throw new JournalGapError(
+        `journal ${this.journal} skipped offsets ${this.nextOffset}..${offset - 1} (retention truncated it?); ` +
+          `checkpoints of ${this.vhost}/${this.queue} cannot be exact until it is re-protected`,
+      );
+    }
+    const fenceEpoch = this.fenceEpochOf(headers);
+    const record: JournalRecord = {
+      offset,
+      exchange: msg.fields.exchange,
+      routingKey: msg.fields.routingKey,
+      properties: toProperties(msg.properties, { dropHeaders: [STREAM_OFFSET_HEADER] }),
+      body: msg.content,
+      captureTimeMs: Date.now(),
+      fenceEpoch,
+    };
+    if (fenceEpoch > 0) {
+      this.fences.set(fenceEpoch, { offset, messages: this.messages, bodyBytes: this.bodyBytes });
+      const waiters = this.fenceWaiters;
+      this.fenceWaiters = [];
+      for (const wake of waiters) wake();
+    } else {
+      this.messages += 1;
+      this.bodyBytes += msg.content.length;
+    }
+    this.buffer.push(record);
+    this.bufferBytes += msg.content.length + 64;
+    this.nextOffset = offset + 1;
+    if (this.bufferBytes >= this.options.segmentBytes) void this.flush();
+  }
+
+  private fenceEpochOf(headers: Record<string, unknown>): number {
+    const epoch = headers[FENCE_EPOCH_HEADER];
+    if (epoch === undefined || headers[FENCE_NAMESPACE_HEADER] !== this.options.namespace) return 0;
+    const value = Number(epoch);
+    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  }
+
+  /** Acknowledges in batches: for a stream, acks only grant the broker credit to send more. */
+  private ack(msg: ConsumeMessage): void {
+    this.unacked = msg;
+    this.unackedCount += 1;
+    if (this.unackedCount >= Math.max(1, Math.floor(this.options.prefetch / 4))) this.ackPending();
+  }
+
+  private ackPending(): void {
+    if (this.unacked && this.channel) {
+      try {
+        this.channel.ack(this.unacked, true);
+      } catch {
+        // The channel is gone; the reconnect path re-reads from nextOffset.
+      }
+    }
+    this.unacked = undefined;
+    this.unackedCount = 0;
+  }
+
+  /** Stops this capture for good; rounds that include the queue get a NO vote with this reason. */
+  fail(err: Error): void {
+    if (!this.failure) {
+      this.failure = err;
+      this.options.log.error(`capture of ${this.vhost}/${this.queue} stopped: ${err.message}`);
+    }
+    const waiters = this.fenceWaiters;
+    this.fenceWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Writes every buffered record to a segment. Flushes run one at a time, in offset order. */
+  flush(): Promise<void> {
+    this.ackPending();
+    const run = this.flushing.then(() => this.writeBuffered());
+    this.flushing = run.catch(() => {});
+    return run;
+  }
+
+  private async writeBuffered(): Promise<void> {
+    if (this.buffer.length === 0) return;
+    const records = this.buffer;
+    this.buffer = [];
+    this.bufferBytes = 0;
+    const first = records[0].offset;
+    const last = records[records.length - 1].offset;
+    try {
+      const { bytes, sha256 } = await encodeSegment(
+        { formatVersion: 1, vhost: this.vhost, queue: this.queue, journal: this.journal, firstOffset: first, lastOffset: last, records },
+        this.codec,
+      );
+      const key = segmentKey(this.vhost, this.queue, first, last, sha256);
+      await this.options.store.put(key, bytes);
+      let messages = 0;
+      let bodyBytes = 0;
+      for (const r of records) {
+        if (r.fenceEpoch === 0) {
+          messages += 1;
+          bodyBytes += r.body.length;
+        }
+      }
+      this.segments.push({
+        key,
+        firstOffset: first,
+        lastOffset: last,
+        records: records.length,
+        messages,
+        storedBytes: bytes.length,
+        bodyBytes,
+        sha256,
+        codec: this.codec.name,
+      });
+      this.durableOffset = last + 1;
+    } catch (err) {
+      // Put the records back in front so nothing is lost; the next flush retries them.
+      this.buffer = records.concat(this.buffer);
+      this.bufferBytes = this.buffer.reduce((n, r) => n + r.body.length + 64, 0);
+      throw err;
+    }
+  }
+
+  /**
+   * Phase one for this queue: waits until fence `epoch` has been read, makes every record before
+   * it durable, and returns this queue's part of the checkpoint.
+   */
+  async prepare(epoch: number, signal: AbortSignal): Promise<QueueCheckpoint> {
+    const fence = await this.waitForFence(epoch, signal);
+    while (this.durableOffset <= fence.offset) {
+      if (signal.aborted) throw new TidemarkError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
+      await this.flush();
+    }
+    return {
+      definition: this.definition,
+      journal: this.journal,
+      startOffset: this.startOffset,
+      cutOffset: fence.offset,
+      messages: fence.messages,
+      bodyBytes: fence.bodyBytes,
+      segments: this.segments.filter((s) => s.firstOffset < fence.offset),
+      baseEpoch: this.baseEpoch,
+      workerId: '',
+    };
+  }
+
+  private waitForFence(epoch: number, signal: AbortSignal): Promise<FencePosition> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        if (this.failure) {
+          reject(this.failure);
+          return true;
+        }
+        const fence = this.fences.get(epoch);
+        if (fence) {
+          resolve(fence);
+          return true;
+        }
+        if (signal.aborted) {
+          reject(new TidemarkError(`fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.nextOffset}) when the prepare deadline passed`));
+          return true;
+        }
+        return false;
+      };
+      if (check()) return;
+      const wake = () => {
+        if (!check()) this.fenceWaiters.push(wake);
+      };
+      this.fenceWaiters.push(wake);
+      signal.addEventListener('abort', () => check(), { once: true });
+    });
+  }
+
+  /** The round of `epoch` committed: its cut becomes this queue's base. */
+  commit(epoch: number): void {
+    const fence = this.fences.get(epoch);
+    if (!fence) return;
+    this.baseEpoch = epoch;
+    // Segments wholly before the cut are referenced by the committed manifest chain now.
+    this.segments = this.segments.filter((s) => s.lastOffset >= fence.offset);
+    for (const e of [...this.fences.keys()]) if (e <= epoch) this.fences.delete(e);
+  }
+
+  /** The round of `epoch` aborted: forget its fence; the records stay for the next round. */
+  abort(epoch: number): void {
+    this.fences.delete(epoch);
+  }
+
+  /** Flushes on a timer so a quiet queue's records do not wait for a round or a full segment. */
+  tick(): void {
+    if (this.buffer.length > 0 && !this.failure) {
+      this.flush().catch((err) => this.options.log.warn(`flush of ${this.vhost}/${this.queue} failed, will retry: ${errorMessage(err)}`));
+    }
+  }
+}

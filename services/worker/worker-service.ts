@@ -1,0 +1,38 @@
+/** The worker's gRPC handlers: validation at the edge, then the Worker does the work. */
+import type * as grpc from '@grpc/grpc-js';
+import { requireField, serverStream, unary } from '../core/grpc.js';
+import { ConfigError } from '../core/errors.js';
+import { Decision, type WorkerServiceServer } from '../gen/tidemark/v1/worker.js';
+import type { Worker } from './worker.js';
+
+export function workerHandlers(worker: Worker): WorkerServiceServer & grpc.UntypedServiceImplementation {
+  return {
+    assign: unary(async (request) => {
+      requireField(request.leaderToken, 'leader_token');
+      return worker.assign(request);
+    }),
+    prepare: unary(async (request, call) => {
+      requireField(request.leaderToken, 'leader_token');
+      requireField(request.epoch, 'epoch');
+      return worker.prepare(request, call.signal);
+    }),
+    decide: unary(async (request) => {
+      requireField(request.leaderToken, 'leader_token');
+      requireField(request.epoch, 'epoch');
+      if (request.decision !== Decision.DECISION_COMMIT && request.decision !== Decision.DECISION_ABORT) {
+        throw new ConfigError('decision must be DECISION_COMMIT or DECISION_ABORT');
+      }
+      await worker.decide(request);
+      return {};
+    }),
+    restore: serverStream(async (request, emit, call) => {
+      requireField(request.leaderToken, 'leader_token');
+      requireField(request.restoreId, 'restore_id');
+      for (const q of request.queues) {
+        if (!q.source?.name || !q.targetName) throw new ConfigError('every queue of a restore task needs a source and a target name');
+      }
+      await worker.restore(request, emit, call.signal);
+    }),
+    status: unary(async () => worker.status()),
+  };
+}

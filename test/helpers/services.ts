@@ -1,0 +1,110 @@
+/**
+ * One place that hands every test the URLs of RabbitMQ, its management API, Redis and an S3
+ * server, wherever they run. The vitest globalSetup (global-setup.ts) decides once per run, per
+ * service, in this order:
+ *
+ * 1. environment: TIDEMARK_TEST_AMQP_URL, TIDEMARK_TEST_MANAGEMENT_URL, TIDEMARK_TEST_REDIS_URL,
+ *    TIDEMARK_TEST_S3_ENDPOINT with TIDEMARK_TEST_S3_ACCESS_KEY, TIDEMARK_TEST_S3_SECRET_KEY
+ *    (and optionally TIDEMARK_TEST_S3_REGION);
+ * 2. containers (testcontainers), when a Docker engine is reachable and
+ *    TIDEMARK_TEST_CONTAINERS is not `false`;
+ * 3. the services of this machine: RabbitMQ on localhost:5672/15672 as guest, Redis on 6379,
+ *    and an s3rver that the globalSetup runs in a child process.
+ *
+ * Tests share the broker and Redis: isolate with {@link uniqueName} and a vhost of your own
+ * ({@link createTestVhost}).
+ */
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+
+/** How to reach an S3-compatible server. */
+export interface TestS3 {
+  /** http(s)://host:port */
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+/** Service URLs for a test run. */
+export interface TestServices {
+  /** amqp://user:pass@host:port (default vhost). */
+  amqpUrl: string;
+  /** http://user:pass@host:port of the RabbitMQ management API. */
+  managementUrl: string;
+  /** redis://host:port */
+  redisUrl: string;
+  s3: TestS3;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Set by test/helpers/global-setup.ts. */
+    tidemarkServices: TestServices;
+  }
+}
+
+/** The services of this test run, as resolved by the globalSetup. */
+export async function testServices(): Promise<TestServices> {
+  const services = inject('tidemarkServices');
+  if (!services) {
+    throw new Error('test services were not provided: run tests through vitest with vitest.config.ts, whose globalSetup (test/helpers/global-setup.ts) finds or starts them');
+  }
+  return services;
+}
+
+/** A short random lowercase name, `prefix-xxxxxxxx`, for queues, vhosts, buckets and keys. */
+export function uniqueName(prefix: string): string {
+  return `${prefix.toLowerCase()}-${randomBytes(5).toString('hex')}`;
+}
+
+/**
+ * Creates vhost `name` and gives the management URL's user (guest by default) full permissions
+ * on it. Tests isolate their queues, exchanges and streams this way.
+ */
+export async function createTestVhost(managementUrl: string, name: string): Promise<void> {
+  const api = managementApi(managementUrl);
+  await api.request('PUT', `/api/vhosts/${encodeURIComponent(name)}`);
+  await api.request('PUT', `/api/permissions/${encodeURIComponent(name)}/${encodeURIComponent(api.user)}`, {
+    configure: '.*',
+    write: '.*',
+    read: '.*',
+  });
+}
+
+/** Deletes vhost `name` and everything in it; a vhost that is already gone is fine. */
+export async function deleteTestVhost(managementUrl: string, name: string): Promise<void> {
+  await managementApi(managementUrl).request('DELETE', `/api/vhosts/${encodeURIComponent(name)}`, undefined, [404]);
+}
+
+/** The AMQP URL of `vhost` on the broker of `amqpUrl`. */
+export function amqpUrlForVhost(amqpUrl: string, vhost: string): string {
+  const url = new URL(amqpUrl);
+  url.pathname = `/${encodeURIComponent(vhost)}`;
+  return url.href;
+}
+
+function managementApi(managementUrl: string) {
+  const url = new URL(managementUrl);
+  const user = decodeURIComponent(url.username) || 'guest';
+  const password = decodeURIComponent(url.password) || 'guest';
+  // fetch refuses URLs with credentials in them: move them to a header.
+  url.username = '';
+  url.password = '';
+  const base = url.href.replace(/\/+$/, '');
+  const authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  return {
+    user,
+    async request(method: string, path: string, body?: unknown, tolerated: number[] = []): Promise<void> {
+      const response = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (!response.ok && !tolerated.includes(response.status)) {
+        throw new Error(`RabbitMQ management ${method} ${path} failed: ${response.status} ${await response.text()}`);
+      }
+      await response.body?.cancel();
+    },
+  };
+}
