@@ -40,6 +40,8 @@ export interface RestoreRunOptions {
 
 /** Header that keeps a message's user-id when the restoring user differs (the broker would refuse it). */
 const ORIGINAL_USER_ID_HEADER = 'x-tidemark-original-user-id';
+/** Sender-selected distribution headers RabbitMQ routes on. */
+const SENDER_ROUTING_HEADERS = ['CC', 'BCC'];
 
 export async function runRestoreTask(options: RestoreRunOptions): Promise<void> {
   const { task } = options;
@@ -223,9 +225,14 @@ function publishOptionsFor(record: JournalRecord, item: QueueRestore, options: R
     extra[ORIGIN_CHECKPOINT_HEADER] = options.task.checkpoint;
   }
   const properties = record.properties ?? { headers: undefined };
-  if (properties.userId !== undefined && properties.userId !== user) {
-    extra[ORIGINAL_USER_ID_HEADER] = properties.userId;
+  // The broker refuses a user-id other than the connection's: keep it in a header instead.
+  const foreignUser = properties.userId !== undefined && properties.userId !== user;
+  if (foreignUser) extra[ORIGINAL_USER_ID_HEADER] = properties.userId;
+  // CC/BCC would make the broker route extra copies into other queues: keep them inert.
+  const stored = fromFieldTable(properties.headers);
+  for (const name of SENDER_ROUTING_HEADERS) {
+    if (stored[name] !== undefined) extra[`x-tidemark-original-${name.toLowerCase()}`] = stored[name];
   }
-  const publish = toPublishOptions({ ...properties, userId: properties.userId === user ? user : undefined }, extra);
+  const publish = toPublishOptions(properties, extra, { dropHeaders: SENDER_ROUTING_HEADERS, omitUserId: foreignUser });
   return { ...publish, mandatory: true };
 }

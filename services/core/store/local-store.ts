@@ -8,7 +8,7 @@ import type { Dirent } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, ObjectNotFoundError, TransientError, errorMessage } from '../errors.js';
+import { ConfigError, ObjectNotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
 import type { ObjectStore } from './object-store.js';
 
 /**
@@ -73,7 +73,11 @@ export interface LocalStoreOptions {
   fsync?: boolean;
 }
 
-/** An {@link ObjectStore} over a local directory: key `a/b/c` is the file `<root>/a/b/c`. */
+/**
+ * An {@link ObjectStore} over a local directory: key `a/b/c` is the file `<root>/a/b/c`. Unlike
+ * S3, a key cannot be both an object and the parent of other keys (`a` and `a/b`); Tidemark's key
+ * layout never needs that.
+ */
 export class LocalStore implements ObjectStore {
   readonly url: string;
   /** Absolute path of the root directory. */
@@ -86,7 +90,7 @@ export class LocalStore implements ObjectStore {
     this.fsync = options.fsync ?? true;
   }
 
-  /** Creates the root directory if it is missing. */
+  /** Creates the root directory if it is missing (openStore calls it; put creates it anyway). */
   async init(): Promise<void> {
     await this.fs('create the store directory', this.root, async () => {
       await mkdir(this.root, { recursive: true });
@@ -210,12 +214,12 @@ export class LocalStore implements ObjectStore {
   }
 
   private wrap(action: string, key: string, err: unknown): Error {
-    if (err instanceof ConfigError || err instanceof TransientError) return err;
+    if (err instanceof TidemarkError) return err;
     const message = `cannot ${action} ${key} in store ${this.url}: ${errorMessage(err)}`;
     if (TRANSIENT_FS_CODES.has(codeOf(err))) {
       return new TransientError(`${message}; no object was changed, try again`, { cause: err });
     }
-    return new Error(message, { cause: err });
+    return new TidemarkError(message, { cause: err });
   }
 }
 

@@ -176,7 +176,7 @@ export class S3Store implements ObjectStore {
       if (!page.isTruncated) break;
       const next = page.nextMarker || last;
       // A truncated page that does not move the marker forward would loop for ever.
-      if (!next || next <= marker) {
+      if (!next || next === marker) {
         throw new TidemarkError(`listing ${prefix || '(all)'} in store ${this.url} stopped making progress at marker ${JSON.stringify(marker)}; the S3 server returned a truncated page without a new marker`);
       }
       marker = next;

@@ -1,0 +1,134 @@
+/**
+ * Runs a real Tidemark cluster for integration tests: a coordinator and workers, each its own
+ * process running the built CLI (dist/, made by `npm run build`, which `npm test` runs first).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TidemarkClient } from '../../services/client/index.js';
+import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
+import type { TestServices } from './services.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(repo, 'dist', 'services', 'cli', 'main.js');
+
+export interface TestClusterOptions {
+  services: TestServices;
+  namespace: string;
+  protect: string;
+  /** 's3' uses the run's S3 server (bucket `bucket`), 'file' a fresh temp directory. */
+  store: { kind: 's3'; bucket: string } | { kind: 'file' };
+  workers: number;
+  /** Scheduled round interval; '0' (the default) leaves rounds to the test. */
+  interval?: string;
+  prepareTimeout?: string;
+  extraEnv?: Record<string, string>;
+}
+
+export interface TestCluster {
+  address: string;
+  client: TidemarkClient;
+  storeUrl: string;
+  logFile: string;
+  env: NodeJS.ProcessEnv;
+  /** SIGKILL one process by name ('coordinator', 'worker-1', ...). */
+  kill(name: string): Promise<void>;
+  /** Starts a stopped worker (or the coordinator) again with the same id. */
+  restart(name: string): void;
+  waitForStatus(predicate: (status: StatusReply) => boolean, what: string, timeoutMs?: number): Promise<StatusReply>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startTestCluster(options: TestClusterOptions): Promise<TestCluster> {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first (npm test does)`);
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), `${options.namespace}-`));
+  const storeUrl = options.store.kind === 's3' ? `s3://${options.store.bucket}/${options.namespace}` : `file://${join(dir, 'store')}`;
+  const logFile = join(dir, 'cluster.log');
+  const log = createWriteStream(logFile);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TIDEMARK_AMQP_URL: options.services.amqpUrl,
+    TIDEMARK_MANAGEMENT_URL: options.services.managementUrl,
+    TIDEMARK_REDIS_URL: options.services.redisUrl,
+    TIDEMARK_STORE: storeUrl,
+    TIDEMARK_S3_ENDPOINT: options.services.s3.endpoint,
+    TIDEMARK_S3_ACCESS_KEY: options.services.s3.accessKey,
+    TIDEMARK_S3_SECRET_KEY: options.services.s3.secretKey,
+    TIDEMARK_S3_REGION: options.services.s3.region,
+    TIDEMARK_PROTECT: options.protect,
+    TIDEMARK_NAMESPACE: options.namespace,
+    TIDEMARK_INTERVAL: options.interval ?? '0',
+    TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
+    TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
+    TIDEMARK_LOG_LEVEL: 'info',
+    ...options.extraEnv,
+  };
+  const processes = new Map<string, ChildProcess>();
+  const args = (name: string) => (name === 'coordinator' ? ['coordinator', '--listen', `127.0.0.1:${port}`] : ['worker', '--listen', '127.0.0.1:0']);
+  const launch = (name: string) => {
+    const child = spawn(process.execPath, [cli, ...args(name)], { env: { ...env, TIDEMARK_ID: name }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const tag = (chunk: Buffer) => log.write(chunk.toString().replace(/^(?=.)/gm, `[${name}] `));
+    child.stdout?.on('data', tag);
+    child.stderr?.on('data', tag);
+    processes.set(name, child);
+  };
+  launch('coordinator');
+  for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000 });
+
+  const waitForStatus = async (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) => {
+    const until = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < until) {
+      try {
+        const status = await client.status();
+        if (predicate(status)) return status;
+        last = status;
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}; logs in ${logFile}`);
+  };
+
+  const stopProcess = (name: string, signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      const child = processes.get(name);
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
+
+  return {
+    address: `127.0.0.1:${port}`,
+    client,
+    storeUrl,
+    logFile,
+    env,
+    kill: (name) => stopProcess(name, 'SIGKILL'),
+    restart: (name) => launch(name),
+    waitForStatus,
+    async stop() {
+      client.close();
+      await Promise.all([...processes.keys()].map((name) => stopProcess(name, 'SIGTERM')));
+      log.end();
+    },
+  };
+}
