@@ -43,7 +43,8 @@ export class Coordinator {
   readonly id: string;
   private protectedQueues = new Map<string, ProtectedQueue>();
   private exchanges: ExchangeDefinition[] = [];
-  private assignment = new Map<string, QueueRef[]>();
+  /** Queues each worker acknowledged in the last pass, with the address it was reached at. */
+  private assignment = new Map<string, { address: string; queues: QueueRef[] }>();
   private readonly clients = new Map<string, WorkerClient>();
   private generation = 0;
   private lastFullEpoch = 0;
@@ -181,7 +182,7 @@ export class Coordinator {
     const manifest = latest > 0 ? await catalog.get(latest) : undefined;
     const base = new Map(manifest?.queues.map((q) => [queueKey(q.definition!.vhost, q.definition!.name), q]));
     this.generation += 1;
-    const acked = new Map<string, QueueRef[]>();
+    const acked = new Map<string, { address: string; queues: QueueRef[] }>();
     await Promise.all(
       workers.map(async (worker) => {
         const ids = owners.get(worker.id) ?? [];
@@ -200,7 +201,7 @@ export class Coordinator {
         });
         try {
           await this.clients.get(worker.id)!.assign({ leaderToken: lease.token, generation: this.generation, queues }, 30_000);
-          acked.set(worker.id, queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })));
+          acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })) });
         } catch (err) {
           log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);
         }
@@ -238,8 +239,8 @@ export class Coordinator {
     onEpoch?.(epoch);
     const visible = new Set(await catalog.epochs());
     const participants: RoundParticipant[] = [...this.assignment.entries()]
-      .filter(([, queues]) => queues.length > 0)
-      .map(([workerId, queues]) => ({ workerId, queues }));
+      .filter(([, acked]) => acked.queues.length > 0)
+      .map(([workerId, acked]) => ({ workerId, queues: acked.queues }));
     const queues = new Map([...this.protectedQueues].map(([id, q]) => [id, { definition: q.definition, journal: q.journal }]));
     const result = await runRound({
       namespace: config.namespace,
@@ -292,13 +293,12 @@ export class Coordinator {
       coordinatorId: this.id,
       leader: this.isLeader,
       leaderToken: current?.token ?? 0,
-      workers: workers.map((w) => ({
-        workerId: w.id,
-        address: w.address,
-        queues: this.assignment.get(w.id)?.length ?? 0,
-        reachable: this.assignment.has(w.id),
-        error: '',
-      })),
+      workers: workers.map((w) => {
+        // An acknowledgement from an earlier incarnation of the worker does not count.
+        const acked = this.assignment.get(w.id);
+        const current = acked?.address === w.address;
+        return { workerId: w.id, address: w.address, queues: current ? acked.queues.length : 0, reachable: current, error: '' };
+      }),
       protectedQueues: this.protectedQueues.size,
       latestCheckpoint: latest,
       latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,

@@ -94,6 +94,8 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_NAMESPACE: 'namespace',
   TIDEMARK_INTERVAL: 'interval',
   TIDEMARK_PREPARE_TIMEOUT: 'prepareTimeout',
+  TIDEMARK_DISCOVERY_INTERVAL: 'discoveryInterval',
+  TIDEMARK_LEASE_TIME: 'leaseTime',
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',
 };

@@ -66,6 +66,11 @@ export class QueueCapture {
   private bodyBytes: number;
   /** True until the first delivery of a queue that has no checkpoint yet fixes startOffset. */
   private startOpen: boolean;
+  /**
+   * Resuming from a checkpoint's cut, the record at that offset must be that checkpoint's fence:
+   * anything else means the journal was deleted or replaced, and its offsets mean nothing now.
+   */
+  private expectedFence: { offset: number; epoch: number } | undefined;
 
   private buffer: JournalRecord[] = [];
   private bufferBytes = 0;
@@ -93,6 +98,7 @@ export class QueueCapture {
     this.messages = a.baseMessages;
     this.bodyBytes = a.baseBodyBytes;
     this.startOpen = a.baseEpoch === 0 && a.resumeOffset === 0;
+    this.expectedFence = a.baseEpoch > 0 ? { offset: a.resumeOffset, epoch: a.baseEpoch } : undefined;
   }
 
   /** Starts (or, after a lost channel, restarts) reading the journal at the next expected offset. */
@@ -170,6 +176,15 @@ export class QueueCapture {
       );
     }
     const fenceEpoch = this.fenceEpochOf(headers);
+    if (this.expectedFence && offset === this.expectedFence.offset) {
+      if (fenceEpoch !== this.expectedFence.epoch) {
+        throw new JournalGapError(
+          `journal ${this.journal} does not hold checkpoint ${this.expectedFence.epoch}'s fence at offset ${offset}: ` +
+            'it was deleted or replaced, so its offsets no longer match the checkpoints; rounds will abort until it is re-protected',
+        );
+      }
+      this.expectedFence = undefined;
+    }
     const record: JournalRecord = {
       offset,
       exchange: msg.fields.exchange,

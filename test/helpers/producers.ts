@@ -40,7 +40,7 @@ export class RoundRobinProducer {
     let seq = 0;
     while (!this.stopped && seq < (this.options.maxMessages ?? Infinity)) {
       const batch: Array<Promise<void>> = [];
-      for (let k = 0; k < window; k += 1, seq += 1) {
+      for (let k = 0; k < window && seq < (this.options.maxMessages ?? Infinity); k += 1, seq += 1) {
         const n = seq;
         const queue = this.queues[n % this.queues.length];
         batch.push(publishConfirmed(channel, this.exchange, queue, n).then(() => void this.confirmed.get(queue)!.push({ messageId: `m-${n}`, seq: n })));
@@ -52,6 +52,11 @@ export class RoundRobinProducer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.done;
+  }
+
+  /** Waits until maxMessages have been published and confirmed. */
+  async finished(): Promise<void> {
     await this.done;
   }
 

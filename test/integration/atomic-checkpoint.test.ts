@@ -1,0 +1,126 @@
+/**
+ * G1: a checkpoint is visible only when every protected queue's part is durable. Rounds in which
+ * a worker is down or votes NO must leave nothing visible — no listed checkpoint and no manifest
+ * object — while a restarted worker resumes capture so the next checkpoint is exact again.
+ */
+import amqp from 'amqplib';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
+import { checkpointKey } from '../../services/core/store/keys.js';
+import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { RoundRobinProducer } from '../helpers/producers.js';
+import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+
+const QUEUES = [
+  { name: 'a1', type: 'classic' },
+  { name: 'a2', type: 'quorum' },
+  { name: 'a3', type: 'stream' },
+  { name: 'a4', type: 'classic' },
+  { name: 'a5', type: 'quorum' },
+  { name: 'a6', type: 'stream' },
+];
+
+let services: TestServices;
+let vhost: string;
+let namespace: string;
+let cluster: TestCluster;
+
+function manifestExists(epoch: number): boolean {
+  return existsSync(join(fileURLToPath(cluster.storeUrl), checkpointKey(epoch)));
+}
+
+async function publish(count: number): Promise<void> {
+  const producer = new RoundRobinProducer(services.amqpUrl, vhost, 'work', QUEUES.map((q) => q.name), { maxMessages: count, window: 16 });
+  producer.start();
+  await producer.finished();
+  expect(producer.total()).toBe(count);
+}
+
+const allAssigned = (workers: number) => (s: { workers: Array<{ queues: number }>; protectedQueues: number }) =>
+  s.protectedQueues === QUEUES.length && s.workers.length === workers && s.workers.reduce((n, w) => n + w.queues, 0) === QUEUES.length;
+
+describe('atomic checkpoints (G1)', () => {
+  beforeAll(async () => {
+    services = await testServices();
+    vhost = uniqueName('tm-atomic');
+    namespace = uniqueName('tma');
+    await createTestVhost(services.managementUrl, vhost);
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    const channel = await connection.createChannel();
+    await channel.assertExchange('work', 'direct', { durable: true });
+    for (const q of QUEUES) {
+      await channel.assertQueue(q.name, { durable: true, arguments: { 'x-queue-type': q.type } });
+      await channel.bindQueue(q.name, 'work', q.name);
+    }
+    await connection.close();
+    cluster = await startTestCluster({
+      services,
+      namespace,
+      protect: `${vhost}:a*`,
+      store: { kind: 'file' },
+      workers: 3,
+      prepareTimeout: '5s',
+      extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
+    });
+    await cluster.waitForStatus(allAssigned(3), 'six queues assigned to three workers');
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+  });
+
+  it('leaves no visible checkpoint when a worker is down, and resumes exactly after its restart', async () => {
+    await publish(120);
+    const first = await cluster.client.checkpoint(true);
+    expect(first.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
+
+    await publish(60);
+    const status = await cluster.client.status();
+    const victim = status.workers.find((w) => w.queues > 0)!.workerId;
+    const oldAddress = status.workers.find((w) => w.workerId === victim)!.address;
+    await cluster.kill(victim);
+    const failed = await cluster.client.checkpoint(true);
+    expect(failed.outcome).toBe(RoundOutcome.ROUND_OUTCOME_ABORTED);
+    expect(failed.reason).toContain(victim);
+    expect(manifestExists(failed.epoch)).toBe(false);
+    expect((await cluster.client.listCheckpoints()).map((c) => c.epoch)).toEqual([first.epoch]);
+    await expect(cluster.client.getCheckpoint(String(failed.epoch))).rejects.toThrow(/does not exist/);
+
+    // The restarted worker resumes from the last checkpoint's cut: the next checkpoint is exact.
+    cluster.restart(victim);
+    await cluster.waitForStatus(
+      (s) => allAssigned(3)(s) && s.workers.some((w) => w.workerId === victim && w.address !== oldAddress && w.queues > 0),
+      `${victim} back with its queues`,
+    );
+    await publish(60);
+    const next = await cluster.client.checkpoint(true);
+    expect(next.reason).toBe('');
+    expect(next.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
+    const manifest = await cluster.client.getCheckpoint(String(next.epoch));
+    expect(manifest.messages).toBe(240);
+    await restoreWithPrefix(cluster.client, manifest, 'after.');
+    await new RestoredQueues(services.amqpUrl, vhost).expectExactPrefixes(manifest, 'after.');
+  });
+
+  it('leaves no visible checkpoint when a worker votes NO', async () => {
+    const before = (await cluster.client.listCheckpoints()).map((c) => c.epoch);
+    // Deleting a journal stream makes its worker's capture fail: that worker must vote NO.
+    const journal = `${namespace}.journal.a3`;
+    const response = await fetch(
+      `${services.managementUrl.replace(/\/\/[^@]*@/, '//')}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(journal)}`,
+      { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` } },
+    );
+    expect(response.status).toBe(204);
+    await publish(30);
+    const round = await cluster.client.checkpoint(true);
+    expect(round.outcome).toBe(RoundOutcome.ROUND_OUTCOME_ABORTED);
+    expect(round.reason).toMatch(/a3/);
+    expect(manifestExists(round.epoch)).toBe(false);
+    expect((await cluster.client.listCheckpoints()).map((c) => c.epoch)).toEqual(before);
+  });
+});
