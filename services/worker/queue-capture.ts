@@ -81,6 +81,8 @@ export class QueueCapture {
   private readonly fences = new Map<number, FencePosition>();
   private fenceWaiters: Array<() => void> = [];
   private flushing: Promise<void> = Promise.resolve();
+  /** Segments handed to the store and not yet written; acks wait while it is high (backpressure). */
+  private backlog = 0;
   private failure: Error | undefined;
 
   constructor(private readonly options: QueueCaptureOptions) {
@@ -220,6 +222,8 @@ export class QueueCapture {
   private ack(msg: ConsumeMessage): void {
     this.unacked = msg;
     this.unackedCount += 1;
+    // While the store lags, withhold credit: the broker stops at prefetch and memory stays bounded.
+    if (this.backlog > 2) return;
     if (this.unackedCount >= Math.max(1, Math.floor(this.options.prefetch / 4))) this.ackPending();
   }
 
@@ -248,8 +252,11 @@ export class QueueCapture {
 
   /** Writes every buffered record to a segment. Flushes run one at a time, in offset order. */
   flush(): Promise<void> {
-    this.ackPending();
-    const run = this.flushing.then(() => this.writeBuffered());
+    this.backlog += 1;
+    const run = this.flushing.then(() => this.writeBuffered()).finally(() => {
+      this.backlog -= 1;
+      if (this.backlog <= 2) this.ackPending();
+    });
     this.flushing = run.catch(() => {});
     return run;
   }

@@ -3,7 +3,7 @@
  * would see.
  */
 import amqp, { type ConsumeMessage, type MessageProperties } from 'amqplib';
-import { amqpUrlForVhost } from './services.js';
+import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 
 export interface ReadMessage {
   offset?: number;

@@ -4,7 +4,7 @@
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { randomBytes } from 'node:crypto';
-import { amqpUrlForVhost } from './services.js';
+import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 
 export interface ConfirmedMessage {
   messageId: string;
