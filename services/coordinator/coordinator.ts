@@ -200,7 +200,8 @@ export class Coordinator {
           };
         });
         try {
-          await this.clients.get(worker.id)!.assign({ leaderToken: lease.token, generation: this.generation, queues }, 30_000);
+          // A stalled worker must not hold up the pass (and the rounds queued behind it) for long.
+          await this.clients.get(worker.id)!.assign({ leaderToken: lease.token, generation: this.generation, queues }, this.parts.config.prepareTimeout);
           acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })) });
         } catch (err) {
           log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);

@@ -38,6 +38,9 @@ export interface TestCluster {
   kill(name: string): Promise<void>;
   /** Starts a stopped worker (or the coordinator) again with the same id. */
   restart(name: string): void;
+  /** SIGSTOP / SIGCONT a process: it stays connected but answers nothing (a stall). */
+  pause(name: string): void;
+  resume(name: string): void;
   waitForStatus(predicate: (status: StatusReply) => boolean, what: string, timeoutMs?: number): Promise<StatusReply>;
   stop(): Promise<void>;
 }
@@ -124,9 +127,12 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     env,
     kill: (name) => stopProcess(name, 'SIGKILL'),
     restart: (name) => launch(name),
+    pause: (name) => void processes.get(name)?.kill('SIGSTOP'),
+    resume: (name) => void processes.get(name)?.kill('SIGCONT'),
     waitForStatus,
     async stop() {
       client.close();
+      for (const child of processes.values()) child.kill('SIGCONT');
       await Promise.all([...processes.keys()].map((name) => stopProcess(name, 'SIGTERM')));
       log.end();
     },

@@ -103,9 +103,31 @@ describe('atomic checkpoints (G1)', () => {
     expect(next.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
     const manifest = await cluster.client.getCheckpoint(String(next.epoch));
     expect(manifest.messages).toBe(240);
-    await restoreWithPrefix(cluster.client, manifest, 'after.');
-    await new RestoredQueues(services.amqpUrl, vhost).expectExactPrefixes(manifest, 'after.');
+    await restoreWithPrefix(cluster.client, manifest, 'r.');
+    await new RestoredQueues(services.amqpUrl, vhost).expectExactPrefixes(manifest, 'r.');
   });
+
+  it('aborts a round whose prepare deadline passes (a stalled worker), leaving nothing visible', async () => {
+    const before = (await cluster.client.listCheckpoints()).map((c) => c.epoch);
+    const status = await cluster.client.status();
+    const stalled = status.workers.find((w) => w.queues > 0)!.workerId;
+    cluster.pause(stalled);
+    try {
+      const round = await cluster.client.checkpoint(true);
+      expect(round.outcome).toBe(RoundOutcome.ROUND_OUTCOME_ABORTED);
+      expect(round.reason).toMatch(/deadline|did not vote/i);
+      expect(round.durationMs).toBeGreaterThanOrEqual(4_500);
+      expect(manifestExists(round.epoch)).toBe(false);
+      expect((await cluster.client.listCheckpoints()).map((c) => c.epoch)).toEqual(before);
+    } finally {
+      cluster.resume(stalled);
+    }
+    // Once it answers again, rounds commit again.
+    await cluster.waitForStatus(allAssigned(3), 'all workers answering');
+    const next = await cluster.client.checkpoint(true);
+    expect(next.reason).toBe('');
+    expect(next.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
+  }, 120_000);
 
   it('leaves no visible checkpoint when a worker votes NO', async () => {
     const before = (await cluster.client.listCheckpoints()).map((c) => c.epoch);
