@@ -180,7 +180,14 @@ program
       print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
       print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ?? 'none'}${j.latestCheckpointAt ? ` at ${j.latestCheckpointAt}` : ''}`);
       print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
-      print(j.workers.length === 0 ? 'workers: none' : table([['WORKER', 'ADDRESS', 'QUEUES'], ...j.workers.map((w) => [w.id, w.address, String(w.queues)])]));
+      print(
+        j.workers.length === 0
+          ? 'workers: none'
+          : table([
+              ['WORKER', 'ADDRESS', 'QUEUES', 'HEALTH'],
+              ...j.workers.map((w) => [w.id, w.address, String(w.queues), w.error ? w.error : w.reachable ? 'ok' : 'unreachable']),
+            ]),
+      );
     } finally {
       c.close();
     }

@@ -88,7 +88,7 @@ export function statusJson(s: StatusReply) {
           durationMs: s.lastRound.durationMs,
         }
       : null,
-    workers: s.workers.map((w) => ({ id: w.workerId, address: w.address, queues: w.queues })),
+    workers: s.workers.map((w) => ({ id: w.workerId, address: w.address, queues: w.queues, reachable: w.reachable, error: w.error || null })),
   };
 }
 

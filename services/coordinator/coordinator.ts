@@ -26,6 +26,12 @@ import { Discovery, type ProtectedQueue } from './discovery.js';
 import { LeaderLease } from './leader-lease.js';
 import { runRound, type RoundResult } from './round-runner.js';
 
+/** Decided rounds kept in the Redis decision log (for operators looking back). */
+const DECISIONS_KEPT = 1_000;
+
+/** How long status waits for each worker's own report. */
+const WORKER_STATUS_DEADLINE_MS = 2_000;
+
 export interface CoordinatorParts {
   config: Config;
   log: Logger;
@@ -268,6 +274,8 @@ export class Coordinator {
       stillLeader: () => this.isLeader,
       log,
     });
+    // The decision log only needs recent epochs; keep Redis from growing with every round.
+    await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn(`trimming the decision log failed: ${errorMessage(err)}`));
     if (result.outcome === 'committed') {
       this.counters.committed += 1;
       if (result.manifest?.full) this.lastFullEpoch = epoch;
@@ -294,12 +302,14 @@ export class Coordinator {
       coordinatorId: this.id,
       leader: this.isLeader,
       leaderToken: current?.token ?? 0,
-      workers: workers.map((w) => {
-        // An acknowledgement from an earlier incarnation of the worker does not count.
-        const acked = this.assignment.get(w.id);
-        const current = acked?.address === w.address;
-        return { workerId: w.id, address: w.address, queues: current ? acked.queues.length : 0, reachable: current, error: '' };
-      }),
+      workers: await Promise.all(
+        workers.map(async (w) => {
+          // An acknowledgement from an earlier incarnation of the worker does not count.
+          const acked = this.assignment.get(w.id);
+          const current = acked?.address === w.address;
+          return { workerId: w.id, address: w.address, queues: current ? acked.queues.length : 0, ...(await this.workerHealth(w)) };
+        }),
+      ),
       protectedQueues: this.protectedQueues.size,
       latestCheckpoint: latest,
       latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,
@@ -309,6 +319,21 @@ export class Coordinator {
       store: this.parts.store.url,
       intervalMs: config.interval,
     };
+  }
+
+  /** Asks a worker how its captures are doing: capture errors surface in status. */
+  private async workerHealth(worker: WorkerRegistration): Promise<{ reachable: boolean; error: string }> {
+    const client = this.clients.get(worker.id) ?? new WorkerClient(worker.address, { workerId: worker.id });
+    try {
+      const report = await client.status(WORKER_STATUS_DEADLINE_MS);
+      const failing = report.queues.filter((q) => q.error !== '');
+      const error = failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}`;
+      return { reachable: true, error };
+    } catch (err) {
+      return { reachable: false, error: errorMessage(err) };
+    } finally {
+      if (!this.clients.has(worker.id)) client.close();
+    }
   }
 
   /** Live workers and their clients, for restores. */

@@ -70,6 +70,20 @@ export class DecisionLog {
     return value ? (JSON.parse(value) as DecisionRecord) : undefined;
   }
 
+  /**
+   * Drops the records of epochs at or below `epoch` that are decided. Only undecided epochs matter
+   * to a new leader (presumed abort), and the store, not Redis, says what is visible.
+   */
+  async forgetDecidedThrough(epoch: number): Promise<void> {
+    if (epoch <= 0) return;
+    const fields = await this.redis.hkeys(this.keys.decisions);
+    const old = fields.filter((f) => Number(f) <= epoch);
+    if (old.length === 0) return;
+    const values = await this.redis.hmget(this.keys.decisions, ...old);
+    const decided = old.filter((_, i) => values[i] && !values[i]!.includes('"state":"started"'));
+    if (decided.length > 0) await this.redis.hdel(this.keys.decisions, ...decided);
+  }
+
   /** Every recorded round, oldest first. */
   async all(): Promise<DecisionRecord[]> {
     const entries = await this.redis.hvals(this.keys.decisions);

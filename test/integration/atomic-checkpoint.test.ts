@@ -144,5 +144,8 @@ describe('atomic checkpoints (G1)', () => {
     expect(round.reason).toMatch(/a3/);
     expect(manifestExists(round.epoch)).toBe(false);
     expect((await cluster.client.listCheckpoints()).map((c) => c.epoch)).toEqual(before);
+    // The operator sees why in status, not only in the round's reason.
+    const status = await cluster.client.status();
+    expect(status.workers.map((w) => w.error).join(' ')).toContain(journal);
   });
 });
