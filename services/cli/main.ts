@@ -118,7 +118,7 @@ program
       if (flags.json) printJson(checkpointJson(reply));
       else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) print(`checkpoint ${reply.epoch} committed in ${reply.durationMs} ms`);
       else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING) print(`checkpoint ${reply.epoch} started`);
-      else print(`checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}`);
+      else process.stderr.write(`tidemark: checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}\n`);
       if (reply.outcome === RoundOutcome.ROUND_OUTCOME_ABORTED) throw new ExitCode(EXIT_INCOMPLETE);
     } finally {
       c.close();
@@ -178,7 +178,7 @@ program
       if (flags.json) return printJson(statusJson(s));
       const j = statusJson(s);
       print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
-      print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ?? 'none'}${j.latestCheckpointAt ? ` at ${j.latestCheckpointAt}` : ''}`);
+      print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ? `${j.latestCheckpoint.id} at ${j.latestCheckpoint.committedAt}` : 'none'}`);
       print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
       print(
         j.workers.length === 0
@@ -201,8 +201,9 @@ program
   .option('--checkpoint <id>', 'checkpoint id or "latest"')
   .option('--at <time>', 'the latest checkpoint committed at or before this ISO-8601 time')
   .option('--queues <glob>', 'queues to restore, "glob" or "vhost:glob", "!" excludes (repeatable)', collect, [])
-  .option('--prefix <prefix>', 'prefix restored queue names')
-  .option('--map <A=B>', 'restore queue A as B (repeatable)', collect, [])
+  .option('--prefix <prefix>', 'prefix restored queue names (queues named by --map keep their mapped name)')
+  .option('--map <A=B>', 'restore queue A as B (repeatable; wins over --prefix)', collect, [])
+  .option('--append', 'restore into target queues that already hold messages (otherwise they are refused)')
   .option('--target-vhost <vhost>', 'restore into this vhost')
   .option('--target-amqp <url>', 'restore into another broker')
   .addOption(new Option('--bindings <mode>', 'recreate bindings: auto (queues that keep their name), all, none').choices(['auto', 'all', 'none']).default('auto'))
@@ -228,6 +229,7 @@ program
       dryRun: Boolean(flags.dryRun),
       bindings: flags.bindings,
       noOriginHeaders: flags.originHeaders === false,
+      append: Boolean(flags.append),
     };
     const c = client(command);
     const controller = new AbortController();

@@ -76,11 +76,11 @@ export function statusJson(s: StatusReply) {
     store: s.store,
     intervalMs: s.intervalMs,
     protectedQueues: s.protectedQueues,
-    latestCheckpoint: s.latestCheckpoint > 0 ? String(s.latestCheckpoint) : null,
-    latestCheckpointAt: iso(s.latestCheckpointAtMs),
+    latestCheckpoint: s.latestCheckpoint > 0 ? { id: String(s.latestCheckpoint), epoch: s.latestCheckpoint, committedAt: iso(s.latestCheckpointAtMs) } : null,
     rounds: { committed: s.roundsCommitted, aborted: s.roundsAborted },
     lastRound: s.lastRound
       ? {
+          id: String(s.lastRound.epoch),
           epoch: s.lastRound.epoch,
           outcome: outcomeName(s.lastRound.outcome),
           reason: s.lastRound.reason,

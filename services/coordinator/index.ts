@@ -16,7 +16,15 @@ export interface RunningCoordinator {
 
 export async function startCoordinator(config: Config, log: Logger): Promise<RunningCoordinator> {
   const coordinator = await Coordinator.create(config, log);
-  const { server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator, log)]], config.listen ?? '0.0.0.0:7700');
+  let server: Awaited<ReturnType<typeof startServer>>['server'];
+  let port: number;
+  try {
+    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator, log)]], config.listen ?? '0.0.0.0:7700'));
+  } catch (err) {
+    // Close what create() opened, or its connections keep the process alive after the error.
+    await coordinator.stop().catch(() => {});
+    throw err;
+  }
   await coordinator.start();
   log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
   return {

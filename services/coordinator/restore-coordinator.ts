@@ -64,7 +64,11 @@ export async function runRestore(
       },
     },
   });
-  if (request.dryRun) return;
+  if (request.dryRun) {
+    // The stream always ends with a done event, so a reader can tell complete from cut off.
+    emit({ event: { $case: 'done', value: { restoreId, messages: 0, queues: planned.length, failedQueues: 0, durationMs: Date.now() - startedAt } } });
+    return;
+  }
 
   const tasks = new Map<string, QueueRestore[]>();
   for (const p of planned) {
@@ -79,6 +83,7 @@ export async function runRestore(
       segments: await catalog.segmentsOf(p.entry),
       recreate: true,
       bind: p.bind,
+      append: request.append,
     };
     tasks.set(p.workerId, [...(tasks.get(p.workerId) ?? []), item]);
   }

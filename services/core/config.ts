@@ -40,7 +40,10 @@ export const configSchema = z.object({
   /** S3 region. @default us-east-1 */
   s3Region: z.string().default('us-east-1'),
   /** Coordinator address for clients and the CLI. @default localhost:7700 */
-  coordinator: z.string().default('localhost:7700'),
+  coordinator: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. localhost:7700')
+    .default('localhost:7700'),
   /** Queues to protect: comma-separated `vhost:glob`, `!vhost:glob` excludes. @default nothing */
   protect: z.string().default(''),
   /** Prefix of every Redis key and RabbitMQ object Tidemark owns. @default tidemark */
@@ -121,10 +124,18 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'config'}: ${issue.message}`);
+    const problems = parsed.error.issues.map((issue) => `${describeKey(String(issue.path[0] ?? ''))}: ${issue.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}. Nothing was started or changed; fix the flag, config file or TIDEMARK_* variable named.`);
   }
   return { ...parsed.data, store: normalizeStoreUrl(parsed.data.store) };
+}
+
+/** "interval (--interval, TIDEMARK_INTERVAL)": every way an operator may have set a key. */
+function describeKey(key: string): string {
+  if (!key) return 'config';
+  const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const variable = Object.entries(environmentKeys).find(([, k]) => k === key)?.[0];
+  return `${key} (${variable ? `${flag}, ${variable}` : flag})`;
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

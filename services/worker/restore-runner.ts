@@ -8,7 +8,7 @@
  * `mandatory` makes an unroutable message (target queue gone) come back as an error instead of
  * vanishing.
  */
-import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import type { QueueRestore, RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
 import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
@@ -52,7 +52,10 @@ export async function runRestoreTask(options: RestoreRunOptions): Promise<void> 
     if (!connection) {
       const url = amqpUrlForVhost(baseUrl, vhost);
       connection = amqp.connect(url, { clientProperties: { connection_name: `tidemark restore ${task.restoreId}` } }).catch((err) => {
-        throw new TidemarkError(`cannot connect to target broker ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
+        // The broker closes the handshake when the vhost is missing or the user may not use it.
+        const refused = /ConnectionOpenOk|NOT_ALLOWED|ACCESS_REFUSED/.test(errorMessage(err));
+        const why = refused ? `vhost "${vhost}" does not exist there or the user may not use it (create it, or pick another --target-vhost)` : errorMessage(err);
+        throw new TidemarkError(`cannot connect to target broker ${redactUrl(url)}: ${why}`, { cause: err });
       });
       connections.set(vhost, connection);
     }
@@ -95,6 +98,7 @@ async function restoreQueue(
   };
   try {
     const connection = await connectionFor(item.targetVhost);
+    if (!item.append) await refuseNonEmptyTarget(connection, item);
     if (item.recreate) await declareTarget(connection, item, options.task.exchanges);
     await publishPrefix(connection, item, options, progress, new URL(baseUrl).username || 'guest');
     progress.done = true;
@@ -105,6 +109,47 @@ async function restoreQueue(
     options.log.error(progress.error);
     options.emit({ ...progress });
   }
+}
+
+/**
+ * A second restore into the same queue would silently duplicate every message: unless the
+ * operator asked to append, a target that already holds messages is refused before publishing.
+ */
+async function refuseNonEmptyTarget(connection: ChannelModel, item: QueueRestore): Promise<void> {
+  const probe = await connection.createChannel();
+  probe.on('error', () => {});
+  try {
+    let messageCount: number;
+    try {
+      ({ messageCount } = await probe.checkQueue(item.targetName));
+    } catch {
+      return; // it does not exist yet
+    }
+    // A stream reports no message count: look for a first message instead.
+    const holds = messageCount > 0 || (item.source?.type === 'stream' && (await streamHoldsMessages(probe, item.targetName)));
+    if (holds) {
+      throw new TidemarkError(
+        `target queue ${item.targetVhost}/${item.targetName} already holds messages; restoring into it would add duplicates. ` +
+          'Nothing was published to it: restore under another name (--prefix/--map), delete or purge it, or pass --append',
+      );
+    }
+  } finally {
+    await probe.close().catch(() => {});
+  }
+}
+
+/** Reading a stream removes nothing, so a short-lived consumer can tell whether it is empty. */
+async function streamHoldsMessages(channel: Channel, queue: string): Promise<boolean> {
+  await channel.prefetch(1);
+  let seen = false;
+  const { consumerTag } = await channel
+    .consume(queue, () => void (seen = true), { noAck: false, arguments: { 'x-stream-offset': 'first' } })
+    .catch(() => ({ consumerTag: '' })); // not a stream: the count above was right
+  if (!consumerTag) return false;
+  // A stream with data delivers its first message at once; give the broker a moment.
+  for (let i = 0; i < 10 && !seen; i += 1) await new Promise((r) => setTimeout(r, 50));
+  await channel.cancel(consumerTag).catch(() => {});
+  return seen;
 }
 
 /** Declares the target queue like the source (and, if asked, its exchanges and bindings). */

@@ -5,11 +5,12 @@
  * that `cluster up` starts and stops its processes as a unit.
  */
 import amqp from 'amqplib';
+import { Redis } from 'ioredis';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readQueue } from '../helpers/broker.js';
@@ -39,6 +40,8 @@ interface CliResult {
 let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
+/** Redis namespaces this file's clusters used; their keys are deleted at the end. */
+const namespaces: string[] = [];
 /** Epochs of the checkpoints this file takes, oldest first. */
 const epochs: number[] = [];
 /** Message ids published to each queue, in publish order. */
@@ -139,6 +142,19 @@ async function publish(counts: Map<string, number>, batch: string): Promise<void
   }
 }
 
+async function deleteNamespaces(): Promise<void> {
+  const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    for (const namespace of namespaces) {
+      const keys = await redis.keys(`${namespace}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
 const tidemarkEnv = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('TIDEMARK_')));
 
 describe('the tidemark CLI against a two-worker cluster', () => {
@@ -154,7 +170,9 @@ describe('the tidemark CLI against a two-worker cluster', () => {
       await channel.bindQueue(q.name, EXCHANGE, q.name);
     }
     await connection.close();
-    cluster = await startTestCluster({ services, namespace: uniqueName('tmcli'), protect: `${vhost}:q-*`, store: { kind: 'file' }, workers: 2 });
+    const namespace = uniqueName('tmcli');
+    namespaces.push(namespace);
+    cluster = await startTestCluster({ services, namespace, protect: `${vhost}:q-*`, store: { kind: 'file' }, workers: 2 });
     await cluster.waitForStatus(
       (s) => s.leader && s.protectedQueues === QUEUES.length && s.workers.length === 2 && s.workers.reduce((n, w) => n + w.queues, 0) === QUEUES.length,
       '4 protected queues spread over 2 workers',
@@ -163,7 +181,9 @@ describe('the tidemark CLI against a two-worker cluster', () => {
 
   afterAll(async () => {
     await cluster?.stop();
+    if (cluster) rmSync(dirname(cluster.logFile), { recursive: true, force: true });
     if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+    if (services) await deleteNamespaces();
   });
 
   it('status --json reports the leader, both workers and the protected queues', async () => {
@@ -175,7 +195,6 @@ describe('the tidemark CLI against a two-worker cluster', () => {
       intervalMs: 0,
       protectedQueues: QUEUES.length,
       latestCheckpoint: null,
-      latestCheckpointAt: null,
       rounds: { committed: 0, aborted: 0 },
     });
     expect(status.leaderToken).toBeGreaterThan(0);
@@ -193,9 +212,9 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^coordinator coordinator \(leader, token \d+\), store file:\/\//);
     expect(result.stdout).toContain(`protected queues: ${QUEUES.length}; latest checkpoint: none`);
-    expect(result.stdout).toMatch(/^WORKER\s+ADDRESS\s+QUEUES$/m);
-    expect(result.stdout).toMatch(/^worker-1\s+\S+:\d+\s+\d+$/m);
-    expect(result.stdout).toMatch(/^worker-2\s+\S+:\d+\s+\d+$/m);
+    expect(result.stdout).toMatch(/^WORKER\s+ADDRESS\s+QUEUES\s+HEALTH$/m);
+    expect(result.stdout).toMatch(/^worker-1\s+\S+:\d+\s+\d+\s+ok$/m);
+    expect(result.stdout).toMatch(/^worker-2\s+\S+:\d+\s+\d+\s+ok$/m);
     expect(() => JSON.parse(result.stdout)).toThrow();
   });
 
@@ -278,6 +297,7 @@ describe('the tidemark CLI against a two-worker cluster', () => {
       expect(typeof q.bind).toBe('boolean');
     }
     expect(events.filter((e) => e.type === 'progress')).toEqual([]);
+    expect(events[events.length - 1]).toMatchObject({ type: 'done', messages: 0, queues: QUEUES.length, failedQueues: 0 });
     for (const q of QUEUES) expect(await queueExists(`r.${q.name}`), `r.${q.name} exists after a dry run`).toBe(false);
   });
 
@@ -306,6 +326,21 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     const restored = await readQueue(services.amqpUrl, vhost, target, 'quorum', want.length);
     expect(restored.map((m) => m.properties.messageId)).toEqual(want);
     expect(restored.map((m) => m.body.toString())).toEqual(want.map((id) => `body of ${id}`));
+  });
+
+  it('restore --at picks the latest checkpoint committed at or before the time, and prints a plain progress report', async () => {
+    const source = 'q-stream';
+    const dryRun = jsonLines((await tidemark(['restore', '--at', new Date().toISOString(), '--queues', `${vhost}:${source}`, '--prefix', 'p.', '--dry-run', '--json'])).stdout);
+    expect(dryRun[0]).toMatchObject({ type: 'plan', checkpoint: String(epochs[1]), dryRun: true });
+    const result = await tidemark(['restore', '--at', new Date().toISOString(), '--queues', `${vhost}:${source}`, '--prefix', 'p.']);
+    expect(result.code, result.stderr).toBe(0);
+    const want = published.get(source)!;
+    expect(result.stdout).toContain(`restoring checkpoint ${epochs[1]}: 1 queue(s), ${want.length} messages`);
+    expect(result.stdout).toContain(`${vhost}:${source} -> ${vhost}:p.${source} (stream, ${want.length} messages`);
+    expect(result.stdout).toMatch(new RegExp(`^restore r${epochs[1]}-\\w+: ${want.length} messages into 1/1 queue\\(s\\)`, 'm'));
+    expect(() => JSON.parse(result.stdout)).toThrow();
+    const restored = await readQueue(services.amqpUrl, vhost, `p.${source}`, 'stream', want.length);
+    expect(restored.map((m) => m.properties.messageId)).toEqual(want);
   });
 
   it('restore without --checkpoint or --at exits 2 and says what to pass', async () => {
@@ -345,11 +380,26 @@ describe('the tidemark CLI against a two-worker cluster', () => {
   it('coordinator with an invalid TIDEMARK_INTERVAL exits 2 naming the setting', async () => {
     const port = await freePort();
     // A fresh namespace: were the setting accepted, this coordinator must not join the test cluster.
-    const env = { ...cluster.env, TIDEMARK_INTERVAL: 'soon', TIDEMARK_NAMESPACE: uniqueName('tmbad') };
+    const namespace = uniqueName('tmbad');
+    namespaces.push(namespace);
+    const env = { ...cluster.env, TIDEMARK_INTERVAL: 'soon', TIDEMARK_NAMESPACE: namespace };
     const result = await tidemark(['coordinator', '--listen', `127.0.0.1:${port}`], env, 20_000);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/interval/i);
     expect(result.stderr).toContain('"soon" is not a duration');
+    expect(result.stderr).toContain('TIDEMARK_INTERVAL');
+  });
+
+  it('coordinator on an address already in use exits 2 at once instead of hanging', async () => {
+    const namespace = uniqueName('tmbusy');
+    namespaces.push(namespace);
+    // The test cluster's coordinator already holds this address.
+    const env = { ...cluster.env, TIDEMARK_NAMESPACE: namespace };
+    const started = Date.now();
+    const result = await tidemark(['coordinator', '--listen', cluster.address], env, 20_000);
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain('address in use');
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   describe('cluster up', () => {
@@ -365,6 +415,8 @@ describe('the tidemark CLI against a two-worker cluster', () => {
 
     it('starts a coordinator and two workers, and SIGTERM stops all of them', async () => {
       const port = await freePort();
+      const namespace = uniqueName('tmup');
+      namespaces.push(namespace);
       dir = mkdtempSync(join(tmpdir(), 'tm-cli-up-'));
       const env: NodeJS.ProcessEnv = {
         ...tidemarkEnv(),
@@ -372,7 +424,7 @@ describe('the tidemark CLI against a two-worker cluster', () => {
         TIDEMARK_MANAGEMENT_URL: services.managementUrl,
         TIDEMARK_REDIS_URL: services.redisUrl,
         TIDEMARK_STORE: `file://${join(dir, 'store')}`,
-        TIDEMARK_NAMESPACE: uniqueName('tmup'),
+        TIDEMARK_NAMESPACE: namespace,
         TIDEMARK_INTERVAL: '0',
       };
       up = spawn(process.execPath, [CLI, 'cluster', 'up', '--workers', '2', '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -392,6 +444,11 @@ describe('the tidemark CLI against a two-worker cluster', () => {
         await new Promise((r) => setTimeout(r, 300));
       }
       expect(workers, `cluster up never reported 2 workers; its output:\n${output}`).toBe(2);
+      // Nothing is protected in this cluster: a round aborts, and the CLI exits 3 with the reason.
+      const aborted = await tidemark(['checkpoint', '--wait', '--json', '--coordinator', address], env);
+      expect(aborted.code, aborted.stderr).toBe(3);
+      expect(JSON.parse(aborted.stdout)).toMatchObject({ outcome: 'aborted', reason: expect.stringContaining('no protected queues') });
+
       pids = await childPids(up.pid!);
       expect(pids, 'cluster up runs a coordinator and two workers as child processes').toHaveLength(3);
 

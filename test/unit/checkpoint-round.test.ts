@@ -9,7 +9,7 @@ import {
   type RoundQueue,
 } from '../../services/coordinator/checkpoint-round.js';
 import type { CheckpointManifest, ExchangeDefinition, QueueCheckpoint, QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
-import { Vote, type PrepareReply } from '../../services/gen/tidemark/v1/worker.js';
+import { PrepareReply, Vote } from '../../services/gen/tidemark/v1/worker.js';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -125,11 +125,14 @@ function entry(q: QueueSpec, o: EntryOptions = {}): QueueCheckpoint {
 }
 
 function yes(workerId: string, queues: QueueCheckpoint[]): PrepareReply {
-  return { vote: Vote.VOTE_YES, reason: '', workerId, queues, partitionKey: `staging/${workerId}.partition` };
+  // fromPartial: fields added to the reply later keep their defaults.
+  const reply = PrepareReply.fromPartial({ vote: Vote.VOTE_YES, workerId, partitionKey: `staging/${workerId}.partition` });
+  reply.queues = queues;
+  return reply;
 }
 
 function no(workerId: string, reason: string): PrepareReply {
-  return { vote: Vote.VOTE_NO, reason, workerId, queues: [], partitionKey: '' };
+  return PrepareReply.fromPartial({ vote: Vote.VOTE_NO, reason, workerId });
 }
 
 /** A YES from `workerId` covering exactly the queues it was asked for in `plan`. */
@@ -606,7 +609,7 @@ describe('checkpoint round: decisions are final (I4)', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('checkpoint round: malformed plans and votes', () => {
-  // BUG (services/coordinator/checkpoint-round.ts, checkYes ~line 139): a YES vote that reports
+  // BUG (services/coordinator/checkpoint-round.ts, checkYes ~line 156): a YES vote that reports
   // the same queue twice passes the coverage check (the `answered` set hides the duplicate), so
   // the round commits and buildManifest writes that queue twice, with possibly different cuts.
   // A checkpoint with two entries for one queue is ambiguous about its prefix (G2).
@@ -621,7 +624,7 @@ describe('checkpoint round: malformed plans and votes', () => {
     expect(only(driver.effects, 'record-decision')[0].decision).toBe('aborted');
   });
 
-  // BUG (services/coordinator/checkpoint-round.ts, 'start' ~line 84 and buildManifest ~line 183):
+  // BUG (services/coordinator/checkpoint-round.ts, 'start' ~line 89-96 and buildManifest ~line 189):
   // start checks that every plan queue is assigned, but not that every assigned queue is in the
   // plan. When a participant is asked for a queue outside plan.queues (e.g. an assignment that
   // still holds a queue discovery has just dropped), every worker can vote YES, COMMIT is
@@ -714,9 +717,11 @@ function randomScenario(seed: number): Scenario {
     if (r() < 0.05) pool.push({ event: { type: 'prepare-failed', workerId: w, reason: 'timeout' } });
   }
   if (r() < 0.2) pool.push({ event: vote('stranger', makeVote(plan, workers[0], 'good-yes')) });
-  const deadlines = r() < 0.5 ? 1 : r() < 0.5 ? 0 : 2;
+  const deadlines = r() < 0.3 ? 1 : r() < 0.8 ? 0 : 2;
   for (let i = 0; i < deadlines; i++) pool.push({ event: { type: 'deadline' } });
-  pool.push({ event: { type: 'fences-published', atMs: 100 } });
+  // Usually the fence is confirmed first; sometimes votes or the deadline race ahead of it.
+  const fenceFirst = r() < 0.7;
+  if (!fenceFirst) pool.push({ event: { type: 'fences-published', atMs: 100 } });
   if (r() < 0.2) pool.push({ event: { type: 'fences-published', atMs: 150 } });
   if (r() < 0.05) pool.push({ event: { type: 'fences-failed', reason: 'broker down' } });
   // Completion events arrive at random moments, possibly too early and possibly twice.
@@ -730,13 +735,14 @@ function randomScenario(seed: number): Scenario {
     [pool[i], pool[j]] = [pool[j], pool[i]];
   }
   const events: RoundEvent[] = [{ type: 'start' }];
+  if (fenceFirst) events.push({ type: 'fences-published', atMs: 100 });
   const kinds = new Map<number, VoteKind>();
   for (const p of pool) {
     if (p.kind) kinds.set(events.length, p.kind);
     events.push(p.event);
   }
-  // The runner always reports completion eventually.
-  events.push({ type: 'decision-recorded', atMs: 999 }, { type: 'manifest-written' });
+  // The runner's timer always fires eventually, and it always reports completion.
+  events.push({ type: 'deadline' }, { type: 'decision-recorded', atMs: 999 }, { type: 'manifest-written' });
   return { plan, events, kinds };
 }
 
@@ -799,8 +805,10 @@ describe('checkpoint round: randomized event sequences', () => {
       const ctx = (i: number) => `seed ${seed}, event ${i} (${JSON.stringify(s.events[i].type)})`;
 
       s.events.forEach((event, i) => {
+        const stateBefore = round.state;
         const effects = round.handle(event);
-        if (event.type === 'vote' && s.kinds.get(i) === 'good-yes' && recorded === undefined) goodVoters.add(event.workerId);
+        // A vote only counts once the fence is out and before anything was decided.
+        if (event.type === 'vote' && s.kinds.get(i) === 'good-yes' && stateBefore === 'preparing') goodVoters.add(event.workerId);
         for (const effect of effects) {
           switch (effect.type) {
             case 'record-decision':

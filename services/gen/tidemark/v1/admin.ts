@@ -126,6 +126,8 @@ export interface RestoreRequest {
   bindings: string;
   /** Default true; set no_origin_headers to leave them off. */
   noOriginHeaders: boolean;
+  /** Restore into target queues that already hold messages (by default such targets are refused). */
+  append: boolean;
 }
 
 export interface PlannedQueue {
@@ -1142,6 +1144,7 @@ function createBaseRestoreRequest(): RestoreRequest {
     dryRun: false,
     bindings: "",
     noOriginHeaders: false,
+    append: false,
   };
 }
 
@@ -1176,6 +1179,9 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     if (message.noOriginHeaders !== false) {
       writer.uint32(80).bool(message.noOriginHeaders);
+    }
+    if (message.append !== false) {
+      writer.uint32(88).bool(message.append);
     }
     return writer;
   },
@@ -1273,6 +1279,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.noOriginHeaders = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.append = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1300,6 +1314,7 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.dryRun = object.dryRun ?? false;
     message.bindings = object.bindings ?? "";
     message.noOriginHeaders = object.noOriginHeaders ?? false;
+    message.append = object.append ?? false;
     return message;
   },
 };

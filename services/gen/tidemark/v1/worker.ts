@@ -106,6 +106,8 @@ export interface QueueRestore {
   recreate: boolean;
   bind: boolean;
   startOffset: number;
+  /** Publish even if the target queue already holds messages. */
+  append: boolean;
 }
 
 export interface RestoreTask {
@@ -834,6 +836,7 @@ function createBaseQueueRestore(): QueueRestore {
     recreate: false,
     bind: false,
     startOffset: 0,
+    append: false,
   };
 }
 
@@ -868,6 +871,9 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.startOffset !== 0) {
       writer.uint32(80).uint64(message.startOffset);
+    }
+    if (message.append !== false) {
+      writer.uint32(88).bool(message.append);
     }
     return writer;
   },
@@ -965,6 +971,14 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.startOffset = longToNumber(reader.uint64());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.append = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -994,6 +1008,7 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.recreate = object.recreate ?? false;
     message.bind = object.bind ?? false;
     message.startOffset = object.startOffset ?? 0;
+    message.append = object.append ?? false;
     return message;
   },
 };
