@@ -91,8 +91,13 @@ export class CheckpointRound {
         if (this.plan.queues.size === 0) return this.decide('aborted', 'no protected queues: set TIDEMARK_PROTECT to the queues to back up');
         if (this.plan.participants.length === 0) return this.decide('aborted', 'no live workers: start at least one "tidemark worker"');
         {
-          const uncovered = this.uncoveredQueues(this.plan.participants.flatMap((p) => p.queues));
+          const assigned = this.plan.participants.flatMap((p) => p.queues);
+          const uncovered = this.uncoveredQueues(assigned);
           if (uncovered.length > 0) return this.decide('aborted', `no worker was assigned ${describe(uncovered)}`);
+          // Every queue asked of a worker must be one the round covers, or its manifest entry has
+          // no definition to carry.
+          const stray = assigned.map((q) => queueKey(q.vhost, q.queue)).filter((id) => !this.plan.queues.has(id));
+          if (stray.length > 0) return this.decide('aborted', `workers were assigned queues outside the round: ${describe(stray)}`);
         }
         this.state = 'fencing';
         return [{ type: 'publish-fences', epoch: this.epoch, vhosts: this.plan.vhosts }];
@@ -149,6 +154,7 @@ export class CheckpointRound {
     for (const q of reply.queues) {
       const id = queueKey(q.definition?.vhost ?? '', q.definition?.name ?? '');
       if (!asked.has(id)) return `reported queue ${q.definition?.vhost}/${q.definition?.name} it was not asked for`;
+      if (answered.has(id)) return `reported queue ${q.definition?.vhost}/${q.definition?.name} twice`;
       if (q.baseEpoch !== 0 && !this.plan.isVisible(q.baseEpoch)) {
         return `based ${q.definition?.vhost}/${q.definition?.name} on checkpoint ${q.baseEpoch}, which is not visible`;
       }
@@ -210,8 +216,10 @@ export class CheckpointRound {
   }
 }
 
+/** Byte order, not locale order: the manifest must not depend on where it was written. */
 function compareQueues(a: QueueDefinition, b: QueueDefinition): number {
-  return a.vhost.localeCompare(b.vhost) || a.name.localeCompare(b.name);
+  const byte = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return byte(a.vhost, b.vhost) || byte(a.name, b.name);
 }
 
 function describe(ids: string[]): string {

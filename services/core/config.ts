@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
@@ -20,19 +20,28 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   }
 });
 
+/** A URL whose scheme is one of `schemes` (catches "localhost:5672", which parses as a URL). */
+const urlWith = (...schemes: string[]) =>
+  z
+    .string()
+    .url()
+    .refine((value) => URL.canParse(value) && schemes.includes(new URL(value).protocol.replace(/:$/, '')), {
+      message: `must be a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}`,
+    });
+
 const count = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().positive());
 
 export const configSchema = z.object({
   /** AMQP URL of the protected broker. @default amqp://guest:guest@localhost:5672 */
-  amqpUrl: z.string().url().default('amqp://guest:guest@localhost:5672'),
+  amqpUrl: urlWith('amqp', 'amqps').default('amqp://guest:guest@localhost:5672'),
   /** RabbitMQ management API base URL, credentials in it. @default http://guest:guest@localhost:15672 */
-  managementUrl: z.string().url().default('http://guest:guest@localhost:15672'),
+  managementUrl: urlWith('http', 'https').default('http://guest:guest@localhost:15672'),
   /** Redis URL for leases, membership, epochs and decisions. @default redis://localhost:6379 */
-  redisUrl: z.string().url().default('redis://localhost:6379'),
+  redisUrl: urlWith('redis', 'rediss').default('redis://localhost:6379'),
   /** Object store: `s3://bucket/prefix` or `file:///dir` (a relative `file://dir` is resolved). @default file://.tidemark/store */
   store: z.string().default('file://.tidemark/store'),
   /** S3 endpoint URL, e.g. http://localhost:9000. @default AWS when unset */
-  s3Endpoint: z.string().url().optional(),
+  s3Endpoint: urlWith('http', 'https').optional(),
   /** S3 access key. */
   s3AccessKey: z.string().optional(),
   /** S3 secret key. */
@@ -120,7 +129,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const file = sources.file ?? sources.env?.TIDEMARK_CONFIG;
   if (file) Object.assign(merged, readConfigFile(file));
   for (const [key, value] of Object.entries(sources.flags ?? {})) {
-    if (value !== undefined && key in configSchema.shape) merged[key] = value;
+    if (value !== undefined && Object.hasOwn(configSchema.shape, key)) merged[key] = value;
   }
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
@@ -154,7 +163,7 @@ function readConfigFile(path: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ConfigError(`config file ${path} must hold a JSON object of config keys`);
   }
-  const unknown = Object.keys(value).filter((key) => !(key in configSchema.shape));
+  const unknown = Object.keys(value).filter((key) => !Object.hasOwn(configSchema.shape, key));
   if (unknown.length > 0) {
     throw new ConfigError(`config file ${path} has unknown keys: ${unknown.join(', ')}; known keys: ${Object.keys(configSchema.shape).join(', ')}`);
   }
@@ -171,8 +180,16 @@ export function normalizeStoreUrl(store: string): string {
     return store.replace(/\/+$/, '');
   }
   if (store.startsWith('file://')) {
-    const path = store.slice('file://'.length);
-    if (path.length === 0) throw new ConfigError(`store ${store} names no directory: use file:///absolute/dir`);
+    const rest = store.slice('file://'.length);
+    if (rest.length === 0) throw new ConfigError(`store ${store} names no directory: use file:///absolute/dir`);
+    // Decode before re-encoding, so normalizing twice gives the same URL ("my%20store" stays
+    // the directory "my store"); a relative file://dir is not a valid URL, so decode it by hand.
+    let path: string;
+    try {
+      path = rest.startsWith('/') ? fileURLToPath(store) : decodeURIComponent(rest);
+    } catch (err) {
+      throw new ConfigError(`store ${store} is not a valid file URL: ${(err as Error).message}`, { cause: err });
+    }
     return pathToFileURL(resolve(path)).href;
   }
   throw new ConfigError(`store ${store} is not supported: use s3://bucket/prefix or file:///dir`);

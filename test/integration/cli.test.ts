@@ -343,6 +343,20 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     expect(restored.map((m) => m.properties.messageId)).toEqual(want);
   });
 
+  it('restore refuses a target that already holds messages, and --append adds to it', async () => {
+    const source = 'q-stream';
+    const want = published.get(source)!;
+    const again = await tidemark(['restore', '--checkpoint', 'latest', '--queues', `${vhost}:${source}`, '--prefix', 'p.']);
+    expect(again.code).toBe(3);
+    expect(again.stdout).toContain('already holds messages');
+    expect(await readQueue(services.amqpUrl, vhost, `p.${source}`, 'stream', want.length)).toHaveLength(want.length);
+
+    const appended = await tidemark(['restore', '--checkpoint', 'latest', '--queues', `${vhost}:${source}`, '--prefix', 'p.', '--append']);
+    expect(appended.code, appended.stdout + appended.stderr).toBe(0);
+    const restored = await readQueue(services.amqpUrl, vhost, `p.${source}`, 'stream', 2 * want.length);
+    expect(restored.map((m) => m.properties.messageId)).toEqual([...want, ...want]);
+  });
+
   it('restore without --checkpoint or --at exits 2 and says what to pass', async () => {
     const result = await tidemark(['restore', '--json']);
     expect(result.code).toBe(2);

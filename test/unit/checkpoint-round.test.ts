@@ -609,11 +609,11 @@ describe('checkpoint round: decisions are final (I4)', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('checkpoint round: malformed plans and votes', () => {
-  // BUG (services/coordinator/checkpoint-round.ts, checkYes ~line 156): a YES vote that reports
+  // Regression (was a bug in services/coordinator/checkpoint-round.ts, checkYes ~line 156): a YES vote that reports
   // the same queue twice passes the coverage check (the `answered` set hides the duplicate), so
   // the round commits and buildManifest writes that queue twice, with possibly different cuts.
   // A checkpoint with two entries for one queue is ambiguous about its prefix (G2).
-  it.fails('aborts on a YES that reports the same queue twice', () => {
+  it('aborts on a YES that reports the same queue twice', () => {
     const plan = makePlan();
     const driver = new Driver(plan);
     driver.prepare();
@@ -624,7 +624,7 @@ describe('checkpoint round: malformed plans and votes', () => {
     expect(only(driver.effects, 'record-decision')[0].decision).toBe('aborted');
   });
 
-  // BUG (services/coordinator/checkpoint-round.ts, 'start' ~line 89-96 and buildManifest ~line 189):
+  // Regression (was a bug in services/coordinator/checkpoint-round.ts, 'start' ~line 89-96 and buildManifest ~line 189):
   // start checks that every plan queue is assigned, but not that every assigned queue is in the
   // plan. When a participant is asked for a queue outside plan.queues (e.g. an assignment that
   // still holds a queue discovery has just dropped), every worker can vote YES, COMMIT is
@@ -632,7 +632,7 @@ describe('checkpoint round: malformed plans and votes', () => {
   // "TypeError: Cannot read properties of undefined (reading 'definition')" — the round dies
   // after COMMIT is durable with no manifest written. It should abort at start (or leave such
   // queues out) instead.
-  it.fails('does not crash after COMMIT when a participant was asked for a queue outside the plan', () => {
+  it('does not crash after COMMIT when a participant was asked for a queue outside the plan', () => {
     const plan = makePlan({
       assignment: {
         'worker-a': [

@@ -222,11 +222,11 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(configError(() => loadConfig({ env: { TIDEMARK_S3_ENDPOINT: 'minio' } })).message).toContain('s3Endpoint');
   });
 
-  // BUG (services/core/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked
+  // Regression (was a bug in services/core/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked
   // with z.string().url(), which accepts any scheme, so the common mistake "localhost:5672" (parsed
   // as scheme "localhost:") passes validation and only fails later, at connect time, far from the
   // variable that caused it. Expected: a ConfigError naming amqpUrl/redisUrl at load.
-  it.fails('rejects a host:port where a URL with its scheme is needed', () => {
+  it('rejects a host:port where a URL with its scheme is needed', () => {
     expect(() => loadConfig({ env: { TIDEMARK_AMQP_URL: 'localhost:5672' } })).toThrow(/amqpUrl/);
     expect(() => loadConfig({ env: { TIDEMARK_REDIS_URL: 'localhost:6379' } })).toThrow(/redisUrl/);
   });
@@ -237,11 +237,11 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(err.message).toContain('interval');
   });
 
-  // BUG (services/core/config.ts, readConfigFile ~line 157 and loadConfig ~line 123): unknown keys
+  // Regression (was a bug in services/core/config.ts, readConfigFile ~line 157 and loadConfig ~line 123): unknown keys
   // are detected with `key in configSchema.shape`, and `in` also sees Object.prototype members,
   // so a config file key like "constructor", "toString" or "hasOwnProperty" is accepted as known
   // and silently dropped instead of being reported. Should use Object.hasOwn(configSchema.shape, key).
-  it.fails('rejects config-file keys that only exist on Object.prototype', () => {
+  it('rejects config-file keys that only exist on Object.prototype', () => {
     const file = configFile({ constructor: 'x' });
     expect(() => loadConfig({ env: {}, file })).toThrow(ConfigError);
   });
@@ -272,11 +272,11 @@ describe('durations', () => {
     }
   });
 
-  // BUG (services/core/duration.ts line 3): a number is returned as is, so negative, fractional,
+  // Regression (was a bug in services/core/duration.ts line 3): a number is returned as is, so negative, fractional,
   // NaN or infinite numbers become durations, while the same values as strings ("-5") are refused.
   // A config file {"prepareTimeout": -1000} or a flag of -1 is accepted and every round then times
   // out at once. Expected: the same ConfigError as for "-1000".
-  it.fails('rejects negative and non-finite numbers like their string forms', () => {
+  it('rejects negative and non-finite numbers like their string forms', () => {
     expect(() => parseDuration('-1000')).toThrow();
     expect(() => parseDuration(-1000)).toThrow();
     expect(() => parseDuration(Number.NaN)).toThrow();
@@ -326,14 +326,14 @@ describe('store URL normalization', () => {
     }
   });
 
-  // BUG (services/core/config.ts normalizeStoreUrl ~line 174): the text after file:// is taken
+  // Regression (was a bug in services/core/config.ts normalizeStoreUrl ~line 174): the text after file:// is taken
   // as a raw path and re-encoded with pathToFileURL, so normalizing is not idempotent for paths
   // that need percent-encoding (space, %, non-ASCII): "file:///tmp/my store" → loadConfig gives
   // "file:///tmp/my%20store", and parseStoreUrl/openStore (which normalize again) turn that into
   // "file:///tmp/my%2520store" → directory "/tmp/my%20store" instead of "/tmp/my store". The same
   // happens when `cluster up` hands config.store to its children via TIDEMARK_STORE. A standard
   // "file:///tmp/my%20store" is likewise read as the literal directory "/tmp/my%20store".
-  it.fails('opens the directory the user named when its path has a space', () => {
+  it('opens the directory the user named when its path has a space', () => {
     const config = loadConfig({ env: { TIDEMARK_STORE: 'file:///tmp/my store' } });
     expect(normalizeStoreUrl(config.store)).toBe(config.store);
     expect(parseStoreUrl(config.store)).toEqual({ kind: 'file', dir: '/tmp/my store' });
