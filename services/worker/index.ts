@@ -17,18 +17,22 @@ export interface RunningWorker {
 }
 
 export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
-  const listen = config.listen ?? '127.0.0.1:0';
-  let worker: Worker | undefined;
-  const { server, port } = await startServer(
-    [[WorkerServiceService, lazyHandlers(() => worker!)]],
-    listen,
-  );
-  const address = config.advertise ?? advertiseAddress(listen, port);
+  const worker = await Worker.create({ config, log });
+  let server: Awaited<ReturnType<typeof startServer>>['server'];
+  let port: number;
   try {
-    worker = await Worker.create({ config, log, address });
-    await worker.start();
+    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], config.listen ?? '127.0.0.1:0'));
+  } catch (err) {
+    await worker.stop().catch(() => {});
+    throw err;
+  }
+  // Only now is the port known, so only now can the worker tell the leader where it is.
+  const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
+  try {
+    await worker.start(address);
   } catch (err) {
     server.forceShutdown();
+    await worker.stop().catch(() => {});
     throw err;
   }
   return {
@@ -36,19 +40,9 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
     address,
     async stop() {
       await stopServer(server, 2_000);
-      await worker!.stop();
+      await worker.stop();
     },
   };
-}
-
-/** Handlers are bound before the worker exists so the port is known when it registers. */
-function lazyHandlers(get: () => Worker) {
-  return new Proxy({} as ReturnType<typeof workerHandlers>, {
-    get: (_target, method: string) => (...args: unknown[]) => {
-      const handlers = workerHandlers(get()) as unknown as Record<string, (...a: unknown[]) => unknown>;
-      return handlers[method](...args);
-    },
-  });
 }
 
 function advertiseAddress(listen: string, port: number): string {

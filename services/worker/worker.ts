@@ -30,8 +30,6 @@ import { createHash } from 'node:crypto';
 export interface WorkerOptions {
   config: Config;
   log: Logger;
-  /** host:port the leader reaches this worker at. */
-  address: string;
 }
 
 export class Worker {
@@ -40,6 +38,7 @@ export class Worker {
   private generation = 0;
   private lastPreparedEpoch = 0;
   private heartbeat: NodeJS.Timeout | undefined;
+  private registered = false;
   private flusher: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -70,22 +69,23 @@ export class Worker {
     return new Worker(options, store, redis, membership, captures);
   }
 
-  /** Joins the membership and starts the flush timer. */
-  async start(): Promise<void> {
-    const registration = { id: this.id, address: this.options.address, startedAtMs: Date.now() };
+  /** Joins the membership under `address` (host:port the leader reaches it at) and starts the flush timer. */
+  async start(address: string): Promise<void> {
+    const registration = { id: this.id, address, startedAtMs: Date.now() };
     await this.membership.renew(registration);
+    this.registered = true;
     const every = Math.max(200, Math.floor(this.options.config.leaseTime / 3));
     this.heartbeat = setInterval(() => {
       this.membership.renew(registration).catch((err) => this.options.log.warn(`lease renewal failed: ${errorMessage(err)}`));
     }, every);
     this.flusher = setInterval(() => this.captures.tick(), this.options.config.flushInterval);
-    this.options.log.info(`worker ${this.id} serving at ${this.options.address}`);
+    this.options.log.info(`worker ${this.id} serving at ${address}`);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.flusher);
-    await this.membership.leave(this.id).catch(() => {});
+    if (this.registered) await this.membership.leave(this.id).catch(() => {});
     await this.captures.close();
     this.redis.disconnect();
     await this.store.close();
