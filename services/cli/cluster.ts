@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../core/config.js';
+import { environmentKeys, type Config } from '../core/config.js';
 
 export interface ClusterOptions {
   config: Config;
@@ -18,24 +18,18 @@ export interface ClusterOptions {
 
 const main = fileURLToPath(new URL('./main.js', import.meta.url));
 
-/** Environment for a child: the parent's, with the resolved configuration made explicit. */
+/**
+ * Environment for a child: the parent's, with every setting of the resolved configuration made
+ * explicit, so flags and a config file given to `cluster up` reach every process.
+ */
 function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    TIDEMARK_AMQP_URL: config.amqpUrl,
-    TIDEMARK_MANAGEMENT_URL: config.managementUrl,
-    TIDEMARK_REDIS_URL: config.redisUrl,
-    TIDEMARK_STORE: config.store,
-    TIDEMARK_PROTECT: config.protect,
-    TIDEMARK_NAMESPACE: config.namespace,
-    TIDEMARK_COORDINATOR: `localhost:${port}`,
-    TIDEMARK_INTERVAL: String(config.interval),
-    TIDEMARK_PREPARE_TIMEOUT: String(config.prepareTimeout),
-    TIDEMARK_LOG_LEVEL: config.logLevel,
-    ...(config.s3Endpoint ? { TIDEMARK_S3_ENDPOINT: config.s3Endpoint } : {}),
-    ...(config.s3AccessKey ? { TIDEMARK_S3_ACCESS_KEY: config.s3AccessKey } : {}),
-    ...(config.s3SecretKey ? { TIDEMARK_S3_SECRET_KEY: config.s3SecretKey } : {}),
-  };
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [variable, key] of Object.entries(environmentKeys)) {
+    const value = config[key];
+    if (value !== undefined && key !== 'id') env[variable] = String(value);
+  }
+  env.TIDEMARK_COORDINATOR = `localhost:${port}`;
+  return env;
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {

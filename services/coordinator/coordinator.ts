@@ -84,6 +84,7 @@ export class Coordinator {
       connections,
       discovery: new Discovery({
         namespace: config.namespace,
+        journalMaxAge: config.journalMaxAge,
         management: new ManagementClient(config.managementUrl),
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),

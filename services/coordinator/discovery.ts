@@ -38,6 +38,8 @@ export interface DiscoveryResult {
 
 export interface DiscoveryOptions {
   namespace: string;
+  /** x-max-age of new journal streams. */
+  journalMaxAge: string;
   management: ManagementClient;
   connections: VhostConnections;
   policy: ProtectionPolicy;
@@ -58,9 +60,27 @@ export class Discovery {
     }
   }
 
+  private brokerChecked = false;
+
+  /** Warns once about broker versions with stream bugs that affect capture. */
+  private async checkBroker(): Promise<void> {
+    if (this.brokerChecked) return;
+    this.brokerChecked = true;
+    const { rabbitmqVersion } = await this.options.management.overview();
+    if (/^3\.(8|9|10)\./.test(rabbitmqVersion)) {
+      this.options.log.warn(
+        `RabbitMQ ${rabbitmqVersion}: its streams drop nested tables and arrays from headers (e.g. x-death), and a message ` +
+          'with a decimal header routed to a stream closes its publisher\'s connection. Journals inherit both; see docs/OPERATIONS.md',
+      );
+    }
+  }
+
   async pass(): Promise<DiscoveryResult> {
     const { management, policy, namespace } = this.options;
     const problems: string[] = [];
+    await this.checkBroker().catch(() => {
+      this.brokerChecked = false;
+    });
     const vhosts = (await management.listVhosts()).filter((vhost) => policy.coversVhost(vhost));
     const exchanges: ExchangeDefinition[] = [];
     const seen = new Set<string>();
@@ -139,7 +159,7 @@ export class Discovery {
   /** Declares the journal stream and makes its bindings equal the source's plus the fence. */
   private async provision(channel: Channel, vhost: string, journal: string, wanted: BindingInfo[], all: BindingInfo[]): Promise<void> {
     const fence = fenceExchangeName(this.options.namespace);
-    await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+    await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': this.options.journalMaxAge } });
     await channel.bindQueue(journal, fence, '');
     const current = all.filter((b) => b.destination === journal && b.destinationType === 'queue' && b.source !== '' && b.source !== fence);
     const same = (a: BindingInfo, b: BindingInfo) =>

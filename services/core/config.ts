@@ -84,6 +84,15 @@ export const configSchema = z.object({
   confirmWindow: count.default(256),
   /** Journal messages the broker sends a worker ahead of acknowledgement, per queue. @default 2000 */
   prefetch: count.default(2_000),
+  /**
+   * How long RabbitMQ keeps journal data (the stream's x-max-age). Checkpoints do not need it
+   * (segments hold the data); a worker resuming after an outage longer than this finds a gap and
+   * votes NO rather than checkpoint a hole. Fixed when a journal is created. @default 7D
+   */
+  journalMaxAge: z
+    .string()
+    .regex(/^\d+[YMDhms]$/, 'must be a RabbitMQ max-age such as 7D, 48h or 30m (units Y, M, D, h, m, s)')
+    .default('7D'),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -110,6 +119,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_LEASE_TIME: 'leaseTime',
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',
+  TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
 };
 
 export interface ConfigSources {
