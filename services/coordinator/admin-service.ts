@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { runRestore } from './restore-coordinator.js';
+import { roundOutcome } from './round-runner.js';
 
 export function adminHandlers(coordinator: Coordinator, log: Logger): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
   return {
@@ -21,7 +22,7 @@ export function adminHandlers(coordinator: Coordinator, log: Logger): Coordinato
       const done = await result;
       return {
         epoch: done.epoch,
-        outcome: done.outcome === 'committed' ? RoundOutcome.ROUND_OUTCOME_COMMITTED : RoundOutcome.ROUND_OUTCOME_ABORTED,
+        outcome: roundOutcome(done.outcome),
         reason: done.reason,
         durationMs: Date.now() - startedAt,
       };

@@ -30,6 +30,8 @@ export interface RoundQueue {
 
 export interface RoundPlan {
   epoch: number;
+  /** Unique per round (epoch numbers can repeat if Redis is lost); carried by the fences. */
+  roundId: string;
   leaderToken: number;
   coordinatorId: string;
   startedAtMs: number;
@@ -47,10 +49,73 @@ export interface RoundPlan {
 
 export type Outcome = 'committed' | 'aborted';
 
+/**
+ * Everything besides the votes' staged partitions that a checkpoint manifest is made of. It is
+ * recorded with the COMMIT decision, so a new leader can write the manifest of a committed round
+ * whose leader died before the manifest landed.
+ */
+export interface CommitRecord {
+  roundId: string;
+  parentEpoch: number;
+  startedAtMs: number;
+  fencedAtMs: number;
+  leaderToken: number;
+  coordinatorId: string;
+  fenceExchange: string;
+  vhosts: string[];
+  exchanges: ExchangeDefinition[];
+  /** The staged partition manifest of every YES vote. */
+  partitions: Array<{ workerId: string; key: string; sha256: string }>;
+}
+
+/** One worker's part of a committed round: the queue entries it voted (or staged). */
+export interface VotedPartition {
+  workerId: string;
+  queues: QueueCheckpoint[];
+}
+
+/**
+ * Assembles the checkpoint manifest of a committed round. `lookup` gives the coordinator's
+ * discovered definition and journal of a queue; without it the partitions' own are used.
+ */
+export function assembleManifest(
+  epoch: number,
+  commit: CommitRecord,
+  committedAtMs: number,
+  partitions: VotedPartition[],
+  lookup?: (vhost: string, queue: string) => RoundQueue | undefined,
+): CheckpointManifest {
+  const queues: QueueCheckpoint[] = [];
+  for (const partition of partitions) {
+    for (const q of partition.queues) {
+      const planned = lookup?.(q.definition!.vhost, q.definition!.name);
+      // The coordinator's discovered definition is the authority on the queue's shape.
+      queues.push({ ...q, definition: planned?.definition ?? q.definition, journal: planned?.journal ?? q.journal, workerId: partition.workerId });
+    }
+  }
+  queues.sort((a, b) => compareQueues(a.definition!, b.definition!));
+  return {
+    formatVersion: 1,
+    epoch,
+    parentEpoch: commit.parentEpoch,
+    full: queues.every((q) => q.baseEpoch === 0),
+    startedAtMs: commit.startedAtMs,
+    committedAtMs,
+    leaderToken: commit.leaderToken,
+    coordinatorId: commit.coordinatorId,
+    fences: commit.vhosts.map((vhost) => ({ vhost, exchange: commit.fenceExchange, publishedAtMs: commit.fencedAtMs })),
+    exchanges: commit.exchanges,
+    queues,
+    messages: queues.reduce((n, q) => n + q.messages, 0),
+    bodyBytes: queues.reduce((n, q) => n + q.bodyBytes, 0),
+    roundId: commit.roundId,
+  };
+}
+
 export type RoundEffect =
   | { type: 'publish-fences'; epoch: number; vhosts: string[] }
   | { type: 'prepare'; epoch: number; participant: RoundParticipant }
-  | { type: 'record-decision'; epoch: number; decision: Outcome; reason: string }
+  | { type: 'record-decision'; epoch: number; decision: Outcome; reason: string; commit?: CommitRecord }
   | { type: 'write-manifest'; manifest: CheckpointManifest }
   | { type: 'send-decision'; epoch: number; decision: Outcome; workerIds: string[] }
   | { type: 'finish'; epoch: number; outcome: Outcome; reason: string };
@@ -176,7 +241,8 @@ export class CheckpointRound {
     this.decision = decision;
     this.reason = reason;
     this.state = 'recording';
-    return [{ type: 'record-decision', epoch: this.epoch, decision, reason }];
+    const commit = decision === 'committed' ? this.commitRecord() : undefined;
+    return [{ type: 'record-decision', epoch: this.epoch, decision, reason, ...(commit ? { commit } : {}) }];
   }
 
   private finish(): RoundEffect[] {
@@ -188,32 +254,27 @@ export class CheckpointRound {
     ];
   }
 
-  private buildManifest(committedAtMs: number): CheckpointManifest {
-    const queues: QueueCheckpoint[] = [];
-    for (const reply of this.votes.values()) {
-      for (const q of reply.queues) {
-        const planned = this.plan.queues.get(queueKey(q.definition!.vhost, q.definition!.name))!;
-        // The coordinator's discovered definition is the authority on the queue's shape.
-        queues.push({ ...q, definition: planned.definition, journal: planned.journal, workerId: reply.workerId });
-      }
-    }
-    queues.sort((a, b) => compareQueues(a.definition!, b.definition!));
+  private commitRecord(): CommitRecord {
+    const p = this.plan;
     return {
-      formatVersion: 1,
-      epoch: this.epoch,
-      parentEpoch: this.plan.parentEpoch,
-      full: queues.every((q) => q.baseEpoch === 0),
-      startedAtMs: this.plan.startedAtMs,
-      committedAtMs,
-      leaderToken: this.plan.leaderToken,
-      coordinatorId: this.plan.coordinatorId,
-      fences: this.plan.vhosts.map((vhost) => ({ vhost, exchange: this.plan.fenceExchange, publishedAtMs: this.fencedAtMs })),
-      exchanges: this.plan.exchanges,
-      queues,
-      messages: queues.reduce((n, q) => n + q.messages, 0),
-      bodyBytes: queues.reduce((n, q) => n + q.bodyBytes, 0),
+      roundId: p.roundId,
+      parentEpoch: p.parentEpoch,
+      startedAtMs: p.startedAtMs,
+      fencedAtMs: this.fencedAtMs,
+      leaderToken: p.leaderToken,
+      coordinatorId: p.coordinatorId,
+      fenceExchange: p.fenceExchange,
+      vhosts: p.vhosts,
+      exchanges: p.exchanges,
+      partitions: [...this.votes.values()].map((v) => ({ workerId: v.workerId, key: v.partitionKey, sha256: v.partitionSha256 })),
     };
   }
+
+  private buildManifest(committedAtMs: number): CheckpointManifest {
+    const votes = [...this.votes.values()].map((v) => ({ workerId: v.workerId, queues: v.queues }));
+    return assembleManifest(this.epoch, this.commitRecord(), committedAtMs, votes, (vhost, queue) => this.plan.queues.get(queueKey(vhost, queue)));
+  }
+
 }
 
 /** Byte order, not locale order: the manifest must not depend on where it was written. */

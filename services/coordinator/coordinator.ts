@@ -3,6 +3,7 @@
  * discovery, assigns queues to live workers by rendezvous hashing, runs checkpoint rounds on a
  * schedule and on demand, and orchestrates restores. Standbys answer status and catalog calls.
  */
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
@@ -24,7 +25,8 @@ import { queueKey, type RoundParticipant } from './checkpoint-round.js';
 import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { LeaderLease } from './leader-lease.js';
-import { runRound, type RoundResult } from './round-runner.js';
+import { roundOutcome, runRound, type RoundResult } from './round-runner.js';
+import { recoverRounds } from './recovery.js';
 
 /** Decided rounds kept in the Redis decision log (for operators looking back). */
 const DECISIONS_KEPT = 1_000;
@@ -128,13 +130,10 @@ export class Coordinator {
     }
   }
 
-  /** Recovery before the first round: presumed abort for every undecided epoch. */
+  /** Recovery before the first round (see recovery.ts), then the leader's duties. */
   private async becomeLeader(): Promise<void> {
-    const { decisions, catalog, lease, discovery } = this.parts;
-    for (const record of await decisions.all()) {
-      if (record.state !== 'started') continue;
-      await decisions.record(lease.holder, { ...record, state: 'aborted', reason: 'presumed abort: leader changed before a decision', leaderToken: lease.token, atMs: Date.now() });
-    }
+    const { decisions, catalog, lease, discovery, store, log } = this.parts;
+    await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log });
     const latest = await catalog.latestEpoch();
     if (latest > 0) {
       const manifest = await catalog.get(latest);
@@ -254,6 +253,7 @@ export class Coordinator {
       namespace: config.namespace,
       plan: {
         epoch,
+        roundId: `${lease.token}-${epoch}-${randomBytes(6).toString('hex')}`,
         leaderToken: lease.token,
         coordinatorId: this.id,
         startedAtMs,
@@ -280,12 +280,12 @@ export class Coordinator {
     if (result.outcome === 'committed') {
       this.counters.committed += 1;
       if (result.manifest?.full) this.lastFullEpoch = epoch;
-    } else {
+    } else if (result.outcome === 'aborted') {
       this.counters.aborted += 1;
     }
     this.lastRound = {
       epoch,
-      outcome: result.outcome === 'committed' ? RoundOutcome.ROUND_OUTCOME_COMMITTED : RoundOutcome.ROUND_OUTCOME_ABORTED,
+      outcome: roundOutcome(result.outcome),
       reason: result.reason,
       startedAtMs,
       durationMs: Date.now() - startedAtMs,

@@ -9,6 +9,8 @@
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../core/names.js';
 import { StaleLeaderError } from '../core/errors.js';
+import { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
+import type { CommitRecord } from './checkpoint-round.js';
 
 export type DecisionState = 'started' | 'committed' | 'aborted';
 
@@ -18,6 +20,27 @@ export interface DecisionRecord {
   reason: string;
   leaderToken: number;
   atMs: number;
+  /** With a COMMIT: what a new leader needs to write the manifest if this one cannot. */
+  commit?: CommitRecord;
+}
+
+/** JSON form of a record: exchange definitions travel as base64 protobuf. */
+type StoredRecord = Omit<DecisionRecord, 'commit'> & { commit?: Omit<CommitRecord, 'exchanges'> & { exchanges: string[] } };
+
+function toStored(record: DecisionRecord): StoredRecord {
+  if (!record.commit) return { ...record, commit: undefined };
+  return {
+    ...record,
+    commit: { ...record.commit, exchanges: record.commit.exchanges.map((e) => Buffer.from(ExchangeDefinition.encode(e).finish()).toString('base64')) },
+  };
+}
+
+function fromStored(stored: StoredRecord): DecisionRecord {
+  if (!stored.commit) return { ...stored, commit: undefined };
+  return {
+    ...stored,
+    commit: { ...stored.commit, exchanges: stored.commit.exchanges.map((b) => ExchangeDefinition.decode(Buffer.from(b, 'base64'))) },
+  };
 }
 
 const NEXT_EPOCH = `
@@ -59,7 +82,7 @@ export class DecisionLog {
   /** Records a round's state; throws if this process no longer holds the lease or it conflicts. */
   async record(holder: string, record: DecisionRecord): Promise<void> {
     const result = Number(
-      await this.redis.eval(RECORD, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(record), record.state),
+      await this.redis.eval(RECORD, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(toStored(record)), record.state),
     );
     if (result === -1) throw new StaleLeaderError(record.leaderToken, record.leaderToken + 1);
     if (result === -2) throw new Error(`epoch ${record.epoch} was already decided otherwise; refusing to record ${record.state}`);
@@ -67,7 +90,7 @@ export class DecisionLog {
 
   async get(epoch: number): Promise<DecisionRecord | undefined> {
     const value = await this.redis.hget(this.keys.decisions, String(epoch));
-    return value ? (JSON.parse(value) as DecisionRecord) : undefined;
+    return value ? fromStored(JSON.parse(value) as StoredRecord) : undefined;
   }
 
   /**
@@ -87,6 +110,6 @@ export class DecisionLog {
   /** Every recorded round, oldest first. */
   async all(): Promise<DecisionRecord[]> {
     const entries = await this.redis.hvals(this.keys.decisions);
-    return entries.map((v) => JSON.parse(v) as DecisionRecord).sort((a, b) => a.epoch - b.epoch);
+    return entries.map((v) => fromStored(JSON.parse(v) as StoredRecord)).sort((a, b) => a.epoch - b.epoch);
   }
 }

@@ -18,7 +18,7 @@ import { ProtectionPolicy } from '../core/protect.js';
 import { toFieldTable } from '../core/field-table.js';
 import { fenceExchangeName, isOwnObject, journalName } from '../core/names.js';
 import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
+import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
 
 export interface ProtectedQueue {
@@ -52,11 +52,14 @@ export class Discovery {
 
   constructor(private readonly options: DiscoveryOptions) {}
 
-  /** Seeds the protected set from the latest manifest, so deletions while no leader ran are kept. */
+  /**
+   * Seeds the protected set from the latest manifest, so a queue deleted while no leader ran is
+   * still carried (and its journal released) by the next pass.
+   */
   remember(queues: ProtectedQueue[]): void {
     for (const q of queues) {
       const id = queueKey(q.definition.vhost, q.definition.name);
-      if (!this.known.has(id)) this.known.set(id, { ...q, deleted: true });
+      if (!this.known.has(id)) this.known.set(id, { ...q, deleted: false });
     }
   }
 
@@ -76,70 +79,24 @@ export class Discovery {
   }
 
   async pass(): Promise<DiscoveryResult> {
-    const { management, policy, namespace } = this.options;
+    const { management, policy } = this.options;
     const problems: string[] = [];
     await this.checkBroker().catch(() => {
       this.brokerChecked = false;
     });
-    const vhosts = (await management.listVhosts()).filter((vhost) => policy.coversVhost(vhost));
+    const covered = (await management.listVhosts()).filter((vhost) => policy.coversVhost(vhost));
+    // Vhosts that hold protected queues are visited even if the policy no longer covers them,
+    // so their journals can be released.
+    const vhosts = [...new Set([...covered, ...[...this.known.values()].map((k) => k.definition.vhost)])].sort();
     const exchanges: ExchangeDefinition[] = [];
-    const seen = new Set<string>();
     for (const vhost of vhosts) {
       try {
-        const [queues, bindings, vhostExchanges] = await Promise.all([
-          management.listQueues(vhost),
-          management.listBindings(vhost),
-          management.listExchanges(vhost),
-        ]);
-        const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
-        const hasKnown = [...this.known.values()].some((k) => k.definition.vhost === vhost);
-        if (chosen.length === 0 && !hasKnown) continue;
-        const channel = await this.channel(vhost);
-        try {
-          await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
-          const usedExchanges = new Set<string>();
-          for (const q of chosen) {
-            const id = queueKey(vhost, q.name);
-            const explicit = queueBindings(bindings, q.name);
-            const definition: QueueDefinition = {
-              vhost,
-              name: q.name,
-              type: q.type || 'classic',
-              durable: q.durable,
-              autoDelete: q.autoDelete,
-              arguments: toFieldTable(q.arguments ?? {}),
-              bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
-            };
-            const journal = journalName(namespace, q.name);
-            await this.provision(channel, vhost, journal, explicit, bindings);
-            explicit.forEach((b) => usedExchanges.add(b.source));
-            this.known.set(id, { definition, journal, deleted: false });
-            seen.add(id);
-          }
-          for (const [id, known] of this.known) {
-            if (known.definition.vhost !== vhost || seen.has(id) || known.deleted) continue;
-            // The source is gone: stop its journal from receiving what the queue no longer gets.
-            await this.provision(channel, vhost, known.journal, [], bindings);
-            known.deleted = true;
-            this.options.log.warn(`protected queue ${vhost}/${known.definition.name} no longer exists; its journal and checkpoints are kept`);
-          }
-          for (const e of vhostExchanges) {
-            if (usedExchanges.has(e.name)) {
-              exchanges.push({
-                vhost,
-                name: e.name,
-                type: e.type,
-                durable: e.durable,
-                autoDelete: e.autoDelete,
-                internal: e.internal,
-                arguments: toFieldTable(e.arguments ?? {}),
-              });
-            }
-          }
-        } finally {
-          await channel.close().catch(() => {});
-        }
+        exchanges.push(...(await this.passVhost(vhost)));
       } catch (err) {
+        if (err instanceof NotFoundError) {
+          this.forgetVhost(vhost);
+          continue;
+        }
         problems.push(`vhost ${vhost}: ${errorMessage(err)}`);
         this.options.log.warn(`discovery of vhost ${vhost} failed: ${errorMessage(err)}`);
       }
@@ -149,6 +106,83 @@ export class Discovery {
     return { queues: new Map(this.known), exchanges, vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))], problems };
   }
 
+  /** Provisions one vhost's journals; returns the exchanges its protected queues are bound to. */
+  private async passVhost(vhost: string): Promise<ExchangeDefinition[]> {
+    const { management, policy, namespace, log } = this.options;
+    const [queues, bindings, vhostExchanges] = await Promise.all([
+      management.listQueues(vhost),
+      management.listBindings(vhost),
+      management.listExchanges(vhost),
+    ]);
+    const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
+    const known = [...this.known.entries()].filter(([, k]) => k.definition.vhost === vhost);
+    if (chosen.length === 0 && known.length === 0) return [];
+    const existing = new Set(queues.map((q) => q.name));
+    const channel = await this.channel(vhost);
+    const usedExchanges = new Set<string>();
+    try {
+      await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
+      const seen = new Set<string>();
+      for (const q of chosen) {
+        const explicit = queueBindings(bindings, q.name);
+        const definition: QueueDefinition = {
+          vhost,
+          name: q.name,
+          type: q.type || 'classic',
+          durable: q.durable,
+          autoDelete: q.autoDelete,
+          arguments: toFieldTable(q.arguments ?? {}),
+          bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
+        };
+        const journal = journalName(namespace, q.name);
+        await this.provision(channel, journal, explicit, bindings, existing);
+        explicit.forEach((b) => usedExchanges.add(b.source));
+        const id = queueKey(vhost, q.name);
+        this.known.set(id, { definition, journal, deleted: false });
+        seen.add(id);
+      }
+      for (const [id, entry] of known) {
+        if (seen.has(id)) continue;
+        if (!policy.matches(vhost, entry.definition.name)) {
+          // No longer selected: stop capturing it; its journal and earlier checkpoints stay.
+          await this.provision(channel, entry.journal, [], bindings, existing);
+          this.known.delete(id);
+          log.warn(`${vhost}/${entry.definition.name} is no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out`);
+        } else if (existing.has(entry.journal)) {
+          // The source is gone: its journal must stop receiving what the queue no longer gets.
+          await this.provision(channel, entry.journal, [], bindings, existing);
+          if (!entry.deleted) log.warn(`protected queue ${vhost}/${entry.definition.name} no longer exists; its journal and checkpoints are kept`);
+          entry.deleted = true;
+        } else {
+          this.known.delete(id);
+          log.error(`the journal of deleted queue ${vhost}/${entry.definition.name} is gone too: later checkpoints leave it out; earlier ones still hold it`);
+        }
+      }
+    } finally {
+      await channel.close().catch(() => {});
+    }
+    return vhostExchanges
+      .filter((e) => usedExchanges.has(e.name))
+      .map((e) => ({
+        vhost,
+        name: e.name,
+        type: e.type,
+        durable: e.durable,
+        autoDelete: e.autoDelete,
+        internal: e.internal,
+        arguments: toFieldTable(e.arguments ?? {}),
+      }));
+  }
+
+  /** A deleted vhost took its journals with it: its queues cannot be checkpointed any more. */
+  private forgetVhost(vhost: string): void {
+    for (const [id, entry] of this.known) {
+      if (entry.definition.vhost !== vhost) continue;
+      this.known.delete(id);
+      this.options.log.error(`vhost ${vhost} was deleted with the journal of ${entry.definition.name}: later checkpoints leave it out; earlier ones still hold it`);
+    }
+  }
+
   private async channel(vhost: string): Promise<Channel> {
     const connection = await this.options.connections.connect(vhost);
     const channel = await connection.createChannel();
@@ -156,10 +190,14 @@ export class Discovery {
     return channel;
   }
 
-  /** Declares the journal stream and makes its bindings equal the source's plus the fence. */
-  private async provision(channel: Channel, vhost: string, journal: string, wanted: BindingInfo[], all: BindingInfo[]): Promise<void> {
+  /** Declares the journal stream if missing and makes its bindings equal the source's plus the fence. */
+  private async provision(channel: Channel, journal: string, wanted: BindingInfo[], all: BindingInfo[], existing: Set<string>): Promise<void> {
     const fence = fenceExchangeName(this.options.namespace);
-    await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': this.options.journalMaxAge } });
+    // An existing journal is not declared again: its arguments (x-max-age) were fixed when it was
+    // made, and a declaration with other values would fail.
+    if (!existing.has(journal)) {
+      await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': this.options.journalMaxAge } });
+    }
     await channel.bindQueue(journal, fence, '');
     const current = all.filter((b) => b.destination === journal && b.destinationType === 'queue' && b.source !== '' && b.source !== fence);
     const same = (a: BindingInfo, b: BindingInfo) =>
@@ -170,6 +208,6 @@ export class Discovery {
     for (const c of current) {
       if (!wanted.some((b) => same(c, b))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
     }
-    void vhost;
   }
+
 }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RestoreEvent, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore } from '../gen/tidemark/v1/worker.js';
-import { ConfigError, errorMessage } from '../core/errors.js';
+import { ConfigError, TidemarkError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Coordinator } from './coordinator.js';
 import { parseBindingsMode, planRestore } from './restore-plan.js';
@@ -19,6 +19,11 @@ export async function runRestore(
 ): Promise<void> {
   const startedAt = Date.now();
   const catalog = coordinator.catalog;
+  // Workers only take tasks carrying the current leader's token.
+  if (!request.dryRun && !coordinator.isLeader) {
+    throw new TidemarkError(`coordinator ${coordinator.id} is a standby: send the restore to the leader (see "tidemark status")`);
+  }
+
   let manifest;
   if (request.at) {
     const atMs = Date.parse(request.at);
@@ -40,6 +45,8 @@ export async function runRestore(
     [...workers.keys()].sort(),
   );
   const restoreId = `r${manifest.epoch}-${randomBytes(4).toString('hex')}`;
+  // Each queue's segments, down its manifest chain: what the workers will read.
+  const segments = await Promise.all(planned.map((p) => catalog.segmentsOf(p.entry)));
   emit({
     event: {
       $case: 'plan',
@@ -49,7 +56,7 @@ export async function runRestore(
         dryRun: request.dryRun,
         messages: planned.reduce((n, p) => n + p.entry.messages, 0),
         bodyBytes: planned.reduce((n, p) => n + p.entry.bodyBytes, 0),
-        queues: planned.map((p) => ({
+        queues: planned.map((p, i) => ({
           sourceVhost: p.entry.definition!.vhost,
           sourceQueue: p.entry.definition!.name,
           targetVhost: p.targetVhost,
@@ -57,7 +64,7 @@ export async function runRestore(
           type: p.entry.definition!.type,
           messages: p.entry.messages,
           bodyBytes: p.entry.bodyBytes,
-          segments: p.entry.segments.length,
+          segments: segments[i].length,
           workerId: p.workerId,
           bind: p.bind,
         })),
@@ -71,7 +78,7 @@ export async function runRestore(
   }
 
   const tasks = new Map<string, QueueRestore[]>();
-  for (const p of planned) {
+  for (const [i, p] of planned.entries()) {
     const item: QueueRestore = {
       source: p.entry.definition,
       targetVhost: p.targetVhost,
@@ -80,7 +87,7 @@ export async function runRestore(
       cutOffset: p.entry.cutOffset,
       messages: p.entry.messages,
       bodyBytes: p.entry.bodyBytes,
-      segments: await catalog.segmentsOf(p.entry),
+      segments: segments[i],
       recreate: true,
       bind: p.bind,
       append: request.append,
@@ -96,7 +103,7 @@ export async function runRestore(
       try {
         for await (const progress of client.restore(
           {
-            leaderToken: coordinator.leaderToken || 1,
+            leaderToken: coordinator.leaderToken,
             restoreId,
             checkpoint: manifest.epoch,
             targetAmqpUrl: request.targetAmqpUrl,

@@ -5,12 +5,13 @@
 import type { ChannelModel } from 'amqplib';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision } from '../gen/tidemark/v1/worker.js';
+import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import type { DecisionLog } from './decision-log.js';
 import type { Catalog } from '../core/catalog.js';
 import type { WorkerClient } from '../client/worker-client.js';
 import type { Logger } from '../core/log.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER } from '../core/names.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../core/names.js';
 import { StaleLeaderError, errorMessage } from '../core/errors.js';
 
 export interface RoundContext {
@@ -32,9 +33,20 @@ export interface RoundContext {
 
 export interface RoundResult {
   epoch: number;
-  outcome: Outcome;
+  /**
+   * 'in-doubt': COMMIT was decided but this leader could not make it visible (it lost the lease,
+   * or the decision write failed); the next leader finishes or presumes abort.
+   */
+  outcome: Outcome | 'in-doubt';
   reason: string;
   manifest?: CheckpointManifest;
+}
+
+/** The admin API's name for a round result. */
+export function roundOutcome(outcome: RoundResult['outcome']): RoundOutcome {
+  if (outcome === 'committed') return RoundOutcome.ROUND_OUTCOME_COMMITTED;
+  if (outcome === 'aborted') return RoundOutcome.ROUND_OUTCOME_ABORTED;
+  return RoundOutcome.ROUND_OUTCOME_PENDING;
 }
 
 export function runRound(context: RoundContext): Promise<RoundResult> {
@@ -51,7 +63,8 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           // An effect that cannot complete (lost leadership) ends the round undecided here; the
           // next leader presumes abort unless COMMIT was recorded.
           log.error(`round ${plan.epoch}: ${effect.type} failed: ${errorMessage(err)}`);
-          done({ epoch: plan.epoch, outcome: 'aborted', reason: `${effect.type} failed: ${errorMessage(err)}` });
+          const outcome = round.decision === 'committed' ? 'in-doubt' : 'aborted';
+          done({ epoch: plan.epoch, outcome, reason: `${effect.type} failed: ${errorMessage(err)}` });
         });
       }
     };
@@ -79,7 +92,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           }
           try {
             const reply = await client.prepare(
-              { leaderToken: plan.leaderToken, epoch: effect.epoch, queues: effect.participant.queues },
+              { leaderToken: plan.leaderToken, epoch: effect.epoch, roundId: plan.roundId, queues: effect.participant.queues },
               context.prepareTimeoutMs,
             );
             dispatch({ type: 'vote', workerId: effect.participant.workerId, reply });
@@ -88,16 +101,20 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           }
           return;
         }
-        case 'record-decision':
+        case 'record-decision': {
+          // The manifest's commit time is the recorded one, so a new leader rebuilds it exactly.
+          const atMs = Date.now();
           await context.decisions.record(context.holder, {
             epoch: effect.epoch,
             state: effect.decision,
             reason: effect.reason,
             leaderToken: plan.leaderToken,
-            atMs: Date.now(),
+            atMs,
+            commit: effect.commit,
           });
-          dispatch({ type: 'decision-recorded', atMs: Date.now() });
+          dispatch({ type: 'decision-recorded', atMs });
           return;
+        }
         case 'write-manifest':
           manifest = context.consolidate ? await context.catalog.consolidate(effect.manifest) : effect.manifest;
           await writeUntilLanded(context, manifest);
@@ -125,10 +142,10 @@ async function publishFences(context: RoundContext, epoch: number, vhosts: strin
       const channel = await connection.createConfirmChannel();
       channel.on('error', () => {});
       try {
-        channel.publish(context.plan.fenceExchange, '', Buffer.from(JSON.stringify({ epoch, vhost })), {
+        channel.publish(context.plan.fenceExchange, '', Buffer.from(JSON.stringify({ epoch, vhost, round: context.plan.roundId })), {
           persistent: true,
           contentType: 'application/json',
-          headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_NAMESPACE_HEADER]: context.namespace },
+          headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_ROUND_HEADER]: context.plan.roundId, [FENCE_NAMESPACE_HEADER]: context.namespace },
         });
         await channel.waitForConfirms();
       } finally {
@@ -162,7 +179,12 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
       for (let attempt = 0; attempt < 3; attempt += 1) {
         try {
           await client.decide(
-            { leaderToken: context.plan.leaderToken, epoch, decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT },
+            {
+              leaderToken: context.plan.leaderToken,
+              epoch,
+              roundId: context.plan.roundId,
+              decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT,
+            },
             5_000,
           );
           return;

@@ -10,6 +10,8 @@ const MAX_QUEUE_NAME_BYTES = 255;
 
 /** Header on fence messages carrying the epoch. */
 export const FENCE_EPOCH_HEADER = 'x-tidemark-fence';
+/** Header on fence messages carrying the round's unique id. */
+export const FENCE_ROUND_HEADER = 'x-tidemark-round';
 /** Header on fence messages carrying the namespace that published it. */
 export const FENCE_NAMESPACE_HEADER = 'x-tidemark-namespace';
 /** Header RabbitMQ adds to messages read from a stream. */

@@ -16,7 +16,7 @@ import { toProperties } from '../core/field-table.js';
 import { encodeSegment, gzipCodec, type SegmentCodec } from '../core/segment-codec.js';
 import { segmentKey } from '../core/store/keys.js';
 import type { ObjectStore } from '../core/store/object-store.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
 import type { Logger } from '../core/log.js';
 import { TidemarkError, errorMessage } from '../core/errors.js';
 
@@ -33,6 +33,8 @@ export interface QueueCaptureOptions {
 }
 
 interface FencePosition {
+  /** The round id the fence carried. */
+  roundId: string;
   offset: number;
   /** Data messages in [startOffset, offset). */
   messages: number;
@@ -177,7 +179,7 @@ export class QueueCapture {
           `checkpoints of ${this.vhost}/${this.queue} cannot be exact until it is re-protected`,
       );
     }
-    const fenceEpoch = this.fenceEpochOf(headers);
+    const { epoch: fenceEpoch, roundId } = this.fenceOf(headers);
     if (this.expectedFence && offset === this.expectedFence.offset) {
       if (fenceEpoch !== this.expectedFence.epoch) {
         throw new JournalGapError(
@@ -197,7 +199,8 @@ export class QueueCapture {
       fenceEpoch,
     };
     if (fenceEpoch > 0) {
-      this.fences.set(fenceEpoch, { offset, messages: this.messages, bodyBytes: this.bodyBytes });
+      // A later fence with the same epoch (a reused number) replaces the earlier one.
+      this.fences.set(fenceEpoch, { roundId, offset, messages: this.messages, bodyBytes: this.bodyBytes });
       const waiters = this.fenceWaiters;
       this.fenceWaiters = [];
       for (const wake of waiters) wake();
@@ -211,11 +214,11 @@ export class QueueCapture {
     if (this.bufferBytes >= this.options.segmentBytes) void this.flush();
   }
 
-  private fenceEpochOf(headers: Record<string, unknown>): number {
+  private fenceOf(headers: Record<string, unknown>): { epoch: number; roundId: string } {
     const epoch = headers[FENCE_EPOCH_HEADER];
-    if (epoch === undefined || headers[FENCE_NAMESPACE_HEADER] !== this.options.namespace) return 0;
+    if (epoch === undefined || headers[FENCE_NAMESPACE_HEADER] !== this.options.namespace) return { epoch: 0, roundId: '' };
     const value = Number(epoch);
-    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+    return { epoch: Number.isSafeInteger(value) && value > 0 ? value : 0, roundId: String(headers[FENCE_ROUND_HEADER] ?? '') };
   }
 
   /** Acknowledges in batches: for a stream, acks only grant the broker credit to send more. */
@@ -307,8 +310,8 @@ export class QueueCapture {
    * Phase one for this queue: waits until fence `epoch` has been read, makes every record before
    * it durable, and returns this queue's part of the checkpoint.
    */
-  async prepare(epoch: number, signal: AbortSignal): Promise<QueueCheckpoint> {
-    const fence = await this.waitForFence(epoch, signal);
+  async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
+    const fence = await this.waitForFence(epoch, roundId, signal);
     while (this.durableOffset <= fence.offset) {
       if (signal.aborted) throw new TidemarkError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
       await this.flush();
@@ -326,7 +329,7 @@ export class QueueCapture {
     };
   }
 
-  private waitForFence(epoch: number, signal: AbortSignal): Promise<FencePosition> {
+  private waitForFence(epoch: number, roundId: string, signal: AbortSignal): Promise<FencePosition> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
         if (this.failure) {
@@ -334,7 +337,7 @@ export class QueueCapture {
           return true;
         }
         const fence = this.fences.get(epoch);
-        if (fence) {
+        if (fence && fence.roundId === roundId) {
           resolve(fence);
           return true;
         }
@@ -354,9 +357,9 @@ export class QueueCapture {
   }
 
   /** The round of `epoch` committed: its cut becomes this queue's base. */
-  commit(epoch: number): void {
+  commit(epoch: number, roundId: string): void {
     const fence = this.fences.get(epoch);
-    if (!fence) return;
+    if (!fence || fence.roundId !== roundId) return;
     this.baseEpoch = epoch;
     // Segments wholly before the cut are referenced by the committed manifest chain now.
     this.segments = this.segments.filter((s) => s.lastOffset >= fence.offset);
@@ -364,8 +367,8 @@ export class QueueCapture {
   }
 
   /** The round of `epoch` aborted: forget its fence; the records stay for the next round. */
-  abort(epoch: number): void {
-    this.fences.delete(epoch);
+  abort(epoch: number, roundId: string): void {
+    if (this.fences.get(epoch)?.roundId === roundId) this.fences.delete(epoch);
   }
 
   /** Flushes on a timer so a quiet queue's records do not wait for a round or a full segment. */

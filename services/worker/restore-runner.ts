@@ -100,7 +100,7 @@ async function restoreQueue(
     const connection = await connectionFor(item.targetVhost);
     if (!item.append) await refuseNonEmptyTarget(connection, item);
     if (item.recreate) await declareTarget(connection, item, options.task.exchanges);
-    await publishPrefix(connection, item, options, progress, new URL(baseUrl).username || 'guest');
+    await publishPrefix(connection, item, options, progress, decodeURIComponent(new URL(baseUrl).username) || 'guest');
     progress.done = true;
     options.emit({ ...progress });
   } catch (err) {

@@ -14,11 +14,13 @@ export function workerHandlers(worker: Worker): WorkerServiceServer & grpc.Untyp
     prepare: unary(async (request, call) => {
       requireField(request.leaderToken, 'leader_token');
       requireField(request.epoch, 'epoch');
+      requireField(request.roundId, 'round_id');
       return worker.prepare(request, call.signal);
     }),
     decide: unary(async (request) => {
       requireField(request.leaderToken, 'leader_token');
       requireField(request.epoch, 'epoch');
+      requireField(request.roundId, 'round_id');
       if (request.decision !== Decision.DECISION_COMMIT && request.decision !== Decision.DECISION_ABORT) {
         throw new ConfigError('decision must be DECISION_COMMIT or DECISION_ABORT');
       }

@@ -121,7 +121,7 @@ export class Worker {
     let queues: QueueCheckpoint[];
     try {
       queues = await Promise.all(
-        request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, signal)), workerId: this.id })),
+        request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, request.roundId, signal)), workerId: this.id })),
       );
     } catch (err) {
       return no(`worker ${this.id}: ${errorMessage(err)}`);
@@ -135,6 +135,7 @@ export class Worker {
       leaderToken: request.leaderToken,
       queues,
       preparedAtMs: Date.now(),
+      roundId: request.roundId,
     });
     try {
       await this.store.put(key, bytes);
@@ -155,8 +156,8 @@ export class Worker {
   async decide(request: DecideRequest): Promise<void> {
     this.checkToken(request.leaderToken);
     for (const capture of this.captures.all()) {
-      if (request.decision === Decision.DECISION_COMMIT) capture.commit(request.epoch);
-      else if (request.decision === Decision.DECISION_ABORT) capture.abort(request.epoch);
+      if (request.decision === Decision.DECISION_COMMIT) capture.commit(request.epoch, request.roundId);
+      else if (request.decision === Decision.DECISION_ABORT) capture.abort(request.epoch, request.roundId);
     }
   }
 

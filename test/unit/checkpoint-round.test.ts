@@ -76,6 +76,7 @@ function makePlan(options: PlanOptions = {}): RoundPlan {
   const visible = new Set(options.visible ?? [3, 5]);
   return {
     epoch: options.epoch ?? 9,
+    roundId: 'round-9',
     leaderToken: 42,
     coordinatorId: 'coord-1',
     startedAtMs: 1_000,
@@ -224,7 +225,11 @@ describe('checkpoint round: commit path', () => {
     expect(driver.send(vote('worker-b', fullYes(plan, 'worker-b')))).toEqual([]);
     expect(driver.round.decision).toBeUndefined();
     const effects = driver.send(vote('worker-a', fullYes(plan, 'worker-a')));
-    expect(effects).toEqual([{ type: 'record-decision', epoch: 9, decision: 'committed', reason: '' }]);
+    expect(effects).toMatchObject([{ type: 'record-decision', epoch: 9, decision: 'committed', reason: '' }]);
+    // The COMMIT record carries what a new leader needs to finish the round: every YES partition.
+    const commit = (effects[0] as Extract<RoundEffect, { type: 'record-decision' }>).commit!;
+    expect(commit).toMatchObject({ roundId: plan.roundId, parentEpoch: plan.parentEpoch, leaderToken: plan.leaderToken, fencedAtMs: 2000 });
+    expect(commit.partitions.map((p) => p.workerId).sort()).toEqual(['worker-a', 'worker-b']);
     expect(driver.round.decision).toBe('committed');
   });
 

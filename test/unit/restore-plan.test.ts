@@ -34,6 +34,7 @@ const QUEUES: [string, string][] = [
 function manifest(queues: [string, string][] = QUEUES, epoch = 17): CheckpointManifest {
   return {
     formatVersion: 1,
+    roundId: 'round',
     epoch,
     parentEpoch: 0,
     full: true,

@@ -295,6 +295,7 @@ describe('readPrefix', () => {
 function manifest(epoch: number, queues: QueueCheckpoint[], over: Partial<CheckpointManifest> = {}): CheckpointManifest {
   return {
     formatVersion: 1,
+    roundId: `round-${epoch}`,
     epoch,
     parentEpoch: 0,
     full: queues.every((q) => q.baseEpoch === 0),

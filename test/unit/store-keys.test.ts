@@ -14,6 +14,7 @@ import {
 
 const manifest: CheckpointManifest = {
   formatVersion: 1,
+  roundId: 'r-1',
   epoch: 42,
   parentEpoch: 41,
   full: false,
@@ -52,6 +53,7 @@ const manifest: CheckpointManifest = {
 
 const partition: PartitionManifest = {
   formatVersion: 1,
+  roundId: 'r-42',
   epoch: 42,
   workerId: 'worker-1',
   leaderToken: 9,

@@ -174,6 +174,7 @@ export interface PartitionManifest {
   leaderToken: number;
   queues: QueueCheckpoint[];
   preparedAtMs: number;
+  roundId: string;
 }
 
 export interface VhostFence {
@@ -199,6 +200,8 @@ export interface CheckpointManifest {
   queues: QueueCheckpoint[];
   messages: number;
   bodyBytes: number;
+  /** The round's unique id, as carried by its fence messages. */
+  roundId: string;
 }
 
 function createBaseFieldValue(): FieldValue {
@@ -1803,7 +1806,7 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
 };
 
 function createBasePartitionManifest(): PartitionManifest {
-  return { formatVersion: 0, epoch: 0, workerId: "", leaderToken: 0, queues: [], preparedAtMs: 0 };
+  return { formatVersion: 0, epoch: 0, workerId: "", leaderToken: 0, queues: [], preparedAtMs: 0, roundId: "" };
 }
 
 export const PartitionManifest: MessageFns<PartitionManifest> = {
@@ -1825,6 +1828,9 @@ export const PartitionManifest: MessageFns<PartitionManifest> = {
     }
     if (message.preparedAtMs !== 0) {
       writer.uint32(48).int64(message.preparedAtMs);
+    }
+    if (message.roundId !== "") {
+      writer.uint32(58).string(message.roundId);
     }
     return writer;
   },
@@ -1890,6 +1896,14 @@ export const PartitionManifest: MessageFns<PartitionManifest> = {
             message.preparedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.roundId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1913,6 +1927,7 @@ export const PartitionManifest: MessageFns<PartitionManifest> = {
     message.leaderToken = object.leaderToken ?? 0;
     message.queues = object.queues?.map((e) => QueueCheckpoint.fromPartial(e)) || [];
     message.preparedAtMs = object.preparedAtMs ?? 0;
+    message.roundId = object.roundId ?? "";
     return message;
   },
 };
@@ -2011,6 +2026,7 @@ function createBaseCheckpointManifest(): CheckpointManifest {
     queues: [],
     messages: 0,
     bodyBytes: 0,
+    roundId: "",
   };
 }
 
@@ -2054,6 +2070,9 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
     }
     if (message.bodyBytes !== 0) {
       writer.uint32(104).uint64(message.bodyBytes);
+    }
+    if (message.roundId !== "") {
+      writer.uint32(114).string(message.roundId);
     }
     return writer;
   },
@@ -2175,6 +2194,14 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
             message.bodyBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.roundId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2205,6 +2232,7 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
     message.queues = object.queues?.map((e) => QueueCheckpoint.fromPartial(e)) || [];
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
+    message.roundId = object.roundId ?? "";
     return message;
   },
 };

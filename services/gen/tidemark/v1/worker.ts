@@ -74,6 +74,11 @@ export interface PrepareRequest {
   leaderToken: number;
   epoch: number;
   queues: QueueRef[];
+  /**
+   * Unique per round: the fence of this round carries it, so a fence of an older round that
+   * reused the epoch number (after Redis was lost) is never mistaken for this one.
+   */
+  roundId: string;
 }
 
 export interface PrepareReply {
@@ -89,6 +94,7 @@ export interface DecideRequest {
   leaderToken: number;
   epoch: number;
   decision: Decision;
+  roundId: string;
 }
 
 export interface DecideReply {
@@ -509,7 +515,7 @@ export const QueueRef: MessageFns<QueueRef> = {
 };
 
 function createBasePrepareRequest(): PrepareRequest {
-  return { leaderToken: 0, epoch: 0, queues: [] };
+  return { leaderToken: 0, epoch: 0, queues: [], roundId: "" };
 }
 
 export const PrepareRequest: MessageFns<PrepareRequest> = {
@@ -522,6 +528,9 @@ export const PrepareRequest: MessageFns<PrepareRequest> = {
     }
     for (const v of message.queues) {
       QueueRef.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.roundId !== "") {
+      writer.uint32(34).string(message.roundId);
     }
     return writer;
   },
@@ -563,6 +572,14 @@ export const PrepareRequest: MessageFns<PrepareRequest> = {
             message.queues.push(QueueRef.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.roundId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -583,6 +600,7 @@ export const PrepareRequest: MessageFns<PrepareRequest> = {
     message.leaderToken = object.leaderToken ?? 0;
     message.epoch = object.epoch ?? 0;
     message.queues = object.queues?.map((e) => QueueRef.fromPartial(e)) || [];
+    message.roundId = object.roundId ?? "";
     return message;
   },
 };
@@ -703,7 +721,7 @@ export const PrepareReply: MessageFns<PrepareReply> = {
 };
 
 function createBaseDecideRequest(): DecideRequest {
-  return { leaderToken: 0, epoch: 0, decision: 0 };
+  return { leaderToken: 0, epoch: 0, decision: 0, roundId: "" };
 }
 
 export const DecideRequest: MessageFns<DecideRequest> = {
@@ -716,6 +734,9 @@ export const DecideRequest: MessageFns<DecideRequest> = {
     }
     if (message.decision !== 0) {
       writer.uint32(24).int32(message.decision);
+    }
+    if (message.roundId !== "") {
+      writer.uint32(34).string(message.roundId);
     }
     return writer;
   },
@@ -757,6 +778,14 @@ export const DecideRequest: MessageFns<DecideRequest> = {
             message.decision = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.roundId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -777,6 +806,7 @@ export const DecideRequest: MessageFns<DecideRequest> = {
     message.leaderToken = object.leaderToken ?? 0;
     message.epoch = object.epoch ?? 0;
     message.decision = object.decision ?? 0;
+    message.roundId = object.roundId ?? "";
     return message;
   },
 };
