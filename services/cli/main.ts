@@ -34,13 +34,13 @@ const program = new Command('tidemark')
   .showHelpAfterError()
   .exitOverride();
 
-function config(command: Command, flags: Record<string, unknown> = {}): Config {
+function config(flags: Record<string, unknown> = {}): Config {
   const globals = program.opts<{ config?: string; coordinator?: string; logLevel?: string }>();
   return loadConfig({ env: process.env, file: globals.config, flags: { coordinator: globals.coordinator, logLevel: globals.logLevel, ...flags } });
 }
 
-function client(command: Command): TidemarkClient {
-  return new TidemarkClient(config(command).coordinator);
+function client(): TidemarkClient {
+  return new TidemarkClient(config().coordinator);
 }
 
 const print = (value: unknown): void => void process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
@@ -71,8 +71,8 @@ serviceFlags(program.command('coordinator').description('start a coordinator (le
   .option('--protect <patterns>', 'queues to protect: vhost:glob,!vhost:glob (TIDEMARK_PROTECT)')
   .option('--interval <duration>', 'time between scheduled checkpoints, 0 for none (TIDEMARK_INTERVAL)')
   .option('--prepare-timeout <duration>', 'prepare deadline of a round (TIDEMARK_PREPARE_TIMEOUT)')
-  .action(async (flags, command: Command) => {
-    const cfg = config(command, flags);
+  .action(async (flags) => {
+    const cfg = config(flags);
     const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
     const { startCoordinator } = await import('../coordinator/index.js');
     const running = await startCoordinator(cfg, log);
@@ -81,8 +81,8 @@ serviceFlags(program.command('coordinator').description('start a coordinator (le
 
 serviceFlags(program.command('worker').description('start a worker (captures journals, runs restore tasks)'))
   .option('--advertise <host:port>', 'address the coordinator reaches this worker at')
-  .action(async (flags, command: Command) => {
-    const cfg = config(command, flags);
+  .action(async (flags) => {
+    const cfg = config(flags);
     const log = createLogger(`worker ${cfg.id}`, cfg.logLevel);
     const { startWorker } = await import('../worker/index.js');
     const running = await startWorker(cfg, log);
@@ -95,11 +95,11 @@ serviceFlags(cluster.command('up').description('start a coordinator and N worker
   .option('--protect <patterns>', 'queues to protect (TIDEMARK_PROTECT)')
   .option('--interval <duration>', 'time between scheduled checkpoints (TIDEMARK_INTERVAL)')
   .option('--port <port>', 'coordinator port (default: the port of TIDEMARK_COORDINATOR, else 7700)')
-  .action(async (flags, command: Command) => {
+  .action(async (flags) => {
     const workers = Number(flags.workers);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError(`--workers must be a whole number from 1 to 64, not "${flags.workers}"`);
     const { workers: _w, port: portFlag, ...rest } = flags;
-    const cfg = config(command, rest);
+    const cfg = config(rest);
     const port = Number(portFlag ?? cfg.coordinator.split(':').pop() ?? 7700);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new ConfigError(`--port must be a TCP port, not "${portFlag}"`);
     const code = await clusterUp({ config: cfg, workers, port });
@@ -111,8 +111,8 @@ program
   .description('take a checkpoint now')
   .option('--wait', 'wait until the round is decided')
   .option('--json', 'print JSON')
-  .action(async (flags, command: Command) => {
-    const c = client(command);
+  .action(async (flags) => {
+    const c = client();
     try {
       const reply = await c.checkpoint(Boolean(flags.wait));
       if (flags.json) printJson(checkpointJson(reply));
@@ -130,8 +130,8 @@ checkpoints
   .command('list')
   .description('list visible checkpoints, oldest first')
   .option('--json', 'print JSON')
-  .action(async (flags, command: Command) => {
-    const c = client(command);
+  .action(async (flags) => {
+    const c = client();
     try {
       const list = await c.listCheckpoints();
       if (flags.json) return printJson({ checkpoints: list.map(summaryJson) });
@@ -150,8 +150,8 @@ checkpoints
   .command('show <id>')
   .description('show one checkpoint (an id or "latest")')
   .option('--json', 'print JSON')
-  .action(async (id: string, flags, command: Command) => {
-    const c = client(command);
+  .action(async (id: string, flags) => {
+    const c = client();
     try {
       const m = await c.getCheckpoint(id);
       if (flags.json) return printJson(manifestJson(m));
@@ -171,8 +171,8 @@ program
   .command('status')
   .description('coordinator, workers, protected queues and the latest checkpoint')
   .option('--json', 'print JSON')
-  .action(async (flags, command: Command) => {
-    const c = client(command);
+  .action(async (flags) => {
+    const c = client();
     try {
       const s = await c.status();
       if (flags.json) return printJson(statusJson(s));
@@ -210,7 +210,7 @@ program
   .option('--no-origin-headers', 'leave out the x-tidemark-origin-* headers')
   .option('--dry-run', 'print the plan only')
   .option('--json', 'print one JSON event per line')
-  .action(async (flags, command: Command) => {
+  .action(async (flags) => {
     if (!flags.checkpoint && !flags.at) throw new ConfigError('say which checkpoint: --checkpoint ID|latest or --at TIME');
     if (flags.checkpoint && flags.at) throw new ConfigError('use either --checkpoint or --at, not both');
     const map = (flags.map as string[]).map((m) => {
@@ -231,7 +231,7 @@ program
       noOriginHeaders: flags.originHeaders === false,
       append: Boolean(flags.append),
     };
-    const c = client(command);
+    const c = client();
     const controller = new AbortController();
     process.once('SIGINT', () => controller.abort(new TidemarkError('restore interrupted')));
     try {

@@ -18,7 +18,7 @@ import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
 import { TidemarkError, errorMessage } from '../core/errors.js';
 import { WorkerClient } from '../client/worker-client.js';
-import { RoundOutcome, type RoundInfo, type StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type RoundParticipant } from './checkpoint-round.js';
