@@ -151,6 +151,7 @@ export class QueueCapture {
       this.fail(new JournalGapError(`journal ${this.journal} of ${this.vhost}/${this.queue} was cancelled by the broker (deleted?)`));
       return;
     }
+    if (this.failure) return;
     try {
       this.accept(msg);
     } catch (err) {
@@ -247,6 +248,9 @@ export class QueueCapture {
     if (!this.failure) {
       this.failure = err;
       this.options.log.error(`capture of ${this.vhost}/${this.queue} stopped: ${err.message}`);
+      // Stop the deliveries too: nothing read from here on could be used.
+      const { channel, consumerTag } = this;
+      if (channel && consumerTag) Promise.resolve().then(() => channel.cancel(consumerTag)).catch(() => {});
     }
     const waiters = this.fenceWaiters;
     this.fenceWaiters = [];
