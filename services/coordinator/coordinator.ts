@@ -121,13 +121,21 @@ export class Coordinator {
         }
         return;
       }
-      if (await lease.tryAcquire()) {
+      // Standbys poll cheaply; the store is read only when the lease is free.
+      if (await lease.current()) return;
+      if (await lease.tryAcquire(await this.newestStoredToken())) {
         log.info(`leader with token ${lease.token}`);
         await this.becomeLeader();
       }
     } catch (err) {
       log.warn(`leadership check failed: ${errorMessage(err)}`);
     }
+  }
+
+  /** The leader token of the newest manifest: a floor for new tokens if Redis lost its counter. */
+  private async newestStoredToken(): Promise<number> {
+    const latest = await this.parts.catalog.latestEpoch();
+    return latest > 0 ? (await this.parts.catalog.get(latest)).leaderToken : 0;
   }
 
   /** Recovery before the first round (see recovery.ts), then the leader's duties. */

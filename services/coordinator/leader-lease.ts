@@ -6,9 +6,16 @@
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../core/names.js';
 
+// The token never falls to or below `floor` (the newest token the store has seen), so a leader
+// elected after Redis lost its counter still outranks every leader before it.
 const ACQUIRE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local token = redis.call('INCR', KEYS[2])
+  local floor = tonumber(ARGV[3])
+  if token <= floor then
+    token = floor + 1
+    redis.call('SET', KEYS[2], token)
+  end
   redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
   return token
 end
@@ -46,9 +53,12 @@ export class LeaderLease {
     return `${this.token}:${this.coordinatorId}`;
   }
 
-  /** Takes the lease if nobody holds it; returns true if this process is now leader. */
-  async tryAcquire(): Promise<boolean> {
-    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, this.coordinatorId, this.leaseMs));
+  /**
+   * Takes the lease if nobody holds it; returns true if this process is now leader. The new token
+   * is above `floor`, the newest leader token recorded in the store.
+   */
+  async tryAcquire(floor = 0): Promise<boolean> {
+    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, this.coordinatorId, this.leaseMs, floor));
     if (token > 0) this.token = token;
     return token > 0;
   }

@@ -40,12 +40,16 @@ export class RoundRobinProducer {
     let seq = 0;
     while (!this.stopped && seq < (this.options.maxMessages ?? Infinity)) {
       const batch: Array<Promise<void>> = [];
+      const published: Array<[string, ConfirmedMessage]> = [];
       for (let k = 0; k < window && seq < (this.options.maxMessages ?? Infinity); k += 1, seq += 1) {
-        const n = seq;
-        const queue = this.queues[n % this.queues.length];
-        batch.push(publishConfirmed(channel, this.exchange, queue, n).then(() => void this.confirmed.get(queue)!.push({ messageId: `m-${n}`, seq: n })));
+        const queue = this.queues[seq % this.queues.length];
+        batch.push(publishConfirmed(channel, this.exchange, queue, seq));
+        published.push([queue, { messageId: `m-${seq}`, seq }]);
       }
+      // The broker may confirm out of publish order (persistent messages wait for disk): record
+      // the batch in publish order once all of it is confirmed.
       await Promise.all(batch);
+      for (const [queue, message] of published) this.confirmed.get(queue)!.push(message);
     }
     await this.connection.close();
   }
