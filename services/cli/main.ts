@@ -117,9 +117,13 @@ program
       const reply = await c.checkpoint(Boolean(flags.wait));
       if (flags.json) printJson(checkpointJson(reply));
       else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) print(`checkpoint ${reply.epoch} committed in ${reply.durationMs} ms`);
-      else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING) print(`checkpoint ${reply.epoch} started`);
-      else process.stderr.write(`tidemark: checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}\n`);
-      if (reply.outcome === RoundOutcome.ROUND_OUTCOME_ABORTED) throw new ExitCode(EXIT_INCOMPLETE);
+      else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING && !flags.wait) print(`checkpoint ${reply.epoch} started`);
+      else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING) {
+        // COMMIT was decided but this leader could not make it visible; the next leader settles it.
+        process.stderr.write(`tidemark: checkpoint ${reply.epoch} is in doubt: ${reply.reason}; the next leader finishes or aborts it\n`);
+      } else process.stderr.write(`tidemark: checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}\n`);
+      const settled = reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED || (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING && !flags.wait);
+      if (!settled) throw new ExitCode(EXIT_INCOMPLETE);
     } finally {
       c.close();
     }

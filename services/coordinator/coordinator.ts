@@ -114,7 +114,8 @@ export class Coordinator {
   private async leadershipTick(): Promise<void> {
     const { lease, log } = this.parts;
     try {
-      if (this.leading) {
+      // Held leases are renewed, also while recovery runs before the leader's first round.
+      if (lease.token > 0) {
         if (!(await lease.renew())) {
           this.leading = false;
           log.warn('leader lease lost: stepping down');
@@ -125,7 +126,13 @@ export class Coordinator {
       if (await lease.current()) return;
       if (await lease.tryAcquire(await this.newestStoredToken())) {
         log.info(`leader with token ${lease.token}`);
-        await this.becomeLeader();
+        try {
+          await this.becomeLeader();
+        } catch (err) {
+          // Do not sit on a lease without leading: let this or another coordinator try again.
+          await lease.release().catch(() => {});
+          throw err;
+        }
       }
     } catch (err) {
       log.warn(`leadership check failed: ${errorMessage(err)}`);

@@ -145,7 +145,7 @@ export class Discovery {
         if (seen.has(id)) continue;
         if (!policy.matches(vhost, entry.definition.name)) {
           // No longer selected: stop capturing it; its journal and earlier checkpoints stay.
-          await this.provision(channel, entry.journal, [], bindings, existing);
+          if (existing.has(entry.journal)) await this.provision(channel, entry.journal, [], bindings, existing);
           this.known.delete(id);
           log.warn(`${vhost}/${entry.definition.name} is no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out`);
         } else if (existing.has(entry.journal)) {
