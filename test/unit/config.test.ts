@@ -7,6 +7,7 @@ import { environmentKeys, loadConfig, normalizeStoreUrl, type Config } from '../
 import { parseDuration } from '../../services/core/duration.js';
 import { ConfigError } from '../../services/core/errors.js';
 import { parseStoreUrl } from '../../services/core/store/open-store.js';
+import { configError } from '../helpers/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,16 +17,6 @@ function configFile(content: unknown): string {
   const path = join(dir, `config-${files++}.json`);
   writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
   return path;
-}
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
 }
 
 describe('config: defaults', () => {

@@ -3,6 +3,7 @@ import { parseBindingsMode, planRestore, type PlannedRestore, type RestoreSelect
 import { ConfigError } from '../../services/core/errors.js';
 import { rendezvousOwner } from '../../services/core/rendezvous.js';
 import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
+import { configError } from '../helpers/errors.js';
 
 function queue(vhost: string, name: string): QueueCheckpoint {
   return {
@@ -67,16 +68,6 @@ function sources(planned: PlannedRestore[]): string[] {
 
 function targets(planned: PlannedRestore[]): Record<string, string> {
   return Object.fromEntries(planned.map((p) => [`${p.entry.definition!.vhost}|${p.entry.definition!.name}`, `${p.targetVhost}|${p.targetName}`]));
-}
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, nothing was thrown');
 }
 
 describe('restore plan: selecting queues', () => {
