@@ -255,11 +255,13 @@ export class Coordinator {
   private async round(onEpoch?: (epoch: number) => void): Promise<RoundResult> {
     const { config, catalog, decisions, lease, log } = this.parts;
     const startedAtMs = Date.now();
-    const latest = await catalog.latestEpoch();
+    // One listing gives both the parent and the set a worker's base must belong to.
+    const visibleEpochs = await catalog.epochs();
+    const latest = visibleEpochs.length > 0 ? visibleEpochs[visibleEpochs.length - 1] : 0;
     const epoch = await decisions.nextEpoch(lease.holder, lease.token, latest);
     await decisions.record(lease.holder, { epoch, state: 'started', reason: '', leaderToken: lease.token, atMs: startedAtMs });
     onEpoch?.(epoch);
-    const visible = new Set(await catalog.epochs());
+    const visible = new Set(visibleEpochs);
     const participants: RoundParticipant[] = [...this.assignment.entries()]
       .filter(([, acked]) => acked.queues.length > 0)
       .map(([workerId, acked]) => ({ workerId, queues: acked.queues }));

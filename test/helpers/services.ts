@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
+import { ManagementClient } from '../../services/core/amqp/management-client.js';
 
 /** How to reach an S3-compatible server. */
 export interface TestS3 {
@@ -63,48 +64,15 @@ export function uniqueName(prefix: string): string {
  * on it. Tests isolate their queues, exchanges and streams this way.
  */
 export async function createTestVhost(managementUrl: string, name: string): Promise<void> {
-  const api = managementApi(managementUrl);
-  await api.request('PUT', `/api/vhosts/${encodeURIComponent(name)}`);
-  await api.request('PUT', `/api/permissions/${encodeURIComponent(name)}/${encodeURIComponent(api.user)}`, {
-    configure: '.*',
-    write: '.*',
-    read: '.*',
-  });
+  const management = new ManagementClient(managementUrl);
+  await management.createVhost(name);
+  await management.setPermissions(name, decodeURIComponent(new URL(managementUrl).username) || 'guest', { configure: '.*', write: '.*', read: '.*' });
 }
 
 /** Deletes vhost `name` and everything in it; a vhost that is already gone is fine. */
 export async function deleteTestVhost(managementUrl: string, name: string): Promise<void> {
-  await managementApi(managementUrl).request('DELETE', `/api/vhosts/${encodeURIComponent(name)}`, undefined, [404]);
+  await new ManagementClient(managementUrl).deleteVhost(name);
 }
 
 /** The AMQP URL of `vhost` on the broker of `amqpUrl`. */
-export function amqpUrlForVhost(amqpUrl: string, vhost: string): string {
-  const url = new URL(amqpUrl);
-  url.pathname = `/${encodeURIComponent(vhost)}`;
-  return url.href;
-}
-
-function managementApi(managementUrl: string) {
-  const url = new URL(managementUrl);
-  const user = decodeURIComponent(url.username) || 'guest';
-  const password = decodeURIComponent(url.password) || 'guest';
-  // fetch refuses URLs with credentials in them: move them to a header.
-  url.username = '';
-  url.password = '';
-  const base = url.href.replace(/\/+$/, '');
-  const authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-  return {
-    user,
-    async request(method: string, path: string, body?: unknown, tolerated: number[] = []): Promise<void> {
-      const response = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      if (!response.ok && !tolerated.includes(response.status)) {
-        throw new Error(`RabbitMQ management ${method} ${path} failed: ${response.status} ${await response.text()}`);
-      }
-      await response.body?.cancel();
-    },
-  };
-}
+export { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';

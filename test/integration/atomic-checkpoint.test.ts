@@ -133,11 +133,9 @@ describe('atomic checkpoints (G1)', () => {
     const before = (await cluster.client.listCheckpoints()).map((c) => c.epoch);
     // Deleting a journal stream makes its worker's capture fail: that worker must vote NO.
     const journal = `${namespace}.journal.a3`;
-    const response = await fetch(
-      `${services.managementUrl.replace(/\/\/[^@]*@/, '//')}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(journal)}`,
-      { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}` } },
-    );
-    expect(response.status).toBe(204);
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    await (await connection.createChannel()).deleteQueue(journal);
+    await connection.close();
     await publish(30);
     const round = await cluster.client.checkpoint(true);
     expect(round.outcome).toBe(RoundOutcome.ROUND_OUTCOME_ABORTED);
