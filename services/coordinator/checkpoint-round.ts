@@ -112,6 +112,22 @@ export function assembleManifest(
   };
 }
 
+/** The commit record of a round: its plan, when its fences were confirmed, and its YES votes. */
+export function commitRecordOf(plan: RoundPlan, fencedAtMs: number, votes: Iterable<PrepareReply>): CommitRecord {
+  return {
+    roundId: plan.roundId,
+    parentEpoch: plan.parentEpoch,
+    startedAtMs: plan.startedAtMs,
+    fencedAtMs,
+    leaderToken: plan.leaderToken,
+    coordinatorId: plan.coordinatorId,
+    fenceExchange: plan.fenceExchange,
+    vhosts: plan.vhosts,
+    exchanges: plan.exchanges,
+    partitions: [...votes].map((v) => ({ workerId: v.workerId, key: v.partitionKey, sha256: v.partitionSha256 })),
+  };
+}
+
 export type RoundEffect =
   | { type: 'publish-fences'; epoch: number; vhosts: string[] }
   | { type: 'prepare'; epoch: number; participant: RoundParticipant }
@@ -255,20 +271,9 @@ export class CheckpointRound {
   }
 
   private commitRecord(): CommitRecord {
-    const p = this.plan;
-    return {
-      roundId: p.roundId,
-      parentEpoch: p.parentEpoch,
-      startedAtMs: p.startedAtMs,
-      fencedAtMs: this.fencedAtMs,
-      leaderToken: p.leaderToken,
-      coordinatorId: p.coordinatorId,
-      fenceExchange: p.fenceExchange,
-      vhosts: p.vhosts,
-      exchanges: p.exchanges,
-      partitions: [...this.votes.values()].map((v) => ({ workerId: v.workerId, key: v.partitionKey, sha256: v.partitionSha256 })),
-    };
+    return commitRecordOf(this.plan, this.fencedAtMs, this.votes.values());
   }
+
 
   private buildManifest(committedAtMs: number): CheckpointManifest {
     const votes = [...this.votes.values()].map((v) => ({ workerId: v.workerId, queues: v.queues }));

@@ -6,17 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import type { Logger } from '../core/log.js';
+import { throttledWarn, type Logger } from '../core/log.js';
+import { withTimeLimit } from '../core/time-limit.js';
 import { Catalog } from '../core/catalog.js';
 import { Membership, type WorkerRegistration } from '../core/membership.js';
 import { ManagementClient } from '../core/amqp/management-client.js';
 import { VhostConnections } from '../core/amqp/vhost-connections.js';
+import { redactUrl } from '../core/amqp/vhost-url.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { assign } from '../core/rendezvous.js';
 import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
-import { TidemarkError, errorMessage } from '../core/errors.js';
+import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
@@ -25,14 +27,20 @@ import { queueKey, type RoundParticipant } from './checkpoint-round.js';
 import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { LeaderLease } from './leader-lease.js';
-import { roundOutcome, runRound, type RoundResult } from './round-runner.js';
+import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
 import { recoverRounds } from './recovery.js';
+import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
 
 /** Decided rounds kept in the Redis decision log (for operators looking back). */
 const DECISIONS_KEPT = 1_000;
 
 /** How long status waits for each worker's own report. */
 const WORKER_STATUS_DEADLINE_MS = 2_000;
+/**
+ * The longest one step of the leader's background work (recovery, a discovery pass, becoming
+ * leader) may take before it is given up and retried: a hung call must not stop the leader for good.
+ */
+const STEP_LIMIT_MS = 120_000;
 
 export interface CoordinatorParts {
   config: Config;
@@ -64,14 +72,22 @@ export class Coordinator {
   private nextRoundAt = 0;
   private stopped = false;
   private leading = false;
+  /** Set when a round ended in doubt: recovery runs again before the next round. */
+  private needsRecovery = false;
+  /** Decisions workers have not acknowledged yet, by worker id then round id; re-sent each tick. */
+  private readonly undelivered = new Map<string, Map<string, DecideRequest>>();
+  private redelivering = false;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
+    this.stallWarn = throttledWarn(parts.log, 30_000);
   }
 
   static async create(config: Config, log: Logger): Promise<Coordinator> {
     const store = await openStore(config);
     const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    const warn = throttledWarn(log.child('redis'));
+    redis.on('error', (err: Error) => warn(`Redis at ${redactUrl(config.redisUrl)}: ${err.message} (reconnecting)`));
     await redis.connect();
     const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
     return new Coordinator({
@@ -95,8 +111,9 @@ export class Coordinator {
     });
   }
 
+  /** Leading, and the lease is certainly still ours (renewed less than a lease time ago). */
   get isLeader(): boolean {
-    return this.leading && this.parts.lease.token > 0;
+    return this.leading && this.parts.lease.held;
   }
 
   get catalog(): Catalog {
@@ -106,28 +123,48 @@ export class Coordinator {
   /** Starts competing for leadership; the leader's duties start when the lease is won. */
   async start(): Promise<void> {
     const { config } = this.parts;
-    await this.leadershipTick();
+    // The renewal timer runs before the first tick: becoming leader (recovery, the first discovery
+    // pass) may take longer than the lease, which must not expire meanwhile.
     this.timers.push(setInterval(() => void this.leadershipTick(), Math.max(200, Math.floor(config.leaseTime / 3))));
+    await this.leadershipTick();
     this.timers.push(setInterval(() => void this.scheduledWork(), Math.min(config.discoveryInterval, 1_000)));
   }
 
+  private renewing = false;
+  private acquiring = false;
+  /** The highest token a worker told us it has seen: new leases start above it. */
+  private tokenFloor = 0;
+
+  /** One renewal or one acquisition at a time; a renewal may run while a new leader recovers. */
   private async leadershipTick(): Promise<void> {
     const { lease, log } = this.parts;
-    try {
-      // Held leases are renewed, also while recovery runs before the leader's first round.
-      if (lease.token > 0) {
-        if (!(await lease.renew())) {
+    // Held leases are renewed, also while recovery runs before the leader's first round.
+    if (lease.token > 0) {
+      if (this.renewing) return;
+      this.renewing = true;
+      try {
+        if (!(await withTimeLimit(lease.renew(), Math.max(500, Math.floor(this.parts.config.leaseTime / 2)), 'leader lease renewal'))) {
           this.leading = false;
           log.warn('leader lease lost: stepping down');
         }
-        return;
+      } catch (err) {
+        log.warn(`leader lease renewal failed: ${errorMessage(err)}; this coordinator stops leading when the lease runs out`);
+      } finally {
+        this.renewing = false;
       }
+      return;
+    }
+    if (this.acquiring) return;
+    this.acquiring = true;
+    try {
       // Standbys poll cheaply; the store is read only when the lease is free.
-      if (await lease.current()) return;
-      if (await lease.tryAcquire(await this.newestStoredToken())) {
+      const limit = Math.max(1_000, this.parts.config.leaseTime);
+      if (await withTimeLimit(lease.current(), limit, 'reading the leader lease')) return;
+      const floor = Math.max(this.tokenFloor, await withTimeLimit(this.newestStoredToken(), STEP_LIMIT_MS, 'reading the newest stored leader token'));
+      if (await withTimeLimit(lease.tryAcquire(floor), limit, 'taking the leader lease')) {
         log.info(`leader with token ${lease.token}`);
         try {
-          await this.becomeLeader();
+          await withTimeLimit(this.becomeLeader(), STEP_LIMIT_MS, 'becoming leader (recovery and the first discovery pass)');
         } catch (err) {
           // Do not sit on a lease without leading: let this or another coordinator try again.
           await lease.release().catch(() => {});
@@ -136,53 +173,147 @@ export class Coordinator {
       }
     } catch (err) {
       log.warn(`leadership check failed: ${errorMessage(err)}`);
+    } finally {
+      this.acquiring = false;
     }
   }
 
-  /** The leader token of the newest manifest: a floor for new tokens if Redis lost its counter. */
+  /**
+   * A floor for new tokens if Redis lost its counter: the leader token of the newest manifest,
+   * and of the newest staged round (its leader may still be running, unaware it was deposed).
+   */
   private async newestStoredToken(): Promise<number> {
-    const latest = await this.parts.catalog.latestEpoch();
-    return latest > 0 ? (await this.parts.catalog.get(latest)).leaderToken : 0;
+    const { catalog } = this.parts;
+    const latest = await catalog.latestEpoch();
+    const visible = latest > 0 ? (await catalog.get(latest)).leaderToken : 0;
+    return Math.max(visible, (await catalog.newestStaged()).leaderToken);
   }
 
   /** Recovery before the first round (see recovery.ts), then the leader's duties. */
   private async becomeLeader(): Promise<void> {
-    const { decisions, catalog, lease, discovery, store, log } = this.parts;
-    await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log });
+    const { catalog, discovery, lease } = this.parts;
+    const token = lease.token;
+    this.undelivered.clear();
+    await this.recover();
     const latest = await catalog.latestEpoch();
     if (latest > 0) {
       const manifest = await catalog.get(latest);
       discovery.remember(manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })));
     }
+    // Given up on (time limit) and the lease released meanwhile: this attempt must not lead.
+    if (lease.token !== token) return;
     this.leading = true;
     this.nextRoundAt = Date.now() + this.parts.config.interval;
     await this.enqueue(() => this.discoverAndAssign());
   }
 
-  private lastDiscovery = 0;
-
-  private async scheduledWork(): Promise<void> {
-    if (!this.isLeader || this.stopped) return;
-    const { config } = this.parts;
-    const now = Date.now();
-    if (now - this.lastDiscovery >= config.discoveryInterval) {
-      this.lastDiscovery = now;
-      await this.enqueue(() => this.discoverAndAssign()).catch(() => {});
-    }
-    if (config.interval > 0 && now >= this.nextRoundAt) {
-      this.nextRoundAt = now + config.interval;
-      await this.startRound().catch(() => {});
+  /**
+   * Recovery (recovery.ts): presumed abort, finishing committed epochs, and queueing the recent
+   * decisions for every live worker, which may have missed them while the leader changed.
+   */
+  private async recover(): Promise<void> {
+    const { decisions, catalog, lease, store, membership, log } = this.parts;
+    const report = await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log });
+    this.needsRecovery = false;
+    const workers = await membership.live();
+    this.refreshClients(workers);
+    for (const round of report.decided) {
+      const decision = round.outcome === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT;
+      for (const worker of workers) this.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision });
     }
   }
 
-  private enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.serial.then(work);
+  private remember(workerId: string, request: DecideRequest): void {
+    let pending = this.undelivered.get(workerId);
+    if (!pending) this.undelivered.set(workerId, (pending = new Map()));
+    pending.set(request.roundId, request);
+  }
+
+  /** Re-sends undelivered decisions; those of workers that left membership are dropped. */
+  private async redeliver(): Promise<void> {
+    if (this.redelivering || this.undelivered.size === 0) return;
+    this.redelivering = true;
+    try {
+      const { lease, log } = this.parts;
+      for (const [workerId, pending] of this.undelivered) {
+        const client = this.clients.get(workerId);
+        if (!client) {
+          this.undelivered.delete(workerId);
+          continue;
+        }
+        for (const [roundId, request] of pending) {
+          if (await deliverDecision(client, { ...request, leaderToken: lease.token }, 1, log)) pending.delete(roundId);
+          else break; // still unreachable: try again next tick
+        }
+        if (pending.size === 0) this.undelivered.delete(workerId);
+      }
+    } finally {
+      this.redelivering = false;
+    }
+  }
+
+  private lastDiscovery = 0;
+
+  /** The step the leader's timer is in, and since when (for the stall warning). */
+  private working: { step: string; sinceMs: number } | undefined;
+  private readonly stallWarn: (message: string) => void;
+
+  /**
+   * The leader's timer: re-send decisions, recover an in-doubt round, discovery, scheduled rounds.
+   * A tick that is still busy (a slow pass, a worker that does not answer) makes the next ticks
+   * skip, rather than queue passes and rounds that would run back to back later. Recovery and
+   * discovery have a time limit; a round ends by its own deadlines. A tick busy for longer than
+   * a few discovery intervals, and a lease that lapsed unrenewed, are logged: a leader that has
+   * stopped working must say so.
+   */
+  private async scheduledWork(): Promise<void> {
+    if (this.stopped) return;
+    const { config, lease, log } = this.parts;
+    if (this.leading && !lease.held && lease.token > 0) {
+      this.stallWarn(`leader lease not renewed for more than ${config.leaseTime} ms: not leading until a renewal succeeds`);
+      return;
+    }
+    if (!this.isLeader) return;
+    if (this.working) {
+      const busyMs = Date.now() - this.working.sinceMs;
+      if (busyMs > Math.max(10_000, 3 * config.discoveryInterval)) {
+        this.stallWarn(`leader busy for ${Math.round(busyMs / 1000)} s in ${this.working.step}; discovery and scheduled rounds wait`);
+      }
+      return;
+    }
+    const step = async (name: string, work: () => Promise<unknown>) => {
+      this.working = { step: name, sinceMs: Date.now() };
+      await work().catch((err) => log.warn(`${name} failed, will retry: ${errorMessage(err)}`));
+    };
+    try {
+      void this.redeliver().catch((err) => log.warn(`re-sending decisions failed: ${errorMessage(err)}`));
+      if (this.needsRecovery) {
+        await step('recovery of an in-doubt round', () => this.enqueue(() => this.recover(), STEP_LIMIT_MS, 'recovery'));
+      }
+      if (Date.now() - this.lastDiscovery >= config.discoveryInterval) {
+        this.lastDiscovery = Date.now();
+        await step('discovery pass', () => this.enqueue(() => this.discoverAndAssign(), STEP_LIMIT_MS, 'discovery pass'));
+      }
+      if (config.interval > 0 && Date.now() >= this.nextRoundAt) {
+        this.nextRoundAt = Date.now() + config.interval;
+        await step('scheduled round', () => this.startRound());
+      }
+    } finally {
+      this.working = undefined;
+    }
+  }
+
+  /** Runs `work` after the work queued before it; `limitMs` gives it up (see withTimeLimit). */
+  private enqueue<T>(work: () => Promise<T>, limitMs?: number, what = 'leader work'): Promise<T> {
+    const run = this.serial.then(() => (limitMs === undefined ? work() : withTimeLimit(work(), limitMs, what)));
     this.serial = run.catch(() => {});
     return run;
   }
 
   /** One discovery pass, then the assignment of every protected queue to a live worker. */
   private async discoverAndAssign(): Promise<void> {
+    // Work queued before this coordinator was deposed is dropped.
+    if (!this.isLeader) return;
     const { discovery, log } = this.parts;
     try {
       const result = await discovery.pass();
@@ -204,6 +335,7 @@ export class Coordinator {
     const base = new Map(manifest?.queues.map((q) => [queueKey(q.definition!.vhost, q.definition!.name), q]));
     this.generation += 1;
     const acked = new Map<string, { address: string; queues: QueueRef[] }>();
+    let outranked = 0;
     await Promise.all(
       workers.map(async (worker) => {
         const ids = owners.get(worker.id) ?? [];
@@ -226,9 +358,20 @@ export class Coordinator {
           acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })) });
         } catch (err) {
           log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);
+          if (err instanceof StaleLeaderError && err.current >= lease.token) outranked = Math.max(outranked, err.current);
         }
       }),
     );
+    if (outranked > 0) {
+      // A worker has seen a higher token than ours although Redis names us leader: Redis lost its
+      // counter and the store could not show the token a later leader used. Without a higher
+      // token no worker will ever listen: give the lease up and take it again above that token.
+      log.warn(`a worker has seen leader token ${outranked}, above this leader's ${lease.token}: taking a new lease above it`);
+      this.tokenFloor = Math.max(this.tokenFloor, outranked);
+      this.leading = false;
+      await lease.release().catch(() => {});
+      return;
+    }
     this.assignment = acked;
   }
 
@@ -248,18 +391,27 @@ export class Coordinator {
 
   /** Runs a round after any discovery pass in progress; `onEpoch` hears the epoch once taken. */
   startRound(onEpoch?: (epoch: number) => void): Promise<RoundResult> {
-    if (!this.isLeader) return Promise.reject(new TidemarkError(`coordinator ${this.id} is not the leader; send the request to the leader`));
+    if (!this.isLeader) return Promise.reject(new FailedPreconditionError(`coordinator ${this.id} is not the leader; send the request to the leader (see "tidemark status")`));
     return this.enqueue(() => this.round(onEpoch));
   }
 
   private async round(onEpoch?: (epoch: number) => void): Promise<RoundResult> {
     const { config, catalog, decisions, lease, log } = this.parts;
+    // A round of ours that ended in doubt is finished (or presumed aborted) before the next one.
+    if (this.needsRecovery) await this.recover();
     const startedAtMs = Date.now();
     // One listing gives both the parent and the set a worker's base must belong to.
     const visibleEpochs = await catalog.epochs();
     const latest = visibleEpochs.length > 0 ? visibleEpochs[visibleEpochs.length - 1] : 0;
-    const epoch = await decisions.nextEpoch(lease.holder, lease.token, latest);
-    await decisions.record(lease.holder, { epoch, state: 'started', reason: '', leaderToken: lease.token, atMs: startedAtMs });
+    const epoch = await decisions.nextEpoch(lease.holder, lease.token, latest, async () => (await catalog.newestStaged()).epoch);
+    const roundId = `${lease.token}-${epoch}-${randomBytes(6).toString('hex')}`;
+    try {
+      await decisions.record(lease.holder, { epoch, roundId, state: 'started', reason: '', leaderToken: lease.token, atMs: startedAtMs });
+    } catch (err) {
+      // The write may have landed with its reply lost: recovery presumes it aborted.
+      this.needsRecovery = true;
+      throw err;
+    }
     onEpoch?.(epoch);
     const visible = new Set(visibleEpochs);
     const participants: RoundParticipant[] = [...this.assignment.entries()]
@@ -270,7 +422,7 @@ export class Coordinator {
       namespace: config.namespace,
       plan: {
         epoch,
-        roundId: `${lease.token}-${epoch}-${randomBytes(6).toString('hex')}`,
+        roundId,
         leaderToken: lease.token,
         coordinatorId: this.id,
         startedAtMs,
@@ -290,8 +442,10 @@ export class Coordinator {
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: epoch - this.lastFullEpoch >= config.fullEvery,
       stillLeader: () => this.isLeader,
+      undelivered: (workerId, request) => this.remember(workerId, request),
       log,
     });
+    if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
     // The decision log only needs recent epochs; keep Redis from growing with every round.
     await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn(`trimming the decision log failed: ${errorMessage(err)}`));
     if (result.outcome === 'committed') {

@@ -16,6 +16,8 @@ export type DecisionState = 'started' | 'committed' | 'aborted';
 
 export interface DecisionRecord {
   epoch: number;
+  /** The round's unique id (its fences carry it); absent in records of older versions. */
+  roundId?: string;
   state: DecisionState;
   reason: string;
   leaderToken: number;
@@ -43,8 +45,11 @@ function fromStored(stored: StoredRecord): DecisionRecord {
   };
 }
 
+// -2: the counter is missing (first round, or Redis lost it) and the caller asked to be told,
+// so it can raise the floor above what the store shows was already used.
 const NEXT_EPOCH = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 local newest = tonumber(ARGV[2])
 if current < newest then redis.call('SET', KEYS[2], newest) end
@@ -72,9 +77,17 @@ export class DecisionLog {
     this.keys = redisKeys(namespace);
   }
 
-  /** Takes the next epoch, always above `newestVisible` (the newest manifest in the store). */
-  async nextEpoch(holder: string, token: number, newestVisible: number): Promise<number> {
-    const epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, newestVisible));
+  /**
+   * Takes the next epoch, always above `newestVisible` (the newest manifest in the store). When
+   * the counter is missing (Redis lost it), also above `newestStaged()`: an epoch that workers
+   * staged for may still be committed by a deposed leader, so its number must not be used again.
+   */
+  async nextEpoch(holder: string, token: number, newestVisible: number, newestStaged: () => Promise<number>): Promise<number> {
+    let epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, newestVisible, '1'));
+    if (epoch === -2) {
+      const floor = Math.max(newestVisible, await newestStaged());
+      epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, floor, '0'));
+    }
     if (epoch < 0) throw new StaleLeaderError(token, token + 1);
     return epoch;
   }

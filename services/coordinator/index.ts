@@ -1,6 +1,7 @@
 /** The coordinator service: start one with startCoordinator(config). */
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
+import { configureFailpoints } from '../core/failpoints.js';
 import { startServer, stopServer } from '../core/grpc.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
@@ -15,6 +16,7 @@ export interface RunningCoordinator {
 }
 
 export async function startCoordinator(config: Config, log: Logger): Promise<RunningCoordinator> {
+  configureFailpoints(config.failpoints);
   const coordinator = await Coordinator.create(config, log);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;

@@ -3,6 +3,7 @@
  * rides on every worker RPC and every decision write, and lets workers and the decision log
  * refuse a deposed leader that has not noticed yet.
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../core/names.js';
 
@@ -48,9 +49,22 @@ export class LeaderLease {
     this.keys = redisKeys(namespace);
   }
 
-  /** The value stored under the leader key while this process holds the lease. */
+  /**
+   * The value stored under the leader key while this process holds the lease. It names this
+   * acquisition, not just this process: if Redis is emptied and the same coordinator wins again
+   * with the same token number, a write begun under the old lease still fails its fence.
+   */
   get holder(): string {
-    return `${this.token}:${this.coordinatorId}`;
+    return `${this.token}:${this.coordinatorId}:${this.nonce}`;
+  }
+
+  private nonce = '';
+  /** The lease surely lasts until then: a lease time after the last acquire or renewal was sent. */
+  private validUntil = 0;
+
+  /** True while this process holds the lease and it cannot have run out yet. */
+  get held(): boolean {
+    return this.token > 0 && Date.now() < this.validUntil;
   }
 
   /**
@@ -58,30 +72,42 @@ export class LeaderLease {
    * is above `floor`, the newest leader token recorded in the store.
    */
   async tryAcquire(floor = 0): Promise<boolean> {
-    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, this.coordinatorId, this.leaseMs, floor));
-    if (token > 0) this.token = token;
+    const nonce = randomBytes(6).toString('hex');
+    const sentAt = Date.now();
+    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, `${this.coordinatorId}:${nonce}`, this.leaseMs, floor));
+    if (token > 0) {
+      this.token = token;
+      this.nonce = nonce;
+      this.validUntil = sentAt + this.leaseMs;
+    }
     return token > 0;
   }
 
   /** Extends the lease; false means it was lost (expired and maybe taken by another). */
   async renew(): Promise<boolean> {
     if (this.token === 0) return false;
+    const sentAt = Date.now();
     const ok = Number(await this.redis.eval(RENEW, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
     if (!ok) this.token = 0;
+    else this.validUntil = sentAt + this.leaseMs;
     return ok;
   }
 
+  /** Gives the lease up. Even if Redis cannot be told, this process stops holding it (it expires). */
   async release(): Promise<void> {
     if (this.token === 0) return;
-    await this.redis.eval(RELEASE, 1, this.keys.leader, this.holder);
+    const holder = this.holder;
     this.token = 0;
+    await this.redis.eval(RELEASE, 1, this.keys.leader, holder);
   }
 
   /** Who holds the lease now (token and id), if anyone. */
   async current(): Promise<{ token: number; id: string } | undefined> {
     const value = await this.redis.get(this.keys.leader);
     if (!value) return undefined;
-    const at = value.indexOf(':');
-    return { token: Number(value.slice(0, at)), id: value.slice(at + 1) };
+    // `<token>:<coordinator id>:<acquisition nonce>`; the id itself may hold colons.
+    const first = value.indexOf(':');
+    const last = value.lastIndexOf(':');
+    return { token: Number(value.slice(0, first)), id: value.slice(first + 1, last > first ? last : undefined) };
   }
 }

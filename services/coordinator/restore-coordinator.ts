@@ -5,10 +5,39 @@
 import { randomBytes } from 'node:crypto';
 import type { RestoreEvent, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore } from '../gen/tidemark/v1/worker.js';
-import { ConfigError, TidemarkError, errorMessage } from '../core/errors.js';
+import { ConfigError, FailedPreconditionError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Coordinator } from './coordinator.js';
 import { parseBindingsMode, planRestore } from './restore-plan.js';
+
+/**
+ * Refuses a request that cannot mean anything before anything is read or published. A client
+ * that names no checkpoint gets an error, never the latest one: restoring data nobody asked for
+ * is worse than failing.
+ */
+function checkRestoreRequest(request: RestoreRequest): void {
+  const checkpoint = request.checkpoint.trim();
+  if (checkpoint === '' && request.at === '') {
+    throw new ConfigError('a restore needs a checkpoint: an epoch number or "latest" (--checkpoint), or a time (--at); nothing was restored');
+  }
+  if (checkpoint !== '' && request.at !== '') {
+    throw new ConfigError('a restore takes either a checkpoint id (--checkpoint) or a time (--at), not both; nothing was restored');
+  }
+  if (checkpoint !== '' && checkpoint.toLowerCase() !== 'latest' && !(/^\d+$/.test(checkpoint) && Number.isSafeInteger(Number(checkpoint)))) {
+    throw new ConfigError(`"${request.checkpoint}" is not a checkpoint id: use an epoch number or "latest" (see "tidemark checkpoints list"); nothing was restored`);
+  }
+  if (request.targetAmqpUrl !== '') {
+    let protocol = '';
+    try {
+      protocol = new URL(request.targetAmqpUrl).protocol;
+    } catch {
+      // The text may hold a password: it is not echoed.
+    }
+    if (protocol !== 'amqp:' && protocol !== 'amqps:') {
+      throw new ConfigError('--target-amqp must be an amqp:// or amqps:// URL, e.g. amqp://user:password@host:5672; nothing was restored');
+    }
+  }
+}
 
 export async function runRestore(
   coordinator: Coordinator,
@@ -19,9 +48,10 @@ export async function runRestore(
 ): Promise<void> {
   const startedAt = Date.now();
   const catalog = coordinator.catalog;
+  checkRestoreRequest(request);
   // Workers only take tasks carrying the current leader's token.
   if (!request.dryRun && !coordinator.isLeader) {
-    throw new TidemarkError(`coordinator ${coordinator.id} is a standby: send the restore to the leader (see "tidemark status")`);
+    throw new FailedPreconditionError(`coordinator ${coordinator.id} is a standby: send the restore to the leader (see "tidemark status"); nothing was restored`);
   }
 
   let manifest;
@@ -33,6 +63,9 @@ export async function runRestore(
     manifest = await catalog.resolve(request.checkpoint || 'latest');
   }
   const workers = await coordinator.liveWorkers();
+  if (workers.size === 0) {
+    throw new FailedPreconditionError('no live workers to run the restore: start at least one "tidemark worker" (see "tidemark status"); nothing was restored');
+  }
   const planned = planRestore(
     manifest,
     {

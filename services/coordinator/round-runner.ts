@@ -4,7 +4,7 @@
  */
 import type { ChannelModel } from 'amqplib';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
-import { Decision } from '../gen/tidemark/v1/worker.js';
+import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
 import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import type { DecisionLog } from './decision-log.js';
@@ -13,6 +13,8 @@ import type { WorkerClient } from '../client/worker-client.js';
 import type { Logger } from '../core/log.js';
 import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../core/names.js';
 import { StaleLeaderError, errorMessage } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
+import { isRetryableGrpcError } from '../core/grpc.js';
 
 export interface RoundContext {
   namespace: string;
@@ -28,6 +30,8 @@ export interface RoundContext {
   consolidate: boolean;
   /** False once leadership is lost: stops the manifest retry loop. */
   stillLeader: () => boolean;
+  /** A decision that could not be delivered to a worker: the coordinator re-sends it later. */
+  undelivered: (workerId: string, request: DecideRequest) => void;
   log: Logger;
 }
 
@@ -40,6 +44,8 @@ export interface RoundResult {
   outcome: Outcome | 'in-doubt';
   reason: string;
   manifest?: CheckpointManifest;
+  /** An effect failed (Redis, store, lost lease): the round's records may need recovery. */
+  effectFailed?: boolean;
 }
 
 /** The admin API's name for a round result. */
@@ -64,7 +70,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           // next leader presumes abort unless COMMIT was recorded.
           log.error(`round ${plan.epoch}: ${effect.type} failed: ${errorMessage(err)}`);
           const outcome = round.decision === 'committed' ? 'in-doubt' : 'aborted';
-          done({ epoch: plan.epoch, outcome, reason: `${effect.type} failed: ${errorMessage(err)}` });
+          done({ epoch: plan.epoch, outcome, reason: `${effect.type} failed: ${errorMessage(err)}`, effectFailed: true });
         });
       }
     };
@@ -78,7 +84,9 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
       switch (effect.type) {
         case 'publish-fences':
           try {
+            await failpoint('coordinator.before-fence');
             await publishFences(context, effect.epoch, effect.vhosts);
+            await failpoint('coordinator.after-fence');
             dispatch({ type: 'fences-published', atMs: Date.now() });
           } catch (err) {
             dispatch({ type: 'fences-failed', reason: errorMessage(err) });
@@ -91,10 +99,12 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
             return;
           }
           try {
-            const reply = await client.prepare(
+            const reply = await prepareWithRetries(
+              client,
               { leaderToken: plan.leaderToken, epoch: effect.epoch, roundId: plan.roundId, queues: effect.participant.queues },
-              context.prepareTimeoutMs,
+              Date.now() + context.prepareTimeoutMs,
             );
+            await failpoint('coordinator.after-vote');
             dispatch({ type: 'vote', workerId: effect.participant.workerId, reply });
           } catch (err) {
             dispatch({ type: 'prepare-failed', workerId: effect.participant.workerId, reason: errorMessage(err) });
@@ -106,18 +116,21 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           const atMs = Date.now();
           await context.decisions.record(context.holder, {
             epoch: effect.epoch,
+            roundId: plan.roundId,
             state: effect.decision,
             reason: effect.reason,
             leaderToken: plan.leaderToken,
             atMs,
             commit: effect.commit,
           });
+          await failpoint('coordinator.after-decision');
           dispatch({ type: 'decision-recorded', atMs });
           return;
         }
         case 'write-manifest':
           manifest = context.consolidate ? await context.catalog.consolidate(effect.manifest) : effect.manifest;
           await writeUntilLanded(context, manifest);
+          await failpoint('coordinator.after-manifest');
           dispatch({ type: 'manifest-written' });
           return;
         case 'send-decision':
@@ -171,28 +184,58 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
   }
 }
 
+/**
+ * PREPARE is idempotent on the worker (a repeat of the same round gets the same vote), so a call
+ * lost to a transient fault (connection reset, worker restarting its server) is retried with
+ * backoff until the round's deadline; any other failure is final.
+ */
+async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number): Promise<PrepareReply> {
+  let delay = 100;
+  for (;;) {
+    try {
+      return await client.prepare(request, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      if (!isRetryableGrpcError(err) || Date.now() + delay >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2_000);
+    }
+  }
+}
+
+/**
+ * Tells every participant the decision, with a few quick retries; what still fails is handed to
+ * the coordinator, which re-sends it later (and the worker asks for it meanwhile).
+ */
 async function sendDecision(context: RoundContext, epoch: number, decision: Outcome, workerIds: string[]): Promise<void> {
+  const request: DecideRequest = {
+    leaderToken: context.plan.leaderToken,
+    epoch,
+    roundId: context.plan.roundId,
+    decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT,
+  };
   await Promise.all(
     workerIds.map(async (workerId) => {
       const client = context.workers.get(workerId);
-      if (!client) return;
-      for (let attempt = 0; attempt < 3; attempt += 1) {
-        try {
-          await client.decide(
-            {
-              leaderToken: context.plan.leaderToken,
-              epoch,
-              roundId: context.plan.roundId,
-              decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT,
-            },
-            5_000,
-          );
-          return;
-        } catch (err) {
-          context.log.debug(`decision ${decision} of ${epoch} to ${workerId} failed: ${errorMessage(err)}`);
-          await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
-        }
-      }
+      if (client && (await deliverDecision(client, request, 3, context.log))) return;
+      context.undelivered(workerId, request);
     }),
   );
+}
+
+/**
+ * Sends one decision with up to `attempts` tries and backoff. True when nothing is left to send:
+ * the worker has it, or refused it for good (a newer leader exists, a bad request).
+ */
+export async function deliverDecision(client: WorkerClient, request: DecideRequest, attempts: number, log: Logger): Promise<boolean> {
+  for (let attempt = 1; attempt <= attempts; attempt += 1) {
+    try {
+      await client.decide(request, 5_000);
+      return true;
+    } catch (err) {
+      log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
+      if (!isRetryableGrpcError(err)) return true;
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+    }
+  }
+  return false;
 }

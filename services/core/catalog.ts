@@ -4,7 +4,7 @@
  */
 import type { CheckpointManifest, QueueCheckpoint, SegmentRef } from '../gen/tidemark/v1/store.js';
 import { NotFoundError, ConfigError } from './errors.js';
-import { checkpointKey, decodeManifest, encodeManifest, parseCheckpointKey } from './store/keys.js';
+import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from './store/keys.js';
 import type { ObjectStore } from './store/object-store.js';
 import { orderSegments } from './segment-reader.js';
 
@@ -20,6 +20,25 @@ export class Catalog {
       .map((key) => parseCheckpointKey(key))
       .filter((epoch): epoch is number => epoch !== undefined)
       .sort((a, b) => a - b);
+  }
+
+  /**
+   * The newest epoch any worker staged a partition for, and the newest leader token among its
+   * partitions (0, 0 if none). Rounds that got as far as staging may still be committed by a
+   * leader that has not noticed it was deposed, so after Redis loses its counters, new epochs
+   * and tokens start above these too. Lists all of staging/: use it only then.
+   */
+  async newestStaged(): Promise<{ epoch: number; leaderToken: number }> {
+    const keys = await this.store.list(STAGING_PREFIX);
+    let epoch = 0;
+    for (const key of keys) epoch = Math.max(epoch, parseStagingKey(key) ?? 0);
+    if (epoch === 0) return { epoch: 0, leaderToken: 0 };
+    let leaderToken = 0;
+    for (const key of keys.filter((k) => parseStagingKey(k) === epoch)) {
+      const partition = await decodePartition(await this.store.get(key), key).catch(() => undefined);
+      leaderToken = Math.max(leaderToken, partition?.leaderToken ?? 0);
+    }
+    return { epoch, leaderToken };
   }
 
   async latestEpoch(): Promise<number> {
@@ -42,12 +61,14 @@ export class Catalog {
   /** Resolves "latest", an epoch number, or undefined-if-empty. */
   async resolve(id: string): Promise<CheckpointManifest> {
     const text = id.trim().toLowerCase();
-    if (text === 'latest' || text === '') {
+    // An empty id is a mistake, not a request for the newest checkpoint.
+    if (text === '') throw new ConfigError('no checkpoint id given: use an epoch number or "latest" (see "tidemark checkpoints list")');
+    if (text === 'latest') {
       const latest = await this.latestEpoch();
       if (latest === 0) throw new NotFoundError(`no checkpoint exists yet in ${this.store.url}: take one with "tidemark checkpoint --wait"`);
       return this.get(latest);
     }
-    if (!/^\d+$/.test(text)) throw new ConfigError(`"${id}" is not a checkpoint id: use an epoch number or "latest"`);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new ConfigError(`"${id}" is not a checkpoint id: use an epoch number or "latest"`);
     return this.get(Number(text));
   }
 

@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
+import { parseFailpoints } from './failpoints.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
@@ -93,6 +94,21 @@ export const configSchema = z.object({
     .string()
     .regex(/^\d+[YMDhms]$/, 'must be a RabbitMQ max-age such as 7D, 48h or 30m (units Y, M, D, h, m, s)')
     .default('7D'),
+  /**
+   * Injected faults for reliability tests (docs/RELIABILITY.md), e.g.
+   * `worker.after-vote=crash,coordinator.after-decision=stall:20s@2`. Never set it in production.
+   * @default none
+   */
+  failpoints: z
+    .string()
+    .default('')
+    .superRefine((value, ctx) => {
+      try {
+        parseFailpoints(value);
+      } catch (err) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+      }
+    }),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -120,6 +136,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
+  TIDEMARK_FAILPOINTS: 'failpoints',
 };
 
 export interface ConfigSources {

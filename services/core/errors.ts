@@ -46,6 +46,30 @@ export class CorruptDataError extends TidemarkError {
   }
 }
 
+/**
+ * The request is valid, but the service is not in a state to carry it out (for example a standby
+ * coordinator asked to restore); nothing was changed. Sending it elsewhere or later may work.
+ */
+export class FailedPreconditionError extends TidemarkError {
+  override name = 'FailedPreconditionError';
+}
+
+/**
+ * A checkpoint's segment list does not cover a queue's prefix: no segment holds `offset` (a gap,
+ * or the segments end before the cut). `key` names the segment after the gap, or is empty.
+ */
+export class IncompletePrefixError extends CorruptDataError {
+  override name = 'IncompletePrefixError';
+  constructor(
+    message: string,
+    key: string,
+    readonly offset: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, key, options);
+  }
+}
+
 /** A transient failure of an external part (store, broker, Redis, a peer); safe to retry. */
 export class TransientError extends TidemarkError {
   override name = 'TransientError';

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   ConfigError,
   CorruptDataError,
+  FailedPreconditionError,
   NotFoundError,
   StaleLeaderError,
   TidemarkError,
@@ -51,7 +52,8 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
     code = grpc.status.FAILED_PRECONDITION;
     metadata.set(staleTokenKey, String(err.token));
     metadata.set(currentTokenKey, String(err.current));
-  } else if (err instanceof CorruptDataError) code = grpc.status.DATA_LOSS;
+  } else if (err instanceof FailedPreconditionError) code = grpc.status.FAILED_PRECONDITION;
+  else if (err instanceof CorruptDataError) code = grpc.status.DATA_LOSS;
   else if (err instanceof TransientError) code = grpc.status.UNAVAILABLE;
   return { code, details: errorMessage(err), metadata };
 }
@@ -105,7 +107,7 @@ export function fromServiceError(err: grpc.ServiceError, what: string): Tidemark
         mapped.cause = err;
         return mapped;
       }
-      return new TidemarkError(message, options);
+      return new FailedPreconditionError(message, options);
     }
     default:
       return new TidemarkError(message, options);
@@ -139,6 +141,28 @@ function attachSignal<Call extends grpc.ServerUnaryCall<unknown, unknown> | grpc
   if (call.cancelled) abort();
   else call.once('cancelled', abort);
   return Object.assign(call, { signal: controller.signal });
+}
+
+/**
+ * A signal that aborts `marginMs` before the client's deadline (or with `call.signal`, whichever
+ * comes first), so a handler can still answer why it ran out of time: at the deadline itself the
+ * client has stopped listening. Without a deadline it is `call.signal`.
+ */
+export function beforeDeadline(call: WithSignal<grpc.ServerUnaryCall<unknown, unknown>>, marginMs: number): AbortSignal {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  if (!Number.isFinite(at) || call.signal.aborted) return call.signal;
+  const left = at - Date.now();
+  // Short deadlines keep most of their time: the margin is at most a tenth of what is left.
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new TransientError('the deadline of the call is about to pass')),
+    Math.max(0, Math.floor(left - Math.min(marginMs, left / 10))),
+  );
+  call.signal.addEventListener('abort', () => controller.abort(call.signal.reason), { once: true });
+  controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+  call.once('finish', () => clearTimeout(timer));
+  return controller.signal;
 }
 
 /** Adapts a promise-returning unary handler; a thrown error becomes its mapped gRPC status. */
@@ -183,16 +207,84 @@ export function serverStream<Req, Res>(
   };
 }
 
+/** Stands in for a request whose bytes did not decode; carries why. */
+const undecodable = Symbol('undecodable request');
+interface UndecodableRequest {
+  readonly [undecodable]: string;
+}
+
+function isUndecodable(request: unknown): request is UndecodableRequest {
+  return typeof request === 'object' && request !== null && undecodable in request;
+}
+
+function malformedRequest(path: string, request: UndecodableRequest): ConfigError {
+  return new ConfigError(
+    `malformed request: the bytes sent to ${path} do not decode as its request message (${request[undecodable]}); nothing was done. ` +
+      'Send the request encoded from proto/tidemark/v1 of the same Tidemark version as the server',
+  );
+}
+
+/**
+ * A service whose requests that fail to decode are answered INVALID_ARGUMENT, saying so, without
+ * reaching the handler. grpc-js turns an exception in a request deserializer into INTERNAL
+ * "Error deserializing request", which reads like a server bug and says nothing useful; here the
+ * deserializer hands a marker to the handler instead, and the wrapped handler answers the call.
+ * Client-streaming methods (none yet) are left as grpc-js serves them.
+ */
+export function rejectUndecodableRequests(
+  definition: grpc.ServiceDefinition,
+  implementation: grpc.UntypedServiceImplementation,
+): [grpc.ServiceDefinition, grpc.UntypedServiceImplementation] {
+  const guardedDefinition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const guardedImplementation: grpc.UntypedServiceImplementation = { ...implementation };
+  for (const [name, method] of Object.entries(definition)) {
+    const handler = implementation[name] ?? (method.originalName === undefined ? undefined : implementation[method.originalName]);
+    if (method.requestStream) {
+      guardedDefinition[name] = method;
+      continue;
+    }
+    guardedDefinition[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer): unknown => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return { [undecodable]: errorMessage(err) } satisfies UndecodableRequest;
+        }
+      },
+    };
+    // grpc-js answers a method without a handler UNIMPLEMENTED, whatever the request holds.
+    if (handler === undefined) continue;
+    if (method.responseStream) {
+      const stream = handler as grpc.handleServerStreamingCall<unknown, unknown>;
+      guardedImplementation[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        // grpc-js turns an 'error' event on a server stream into the call's final status.
+        if (isUndecodable(call.request)) call.emit('error', toServiceError(malformedRequest(method.path, call.request)));
+        else stream.call(implementation, call);
+      };
+    } else {
+      const unaryHandler = handler as grpc.handleUnaryCall<unknown, unknown>;
+      guardedImplementation[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (isUndecodable(call.request)) callback(toServiceError(malformedRequest(method.path, call.request)));
+        else unaryHandler.call(implementation, call, callback);
+      };
+    }
+  }
+  return [guardedDefinition as grpc.ServiceDefinition, guardedImplementation];
+}
+
 /**
  * Starts a gRPC server on `address` (host:port, port 0 picks a free one) with plaintext
- * credentials. Resolves with the bound port; a taken port is a ConfigError.
+ * credentials. Resolves with the bound port; a taken port is a ConfigError. Requests that do not
+ * decode are answered INVALID_ARGUMENT ({@link rejectUndecodableRequests}); unknown services and
+ * methods get grpc-js's UNIMPLEMENTED naming the method.
  */
 export async function startServer(
   services: Array<[grpc.ServiceDefinition, grpc.UntypedServiceImplementation]>,
   address: string,
 ): Promise<{ server: grpc.Server; port: number }> {
   const server = new grpc.Server(serverOptions);
-  for (const [definition, implementation] of services) server.addService(definition, implementation);
+  for (const [definition, implementation] of services) server.addService(...rejectUndecodableRequests(definition, implementation));
   try {
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));

@@ -34,3 +34,23 @@ export const silentLogger: Logger = {
   error: () => {},
   child: () => silentLogger,
 };
+
+/**
+ * A warning that repeats itself at most once per `intervalMs`, saying how many it held back: for
+ * sources that fail many times a second while a dependency is down (e.g. a Redis client
+ * reconnecting).
+ */
+export function throttledWarn(log: Logger, intervalMs = 10_000): (message: string) => void {
+  let lastAt = 0;
+  let held = 0;
+  return (message) => {
+    const now = Date.now();
+    if (now - lastAt < intervalMs) {
+      held += 1;
+      return;
+    }
+    log.warn(held > 0 ? `${message} (and ${held} more like it)` : message);
+    lastAt = now;
+    held = 0;
+  };
+}

@@ -47,7 +47,7 @@ export function redisKeys(namespace: string) {
   return {
     /** Epoch counter (INCR). */
     epoch: `${root}epoch`,
-    /** Current leader lease: value is `<token>:<coordinator id>`. */
+    /** Current leader lease: value is `<token>:<coordinator id>:<acquisition nonce>`. */
     leader: `${root}leader`,
     /** Fencing token counter for leaders. */
     leaderToken: `${root}leader-token`,

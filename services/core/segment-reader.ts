@@ -3,9 +3,13 @@
  * [startOffset, cutOffset), once each, in offset order. Segments may overlap (a segment that
  * straddles a cut is listed by two checkpoints, a re-captured range by two workers): an offset
  * already emitted is skipped, and a missing offset is an error, never a silent gap (G2).
+ *
+ * A restore first runs {@link verifyPrefix} over a queue's prefix and publishes with
+ * {@link readPrefix} only if it passes, so damaged data fails the queue before any of it is
+ * published.
  */
-import type { Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
-import { CorruptDataError } from './errors.js';
+import type { Record as JournalRecord, Segment, SegmentRef } from '../gen/tidemark/v1/store.js';
+import { CorruptDataError, IncompletePrefixError } from './errors.js';
 import { decodeSegment } from './segment-codec.js';
 import type { ObjectStore } from './store/object-store.js';
 
@@ -26,39 +30,123 @@ export function orderSegments(segments: SegmentRef[]): SegmentRef[] {
 
 /**
  * Yields the data records of the prefix, fences left out. `fromOffset` resumes a partly done read.
- * Fetches only the segments that hold offsets still needed.
+ * Fetches only the segments that hold offsets still needed, one at a time, and checks each one
+ * (see {@link fetchSegment}) before yielding anything from it.
  */
 export async function* readPrefix(store: ObjectStore, spec: PrefixSpec, fromOffset = spec.startOffset): AsyncGenerator<JournalRecord> {
+  for await (const record of prefixRecords(store, spec, fromOffset)) {
+    if (record.fenceEpoch === 0) yield record;
+  }
+}
+
+/** What {@link verifyPrefix} found in a prefix. */
+export interface VerifiedPrefix {
+  /** Segments fetched and checked. */
+  segments: number;
+  /** Their stored bytes: what the check read from the store. */
+  storedBytes: number;
+  /** Data messages in [startOffset, cutOffset). */
+  messages: number;
+  /** Their body bytes. */
+  bodyBytes: number;
+}
+
+export interface VerifyOptions {
+  /** Data messages the manifest says the prefix holds; a different count fails. @default not checked */
+  expectedMessages?: number;
+  /** Stops the check between segments; it then throws the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Checks, without keeping anything, that the whole prefix can be read: every segment it needs
+ * exists, its sha256 equals the ref's, it decompresses and decodes, its records are exactly its
+ * promised offsets, and the segments cover startOffset..cutOffset-1 with no gap. This is the
+ * same walk as {@link readPrefix}, so a prefix that passes reads back whole unless the store
+ * changes in between (a re-read checks every sha256 again). Memory: one segment at a time.
+ * Throws CorruptDataError naming the offending segment key, or ObjectNotFoundError (with `key`)
+ * for a segment object that is not in the store.
+ */
+export async function verifyPrefix(store: ObjectStore, spec: PrefixSpec, options: VerifyOptions = {}): Promise<VerifiedPrefix> {
+  const found: VerifiedPrefix = { segments: 0, storedBytes: 0, messages: 0, bodyBytes: 0 };
+  const onSegment = (ref: SegmentRef) => {
+    if (options.signal?.aborted) throw options.signal.reason;
+    found.segments += 1;
+    found.storedBytes += ref.storedBytes;
+  };
+  for await (const record of prefixRecords(store, spec, spec.startOffset, onSegment)) {
+    if (record.fenceEpoch !== 0) continue;
+    found.messages += 1;
+    found.bodyBytes += record.body.length;
+  }
+  if (options.expectedMessages !== undefined && found.messages !== options.expectedMessages) {
+    throw new CorruptDataError(
+      `the segments of ${spec.vhost}/${spec.queue} hold ${found.messages} message(s) in offsets ${spec.startOffset}..${spec.cutOffset - 1}, but the checkpoint says ${options.expectedMessages}`,
+      '',
+    );
+  }
+  return found;
+}
+
+/**
+ * Every record (fences included) with offset in [fromOffset, cutOffset), once each, in order.
+ * `onSegment` hears each segment just before it is fetched.
+ */
+async function* prefixRecords(
+  store: ObjectStore,
+  spec: PrefixSpec,
+  fromOffset: number,
+  onSegment: (ref: SegmentRef) => void = () => {},
+): AsyncGenerator<JournalRecord> {
   let next = Math.max(fromOffset, spec.startOffset);
   const where = `${spec.vhost}/${spec.queue}`;
   for (const ref of orderSegments(spec.segments)) {
     if (next >= spec.cutOffset) break;
     if (ref.lastOffset < next) continue;
     if (ref.firstOffset > next) {
-      throw new CorruptDataError(
-        `checkpoint data of ${where} has a gap: offsets ${next}..${ref.firstOffset - 1} are in no segment; nothing past offset ${next - 1} was restored for this queue`,
+      throw new IncompletePrefixError(
+        `checkpoint data of ${where} has a gap: offsets ${next}..${ref.firstOffset - 1} are in no segment (the next one is ${ref.key})`,
         ref.key,
+        next,
       );
     }
-    const bytes = await store.get(ref.key);
-    const segment = await decodeSegment(bytes, {
-      key: ref.key,
-      sha256: ref.sha256,
-      codec: ref.codec,
-      firstOffset: ref.firstOffset,
-      lastOffset: ref.lastOffset,
-    });
+    onSegment(ref);
+    const segment = await fetchSegment(store, ref, spec);
     for (const record of segment.records) {
       if (record.offset < next) continue;
       if (record.offset >= spec.cutOffset) break;
       next = record.offset + 1;
-      if (record.fenceEpoch === 0) yield record;
+      yield record;
     }
   }
   if (next < spec.cutOffset) {
-    throw new CorruptDataError(
-      `checkpoint data of ${where} ends at offset ${next} but the cut is ${spec.cutOffset}: segments are missing`,
+    throw new IncompletePrefixError(
+      `checkpoint data of ${where} ends at offset ${next} but the cut is ${spec.cutOffset}: segments are missing from the checkpoint's manifest`,
       '',
+      next,
     );
   }
+}
+
+/**
+ * Reads one segment and checks it (decodeSegment: sha256, codec, protobuf, version, offsets) and
+ * that it belongs to the queue. A missing object rejects with the store's ObjectNotFoundError,
+ * which names the key.
+ */
+async function fetchSegment(store: ObjectStore, ref: SegmentRef, spec: PrefixSpec): Promise<Segment> {
+  const bytes = await store.get(ref.key);
+  const segment = await decodeSegment(bytes, {
+    key: ref.key,
+    sha256: ref.sha256,
+    codec: ref.codec,
+    firstOffset: ref.firstOffset,
+    lastOffset: ref.lastOffset,
+  });
+  if (segment.vhost !== spec.vhost || segment.queue !== spec.queue) {
+    throw new CorruptDataError(
+      `segment ${ref.key} is corrupt: it holds records of ${segment.vhost}/${segment.queue}, not ${spec.vhost}/${spec.queue}; nothing from it was used`,
+      ref.key,
+    );
+  }
+  return segment;
 }

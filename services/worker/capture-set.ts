@@ -54,6 +54,8 @@ export class CaptureSet {
         this.options.log.info(`released ${capture.vhost}/${capture.queue}`);
       }
     }
+    // A failed capture is retried with a fresh one, but it stays in the set (and its error in
+    // status) until the replacement is attached: an operator never sees a failing queue as healthy.
     const started: QueueCapture[] = [];
     for (const [id, assignment] of wanted) {
       const existing = this.captures.get(id);
@@ -70,7 +72,7 @@ export class CaptureSet {
         segmentBytes: this.options.segmentBytes,
         prefetch: this.options.prefetch,
       });
-      this.captures.set(id, capture);
+      if (!existing) this.captures.set(id, capture);
       started.push(capture);
     }
     const byVhost = new Map<string, QueueCapture[]>();
@@ -81,6 +83,7 @@ export class CaptureSet {
       await this.ensureWatched(vhost);
       const connection = await this.connections.connect(vhost);
       await Promise.all(captures.map((capture) => this.attach(connection, capture)));
+      for (const capture of captures) this.captures.set(queueId(capture.vhost, capture.queue), capture);
       this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}`);
     }
   }

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
+import { configureFailpoints } from '../core/failpoints.js';
 import { startServer, stopServer } from '../core/grpc.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
@@ -17,6 +18,7 @@ export interface RunningWorker {
 }
 
 export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
+  configureFailpoints(config.failpoints);
   const worker = await Worker.create({ config, log });
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;

@@ -1,6 +1,15 @@
 /**
- * Runs a restore task on a worker: for each queue, recreates it (and its bindings) in the target
- * broker if asked, then publishes its checkpoint prefix in journal order on one confirm channel.
+ * Runs a restore task on a worker: for each queue, verifies its checkpoint data, recreates it (and
+ * its bindings) in the target broker if asked, then publishes its checkpoint prefix in journal
+ * order on one confirm channel.
+ *
+ * Nothing partial is published for a queue whose data fails verification: a first pass reads
+ * every segment of the queue's prefix and checks it (object present, sha256 equal to the
+ * manifest's, decodes, offsets contiguous up to the cut, message count) and keeps nothing, so it
+ * holds one segment in memory at a time. Only then is the target declared and the prefix
+ * published, from a second read of the same segments that checks every sha256 again. A segment
+ * that changed in the store between the two passes stops the queue where it is found, and the
+ * error says how much of the prefix the target then holds. Each segment is read twice.
  *
  * Order is preserved because one queue's messages go through one channel, one at a time, to the
  * default exchange (which routes to exactly the target queue and nothing else). At most
@@ -12,11 +21,12 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqp
 import type { ExchangeDefinition, QueueDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import type { QueueRestore, RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
 import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
-import { readPrefix } from '../core/segment-reader.js';
+import { readPrefix, verifyPrefix, type PrefixSpec } from '../core/segment-reader.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import type { Logger } from '../core/log.js';
 import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { TidemarkError, errorMessage } from '../core/errors.js';
+import { CorruptDataError, IncompletePrefixError, ObjectNotFoundError, TidemarkError, errorMessage } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
 import {
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
@@ -96,19 +106,121 @@ async function restoreQueue(
     error: '',
     bodyBytes: 0,
   };
+  const published: Published = { lastOffset: undefined };
+  let publishing = false;
   try {
+    // Verification first: a queue whose data is damaged fails here, before its target is even
+    // declared, so the target never holds a partial prefix of it.
+    await verifyQueueData(item, options);
     const connection = await connectionFor(item.targetVhost);
     if (!item.append) await refuseNonEmptyTarget(connection, item);
     if (item.recreate) await declareTarget(connection, item, options.task.exchanges);
-    await publishPrefix(connection, item, options, progress, decodeURIComponent(new URL(baseUrl).username) || 'guest');
+    // ─── PUBLISHING OF THIS QUEUE BEGINS HERE ───────────────────────────────────────────────
+    // Everything above only read the store and declared the target; from here on the target
+    // receives this queue's messages (the 'worker.mid-restore' failpoint fires half-way through).
+    publishing = true;
+    await publishPrefix(connection, item, options, progress, published, decodeURIComponent(new URL(baseUrl).username) || 'guest');
     progress.done = true;
     options.emit({ ...progress });
   } catch (err) {
     progress.done = true;
-    progress.error = `restore of ${source.vhost}/${source.name} into ${item.targetVhost}/${item.targetName} failed after ${progress.confirmed} confirmed message(s): ${errorMessage(err)}`;
+    const damaged = publishing ? damagedData(err, item) : undefined;
+    const why = damaged ? changedSinceVerified(damaged, item, options, progress, published) : errorMessage(err);
+    progress.error = `restore of ${source.vhost}/${source.name} into ${item.targetVhost}/${item.targetName} failed after ${progress.confirmed} confirmed message(s): ${why}`;
     options.log.error(progress.error);
     options.emit({ ...progress });
   }
+}
+
+/** What a queue's publishing has got confirmed so far. */
+interface Published {
+  /** Journal offset of the last confirmed message; undefined before the first. */
+  lastOffset: number | undefined;
+}
+
+function prefixSpec(item: QueueRestore): PrefixSpec {
+  return {
+    vhost: item.source!.vhost,
+    queue: item.source!.name,
+    startOffset: item.startOffset,
+    cutOffset: item.cutOffset,
+    segments: item.segments,
+  };
+}
+
+/**
+ * The verification pass: reads and checks every segment of the queue's prefix, keeping none.
+ * Throws an error that names the segment, the queue and the checkpoint, says that nothing was
+ * published, and what to do.
+ */
+async function verifyQueueData(item: QueueRestore, options: RestoreRunOptions): Promise<void> {
+  const source = item.source!;
+  const queue = `${source.vhost}/${source.name}`;
+  const target = `${item.targetVhost}/${item.targetName}`;
+  try {
+    await verifyPrefix(options.store, prefixSpec(item), { expectedMessages: item.messages, signal: options.signal });
+  } catch (err) {
+    if (options.signal.aborted) throw err;
+    const damaged = damagedData(err, item);
+    if (!damaged) {
+      throw new TidemarkError(
+        `cannot read the data of ${queue} in checkpoint ${options.task.checkpoint} from the store to verify it: ${errorMessage(err)}. ` +
+          `Nothing was published to ${target}; restore it again once the store answers`,
+        { cause: err },
+      );
+    }
+    throw new CorruptDataError(
+      `checkpoint ${options.task.checkpoint} of ${queue} failed verification: ${damaged.message}. ` +
+        `Nothing was published to ${target}: a queue's data is verified before any of it is published. ${damaged.advice}`,
+      damaged.key,
+      { cause: err },
+    );
+  }
+}
+
+/** Checkpoint data that cannot be restored: what is wrong, and what to do about it. */
+interface DamagedData {
+  message: string;
+  /** The segment at fault, or '' when the damage is not one object. */
+  key: string;
+  advice: string;
+}
+
+/** A missing or corrupt segment, or a prefix the segments do not cover; undefined for any other failure. */
+function damagedData(err: unknown, item: QueueRestore): DamagedData | undefined {
+  const queue = `${item.source!.vhost}/${item.source!.name}`;
+  const another = (why: string) => `Restore another checkpoint of this queue instead (${why}; see "tidemark checkpoints list" and "tidemark checkpoints show ID")`;
+  if (err instanceof IncompletePrefixError) {
+    return { message: err.message, key: err.key, advice: another(`one whose cut offset for ${queue} is at most ${err.offset} does not need the missing offsets`) };
+  }
+  const broken = err instanceof ObjectNotFoundError ? `segment ${err.key} is missing from the store ${err.store}` : err instanceof CorruptDataError ? err.message : undefined;
+  if (broken === undefined) return undefined;
+  const key = (err as ObjectNotFoundError | CorruptDataError).key;
+  const ref = item.segments.find((s) => s.key === key);
+  if (!ref) return { message: broken, key, advice: another('an older one may not need the damaged data') };
+  return {
+    message: broken,
+    key,
+    advice: `${another(`one whose cut offset for ${queue} is at most ${ref.firstOffset} does not need ${ref.key}`)}, or put an intact copy of ${ref.key} back into the store and restore again`,
+  };
+}
+
+/**
+ * A segment that passed verification failed on the second read: the store changed meanwhile.
+ * Publishing stopped at the damage, after waiting for the confirms of what was sent, so the
+ * target holds exactly the prefix up to `published.lastOffset`.
+ */
+function changedSinceVerified(damaged: DamagedData, item: QueueRestore, options: RestoreRunOptions, progress: RestoreProgress, published: Published): string {
+  const target = `${item.targetVhost}/${item.targetName}`;
+  const got =
+    published.lastOffset === undefined
+      ? `${target} received none of this queue's messages`
+      : `${target} received the first ${progress.confirmed} of this queue's ${item.messages} message(s), up to journal offset ${published.lastOffset}, and nothing after`;
+  return (
+    `checkpoint ${options.task.checkpoint} of ${item.source!.vhost}/${item.source!.name} changed in the store while it was being restored: ${damaged.message}. ` +
+    `It had passed verification; publishing stopped at the damage, and ${got}. ` +
+    `Remove them before restoring again (delete or purge ${target}, or restore under another --prefix; consumers can also drop duplicates by their x-tidemark-origin-* headers). ${damaged.advice}`
+  );
 }
 
 /**
@@ -198,9 +310,9 @@ async function publishPrefix(
   item: QueueRestore,
   options: RestoreRunOptions,
   progress: RestoreProgress,
+  published: Published,
   user: string,
 ): Promise<void> {
-  const source = item.source!;
   const channel: ConfirmChannel = await connection.createConfirmChannel();
   let failure: Error | undefined;
   channel.on('error', (err) => {
@@ -221,16 +333,23 @@ async function publishPrefix(
     while (inFlight > limit && !failure) await new Promise<void>((resolve) => (wake = resolve));
     wake = undefined;
   };
+  // A read failure (a segment changed since verification) is held until what was sent is
+  // confirmed, so the error can say exactly how much of the prefix the target holds.
+  let readFailure: unknown;
+  const records = async function* () {
+    try {
+      yield* readPrefix(options.store, prefixSpec(item));
+    } catch (err) {
+      readFailure = err;
+    }
+  };
+  let sent = 0;
   try {
-    for await (const record of readPrefix(options.store, {
-      vhost: source.vhost,
-      queue: source.name,
-      startOffset: item.startOffset,
-      cutOffset: item.cutOffset,
-      segments: item.segments,
-    })) {
+    for await (const record of records()) {
       if (failure) throw failure;
       if (options.signal.aborted) throw new TidemarkError('restore cancelled');
+      if (sent === Math.floor(item.messages / 2) && sent > 0) await failpoint('worker.mid-restore');
+      sent += 1;
       const publishOptions = publishOptionsFor(record, item, options, user);
       inFlight += 1;
       const bodyBytes = record.body.length;
@@ -239,6 +358,7 @@ async function publishPrefix(
         else {
           progress.confirmed += 1;
           progress.bodyBytes += bodyBytes;
+          published.lastOffset = record.offset;
         }
         settled();
       });
@@ -252,6 +372,7 @@ async function publishPrefix(
     }
     await waitBelow(0);
     await channel.waitForConfirms();
+    if (readFailure !== undefined) throw readFailure;
     if (failure) throw failure;
     if (progress.confirmed !== item.messages) {
       throw new TidemarkError(`confirmed ${progress.confirmed} message(s) but the checkpoint holds ${item.messages}`);

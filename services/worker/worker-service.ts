@@ -1,6 +1,6 @@
 /** The worker's gRPC handlers: validation at the edge, then the Worker does the work. */
 import type * as grpc from '@grpc/grpc-js';
-import { requireField, serverStream, unary } from '../core/grpc.js';
+import { beforeDeadline, requireField, serverStream, unary } from '../core/grpc.js';
 import { ConfigError } from '../core/errors.js';
 import { Decision, type WorkerServiceServer } from '../gen/tidemark/v1/worker.js';
 import type { Worker } from './worker.js';
@@ -15,7 +15,8 @@ export function workerHandlers(worker: Worker): WorkerServiceServer & grpc.Untyp
       requireField(request.leaderToken, 'leader_token');
       requireField(request.epoch, 'epoch');
       requireField(request.roundId, 'round_id');
-      return worker.prepare(request, call.signal);
+      // Answer NO with the reason (e.g. which fence was not seen) while the leader still listens.
+      return worker.prepare(request, beforeDeadline(call, 500));
     }),
     decide: unary(async (request) => {
       requireField(request.leaderToken, 'leader_token');

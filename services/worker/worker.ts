@@ -4,12 +4,18 @@
  */
 import { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import type { Logger } from '../core/log.js';
+import { throttledWarn, type Logger } from '../core/log.js';
+import { redactUrl } from '../core/amqp/vhost-url.js';
 import { Membership } from '../core/membership.js';
 import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { encodePartition, partitionKey } from '../core/store/keys.js';
-import { StaleLeaderError, TidemarkError, errorMessage } from '../core/errors.js';
+import { NotFoundError, StaleLeaderError, TidemarkError, errorMessage } from '../core/errors.js';
+import { failpoint } from '../core/failpoints.js';
+import { redisKeys } from '../core/names.js';
+import { Catalog } from '../core/catalog.js';
+import { DecisionLog } from '../coordinator/decision-log.js';
+import { answerInquiry } from './decision-inquiry.js';
 import {
   Decision,
   Vote,
@@ -32,6 +38,19 @@ export interface WorkerOptions {
   log: Logger;
 }
 
+/** A round this worker was asked to prepare and whose decision it has not learnt yet. */
+interface PreparedRound {
+  epoch: number;
+  roundId: string;
+  /** The vote; a repeated PREPARE of the same round gets this same promise (idempotence). */
+  reply: Promise<PrepareReply>;
+  /** When the YES vote was returned; undefined while preparing. */
+  votedAtMs?: number;
+}
+
+/** Decided round ids remembered, so a late or repeated PREPARE of one is refused. */
+const DECIDED_KEPT = 256;
+
 export class Worker {
   readonly id: string;
   private seenToken = 0;
@@ -40,6 +59,12 @@ export class Worker {
   private heartbeat: NodeJS.Timeout | undefined;
   private registered = false;
   private flusher: NodeJS.Timeout | undefined;
+  private inquirer: NodeJS.Timeout | undefined;
+  private inquiring = false;
+  private readonly rounds = new Map<string, PreparedRound>();
+  private readonly decided = new Map<string, 'committed' | 'aborted'>();
+  private readonly decisionLog: DecisionLog;
+  private readonly catalog: Catalog;
 
   private constructor(
     private readonly options: WorkerOptions,
@@ -49,12 +74,16 @@ export class Worker {
     private readonly captures: CaptureSet,
   ) {
     this.id = options.config.id;
+    this.decisionLog = new DecisionLog(redis, options.config.namespace);
+    this.catalog = new Catalog(store);
   }
 
   static async create(options: WorkerOptions): Promise<Worker> {
     const { config, log } = options;
     const store = await openStore(config);
     const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    const warn = throttledWarn(log.child('redis'));
+    redis.on('error', (err: Error) => warn(`Redis at ${redactUrl(config.redisUrl)}: ${err.message} (reconnecting)`));
     await redis.connect();
     const membership = new Membership(redis, config.namespace, config.leaseTime);
     const captures = new CaptureSet({
@@ -66,7 +95,11 @@ export class Worker {
       prefetch: config.prefetch,
       clientName: `tidemark worker ${config.id}`,
     });
-    return new Worker(options, store, redis, membership, captures);
+    const worker = new Worker(options, store, redis, membership, captures);
+    // A restarted worker must still refuse leaders deposed before it started: the newest token
+    // issued so far is the floor (if Redis lost it, new tokens start above the store's newest).
+    worker.seenToken = Number((await redis.get(redisKeys(config.namespace).leaderToken)) ?? 0) || 0;
+    return worker;
   }
 
   /** Joins the membership under `address` (host:port the leader reaches it at) and starts the flush timer. */
@@ -79,12 +112,14 @@ export class Worker {
       this.membership.renew(registration).catch((err) => this.options.log.warn(`lease renewal failed: ${errorMessage(err)}`));
     }, every);
     this.flusher = setInterval(() => this.captures.tick(), this.options.config.flushInterval);
+    this.inquirer = setInterval(() => void this.inquire(), Math.max(200, this.options.config.leaseTime));
     this.options.log.info(`worker ${this.id} serving at ${address}`);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.flusher);
+    clearInterval(this.inquirer);
     if (this.registered) await this.membership.leave(this.id).catch(() => {});
     await this.captures.close();
     this.redis.disconnect();
@@ -111,20 +146,52 @@ export class Worker {
     return { generation: this.generation, capturing: this.captures.all().length };
   }
 
+  /**
+   * Phase one. Idempotent: a repeated PREPARE of a round being prepared or voted YES in gets the
+   * same vote (and the same staged partition); one of a round already decided gets NO.
+   */
   async prepare(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
     this.checkToken(request.leaderToken);
-    const no = (reason: string): PrepareReply => ({ vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '' });
+    const outcome = this.decided.get(request.roundId);
+    if (outcome) return this.no(`round ${request.roundId} of epoch ${request.epoch} was already decided (${outcome})`);
+    let round = this.rounds.get(request.roundId);
+    if (!round) {
+      const reply = this.prepareRound(request, signal);
+      round = { epoch: request.epoch, roundId: request.roundId, reply };
+      this.rounds.set(request.roundId, round);
+      const prepared = round;
+      reply.then(
+        (r) => {
+          // A NO is not kept: a retry of the round may try again. A round decided while it was
+          // being prepared is done with.
+          if (r.vote !== Vote.VOTE_YES || this.decided.has(request.roundId)) this.rounds.delete(request.roundId);
+          else prepared.votedAtMs = Date.now();
+        },
+        () => this.rounds.delete(request.roundId),
+      );
+    }
+    const reply = await round.reply;
+    if (reply.vote === Vote.VOTE_YES) await failpoint('worker.after-vote', { crashAfterMs: 100 });
+    return reply;
+  }
+
+  private no(reason: string): PrepareReply {
+    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '' };
+  }
+
+  private async prepareRound(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
     const missing = request.queues.filter((q) => !this.captures.get(q.vhost, q.queue));
     if (missing.length > 0) {
-      return no(`worker ${this.id} does not capture ${missing.map((q) => `${q.vhost}/${q.queue}`).join(', ')}`);
+      return this.no(`worker ${this.id} does not capture ${missing.map((q) => `${q.vhost}/${q.queue}`).join(', ')}`);
     }
     let queues: QueueCheckpoint[];
     try {
       queues = await Promise.all(
         request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, request.roundId, signal)), workerId: this.id })),
       );
+      await failpoint('worker.after-segments');
     } catch (err) {
-      return no(`worker ${this.id}: ${errorMessage(err)}`);
+      return this.no(`worker ${this.id}: ${errorMessage(err)}`);
     }
     // Stage the partition manifest so a new leader can finish a committed epoch without us.
     const key = partitionKey(request.epoch, this.id);
@@ -140,7 +207,7 @@ export class Worker {
     try {
       await this.store.put(key, bytes);
     } catch (err) {
-      return no(`worker ${this.id} cannot stage its partition manifest: ${errorMessage(err)}`);
+      return this.no(`worker ${this.id} cannot stage its partition manifest: ${errorMessage(err)}`);
     }
     this.lastPreparedEpoch = request.epoch;
     return {
@@ -153,11 +220,53 @@ export class Worker {
     };
   }
 
+  /** Phase two. Idempotent: a repeated or late decision changes nothing more. */
   async decide(request: DecideRequest): Promise<void> {
     this.checkToken(request.leaderToken);
+    if (request.decision === Decision.DECISION_COMMIT) await failpoint('worker.after-commit');
+    this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted');
+  }
+
+  /** COMMIT makes the round's cut each queue's base (its manifest is visible); ABORT forgets it. */
+  private apply(epoch: number, roundId: string, outcome: 'committed' | 'aborted'): void {
     for (const capture of this.captures.all()) {
-      if (request.decision === Decision.DECISION_COMMIT) capture.commit(request.epoch, request.roundId);
-      else if (request.decision === Decision.DECISION_ABORT) capture.abort(request.epoch, request.roundId);
+      if (outcome === 'committed') capture.commit(epoch, roundId);
+      else capture.abort(epoch, roundId);
+    }
+    this.rounds.delete(roundId);
+    this.decided.set(roundId, outcome);
+    if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);
+  }
+
+  /**
+   * Asks for the decision of every round voted YES in longer than two lease times ago and not
+   * decided since: the decision log and the store answer (see decision-inquiry.ts).
+   */
+  private async inquire(): Promise<void> {
+    if (this.inquiring) return;
+    this.inquiring = true;
+    try {
+      const askBefore = Date.now() - 2 * this.options.config.leaseTime;
+      for (const round of [...this.rounds.values()]) {
+        if (round.votedAtMs === undefined || round.votedAtMs > askBefore) continue;
+        const record = await this.decisionLog.get(round.epoch);
+        const manifestRoundId = await this.catalog.get(round.epoch).then(
+          (m) => m.roundId,
+          (err) => {
+            if (err instanceof NotFoundError) return undefined;
+            throw err;
+          },
+        );
+        const newestVisible = record?.state === 'committed' && manifestRoundId === undefined ? await this.catalog.latestEpoch() : undefined;
+        const answer = answerInquiry(round, { record, manifestRoundId, newestVisible });
+        if (answer === 'wait') continue;
+        this.options.log.info(`round ${round.epoch} (${round.roundId}): asked for the decision: ${answer}`);
+        this.apply(round.epoch, round.roundId, answer === 'commit' ? 'committed' : 'aborted');
+      }
+    } catch (err) {
+      this.options.log.warn(`asking for round decisions failed, will retry: ${errorMessage(err)}`);
+    } finally {
+      this.inquiring = false;
     }
   }
 
@@ -182,6 +291,7 @@ export class Worker {
       leaderToken: this.seenToken,
       queues: this.captures.all().map((c) => c.status()),
       lastPreparedEpoch: this.lastPreparedEpoch,
+      undecidedEpochs: [...this.rounds.values()].filter((r) => r.votedAtMs !== undefined).map((r) => r.epoch),
     };
   }
 }

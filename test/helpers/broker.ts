@@ -109,3 +109,22 @@ export function withoutOrigin(headers: Record<string, unknown>): Record<string, 
   for (const key of Object.keys(copy)) if (key.startsWith('x-tidemark-origin-') || key === 'x-tidemark-checkpoint') delete copy[key];
   return copy;
 }
+
+/**
+ * Declares durable queues of the given types in `vhost`, each bound to the direct exchange
+ * `exchange` with its own name as routing key (so producers reach them through an exchange, and
+ * journals see every message).
+ */
+export async function declareBoundQueues(amqpUrl: string, vhost: string, exchange: string, queues: ReadonlyArray<{ name: string; type: string }>): Promise<void> {
+  const connection = await amqp.connect(amqpUrlForVhost(amqpUrl, vhost));
+  try {
+    const channel = await connection.createChannel();
+    await channel.assertExchange(exchange, 'direct', { durable: true });
+    for (const q of queues) {
+      await channel.assertQueue(q.name, { durable: true, arguments: { 'x-queue-type': q.type } });
+      await channel.bindQueue(q.name, exchange, q.name);
+    }
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}

@@ -4,16 +4,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TidemarkClient } from '../../services/client/index.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
+import { repositoryRoot } from './repo.js';
 
-const repo = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(repo, 'dist', 'services', 'cli', 'main.js');
+const cli = join(repositoryRoot(), 'dist', 'services', 'cli', 'main.js');
 
 export interface TestClusterOptions {
   services: TestServices;
@@ -26,18 +25,33 @@ export interface TestClusterOptions {
   interval?: string;
   prepareTimeout?: string;
   extraEnv?: Record<string, string>;
+  /** Coordinators to run: 'coordinator', then 'coordinator-2', ... (standbys). @default 1 */
+  coordinators?: number;
+  /** Environment of one process only, by name ('worker-1', 'coordinator-2', ...). */
+  processEnv?: Record<string, Record<string, string>>;
+  /** Extra command-line arguments of one process only (e.g. a worker's --listen / --advertise). */
+  processArgs?: Record<string, string[]>;
 }
 
 export interface TestCluster {
   address: string;
+  /** host:port of every coordinator, by name. */
+  coordinatorAddresses: Record<string, string>;
   client: TidemarkClient;
   storeUrl: string;
   logFile: string;
   env: NodeJS.ProcessEnv;
   /** SIGKILL one process by name ('coordinator', 'worker-1', ...). */
   kill(name: string): Promise<void>;
-  /** Starts a stopped worker (or the coordinator) again with the same id. */
-  restart(name: string): void;
+  /**
+   * Starts a stopped process again with the same id. `env` replaces that process's own
+   * environment (processEnv), e.g. `{}` to start it without its failpoints.
+   */
+  restart(name: string, env?: Record<string, string>): void;
+  /** Whether the named process is running (not exited or killed). */
+  running(name: string): boolean;
+  /** Waits until the named process exits; its exit code, or the signal's name. */
+  exited(name: string, timeoutMs?: number): Promise<number | string>;
   /** SIGSTOP / SIGCONT a process: it stays connected but answers nothing (a stall). */
   pause(name: string): void;
   resume(name: string): void;
@@ -56,6 +70,24 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:`port`. */
+async function waitForListener(port: number, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export async function startTestCluster(options: TestClusterOptions): Promise<TestCluster> {
@@ -84,15 +116,29 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     ...options.extraEnv,
   };
   const processes = new Map<string, ChildProcess>();
-  const args = (name: string) => (name === 'coordinator' ? ['coordinator', '--listen', `127.0.0.1:${port}`] : ['worker', '--listen', '127.0.0.1:0']);
+  const coordinatorPorts = new Map<string, number>([['coordinator', port]]);
+  for (let i = 2; i <= (options.coordinators ?? 1); i += 1) coordinatorPorts.set(`coordinator-${i}`, await freePort());
+  const processEnv = new Map(Object.entries(options.processEnv ?? {}));
+  const args = (name: string) => {
+    const own = options.processArgs?.[name] ?? [];
+    const coordinatorPort = coordinatorPorts.get(name);
+    if (coordinatorPort !== undefined) return ['coordinator', '--listen', `127.0.0.1:${coordinatorPort}`, ...own];
+    return ['worker', ...(own.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...own];
+  };
   const launch = (name: string) => {
-    const child = spawn(process.execPath, [cli, ...args(name)], { env: { ...env, TIDEMARK_ID: name }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, ...args(name)], {
+      env: { ...env, ...processEnv.get(name), TIDEMARK_ID: name },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const tag = (chunk: Buffer) => log.write(chunk.toString().replace(/^(?=.)/gm, `[${name}] `));
     child.stdout?.on('data', tag);
     child.stderr?.on('data', tag);
     processes.set(name, child);
   };
-  launch('coordinator');
+  for (const name of coordinatorPorts.keys()) launch(name);
+  // Workers bind ephemeral ports: start them only once the coordinators hold theirs, so a worker
+  // cannot take a port freePort() handed to a coordinator.
+  await Promise.all([...coordinatorPorts].map(([name, p]) => waitForListener(p, `${name} to listen on port ${p}; logs in ${logFile}`)));
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
   const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000 });
 
@@ -122,12 +168,31 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
 
   return {
     address: `127.0.0.1:${port}`,
+    coordinatorAddresses: Object.fromEntries([...coordinatorPorts].map(([name, p]) => [name, `127.0.0.1:${p}`])),
     client,
     storeUrl,
     logFile,
     env,
     kill: (name) => stopProcess(name, 'SIGKILL'),
-    restart: (name) => launch(name),
+    restart: (name, ownEnv) => {
+      if (ownEnv) processEnv.set(name, ownEnv);
+      launch(name);
+    },
+    running: (name) => {
+      const child = processes.get(name);
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
+    exited: (name, timeoutMs = 60_000) =>
+      new Promise<number | string>((resolve, reject) => {
+        const child = processes.get(name);
+        if (!child) return reject(new Error(`no process named ${name}`));
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode ?? child.signalCode!);
+        const timer = setTimeout(() => reject(new Error(`${name} did not exit within ${timeoutMs}ms; logs in ${logFile}`)), timeoutMs);
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          resolve(code ?? signal ?? 'unknown');
+        });
+      }),
     pause: (name) => void processes.get(name)?.kill('SIGSTOP'),
     resume: (name) => void processes.get(name)?.kill('SIGCONT'),
     waitForStatus,

@@ -13,6 +13,7 @@ import { checkpointKey } from '../../services/core/store/keys.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
+import { declareBoundQueues } from '../helpers/broker.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
 const QUEUES = [
@@ -49,14 +50,7 @@ describe('atomic checkpoints (G1)', () => {
     vhost = uniqueName('tm-atomic');
     namespace = uniqueName('tma');
     await createTestVhost(services.managementUrl, vhost);
-    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
-    const channel = await connection.createChannel();
-    await channel.assertExchange('work', 'direct', { durable: true });
-    for (const q of QUEUES) {
-      await channel.assertQueue(q.name, { durable: true, arguments: { 'x-queue-type': q.type } });
-      await channel.bindQueue(q.name, 'work', q.name);
-    }
-    await connection.close();
+    await declareBoundQueues(services.amqpUrl, vhost, 'work', QUEUES);
     cluster = await startTestCluster({
       services,
       namespace,

@@ -5,6 +5,7 @@ import { TidemarkClient, type RestoreEvent } from '../../services/client/index.j
 import {
   ConfigError,
   CorruptDataError,
+  FailedPreconditionError,
   NotFoundError,
   StaleLeaderError,
   TidemarkError,
@@ -16,6 +17,7 @@ import {
   isRetryableGrpcError,
   requireField,
   serverStream,
+  beforeDeadline,
   startServer,
   toServiceError,
   unary,
@@ -28,15 +30,20 @@ import {
 } from '../../services/gen/tidemark/v1/admin.js';
 
 /** What the test server's Checkpoint handler does next. */
-let checkpointBehaviour: 'ok' | 'config' | 'not-found' | 'transient' | 'stale' | 'crash' | 'slow' = 'ok';
+let checkpointBehaviour: 'ok' | 'config' | 'not-found' | 'transient' | 'stale' | 'precondition' | 'crash' | 'slow' = 'ok';
+/** Calls that reached a handler: a request refused at decoding never does. */
+const handled = { checkpoint: 0, restore: 0 };
 let lastCheckpointDeadline: grpc.Deadline | undefined;
 let slowCheckpointAborted: Promise<boolean> = Promise.resolve(false);
 let restoreEnded: Promise<{ cancelled: boolean; emitted: number }> = Promise.resolve({ cancelled: false, emitted: 0 });
 
 const coordinator: CoordinatorServiceServer = {
   checkpoint: unary(async (request, call) => {
+    handled.checkpoint += 1;
     lastCheckpointDeadline = call.getDeadline();
     switch (checkpointBehaviour) {
+      case 'precondition':
+        throw new FailedPreconditionError('coordinator c2 is a standby: send the restore to the leader');
       case 'config':
         throw new ConfigError('checkpoint interval must be positive');
       case 'not-found':
@@ -64,6 +71,7 @@ const coordinator: CoordinatorServiceServer = {
   }),
   status: unary(async () => StatusReply.fromPartial({ coordinatorId: 'coordinator-test', leader: true, leaderToken: 9, protectedQueues: 3 })),
   restore: serverStream(async (request, emit, call) => {
+    handled.restore += 1;
     let emitted = 0;
     let finish!: (value: { cancelled: boolean; emitted: number }) => void;
     restoreEnded = new Promise((resolve) => (finish = resolve));
@@ -137,6 +145,15 @@ describe('gRPC round trip', () => {
     expect(err.retryable).toBe(retryable);
     expect(isRetryableGrpcError(err)).toBe(retryable);
     expect(isRetryableGrpcError(err.cause)).toBe(retryable);
+  });
+
+  it('a service in the wrong state answers FAILED_PRECONDITION, which comes back as FailedPreconditionError', async () => {
+    checkpointBehaviour = 'precondition';
+    const err = await rejection(client.checkpoint(false));
+    expect(codeOf(err)).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect(err.message).toBe('coordinator c2 is a standby: send the restore to the leader');
+    expect(err.retryable).toBe(false);
   });
 
   it('a stale leader token comes back as StaleLeaderError with both tokens', async () => {
@@ -277,7 +294,7 @@ describe('error mapping', () => {
     [grpc.status.INVALID_ARGUMENT, ConfigError],
     [grpc.status.NOT_FOUND, NotFoundError],
     [grpc.status.DATA_LOSS, CorruptDataError],
-    [grpc.status.FAILED_PRECONDITION, TidemarkError],
+    [grpc.status.FAILED_PRECONDITION, FailedPreconditionError],
     [grpc.status.UNIMPLEMENTED, TidemarkError],
   ] as const)('code %i maps to %o and keeps the ServiceError as cause', (code, errorClass) => {
     const original = serviceError(code, 'boom');
@@ -299,5 +316,134 @@ describe('error mapping', () => {
     expect(() => requireField(undefined, 'definition')).toThrow(ConfigError);
     expect(() => requireField([], 'queues')).toThrow('queues is required');
     expect(requireField(7, 'epoch')).toBe(7);
+  });
+});
+
+describe('requests that do not decode', () => {
+  const identity = (b: Buffer) => b;
+  let raw: grpc.Client;
+
+  beforeAll(() => {
+    raw = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+
+  afterAll(() => raw?.close());
+
+  /** Sends `bytes` as the request of a unary method; resolves with the status. */
+  function unaryRaw(path: string, bytes: Buffer): Promise<grpc.ServiceError | Buffer> {
+    return new Promise((resolve) => {
+      raw.makeUnaryRequest(path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err, reply) => resolve(err ?? reply!));
+    });
+  }
+
+  /** Sends `bytes` as the request of a server-streaming method; resolves with the final status. */
+  function streamRaw(path: string, bytes: Buffer): Promise<{ status: grpc.ServiceError | undefined; messages: number }> {
+    return new Promise((resolve) => {
+      const call = raw.makeServerStreamRequest(path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 5_000 });
+      let messages = 0;
+      call.on('data', () => (messages += 1));
+      call.on('error', (status: grpc.ServiceError) => resolve({ status, messages }));
+      call.on('end', () => resolve({ status: undefined, messages }));
+    });
+  }
+
+  function asStatus(result: grpc.ServiceError | Buffer): grpc.ServiceError {
+    expect(result, 'the call should have failed').not.toBeInstanceOf(Buffer);
+    return result as grpc.ServiceError;
+  }
+
+  it.each([
+    ['a truncated varint', Buffer.from([0x08, 0x80])],
+    ['a length past the end', Buffer.from([0x0a, 0x10, 0x41])],
+    ['wire type 7', Buffer.from([0x0f])],
+  ])('a unary request with %s is INVALID_ARGUMENT naming the method, and no handler runs', async (_what, bytes) => {
+    const before = handled.checkpoint;
+    const status = asStatus(await unaryRaw('/tidemark.v1.CoordinatorService/Checkpoint', bytes));
+    expect(status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status.details).toMatch(/^malformed request: the bytes sent to \/tidemark\.v1\.CoordinatorService\/Checkpoint do not decode as its request message \(.+\); nothing was done\. /);
+    expect(status.details).toContain('proto/tidemark/v1');
+    expect(handled.checkpoint).toBe(before);
+  });
+
+  it('a server-streaming request that does not decode ends the stream INVALID_ARGUMENT before any message', async () => {
+    const before = handled.restore;
+    const { status, messages } = await streamRaw('/tidemark.v1.CoordinatorService/Restore', Buffer.from([0xff, 0xff, 0xff]));
+    expect(status?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status?.details).toContain('/tidemark.v1.CoordinatorService/Restore do not decode');
+    expect(messages).toBe(0);
+    expect(handled.restore).toBe(before);
+  });
+
+  it('reaches a Tidemark client as a ConfigError with the same message', async () => {
+    // A client built for this method, whose serializer sends what the server cannot decode.
+    const broken = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve) => {
+        broken.makeUnaryRequest('/tidemark.v1.CoordinatorService/Status', () => Buffer.from([0x0f]), identity, {}, new grpc.Metadata(), {}, (e) => resolve(e!));
+      });
+      const mapped = fromServiceError(err, 'coordinator');
+      expect(mapped).toBeInstanceOf(ConfigError);
+      expect(mapped.message).toBe(err.details);
+    } finally {
+      broken.close();
+    }
+  });
+
+  it('a well-formed request still reaches its handler', async () => {
+    checkpointBehaviour = 'ok';
+    const before = handled.checkpoint;
+    const reply = await unaryRaw('/tidemark.v1.CoordinatorService/Checkpoint', Buffer.from([0x08, 0x01]));
+    expect(reply).toBeInstanceOf(Buffer);
+    expect(handled.checkpoint).toBe(before + 1);
+  });
+
+  it('an unknown method of a known service, and an unknown service, are UNIMPLEMENTED naming the method', async () => {
+    const method = asStatus(await unaryRaw('/tidemark.v1.CoordinatorService/Purge', Buffer.alloc(0)));
+    expect(method.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(method.details).toContain('/tidemark.v1.CoordinatorService/Purge');
+    const service = asStatus(await unaryRaw('/tidemark.v2.Admin/Status', Buffer.alloc(0)));
+    expect(service.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(service.details).toContain('/tidemark.v2.Admin/Status');
+  });
+
+  it('a method the implementation lacks stays UNIMPLEMENTED, even with bytes that do not decode', async () => {
+    const partial = await startServer([[CoordinatorServiceService, { status: coordinator.status }]], '127.0.0.1:0');
+    const other = new grpc.Client(`127.0.0.1:${partial.port}`, grpc.credentials.createInsecure());
+    try {
+      const status = await new Promise<grpc.ServiceError>((resolve) => {
+        other.makeUnaryRequest('/tidemark.v1.CoordinatorService/Checkpoint', identity, identity, Buffer.from([0x0f]), new grpc.Metadata(), {}, (e) => resolve(e!));
+      });
+      expect(status.code).toBe(grpc.status.UNIMPLEMENTED);
+    } finally {
+      other.close();
+      partial.server.forceShutdown();
+    }
+  });
+});
+
+describe('beforeDeadline', () => {
+  it('lets a handler answer why it ran out of time while the client still listens', async () => {
+    const waiting = {
+      ...coordinator,
+      status: unary(async (_request, call) => {
+        const signal = beforeDeadline(call, 500);
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        return StatusReply.fromPartial({ coordinatorId: 'answered before the deadline' });
+      }),
+    };
+    const own = await startServer([[CoordinatorServiceService, waiting]], '127.0.0.1:0');
+    const impatient = new TidemarkClient(`127.0.0.1:${own.port}`, { deadlineMs: 1_000 });
+    try {
+      const started = Date.now();
+      const reply = await impatient.status();
+      const waited = Date.now() - started;
+      expect(reply.coordinatorId).toBe('answered before the deadline');
+      // The margin is a tenth of the time left for short deadlines: about 900 ms of 1,000.
+      expect(waited).toBeGreaterThanOrEqual(700);
+      expect(waited).toBeLessThan(1_000);
+    } finally {
+      impatient.close();
+      own.server.forceShutdown();
+    }
   });
 });

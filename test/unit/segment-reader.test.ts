@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { WatchedStore } from '../helpers/watched-store.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -111,33 +112,6 @@ function range(first: number, lastExclusive: number, except: number[] = []): num
   return out;
 }
 
-/** A store that counts reads, to check which segments a resumed read fetches. */
-class CountingStore implements ObjectStore {
-  readonly gets: string[] = [];
-  constructor(private readonly inner: ObjectStore) {}
-  get url(): string {
-    return this.inner.url;
-  }
-  put(key: string, body: Buffer): Promise<void> {
-    return this.inner.put(key, body);
-  }
-  get(key: string): Promise<Buffer> {
-    this.gets.push(key);
-    return this.inner.get(key);
-  }
-  has(key: string): Promise<boolean> {
-    return this.inner.has(key);
-  }
-  list(prefix: string): Promise<string[]> {
-    return this.inner.list(prefix);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
 
 describe('readPrefix', () => {
   it('yields exactly the data records in [start, cut), in order, byte-identical, fences left out', async () => {
@@ -265,7 +239,7 @@ describe('readPrefix', () => {
       await writeSegment(store, 10, 19, { fences: { 12: 4 } }),
       await writeSegment(store, 20, 35, { fences: { 30: 5 } }),
     ];
-    const counting = new CountingStore(store);
+    const counting = new WatchedStore(store);
     const got = await collect(counting, spec(segs, 0, 30), 17);
     expect(got.map((r) => r.offset)).toEqual(range(17, 30));
     expect(counting.gets).toEqual([segs[1].key, segs[2].key]);

@@ -69,6 +69,14 @@ export function stagingPrefix(epoch: number): string {
   return `${STAGING_PREFIX}${pad20(epoch)}/`;
 }
 
+/** The epoch of a staged partition's key, or undefined for any other key. */
+export function parseStagingKey(key: string): number | undefined {
+  const m = /^staging\/(\d{20})\/[^/]+\.partition$/.exec(key);
+  if (!m) return undefined;
+  const epoch = Number(m[1]);
+  return Number.isSafeInteger(epoch) ? epoch : undefined;
+}
+
 /** The key of the partition manifest a worker stages for an epoch. */
 export function partitionKey(epoch: number, workerId: string): string {
   return `${stagingPrefix(epoch)}${encodeKeyPart(workerId)}.partition`;

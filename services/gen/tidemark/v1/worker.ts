@@ -162,6 +162,8 @@ export interface WorkerStatus {
   leaderToken: number;
   queues: QueueCaptureStatus[];
   lastPreparedEpoch: number;
+  /** Epochs this worker voted YES in and has not yet heard (or found out) the decision of. */
+  undecidedEpochs: number[];
 }
 
 function createBaseQueueAssignment(): QueueAssignment {
@@ -1536,7 +1538,7 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
 };
 
 function createBaseWorkerStatus(): WorkerStatus {
-  return { workerId: "", generation: 0, leaderToken: 0, queues: [], lastPreparedEpoch: 0 };
+  return { workerId: "", generation: 0, leaderToken: 0, queues: [], lastPreparedEpoch: 0, undecidedEpochs: [] };
 }
 
 export const WorkerStatus: MessageFns<WorkerStatus> = {
@@ -1555,6 +1557,13 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     }
     if (message.lastPreparedEpoch !== 0) {
       writer.uint32(40).uint64(message.lastPreparedEpoch);
+    }
+    if (message.undecidedEpochs.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.undecidedEpochs) {
+        writer.uint64(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1612,6 +1621,24 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
             message.lastPreparedEpoch = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag === 48) {
+              message.undecidedEpochs.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.undecidedEpochs.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1634,6 +1661,7 @@ export const WorkerStatus: MessageFns<WorkerStatus> = {
     message.leaderToken = object.leaderToken ?? 0;
     message.queues = object.queues?.map((e) => QueueCaptureStatus.fromPartial(e)) || [];
     message.lastPreparedEpoch = object.lastPreparedEpoch ?? 0;
+    message.undecidedEpochs = object.undecidedEpochs?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,81 @@
+/**
+ * Injects one fault into a running chaos cluster, holds it, and heals it. Knows how to break each
+ * part (see faults.ts); knows nothing about rounds or histories.
+ */
+import type { TestCluster } from '../helpers/cluster.js';
+import type { FaultKind } from './faults.js';
+import { restartRabbitMQ, type RedisServer, type S3Server } from './own-services.js';
+import type { FaultProxy } from './proxy.js';
+
+export interface FaultTargets {
+  cluster: TestCluster;
+  redis: RedisServer;
+  s3: S3Server;
+  /** The proxy between the coordinators and `linkedWorker`. */
+  link: FaultProxy;
+  linkedWorker: string;
+  workers: string[];
+  amqpUrl: string;
+  managementUrl: string;
+  /** The run's own vhosts (a broker restart waits for other vhosts' connections to go). */
+  ownVhosts: string[];
+  log: (line: string) => void;
+  /** The name of the leading coordinator, right now. */
+  leader: () => Promise<string>;
+  /** Picks the victim among several. */
+  random: () => number;
+}
+
+export interface InjectedFault {
+  /** What was hit. */
+  target: string;
+  /** When the fault was healed (the process started again, the server answered, the link healed). */
+  healedAtMs: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function injectFault(kind: FaultKind, holdMs: number, t: FaultTargets): Promise<InjectedFault> {
+  let target: string;
+  let heal: () => Promise<void>;
+  switch (kind) {
+    case 'worker-kill': {
+      const name = t.workers[Math.floor(t.random() * t.workers.length)];
+      target = name;
+      await t.cluster.kill(name);
+      heal = async () => t.cluster.restart(name);
+      break;
+    }
+    case 'leader-kill': {
+      const name = await t.leader();
+      target = name;
+      await t.cluster.kill(name);
+      heal = async () => t.cluster.restart(name);
+      break;
+    }
+    case 'link-reset':
+    case 'link-blackhole':
+      target = `coordinators <-> ${t.linkedWorker}`;
+      t.link.cut(kind === 'link-reset' ? { mode: 'reset', live: 'destroy' } : { mode: 'blackhole', live: 'freeze' });
+      heal = async () => t.link.heal();
+      break;
+    case 's3-restart':
+      target = 's3rver';
+      await t.s3.kill();
+      heal = () => t.s3.launch();
+      break;
+    case 'redis-restart':
+      target = 'redis-server';
+      await t.redis.kill();
+      heal = () => t.redis.launch();
+      break;
+    case 'rabbitmq-restart':
+      target = 'rabbitmq';
+      // stop_app, the hold, start_app and the wait for AMQP and management all happen here.
+      await restartRabbitMQ(t.amqpUrl, t.managementUrl, { downMs: holdMs, ownVhosts: t.ownVhosts, log: t.log });
+      return { target, healedAtMs: Date.now() };
+  }
+  await sleep(holdMs);
+  await heal();
+  return { target, healedAtMs: Date.now() };
+}

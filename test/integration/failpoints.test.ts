@@ -1,0 +1,316 @@
+/**
+ * The failpoint matrix: every protocol failpoint in every mode (crash, fail, stall), against a
+ * real cluster (a coordinator, two workers, RabbitMQ, Redis, a file store). Each case publishes,
+ * runs a round with the failpoint armed, heals (restarts what crashed, without failpoints),
+ * publishes more and checkpoints again, then checks the invariants after recovery:
+ *
+ * - the faulted round has the outcome its step allows (a fault before the decision aborts it;
+ *   one after COMMIT was recorded only delays it), and it never becomes visible if it aborted;
+ * - no epoch is both aborted in the decision log and visible; every committed one is visible;
+ * - every visible checkpoint covers every protected queue and restores to the exact journal
+ *   prefix before its fence (G1-G3), holding every message confirmed before its round (G4);
+ * - every worker learns the decision of every round it voted in (no undecided epoch left).
+ *
+ * The restore failpoint (worker.mid-restore) has its own cases: the cut-short restore ends and
+ * reports its failed queues, what it published is an exact prefix, and a new restore is exact.
+ */
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkerClient } from '../../services/client/worker-client.js';
+import { assign } from '../../services/core/rendezvous.js';
+import { queueKey } from '../../services/coordinator/checkpoint-round.js';
+import { DecisionLog } from '../../services/coordinator/decision-log.js';
+import type { FailpointMode, FailpointName } from '../../services/core/failpoints.js';
+import { RoundOutcome, type CheckpointReply, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
+import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { RoundRobinProducer } from '../helpers/producers.js';
+import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
+import { declareBoundQueues, readQueue, type ReadMessage } from '../helpers/broker.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+
+const WORKERS = ['worker-1', 'worker-2'];
+const TYPES = ['classic', 'quorum', 'stream'] as const;
+const PREPARE_TIMEOUT_MS = 2_000;
+/** Longer than the round's deadline (prepare timeout + 1s), so a stall always outlives it. */
+const STALL = '5s';
+
+/** What the faulted round must end as: aborted (never visible) or committed (visible, maybe late). */
+type Expect = 'aborted' | 'committed';
+
+interface Case {
+  point: FailpointName;
+  mode: FailpointMode;
+  /** Suffix such as '@2' (fire on the second hit). */
+  hit?: string;
+  expect: Expect;
+}
+
+const target = (point: FailpointName) => (point.startsWith('coordinator.') ? 'coordinator' : 'worker-1');
+
+// Before the decision is recorded any fault aborts the round; after it, a fault only delays it.
+const CASES: Case[] = [
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'coordinator.before-fence', mode, expect: 'aborted' })),
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'coordinator.after-fence', mode, expect: 'aborted' })),
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'coordinator.after-vote', mode, expect: 'aborted' })),
+  { point: 'coordinator.after-vote', mode: 'crash', hit: '@2', expect: 'aborted' },
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'coordinator.after-decision', mode, expect: 'committed' })),
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'coordinator.after-manifest', mode, expect: 'committed' })),
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'worker.after-segments', mode, expect: 'aborted' })),
+  // A crash after the vote is returned leaves the YES standing; a lost or late vote aborts.
+  { point: 'worker.after-vote', mode: 'crash', expect: 'committed' },
+  { point: 'worker.after-vote', mode: 'fail', expect: 'aborted' },
+  { point: 'worker.after-vote', mode: 'stall', expect: 'aborted' },
+  ...(['crash', 'fail', 'stall'] as const).map((mode): Case => ({ point: 'worker.after-commit', mode, expect: 'committed' })),
+];
+
+let services: TestServices;
+let redis: Redis;
+
+/** Three queues (one of each type) named so that worker-1, the faulted worker, owns some. */
+function queuesFor(vhost: string): Array<{ name: string; type: string }> {
+  for (let n = 0; ; n += 1) {
+    const queues = TYPES.map((type, i) => ({ name: `q${n}-${i}`, type }));
+    const owners = assign(queues.map((q) => queueKey(vhost, q.name)), WORKERS);
+    if (WORKERS.every((w) => (owners.get(w) ?? []).length > 0)) return queues;
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+describe('failpoint matrix: every point in every mode, invariants after recovery', () => {
+  beforeAll(async () => {
+    services = await testServices();
+    redis = new Redis(services.redisUrl);
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+  });
+
+  for (const c of CASES) {
+    const spec = `${c.point}=${c.mode}${c.mode === 'stall' ? `:${STALL}` : ''}${c.hit ?? ''}`;
+    it(`${spec} → ${c.expect}`, async () => {
+      await withFaultedCluster({ [target(c.point)]: spec }, async ({ vhost, namespace, queues, cluster, ready }) => {
+
+        // Round one, with the failpoint armed.
+        const before = await publish(vhost, queues, 90);
+        const faulted = await cluster.client.checkpoint(true).catch((err: Error) => err);
+        const faultedEpoch = await newestStartedEpoch(namespace);
+        expect(faultedEpoch, 'the faulted round took an epoch').toBeGreaterThan(0);
+
+        // Heal: whatever crashed comes back without its failpoint (an armed one fired once).
+        if (c.mode === 'crash') expect(await cluster.exited(target(c.point), 15_000), `${target(c.point)} crashed`).toBe('SIGKILL');
+        for (const name of ['coordinator', ...WORKERS]) {
+          if (!cluster.running(name)) cluster.restart(name, {});
+        }
+        await cluster.waitForStatus(ready, 'a leader with every queue assigned again');
+
+        // Round two must commit, and hold everything confirmed before it.
+        const after = await publish(vhost, queues, 90);
+        const final = await until('a committed checkpoint after healing', async () => {
+          const reply = await cluster!.client.checkpoint(true);
+          return reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED ? reply : undefined;
+        });
+
+        // The faulted round's outcome, once recovery has had its say.
+        const visible = async () => new Set((await cluster!.client.listCheckpoints()).map((s) => s.epoch));
+        if (c.expect === 'committed') {
+          await until(`checkpoint ${faultedEpoch} visible`, async () => ((await visible()).has(faultedEpoch) ? true : undefined));
+          if (!(faulted instanceof Error) && faulted.epoch === faultedEpoch) expect(outcomeOf(faulted)).not.toBe('aborted');
+        } else {
+          expect((await visible()).has(faultedEpoch), `aborted round ${faultedEpoch} is not visible`).toBe(false);
+          if (!(faulted instanceof Error)) expect(outcomeOf(faulted)).toBe('aborted');
+        }
+
+        // The decision log agrees with the store: aborted never visible, committed always visible.
+        const shown = await visible();
+        for (const record of await new DecisionLog(redis, namespace).all()) {
+          if (record.state === 'aborted') expect(shown.has(record.epoch), `epoch ${record.epoch} aborted yet visible`).toBe(false);
+          if (record.state === 'committed') expect(shown.has(record.epoch), `epoch ${record.epoch} committed yet not visible`).toBe(true);
+          expect(record.state, `epoch ${record.epoch} left undecided`).not.toBe('started');
+        }
+
+        // Every visible checkpoint is complete and exact; the final one holds every message.
+        const restored = new RestoredQueues(services.amqpUrl, vhost);
+        for (const epoch of [...shown].sort((a, b) => a - b)) {
+          const manifest = await cluster.client.getCheckpoint(String(epoch));
+          expect(manifest.queues.map((q) => q.definition!.name).sort(), `checkpoint ${epoch} covers every queue`).toEqual(queues.map((q) => q.name).sort());
+          const prefix = `r${epoch}-`;
+          await restoreWithPrefix(cluster.client, manifest, prefix);
+          await restored.expectExactPrefixes(manifest, prefix);
+          const mustHold = epoch === final.epoch ? [before, after] : epoch === faultedEpoch ? [before] : [];
+          for (const q of queues) {
+            const ids = new Set((await restored.read(manifest, prefix, q.name)).map((m) => m.properties.messageId));
+            for (const producer of mustHold) {
+              const missing = producer.confirmed.get(q.name)!.filter((m) => !ids.has(m.messageId));
+              expect(missing, `confirmed messages of ${q.name} missing from checkpoint ${epoch}`).toEqual([]);
+            }
+          }
+        }
+
+        // Every worker hears (or asks for) every decision.
+        const status = await cluster.client.status();
+        await until('every worker to know every decision', async () => {
+          const reports = await Promise.all(status.workers.map((w) => withWorker(w.address, (client) => client.status(2_000))));
+          return reports.every((r) => r.undecidedEpochs.length === 0) ? true : undefined;
+        });
+      });
+    });
+  }
+});
+
+describe('failpoint worker.mid-restore: a restore cut short leaves only an exact prefix, and runs again exactly', () => {
+  beforeAll(async () => {
+    services = await testServices();
+  });
+
+  for (const mode of ['crash', 'fail', 'stall'] as const) {
+    const spec = `worker.mid-restore=${mode}${mode === 'stall' ? ':2s' : ''}`;
+    it(spec, async () => {
+      // Restore tasks go to workers by rendezvous hashing of the queues: arm both.
+      await withFaultedCluster(Object.fromEntries(WORKERS.map((w) => [w, spec])), async ({ vhost, queues, cluster, ready }) => {
+        await publish(vhost, queues, 300);
+        const checkpoint = await cluster.client.checkpoint(true);
+        expect(checkpoint.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
+        const manifest = await cluster.client.getCheckpoint(String(checkpoint.epoch));
+
+        // The faulted restore: it must end (not hang), and say which queues failed.
+        let failed = -1;
+        for await (const event of cluster.client.restore({ checkpoint: String(checkpoint.epoch), prefix: 'cut-' })) {
+          if (event.event?.$case === 'done') failed = event.event.value.failedQueues;
+        }
+        if (mode === 'stall') expect(failed, 'a stalled restore finishes').toBe(0);
+        else expect(failed, 'the faulted worker\'s queues are reported failed').toBeGreaterThan(0);
+
+        // Heal: every worker comes back without failpoints (one that had no task is still armed).
+        const before = new Map((await cluster.client.status()).workers.map((w) => [w.workerId, w.address]));
+        if (mode === 'crash') {
+          await new Promise((r) => setTimeout(r, 500));
+          expect(WORKERS.filter((w) => !cluster!.running(w)).length, 'a worker running a restore task crashed').toBeGreaterThan(0);
+        }
+        for (const w of WORKERS) {
+          await cluster.kill(w);
+          cluster.restart(w, {});
+        }
+        const back = (s: StatusReply) => ready(s) && WORKERS.every((id) => s.workers.some((w) => w.workerId === id && w.address !== before.get(id)));
+        await cluster.waitForStatus(back, 'the workers back without failpoints');
+
+        // Run again under new names: exact.
+        const restored = new RestoredQueues(services.amqpUrl, vhost);
+        await restoreWithPrefix(cluster.client, manifest, 'again-');
+        await restored.expectExactPrefixes(manifest, 'again-');
+
+        // What the cut-short restore left is an exact prefix of the same data: nothing reordered,
+        // duplicated or altered.
+        for (const q of queues) {
+          const full = await restored.read(manifest, 'again-', q.name);
+          const partial = await readIfExists(vhost, `cut-${q.name}`, q.type);
+          expect(partial.length, `cut-${q.name} holds at most the checkpoint`).toBeLessThanOrEqual(full.length);
+          partial.forEach((m, i) => {
+            expect(m.headers['x-tidemark-origin-offset'], `cut-${q.name}[${i}] origin offset`).toEqual(full[i].headers['x-tidemark-origin-offset']);
+            expect(m.body.equals(full[i].body), `cut-${q.name}[${i}] body`).toBe(true);
+          });
+          if (mode === 'stall') expect(partial.length).toBe(full.length);
+        }
+      });
+    });
+  }
+});
+
+interface FaultedCluster {
+  vhost: string;
+  namespace: string;
+  queues: Array<{ name: string; type: string }>;
+  cluster: TestCluster;
+  /** A leader, every queue assigned, both workers owning some. */
+  ready: (s: StatusReply) => boolean;
+}
+
+/**
+ * Runs `body` against a fresh vhost with three bound queues (one per type, named so both workers
+ * own some) and a cluster of a coordinator and two workers, the named processes started with
+ * their failpoints armed. Everything is stopped and deleted afterwards.
+ */
+async function withFaultedCluster(armed: Record<string, string>, body: (context: FaultedCluster) => Promise<void>): Promise<void> {
+  const vhost = uniqueName('tm-fp');
+  const namespace = uniqueName('tmf');
+  const queues = queuesFor(vhost);
+  await createTestVhost(services.managementUrl, vhost);
+  let cluster: TestCluster | undefined;
+  try {
+    await declareBoundQueues(services.amqpUrl, vhost, 'work', queues);
+    cluster = await startTestCluster({
+      services,
+      namespace,
+      protect: `${vhost}:q*`,
+      store: { kind: 'file' },
+      workers: WORKERS.length,
+      prepareTimeout: `${PREPARE_TIMEOUT_MS}ms`,
+      extraEnv: { TIDEMARK_LEASE_TIME: '1500ms', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
+      processEnv: Object.fromEntries(Object.entries(armed).map(([name, spec]) => [name, { TIDEMARK_FAILPOINTS: spec }])),
+    });
+    const ready = (s: StatusReply) =>
+      s.leader && s.protectedQueues === queues.length && s.workers.length === WORKERS.length && s.workers.every((w) => w.queues > 0);
+    await cluster.waitForStatus(ready, 'a leader, every queue assigned, both workers owning some');
+    await body({ vhost, namespace, queues, cluster, ready });
+  } finally {
+    await cluster?.stop();
+    await deleteTestVhost(services.managementUrl, vhost);
+  }
+}
+
+/** Every message of a queue, or none if the queue was never declared. */
+async function readIfExists(vhost: string, queue: string, type: string): Promise<ReadMessage[]> {
+  const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', () => {});
+    if (!(await channel.checkQueue(queue).then(() => true, () => false))) return [];
+  } finally {
+    await connection.close().catch(() => {});
+  }
+  return readQueue(services.amqpUrl, vhost, queue, type, 0);
+}
+
+async function publish(vhost: string, queues: Array<{ name: string }>, count: number): Promise<RoundRobinProducer> {
+  const producer = new RoundRobinProducer(services.amqpUrl, vhost, 'work', queues.map((q) => q.name), { maxMessages: count, window: 16 });
+  producer.start();
+  await producer.finished();
+  expect(producer.total()).toBe(count);
+  return producer;
+}
+
+/** The newest epoch in the decision log: the round just run, whatever became of it. */
+async function newestStartedEpoch(namespace: string): Promise<number> {
+  const records = await new DecisionLog(redis, namespace).all();
+  return records.length > 0 ? records[records.length - 1].epoch : 0;
+}
+
+function outcomeOf(reply: CheckpointReply): 'committed' | 'aborted' | 'pending' {
+  if (reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) return 'committed';
+  if (reply.outcome === RoundOutcome.ROUND_OUTCOME_ABORTED) return 'aborted';
+  return 'pending';
+}
+
+async function withWorker<T>(address: string, call: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const client = new WorkerClient(address);
+  try {
+    return await call(client);
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * Model of a worker (mirrors services/worker/worker.ts):
+ * - refuses any RPC whose leader token is below the newest it has seen; a restarted worker first
+ *   reads the token counter in Redis as its floor, and refuses calls (UNAVAILABLE) until then;
+ * - PREPARE: waits for this round's fence in each queue, flushes until the fence is durable,
+ *   stages its partition manifest, votes YES with the cuts (or NO with a reason). Idempotent per
+ *   round id: a repeat of a round being prepared or voted YES in gets the same reply (it is not
+ *   staged twice); a NO is not kept, so a repeat tries again; a decided round's PREPARE gets NO;
+ * - DECIDE: COMMIT moves each capture's base to the round's cut, ABORT forgets the fence;
+ * - every lease time, a round voted YES in more than two lease times ago and still undecided is
+ *   asked about: its decision-log record (HGET), its manifest, and the newest visible epoch only
+ *   when the record says committed and there is no manifest. The REAL `answerInquiry`
+ *   (services/worker/decision-inquiry.ts) answers: COMMIT, ABORT (forget the round) or wait;
+ * - restarted, it resumes every queue from the latest visible checkpoint's cut (the assignment a
+ *   leader would send it).
+ * All of this is volatile: a crash loses it.
+ */
+import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
+import type { QueueCheckpoint, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
+import { partitionKey } from '../../services/core/store/keys.js';
+import type { Outcome } from '../../services/coordinator/checkpoint-round.js';
+import { answerInquiry } from '../../services/worker/decision-inquiry.js';
+import type { SimQueue } from './broker.js';
+import type { Task } from './scheduler.js';
+import { CaptureModel, type CaptureStart } from './capture-model.js';
+import type { Node, World } from './world.js';
+
+export type Result<T> = { ok: true; value: T } | { ok: false; error: string };
+export type Respond<T> = (result: Result<T>) => void;
+
+/** The gRPC statuses a caller retries (isRetryableGrpcError): UNAVAILABLE and DEADLINE_EXCEEDED. */
+export function isRetryable(error: string): boolean {
+  return error === 'deadline exceeded' || error.startsWith('unavailable');
+}
+
+/** Worker's PreparedRound: a round asked to prepare whose decision is not known yet. */
+interface PreparedRound {
+  request: PrepareRequest;
+  /** The vote, once given; every repeat of the PREPARE gets it. */
+  reply: PrepareReply | undefined;
+  responders: Respond<PrepareReply>[];
+  staging: boolean;
+  deadline: Task | undefined;
+  /** When the YES vote was given. */
+  votedAtMs: number | undefined;
+}
+
+/** Decided round ids remembered (DECIDED_KEPT). */
+const DECIDED_KEPT = 256;
+
+export class WorkerNode implements Node {
+  incarnation = 0;
+  up = true;
+  /** Serving gRPC: false from a restart until the token floor is read. */
+  serving = true;
+  seenToken = 0;
+  readonly captures = new Map<string, CaptureModel>();
+  /** Worker.rounds: being prepared, or voted YES in and undecided. */
+  private readonly rounds = new Map<string, PreparedRound>();
+  /** Preparations still running (a round decided meanwhile keeps preparing, as in the real worker). */
+  private readonly preparing = new Set<PreparedRound>();
+  /** Worker.decided. */
+  private readonly decided = new Map<string, Outcome>();
+  private inquiring = false;
+
+  constructor(
+    readonly id: string,
+    private readonly world: World,
+    private readonly owned: SimQueue[],
+  ) {}
+
+  /** Rounds this life voted YES in and has not learned the decision of: [roundId, epoch]. */
+  *undecided(): Iterable<[string, number]> {
+    for (const round of this.rounds.values()) if (round.votedAtMs !== undefined) yield [round.request.roundId, round.request.epoch];
+  }
+
+  start(): void {
+    for (const q of this.owned) this.install(q, { startOffset: 0, resumeOffset: 0, baseEpoch: 0, baseMessages: 0 });
+    this.startTimers();
+  }
+
+  crash(): void {
+    this.up = false;
+    this.serving = false;
+    this.seenToken = 0;
+    this.captures.clear();
+    this.rounds.clear();
+    this.preparing.clear();
+    this.decided.clear();
+    this.inquiring = false;
+  }
+
+  /** Comes back with nothing; reads the current token and the latest checkpoint, then captures. */
+  restart(): void {
+    this.incarnation += 1;
+    this.up = true;
+    this.startTimers();
+    this.resume();
+  }
+
+  private resume(): void {
+    const { net, redis, options } = this.world;
+    // Worker.create: the token floor first; the server is started only then.
+    net.read(this, 'read token floor', options.faults.redisError, () => redis.leaderTokenCounter, (token) => {
+      if (!token.ok) return net.timer(this, 100, `${this.id} resume retry`, () => this.resume());
+      this.seenToken = Math.max(this.seenToken, token.value);
+      this.serving = true;
+      this.resumeCaptures();
+    });
+  }
+
+  /** What the leader's assignment gives a worker: each queue from the latest visible cut. */
+  private resumeCaptures(): void {
+    const { net, store, options } = this.world;
+    net.read(this, 'read latest manifest', options.faults.storeError, () => store.latest(), (latest) => {
+      if (!latest.ok) return net.timer(this, 100, `${this.id} resume retry`, () => this.resumeCaptures());
+      const manifest = latest.value;
+      for (const q of this.owned) {
+        const entry = manifest?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+        this.install(
+          q,
+          entry && manifest
+            ? { startOffset: entry.startOffset, resumeOffset: entry.cutOffset, baseEpoch: manifest.epoch, baseMessages: entry.messages }
+            : { startOffset: 0, resumeOffset: 0, baseEpoch: 0, baseMessages: 0 },
+        );
+        if (entry && manifest) this.world.checker.baseAdopted(this.id, q.name, manifest.epoch, manifest.roundId);
+      }
+    });
+  }
+
+  private install(q: SimQueue, start: CaptureStart): void {
+    this.captures.set(q.name, new CaptureModel(q, this.world.definitions.get(q.name)!, start, `${this.id}.${this.incarnation}`));
+  }
+
+  private startTimers(): void {
+    const { net, random, options } = this.world;
+    // Once faults stop and nothing is left to read, flush or prepare, ticks slow down: they
+    // would do nothing, and every tick is a step of the schedule.
+    const tick = () => {
+      this.tick();
+      net.timer(this, this.world.calm && this.idle() ? 400 : random.int(60, 200), `${this.id} tick`, tick);
+    };
+    net.timer(this, random.int(1, 100), `${this.id} tick`, tick);
+    const every = Math.max(200, options.leaseMs);
+    const inquire = () => {
+      this.inquire();
+      net.timer(this, every, `${this.id} inquiry tick`, inquire);
+    };
+    net.timer(this, every, `${this.id} inquiry tick`, inquire);
+  }
+
+  private idle(): boolean {
+    if (this.preparing.size > 0) return false;
+    for (const c of this.captures.values()) {
+      if (c.flushing || c.durableOffset < this.world.broker.journals.get(c.queue.name)!.length) return false;
+    }
+    return true;
+  }
+
+  /** Deliveries from the journals and the flush timer (QueueCapture.tick). */
+  private tick(): void {
+    const { broker, random } = this.world;
+    for (const capture of this.captures.values()) {
+      capture.read(broker.journals.get(capture.queue.name)!, random.int(0, 8));
+      if (random.chance(0.3)) this.flush(capture);
+    }
+    for (const p of [...this.preparing]) this.advance(p);
+  }
+
+  private flush(capture: CaptureModel, done?: (ok: boolean) => void): void {
+    const segment = capture.pendingSegment();
+    if (!segment || capture.flushing) return;
+    capture.flushing = true;
+    const { net, store, options } = this.world;
+    net.call(this, `put segment ${capture.queue.name} ${segment.firstOffset}-${segment.lastOffset}`, options.faults.storeError, 0, () => {
+      const journal = this.world.broker.journals.get(capture.queue.name)!;
+      store.segments.set(segment.key, {
+        queue: capture.queue.name,
+        firstOffset: segment.firstOffset,
+        lastOffset: segment.lastOffset,
+        entries: journal.slice(segment.firstOffset, segment.lastOffset + 1),
+      });
+    }, (result) => {
+      capture.flushing = false;
+      if (result.ok) capture.flushed(segment as SegmentRef);
+      done?.(result.ok);
+      for (const p of [...this.preparing]) this.advance(p);
+    });
+  }
+
+  /** Refuses a deposed leader; remembers the newest token seen. */
+  private checkToken(token: number): string | undefined {
+    if (token < this.seenToken) return `leader token ${token} is stale: token ${this.seenToken} has been seen`;
+    this.seenToken = token;
+    return undefined;
+  }
+
+  /** Worker.prepare. */
+  onPrepare(request: PrepareRequest, deadlineAt: number, respond: Respond<PrepareReply>): void {
+    if (!this.serving) return respond({ ok: false, error: 'unavailable: not serving yet' });
+    const stale = this.checkToken(request.leaderToken);
+    if (stale) return respond({ ok: false, error: stale });
+    const outcome = this.decided.get(request.roundId);
+    if (outcome) return respond({ ok: true, value: this.no(`round ${request.roundId} of epoch ${request.epoch} was already decided (${outcome})`) });
+    // The same round asked again gets the same answer (and is not staged twice).
+    const earlier = this.rounds.get(request.roundId);
+    if (earlier?.reply) return respond({ ok: true, value: earlier.reply });
+    if (earlier) {
+      earlier.responders.push(respond);
+      return;
+    }
+    const missing = request.queues.filter((q) => !this.captures.has(q.queue));
+    if (missing.length > 0) return respond({ ok: true, value: this.no(`worker ${this.id} does not capture ${missing.map((q) => q.queue).join(', ')}`) });
+    const round: PreparedRound = { request, reply: undefined, responders: [respond], staging: false, deadline: undefined, votedAtMs: undefined };
+    this.rounds.set(request.roundId, round);
+    this.preparing.add(round);
+    round.deadline = this.world.net.timer(this, deadlineAt - this.world.scheduler.now, `${this.id} prepare ${request.epoch} deadline`, () => {
+      // The gRPC deadline aborts the wait for the fence and the flushes, not the staging write.
+      if (!round.staging) this.answer(round, this.no(`prepare of epoch ${request.epoch} ran out of time`));
+    });
+    this.advance(round);
+  }
+
+  /** One look at a running PREPARE: fences read? durable? then stage and vote. */
+  private advance(round: PreparedRound): void {
+    if (round.staging || !this.preparing.has(round)) return;
+    const { epoch, roundId } = round.request;
+    const parts: QueueCheckpoint[] = [];
+    let ready = true;
+    for (const ref of round.request.queues) {
+      const capture = this.captures.get(ref.queue)!;
+      if (capture.failure) return this.answer(round, this.no(`worker ${this.id}: ${capture.failure}`));
+      const fence = capture.fences.get(epoch);
+      if (!fence || fence.roundId !== roundId) {
+        ready = false;
+        continue;
+      }
+      const durable = this.world.options.variant === 'vote-before-durable' || capture.durableOffset > fence.offset;
+      if (!durable) {
+        ready = false;
+        // A failed flush the PREPARE itself asked for is a NO (QueueCapture.prepare rethrows it).
+        this.flush(capture, (ok) => {
+          if (!ok) this.answer(round, this.no(`worker ${this.id}: segment write of ${ref.queue} failed`));
+        });
+        continue;
+      }
+      parts.push(capture.part(fence, this.id));
+    }
+    if (ready) this.stage(round, parts);
+  }
+
+  private stage(round: PreparedRound, queues: QueueCheckpoint[]): void {
+    round.staging = true;
+    const { epoch, roundId } = round.request;
+    const { net, store, options } = this.world;
+    const key = partitionKey(epoch, this.id);
+    const sha256 = store.nextSha();
+    net.call(this, `stage ${key}`, options.faults.storeError, 0, () => {
+      store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.request.leaderToken, roundId, queues });
+    }, (result) => {
+      if (!result.ok) return this.answer(round, this.no(`worker ${this.id} cannot stage its partition manifest: ${result.error}`));
+      const reply: PrepareReply = { vote: Vote.VOTE_YES, reason: '', workerId: this.id, queues, partitionKey: key, partitionSha256: sha256 };
+      this.world.checker.voted(this.id, roundId, reply);
+      this.answer(round, reply);
+    });
+  }
+
+  private answer(round: PreparedRound, reply: PrepareReply): void {
+    if (!this.preparing.delete(round)) return;
+    if (round.deadline) round.deadline.cancelled = true;
+    const { roundId, epoch } = round.request;
+    round.reply = reply;
+    // A NO is not kept: a retry of the round may try again. A round decided meanwhile is done with.
+    if (reply.vote !== Vote.VOTE_YES || this.decided.has(roundId)) {
+      if (this.rounds.get(roundId) === round) this.rounds.delete(roundId);
+    } else {
+      round.votedAtMs = this.world.scheduler.now;
+    }
+    this.world.scheduler.log(`${this.id} votes ${reply.vote === Vote.VOTE_YES ? 'YES' : `NO (${reply.reason})`} in ${epoch}`);
+    for (const respond of round.responders) respond({ ok: true, value: reply });
+  }
+
+  private no(reason: string): PrepareReply {
+    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '' };
+  }
+
+  /** Worker.decide. */
+  onDecide(request: DecideRequest, respond: Respond<void>): void {
+    if (!this.serving) return respond({ ok: false, error: 'unavailable: not serving yet' });
+    const stale = this.checkToken(request.leaderToken);
+    if (stale) return respond({ ok: false, error: stale });
+    const outcome: Outcome = request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted';
+    this.apply(request.epoch, request.roundId, outcome, 'DECIDE');
+    respond({ ok: true, value: undefined });
+  }
+
+  /** Worker.apply: COMMIT makes the round's cut each queue's base; ABORT forgets the round's fence. */
+  private apply(epoch: number, roundId: string, outcome: Outcome, how: string): void {
+    this.world.scheduler.log(`${this.id} applies ${outcome} of ${epoch} (${how})`);
+    this.world.checker.learned(this.id, epoch, roundId, outcome, how !== 'DECIDE');
+    for (const capture of this.captures.values()) {
+      if (outcome === 'aborted') capture.abort(epoch, roundId);
+      else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId);
+    }
+    this.rounds.delete(roundId);
+    this.decided.set(roundId, outcome);
+    if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);
+  }
+
+  /**
+   * Worker.inquire: each round voted YES in more than two lease times ago, one after the other;
+   * a failed read ends the pass (the next one tries again).
+   */
+  private inquire(): void {
+    if (this.inquiring) return;
+    const { net, redis, store, options, scheduler } = this.world;
+    // The broken variant asks at once, so it meets COMMIT records whose manifest is still being written.
+    const askBefore = scheduler.now - (options.variant === 'adopt-base-on-commit-record' ? 0 : 2 * options.leaseMs);
+    const due = [...this.rounds.values()].filter((r) => r.votedAtMs !== undefined && r.votedAtMs <= askBefore);
+    if (due.length === 0) return;
+    this.inquiring = true;
+    const stop = () => {
+      this.inquiring = false;
+    };
+    const next = (i: number): void => {
+      if (i === due.length) return stop();
+      const { epoch, roundId } = due[i].request;
+      net.read(this, `ask decision ${epoch}`, options.faults.redisError, () => redis.decisions.get(epoch), (record) => {
+        if (!record.ok) return stop();
+        net.read(this, `ask manifest ${epoch}`, options.faults.storeError, () => store.manifests.get(epoch)?.roundId, (manifest) => {
+          if (!manifest.ok) return stop();
+          const answer = (newestVisible: number | undefined) => {
+            this.world.stats.askedDecisions += 1;
+            const rec = record.value;
+            const facts = { record: rec && { state: rec.state, roundId: rec.roundId }, manifestRoundId: manifest.value, newestVisible };
+            const answer = answerInquiry({ epoch, roundId }, facts);
+            if (answer !== 'wait') this.apply(epoch, roundId, answer === 'commit' ? 'committed' : 'aborted', `asked: ${JSON.stringify(facts)}`);
+            else if (options.variant === 'adopt-base-on-commit-record' && rec?.state === 'committed' && rec.roundId === roundId) {
+              this.apply(epoch, roundId, 'committed', 'asked, broken: no manifest');
+            }
+            next(i + 1);
+          };
+          if (record.value?.state !== 'committed' || manifest.value !== undefined) return answer(undefined);
+          net.read(this, `ask newest checkpoint`, options.faults.storeError, () => store.latest()?.epoch ?? 0, (newest) => {
+            if (!newest.ok) return stop();
+            answer(newest.value);
+          });
+        });
+      });
+    };
+    next(0);
+  }
+}
