@@ -3,22 +3,27 @@
  * every other command talks to the coordinator over gRPC. Data goes to stdout (--json for the
  * stable machine-readable form), logs and errors to stderr.
  *
- * Exit codes: 0 success; 1 failure; 2 bad usage or configuration; 3 a checkpoint round aborted
- * or a restore finished with failed queues.
+ * Exit codes: 0 success; 1 failure; 2 bad usage or configuration; 3 a checkpoint round aborted,
+ * a restore finished with failed queues (or a dry run found conflicts), verify found problems, or
+ * a drill did not reconcile; 130 interrupted (Ctrl-C).
  */
 import { Command, Option } from 'commander';
 import { loadConfig, type Config } from '../core/config.js';
 import { createLogger } from '../core/log.js';
-import { ConfigError, TidemarkError, errorMessage } from '../core/errors.js';
+import { ConfigError, FailedPreconditionError, TidemarkError, errorMessage } from '../core/errors.js';
 import { TidemarkClient } from '../client/index.js';
-import { RoundOutcome, type RestoreRequest } from '../gen/tidemark/v1/admin.js';
-import { bytes, checkpointJson, manifestJson, outcomeName, restoreEventJson, statusJson, summaryJson, table } from './output.js';
+import { RoundOutcome, type RestoreEvent, type RestoreRequest } from '../gen/tidemark/v1/admin.js';
+import { bytes, checkpointJson, manifestJson, outcomeName, restoreEventJson, restoreSummaryJson, statusJson, summaryJson, table } from './output.js';
 import { clusterUp } from './cluster.js';
 import { renderRestore } from './restore-view.js';
+import { renderVerify } from './verify-view.js';
+import { renderDrill } from './drill-view.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_INCOMPLETE = 3;
+/** Ctrl-C, as shells report it (128 + SIGINT). */
+const EXIT_INTERRUPTED = 130;
 
 class ExitCode extends Error {
   constructor(readonly code: number) {
@@ -199,24 +204,96 @@ program
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-program
+/** How long `restore` keeps trying to follow its restore after losing the coordinator. */
+const RECONNECT_FOR_MS = 120_000;
+
+/**
+ * Follows a restore's events. If the coordinator goes away mid-restore (a crash, a leader change)
+ * the restore goes on in the cluster: this reconnects and follows it again (ResumeRestore), for up
+ * to RECONNECT_FOR_MS, instead of leaving the operator with a broken stream.
+ */
+async function* followRestore(c: TidemarkClient, events: AsyncIterable<RestoreEvent>, signal: AbortSignal, onId: (id: string) => void): AsyncGenerator<RestoreEvent> {
+  let id = '';
+  let lostAt = 0;
+  for (;;) {
+    try {
+      for await (const event of events) {
+        lostAt = 0;
+        if (event.event?.$case === 'plan' && !id) onId((id = event.event.value.restoreId));
+        yield event;
+        if (event.event?.$case === 'done') return;
+      }
+      return;
+    } catch (err) {
+      const retryable = err instanceof FailedPreconditionError || (err instanceof TidemarkError && err.retryable);
+      if (!id || signal.aborted || !retryable) throw err;
+      lostAt ||= Date.now();
+      if (Date.now() - lostAt > RECONNECT_FOR_MS) {
+        throw new TidemarkError(`${errorMessage(err)}; restore ${id} may still be running: follow it with "tidemark restore resume ${id}"`, { cause: err });
+      }
+      process.stderr.write(`tidemark: lost the coordinator (${errorMessage(err)}); reconnecting to follow restore ${id}\n`);
+      await new Promise((r) => setTimeout(r, 1_000));
+      events = c.resumeRestore(id, signal);
+    }
+  }
+}
+
+/**
+ * Shows a restore to its end. Ctrl-C cancels it in the cluster (it can be resumed later); the
+ * restore survives this process dying any other way.
+ */
+async function showRestore(c: TidemarkClient, open: (signal: AbortSignal) => AsyncIterable<RestoreEvent>, json: boolean): Promise<void> {
+  const controller = new AbortController();
+  let id = '';
+  let conflicts = 0;
+  const interrupted = new Promise<void>((resolve) => process.once('SIGINT', () => resolve())).then(async () => {
+    controller.abort(new TidemarkError('restore interrupted'));
+    if (!id) return;
+    const state = await c.cancelRestore(id).catch((err) => `not cancelled (${errorMessage(err)})`);
+    process.stderr.write(`tidemark: restore ${id} ${state}; continue it with "tidemark restore resume ${id}"\n`);
+  });
+  const events = followRestore(c, open(controller.signal), controller.signal, (restoreId) => (id = restoreId));
+  const counted = (async function* () {
+    for await (const event of events) {
+      if (event.event?.$case === 'plan' && event.event.value.dryRun) conflicts = event.event.value.queues.filter((q) => q.conflict !== '').length;
+      yield event;
+    }
+  })();
+  try {
+    const failed = await renderRestore(counted, { json, print, toJson: restoreEventJson });
+    if (failed > 0 || conflicts > 0) throw new ExitCode(EXIT_INCOMPLETE);
+  } catch (err) {
+    if (controller.signal.aborted) {
+      await interrupted;
+      throw new ExitCode(EXIT_INTERRUPTED);
+    }
+    throw err;
+  }
+}
+
+const restoreCommand = program
   .command('restore')
-  .description('restore queues from a checkpoint')
+  .description('restore queues from a checkpoint (subcommands: resume, cancel, list)')
   .option('--checkpoint <id>', 'checkpoint id or "latest"')
-  .option('--at <time>', 'the latest checkpoint committed at or before this ISO-8601 time')
+  .option('--at <time>', 'the latest checkpoint committed at or before this time: ISO-8601, or relative like -15m, -2h, -1d')
   .option('--queues <glob>', 'queues to restore, "glob" or "vhost:glob", "!" excludes (repeatable)', collect, [])
   .option('--prefix <prefix>', 'prefix restored queue names (queues named by --map keep their mapped name)')
   .option('--map <A=B>', 'restore queue A as B (repeatable; wins over --prefix)', collect, [])
-  .option('--append', 'restore into target queues that already hold messages (otherwise they are refused)')
+  .addOption(new Option('--mode <mode>', 'recreate (declare from the checkpoint, refuse targets holding messages), append, or refuse (any existing target)').choices(['recreate', 'append', 'refuse']))
+  .option('--append', 'same as --mode append')
   .option('--target-vhost <vhost>', 'restore into this vhost')
   .option('--target-amqp <url>', 'restore into another broker')
   .addOption(new Option('--bindings <mode>', 'recreate bindings: auto (queues that keep their name), all, none').choices(['auto', 'all', 'none']).default('auto'))
   .option('--no-origin-headers', 'leave out the x-tidemark-origin-* headers')
-  .option('--dry-run', 'print the plan only')
+  .option('--concurrency <n>', 'queues restored at once over all workers (default 4 per worker)')
+  .option('--rate <msgs/s>', 'limit the whole restore to this many messages per second')
+  .option('--confirm-window <n>', 'unconfirmed messages per queue (default: the workers\' TIDEMARK_CONFIRM_WINDOW)')
+  .option('--dry-run', 'print the plan (targets checked, time estimated); publish nothing')
   .option('--json', 'print one JSON event per line')
   .action(async (flags) => {
     if (!flags.checkpoint && !flags.at) throw new ConfigError('say which checkpoint: --checkpoint ID|latest or --at TIME');
     if (flags.checkpoint && flags.at) throw new ConfigError('use either --checkpoint or --at, not both');
+    if (flags.append && flags.mode && flags.mode !== 'append') throw new ConfigError(`--append contradicts --mode ${flags.mode}`);
     const map = (flags.map as string[]).map((m) => {
       const at = m.indexOf('=');
       if (at <= 0 || at === m.length - 1) throw new ConfigError(`--map "${m}" must be SOURCE=TARGET`);
@@ -234,13 +311,106 @@ program
       bindings: flags.bindings,
       noOriginHeaders: flags.originHeaders === false,
       append: Boolean(flags.append),
+      mode: flags.mode ?? '',
+      concurrency: count(flags.concurrency, '--concurrency', 1),
+      rateLimit: count(flags.rate, '--rate', 1),
+      confirmWindow: count(flags.confirmWindow, '--confirm-window', 1),
     };
     const c = client();
-    const controller = new AbortController();
-    process.once('SIGINT', () => controller.abort(new TidemarkError('restore interrupted')));
     try {
-      const failed = await renderRestore(c.restore(request, controller.signal), { json: Boolean(flags.json), print, toJson: restoreEventJson });
-      if (failed > 0) throw new ExitCode(EXIT_INCOMPLETE);
+      await showRestore(c, (signal) => c.restore(request, signal), Boolean(flags.json));
+    } finally {
+      c.close();
+    }
+  });
+
+/** A positive whole number flag; 0 when absent. */
+function count(value: string | undefined, flag: string, min: number): number {
+  if (value === undefined) return 0;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${flag} must be a whole number of at least ${min}, not "${value}"`);
+  return n;
+}
+
+/** `--json` of a restore subcommand: commander gives it to `restore` itself, which declares it too. */
+const json = (flags: { json?: boolean }): boolean => Boolean(flags.json || restoreCommand.opts().json);
+
+restoreCommand
+  .command('resume <id>')
+  .description('follow a restore, continuing it first if it stopped (cancelled, or cut short by a crash)')
+  .option('--json', 'print one JSON event per line')
+  .action(async (id: string, flags) => {
+    const c = client();
+    try {
+      await showRestore(c, (signal) => c.resumeRestore(id, signal), json(flags));
+    } finally {
+      c.close();
+    }
+  });
+
+restoreCommand
+  .command('cancel <id>')
+  .description('stop a running restore (messages already confirmed stay; resume continues it)')
+  .option('--json', 'print JSON')
+  .action(async (id: string, flags) => {
+    const c = client();
+    try {
+      const state = await c.cancelRestore(id);
+      if (json(flags)) printJson({ restoreId: id, state });
+      else print(`restore ${id} ${state}`);
+    } finally {
+      c.close();
+    }
+  });
+
+restoreCommand
+  .command('list')
+  .description('list restores of the last 7 days, newest first')
+  .option('--json', 'print JSON')
+  .action(async (flags) => {
+    const c = client();
+    try {
+      const restores = await c.listRestores();
+      if (json(flags)) return printJson({ restores: restores.map(restoreSummaryJson) });
+      const header = ['ID', 'CHECKPOINT', 'STATE', 'CREATED', 'QUEUES', 'DONE', 'FAILED', 'MESSAGES', 'CONFIRMED'];
+      const rows = restores.map((r) => [r.restoreId, String(r.checkpoint), r.state, new Date(r.createdAtMs).toISOString(), String(r.queues), String(r.doneQueues), String(r.failedQueues), String(r.messages), String(r.confirmed)]);
+      print(restores.length === 0 ? 'no restores in the last 7 days' : table([header, ...rows]));
+    } finally {
+      c.close();
+    }
+  });
+
+program
+  .command('verify <checkpoint>')
+  .description('check a checkpoint: manifest chain, every object present with its checksum; --full decodes every record')
+  .option('--full', 'also decode every record and check offsets and counts')
+  .option('--json', 'print one JSON event per line')
+  .action(async (checkpoint: string, flags) => {
+    const c = client();
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort(new TidemarkError('verify interrupted')));
+    try {
+      const done = await renderVerify(c.verify(checkpoint, Boolean(flags.full), controller.signal), { json: Boolean(flags.json), print });
+      if (!done) throw new TidemarkError('the coordinator ended the verification without a result; run it again');
+      if (done.problems > 0) throw new ExitCode(EXIT_INCOMPLETE);
+    } finally {
+      c.close();
+    }
+  });
+
+program
+  .command('restore-drill <checkpoint>')
+  .description('restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost, report')
+  .option('--queues <glob>', 'queues to drill, as for restore (repeatable)', collect, [])
+  .option('--json', 'print one JSON event per line')
+  .action(async (checkpoint: string, flags) => {
+    const c = client();
+    const controller = new AbortController();
+    process.once('SIGINT', () => controller.abort(new TidemarkError('restore drill interrupted')));
+    try {
+      const done = await renderDrill(c.restoreDrill(checkpoint, flags.queues, controller.signal), { json: Boolean(flags.json), print });
+      if (!done) throw new TidemarkError('the coordinator ended the drill without a result; run it again');
+      if (!done.ok) throw new ExitCode(EXIT_INCOMPLETE);
     } finally {
       c.close();
     }

@@ -2,7 +2,7 @@
  * The CLI's --json shapes (stable, documented in docs/CLI.md) and the plain-text renderings.
  * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
  */
-import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type StatusReply } from '../gen/tidemark/v1/admin.js';
+import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -103,6 +103,12 @@ export function restoreEventJson(e: RestoreEvent) {
         dryRun: p.dryRun,
         messages: p.messages,
         bodyBytes: p.bodyBytes,
+        estimatedMs: p.estimatedMs > 0 ? p.estimatedMs : null,
+        estimateBasis: p.estimateBasis || null,
+        resumed: p.resumed,
+        mode: p.mode || null,
+        concurrency: p.concurrency,
+        rateLimit: p.rateLimit > 0 ? p.rateLimit : null,
         queues: p.queues.map((q) => ({
           source: { vhost: q.sourceVhost, queue: q.sourceQueue },
           target: { vhost: q.targetVhost, queue: q.targetQueue },
@@ -112,6 +118,10 @@ export function restoreEventJson(e: RestoreEvent) {
           segments: q.segments,
           worker: q.workerId,
           bind: q.bind,
+          alreadyConfirmed: q.alreadyConfirmed,
+          finished: q.finished,
+          targetExists: q.targetExists,
+          conflict: q.conflict || null,
         })),
       };
     }
@@ -125,13 +135,23 @@ export function restoreEventJson(e: RestoreEvent) {
         confirmed: p.confirmed,
         total: p.total,
         bodyBytes: p.bodyBytes,
+        skipped: p.skipped,
         done: p.done,
         error: p.error || null,
       };
     }
     case 'done': {
       const d = e.event.value;
-      return { type: 'done', restoreId: d.restoreId, messages: d.messages, queues: d.queues, failedQueues: d.failedQueues, durationMs: d.durationMs };
+      return {
+        type: 'done',
+        restoreId: d.restoreId,
+        messages: d.messages,
+        queues: d.queues,
+        failedQueues: d.failedQueues,
+        durationMs: d.durationMs,
+        // A coordinator from before `state` existed sends none: derive it the way it would have.
+        state: d.state || (d.failedQueues > 0 ? 'failed' : 'done'),
+      };
     }
     default:
       return { type: 'unknown' };
@@ -153,4 +173,19 @@ export function bytes(n: number): string {
     unit += 1;
   }
   return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function restoreSummaryJson(r: RestoreSummary) {
+  return {
+    restoreId: r.restoreId,
+    checkpoint: String(r.checkpoint),
+    state: r.state,
+    createdAt: iso(r.createdAtMs),
+    updatedAt: iso(r.updatedAtMs),
+    queues: r.queues,
+    doneQueues: r.doneQueues,
+    failedQueues: r.failedQueues,
+    messages: r.messages,
+    confirmed: r.confirmed,
+  };
 }

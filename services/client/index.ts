@@ -10,8 +10,11 @@ import {
   RestoreRequest,
   type CheckpointReply,
   type CheckpointSummary,
+  type DrillEvent,
   type RestoreEvent,
+  type RestoreSummary,
   type StatusReply,
+  type VerifyEvent,
 } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 
@@ -25,6 +28,13 @@ export type {
   RestoreEvent,
   RestorePlan,
   RestoreRequest,
+  RestoreSummary,
+  DrillEvent,
+  DrillQueueResult,
+  DrillDone,
+  VerifyEvent,
+  VerifyDone,
+  VerifyProblem,
   RoundInfo,
   StatusReply,
   WorkerInfo,
@@ -81,14 +91,42 @@ export class TidemarkClient {
   }
 
   /**
-   * Plans and (unless dry run) runs a restore, yielding the plan, progress and the final summary.
-   * No deadline: a restore takes as long as it takes. Aborting `signal` cancels it on the
-   * coordinator; the iteration then throws the signal's reason.
+   * Plans and (unless dry run) starts a restore, yielding the plan, progress and the final summary.
+   * No deadline: a restore takes as long as it takes. Aborting `signal` stops watching; the
+   * restore goes on on the coordinator (stop it with `cancelRestore`). The iteration then throws
+   * the signal's reason.
    */
-  async *restore(request: Partial<RestoreRequest>, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
+  restore(request: Partial<RestoreRequest>, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
+    return this.stream(() => this.client.restore(RestoreRequest.fromPartial(request)), signal);
+  }
+
+  /** Watches a restore by id, resuming it first if it is not running (cancelled, or cut short by a crash). */
+  resumeRestore(restoreId: string, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
+    return this.stream(() => this.client.resumeRestore({ restoreId }), signal);
+  }
+
+  /** Stops a running restore; resolves to its state afterwards ("cancelled", or how it had ended). */
+  async cancelRestore(restoreId: string): Promise<string> {
+    return (await this.call(callUnary(this.client.cancelRestore.bind(this.client), { restoreId }, this.options()))).state;
+  }
+
+  async listRestores(): Promise<RestoreSummary[]> {
+    return (await this.call(callUnary(this.client.listRestores.bind(this.client), {}, this.options()))).restores;
+  }
+
+  /** Checks a checkpoint's manifests and objects (with `full`, every record); no deadline. */
+  verify(checkpoint: string, full: boolean, signal?: AbortSignal): AsyncGenerator<VerifyEvent, void, undefined> {
+    return this.stream(() => this.client.verify({ checkpoint, full }), signal);
+  }
+
+  /** Restores into a scratch vhost, reconciles every queue, removes the vhost; no deadline. */
+  restoreDrill(checkpoint: string, queues: string[], signal?: AbortSignal): AsyncGenerator<DrillEvent, void, undefined> {
+    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0 }), signal);
+  }
+
+  private async *stream<T>(open: () => grpc.ClientReadableStream<T>, signal?: AbortSignal): AsyncGenerator<T, void, undefined> {
     if (signal?.aborted) throw signal.reason;
-    const stream = this.client.restore(RestoreRequest.fromPartial(request));
-    yield* readStream(stream, {
+    yield* readStream(open(), {
       what: this.what(),
       signal,
       mapError: (err) => this.mapError(fromServiceError(err, this.what())),

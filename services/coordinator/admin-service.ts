@@ -1,13 +1,15 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
 import { serverStream, unary } from '../core/grpc.js';
-import type { Logger } from '../core/log.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
-import { runRestore } from './restore-coordinator.js';
+import { RestoreService } from './restore-coordinator.js';
+import { runDrill } from './restore-drill.js';
+import { verifyCheckpoint } from './verify.js';
 import { roundOutcome } from './round-runner.js';
 
-export function adminHandlers(coordinator: Coordinator, log: Logger): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
+export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
+  const restores = new RestoreService(coordinator);
   return {
     checkpoint: unary(async (request) => {
       const startedAt = Date.now();
@@ -48,6 +50,14 @@ export function adminHandlers(coordinator: Coordinator, log: Logger): Coordinato
     }),
     getCheckpoint: unary(async (request) => coordinator.catalog.resolve(request.id)),
     status: unary(async () => coordinator.status()),
-    restore: serverStream(async (request, emit, call) => runRestore(coordinator, request, emit, call.signal, log.child('restore'))),
+    restore: serverStream(async (request, emit, call) => restores.start(request, emit, call.signal)),
+    resumeRestore: serverStream(async (request, emit, call) => restores.resume(request.restoreId, emit, call.signal)),
+    cancelRestore: unary(async (request) => ({ state: await restores.cancel(request.restoreId) })),
+    listRestores: unary(async () => ({ restores: await restores.list() })),
+    verify: serverStream(async (request, emit, call) => {
+      const { store } = coordinator.restoreParts;
+      await verifyCheckpoint(coordinator.catalog, store, request.checkpoint, { full: request.full, signal: call.signal, emit });
+    }),
+    restoreDrill: serverStream(async (request, emit, call) => runDrill(coordinator, restores, request, emit, call.signal)),
   };
 }

@@ -52,6 +52,7 @@ export interface CoordinatorParts {
   decisions: DecisionLog;
   membership: Membership;
   connections: VhostConnections;
+  management: ManagementClient;
   discovery: Discovery;
 }
 
@@ -90,6 +91,7 @@ export class Coordinator {
     redis.on('error', (err: Error) => warn(`Redis at ${redactUrl(config.redisUrl)}: ${err.message} (reconnecting)`));
     await redis.connect();
     const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
+    const management = new ManagementClient(config.managementUrl);
     return new Coordinator({
       config,
       log,
@@ -100,10 +102,11 @@ export class Coordinator {
       decisions: new DecisionLog(redis, config.namespace),
       membership: new Membership(redis, config.namespace, config.leaseTime),
       connections,
+      management,
       discovery: new Discovery({
         namespace: config.namespace,
         journalMaxAge: config.journalMaxAge,
-        management: new ManagementClient(config.managementUrl),
+        management,
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),
         log: log.child('discovery'),
@@ -205,6 +208,7 @@ export class Coordinator {
     this.leading = true;
     this.nextRoundAt = Date.now() + this.parts.config.interval;
     await this.enqueue(() => this.discoverAndAssign());
+    for (const listener of this.leaderListeners) listener();
   }
 
   /**
@@ -506,6 +510,19 @@ export class Coordinator {
     } finally {
       if (!this.clients.has(worker.id)) client.close();
     }
+  }
+
+  private readonly leaderListeners: Array<() => void> = [];
+
+  /** Calls `listener` each time this coordinator has become leader (after recovery and the first discovery pass). */
+  whenLeader(listener: () => void): void {
+    this.leaderListeners.push(listener);
+  }
+
+  /** What restores, verification and drills use besides the catalog. */
+  get restoreParts(): Pick<CoordinatorParts, 'config' | 'store' | 'redis' | 'management' | 'log'> {
+    const { config, store, redis, management, log } = this.parts;
+    return { config, store, redis, management, log };
   }
 
   /** Live workers and their clients, for restores. */

@@ -21,7 +21,7 @@ export async function startCoordinator(config: Config, log: Logger): Promise<Run
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   try {
-    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator, log)]], config.listen ?? '0.0.0.0:7700'));
+    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], config.listen ?? '0.0.0.0:7700'));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
     await coordinator.stop().catch(() => {});

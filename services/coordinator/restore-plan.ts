@@ -17,6 +17,8 @@ export interface RestoreSelection {
   prefix: string;
   map: NameMapping[];
   targetVhost: string;
+  /** Source vhost → target vhost; wins over targetVhost for the vhosts it names. */
+  vhostMap?: NameMapping[];
   bindings: BindingsMode;
 }
 
@@ -79,11 +81,16 @@ export function planRestore(manifest: CheckpointManifest, selection: RestoreSele
   for (const from of mapped.keys()) {
     if (!chosen.some((q) => q.definition!.name === from)) throw new ConfigError(`--map names ${from}, which is not among the selected queues`);
   }
+  const vhostMap = new Map<string, string>();
+  for (const m of selection.vhostMap ?? []) {
+    if (!m.from || !m.to) throw new ConfigError(`--map-vhost needs A=B with both vhost names, got "${m.from}=${m.to}"`);
+    vhostMap.set(m.from, m.to);
+  }
   if (workerIds.length === 0) throw new ConfigError('no live workers to run the restore: start at least one "tidemark worker"');
   const planned = chosen.map((entry) => {
     const source = entry.definition!;
     const targetName = mapped.get(source.name) ?? `${selection.prefix}${source.name}`;
-    const targetVhost = selection.targetVhost || source.vhost;
+    const targetVhost = vhostMap.get(source.vhost) ?? (selection.targetVhost || source.vhost);
     const renamed = targetName !== source.name || targetVhost !== source.vhost;
     const bind = selection.bindings === 'all' || (selection.bindings === 'auto' && !renamed);
     const workerId = rendezvousOwner(`${targetVhost}\u0000${targetName}`, workerIds)!;

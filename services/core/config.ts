@@ -137,6 +137,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_LOG_LEVEL: 'logLevel',
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
   TIDEMARK_FAILPOINTS: 'failpoints',
+  TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
 };
 
 export interface ConfigSources {

@@ -22,6 +22,8 @@ export const ORIGIN_QUEUE_HEADER = 'x-tidemark-origin-queue';
 export const ORIGIN_VHOST_HEADER = 'x-tidemark-origin-vhost';
 export const ORIGIN_OFFSET_HEADER = 'x-tidemark-origin-offset';
 export const ORIGIN_CHECKPOINT_HEADER = 'x-tidemark-checkpoint';
+/** The restore that published the message: a resumed restore finds where it stopped in a stream target by it. */
+export const ORIGIN_RESTORE_HEADER = 'x-tidemark-restore';
 
 /** The journal stream of a protected queue, in the queue's own vhost. */
 export function journalName(namespace: string, queue: string): string {
@@ -57,7 +59,13 @@ export function redisKeys(namespace: string) {
     workerInfo: `${root}worker-info`,
     /** Hash of epoch → JSON decision record. */
     decisions: `${root}decisions`,
-    /** Hash of restore id → JSON progress. */
+    /** A restore's record (JSON: request, plan size, state), see restore-state.ts. */
     restore: (id: string) => `${root}restore:${id}`,
+    /** Hash of a restore's per-queue progress: `s:`/`c:`/`d:` + queue key (see restore-state.ts). */
+    restoreQueues: (id: string) => `${root}restore:${id}:queues`,
+    /** Sorted set of restore ids scored by creation time (ms). */
+    restores: `${root}restores`,
+    /** Per-queue publish rate (msgs/s) the last finished restore achieved: the dry run's estimate. */
+    restoreRate: `${root}restore-rate`,
   };
 }

@@ -7,7 +7,8 @@
  *   itself contains ':' needs its vhost spelled out (`/:bull:*`).
  * - Whitespace around entries is trimmed, empty entries are ignored; commas inside `{a,b}` braces
  *   belong to the glob, not the list.
- * - Tidemark's own queues (`<namespace>.*`) never match, whatever the patterns say.
+ * - Tidemark's own queues (`<namespace>.*`) never match, whatever the patterns say, and neither
+ *   does any queue of a restore-drill scratch vhost (`tidemark-drill-*`).
  *
  * Glob semantics ({@link globMatcher}; picomatch, applied to whole names): a queue or vhost name has no path
  * structure, so '/' and '.' are ordinary characters. `*` matches any run of characters
@@ -18,6 +19,17 @@
 import picomatch from 'picomatch';
 import { ConfigError } from './errors.js';
 import { isOwnObject } from './names.js';
+
+/**
+ * Name prefix of the scratch vhosts `tidemark restore-drill` restores into. The protection policy
+ * never covers them: a drill's copy must not be journaled and captured into later checkpoints.
+ */
+export const DRILL_VHOST_PREFIX = 'tidemark-drill-';
+
+/** True for a restore-drill scratch vhost. */
+export function isDrillVhost(vhost: string): boolean {
+  return vhost.startsWith(DRILL_VHOST_PREFIX);
+}
 
 /** One parsed TIDEMARK_PROTECT entry. */
 export interface ProtectPattern {
@@ -53,14 +65,18 @@ export class ProtectionPolicy {
     return [...new Set(this.includes.map((p) => p.vhost))];
   }
 
-  /** True if some include pattern could select queues of this vhost. */
+  /** True if some include pattern could select queues of this vhost (never a drill's scratch vhost). */
   coversVhost(vhost: string): boolean {
+    // A drill restores a checkpoint into a scratch vhost and then deletes it. Covering it would
+    // journal the restored copy and put it into later checkpoints, and its journals would hold
+    // the vhost while the drill tries to delete it. `*:*` must not reach it either.
+    if (isDrillVhost(vhost)) return false;
     return this.includes.some((p) => p.vhostMatch(vhost));
   }
 
   /** True if the queue is protected: some include matches, no exclude does, and it is not ours. */
   matches(vhost: string, queue: string): boolean {
-    if (isOwnObject(this.namespace, queue)) return false;
+    if (isOwnObject(this.namespace, queue) || isDrillVhost(vhost)) return false;
     const hit = (p: CompiledPattern) => p.vhostMatch(vhost) && p.queueMatch(queue);
     return this.includes.some(hit) && !this.excludes.some(hit);
   }

@@ -13,12 +13,18 @@
  *
  * Order is preserved because one queue's messages go through one channel, one at a time, to the
  * default exchange (which routes to exactly the target queue and nothing else). At most
- * `confirmWindow` messages are unconfirmed; a message is counted restored only once confirmed.
- * `mandatory` makes an unroutable message (target queue gone) come back as an error instead of
- * vanishing.
+ * `confirmWindow` messages are unconfirmed; a message is counted restored only once it and every
+ * message before it are confirmed. `mandatory` makes an unroutable message (target queue gone)
+ * come back as an error instead of vanishing.
+ *
+ * Resume: the longest confirmed prefix is written to Redis as it grows (restore-state.ts), and
+ * publishing never runs more than `confirmWindow` messages ahead of what is written there. A
+ * restore cut short by any crash therefore resumes with at most a window of duplicates in a queue
+ * target (each carrying its origin headers); a stream target resumes from its own tail (the last
+ * message's origin offset), with none.
  */
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import type { ExchangeDefinition, QueueDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
+import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { ExchangeDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import type { QueueRestore, RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
 import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
 import { readPrefix, verifyPrefix, type PrefixSpec } from '../core/segment-reader.js';
@@ -27,9 +33,12 @@ import type { Logger } from '../core/log.js';
 import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
 import { CorruptDataError, IncompletePrefixError, ObjectNotFoundError, TidemarkError, errorMessage } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
+import { probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
+import { restoreQueueKey } from '../core/restore-state.js';
 import {
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
+  ORIGIN_RESTORE_HEADER,
   ORIGIN_QUEUE_HEADER,
   ORIGIN_VHOST_HEADER,
 } from '../core/names.js';
@@ -46,6 +55,14 @@ export interface RestoreRunOptions {
   signal: AbortSignal;
   /** Queues restored at the same time by this worker. @default 4 */
   concurrency?: number;
+  /** Where each queue's confirmed prefix is recorded for resume; none: progress is not kept. */
+  progress?: RestoreProgressSink;
+}
+
+/** The durable side of a restore's progress (RestoreStateStore, bound to one restore). */
+export interface RestoreProgressSink {
+  markStarted(queueKey: string): Promise<void>;
+  advance(queueKey: string, confirmed: number, offset: number): Promise<void>;
 }
 
 /** Header that keeps a message's user-id when the restoring user differs (the broker would refuse it). */
@@ -105,21 +122,28 @@ async function restoreQueue(
     done: false,
     error: '',
     bodyBytes: 0,
+    skipped: 0,
   };
-  const published: Published = { lastOffset: undefined };
+  const published: Published = { lastOffset: item.resumeCount > 0 ? item.resumeAfterOffset : undefined };
   let publishing = false;
   try {
     // Verification first: a queue whose data is damaged fails here, before its target is even
     // declared, so the target never holds a partial prefix of it.
     await verifyQueueData(item, options);
     const connection = await connectionFor(item.targetVhost);
-    if (!item.append) await refuseNonEmptyTarget(connection, item);
+    // The coordinator checked the targets before the restore began; this catches one filled since.
+    if (!item.append && !item.started) await refuseNonEmptyTarget(connection, item);
+    await options.progress?.markStarted(restoreQueueKey(source.vhost, source.name));
     if (item.recreate) await declareTarget(connection, item, options.task.exchanges);
+    const resume = await resumePoint(connection, item, options);
+    progress.confirmed = progress.skipped = resume.count;
+    progress.bodyBytes = resume.bodyBytes;
+    published.lastOffset = resume.count > 0 ? resume.offset : undefined;
     // ─── PUBLISHING OF THIS QUEUE BEGINS HERE ───────────────────────────────────────────────
     // Everything above only read the store and declared the target; from here on the target
     // receives this queue's messages (the 'worker.mid-restore' failpoint fires half-way through).
     publishing = true;
-    await publishPrefix(connection, item, options, progress, published, decodeURIComponent(new URL(baseUrl).username) || 'guest');
+    await publishPrefix(connection, item, options, progress, published, decodeURIComponent(new URL(baseUrl).username) || 'guest', resume);
     progress.done = true;
     options.emit({ ...progress });
   } catch (err) {
@@ -228,40 +252,90 @@ function changedSinceVerified(damaged: DamagedData, item: QueueRestore, options:
  * operator asked to append, a target that already holds messages is refused before publishing.
  */
 async function refuseNonEmptyTarget(connection: ChannelModel, item: QueueRestore): Promise<void> {
-  const probe = await connection.createChannel();
-  probe.on('error', () => {});
-  try {
-    let messageCount: number;
-    try {
-      ({ messageCount } = await probe.checkQueue(item.targetName));
-    } catch {
-      return; // it does not exist yet
-    }
-    // A stream reports no message count: look for a first message instead.
-    const holds = messageCount > 0 || (item.source?.type === 'stream' && (await streamHoldsMessages(probe, item.targetName)));
-    if (holds) {
-      throw new TidemarkError(
-        `target queue ${item.targetVhost}/${item.targetName} already holds messages; restoring into it would add duplicates. ` +
-          'Nothing was published to it: restore under another name (--prefix/--map), delete or purge it, or pass --append',
-      );
-    }
-  } finally {
-    await probe.close().catch(() => {});
+  const { holdsMessages } = await probeQueue(connection, item.targetName, item.source?.type ?? 'classic');
+  if (holdsMessages) {
+    throw new TidemarkError(
+      `target queue ${item.targetVhost}/${item.targetName} already holds messages; restoring into it would add duplicates. ` +
+        'Nothing was published to it: restore under another name (--prefix/--map), delete or purge it, or pass --mode append',
+    );
   }
 }
 
-/** Reading a stream removes nothing, so a short-lived consumer can tell whether it is empty. */
-async function streamHoldsMessages(channel: Channel, queue: string): Promise<boolean> {
-  await channel.prefetch(1);
-  let seen = false;
-  const { consumerTag } = await channel
-    .consume(queue, () => void (seen = true), { noAck: false, arguments: { 'x-stream-offset': 'first' } })
-    .catch(() => ({ consumerTag: '' })); // not a stream: the count above was right
-  if (!consumerTag) return false;
-  // A stream with data delivers its first message at once; give the broker a moment.
-  for (let i = 0; i < 10 && !seen; i += 1) await new Promise((r) => setTimeout(r, 50));
-  await channel.cancel(consumerTag).catch(() => {});
-  return seen;
+/** Where publishing of a queue starts: after the messages an earlier run got into the target. */
+interface ResumePoint {
+  /** Messages of the prefix already in the target. */
+  count: number;
+  /** Journal offset of the last of them (meaningless when count is 0). */
+  offset: number;
+  bodyBytes: number;
+}
+
+/**
+ * A queue target can only be trusted as far as the recorded confirmed prefix. A stream target can
+ * be read without consuming it: its last message's origin offset says exactly how far the earlier
+ * run got, confirmed or not, so nothing is published twice.
+ */
+async function resumePoint(connection: ChannelModel, item: QueueRestore, options: RestoreRunOptions): Promise<ResumePoint> {
+  const recorded: ResumePoint = { count: item.resumeCount, offset: item.resumeCount > 0 ? item.resumeAfterOffset : -1, bodyBytes: 0 };
+  const tail = item.resumeFromTail && item.started && options.task.originHeaders ? await streamTailOrigin(connection, item, options) : undefined;
+  // Count what lies between the start (or the recorded point) and where the target ends.
+  const until = tail !== undefined && tail > recorded.offset ? tail : recorded.offset;
+  if (until < item.startOffset) return { count: 0, offset: -1, bodyBytes: 0 };
+  let count = 0;
+  let bodyBytes = 0;
+  let offset = -1;
+  for await (const record of readPrefix(options.store, prefixSpec(item))) {
+    if (record.offset > until) break;
+    count += 1;
+    bodyBytes += record.body.length;
+    offset = record.offset;
+  }
+  if (tail === undefined && count !== recorded.count) {
+    throw new TidemarkError(
+      `the recorded progress of ${item.source!.vhost}/${item.source!.name} (${recorded.count} message(s) up to offset ${recorded.offset}) does not match checkpoint ${options.task.checkpoint}'s data (${count}); nothing more was published`,
+    );
+  }
+  return { count, offset, bodyBytes };
+}
+
+/**
+ * The origin offset of a stream target's last message, if it came from this restore's checkpoint
+ * and queue; undefined when the stream is empty or ends with something else.
+ */
+async function streamTailOrigin(connection: ChannelModel, item: QueueRestore, options: RestoreRunOptions): Promise<number | undefined> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.prefetch(1000);
+    let last: number | undefined;
+    let lastAt = Date.now();
+    let stop: () => void = () => {};
+    const idle = new Promise<void>((resolve) => (stop = resolve));
+    // 'last' starts at the stream's last chunk: a few messages, the final one among them.
+    const { consumerTag } = await channel.consume(
+      item.targetName,
+      (msg) => {
+        if (!msg) return stop();
+        lastAt = Date.now();
+        const headers = msg.properties.headers ?? {};
+        // Only this restore's messages count: the stream may hold an earlier restore of the same data.
+        const ours =
+          headers[ORIGIN_RESTORE_HEADER] === options.task.restoreId &&
+          headers[ORIGIN_QUEUE_HEADER] === item.source!.name &&
+          headers[ORIGIN_VHOST_HEADER] === item.source!.vhost;
+        last = ours ? Number(headers[ORIGIN_OFFSET_HEADER]) : undefined;
+        channel.ack(msg);
+      },
+      { noAck: false, arguments: { 'x-stream-offset': 'last' } },
+    );
+    const timer = setInterval(() => Date.now() - lastAt >= 300 && stop(), 50);
+    await idle;
+    clearInterval(timer);
+    await channel.cancel(consumerTag).catch(() => {});
+    return last !== undefined && Number.isSafeInteger(last) ? last : undefined;
+  } finally {
+    await channel.close().catch(() => {});
+  }
 }
 
 /** Declares the target queue like the source (and, if asked, its exchanges and bindings). */
@@ -271,7 +345,7 @@ async function declareTarget(connection: ChannelModel, item: QueueRestore, excha
   const channel = await connection.createChannel();
   channel.on('error', () => {});
   try {
-    await channel.assertQueue(item.targetName, queueOptions(source));
+    await channel.assertQueue(item.targetName, queueDeclareOptions(source));
   } catch (err) {
     throw new TidemarkError(
       `cannot declare target queue ${item.targetVhost}/${item.targetName} as ${source.type}: ${errorMessage(err)}. ` +
@@ -297,14 +371,6 @@ async function declareTarget(connection: ChannelModel, item: QueueRestore, excha
   await channel.close().catch(() => {});
 }
 
-function queueOptions(definition: QueueDefinition) {
-  const args = fromFieldTable(definition.arguments);
-  args['x-queue-type'] = definition.type || 'classic';
-  // Quorum queues and streams must be durable and cannot auto-delete.
-  const replicated = definition.type === 'quorum' || definition.type === 'stream';
-  return { durable: replicated ? true : definition.durable, autoDelete: replicated ? false : definition.autoDelete, arguments: args };
-}
-
 async function publishPrefix(
   connection: ChannelModel,
   item: QueueRestore,
@@ -312,6 +378,7 @@ async function publishPrefix(
   progress: RestoreProgress,
   published: Published,
   user: string,
+  resume: ResumePoint,
 ): Promise<void> {
   const channel: ConfirmChannel = await connection.createConfirmChannel();
   let failure: Error | undefined;
@@ -322,56 +389,107 @@ async function publishPrefix(
     failure ??= new TidemarkError(`the broker returned a message as unroutable: target queue ${item.targetVhost}/${item.targetName} does not exist (replyText ${msg.fields.replyText ?? ''})`);
   });
   const window = Math.max(1, options.confirmWindow);
-  let inFlight = 0;
+  const queueKey = restoreQueueKey(item.source!.vhost, item.source!.name);
   let wake: (() => void) | undefined;
-  let lastEmit = 0;
-  const settled = () => {
-    inFlight -= 1;
-    wake?.();
-  };
-  const waitBelow = async (limit: number) => {
-    while (inFlight > limit && !failure) await new Promise<void>((resolve) => (wake = resolve));
+  const notify = () => wake?.();
+  // Also wakes every 200 ms: a progress write that failed is retried from here.
+  const waitUntil = async (done: () => boolean) => {
+    while (!done() && !failure) {
+      record(false);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     wake = undefined;
   };
+  // Messages sent, in publish order, until they and all before them are confirmed.
+  const unconfirmed: Array<{ offset: number; bodyBytes: number; acked: boolean }> = [];
+  const confirmPrefix = () => {
+    while (unconfirmed.length > 0 && unconfirmed[0].acked) {
+      const first = unconfirmed.shift()!;
+      progress.confirmed += 1;
+      progress.bodyBytes += first.bodyBytes;
+      published.lastOffset = first.offset;
+    }
+  };
+  // The recorded prefix (restore-state.ts): publishing stays within a window of it.
+  let recorded = resume.count;
+  let recording: Promise<void> | undefined;
+  let retryAt = 0;
+  const record = (force: boolean) => {
+    if (!options.progress || recording || published.lastOffset === undefined || Date.now() < retryAt) return;
+    const count = progress.confirmed;
+    if (count === recorded || (!force && count - recorded < Math.max(1, Math.floor(window / 4)))) return;
+    recording = options.progress
+      .advance(queueKey, count, published.lastOffset)
+      .then(() => void (recorded = count))
+      .catch((err) => {
+        retryAt = Date.now() + 1_000;
+        options.log.warn(`recording the progress of ${queueKey.replace('\u0000', '/')} failed, will retry: ${errorMessage(err)}`);
+      })
+      .finally(() => {
+        recording = undefined;
+        record(false);
+        notify();
+      });
+  };
+  const ahead = () => (options.progress ? resume.count + sent - recorded : unconfirmed.length);
+  let lastEmit = 0;
   // A read failure (a segment changed since verification) is held until what was sent is
   // confirmed, so the error can say exactly how much of the prefix the target holds.
   let readFailure: unknown;
+  const from = resume.count > 0 ? resume.offset + 1 : item.startOffset;
   const records = async function* () {
     try {
-      yield* readPrefix(options.store, prefixSpec(item));
+      yield* readPrefix(options.store, prefixSpec(item), from);
     } catch (err) {
       readFailure = err;
     }
   };
+  const rate = item.rateLimit;
+  const startedAt = Date.now();
   let sent = 0;
   try {
-    for await (const record of records()) {
+    for await (const record_ of records()) {
       if (failure) throw failure;
       if (options.signal.aborted) throw new TidemarkError('restore cancelled');
-      if (sent === Math.floor(item.messages / 2) && sent > 0) await failpoint('worker.mid-restore');
+      if (resume.count + sent === Math.floor(item.messages / 2) && sent > 0) await failpoint('worker.mid-restore');
+      if (rate > 0) {
+        const due = startedAt + (sent * 1000) / rate;
+        if (due - Date.now() > 5) await new Promise((r) => setTimeout(r, due - Date.now()));
+      }
       sent += 1;
-      const publishOptions = publishOptionsFor(record, item, options, user);
-      inFlight += 1;
-      const bodyBytes = record.body.length;
-      const written = channel.publish('', item.targetName, record.body, publishOptions, (err) => {
-        if (err) failure ??= new TidemarkError(`the broker refused message at offset ${record.offset} (nack)`);
+      const publishOptions = publishOptionsFor(record_, item, options, user);
+      const entry = { offset: record_.offset, bodyBytes: record_.body.length, acked: false };
+      unconfirmed.push(entry);
+      const written = channel.publish('', item.targetName, record_.body, publishOptions, (err) => {
+        if (err) failure ??= new TidemarkError(`the broker refused message at offset ${entry.offset} (nack)`);
         else {
-          progress.confirmed += 1;
-          progress.bodyBytes += bodyBytes;
-          published.lastOffset = record.offset;
+          entry.acked = true;
+          confirmPrefix();
+          record(false);
         }
-        settled();
+        notify();
       });
       if (!written) await new Promise<void>((resolve) => channel.once('drain', resolve));
-      await waitBelow(window - 1);
+      // At most `window` messages unconfirmed, and (when progress is recorded) unrecorded.
+      await waitUntil(() => unconfirmed.length < window && ahead() < window);
       const now = Date.now();
       if (now - lastEmit >= 250) {
         lastEmit = now;
         options.emit({ ...progress });
       }
     }
-    await waitBelow(0);
+    await waitUntil(() => unconfirmed.length === 0);
     await channel.waitForConfirms();
+    record(true);
+    await recording;
+    record(true);
+    await recording;
     if (readFailure !== undefined) throw readFailure;
     if (failure) throw failure;
     if (progress.confirmed !== item.messages) {
@@ -389,6 +507,7 @@ function publishOptionsFor(record: JournalRecord, item: QueueRestore, options: R
     extra[ORIGIN_QUEUE_HEADER] = item.source!.name;
     extra[ORIGIN_OFFSET_HEADER] = record.offset;
     extra[ORIGIN_CHECKPOINT_HEADER] = options.task.checkpoint;
+    extra[ORIGIN_RESTORE_HEADER] = options.task.restoreId;
   }
   const properties = record.properties ?? { headers: undefined };
   // The broker refuses a user-id other than the connection's: keep it in a header instead.

@@ -13,6 +13,7 @@ import { encodePartition, partitionKey } from '../core/store/keys.js';
 import { NotFoundError, StaleLeaderError, TidemarkError, errorMessage } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import { redisKeys } from '../core/names.js';
+import { RestoreStateStore } from '../core/restore-state.js';
 import { Catalog } from '../core/catalog.js';
 import { DecisionLog } from '../coordinator/decision-log.js';
 import { answerInquiry } from './decision-inquiry.js';
@@ -64,6 +65,7 @@ export class Worker {
   private readonly rounds = new Map<string, PreparedRound>();
   private readonly decided = new Map<string, 'committed' | 'aborted'>();
   private readonly decisionLog: DecisionLog;
+  private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
 
   private constructor(
@@ -75,6 +77,7 @@ export class Worker {
   ) {
     this.id = options.config.id;
     this.decisionLog = new DecisionLog(redis, options.config.namespace);
+    this.restoreState = new RestoreStateStore(redis, options.config.namespace);
     this.catalog = new Catalog(store);
   }
 
@@ -281,6 +284,10 @@ export class Worker {
       log: this.options.log.child('restore'),
       emit,
       signal,
+      progress: {
+        markStarted: (queueKey) => this.restoreState.markStarted(task.restoreId, queueKey),
+        advance: (queueKey, confirmed, offset) => this.restoreState.advance(task.restoreId, queueKey, confirmed, offset),
+      },
     });
   }
 

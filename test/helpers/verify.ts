@@ -69,6 +69,49 @@ export class RestoredQueues {
     }
   }
 
+  /**
+   * Issue 4's resume guarantee, after a restore was cut short and resumed: a stream target holds
+   * exactly the prefix (it resumes from its own tail), and a queue target holds the prefix plus
+   * at most `window` duplicates per resume, each an exact copy carrying its origin headers, re-sent
+   * right where the restore stopped (the origin offsets step back at most `resumes` times).
+   * Returns the number of duplicates per queue.
+   */
+  async expectResumedPrefixes(manifest: CheckpointManifest, prefix: string, window: number, resumes = 1): Promise<Map<string, number>> {
+    const duplicates = new Map<string, number>();
+    for (const entry of manifest.queues) {
+      const name = entry.definition!.name;
+      const journal = await readStream(this.amqpUrl, this.vhost, entry.journal, entry.startOffset, entry.cutOffset);
+      const expected = journal.filter((m) => m.headers['x-tidemark-fence'] === undefined);
+      const restored = await this.read(manifest, prefix, name);
+      const offsets = restored.map((m) => Number(m.headers['x-tidemark-origin-offset']));
+      expect(offsets.every((o) => Number.isSafeInteger(o)), `${name}: every message carries its origin offset`).toBe(true);
+      const byOffset = new Map(expected.map((m) => [m.offset!, m]));
+      let stepsBack = 0;
+      let highest = -1;
+      const seen = new Set<number>();
+      restored.forEach((got, i) => {
+        const want = byOffset.get(offsets[i]);
+        expect(want, `${name}[${i}]: origin offset ${offsets[i]} is in the checkpoint`).toBeDefined();
+        expect(got.body.equals(want!.body), `${name}[${i}] body`).toBe(true);
+        expect(withoutOrigin(got.headers), `${name}[${i}] headers`).toEqual(want!.headers);
+        if (offsets[i] <= highest) {
+          // A re-sent message: only where a resume began, and only within the window.
+          if (i === 0 || offsets[i] <= offsets[i - 1]) stepsBack += 1;
+          expect(seen.has(offsets[i]), `${name}[${i}]: a duplicate repeats a message already restored`).toBe(true);
+        }
+        highest = Math.max(highest, offsets[i]);
+        seen.add(offsets[i]);
+      });
+      const dups = restored.length - seen.size;
+      expect([...seen].sort((a, b) => a - b), `${name}: every message of the prefix, once at least`).toEqual(expected.map((m) => m.offset));
+      if (entry.definition!.type === 'stream') expect(dups, `${name}: a stream target resumes from its tail, without duplicates`).toBe(0);
+      expect(stepsBack, `${name}: re-sent runs`).toBeLessThanOrEqual(resumes);
+      expect(dups, `${name}: duplicates within the window`).toBeLessThanOrEqual(window * resumes);
+      duplicates.set(name, dups);
+    }
+    return duplicates;
+  }
+
   /** Causality: a restored B_i implies its A_i (A_i was confirmed before B_i was published). */
   async expectCausal(manifest: CheckpointManifest, prefix: string, queueA: string, queueB: string): Promise<void> {
     const a = new Set((await this.read(manifest, prefix, queueA)).map((m) => Number(m.headers.causal)));

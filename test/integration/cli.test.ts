@@ -11,13 +11,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readQueue } from '../helpers/broker.js';
+import { CLI, jsonLines, runCli, type CliResult } from '../helpers/cli.js';
 import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
-const CLI = fileURLToPath(new URL('../../dist/services/cli/main.js', import.meta.url));
 const EXCHANGE = 'events';
 const QUEUES = [
   { name: 'q-classic', type: 'classic' },
@@ -31,11 +30,6 @@ const FIRST = new Map<string, number>(QUEUES.map((q, i) => [q.name, 3 + i]));
 const SECOND = 2;
 const firstTotal = [...FIRST.values()].reduce((a, b) => a + b, 0);
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let services: TestServices;
 let vhost: string;
@@ -47,14 +41,9 @@ const epochs: number[] = [];
 /** Message ids published to each queue, in publish order. */
 const published = new Map<string, string[]>(QUEUES.map((q) => [q.name, []]));
 
-/** Runs the built CLI; never rejects, so tests assert on the exit code and both streams. */
+/** Runs the built CLI against this file's cluster unless told otherwise. */
 function tidemark(args: string[], env: NodeJS.ProcessEnv = cluster.env, timeoutMs = 60_000): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, env, timeoutMs);
 }
 
 /** Runs a --json command that must succeed and parses its stdout as one JSON document. */
@@ -63,15 +52,6 @@ async function tidemarkJson<T>(args: string[], env?: NodeJS.ProcessEnv): Promise
   expect(result.code, `tidemark ${args.join(' ')} failed: ${result.stderr}`).toBe(0);
   return JSON.parse(result.stdout) as T;
 }
-
-/** Parses output that is one JSON object per line (restore --json). */
-function jsonLines(stdout: string): Array<Record<string, unknown>> {
-  return stdout
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -332,12 +312,18 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     expect(restored.map((m) => m.properties.messageId)).toEqual(want);
   });
 
-  it('restore refuses a target that already holds messages, and --append adds to it', async () => {
+  it('restore refuses a target that already holds messages before publishing anything, and --append adds to it', async () => {
     const source = 'q-stream';
     const want = published.get(source)!;
+    // A dry run shows the conflict (exit 3: the restore would be refused)...
+    const dry = await tidemark(['restore', '--checkpoint', 'latest', '--queues', `${vhost}:${source}`, '--prefix', 'p.', '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(3);
+    expect(dry.stdout).toMatch(/CONFLICT .*already holds messages/);
+    // ...and the restore is refused before it starts (exit 1), naming the target.
     const again = await tidemark(['restore', '--checkpoint', 'latest', '--queues', `${vhost}:${source}`, '--prefix', 'p.']);
-    expect(again.code).toBe(3);
-    expect(again.stdout).toContain('already holds messages');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`${vhost}/p.${source}`);
+    expect(again.stderr).toContain('already holds messages');
     expect(await readQueue(services.amqpUrl, vhost, `p.${source}`, 'stream', want.length)).toHaveLength(want.length);
 
     const appended = await tidemark(['restore', '--checkpoint', 'latest', '--queues', `${vhost}:${source}`, '--prefix', 'p.', '--append']);

@@ -76,7 +76,7 @@ const coordinator: CoordinatorServiceServer = {
     let finish!: (value: { cancelled: boolean; emitted: number }) => void;
     restoreEnded = new Promise((resolve) => (finish = resolve));
     try {
-      emit({ event: { $case: 'plan', value: { restoreId: 'r1', checkpoint: 42, queues: [], messages: 3, bodyBytes: 0, dryRun: request.dryRun } } });
+      emit({ event: { $case: 'plan', value: { restoreId: 'r1', checkpoint: 42, queues: [], messages: 3, bodyBytes: 0, dryRun: request.dryRun, estimatedMs: 0, estimateBasis: '', resumed: false, mode: 'recreate', concurrency: 1, rateLimit: 0 } } });
       if (request.checkpoint === 'missing') throw new NotFoundError('checkpoint missing not found');
       const total = request.prefix === 'endless' ? Infinity : 3;
       for (let confirmed = 1; confirmed <= total && !call.signal.aborted; confirmed++) {
@@ -85,15 +85,26 @@ const coordinator: CoordinatorServiceServer = {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       if (call.signal.aborted) return;
-      emit({ event: { $case: 'done', value: { restoreId: 'r1', messages: 3, queues: 1, failedQueues: 0, durationMs: 1 } } });
+      emit({ event: { $case: 'done', value: { restoreId: 'r1', messages: 3, queues: 1, failedQueues: 0, durationMs: 1, state: 'done' } } });
     } finally {
       finish({ cancelled: call.cancelled, emitted });
     }
   }),
+  resumeRestore: serverStream(async () => {
+    throw new NotFoundError('restore r0 is not known');
+  }),
+  cancelRestore: unary(async () => ({ state: 'cancelled' })),
+  listRestores: unary(async () => ({ restores: [] })),
+  verify: serverStream(async () => {
+    throw new NotFoundError('checkpoint 0 not found');
+  }),
+  restoreDrill: serverStream(async () => {
+    throw new NotFoundError('checkpoint 0 not found');
+  }),
 };
 
 function progress(confirmed: number) {
-  return { workerId: 'w1', sourceVhost: '/', sourceQueue: 'q', targetVhost: '/', targetQueue: 'q', confirmed, total: 3, done: confirmed === 3, error: '', bodyBytes: 0 };
+  return { workerId: 'w1', sourceVhost: '/', sourceQueue: 'q', targetVhost: '/', targetQueue: 'q', confirmed, total: 3, done: confirmed === 3, error: '', bodyBytes: 0, skipped: 0 };
 }
 
 let server: grpc.Server;

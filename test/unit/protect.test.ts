@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../services/core/errors.js';
-import { ProtectionPolicy, parseProtectSpec } from '../../services/core/protect.js';
+import { DRILL_VHOST_PREFIX, ProtectionPolicy, parseProtectSpec } from '../../services/core/protect.js';
 
 const NS = 'tidemark';
 
@@ -71,6 +71,20 @@ describe('ProtectionPolicy', () => {
     expect(p.matches('/', 'tidemark')).toBe(true);
     expect(p.matches('/', 'tidemarks.x')).toBe(true);
     expect(new ProtectionPolicy('*:*', 'other').matches('/', 'tidemark.journal.orders')).toBe(true);
+  });
+
+  it('never covers a restore-drill scratch vhost, even with *:* or a pattern naming it', () => {
+    const drill = `${DRILL_VHOST_PREFIX}42-a1b2c3`;
+    for (const spec of ['*:*', `${drill}:*`, 'tidemark-*:orders']) {
+      const p = new ProtectionPolicy(spec, NS);
+      expect(p.coversVhost(drill)).toBe(false);
+      expect(p.matches(drill, 'orders')).toBe(false);
+    }
+    // Only the prefix is reserved: a vhost that merely mentions "drill" is still covered.
+    const p = new ProtectionPolicy('*:*', NS);
+    expect(p.coversVhost('tidemark-drills')).toBe(true);
+    expect(p.coversVhost('prod-tidemark-drill-1')).toBe(true);
+    expect(p.matches('tidemark-drills', 'orders')).toBe(true);
   });
 
   it('splits the vhost at the first colon, so queue globs may contain colons', () => {

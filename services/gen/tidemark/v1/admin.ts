@@ -128,6 +128,50 @@ export interface RestoreRequest {
   noOriginHeaders: boolean;
   /** Restore into target queues that already hold messages (by default such targets are refused). */
   append: boolean;
+  /** "recreate" (default), "append" or "refuse" (refuse any target that exists). append=true means "append". */
+  mode: string;
+  /** Queues published at once over all workers; 0: 4 per live worker. */
+  concurrency: number;
+  /** Messages per second over the whole restore; 0: no limit. */
+  rateLimit: number;
+  /** Unconfirmed messages per queue; 0: the workers' default. */
+  confirmWindow: number;
+  /** Restore the queues of vhost `from` into vhost `to` (wins over target_vhost for that vhost). */
+  vhostMap: NameMapping[];
+}
+
+export interface ResumeRestoreRequest {
+  restoreId: string;
+}
+
+export interface CancelRestoreRequest {
+  restoreId: string;
+}
+
+export interface CancelRestoreReply {
+  /** The restore's state after the call: "cancelled", or its final state if it had already ended. */
+  state: string;
+}
+
+export interface ListRestoresRequest {
+}
+
+export interface RestoreSummary {
+  restoreId: string;
+  checkpoint: number;
+  /** "running", "cancelled", "interrupted", "done" or "failed". */
+  state: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+  queues: number;
+  doneQueues: number;
+  failedQueues: number;
+  messages: number;
+  confirmed: number;
+}
+
+export interface ListRestoresReply {
+  restores: RestoreSummary[];
 }
 
 export interface PlannedQueue {
@@ -141,6 +185,14 @@ export interface PlannedQueue {
   segments: number;
   workerId: string;
   bind: boolean;
+  /** Messages of this queue an earlier run of the same restore already got confirmed. */
+  alreadyConfirmed: number;
+  /** The queue finished in an earlier run (done or failed); it is not restored again. */
+  finished: boolean;
+  /** Whether the target queue exists already (found by the preflight check). */
+  targetExists: boolean;
+  /** Why the target cannot be used in the chosen mode ("" if it can); a dry run reports it, a restore refuses to start. */
+  conflict: string;
 }
 
 export interface RestorePlan {
@@ -150,6 +202,14 @@ export interface RestorePlan {
   messages: number;
   bodyBytes: number;
   dryRun: boolean;
+  /** Estimated duration of the restore, and what the estimate is based on. */
+  estimatedMs: number;
+  estimateBasis: string;
+  /** This plan continues an earlier run of the restore (resume). */
+  resumed: boolean;
+  mode: string;
+  concurrency: number;
+  rateLimit: number;
 }
 
 export interface RestoreDone {
@@ -158,6 +218,8 @@ export interface RestoreDone {
   queues: number;
   failedQueues: number;
   durationMs: number;
+  /** "done", "failed" (some queue failed) or "cancelled". */
+  state: string;
 }
 
 export interface RestoreEvent {
@@ -165,6 +227,87 @@ export interface RestoreEvent {
     $case: "done";
     value: RestoreDone;
   } | undefined;
+}
+
+export interface VerifyRequest {
+  /** An epoch number or "latest". */
+  checkpoint: string;
+  /** Also decode every record and check offsets and counts. */
+  full: boolean;
+}
+
+export interface VerifyProblem {
+  /** The object at fault ("" when the problem is not one object). */
+  key: string;
+  vhost: string;
+  queue: string;
+  message: string;
+}
+
+export interface VerifyProgress {
+  objectsChecked: number;
+  objectsTotal: number;
+  bytesChecked: number;
+  bytesTotal: number;
+}
+
+export interface VerifyDone {
+  checkpoint: number;
+  full: boolean;
+  manifests: number;
+  segments: number;
+  bytes: number;
+  /** Records decoded (full only). */
+  records: number;
+  problems: number;
+  durationMs: number;
+}
+
+export interface VerifyEvent {
+  event: { $case: "progress"; value: VerifyProgress } | { $case: "problem"; value: VerifyProblem } | {
+    $case: "done";
+    value: VerifyDone;
+  } | undefined;
+}
+
+export interface DrillRequest {
+  /** An epoch number or "latest". */
+  checkpoint: string;
+  /** As RestoreRequest.queues. */
+  queues: string[];
+  concurrency: number;
+}
+
+export interface DrillQueueResult {
+  vhost: string;
+  queue: string;
+  expectedMessages: number;
+  restoredMessages: number;
+  /** sha256 over the queue's messages in order (see docs/CLI.md), hex. */
+  expectedSha256: string;
+  restoredSha256: string;
+  ok: boolean;
+  error: string;
+}
+
+export interface DrillDone {
+  checkpoint: number;
+  scratchVhost: string;
+  queues: number;
+  mismatches: number;
+  scratchRemoved: boolean;
+  durationMs: number;
+  ok: boolean;
+}
+
+export interface DrillEvent {
+  event:
+    | //
+    /** The restore into the scratch vhost, as a restore reports it. */
+    { $case: "restore"; value: RestoreEvent }
+    | { $case: "queue"; value: DrillQueueResult }
+    | { $case: "done"; value: DrillDone }
+    | undefined;
 }
 
 function createBaseCheckpointRequest(): CheckpointRequest {
@@ -1145,6 +1288,11 @@ function createBaseRestoreRequest(): RestoreRequest {
     bindings: "",
     noOriginHeaders: false,
     append: false,
+    mode: "",
+    concurrency: 0,
+    rateLimit: 0,
+    confirmWindow: 0,
+    vhostMap: [],
   };
 }
 
@@ -1182,6 +1330,21 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     if (message.append !== false) {
       writer.uint32(88).bool(message.append);
+    }
+    if (message.mode !== "") {
+      writer.uint32(98).string(message.mode);
+    }
+    if (message.concurrency !== 0) {
+      writer.uint32(104).uint32(message.concurrency);
+    }
+    if (message.rateLimit !== 0) {
+      writer.uint32(112).uint64(message.rateLimit);
+    }
+    if (message.confirmWindow !== 0) {
+      writer.uint32(120).uint32(message.confirmWindow);
+    }
+    for (const v of message.vhostMap) {
+      NameMapping.encode(v!, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1287,6 +1450,46 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.append = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.concurrency = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.rateLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.confirmWindow = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.vhostMap.push(NameMapping.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1315,6 +1518,448 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.bindings = object.bindings ?? "";
     message.noOriginHeaders = object.noOriginHeaders ?? false;
     message.append = object.append ?? false;
+    message.mode = object.mode ?? "";
+    message.concurrency = object.concurrency ?? 0;
+    message.rateLimit = object.rateLimit ?? 0;
+    message.confirmWindow = object.confirmWindow ?? 0;
+    message.vhostMap = object.vhostMap?.map((e) => NameMapping.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseResumeRestoreRequest(): ResumeRestoreRequest {
+  return { restoreId: "" };
+}
+
+export const ResumeRestoreRequest: MessageFns<ResumeRestoreRequest> = {
+  encode(message: ResumeRestoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeRestoreRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeRestoreRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ResumeRestoreRequest>): ResumeRestoreRequest {
+    return ResumeRestoreRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResumeRestoreRequest>): ResumeRestoreRequest {
+    const message = createBaseResumeRestoreRequest();
+    message.restoreId = object.restoreId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelRestoreRequest(): CancelRestoreRequest {
+  return { restoreId: "" };
+}
+
+export const CancelRestoreRequest: MessageFns<CancelRestoreRequest> = {
+  encode(message: CancelRestoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRestoreRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRestoreRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CancelRestoreRequest>): CancelRestoreRequest {
+    return CancelRestoreRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelRestoreRequest>): CancelRestoreRequest {
+    const message = createBaseCancelRestoreRequest();
+    message.restoreId = object.restoreId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelRestoreReply(): CancelRestoreReply {
+  return { state: "" };
+}
+
+export const CancelRestoreReply: MessageFns<CancelRestoreReply> = {
+  encode(message: CancelRestoreReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelRestoreReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelRestoreReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CancelRestoreReply>): CancelRestoreReply {
+    return CancelRestoreReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelRestoreReply>): CancelRestoreReply {
+    const message = createBaseCancelRestoreReply();
+    message.state = object.state ?? "";
+    return message;
+  },
+};
+
+function createBaseListRestoresRequest(): ListRestoresRequest {
+  return {};
+}
+
+export const ListRestoresRequest: MessageFns<ListRestoresRequest> = {
+  encode(_: ListRestoresRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRestoresRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRestoresRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListRestoresRequest>): ListRestoresRequest {
+    return ListRestoresRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListRestoresRequest>): ListRestoresRequest {
+    const message = createBaseListRestoresRequest();
+    return message;
+  },
+};
+
+function createBaseRestoreSummary(): RestoreSummary {
+  return {
+    restoreId: "",
+    checkpoint: 0,
+    state: "",
+    createdAtMs: 0,
+    updatedAtMs: 0,
+    queues: 0,
+    doneQueues: 0,
+    failedQueues: 0,
+    messages: 0,
+    confirmed: 0,
+  };
+}
+
+export const RestoreSummary: MessageFns<RestoreSummary> = {
+  encode(message: RestoreSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.restoreId !== "") {
+      writer.uint32(10).string(message.restoreId);
+    }
+    if (message.checkpoint !== 0) {
+      writer.uint32(16).uint64(message.checkpoint);
+    }
+    if (message.state !== "") {
+      writer.uint32(26).string(message.state);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(32).int64(message.createdAtMs);
+    }
+    if (message.updatedAtMs !== 0) {
+      writer.uint32(40).int64(message.updatedAtMs);
+    }
+    if (message.queues !== 0) {
+      writer.uint32(48).uint32(message.queues);
+    }
+    if (message.doneQueues !== 0) {
+      writer.uint32(56).uint32(message.doneQueues);
+    }
+    if (message.failedQueues !== 0) {
+      writer.uint32(64).uint32(message.failedQueues);
+    }
+    if (message.messages !== 0) {
+      writer.uint32(72).uint64(message.messages);
+    }
+    if (message.confirmed !== 0) {
+      writer.uint32(80).uint64(message.confirmed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restoreId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.checkpoint = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.updatedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.queues = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.doneQueues = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.failedQueues = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.messages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.confirmed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RestoreSummary>): RestoreSummary {
+    return RestoreSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RestoreSummary>): RestoreSummary {
+    const message = createBaseRestoreSummary();
+    message.restoreId = object.restoreId ?? "";
+    message.checkpoint = object.checkpoint ?? 0;
+    message.state = object.state ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.updatedAtMs = object.updatedAtMs ?? 0;
+    message.queues = object.queues ?? 0;
+    message.doneQueues = object.doneQueues ?? 0;
+    message.failedQueues = object.failedQueues ?? 0;
+    message.messages = object.messages ?? 0;
+    message.confirmed = object.confirmed ?? 0;
+    return message;
+  },
+};
+
+function createBaseListRestoresReply(): ListRestoresReply {
+  return { restores: [] };
+}
+
+export const ListRestoresReply: MessageFns<ListRestoresReply> = {
+  encode(message: ListRestoresReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.restores) {
+      RestoreSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRestoresReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRestoresReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.restores.push(RestoreSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListRestoresReply>): ListRestoresReply {
+    return ListRestoresReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListRestoresReply>): ListRestoresReply {
+    const message = createBaseListRestoresReply();
+    message.restores = object.restores?.map((e) => RestoreSummary.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1331,6 +1976,10 @@ function createBasePlannedQueue(): PlannedQueue {
     segments: 0,
     workerId: "",
     bind: false,
+    alreadyConfirmed: 0,
+    finished: false,
+    targetExists: false,
+    conflict: "",
   };
 }
 
@@ -1365,6 +2014,18 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     }
     if (message.bind !== false) {
       writer.uint32(80).bool(message.bind);
+    }
+    if (message.alreadyConfirmed !== 0) {
+      writer.uint32(88).uint64(message.alreadyConfirmed);
+    }
+    if (message.finished !== false) {
+      writer.uint32(96).bool(message.finished);
+    }
+    if (message.targetExists !== false) {
+      writer.uint32(104).bool(message.targetExists);
+    }
+    if (message.conflict !== "") {
+      writer.uint32(114).string(message.conflict);
     }
     return writer;
   },
@@ -1462,6 +2123,38 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
             message.bind = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.alreadyConfirmed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.finished = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.targetExists = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.conflict = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1489,12 +2182,29 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     message.segments = object.segments ?? 0;
     message.workerId = object.workerId ?? "";
     message.bind = object.bind ?? false;
+    message.alreadyConfirmed = object.alreadyConfirmed ?? 0;
+    message.finished = object.finished ?? false;
+    message.targetExists = object.targetExists ?? false;
+    message.conflict = object.conflict ?? "";
     return message;
   },
 };
 
 function createBaseRestorePlan(): RestorePlan {
-  return { restoreId: "", checkpoint: 0, queues: [], messages: 0, bodyBytes: 0, dryRun: false };
+  return {
+    restoreId: "",
+    checkpoint: 0,
+    queues: [],
+    messages: 0,
+    bodyBytes: 0,
+    dryRun: false,
+    estimatedMs: 0,
+    estimateBasis: "",
+    resumed: false,
+    mode: "",
+    concurrency: 0,
+    rateLimit: 0,
+  };
 }
 
 export const RestorePlan: MessageFns<RestorePlan> = {
@@ -1516,6 +2226,24 @@ export const RestorePlan: MessageFns<RestorePlan> = {
     }
     if (message.dryRun !== false) {
       writer.uint32(48).bool(message.dryRun);
+    }
+    if (message.estimatedMs !== 0) {
+      writer.uint32(56).int64(message.estimatedMs);
+    }
+    if (message.estimateBasis !== "") {
+      writer.uint32(66).string(message.estimateBasis);
+    }
+    if (message.resumed !== false) {
+      writer.uint32(72).bool(message.resumed);
+    }
+    if (message.mode !== "") {
+      writer.uint32(82).string(message.mode);
+    }
+    if (message.concurrency !== 0) {
+      writer.uint32(88).uint32(message.concurrency);
+    }
+    if (message.rateLimit !== 0) {
+      writer.uint32(96).uint64(message.rateLimit);
     }
     return writer;
   },
@@ -1581,6 +2309,54 @@ export const RestorePlan: MessageFns<RestorePlan> = {
             message.dryRun = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.estimatedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.estimateBasis = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.resumed = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.concurrency = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rateLimit = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1604,12 +2380,18 @@ export const RestorePlan: MessageFns<RestorePlan> = {
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
     message.dryRun = object.dryRun ?? false;
+    message.estimatedMs = object.estimatedMs ?? 0;
+    message.estimateBasis = object.estimateBasis ?? "";
+    message.resumed = object.resumed ?? false;
+    message.mode = object.mode ?? "";
+    message.concurrency = object.concurrency ?? 0;
+    message.rateLimit = object.rateLimit ?? 0;
     return message;
   },
 };
 
 function createBaseRestoreDone(): RestoreDone {
-  return { restoreId: "", messages: 0, queues: 0, failedQueues: 0, durationMs: 0 };
+  return { restoreId: "", messages: 0, queues: 0, failedQueues: 0, durationMs: 0, state: "" };
 }
 
 export const RestoreDone: MessageFns<RestoreDone> = {
@@ -1628,6 +2410,9 @@ export const RestoreDone: MessageFns<RestoreDone> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(40).int64(message.durationMs);
+    }
+    if (message.state !== "") {
+      writer.uint32(50).string(message.state);
     }
     return writer;
   },
@@ -1685,6 +2470,14 @@ export const RestoreDone: MessageFns<RestoreDone> = {
             message.durationMs = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1707,6 +2500,7 @@ export const RestoreDone: MessageFns<RestoreDone> = {
     message.queues = object.queues ?? 0;
     message.failedQueues = object.failedQueues ?? 0;
     message.durationMs = object.durationMs ?? 0;
+    message.state = object.state ?? "";
     return message;
   },
 };
@@ -1809,6 +2603,944 @@ export const RestoreEvent: MessageFns<RestoreEvent> = {
   },
 };
 
+function createBaseVerifyRequest(): VerifyRequest {
+  return { checkpoint: "", full: false };
+}
+
+export const VerifyRequest: MessageFns<VerifyRequest> = {
+  encode(message: VerifyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== "") {
+      writer.uint32(10).string(message.checkpoint);
+    }
+    if (message.full !== false) {
+      writer.uint32(16).bool(message.full);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpoint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.full = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VerifyRequest>): VerifyRequest {
+    return VerifyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyRequest>): VerifyRequest {
+    const message = createBaseVerifyRequest();
+    message.checkpoint = object.checkpoint ?? "";
+    message.full = object.full ?? false;
+    return message;
+  },
+};
+
+function createBaseVerifyProblem(): VerifyProblem {
+  return { key: "", vhost: "", queue: "", message: "" };
+}
+
+export const VerifyProblem: MessageFns<VerifyProblem> = {
+  encode(message: VerifyProblem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.vhost !== "") {
+      writer.uint32(18).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(26).string(message.queue);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyProblem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyProblem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VerifyProblem>): VerifyProblem {
+    return VerifyProblem.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyProblem>): VerifyProblem {
+    const message = createBaseVerifyProblem();
+    message.key = object.key ?? "";
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyProgress(): VerifyProgress {
+  return { objectsChecked: 0, objectsTotal: 0, bytesChecked: 0, bytesTotal: 0 };
+}
+
+export const VerifyProgress: MessageFns<VerifyProgress> = {
+  encode(message: VerifyProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.objectsChecked !== 0) {
+      writer.uint32(8).uint32(message.objectsChecked);
+    }
+    if (message.objectsTotal !== 0) {
+      writer.uint32(16).uint32(message.objectsTotal);
+    }
+    if (message.bytesChecked !== 0) {
+      writer.uint32(24).uint64(message.bytesChecked);
+    }
+    if (message.bytesTotal !== 0) {
+      writer.uint32(32).uint64(message.bytesTotal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.objectsChecked = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objectsTotal = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytesChecked = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytesTotal = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VerifyProgress>): VerifyProgress {
+    return VerifyProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyProgress>): VerifyProgress {
+    const message = createBaseVerifyProgress();
+    message.objectsChecked = object.objectsChecked ?? 0;
+    message.objectsTotal = object.objectsTotal ?? 0;
+    message.bytesChecked = object.bytesChecked ?? 0;
+    message.bytesTotal = object.bytesTotal ?? 0;
+    return message;
+  },
+};
+
+function createBaseVerifyDone(): VerifyDone {
+  return { checkpoint: 0, full: false, manifests: 0, segments: 0, bytes: 0, records: 0, problems: 0, durationMs: 0 };
+}
+
+export const VerifyDone: MessageFns<VerifyDone> = {
+  encode(message: VerifyDone, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== 0) {
+      writer.uint32(8).uint64(message.checkpoint);
+    }
+    if (message.full !== false) {
+      writer.uint32(16).bool(message.full);
+    }
+    if (message.manifests !== 0) {
+      writer.uint32(24).uint32(message.manifests);
+    }
+    if (message.segments !== 0) {
+      writer.uint32(32).uint32(message.segments);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(40).uint64(message.bytes);
+    }
+    if (message.records !== 0) {
+      writer.uint32(48).uint64(message.records);
+    }
+    if (message.problems !== 0) {
+      writer.uint32(56).uint32(message.problems);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(64).int64(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyDone {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyDone();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.checkpoint = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.full = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.manifests = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.segments = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.records = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.problems = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VerifyDone>): VerifyDone {
+    return VerifyDone.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyDone>): VerifyDone {
+    const message = createBaseVerifyDone();
+    message.checkpoint = object.checkpoint ?? 0;
+    message.full = object.full ?? false;
+    message.manifests = object.manifests ?? 0;
+    message.segments = object.segments ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.records = object.records ?? 0;
+    message.problems = object.problems ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseVerifyEvent(): VerifyEvent {
+  return { event: undefined };
+}
+
+export const VerifyEvent: MessageFns<VerifyEvent> = {
+  encode(message: VerifyEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "progress":
+        VerifyProgress.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "problem":
+        VerifyProblem.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+      case "done":
+        VerifyDone.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "progress", value: VerifyProgress.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "problem", value: VerifyProblem.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "done", value: VerifyDone.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<VerifyEvent>): VerifyEvent {
+    return VerifyEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyEvent>): VerifyEvent {
+    const message = createBaseVerifyEvent();
+    switch (object.event?.$case) {
+      case "progress": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "progress", value: VerifyProgress.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "problem": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "problem", value: VerifyProblem.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "done": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "done", value: VerifyDone.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseDrillRequest(): DrillRequest {
+  return { checkpoint: "", queues: [], concurrency: 0 };
+}
+
+export const DrillRequest: MessageFns<DrillRequest> = {
+  encode(message: DrillRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== "") {
+      writer.uint32(10).string(message.checkpoint);
+    }
+    for (const v of message.queues) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.concurrency !== 0) {
+      writer.uint32(24).uint32(message.concurrency);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrillRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrillRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checkpoint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queues.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.concurrency = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DrillRequest>): DrillRequest {
+    return DrillRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrillRequest>): DrillRequest {
+    const message = createBaseDrillRequest();
+    message.checkpoint = object.checkpoint ?? "";
+    message.queues = object.queues?.map((e) => e) || [];
+    message.concurrency = object.concurrency ?? 0;
+    return message;
+  },
+};
+
+function createBaseDrillQueueResult(): DrillQueueResult {
+  return {
+    vhost: "",
+    queue: "",
+    expectedMessages: 0,
+    restoredMessages: 0,
+    expectedSha256: "",
+    restoredSha256: "",
+    ok: false,
+    error: "",
+  };
+}
+
+export const DrillQueueResult: MessageFns<DrillQueueResult> = {
+  encode(message: DrillQueueResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.expectedMessages !== 0) {
+      writer.uint32(24).uint64(message.expectedMessages);
+    }
+    if (message.restoredMessages !== 0) {
+      writer.uint32(32).uint64(message.restoredMessages);
+    }
+    if (message.expectedSha256 !== "") {
+      writer.uint32(42).string(message.expectedSha256);
+    }
+    if (message.restoredSha256 !== "") {
+      writer.uint32(50).string(message.restoredSha256);
+    }
+    if (message.ok !== false) {
+      writer.uint32(56).bool(message.ok);
+    }
+    if (message.error !== "") {
+      writer.uint32(66).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrillQueueResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrillQueueResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.restoredMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expectedSha256 = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.restoredSha256 = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DrillQueueResult>): DrillQueueResult {
+    return DrillQueueResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrillQueueResult>): DrillQueueResult {
+    const message = createBaseDrillQueueResult();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.expectedMessages = object.expectedMessages ?? 0;
+    message.restoredMessages = object.restoredMessages ?? 0;
+    message.expectedSha256 = object.expectedSha256 ?? "";
+    message.restoredSha256 = object.restoredSha256 ?? "";
+    message.ok = object.ok ?? false;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseDrillDone(): DrillDone {
+  return { checkpoint: 0, scratchVhost: "", queues: 0, mismatches: 0, scratchRemoved: false, durationMs: 0, ok: false };
+}
+
+export const DrillDone: MessageFns<DrillDone> = {
+  encode(message: DrillDone, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.checkpoint !== 0) {
+      writer.uint32(8).uint64(message.checkpoint);
+    }
+    if (message.scratchVhost !== "") {
+      writer.uint32(18).string(message.scratchVhost);
+    }
+    if (message.queues !== 0) {
+      writer.uint32(24).uint32(message.queues);
+    }
+    if (message.mismatches !== 0) {
+      writer.uint32(32).uint32(message.mismatches);
+    }
+    if (message.scratchRemoved !== false) {
+      writer.uint32(40).bool(message.scratchRemoved);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(48).int64(message.durationMs);
+    }
+    if (message.ok !== false) {
+      writer.uint32(56).bool(message.ok);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrillDone {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrillDone();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.checkpoint = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scratchVhost = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.queues = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mismatches = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.scratchRemoved = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.ok = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DrillDone>): DrillDone {
+    return DrillDone.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrillDone>): DrillDone {
+    const message = createBaseDrillDone();
+    message.checkpoint = object.checkpoint ?? 0;
+    message.scratchVhost = object.scratchVhost ?? "";
+    message.queues = object.queues ?? 0;
+    message.mismatches = object.mismatches ?? 0;
+    message.scratchRemoved = object.scratchRemoved ?? false;
+    message.durationMs = object.durationMs ?? 0;
+    message.ok = object.ok ?? false;
+    return message;
+  },
+};
+
+function createBaseDrillEvent(): DrillEvent {
+  return { event: undefined };
+}
+
+export const DrillEvent: MessageFns<DrillEvent> = {
+  encode(message: DrillEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "restore":
+        RestoreEvent.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "queue":
+        DrillQueueResult.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+      case "done":
+        DrillDone.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrillEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrillEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "restore", value: RestoreEvent.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "queue", value: DrillQueueResult.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "done", value: DrillDone.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DrillEvent>): DrillEvent {
+    return DrillEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DrillEvent>): DrillEvent {
+    const message = createBaseDrillEvent();
+    switch (object.event?.$case) {
+      case "restore": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "restore", value: RestoreEvent.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "queue": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "queue", value: DrillQueueResult.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "done": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "done", value: DrillDone.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 export type CoordinatorServiceService = typeof CoordinatorServiceService;
 export const CoordinatorServiceService = {
   /** Start a checkpoint round now; with wait, return once it is decided. */
@@ -1860,6 +3592,55 @@ export const CoordinatorServiceService = {
     responseSerialize: (value: RestoreEvent): Buffer => Buffer.from(RestoreEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): RestoreEvent => RestoreEvent.decode(value),
   },
+  /** Watch a restore; one that is not running (cancelled, or cut short by a crash) is resumed first. */
+  resumeRestore: {
+    path: "/tidemark.v1.CoordinatorService/ResumeRestore" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ResumeRestoreRequest): Buffer => Buffer.from(ResumeRestoreRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeRestoreRequest => ResumeRestoreRequest.decode(value),
+    responseSerialize: (value: RestoreEvent): Buffer => Buffer.from(RestoreEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreEvent => RestoreEvent.decode(value),
+  },
+  /** Stop a running restore; it can be resumed later. */
+  cancelRestore: {
+    path: "/tidemark.v1.CoordinatorService/CancelRestore" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelRestoreRequest): Buffer => Buffer.from(CancelRestoreRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelRestoreRequest => CancelRestoreRequest.decode(value),
+    responseSerialize: (value: CancelRestoreReply): Buffer => Buffer.from(CancelRestoreReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelRestoreReply => CancelRestoreReply.decode(value),
+  },
+  listRestores: {
+    path: "/tidemark.v1.CoordinatorService/ListRestores" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRestoresRequest): Buffer => Buffer.from(ListRestoresRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRestoresRequest => ListRestoresRequest.decode(value),
+    responseSerialize: (value: ListRestoresReply): Buffer => Buffer.from(ListRestoresReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRestoresReply => ListRestoresReply.decode(value),
+  },
+  /** Check a checkpoint's manifests and objects (and with full, every record), streaming events. */
+  verify: {
+    path: "/tidemark.v1.CoordinatorService/Verify" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: VerifyRequest): Buffer => Buffer.from(VerifyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyRequest => VerifyRequest.decode(value),
+    responseSerialize: (value: VerifyEvent): Buffer => Buffer.from(VerifyEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyEvent => VerifyEvent.decode(value),
+  },
+  /** Restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost. */
+  restoreDrill: {
+    path: "/tidemark.v1.CoordinatorService/RestoreDrill" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DrillRequest): Buffer => Buffer.from(DrillRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrillRequest => DrillRequest.decode(value),
+    responseSerialize: (value: DrillEvent): Buffer => Buffer.from(DrillEvent.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DrillEvent => DrillEvent.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServiceServer extends UntypedServiceImplementation {
@@ -1870,6 +3651,15 @@ export interface CoordinatorServiceServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, StatusReply>;
   /** Plan a restore and, unless dry_run, run it across the workers, streaming events. */
   restore: handleServerStreamingCall<RestoreRequest, RestoreEvent>;
+  /** Watch a restore; one that is not running (cancelled, or cut short by a crash) is resumed first. */
+  resumeRestore: handleServerStreamingCall<ResumeRestoreRequest, RestoreEvent>;
+  /** Stop a running restore; it can be resumed later. */
+  cancelRestore: handleUnaryCall<CancelRestoreRequest, CancelRestoreReply>;
+  listRestores: handleUnaryCall<ListRestoresRequest, ListRestoresReply>;
+  /** Check a checkpoint's manifests and objects (and with full, every record), streaming events. */
+  verify: handleServerStreamingCall<VerifyRequest, VerifyEvent>;
+  /** Restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost. */
+  restoreDrill: handleServerStreamingCall<DrillRequest, DrillEvent>;
 }
 
 export interface CoordinatorServiceClient extends Client {
@@ -1941,6 +3731,58 @@ export interface CoordinatorServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<RestoreEvent>;
+  /** Watch a restore; one that is not running (cancelled, or cut short by a crash) is resumed first. */
+  resumeRestore(request: ResumeRestoreRequest, options?: Partial<CallOptions>): ClientReadableStream<RestoreEvent>;
+  resumeRestore(
+    request: ResumeRestoreRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<RestoreEvent>;
+  /** Stop a running restore; it can be resumed later. */
+  cancelRestore(
+    request: CancelRestoreRequest,
+    callback: (error: ServiceError | null, response: CancelRestoreReply) => void,
+  ): ClientUnaryCall;
+  cancelRestore(
+    request: CancelRestoreRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelRestoreReply) => void,
+  ): ClientUnaryCall;
+  cancelRestore(
+    request: CancelRestoreRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelRestoreReply) => void,
+  ): ClientUnaryCall;
+  listRestores(
+    request: ListRestoresRequest,
+    callback: (error: ServiceError | null, response: ListRestoresReply) => void,
+  ): ClientUnaryCall;
+  listRestores(
+    request: ListRestoresRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRestoresReply) => void,
+  ): ClientUnaryCall;
+  listRestores(
+    request: ListRestoresRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRestoresReply) => void,
+  ): ClientUnaryCall;
+  /** Check a checkpoint's manifests and objects (and with full, every record), streaming events. */
+  verify(request: VerifyRequest, options?: Partial<CallOptions>): ClientReadableStream<VerifyEvent>;
+  verify(
+    request: VerifyRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<VerifyEvent>;
+  /** Restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost. */
+  restoreDrill(request: DrillRequest, options?: Partial<CallOptions>): ClientReadableStream<DrillEvent>;
+  restoreDrill(
+    request: DrillRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DrillEvent>;
 }
 
 export const CoordinatorServiceClient = makeGenericClientConstructor(

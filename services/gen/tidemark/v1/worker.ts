@@ -114,6 +114,16 @@ export interface QueueRestore {
   startOffset: number;
   /** Publish even if the target queue already holds messages. */
   append: boolean;
+  /** Messages of the prefix an earlier run already got confirmed: they are skipped (resume). */
+  resumeCount: number;
+  /** Resume a stream target from its tail: the last message's origin offset, not resume_count. */
+  resumeFromTail: boolean;
+  /** Messages per second for this queue; 0: no limit. */
+  rateLimit: number;
+  /** An earlier run of this restore began publishing to the target: it is not refused for holding messages. */
+  started: boolean;
+  /** Journal offset of the last message counted in resume_count; -1 when it is 0. */
+  resumeAfterOffset: number;
 }
 
 export interface RestoreTask {
@@ -139,6 +149,8 @@ export interface RestoreProgress {
   done: boolean;
   error: string;
   bodyBytes: number;
+  /** Messages found already in the target from an earlier run and skipped (included in confirmed). */
+  skipped: number;
 }
 
 export interface WorkerStatusRequest {
@@ -869,6 +881,11 @@ function createBaseQueueRestore(): QueueRestore {
     bind: false,
     startOffset: 0,
     append: false,
+    resumeCount: 0,
+    resumeFromTail: false,
+    rateLimit: 0,
+    started: false,
+    resumeAfterOffset: 0,
   };
 }
 
@@ -906,6 +923,21 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.append !== false) {
       writer.uint32(88).bool(message.append);
+    }
+    if (message.resumeCount !== 0) {
+      writer.uint32(96).uint64(message.resumeCount);
+    }
+    if (message.resumeFromTail !== false) {
+      writer.uint32(104).bool(message.resumeFromTail);
+    }
+    if (message.rateLimit !== 0) {
+      writer.uint32(112).uint64(message.rateLimit);
+    }
+    if (message.started !== false) {
+      writer.uint32(120).bool(message.started);
+    }
+    if (message.resumeAfterOffset !== 0) {
+      writer.uint32(128).int64(message.resumeAfterOffset);
     }
     return writer;
   },
@@ -1011,6 +1043,46 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.append = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.resumeCount = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.resumeFromTail = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.rateLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.started = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.resumeAfterOffset = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1041,6 +1113,11 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.bind = object.bind ?? false;
     message.startOffset = object.startOffset ?? 0;
     message.append = object.append ?? false;
+    message.resumeCount = object.resumeCount ?? 0;
+    message.resumeFromTail = object.resumeFromTail ?? false;
+    message.rateLimit = object.rateLimit ?? 0;
+    message.started = object.started ?? false;
+    message.resumeAfterOffset = object.resumeAfterOffset ?? 0;
     return message;
   },
 };
@@ -1205,6 +1282,7 @@ function createBaseRestoreProgress(): RestoreProgress {
     done: false,
     error: "",
     bodyBytes: 0,
+    skipped: 0,
   };
 }
 
@@ -1239,6 +1317,9 @@ export const RestoreProgress: MessageFns<RestoreProgress> = {
     }
     if (message.bodyBytes !== 0) {
       writer.uint32(80).uint64(message.bodyBytes);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(88).uint64(message.skipped);
     }
     return writer;
   },
@@ -1336,6 +1417,14 @@ export const RestoreProgress: MessageFns<RestoreProgress> = {
             message.bodyBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1363,6 +1452,7 @@ export const RestoreProgress: MessageFns<RestoreProgress> = {
     message.done = object.done ?? false;
     message.error = object.error ?? "";
     message.bodyBytes = object.bodyBytes ?? 0;
+    message.skipped = object.skipped ?? 0;
     return message;
   },
 };

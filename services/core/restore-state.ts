@@ -1,0 +1,146 @@
+/**
+ * A restore's durable state in Redis, so that a restore cut short by any crash (worker,
+ * coordinator, CLI) can continue where it stopped.
+ *
+ * - `restore:<id>`: the record (the request as sent, the checkpoint it resolved to, the state).
+ *   Written by the coordinator running the restore.
+ * - `restore:<id>:queues`: one hash for every queue's progress, under three kinds of field:
+ *   - `s:<queue>`: "1" once a worker is about to declare the target and publish into it. A resumed
+ *     restore does not refuse such a target for holding messages: they are its own.
+ *   - `c:<queue>`: `<count>:<offset>`, the longest prefix of the queue's messages the target has
+ *     confirmed: that many messages, the last at that journal offset. Written by the worker that
+ *     publishes, only ever forwards (a late write of an older attempt cannot move it back).
+ *   - `d:<queue>`: JSON `{ok, error}` once the queue finished. Written by the coordinator.
+ * - `restores`: the ids, scored by creation time, for listing.
+ *
+ * Finished restores expire after a week; a running one has no expiry.
+ */
+import type { Redis } from 'ioredis';
+import { redisKeys } from './names.js';
+
+export type RestoreState = 'running' | 'cancelled' | 'interrupted' | 'done' | 'failed';
+
+export interface RestoreRecord {
+  id: string;
+  /** The epoch the request resolved to (a resume restores the same checkpoint). */
+  checkpoint: number;
+  /** The RestoreRequest as received, with checkpoint/at replaced by the resolved epoch. */
+  request: Record<string, unknown>;
+  state: RestoreState;
+  createdAtMs: number;
+  updatedAtMs: number;
+  queues: number;
+  messages: number;
+}
+
+export interface QueueProgress {
+  started: boolean;
+  /** Messages of the prefix the target confirmed, in order. */
+  confirmed: number;
+  /** Journal offset of the last of them; -1 before the first. */
+  offset: number;
+  finished?: { ok: boolean; error: string };
+}
+
+const FINISHED_TTL_S = 7 * 24 * 3600;
+
+/** Moves `c:<queue>` forward only: a stale writer's smaller count is ignored. */
+const ADVANCE = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local count = tonumber(string.match(current, '^(%d+):'))
+  if count and count >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+return 1`;
+
+/** The key of a source queue within a restore. */
+export function restoreQueueKey(vhost: string, queue: string): string {
+  return `${vhost}\u0000${queue}`;
+}
+
+export class RestoreStateStore {
+  private readonly keys;
+
+  constructor(
+    private readonly redis: Redis,
+    namespace: string,
+  ) {
+    this.keys = redisKeys(namespace);
+  }
+
+  async create(record: RestoreRecord): Promise<void> {
+    await this.redis.multi().set(this.keys.restore(record.id), JSON.stringify(record)).zadd(this.keys.restores, record.createdAtMs, record.id).exec();
+  }
+
+  async get(id: string): Promise<RestoreRecord | undefined> {
+    const text = await this.redis.get(this.keys.restore(id));
+    return text ? (JSON.parse(text) as RestoreRecord) : undefined;
+  }
+
+  async setState(id: string, state: RestoreState): Promise<void> {
+    const record = await this.get(id);
+    if (!record) return;
+    record.state = state;
+    record.updatedAtMs = Date.now();
+    const multi = this.redis.multi().set(this.keys.restore(id), JSON.stringify(record));
+    if (state === 'running') multi.persist(this.keys.restoreQueues(id));
+    else multi.expire(this.keys.restore(id), FINISHED_TTL_S).expire(this.keys.restoreQueues(id), FINISHED_TTL_S);
+    await multi.exec();
+  }
+
+  /** Every known restore, newest first (expired ones are dropped from the index). */
+  async list(limit = 100): Promise<RestoreRecord[]> {
+    const ids = await this.redis.zrevrange(this.keys.restores, 0, limit - 1);
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    const gone = ids.filter((_, i) => !records[i]);
+    if (gone.length > 0) await this.redis.zrem(this.keys.restores, ...gone);
+    return records.filter((r): r is RestoreRecord => r !== undefined);
+  }
+
+  async progress(id: string): Promise<Map<string, QueueProgress>> {
+    const fields = await this.redis.hgetall(this.keys.restoreQueues(id));
+    const byQueue = new Map<string, QueueProgress>();
+    const entry = (key: string) => {
+      let p = byQueue.get(key);
+      if (!p) byQueue.set(key, (p = { started: false, confirmed: 0, offset: -1 }));
+      return p;
+    };
+    for (const [field, value] of Object.entries(fields)) {
+      const kind = field.slice(0, 2);
+      const key = field.slice(2);
+      if (kind === 's:') entry(key).started = true;
+      else if (kind === 'c:') {
+        const [count, offset] = value.split(':').map(Number);
+        Object.assign(entry(key), { confirmed: count, offset });
+      } else if (kind === 'd:') entry(key).finished = JSON.parse(value) as { ok: boolean; error: string };
+    }
+    return byQueue;
+  }
+
+  async markStarted(id: string, queueKey: string): Promise<void> {
+    await this.redis.hset(this.keys.restoreQueues(id), `s:${queueKey}`, '1');
+  }
+
+  async advance(id: string, queueKey: string, confirmed: number, offset: number): Promise<void> {
+    await this.redis.eval(ADVANCE, 1, this.keys.restoreQueues(id), `c:${queueKey}`, confirmed, offset);
+  }
+
+  async markFinished(id: string, queueKey: string, finished: { ok: boolean; error: string }): Promise<void> {
+    await this.redis.hset(this.keys.restoreQueues(id), `d:${queueKey}`, JSON.stringify(finished));
+  }
+
+  /** Clears a failed queue's outcome so that a resume tries it again. */
+  async clearFinished(id: string, queueKey: string): Promise<void> {
+    await this.redis.hdel(this.keys.restoreQueues(id), `d:${queueKey}`);
+  }
+
+  async measuredRate(): Promise<number | undefined> {
+    const value = Number(await this.redis.get(this.keys.restoreRate));
+    return Number.isFinite(value) && value > 0 ? value : undefined;
+  }
+
+  async recordRate(messagesPerSecond: number): Promise<void> {
+    if (Number.isFinite(messagesPerSecond) && messagesPerSecond > 0) await this.redis.set(this.keys.restoreRate, String(Math.round(messagesPerSecond)));
+  }
+}
