@@ -282,6 +282,7 @@ const restoreCommand = program
   .addOption(new Option('--mode <mode>', 'recreate (declare from the checkpoint, refuse targets holding messages), append, or refuse (any existing target)').choices(['recreate', 'append', 'refuse']))
   .option('--append', 'same as --mode append')
   .option('--target-vhost <vhost>', 'restore into this vhost')
+  .option('--map-vhost <A=B>', 'restore the queues of vhost A into vhost B (repeatable; wins over --target-vhost)', collect, [])
   .option('--target-amqp <url>', 'restore into another broker')
   .addOption(new Option('--bindings <mode>', 'recreate bindings: auto (queues that keep their name), all, none').choices(['auto', 'all', 'none']).default('auto'))
   .option('--no-origin-headers', 'leave out the x-tidemark-origin-* headers')
@@ -294,11 +295,13 @@ const restoreCommand = program
     if (!flags.checkpoint && !flags.at) throw new ConfigError('say which checkpoint: --checkpoint ID|latest or --at TIME');
     if (flags.checkpoint && flags.at) throw new ConfigError('use either --checkpoint or --at, not both');
     if (flags.append && flags.mode && flags.mode !== 'append') throw new ConfigError(`--append contradicts --mode ${flags.mode}`);
-    const map = (flags.map as string[]).map((m) => {
-      const at = m.indexOf('=');
-      if (at <= 0 || at === m.length - 1) throw new ConfigError(`--map "${m}" must be SOURCE=TARGET`);
-      return { from: m.slice(0, at), to: m.slice(at + 1) };
-    });
+    const pairs = (flag: string, values: string[]) =>
+      values.map((m) => {
+        const at = m.indexOf('=');
+        if (at <= 0 || at === m.length - 1) throw new ConfigError(`${flag} "${m}" must be SOURCE=TARGET`);
+        return { from: m.slice(0, at), to: m.slice(at + 1) };
+      });
+    const map = pairs('--map', flags.map);
     const request: Partial<RestoreRequest> = {
       checkpoint: flags.checkpoint ?? '',
       at: flags.at ?? '',
@@ -306,6 +309,7 @@ const restoreCommand = program
       prefix: flags.prefix ?? '',
       map,
       targetVhost: flags.targetVhost ?? '',
+      vhostMap: pairs('--map-vhost', flags.mapVhost),
       targetAmqpUrl: flags.targetAmqp ?? '',
       dryRun: Boolean(flags.dryRun),
       bindings: flags.bindings,

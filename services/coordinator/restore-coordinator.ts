@@ -287,7 +287,7 @@ export class RestoreService {
   async start(request: RestoreRequest, emit: Listener, signal: AbortSignal): Promise<void> {
     checkRestoreRequest(request);
     // Workers only take tasks carrying the current leader's token.
-    if (!request.dryRun) this.requireLeader('restore');
+    if (!request.dryRun) this.requireLeader('the restore');
     const manifest = await this.resolve(request);
     const id = `r${manifest.epoch}-${randomBytes(4).toString('hex')}`;
     const stored: RestoreRequest = { ...request, checkpoint: String(manifest.epoch), at: '' };
@@ -332,7 +332,7 @@ export class RestoreService {
   private async reload(id: string): Promise<RestoreJob> {
     const record = await this.state.get(id);
     if (!record) throw new NotFoundError(`restore ${id} is not known: see "tidemark restore list" (finished restores are kept for 7 days)`);
-    if (record.state !== 'done') this.requireLeader('resume a restore');
+    if (record.state !== 'done') this.requireLeader('the resume');
     const job = await this.load(record);
     if (record.state === 'done') {
       job.ended = true;
@@ -354,7 +354,7 @@ export class RestoreService {
     const record = await this.state.get(id);
     if (!record) throw new NotFoundError(`restore ${id} is not known: see "tidemark restore list"`);
     if (record.state !== 'running' && record.state !== 'interrupted') return record.state;
-    this.requireLeader('cancel a restore');
+    this.requireLeader('the cancel');
     await this.state.setState(id, 'cancelled');
     return 'cancelled';
   }
@@ -380,9 +380,9 @@ export class RestoreService {
     );
   }
 
-  private requireLeader(what: string): void {
+  requireLeader(what: string): void {
     if (!this.coordinator.isLeader) {
-      throw new FailedPreconditionError(`coordinator ${this.coordinator.id} is a standby and cannot ${what}: send it to the leader (see "tidemark status"); nothing was restored`);
+      throw new FailedPreconditionError(`coordinator ${this.coordinator.id} is a standby: send ${what} to the leader (see "tidemark status"); nothing was restored`);
     }
   }
 

@@ -18,10 +18,8 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
   const startedAt = Date.now();
   const { config, management, store } = coordinator.restoreParts;
   const log = restores.log;
-  if (!coordinator.isLeader) {
-    // The same refusal a restore gives, before a scratch vhost is made.
-    await restores.start(RestoreRequest.fromPartial({ checkpoint: request.checkpoint }), () => {}, signal);
-  }
+  // Refused by a standby before a scratch vhost is made.
+  restores.requireLeader('the restore drill');
   const manifest = await coordinator.catalog.resolve(request.checkpoint);
   // Which queues, hence which source vhosts (queue names may repeat across vhosts).
   const selected = planRestore(manifest, { queues: request.queues, prefix: '', map: [], targetVhost: '', bindings: 'none' }, ['-']);

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import { Segment } from '../gen/tidemark/v1/store.js';
+import { Segment, type Record as JournalRecord, type SegmentRef } from '../gen/tidemark/v1/store.js';
 import { ConfigError, CorruptDataError, TidemarkError, errorMessage } from './errors.js';
 
 /** Segment format version this code writes and the newest it reads. */
@@ -56,6 +56,29 @@ export async function encodeSegment(segment: Segment, codec: SegmentCodec): Prom
   if (problem) throw new TidemarkError(`refusing to write segment of ${segment.vhost}/${segment.queue}: ${problem}`);
   const bytes = await codec.compress(Buffer.from(Segment.encode(segment).finish()));
   return { bytes, sha256: sha256Hex(bytes) };
+}
+
+/** The manifest's reference to a stored segment of `records` (fences counted as records, not messages). */
+export function segmentRefOf(key: string, records: JournalRecord[], stored: Buffer, sha256: string, codec: string): SegmentRef {
+  let messages = 0;
+  let bodyBytes = 0;
+  for (const r of records) {
+    if (r.fenceEpoch === 0) {
+      messages += 1;
+      bodyBytes += r.body.length;
+    }
+  }
+  return {
+    key,
+    firstOffset: records[0].offset,
+    lastOffset: records[records.length - 1].offset,
+    records: records.length,
+    messages,
+    storedBytes: stored.length,
+    bodyBytes,
+    sha256,
+    codec,
+  };
 }
 
 /** What a SegmentRef promises about a stored segment. */

@@ -13,7 +13,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
 import { toProperties } from '../core/field-table.js';
-import { encodeSegment, gzipCodec, type SegmentCodec } from '../core/segment-codec.js';
+import { encodeSegment, gzipCodec, segmentRefOf, type SegmentCodec } from '../core/segment-codec.js';
 import { segmentKey } from '../core/store/keys.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
@@ -282,25 +282,7 @@ export class QueueCapture {
       );
       const key = segmentKey(this.vhost, this.queue, first, last, sha256);
       await this.options.store.put(key, bytes);
-      let messages = 0;
-      let bodyBytes = 0;
-      for (const r of records) {
-        if (r.fenceEpoch === 0) {
-          messages += 1;
-          bodyBytes += r.body.length;
-        }
-      }
-      this.segments.push({
-        key,
-        firstOffset: first,
-        lastOffset: last,
-        records: records.length,
-        messages,
-        storedBytes: bytes.length,
-        bodyBytes,
-        sha256,
-        codec: this.codec.name,
-      });
+      this.segments.push(segmentRefOf(key, records, bytes, sha256, this.codec.name));
       this.durableOffset = last + 1;
     } catch (err) {
       // Put the records back in front so nothing is lost; the next flush retries them.

@@ -76,3 +76,22 @@ export async function deleteTestVhost(managementUrl: string, name: string): Prom
 
 /** The AMQP URL of `vhost` on the broker of `amqpUrl`. */
 export { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
+
+/**
+ * Creates a broker user with full permissions on `vhost` only, through the management API; the
+ * returned `remove` deletes it. Stands in for "another broker's credentials" on a one-broker machine.
+ */
+export async function createTestUser(managementUrl: string, vhost: string): Promise<{ user: string; password: string; remove: () => Promise<void> }> {
+  const base = new URL(managementUrl);
+  const auth = `Basic ${Buffer.from(`${decodeURIComponent(base.username) || 'guest'}:${decodeURIComponent(base.password) || 'guest'}`).toString('base64')}`;
+  const api = (path: string) => `${base.protocol}//${base.host}/api/${path}`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(api(path), { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (!res.ok && !(method === 'DELETE' && res.status === 404)) throw new Error(`${method} ${path}: HTTP ${res.status} ${await res.text()}`);
+  };
+  const user = uniqueName('tmuser');
+  const password = `pw-${user}`;
+  await call('PUT', `users/${encodeURIComponent(user)}`, { password, tags: '' });
+  await call('PUT', `permissions/${encodeURIComponent(vhost)}/${encodeURIComponent(user)}`, { configure: '.*', write: '.*', read: '.*' });
+  return { user, password, remove: () => call('DELETE', `users/${encodeURIComponent(user)}`) };
+}

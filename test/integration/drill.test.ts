@@ -17,7 +17,7 @@ import {
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { FailedPreconditionError } from '../../services/core/errors.js';
 import { ORIGIN_OFFSET_HEADER } from '../../services/core/names.js';
-import { encodeSegment, gzipCodec } from '../../services/core/segment-codec.js';
+import { encodeSegment, gzipCodec, segmentRefOf } from '../../services/core/segment-codec.js';
 import type { PrefixSpec } from '../../services/core/segment-reader.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore } from '../../services/core/store/local-store.js';
@@ -276,18 +276,7 @@ describe('expectedDigest over checkpoint data', () => {
     );
     const key = segmentKey(vhost, queue, first, last, sha256);
     await store.put(key, bytes);
-    const data = records.filter((r) => r.fenceEpoch === 0);
-    return {
-      key,
-      firstOffset: first,
-      lastOffset: last,
-      records: records.length,
-      messages: data.length,
-      storedBytes: bytes.length,
-      bodyBytes: data.reduce((n, r) => n + r.body.length, 0),
-      sha256,
-      codec: 'gzip',
-    };
+    return segmentRefOf(key, records, bytes, sha256, gzipCodec.name);
   }
 
   it('digests the data records of [start, cut) in order, fences left out, and matches a restore of them', async () => {

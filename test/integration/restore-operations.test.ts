@@ -17,7 +17,7 @@ import { declareBoundQueues, readQueue } from '../helpers/broker.js';
 import { jsonLines, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
-import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestUser, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { RestoredQueues } from '../helpers/verify.js';
 
 const QUEUES = [
@@ -200,6 +200,40 @@ describe('restore operations (issue 4)', () => {
     // 1,800 messages at 1,000/s cannot take less than about 1.8 s.
     expect(done.durationMs as number).toBeGreaterThanOrEqual(1_500);
     await new RestoredQueues(services.amqpUrl, vhost).expectExactPrefixes(first, 'c.');
+  });
+
+  it('--target-amqp restores through the URL it names (its broker, user and vhost), and refuses one it cannot log in with before publishing', async () => {
+    const other = uniqueName('tm-ops-target');
+    await createTestVhost(services.managementUrl, other);
+    const account = await createTestUser(services.managementUrl, other);
+    try {
+      const url = new URL(services.amqpUrl);
+      url.hostname = '127.0.0.1';
+      url.username = account.user;
+      url.password = 'wrong';
+      const refused = await cli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/cannot|refused/i);
+      expect(refused.stderr).not.toContain('wrong');
+
+      url.password = account.password;
+      const result = await cli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      expect(lastEvent(result)).toMatchObject({ type: 'done', failedQueues: 0, messages: PER_QUEUE * QUEUES.length });
+      // The same messages, in the same order, as a restore into this file's own vhost.
+      expect((await cli(['restore', '--checkpoint', String(first.epoch), '--prefix', 't.'])).code).toBe(0);
+      const reference = new RestoredQueues(services.amqpUrl, vhost);
+      await reference.expectExactPrefixes(first, 't.');
+      for (const q of QUEUES) {
+        const got = await readQueue(url.toString(), other, q.name, q.type, PER_QUEUE);
+        const want = await reference.read(first, 't.', q.name);
+        expect(got.map((m) => m.body.toString('hex')), q.name).toEqual(want.map((m) => m.body.toString('hex')));
+        expect(got.map((m) => m.headers['x-tidemark-origin-offset'])).toEqual(want.map((m) => m.headers['x-tidemark-origin-offset']));
+      }
+    } finally {
+      await deleteTestVhost(services.managementUrl, other);
+      await account.remove();
+    }
   });
 
   it('verify and restore-drill pass on intact data, and name a corrupted segment', async () => {

@@ -13,7 +13,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { verifyCheckpoint, type VerifyCheckpointOptions } from '../../services/coordinator/verify.js';
 import { Catalog } from '../../services/core/catalog.js';
 import { ConfigError, NotFoundError } from '../../services/core/errors.js';
-import { encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
+import { encodeSegment, gzipCodec, segmentRefOf, sha256Hex } from '../../services/core/segment-codec.js';
 import { checkpointKey, segmentKey } from '../../services/core/store/keys.js';
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 import { openStore } from '../../services/core/store/open-store.js';
@@ -101,18 +101,7 @@ class Journal {
     const sha256 = sha256Hex(bytes);
     const key = segmentKey(VHOST, this.queue, first, last, sha256);
     await this.store.put(key, bytes);
-    const data = records.filter((r) => r.fenceEpoch === 0);
-    return {
-      key,
-      firstOffset: first,
-      lastOffset: last,
-      records: records.length,
-      messages: data.length,
-      storedBytes: bytes.length,
-      bodyBytes: data.reduce((n, r) => n + r.body.length, 0),
-      sha256,
-      codec: gzipCodec.name,
-    };
+    return segmentRefOf(key, records, bytes, sha256, gzipCodec.name);
   }
 }
 

@@ -168,6 +168,15 @@ describe('restore plan: names and vhosts', () => {
     expect(() => plan({ map: [{ from: 'ghost', to: 'g' }] })).toThrow(/ghost/);
   });
 
+  it('moves each source vhost into its own target vhost with a vhost map, which wins over targetVhost', () => {
+    const t = targets(plan({ queues: ['q1', 'billing'], targetVhost: 'elsewhere', vhostMap: [{ from: 'prod', to: 'scratch-prod' }] }));
+    expect(t).toEqual({ '/|q1': 'elsewhere|q1', 'prod|q1': 'scratch-prod|q1', 'prod|billing': 'scratch-prod|billing', 'prod.eu|billing': 'elsewhere|billing' });
+    // Same-named queues of two vhosts stay apart when each vhost gets its own target.
+    expect(() => plan({ queues: ['billing'], targetVhost: 'one' })).toThrow(/both restore into one\/billing/);
+    expect(() => plan({ queues: ['billing'], vhostMap: [{ from: 'prod', to: 'a' }, { from: 'prod.eu', to: 'b' }] })).not.toThrow();
+    expect(configError(() => plan({ vhostMap: [{ from: 'prod', to: '' }] })).message).toContain('--map-vhost');
+  });
+
   it('refuses a malformed --map with either side empty', () => {
     expect(configError(() => plan({ map: [{ from: '', to: 'x' }] })).message).toContain('A=B');
     expect(configError(() => plan({ map: [{ from: 'q1', to: '' }] })).message).toContain('q1=');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Catalog } from '../../services/core/catalog.js';
 import { ConfigError, CorruptDataError, NotFoundError } from '../../services/core/errors.js';
-import { gzipCodec, encodeSegment } from '../../services/core/segment-codec.js';
+import { gzipCodec, encodeSegment, segmentRefOf } from '../../services/core/segment-codec.js';
 import { readPrefix, type PrefixSpec } from '../../services/core/segment-reader.js';
 import { checkpointKey, segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore } from '../../services/core/store/local-store.js';
@@ -71,18 +71,7 @@ async function writeSegment(s: ObjectStore, first: number, last: number, o: Segm
   );
   const key = segmentKey(vhost, queue, first, last, sha256);
   await s.put(key, bytes);
-  const data = records.filter((r) => r.fenceEpoch === 0);
-  return {
-    key,
-    firstOffset: first,
-    lastOffset: last,
-    records: records.length,
-    messages: data.length,
-    storedBytes: bytes.length,
-    bodyBytes: data.reduce((n, r) => n + r.body.length, 0),
-    sha256,
-    codec: 'gzip',
-  };
+  return segmentRefOf(key, records, bytes, sha256, gzipCodec.name);
 }
 
 function spec(segments: SegmentRef[], startOffset: number, cutOffset: number): PrefixSpec {

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptDataError, IncompletePrefixError, ObjectNotFoundError } from '../../services/core/errors.js';
-import { encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
+import { encodeSegment, gzipCodec, segmentRefOf, sha256Hex } from '../../services/core/segment-codec.js';
 import { readPrefix, verifyPrefix, type PrefixSpec } from '../../services/core/segment-reader.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore } from '../../services/core/store/local-store.js';
@@ -46,19 +46,9 @@ function record(offset: number, fenceEpoch = 0): JournalRecord {
   };
 }
 
+/** The ref of a stored segment that claims offsets first..last, whatever its records hold. */
 function refOf(key: string, first: number, last: number, bytes: Buffer, records: JournalRecord[]): SegmentRef {
-  const data = records.filter((r) => r.fenceEpoch === 0);
-  return {
-    key,
-    firstOffset: first,
-    lastOffset: last,
-    records: records.length,
-    messages: data.length,
-    storedBytes: bytes.length,
-    bodyBytes: data.reduce((n, r) => n + r.body.length, 0),
-    sha256: sha256Hex(bytes),
-    codec: 'gzip',
-  };
+  return { ...segmentRefOf(key, records, bytes, sha256Hex(bytes), gzipCodec.name), firstOffset: first, lastOffset: last };
 }
 
 /** Writes a well-formed segment of offsets first..last; `fences` maps offset to fence epoch. */
