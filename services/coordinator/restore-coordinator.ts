@@ -11,22 +11,18 @@
  * Cancelling (Ctrl-C in the CLI, CancelRestore) stops it; `restore resume` continues it later.
  */
 import { randomBytes } from 'node:crypto';
-import type { CheckpointManifest, SegmentRef } from '../gen/tidemark/v1/store.js';
-import type { PlannedQueue, RestoreDone, RestoreEvent, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
-import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { ConfigError, FailedPreconditionError, NotFoundError, StaleLeaderError, errorMessage } from '../core/errors.js';
+import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import type { PlannedQueue, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
+import { ConfigError, FailedPreconditionError, NotFoundError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { rendezvousOwner } from '../core/rendezvous.js';
-import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord, type RestoreState } from '../core/restore-state.js';
+import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord } from '../core/restore-state.js';
 import { parseAtTime } from '../core/time-spec.js';
-import type { WorkerClient } from '../client/worker-client.js';
 import type { Coordinator } from './coordinator.js';
-import { parseBindingsMode, planRestore, type PlannedRestore } from './restore-plan.js';
+import { parseBindingsMode, planRestore } from './restore-plan.js';
 import { DEFAULT_QUEUE_RATE, estimateRestoreMs } from './restore-estimate.js';
-import { parseRestoreMode, preflightTargets, type RestoreMode } from './restore-preflight.js';
+import { parseRestoreMode, preflightTargets } from './restore-preflight.js';
+import { RestoreJob, type JobQueue, type Listener } from './restore-job.js';
 
-/** Tries of one queue when its worker fails (dies, is unreachable); each resumes where the last stopped. */
-const QUEUE_ATTEMPTS = 6;
 /** Queues restored at once per live worker when the request does not say. */
 const DEFAULT_CONCURRENCY_PER_WORKER = 4;
 
@@ -57,216 +53,6 @@ function checkRestoreRequest(request: RestoreRequest): void {
       throw new ConfigError('--target-amqp must be an amqp:// or amqps:// URL, e.g. amqp://user:password@host:5672; nothing was restored');
     }
   }
-}
-
-/** One queue of a restore job. */
-interface JobQueue {
-  planned: PlannedRestore;
-  segments: SegmentRef[];
-  key: string;
-  exists: boolean;
-  /** The latest progress event, replayed to a watcher that attaches later. */
-  progress: RestoreProgress;
-  finished?: { ok: boolean; error: string };
-  /** Publishing time and messages of this run, for the measured rate. */
-  busyMs: number;
-  publishedThisRun: number;
-}
-
-type Listener = (event: RestoreEvent) => void;
-
-/** A restore running on this coordinator. */
-class RestoreJob {
-  private readonly listeners = new Set<Listener>();
-  private readonly controller = new AbortController();
-  private cancelled = false;
-  private deposed = false;
-  readonly finished: Promise<RestoreDone>;
-  private finish!: (done: RestoreDone) => void;
-  private doneEvent: RestoreDone | undefined;
-  /** Set for a job that only reports a restore that ended earlier. */
-  ended = false;
-
-  constructor(
-    readonly record: RestoreRecord,
-    readonly plan: RestorePlan,
-    readonly queues: JobQueue[],
-    private readonly request: RestoreRequest,
-    private readonly mode: RestoreMode,
-    private readonly manifest: CheckpointManifest,
-    private readonly services: RestoreService,
-  ) {
-    this.finished = new Promise((resolve) => (this.finish = resolve));
-  }
-
-  get id(): string {
-    return this.record.id;
-  }
-
-  /** Adds a watcher: it hears the plan and each queue's latest progress first, then what follows. */
-  watch(listener: Listener): () => void {
-    listener({ event: { $case: 'plan', value: this.plan } });
-    for (const q of this.queues) if (q.progress.confirmed > 0 || q.progress.done) listener({ event: { $case: 'progress', value: q.progress } });
-    if (this.doneEvent) listener({ event: { $case: 'done', value: this.doneEvent } });
-    else this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  cancel(): void {
-    this.cancelled = true;
-    this.controller.abort(new Error('restore cancelled'));
-  }
-
-  private emit(event: RestoreEvent): void {
-    for (const listener of this.listeners) listener(event);
-  }
-
-  private progress(q: JobQueue, progress: RestoreProgress): void {
-    q.progress = progress;
-    this.emit({ event: { $case: 'progress', value: progress } });
-  }
-
-  async run(): Promise<void> {
-    const { state, log } = this.services;
-    const startedAt = Date.now();
-    const pending = this.queues.filter((q) => !q.finished?.ok);
-    const slots = Math.max(1, Math.min(this.plan.concurrency, pending.length));
-    const next = async () => {
-      for (let q = pending.shift(); q; q = pending.shift()) {
-        if (this.controller.signal.aborted) return;
-        await this.runQueue(q, slots);
-      }
-    };
-    await Promise.all(Array.from({ length: slots }, next));
-    const failed = this.queues.filter((q) => q.finished && !q.finished.ok).length;
-    const unfinished = this.queues.some((q) => !q.finished);
-    const outcome: RestoreState = this.cancelled ? 'cancelled' : this.deposed || unfinished ? 'interrupted' : failed > 0 ? 'failed' : 'done';
-    await state.setState(this.id, outcome).catch((err) => log.warn(`restore ${this.id}: recording its state ${outcome} failed: ${errorMessage(err)}`));
-    const busy = this.queues.reduce((n, q) => n + q.busyMs, 0);
-    const published = this.queues.reduce((n, q) => n + q.publishedThisRun, 0);
-    if (outcome === 'done' && busy > 0 && published >= 1_000) await state.recordRate((published * 1000) / busy).catch(() => {});
-    const done: RestoreDone = {
-      restoreId: this.id,
-      messages: this.queues.reduce((n, q) => n + (q.finished?.ok ? q.progress.confirmed : 0), 0),
-      queues: this.queues.length,
-      failedQueues: failed,
-      durationMs: Date.now() - startedAt,
-      state: outcome,
-    };
-    const finished = this.queues.filter((q) => q.finished?.ok).length;
-    log.info(`restore ${this.id} ${outcome}: ${done.messages} messages into ${finished}/${done.queues} queue(s)${failed ? `, ${failed} failed` : ''}`);
-    this.report(done);
-  }
-
-  /** Ends the job with `done`, telling every watcher. */
-  report(done: RestoreDone): void {
-    this.doneEvent = done;
-    this.emit({ event: { $case: 'done', value: done } });
-    this.listeners.clear();
-    this.finish(done);
-  }
-
-  /** Restores one queue, on another live worker (from the recorded prefix) if its worker fails. */
-  private async runQueue(q: JobQueue, slots: number): Promise<void> {
-    const { coordinator, state, log } = this.services;
-    const source = q.planned.entry.definition!;
-    for (let attempt = 1; attempt <= QUEUE_ATTEMPTS && !this.controller.signal.aborted; attempt += 1) {
-      if (!coordinator.isLeader) {
-        this.deposed = true;
-        this.controller.abort(new Error('this coordinator is no longer the leader'));
-        return;
-      }
-      const workers = await coordinator.liveWorkers();
-      const workerId = workers.has(q.planned.workerId) ? q.planned.workerId : rendezvousOwner(q.key, [...workers.keys()].sort());
-      if (!workerId) {
-        log.warn(`restore ${this.id}: no live worker for ${source.vhost}/${source.name}; waiting`);
-        await sleep(1_000 * attempt, this.controller.signal);
-        continue;
-      }
-      const recorded = (await state.progress(this.id)).get(q.key) ?? { started: false, confirmed: 0, offset: -1 };
-      const item = this.queueTask(q, recorded, slots);
-      const began = Date.now();
-      try {
-        const final = await this.runOnWorker(q, workers.get(workerId)!, workerId, item);
-        q.busyMs += Date.now() - began;
-        q.publishedThisRun += final.confirmed - final.skipped;
-        q.finished = { ok: final.error === '', error: final.error };
-        await state.markFinished(this.id, q.key, q.finished).catch((err) => log.warn(`restore ${this.id}: recording ${q.key} finished failed: ${errorMessage(err)}`));
-        return;
-      } catch (err) {
-        if (this.controller.signal.aborted) return;
-        if (err instanceof StaleLeaderError) {
-          this.deposed = true;
-          this.controller.abort(err);
-          return;
-        }
-        log.warn(`restore ${this.id}: ${source.vhost}/${source.name} on worker ${workerId} stopped (try ${attempt} of ${QUEUE_ATTEMPTS}), resuming from its recorded progress: ${errorMessage(err)}`);
-        await sleep(500 * attempt, this.controller.signal);
-      }
-    }
-    if (!q.finished && !this.controller.signal.aborted) {
-      const error = `restore of ${source.vhost}/${source.name} stopped after ${QUEUE_ATTEMPTS} tries on failing workers; resume it with "tidemark restore resume ${this.id}"`;
-      q.finished = { ok: false, error };
-      this.progress(q, { ...q.progress, done: true, error });
-      await state.markFinished(this.id, q.key, q.finished).catch(() => {});
-    }
-  }
-
-  private queueTask(q: JobQueue, recorded: QueueProgress, slots: number): QueueRestore {
-    const { entry } = q.planned;
-    const origin = !this.request.noOriginHeaders;
-    return {
-      source: entry.definition,
-      targetVhost: q.planned.targetVhost,
-      targetName: q.planned.targetName,
-      startOffset: entry.startOffset,
-      cutOffset: entry.cutOffset,
-      messages: entry.messages,
-      bodyBytes: entry.bodyBytes,
-      segments: q.segments,
-      // Appending into a queue that exists keeps its own declaration.
-      recreate: !(this.mode === 'append' && q.exists),
-      bind: q.planned.bind,
-      append: this.mode === 'append',
-      resumeCount: recorded.confirmed,
-      resumeAfterOffset: recorded.offset,
-      resumeFromTail: origin && entry.definition!.type === 'stream',
-      rateLimit: this.request.rateLimit > 0 ? Math.max(1, Math.floor(this.request.rateLimit / slots)) : 0,
-      started: recorded.started,
-    };
-  }
-
-  /** One try on one worker; throws when the worker's stream breaks before the queue finished. */
-  private async runOnWorker(q: JobQueue, client: WorkerClient, workerId: string, item: QueueRestore): Promise<RestoreProgress> {
-    const { coordinator } = this.services;
-    for await (const progress of client.restore(
-      {
-        leaderToken: coordinator.leaderToken,
-        restoreId: this.id,
-        checkpoint: this.manifest.epoch,
-        targetAmqpUrl: this.request.targetAmqpUrl,
-        queues: [item],
-        exchanges: this.manifest.exchanges,
-        originHeaders: !this.request.noOriginHeaders,
-        confirmWindow: this.request.confirmWindow,
-      },
-      this.controller.signal,
-    )) {
-      this.progress(q, { ...progress, workerId });
-      if (progress.done) return progress;
-    }
-    throw new Error(`worker ${workerId} ended the task without finishing ${q.key.replace('\u0000', '/')}`);
-  }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 /** The leader's restores: start, resume, cancel, list. */

@@ -27,11 +27,11 @@ import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { ExchangeDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import type { QueueRestore, RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
 import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
-import { readPrefix, verifyPrefix, type PrefixSpec } from '../core/segment-reader.js';
+import { readPrefix } from '../core/segment-reader.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import type { Logger } from '../core/log.js';
 import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { CorruptDataError, IncompletePrefixError, ObjectNotFoundError, TidemarkError, errorMessage } from '../core/errors.js';
+import { TidemarkError, errorMessage } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import { probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
 import { restoreQueueKey } from '../core/restore-state.js';
@@ -42,6 +42,8 @@ import {
   ORIGIN_QUEUE_HEADER,
   ORIGIN_VHOST_HEADER,
 } from '../core/names.js';
+import { resumePoint, type ResumePoint } from './restore-resume.js';
+import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
 
 export interface RestoreRunOptions {
   task: RestoreTask;
@@ -156,97 +158,6 @@ async function restoreQueue(
   }
 }
 
-/** What a queue's publishing has got confirmed so far. */
-interface Published {
-  /** Journal offset of the last confirmed message; undefined before the first. */
-  lastOffset: number | undefined;
-}
-
-function prefixSpec(item: QueueRestore): PrefixSpec {
-  return {
-    vhost: item.source!.vhost,
-    queue: item.source!.name,
-    startOffset: item.startOffset,
-    cutOffset: item.cutOffset,
-    segments: item.segments,
-  };
-}
-
-/**
- * The verification pass: reads and checks every segment of the queue's prefix, keeping none.
- * Throws an error that names the segment, the queue and the checkpoint, says that nothing was
- * published, and what to do.
- */
-async function verifyQueueData(item: QueueRestore, options: RestoreRunOptions): Promise<void> {
-  const source = item.source!;
-  const queue = `${source.vhost}/${source.name}`;
-  const target = `${item.targetVhost}/${item.targetName}`;
-  try {
-    await verifyPrefix(options.store, prefixSpec(item), { expectedMessages: item.messages, signal: options.signal });
-  } catch (err) {
-    if (options.signal.aborted) throw err;
-    const damaged = damagedData(err, item);
-    if (!damaged) {
-      throw new TidemarkError(
-        `cannot read the data of ${queue} in checkpoint ${options.task.checkpoint} from the store to verify it: ${errorMessage(err)}. ` +
-          `Nothing was published to ${target}; restore it again once the store answers`,
-        { cause: err },
-      );
-    }
-    throw new CorruptDataError(
-      `checkpoint ${options.task.checkpoint} of ${queue} failed verification: ${damaged.message}. ` +
-        `Nothing was published to ${target}: a queue's data is verified before any of it is published. ${damaged.advice}`,
-      damaged.key,
-      { cause: err },
-    );
-  }
-}
-
-/** Checkpoint data that cannot be restored: what is wrong, and what to do about it. */
-interface DamagedData {
-  message: string;
-  /** The segment at fault, or '' when the damage is not one object. */
-  key: string;
-  advice: string;
-}
-
-/** A missing or corrupt segment, or a prefix the segments do not cover; undefined for any other failure. */
-function damagedData(err: unknown, item: QueueRestore): DamagedData | undefined {
-  const queue = `${item.source!.vhost}/${item.source!.name}`;
-  const another = (why: string) => `Restore another checkpoint of this queue instead (${why}; see "tidemark checkpoints list" and "tidemark checkpoints show ID")`;
-  if (err instanceof IncompletePrefixError) {
-    return { message: err.message, key: err.key, advice: another(`one whose cut offset for ${queue} is at most ${err.offset} does not need the missing offsets`) };
-  }
-  const broken = err instanceof ObjectNotFoundError ? `segment ${err.key} is missing from the store ${err.store}` : err instanceof CorruptDataError ? err.message : undefined;
-  if (broken === undefined) return undefined;
-  const key = (err as ObjectNotFoundError | CorruptDataError).key;
-  const ref = item.segments.find((s) => s.key === key);
-  if (!ref) return { message: broken, key, advice: another('an older one may not need the damaged data') };
-  return {
-    message: broken,
-    key,
-    advice: `${another(`one whose cut offset for ${queue} is at most ${ref.firstOffset} does not need ${ref.key}`)}, or put an intact copy of ${ref.key} back into the store and restore again`,
-  };
-}
-
-/**
- * A segment that passed verification failed on the second read: the store changed meanwhile.
- * Publishing stopped at the damage, after waiting for the confirms of what was sent, so the
- * target holds exactly the prefix up to `published.lastOffset`.
- */
-function changedSinceVerified(damaged: DamagedData, item: QueueRestore, options: RestoreRunOptions, progress: RestoreProgress, published: Published): string {
-  const target = `${item.targetVhost}/${item.targetName}`;
-  const got =
-    published.lastOffset === undefined
-      ? `${target} received none of this queue's messages`
-      : `${target} received the first ${progress.confirmed} of this queue's ${item.messages} message(s), up to journal offset ${published.lastOffset}, and nothing after`;
-  return (
-    `checkpoint ${options.task.checkpoint} of ${item.source!.vhost}/${item.source!.name} changed in the store while it was being restored: ${damaged.message}. ` +
-    `It had passed verification; publishing stopped at the damage, and ${got}. ` +
-    `Remove them before restoring again (delete or purge ${target}, or restore under another --prefix; consumers can also drop duplicates by their x-tidemark-origin-* headers). ${damaged.advice}`
-  );
-}
-
 /**
  * A second restore into the same queue would silently duplicate every message: unless the
  * operator asked to append, a target that already holds messages is refused before publishing.
@@ -258,83 +169,6 @@ async function refuseNonEmptyTarget(connection: ChannelModel, item: QueueRestore
       `target queue ${item.targetVhost}/${item.targetName} already holds messages; restoring into it would add duplicates. ` +
         'Nothing was published to it: restore under another name (--prefix/--map), delete or purge it, or pass --mode append',
     );
-  }
-}
-
-/** Where publishing of a queue starts: after the messages an earlier run got into the target. */
-interface ResumePoint {
-  /** Messages of the prefix already in the target. */
-  count: number;
-  /** Journal offset of the last of them (meaningless when count is 0). */
-  offset: number;
-  bodyBytes: number;
-}
-
-/**
- * A queue target can only be trusted as far as the recorded confirmed prefix. A stream target can
- * be read without consuming it: its last message's origin offset says exactly how far the earlier
- * run got, confirmed or not, so nothing is published twice.
- */
-async function resumePoint(connection: ChannelModel, item: QueueRestore, options: RestoreRunOptions): Promise<ResumePoint> {
-  const recorded: ResumePoint = { count: item.resumeCount, offset: item.resumeCount > 0 ? item.resumeAfterOffset : -1, bodyBytes: 0 };
-  const tail = item.resumeFromTail && item.started && options.task.originHeaders ? await streamTailOrigin(connection, item, options) : undefined;
-  // Count what lies between the start (or the recorded point) and where the target ends.
-  const until = tail !== undefined && tail > recorded.offset ? tail : recorded.offset;
-  if (until < item.startOffset) return { count: 0, offset: -1, bodyBytes: 0 };
-  let count = 0;
-  let bodyBytes = 0;
-  let offset = -1;
-  for await (const record of readPrefix(options.store, prefixSpec(item))) {
-    if (record.offset > until) break;
-    count += 1;
-    bodyBytes += record.body.length;
-    offset = record.offset;
-  }
-  if (tail === undefined && count !== recorded.count) {
-    throw new TidemarkError(
-      `the recorded progress of ${item.source!.vhost}/${item.source!.name} (${recorded.count} message(s) up to offset ${recorded.offset}) does not match checkpoint ${options.task.checkpoint}'s data (${count}); nothing more was published`,
-    );
-  }
-  return { count, offset, bodyBytes };
-}
-
-/**
- * The origin offset of a stream target's last message, if it came from this restore's checkpoint
- * and queue; undefined when the stream is empty or ends with something else.
- */
-async function streamTailOrigin(connection: ChannelModel, item: QueueRestore, options: RestoreRunOptions): Promise<number | undefined> {
-  const channel = await connection.createChannel();
-  channel.on('error', () => {});
-  try {
-    await channel.prefetch(1000);
-    let last: number | undefined;
-    let lastAt = Date.now();
-    let stop: () => void = () => {};
-    const idle = new Promise<void>((resolve) => (stop = resolve));
-    // 'last' starts at the stream's last chunk: a few messages, the final one among them.
-    const { consumerTag } = await channel.consume(
-      item.targetName,
-      (msg) => {
-        if (!msg) return stop();
-        lastAt = Date.now();
-        const headers = msg.properties.headers ?? {};
-        // Only this restore's messages count: the stream may hold an earlier restore of the same data.
-        const ours =
-          headers[ORIGIN_RESTORE_HEADER] === options.task.restoreId &&
-          headers[ORIGIN_QUEUE_HEADER] === item.source!.name &&
-          headers[ORIGIN_VHOST_HEADER] === item.source!.vhost;
-        last = ours ? Number(headers[ORIGIN_OFFSET_HEADER]) : undefined;
-        channel.ack(msg);
-      },
-      { noAck: false, arguments: { 'x-stream-offset': 'last' } },
-    );
-    const timer = setInterval(() => Date.now() - lastAt >= 300 && stop(), 50);
-    await idle;
-    clearInterval(timer);
-    await channel.cancel(consumerTag).catch(() => {});
-    return last !== undefined && Number.isSafeInteger(last) ? last : undefined;
-  } finally {
-    await channel.close().catch(() => {});
   }
 }
 

@@ -24,7 +24,8 @@ export class RoundRobinProducer {
     private readonly vhost: string,
     private readonly exchange: string,
     private readonly queues: string[],
-    private readonly options: { window?: number; maxMessages?: number } = {},
+    /** `pauseMs` between confirmed batches paces the producer (a steady, modest traffic). */
+    private readonly options: { window?: number; maxMessages?: number; pauseMs?: number } = {},
   ) {
     for (const q of queues) this.confirmed.set(q, []);
   }
@@ -50,6 +51,7 @@ export class RoundRobinProducer {
       // the batch in publish order once all of it is confirmed.
       await Promise.all(batch);
       for (const [queue, message] of published) this.confirmed.get(queue)!.push(message);
+      if (this.options.pauseMs) await new Promise((r) => setTimeout(r, this.options.pauseMs));
     }
     await this.connection.close();
   }
