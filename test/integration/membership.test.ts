@@ -23,7 +23,8 @@ let cluster: TestCluster;
 const assignedTo = (workers: string[]) => (s: StatusReply) =>
   s.protectedQueues === QUEUES.length &&
   s.workers.length === workers.length &&
-  workers.every((id) => s.workers.some((w) => w.workerId === id && w.reachable)) &&
+  // Each listed worker has been given its share (a worker that registered after the last pass has none yet).
+  workers.every((id) => s.workers.some((w) => w.workerId === id && w.reachable && w.queues > 0)) &&
   s.workers.reduce((n, w) => n + w.queues, 0) === QUEUES.length;
 
 /** Which worker captures each queue, asked of the workers themselves. */
