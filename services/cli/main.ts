@@ -197,6 +197,15 @@ program
               ...j.workers.map((w) => [w.id, w.address, String(w.queues), w.error ? w.error : w.reachable ? 'ok' : 'unreachable']),
             ]),
       );
+      if (j.coverageGaps.length > 0) {
+        print(`COVERAGE GAPS: ${j.coverageGaps.length} queue(s) received messages their journals did not (default-exchange publishes?); checkpoints do not hold them`);
+        print(
+          table([
+            ['VHOST', 'QUEUE', 'PUBLISHED', 'CAPTURED', 'UNCAPTURED', 'SINCE'],
+            ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '']),
+          ]),
+        );
+      }
     } finally {
       c.close();
     }

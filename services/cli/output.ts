@@ -89,6 +89,14 @@ export function statusJson(s: StatusReply) {
         }
       : null,
     workers: s.workers.map((w) => ({ id: w.workerId, address: w.address, queues: w.queues, reachable: w.reachable, error: w.error || null })),
+    coverageGaps: s.coverageGaps.map((g) => ({
+      vhost: g.vhost,
+      queue: g.queue,
+      sourcePublished: g.sourcePublished,
+      captured: g.captured,
+      uncaptured: g.uncaptured,
+      since: iso(g.sinceMs),
+    })),
   };
 }
 

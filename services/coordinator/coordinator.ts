@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import { throttledWarn, type Logger } from '../core/log.js';
 import { withTimeLimit } from '../core/time-limit.js';
+import { CoverageTracker, sampleCoverage } from './coverage.js';
 import { Catalog } from '../core/catalog.js';
 import { Membership, type WorkerRegistration } from '../core/membership.js';
 import { ManagementClient } from '../core/amqp/management-client.js';
@@ -327,6 +328,22 @@ export class Coordinator {
       log.warn(`discovery failed, keeping the previous protected set: ${errorMessage(err)}`);
     }
     await this.assignQueues();
+    await this.observeCoverage().catch((err) => log.warn(`coverage check failed, will retry: ${errorMessage(err)}`));
+  }
+
+  /** Compares each protected queue's publishes with what its journal received (coverage.ts). */
+  private async observeCoverage(): Promise<void> {
+    const queues = [...this.protectedQueues.values()].filter((q) => !q.deleted);
+    const samples = await sampleCoverage(this.parts.management, queues, this.clients.values(), WORKER_STATUS_DEADLINE_MS);
+    const known = new Set(this.coverage.gaps().map((g) => `${g.vhost}/${g.queue}`));
+    this.coverage.observe(samples);
+    for (const gap of this.coverage.gaps()) {
+      if (known.has(`${gap.vhost}/${gap.queue}`)) continue;
+      this.parts.log.warn(
+        `coverage gap: ${gap.vhost}/${gap.queue} received ${gap.uncaptured} message(s) its journal did not (published to the default exchange?); ` +
+          'checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage',
+      );
+    }
   }
 
   private async assignQueues(): Promise<void> {
@@ -494,6 +511,7 @@ export class Coordinator {
       lastRound: this.lastRound,
       store: this.parts.store.url,
       intervalMs: config.interval,
+      coverageGaps: this.isLeader ? this.coverage.gaps() : [],
     };
   }
 
@@ -513,6 +531,7 @@ export class Coordinator {
   }
 
   private readonly leaderListeners: Array<() => void> = [];
+  private readonly coverage = new CoverageTracker();
 
   /** Calls `listener` each time this coordinator has become leader (after recovery and the first discovery pass). */
   whenLeader(listener: () => void): void {

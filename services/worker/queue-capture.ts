@@ -142,6 +142,7 @@ export class QueueCapture {
       durableOffset: this.durableOffset,
       buffered: this.buffer.length,
       error: this.failure?.message ?? '',
+      messages: this.messages,
     };
   }
 

@@ -185,13 +185,24 @@ export class ManagementClient {
     await this.request('PUT', `permissions/${enc(vhost)}/${enc(user)}`, permissions);
   }
 
+  /**
+   * `message_stats.publish` of every queue of a vhost: messages routed into each since its stats
+   * began (absent for a queue that has had none, or while the broker has not reported yet).
+   */
+  async queuePublishCounts(vhost: string): Promise<Map<string, number>> {
+    const rows = await this.paged<{ name: string; message_stats?: { publish?: number } }>(`queues/${enc(vhost)}`, 'name,message_stats.publish', true);
+    const counts = new Map<string, number>();
+    for (const row of rows) if (typeof row.message_stats?.publish === 'number') counts.set(row.name, row.message_stats.publish);
+    return counts;
+  }
+
   /** Fetch all pages of a paginated listing, deduplicated by name (pages are not one snapshot). */
-  private async paged<T extends { name: string }>(path: string, columns: string): Promise<T[]> {
+  private async paged<T extends { name: string }>(path: string, columns: string, stats = false): Promise<T[]> {
     const byName = new Map<string, T>();
     for (let page = 1; ; page++) {
       const body = await this.request<Page<T>>(
         'GET',
-        `${path}?disable_stats=true&page=${page}&page_size=${this.pageSize}&columns=${columns}`,
+        `${path}?disable_stats=${!stats}&page=${page}&page_size=${this.pageSize}&columns=${columns}`,
       );
       for (const item of body.items) byName.set(item.name, item);
       if (page >= body.page_count) break;

@@ -103,6 +103,24 @@ export interface StatusReply {
   lastRound: RoundInfo | undefined;
   store: string;
   intervalMs: number;
+  /** Protected queues with messages their journals did not capture (coverage gaps); leader only. */
+  coverageGaps: CoverageGap[];
+}
+
+/**
+ * A protected queue the broker counted more publishes into than its journal received: messages
+ * that bindings could not route to the journal, such as publishes to the default exchange.
+ */
+export interface CoverageGap {
+  vhost: string;
+  queue: string;
+  /** Publishes into the queue the broker counted since the leader began watching it. */
+  sourcePublished: number;
+  /** Messages its journal received over the same time. */
+  captured: number;
+  /** The difference: messages no checkpoint holds. */
+  uncaptured: number;
+  sinceMs: number;
 }
 
 export interface NameMapping {
@@ -1020,6 +1038,7 @@ function createBaseStatusReply(): StatusReply {
     lastRound: undefined,
     store: "",
     intervalMs: 0,
+    coverageGaps: [],
   };
 }
 
@@ -1060,6 +1079,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     if (message.intervalMs !== 0) {
       writer.uint32(96).int64(message.intervalMs);
+    }
+    for (const v of message.coverageGaps) {
+      CoverageGap.encode(v!, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1173,6 +1195,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.intervalMs = longToNumber(reader.int64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.coverageGaps.push(CoverageGap.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1204,6 +1234,122 @@ export const StatusReply: MessageFns<StatusReply> = {
       : undefined;
     message.store = object.store ?? "";
     message.intervalMs = object.intervalMs ?? 0;
+    message.coverageGaps = object.coverageGaps?.map((e) => CoverageGap.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCoverageGap(): CoverageGap {
+  return { vhost: "", queue: "", sourcePublished: 0, captured: 0, uncaptured: 0, sinceMs: 0 };
+}
+
+export const CoverageGap: MessageFns<CoverageGap> = {
+  encode(message: CoverageGap, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.sourcePublished !== 0) {
+      writer.uint32(24).uint64(message.sourcePublished);
+    }
+    if (message.captured !== 0) {
+      writer.uint32(32).uint64(message.captured);
+    }
+    if (message.uncaptured !== 0) {
+      writer.uint32(40).uint64(message.uncaptured);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(48).int64(message.sinceMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CoverageGap {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoverageGap();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sourcePublished = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.captured = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.uncaptured = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CoverageGap>): CoverageGap {
+    return CoverageGap.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CoverageGap>): CoverageGap {
+    const message = createBaseCoverageGap();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.sourcePublished = object.sourcePublished ?? 0;
+    message.captured = object.captured ?? 0;
+    message.uncaptured = object.uncaptured ?? 0;
+    message.sinceMs = object.sinceMs ?? 0;
     return message;
   },
 };

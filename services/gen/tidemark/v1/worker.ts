@@ -166,6 +166,11 @@ export interface QueueCaptureStatus {
   durableOffset: number;
   buffered: number;
   error: string;
+  /**
+   * Data messages in the journal from the queue's start offset up to next_offset (fences not
+   * counted): what capture has seen of the queue, for coverage.
+   */
+  messages: number;
 }
 
 export interface WorkerStatus {
@@ -1501,7 +1506,7 @@ export const WorkerStatusRequest: MessageFns<WorkerStatusRequest> = {
 };
 
 function createBaseQueueCaptureStatus(): QueueCaptureStatus {
-  return { vhost: "", queue: "", journal: "", nextOffset: 0, durableOffset: 0, buffered: 0, error: "" };
+  return { vhost: "", queue: "", journal: "", nextOffset: 0, durableOffset: 0, buffered: 0, error: "", messages: 0 };
 }
 
 export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
@@ -1526,6 +1531,9 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
     }
     if (message.error !== "") {
       writer.uint32(58).string(message.error);
+    }
+    if (message.messages !== 0) {
+      writer.uint32(64).uint64(message.messages);
     }
     return writer;
   },
@@ -1599,6 +1607,14 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
             message.error = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.messages = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1623,6 +1639,7 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
     message.durableOffset = object.durableOffset ?? 0;
     message.buffered = object.buffered ?? 0;
     message.error = object.error ?? "";
+    message.messages = object.messages ?? 0;
     return message;
   },
 };

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { CoverageTracker, type CoverageSample } from '../../services/coordinator/coverage.js';
+
+const SETTLE = 10_000;
+const sample = (queue: string, published: number | undefined, captured: number | undefined): CoverageSample => ({ vhost: '/', queue, published, captured });
+
+/**
+ * Feeds passes one second apart of [published, captured] for queue q (a number alone repeats the
+ * previous pass that many times: idle time); returns the reported gap after the last pass.
+ */
+function run(passes: Array<[number | undefined, number | undefined] | number>): number | undefined {
+  const tracker = new CoverageTracker(SETTLE);
+  let now = 0;
+  let last: [number | undefined, number | undefined] = [undefined, undefined];
+  for (const pass of passes) {
+    const repeats = typeof pass === 'number' ? pass : 1;
+    if (typeof pass !== 'number') last = pass;
+    for (let i = 0; i < repeats; i += 1) tracker.observe([sample('q', last[0], last[1])], (now += 1_000));
+  }
+  return tracker.gaps().find((g) => g.queue === 'q')?.uncaptured;
+}
+
+describe('coverage tracking', () => {
+  it('reports nothing while the journal keeps up with the queue, idle or not', () => {
+    expect(run([[100, 40], 12, [150, 90], [400, 340], 12, [400, 340]])).toBeUndefined();
+  });
+
+  it('reports publishes the journal never received, against a baseline taken while idle, once seen on two passes', () => {
+    // 7 default-exchange publishes after an idle baseline: the broker counts them, the journal not.
+    expect(run([[100, 40], 12, [107, 40]])).toBeUndefined();
+    expect(run([[100, 40], 12, [107, 40], [107, 40]])).toBe(7);
+    expect(run([[100, 40], 12, [117, 50], [117, 50]])).toBe(7);
+  });
+
+  it('takes no baseline under traffic: the lag it would carry is not a gap', () => {
+    // Statistics lagging 30 messages behind capture, never idle: no baseline, nothing reported.
+    expect(run([[70, 100], [170, 200], [270, 300], [400, 400], [400, 400]])).toBeUndefined();
+    // Idle later: the baseline comes from then.
+    expect(run([[70, 100], [170, 200], [400, 400], 12, [405, 400], [405, 400]])).toBe(5);
+  });
+
+  it('counts a queue the broker reports no publishes for as 0 published', () => {
+    expect(run([[undefined, 0], 12, [3, 0], [3, 0]])).toBe(3);
+  });
+
+  it('keeps reporting a gap that grows, and drops one that shrinks (capture catching up)', () => {
+    expect(run([[0, 0], 12, [10, 0], [20, 0]])).toBe(20);
+    expect(run([[0, 0], 12, [30, 0], [30, 20]])).toBeUndefined();
+  });
+
+  it('starts over when the broker counter goes backwards, and after a handoff re-read', () => {
+    expect(run([[100, 0], 12, [150, 0], [10, 0], [10, 0]])).toBeUndefined();
+    expect(run([[0, 0], 12, [50, 40], [50, 40], [50, 10]])).toBeUndefined();
+    expect(run([[0, 0], 12, [50, 40], [50, 40], [50, 10], [50, 40], [50, 40]])).toBe(10);
+  });
+
+  it('lowers the baseline at a later idle moment with a smaller difference, and forgets queues no longer sampled', () => {
+    // Idle at d=5 (a lagging statistic settled there), later idle at d=0: the gap is 0, not -5.
+    expect(run([[5, 0], 12, [5, 0], [100, 100], 12, [100, 100]])).toBeUndefined();
+    const tracker = new CoverageTracker(SETTLE);
+    for (let t = 1; t <= 12; t += 1) tracker.observe([sample('a', 0, 0), sample('b', 0, 0)], t * 1_000);
+    tracker.observe([sample('a', 5, 0), sample('b', 5, 0)], 13_000);
+    tracker.observe([sample('a', 5, 0), sample('b', 5, 0)], 14_000);
+    expect(tracker.gaps().map((g) => g.queue)).toEqual(['a', 'b']);
+    tracker.observe([sample('a', 5, 0)], 15_000);
+    expect(tracker.gaps().map((g) => g.queue)).toEqual(['a']);
+  });
+});
