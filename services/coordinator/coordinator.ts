@@ -9,6 +9,8 @@ import type { Config } from '../core/config.js';
 import { throttledWarn, type Logger } from '../core/log.js';
 import { withTimeLimit } from '../core/time-limit.js';
 import { CoverageTracker, sampleCoverage } from './coverage.js';
+import { CoordinatorMetrics } from './coordinator-metrics.js';
+import { FenceChannels } from './fence-channels.js';
 import { Catalog } from '../core/catalog.js';
 import { Membership, type WorkerRegistration } from '../core/membership.js';
 import { ManagementClient } from '../core/amqp/management-client.js';
@@ -79,10 +81,23 @@ export class Coordinator {
   /** Decisions workers have not acknowledged yet, by worker id then round id; re-sent each tick. */
   private readonly undelivered = new Map<string, Map<string, DecideRequest>>();
   private redelivering = false;
+  /** The leader's fence channels, kept open across rounds; closed when it stops leading. */
+  private readonly fences: FenceChannels;
+  /** The newest committed checkpoint this leader knows of, for metrics. */
+  private lastCommit: { epoch: number; committedAtMs: number } | undefined;
+  readonly metrics: CoordinatorMetrics;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
     this.stallWarn = throttledWarn(parts.log, 30_000);
+    this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
+    this.metrics = new CoordinatorMetrics({
+      leader: () => this.isLeader,
+      protectedQueues: () => this.protectedQueues.size,
+      workers: async () => (await parts.membership.live()).length,
+      lastCommit: () => this.lastCommit,
+      coverageGaps: () => this.coverage.gaps(),
+    });
   }
 
   static async create(config: Config, log: Logger): Promise<Coordinator> {
@@ -110,6 +125,7 @@ export class Coordinator {
         management,
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),
+        firehoseVhosts: new Set(config.firehoseVhosts.split(',').map((v) => v.trim()).filter((v) => v !== '')),
         log: log.child('discovery'),
       }),
     });
@@ -148,7 +164,7 @@ export class Coordinator {
       this.renewing = true;
       try {
         if (!(await withTimeLimit(lease.renew(), Math.max(500, Math.floor(this.parts.config.leaseTime / 2)), 'leader lease renewal'))) {
-          this.leading = false;
+          this.stepDown();
           log.warn('leader lease lost: stepping down');
         }
       } catch (err) {
@@ -200,9 +216,11 @@ export class Coordinator {
     this.undelivered.clear();
     await this.recover();
     const latest = await catalog.latestEpoch();
+    this.lastCommit = undefined;
     if (latest > 0) {
       const manifest = await catalog.get(latest);
       discovery.remember(manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })));
+      this.lastCommit = { epoch: latest, committedAtMs: manifest.committedAtMs };
     }
     // Given up on (time limit) and the lease released meanwhile: this attempt must not lead.
     if (lease.token !== token) return;
@@ -220,12 +238,24 @@ export class Coordinator {
     const { decisions, catalog, lease, store, membership, log } = this.parts;
     const report = await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log });
     this.needsRecovery = false;
+    // A round that ended in doubt may just have become visible (metrics only: never fails recovery).
+    const finished = Math.max(0, ...report.finished);
+    if (finished > (this.lastCommit?.epoch ?? 0)) {
+      const manifest = await catalog.get(finished).catch(() => undefined);
+      if (manifest) this.lastCommit = { epoch: finished, committedAtMs: manifest.committedAtMs };
+    }
     const workers = await membership.live();
     this.refreshClients(workers);
     for (const round of report.decided) {
       const decision = round.outcome === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT;
       for (const worker of workers) this.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision });
     }
+  }
+
+  /** Stops leading until the lease is won again; the fence channels are a leader's. */
+  private stepDown(): void {
+    this.leading = false;
+    void this.fences.close();
   }
 
   private remember(workerId: string, request: DecideRequest): void {
@@ -389,7 +419,7 @@ export class Coordinator {
       // token no worker will ever listen: give the lease up and take it again above that token.
       log.warn(`a worker has seen leader token ${outranked}, above this leader's ${lease.token}: taking a new lease above it`);
       this.tokenFloor = Math.max(this.tokenFloor, outranked);
-      this.leading = false;
+      this.stepDown();
       await lease.release().catch(() => {});
       return;
     }
@@ -459,7 +489,7 @@ export class Coordinator {
       decisions,
       catalog,
       workers: this.clients,
-      connect: (vhost) => this.parts.connections.connect(vhost),
+      fences: this.fences,
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: epoch - this.lastFullEpoch >= config.fullEvery,
       stillLeader: () => this.isLeader,
@@ -472,16 +502,13 @@ export class Coordinator {
     if (result.outcome === 'committed') {
       this.counters.committed += 1;
       if (result.manifest?.full) this.lastFullEpoch = epoch;
+      if (result.manifest) this.lastCommit = { epoch, committedAtMs: result.manifest.committedAtMs };
     } else if (result.outcome === 'aborted') {
       this.counters.aborted += 1;
     }
-    this.lastRound = {
-      epoch,
-      outcome: roundOutcome(result.outcome),
-      reason: result.reason,
-      startedAtMs,
-      durationMs: Date.now() - startedAtMs,
-    };
+    const durationMs = Date.now() - startedAtMs;
+    this.metrics.roundFinished(result.outcome, durationMs);
+    this.lastRound = { epoch, outcome: roundOutcome(result.outcome), reason: result.reason, startedAtMs, durationMs };
     return result;
   }
 
@@ -560,6 +587,7 @@ export class Coordinator {
     await this.serial.catch(() => {});
     await this.parts.lease.release().catch(() => {});
     for (const client of this.clients.values()) client.close();
+    await this.fences.close();
     await this.parts.connections.close();
     this.parts.redis.disconnect();
     await this.parts.store.close();

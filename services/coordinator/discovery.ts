@@ -6,6 +6,9 @@
  * Invariant: a queue joins the protected set only after its journal is bound to the fence
  * exchange, so every fence published afterwards lands in its journal.
  *
+ * In a firehose vhost (services/core/firehose.ts) journals are bound only to the relay exchange,
+ * and the firehose queue to the trace of every exchange that reaches a protected queue.
+ *
  * A protected queue that disappears from the broker stays protected as "deleted": its journal
  * loses the source bindings (so it stops receiving what the queue no longer gets) but keeps the
  * fence binding, and checkpoints keep carrying its data forward.
@@ -17,6 +20,7 @@ import type { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { toFieldTable } from '../core/field-table.js';
 import { fenceExchangeName, isOwnObject, journalName } from '../core/names.js';
+import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, relayFenceKey, traceKeyOf } from '../core/firehose.js';
 import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
@@ -43,6 +47,8 @@ export interface DiscoveryOptions {
   management: ManagementClient;
   connections: VhostConnections;
   policy: ProtectionPolicy;
+  /** Vhosts captured through the firehose tracer (TIDEMARK_FIREHOSE_VHOSTS). */
+  firehoseVhosts?: ReadonlySet<string>;
   log: Logger;
 }
 
@@ -116,12 +122,22 @@ export class Discovery {
     ]);
     const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
     const known = [...this.known.entries()].filter(([, k]) => k.definition.vhost === vhost);
-    if (chosen.length === 0 && known.length === 0) return [];
     const existing = new Set(queues.map((q) => q.name));
+    const firehoseQueue = firehoseQueueName(namespace);
+    const firehose = this.options.firehoseVhosts?.has(vhost) ?? false;
+    if (chosen.length === 0 && known.length === 0 && !existing.has(firehoseQueue)) return [];
     const channel = await this.channel(vhost);
     const usedExchanges = new Set<string>();
     try {
       await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
+      // Firehose capture must see a new queue's publishes before the queue joins the set.
+      let route: JournalRoute = 'bindings';
+      if (firehose) {
+        await this.provisionFirehose(channel, vhost, chosen.map((q) => q.name), bindings, existing);
+        route = 'firehose';
+      } else if (existing.has(firehoseQueue)) {
+        route = (await this.drainFirehose(channel, vhost, bindings)) ? 'bindings' : 'draining';
+      }
       const seen = new Set<string>();
       for (const q of chosen) {
         const explicit = queueBindings(bindings, q.name);
@@ -135,7 +151,7 @@ export class Discovery {
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
         const journal = journalName(namespace, q.name);
-        await this.provision(channel, journal, explicit, bindings, existing);
+        await this.provision(channel, journal, explicit, bindings, existing, route);
         explicit.forEach((b) => usedExchanges.add(b.source));
         const id = queueKey(vhost, q.name);
         this.known.set(id, { definition, journal, deleted: false });
@@ -145,12 +161,12 @@ export class Discovery {
         if (seen.has(id)) continue;
         if (!policy.matches(vhost, entry.definition.name)) {
           // No longer selected: stop capturing it; its journal and earlier checkpoints stay.
-          if (existing.has(entry.journal)) await this.provision(channel, entry.journal, [], bindings, existing);
+          if (existing.has(entry.journal)) await this.provision(channel, entry.journal, [], bindings, existing, route);
           this.known.delete(id);
           log.warn(`${vhost}/${entry.definition.name} is no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out`);
         } else if (existing.has(entry.journal)) {
           // The source is gone: its journal must stop receiving what the queue no longer gets.
-          await this.provision(channel, entry.journal, [], bindings, existing);
+          await this.provision(channel, entry.journal, [], bindings, existing, route);
           if (!entry.deleted) log.warn(`protected queue ${vhost}/${entry.definition.name} no longer exists; its journal and checkpoints are kept`);
           entry.deleted = true;
         } else {
@@ -174,6 +190,53 @@ export class Discovery {
       }));
   }
 
+  /**
+   * Firehose mode (services/core/firehose.ts): the tracer on, the firehose queue bound to the
+   * trace of every exchange that can reach a protected queue (directly or through exchange-to-
+   * exchange bindings), of the default exchange and of the fence exchange, and the relay exchange.
+   */
+  private async provisionFirehose(channel: Channel, vhost: string, queues: string[], all: BindingInfo[], existing: Set<string>): Promise<void> {
+    const { namespace, management, log } = this.options;
+    const queue = firehoseQueueName(namespace);
+    if (!existing.has(queue)) {
+      await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-single-active-consumer': true } });
+      log.info(`vhost ${vhost} is captured through the firehose: created ${queue}`);
+    }
+    await channel.assertExchange(relayExchangeName(namespace), 'direct', { durable: true });
+    if (!(await management.vhostTracing(vhost))) {
+      await management.setVhostTracing(vhost, true);
+      log.warn(`turned on the firehose tracer of vhost ${vhost} (TIDEMARK_FIREHOSE_VHOSTS): every publish in it is now copied to ${TRACE_EXCHANGE}`);
+    }
+    const keys = new Set([traceKeyOf(''), traceKeyOf(fenceExchangeName(namespace)), ...reachingExchanges(queues, all).map(traceKeyOf)]);
+    const current = all.filter((b) => b.destination === queue && b.destinationType === 'queue' && b.source === TRACE_EXCHANGE);
+    for (const key of keys) await channel.bindQueue(queue, TRACE_EXCHANGE, key);
+    for (const b of current) {
+      if (!keys.has(b.routingKey)) await channel.unbindQueue(queue, TRACE_EXCHANGE, b.routingKey, b.arguments ?? {});
+    }
+  }
+
+  /**
+   * A vhost taken out of firehose mode: its journals are bound to the sources again (by the
+   * caller), no new trace copies enter the firehose queue, and the queue is deleted once the relay
+   * has emptied it. Returns true when it is gone.
+   */
+  private async drainFirehose(channel: Channel, vhost: string, all: BindingInfo[]): Promise<boolean> {
+    const queue = firehoseQueueName(this.options.namespace);
+    for (const b of all.filter((b) => b.destination === queue && b.source === TRACE_EXCHANGE)) {
+      await channel.unbindQueue(queue, TRACE_EXCHANGE, b.routingKey, b.arguments ?? {});
+    }
+    const { messageCount } = await channel.checkQueue(queue);
+    if (messageCount > 0) {
+      this.options.log.info(`vhost ${vhost} left firehose mode: waiting for the relay to empty ${queue} (${messageCount} left)`);
+      return false;
+    }
+    await channel.deleteQueue(queue);
+    this.options.log.warn(
+      `vhost ${vhost} left firehose mode: deleted ${queue}; its tracer stays on (turn it off with rabbitmqctl trace_off if nothing else uses it)`,
+    );
+    return true;
+  }
+
   /** A deleted vhost took its journals with it: its queues cannot be checkpointed any more. */
   private forgetVhost(vhost: string): void {
     for (const [id, entry] of this.known) {
@@ -190,24 +253,69 @@ export class Discovery {
     return channel;
   }
 
-  /** Declares the journal stream if missing and makes its bindings equal the source's plus the fence. */
-  private async provision(channel: Channel, journal: string, wanted: BindingInfo[], all: BindingInfo[], existing: Set<string>): Promise<void> {
-    const fence = fenceExchangeName(this.options.namespace);
+  /**
+   * Declares the journal stream if missing and makes its bindings what `route` asks for: the
+   * source's bindings plus the fence exchange, or in firehose mode only the relay exchange (under
+   * the journal's name and the fence key); while the firehose drains, both.
+   */
+  private async provision(
+    channel: Channel,
+    journal: string,
+    wanted: BindingInfo[],
+    all: BindingInfo[],
+    existing: Set<string>,
+    route: JournalRoute,
+  ): Promise<void> {
+    const { namespace } = this.options;
     // An existing journal is not declared again: its arguments (x-max-age) were fixed when it was
     // made, and a declaration with other values would fail.
     if (!existing.has(journal)) {
       await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': this.options.journalMaxAge } });
     }
-    await channel.bindQueue(journal, fence, '');
-    const current = all.filter((b) => b.destination === journal && b.destinationType === 'queue' && b.source !== '' && b.source !== fence);
-    const same = (a: BindingInfo, b: BindingInfo) =>
+    const own: Array<{ source: string; routingKey: string }> = [];
+    if (route !== 'firehose') own.push({ source: fenceExchangeName(namespace), routingKey: '' });
+    if (route !== 'bindings') {
+      const relay = relayExchangeName(namespace);
+      own.push({ source: relay, routingKey: journal }, { source: relay, routingKey: relayFenceKey(namespace) });
+    }
+    // Bound on every pass, whatever the listing says: a fence must never miss a protected journal.
+    for (const b of own) await channel.bindQueue(journal, b.source, b.routingKey);
+    const sources = route === 'firehose' ? [] : wanted;
+    const current = all.filter((b) => b.destination === journal && b.destinationType === 'queue' && b.source !== '');
+    const same = (a: { source: string; routingKey: string; arguments?: Record<string, unknown> }, b: BindingInfo) =>
       a.source === b.source && a.routingKey === b.routingKey && JSON.stringify(a.arguments ?? {}) === JSON.stringify(b.arguments ?? {});
-    for (const b of wanted) {
-      if (!current.some((c) => same(c, b))) await channel.bindQueue(journal, b.source, b.routingKey, b.arguments ?? {});
+    for (const b of sources) {
+      if (!current.some((c) => same(b, c))) await channel.bindQueue(journal, b.source, b.routingKey, b.arguments ?? {});
     }
     for (const c of current) {
-      if (!wanted.some((b) => same(c, b))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
+      if (![...own, ...sources].some((b) => same(b, c))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
     }
   }
-
 }
+
+/** How a journal is fed: by bindings, through the firehose relay, or both while the firehose drains. */
+type JournalRoute = 'bindings' | 'firehose' | 'draining';
+
+/** Every exchange a publish can enter to reach one of `queues`, through any chain of exchange bindings. */
+export function reachingExchanges(queues: string[], all: BindingInfo[]): string[] {
+  const targets = new Set(queues);
+  const found = new Set<string>();
+  const pending: string[] = [];
+  for (const b of all) {
+    if (b.destinationType === 'queue' && targets.has(b.destination) && b.source !== '' && !found.has(b.source)) {
+      found.add(b.source);
+      pending.push(b.source);
+    }
+  }
+  while (pending.length > 0) {
+    const exchange = pending.pop()!;
+    for (const b of all) {
+      if (b.destinationType === 'exchange' && b.destination === exchange && !found.has(b.source)) {
+        found.add(b.source);
+        pending.push(b.source);
+      }
+    }
+  }
+  return [...found].sort();
+}
+

@@ -3,6 +3,7 @@ import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { configureFailpoints } from '../core/failpoints.js';
 import { startServer, stopServer } from '../core/grpc.js';
+import { serveMetrics, type MetricsServer } from '../core/metrics-server.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';
@@ -12,6 +13,8 @@ export { Coordinator } from './coordinator.js';
 export interface RunningCoordinator {
   coordinator: Coordinator;
   port: number;
+  /** The port of the metrics endpoint, when `metricsListen` is set. */
+  metricsPort?: number;
   stop(): Promise<void>;
 }
 
@@ -20,6 +23,7 @@ export async function startCoordinator(config: Config, log: Logger): Promise<Run
   const coordinator = await Coordinator.create(config, log);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
+  let metrics: MetricsServer | undefined;
   try {
     ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], config.listen ?? '0.0.0.0:7700'));
   } catch (err) {
@@ -27,12 +31,24 @@ export async function startCoordinator(config: Config, log: Logger): Promise<Run
     await coordinator.stop().catch(() => {});
     throw err;
   }
+  if (config.metricsListen) {
+    try {
+      metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'));
+    } catch (err) {
+      await stopServer(server, 0);
+      await coordinator.stop().catch(() => {});
+      throw err;
+    }
+    log.info(`coordinator ${coordinator.id} serving metrics on port ${metrics.port} (GET /metrics)`);
+  }
   await coordinator.start();
   log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
   return {
     coordinator,
     port,
+    metricsPort: metrics?.port,
     async stop() {
+      await metrics?.close();
       await stopServer(server, 2_000);
       await coordinator.stop();
     },

@@ -2,12 +2,12 @@
  * Carries out the effects of a CheckpointRound against the real world: fences through AMQP,
  * PREPARE/DECIDE through gRPC, the decision through Redis, the manifest through the store.
  */
-import type { ChannelModel } from 'amqplib';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
 import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import type { DecisionLog } from './decision-log.js';
+import type { FencePublisher } from './fence-channels.js';
 import type { Catalog } from '../core/catalog.js';
 import type { WorkerClient } from '../client/worker-client.js';
 import type { Logger } from '../core/log.js';
@@ -24,7 +24,8 @@ export interface RoundContext {
   decisions: DecisionLog;
   catalog: Catalog;
   workers: Map<string, WorkerClient>;
-  connect: (vhost: string) => Promise<ChannelModel>;
+  /** The leader's fence channels, kept open across rounds (fence-channels.ts). */
+  fences: FencePublisher;
   prepareTimeoutMs: number;
   /** Whether this manifest should be consolidated into a full one. */
   consolidate: boolean;
@@ -149,22 +150,15 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
 
 /** One fence per vhost, published with a confirm so a YES vote cannot precede it. */
 async function publishFences(context: RoundContext, epoch: number, vhosts: string[]): Promise<void> {
+  const { plan, namespace, fences } = context;
   await Promise.all(
-    vhosts.map(async (vhost) => {
-      const connection = await context.connect(vhost);
-      const channel = await connection.createConfirmChannel();
-      channel.on('error', () => {});
-      try {
-        channel.publish(context.plan.fenceExchange, '', Buffer.from(JSON.stringify({ epoch, vhost, round: context.plan.roundId })), {
-          persistent: true,
-          contentType: 'application/json',
-          headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_ROUND_HEADER]: context.plan.roundId, [FENCE_NAMESPACE_HEADER]: context.namespace },
-        });
-        await channel.waitForConfirms();
-      } finally {
-        await channel.close().catch(() => {});
-      }
-    }),
+    vhosts.map((vhost) =>
+      fences.publish(vhost, plan.fenceExchange, Buffer.from(JSON.stringify({ epoch, vhost, round: plan.roundId })), {
+        persistent: true,
+        contentType: 'application/json',
+        headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_ROUND_HEADER]: plan.roundId, [FENCE_NAMESPACE_HEADER]: namespace },
+      }),
+    ),
   );
 }
 

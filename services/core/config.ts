@@ -56,6 +56,12 @@ export const configSchema = z.object({
     .default('localhost:7700'),
   /** Queues to protect: comma-separated `vhost:glob`, `!vhost:glob` excludes. @default nothing */
   protect: z.string().default(''),
+  /**
+   * Vhosts captured through the firehose tracer instead of bindings, comma-separated: their
+   * default-exchange publishes are captured too, at the cost described in docs/OPERATIONS.md
+   * ("Firehose capture"). @default none
+   */
+  firehoseVhosts: z.string().default(''),
   /** Prefix of every Redis key and RabbitMQ object Tidemark owns. @default tidemark */
   namespace: z
     .string()
@@ -63,6 +69,14 @@ export const configSchema = z.object({
     .default('tidemark'),
   /** Address a service listens on. @default 0.0.0.0:7700 (coordinator), 127.0.0.1:0 (worker) */
   listen: z.string().optional(),
+  /**
+   * Address the coordinator serves Prometheus metrics on, at GET /metrics, e.g. `0.0.0.0:9464`
+   * (docs/OPERATIONS.md#metrics). @default unset: no metrics endpoint
+   */
+  metricsListen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:9464')
+    .optional(),
   /** Address other processes use to reach this worker. @default the listen address with its bound port */
   advertise: z.string().optional(),
   /** This process's id in membership and logs. @default hostname-pid */
@@ -85,6 +99,11 @@ export const configSchema = z.object({
   confirmWindow: count.default(256),
   /** Journal messages the broker sends a worker ahead of acknowledgement, per queue. @default 2000 */
   prefetch: count.default(2_000),
+  /**
+   * Most journal channels a worker opens on one AMQP connection; a vhost gets as many connections
+   * as its captured queues need. Keep it under the broker's channel_max (2,047 by default). @default 1000
+   */
+  channelsPerConnection: count.default(1_000),
   /**
    * How long RabbitMQ keeps journal data (the stream's x-max-age). Checkpoints do not need it
    * (segments hold the data); a worker resuming after an outage longer than this finds a gap and
@@ -128,6 +147,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_S3_REGION: 's3Region',
   TIDEMARK_COORDINATOR: 'coordinator',
   TIDEMARK_PROTECT: 'protect',
+  TIDEMARK_FIREHOSE_VHOSTS: 'firehoseVhosts',
   TIDEMARK_NAMESPACE: 'namespace',
   TIDEMARK_INTERVAL: 'interval',
   TIDEMARK_PREPARE_TIMEOUT: 'prepareTimeout',
@@ -138,6 +158,8 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
   TIDEMARK_FAILPOINTS: 'failpoints',
   TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
+  TIDEMARK_METRICS_LISTEN: 'metricsListen',
+  TIDEMARK_CHANNELS_PER_CONNECTION: 'channelsPerConnection',
 };
 
 export interface ConfigSources {

@@ -16,6 +16,13 @@ export const FENCE_ROUND_HEADER = 'x-tidemark-round';
 export const FENCE_NAMESPACE_HEADER = 'x-tidemark-namespace';
 /** Header RabbitMQ adds to messages read from a stream. */
 export const STREAM_OFFSET_HEADER = 'x-stream-offset';
+/**
+ * RabbitMQ gives a stream's non-message entries an offset too and never delivers them to AMQP
+ * consumers: each segment file of a stream (one per 500 MB by default) opens with a tracking
+ * snapshot, so a journal's delivered offsets skip one there. Capture accepts a hole of at most
+ * this many offsets in the middle of a read, and readers accept it between two segments.
+ */
+export const MAX_UNDELIVERED_OFFSETS = 4;
 
 /** Origin headers on restored messages, so consumers can de-duplicate. */
 export const ORIGIN_QUEUE_HEADER = 'x-tidemark-origin-queue';

@@ -1,13 +1,16 @@
 /**
- * The queues a worker captures: applies assignments from the leader, keeps one channel per
- * queue on the vhost's connection, and re-attaches every capture after a reconnect.
+ * The queues a worker captures: applies assignments from the leader and keeps one channel per
+ * queue. A vhost's channels are spread over a pool of connections ("lanes", lane-slots.ts) of at
+ * most `channelsPerConnection` channels each, so no connection reaches RabbitMQ's channel_max;
+ * when one lane's connection drops, only that lane's captures are re-attached.
  */
-import type { ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
 import type { Logger } from '../core/log.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { errorMessage } from '../core/errors.js';
+import { LaneSlots } from './lane-slots.js';
 import { QueueCapture } from './queue-capture.js';
 
 export interface CaptureSetOptions {
@@ -18,6 +21,8 @@ export interface CaptureSetOptions {
   segmentBytes: number;
   prefetch: number;
   clientName: string;
+  /** Most capture channels on one AMQP connection; a vhost opens as many connections as it needs. */
+  channelsPerConnection: number;
 }
 
 export function queueId(vhost: string, queue: string): string {
@@ -27,7 +32,14 @@ export function queueId(vhost: string, queue: string): string {
 export class CaptureSet {
   private readonly captures = new Map<string, QueueCapture>();
   private readonly connections: VhostConnections;
-  private readonly watched = new Set<string>();
+  /** Lane of each captured queue, per vhost. */
+  private readonly slots = new Map<string, LaneSlots>();
+  /** Lanes whose reconnects re-attach their captures, per vhost. */
+  private readonly watched = new Map<string, Set<number>>();
+  /** The channel each capture reads on: closed when the capture is released or replaced. */
+  private readonly channels = new Map<QueueCapture, Channel>();
+  /** apply() runs one at a time: two overlapping assignments must not both start a queue. */
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: CaptureSetOptions) {
     this.connections = new VhostConnections(options.amqpUrl, options.log, options.clientName);
@@ -45,12 +57,20 @@ export class CaptureSet {
    * Makes the captured set equal to `assignments`. Queues already captured keep their state
    * (their resume offsets are only used for queues new to this worker).
    */
-  async apply(assignments: QueueAssignment[]): Promise<void> {
+  apply(assignments: QueueAssignment[]): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(assignments));
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(assignments: QueueAssignment[]): Promise<void> {
     const wanted = new Map(assignments.map((a) => [queueId(a.definition!.vhost, a.definition!.name), a]));
+    // Releases first, so their slots are free for the queues started below.
     for (const [id, capture] of this.captures) {
       if (!wanted.has(id)) {
         this.captures.delete(id);
-        await capture.detach();
+        await this.stop(capture);
+        this.slotsOf(capture.vhost).release(id);
         this.options.log.info(`released ${capture.vhost}/${capture.queue}`);
       }
     }
@@ -63,7 +83,7 @@ export class CaptureSet {
         existing.definition = assignment.definition!;
         continue;
       }
-      if (existing) await existing.detach();
+      if (existing) await this.stop(existing);
       const capture = new QueueCapture({
         namespace: this.options.namespace,
         assignment,
@@ -75,42 +95,86 @@ export class CaptureSet {
       if (!existing) this.captures.set(id, capture);
       started.push(capture);
     }
-    const byVhost = new Map<string, QueueCapture[]>();
+    // A replacement keeps its queue's lane; a new queue takes the lowest lane with room.
+    const groups: Array<{ vhost: string; lane: number; captures: QueueCapture[] }> = [];
     for (const capture of started) {
-      byVhost.set(capture.vhost, [...(byVhost.get(capture.vhost) ?? []), capture]);
+      const lane = this.slotsOf(capture.vhost).take(queueId(capture.vhost, capture.queue));
+      const group = groups.find((g) => g.vhost === capture.vhost && g.lane === lane);
+      if (group) group.captures.push(capture);
+      else groups.push({ vhost: capture.vhost, lane, captures: [capture] });
     }
-    for (const [vhost, captures] of byVhost) {
-      await this.ensureWatched(vhost);
-      const connection = await this.connections.connect(vhost);
-      await Promise.all(captures.map((capture) => this.attach(connection, capture)));
+    for (const { vhost, lane, captures } of groups) {
+      try {
+        const connection = await this.connectLane(vhost, lane);
+        await Promise.all(captures.map((capture) => this.attach(connection, capture)));
+      } catch (err) {
+        // Failed, not silently idle: the next assignment replaces them (on the same lane).
+        for (const capture of captures) capture.fail(new Error(`cannot connect to vhost ${vhost} to read journal ${capture.journal} of ${capture.queue}: ${errorMessage(err)}`, { cause: err }));
+      }
       for (const capture of captures) this.captures.set(queueId(capture.vhost, capture.queue), capture);
-      this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}`);
+      this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
     }
   }
 
-  private async ensureWatched(vhost: string): Promise<void> {
-    if (this.watched.has(vhost)) return;
-    this.watched.add(vhost);
-    let first = true;
-    await this.connections.watch(vhost, async (connection) => {
-      if (first) {
-        first = false;
-        return; // apply() attaches the first time
-      }
-      const captures = this.all().filter((c) => c.vhost === vhost && !c.error);
-      await Promise.all(captures.map((capture) => this.attach(connection, capture)));
-      this.options.log.info(`re-attached ${captures.length} capture(s) in vhost ${vhost}`);
-    });
+  private slotsOf(vhost: string): LaneSlots {
+    let slots = this.slots.get(vhost);
+    if (!slots) {
+      slots = new LaneSlots(this.options.channelsPerConnection);
+      this.slots.set(vhost, slots);
+    }
+    return slots;
+  }
+
+  /** The lane's connection, watched so that its reconnects re-attach the lane's captures. */
+  private async connectLane(vhost: string, lane: number): Promise<ChannelModel> {
+    const lanes = this.watched.get(vhost) ?? new Set<number>();
+    this.watched.set(vhost, lanes);
+    if (!lanes.has(lane)) {
+      // Registered once per lane, even if this first connect fails: a later connect of the lane
+      // then brings its reconnects to this listener.
+      lanes.add(lane);
+      let watching = false;
+      await this.connections
+        .watch(
+          vhost,
+          async (connection) => {
+            if (watching) await this.reattach(vhost, lane, connection); // apply() attaches the first time
+          },
+          lane,
+        )
+        .finally(() => {
+          watching = true;
+        });
+    }
+    return this.connections.connect(vhost, lane);
+  }
+
+  /** After a lane's connection came back: its captures' channels died with the old one. */
+  private async reattach(vhost: string, lane: number, connection: ChannelModel): Promise<void> {
+    const slots = this.slotsOf(vhost);
+    const captures = this.all().filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueId(c.vhost, c.queue)) === lane);
+    await Promise.all(captures.map((capture) => this.attach(connection, capture)));
+    this.options.log.info(`re-attached ${captures.length} capture(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
   }
 
   private async attach(connection: ChannelModel, capture: QueueCapture): Promise<void> {
     try {
       const channel = await connection.createChannel();
+      this.channels.set(capture, channel);
       channel.on('error', (err) => this.options.log.warn(`channel of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`));
       await capture.attach(channel);
     } catch (err) {
       capture.fail(new Error(`cannot read journal ${capture.journal} of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`, { cause: err }));
     }
+  }
+
+  /** Detaches a capture and closes its channel, so its lane's slot is really free. */
+  private async stop(capture: QueueCapture): Promise<void> {
+    await capture.detach();
+    const channel = this.channels.get(capture);
+    this.channels.delete(capture);
+    // A channel of a dropped connection is already closed.
+    await channel?.close().catch(() => {});
   }
 
   /** Flushes every capture's buffer; failures are retried on the next tick. */
@@ -121,6 +185,7 @@ export class CaptureSet {
   async close(): Promise<void> {
     for (const capture of this.captures.values()) await capture.detach();
     this.captures.clear();
+    this.channels.clear();
     await this.connections.close();
   }
 }

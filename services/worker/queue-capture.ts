@@ -3,8 +3,9 @@
  * records, writes them to immutable segments, and tracks where each fence sits.
  *
  * Invariants:
- * - Records enter the buffer in journal-offset order with no gap and no duplicate (offsets are
- *   checked on every delivery), so every segment is a contiguous offset range.
+ * - Records enter the buffer in journal-offset order with no duplicate and no gap but the few
+ *   offsets the broker never delivers (offsets are checked on every delivery); every segment is
+ *   a contiguous offset range (the buffer is cut at those holes).
  * - durableOffset only moves forward, and only after the segment holding the records below it is
  *   in the store: a YES vote never promises a record that is not durable.
  * - Capture never waits for a round; a round only asks how far the durable prefix reaches.
@@ -13,10 +14,11 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
 import { toProperties } from '../core/field-table.js';
-import { encodeSegment, gzipCodec, segmentRefOf, type SegmentCodec } from '../core/segment-codec.js';
+import { unwrapRelayed } from '../core/firehose.js';
+import { adaptiveCodec, encodeSegment, segmentRefOf, type AdaptiveCodec, type SegmentCodec } from '../core/segment-codec.js';
 import { segmentKey } from '../core/store/keys.js';
 import type { ObjectStore } from '../core/store/object-store.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, MAX_UNDELIVERED_OFFSETS, STREAM_OFFSET_HEADER } from '../core/names.js';
 import type { Logger } from '../core/log.js';
 import { TidemarkError, errorMessage } from '../core/errors.js';
 
@@ -29,7 +31,8 @@ export interface QueueCaptureOptions {
   segmentBytes: number;
   /** Unacknowledged journal deliveries the broker may have in flight to this consumer. */
   prefetch: number;
-  codec?: SegmentCodec;
+  /** How segments are compressed. @default adaptiveCodec (gzip, or identity when gzip does not pay) */
+  codec?: SegmentCodec | AdaptiveCodec;
 }
 
 interface FencePosition {
@@ -53,7 +56,7 @@ export class QueueCapture {
   readonly journal: string;
   definition: QueueDefinition;
 
-  private readonly codec: SegmentCodec;
+  private readonly codec: SegmentCodec | AdaptiveCodec;
   private channel: Channel | undefined;
   private consumerTag: string | undefined;
 
@@ -78,6 +81,10 @@ export class QueueCapture {
   private bufferBytes = 0;
   private unacked: ConsumeMessage | undefined;
   private unackedCount = 0;
+  /** A flush asked for because the buffer reached segmentBytes has not started yet. */
+  private sizeFlushQueued = false;
+  /** Deliveries since the last attach: a hole after the first is the broker's, not retention's. */
+  private deliveriesSinceAttach = 0;
   /** Segments written since the base checkpoint's cut, in offset order. */
   private segments: SegmentRef[] = [];
   private readonly fences = new Map<number, FencePosition>();
@@ -94,7 +101,7 @@ export class QueueCapture {
     this.vhost = a.definition.vhost;
     this.queue = a.definition.name;
     this.journal = a.journal;
-    this.codec = options.codec ?? gzipCodec;
+    this.codec = options.codec ?? adaptiveCodec;
     this.startOffset = a.startOffset;
     this.nextOffset = a.resumeOffset;
     this.durableOffset = a.resumeOffset;
@@ -110,6 +117,7 @@ export class QueueCapture {
     this.channel = channel;
     this.unacked = undefined;
     this.unackedCount = 0;
+    this.deliveriesSinceAttach = 0;
     await channel.prefetch(this.options.prefetch, false);
     const reply = await channel.consume(this.journal, (msg) => this.onDelivery(msg), {
       noAck: false,
@@ -174,7 +182,17 @@ export class QueueCapture {
       this.nextOffset = offset;
       this.durableOffset = offset;
     }
+    const midRead = this.deliveriesSinceAttach > 0;
+    this.deliveriesSinceAttach += 1;
     if (offset < this.nextOffset) return; // re-delivery of a chunk we already hold
+    // Within one read, the broker only skips offsets of entries that are not messages (a new
+    // stream segment file's tracking snapshot): a reader keeps the files it reads open, so
+    // retention cannot take records from under it. At the start of a read a hole can be
+    // retention's, and stays an error (the capture is then restarted from the last cut).
+    if (offset > this.nextOffset && midRead && offset - this.nextOffset <= MAX_UNDELIVERED_OFFSETS) {
+      this.options.log.debug(`journal ${this.journal}: offsets ${this.nextOffset}..${offset - 1} hold no message (stream segment start)`);
+      this.nextOffset = offset;
+    }
     if (offset > this.nextOffset) {
       throw new JournalGapError(
         `journal ${this.journal} skipped offsets ${this.nextOffset}..${offset - 1} (retention truncated it?); ` +
@@ -191,11 +209,13 @@ export class QueueCapture {
       }
       this.expectedFence = undefined;
     }
+    // A copy relayed from the firehose (docs/OPERATIONS.md) is stored as the producer published it.
+    const published = unwrapRelayed(msg.fields, msg.properties);
     const record: JournalRecord = {
       offset,
-      exchange: msg.fields.exchange,
-      routingKey: msg.fields.routingKey,
-      properties: toProperties(msg.properties, { dropHeaders: [STREAM_OFFSET_HEADER] }),
+      exchange: published.exchange,
+      routingKey: published.routingKey,
+      properties: toProperties(published.properties, { dropHeaders: [STREAM_OFFSET_HEADER] }),
       body: msg.content,
       captureTimeMs: Date.now(),
       fenceEpoch,
@@ -213,7 +233,12 @@ export class QueueCapture {
     this.buffer.push(record);
     this.bufferBytes += msg.content.length + 64;
     this.nextOffset = offset + 1;
-    if (this.bufferBytes >= this.options.segmentBytes) void this.flush();
+    // One flush at a time is asked for by size: it takes the whole buffer when it starts, so a
+    // second one queued behind it would only write the few records that came in meanwhile.
+    if (this.bufferBytes >= this.options.segmentBytes && !this.sizeFlushQueued) {
+      this.sizeFlushQueued = true;
+      this.flush().catch(() => {}); // kept in the buffer; tick and prepare retry and report it
+    }
   }
 
   private fenceOf(headers: Record<string, unknown>): { epoch: number; roundId: string } {
@@ -228,7 +253,7 @@ export class QueueCapture {
     this.unacked = msg;
     this.unackedCount += 1;
     // While the store lags, withhold credit: the broker stops at prefetch and memory stays bounded.
-    if (this.backlog > 2) return;
+    if (this.backlog > 2 || this.bufferBytes >= 2 * this.options.segmentBytes) return;
     if (this.unackedCount >= Math.max(1, Math.floor(this.options.prefetch / 4))) this.ackPending();
   }
 
@@ -261,10 +286,15 @@ export class QueueCapture {
   /** Writes every buffered record to a segment. Flushes run one at a time, in offset order. */
   flush(): Promise<void> {
     this.backlog += 1;
-    const run = this.flushing.then(() => this.writeBuffered()).finally(() => {
-      this.backlog -= 1;
-      if (this.backlog <= 2) this.ackPending();
-    });
+    const run = this.flushing
+      .then(() => {
+        this.sizeFlushQueued = false;
+        return this.writeBuffered();
+      })
+      .finally(() => {
+        this.backlog -= 1;
+        if (this.backlog <= 2) this.ackPending();
+      });
     this.flushing = run.catch(() => {});
     return run;
   }
@@ -274,32 +304,46 @@ export class QueueCapture {
     const records = this.buffer;
     this.buffer = [];
     this.bufferBytes = 0;
-    const first = records[0].offset;
-    const last = records[records.length - 1].offset;
+    // A segment holds contiguous offsets: the buffer is cut at the holes the broker leaves.
+    let first = 0;
     try {
-      const { bytes, sha256 } = await encodeSegment(
-        { formatVersion: 1, vhost: this.vhost, queue: this.queue, journal: this.journal, firstOffset: first, lastOffset: last, records },
-        this.codec,
-      );
-      const key = segmentKey(this.vhost, this.queue, first, last, sha256);
-      await this.options.store.put(key, bytes);
-      this.segments.push(segmentRefOf(key, records, bytes, sha256, this.codec.name));
-      this.durableOffset = last + 1;
+      while (first < records.length) {
+        let end = first + 1;
+        while (end < records.length && records[end].offset === records[end - 1].offset + 1) end += 1;
+        await this.writeSegment(records.slice(first, end));
+        first = end;
+      }
     } catch (err) {
-      // Put the records back in front so nothing is lost; the next flush retries them.
-      this.buffer = records.concat(this.buffer);
+      // Put what was not written back in front so nothing is lost; the next flush retries it.
+      this.buffer = records.slice(first).concat(this.buffer);
       this.bufferBytes = this.buffer.reduce((n, r) => n + r.body.length + 64, 0);
       throw err;
     }
   }
 
+  private async writeSegment(records: JournalRecord[]): Promise<void> {
+    const first = records[0].offset;
+    const last = records[records.length - 1].offset;
+    const { bytes, sha256, codec } = await encodeSegment(
+      { formatVersion: 1, vhost: this.vhost, queue: this.queue, journal: this.journal, firstOffset: first, lastOffset: last, records },
+      this.codec,
+    );
+    const key = segmentKey(this.vhost, this.queue, first, last, sha256);
+    await this.options.store.put(key, bytes);
+    this.segments.push(segmentRefOf(key, records, bytes, sha256, codec));
+    this.durableOffset = last + 1;
+  }
+
   /**
    * Phase one for this queue: waits until fence `epoch` has been read, makes every record before
-   * it durable, and returns this queue's part of the checkpoint.
+   * it durable, and returns this queue's part of the checkpoint. The fence itself need not be
+   * durable: the checkpoint holds [start, cut), and a resume reads the fence from the journal.
+   * Every offset below the cut must be in a segment, so an idle queue still stores the previous
+   * round's fence when there is one: it writes every other round instead of every round.
    */
   async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
     const fence = await this.waitForFence(epoch, roundId, signal);
-    while (this.durableOffset <= fence.offset) {
+    while (this.durableOffset < fence.offset) {
       if (signal.aborted) throw new TidemarkError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
       await this.flush();
     }
@@ -358,9 +402,12 @@ export class QueueCapture {
     if (this.fences.get(epoch)?.roundId === roundId) this.fences.delete(epoch);
   }
 
-  /** Flushes on a timer so a quiet queue's records do not wait for a round or a full segment. */
+  /**
+   * Flushes on a timer so a quiet queue's records do not wait for a round or a full segment.
+   * Fences alone wait for the next message: storing them proves nothing a cut needs.
+   */
   tick(): void {
-    if (this.buffer.length > 0 && !this.failure) {
+    if (this.buffer.some((r) => r.fenceEpoch === 0) && !this.failure) {
       this.flush().catch((err) => this.options.log.warn(`flush of ${this.vhost}/${this.queue} failed, will retry: ${errorMessage(err)}`));
     }
   }

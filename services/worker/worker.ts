@@ -31,6 +31,7 @@ import {
 } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import { CaptureSet } from './capture-set.js';
+import { FirehoseRelay } from './firehose-relay.js';
 import { runRestoreTask } from './restore-runner.js';
 import { createHash } from 'node:crypto';
 
@@ -67,6 +68,7 @@ export class Worker {
   private readonly decisionLog: DecisionLog;
   private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
+  private readonly relay: FirehoseRelay;
 
   private constructor(
     private readonly options: WorkerOptions,
@@ -79,6 +81,13 @@ export class Worker {
     this.decisionLog = new DecisionLog(redis, options.config.namespace);
     this.restoreState = new RestoreStateStore(redis, options.config.namespace);
     this.catalog = new Catalog(store);
+    this.relay = new FirehoseRelay({
+      namespace: options.config.namespace,
+      amqpUrl: options.config.amqpUrl,
+      log: options.log.child('relay'),
+      clientName: `tidemark worker ${options.config.id}`,
+      window: options.config.prefetch,
+    });
   }
 
   static async create(options: WorkerOptions): Promise<Worker> {
@@ -96,6 +105,7 @@ export class Worker {
       log: log.child('capture'),
       segmentBytes: config.segmentBytes,
       prefetch: config.prefetch,
+      channelsPerConnection: config.channelsPerConnection,
       clientName: `tidemark worker ${config.id}`,
     });
     const worker = new Worker(options, store, redis, membership, captures);
@@ -124,6 +134,7 @@ export class Worker {
     clearInterval(this.flusher);
     clearInterval(this.inquirer);
     if (this.registered) await this.membership.leave(this.id).catch(() => {});
+    await this.relay.close();
     await this.captures.close();
     this.redis.disconnect();
     await this.store.close();
@@ -146,6 +157,9 @@ export class Worker {
       this.generation = request.generation;
       await this.captures.apply(request.queues);
     }
+    // Vhosts in firehose mode need a relay among the workers holding their queues.
+    const vhosts = new Set(request.queues.map((a) => a.definition!.vhost));
+    await this.relay.watch(vhosts).catch((err) => this.options.log.warn(`firehose relay: ${errorMessage(err)}`));
     return { generation: this.generation, capturing: this.captures.all().length };
   }
 

@@ -16,10 +16,14 @@
  * Round figures are the coordinator's: `durationMs` of the waited checkpoint call, which includes
  * waiting behind a discovery pass. The breakdown comes from the committed manifest's timestamps
  * and the leader's own round duration (status().lastRound).
+ *
+ * `npm run bench` (bench.ts) runs single configurations through {@link runConfiguration} for its
+ * round-latency figures; main() runs only when this file is the program.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { RoundOutcome } from '../../services/client/index.js';
@@ -27,6 +31,7 @@ import { ManagementClient } from '../../services/core/amqp/management-client.js'
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { repositoryRoot } from '../helpers/repo.js';
 import { amqpUrlForVhost, createTestVhost, uniqueName, type TestServices } from '../helpers/services.js';
+import { replaceDocSection } from './bench-kit.js';
 
 interface Args {
   queues: number[];
@@ -73,7 +78,7 @@ function percentile(sorted: number[], p: number): number {
 }
 const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 0.5);
 
-interface Result {
+export interface Result {
   queues: number;
   workers: number;
   /** Rounds run after the first one (fewer than asked when the configuration stopped early). */
@@ -87,6 +92,9 @@ interface Result {
   p50: number;
   p99: number;
   max: number;
+  /** Percentiles of the leader's own round duration (status().lastRound), committed rounds only: no wait behind discovery. */
+  roundP50: number;
+  roundP99: number;
   /** Medians over committed rounds: waiting behind discovery, start+fence, prepare (votes), decision+manifest. */
   split: { queued: number; fence: number; prepare: number; commit: number };
   published: number;
@@ -137,7 +145,7 @@ function startProducer(url: string, exchange: string, queues: string[], rate: nu
 }
 
 /** Deletes the run's Redis keys (leases, epochs, decisions), which all start with `namespace:`. */
-async function forgetNamespace(redisUrl: string, namespace: string): Promise<void> {
+export async function forgetNamespace(redisUrl: string, namespace: string): Promise<void> {
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   try {
     await redis.connect();
@@ -189,7 +197,7 @@ function watchBroker(managementUrl: string) {
  * Deletes the vhost with a patient client: deleting thousands of streams takes far longer than
  * the test helper's 10 s request limit. What still fails is reported, not hidden.
  */
-async function removeVhost(managementUrl: string, vhost: string): Promise<void> {
+export async function removeVhost(managementUrl: string, vhost: string): Promise<void> {
   const management = new ManagementClient(managementUrl, { timeoutMs: 600_000 });
   for (let attempt = 1; ; attempt += 1) {
     try {
@@ -222,6 +230,7 @@ const ABORT_STREAK = 3;
 async function measureRounds(cluster: TestCluster, rounds: number, result: Result): Promise<void> {
   const durations: number[] = [];
   const split: Record<keyof Result['split'], number[]> = { queued: [], fence: [], prepare: [], commit: [] };
+  const roundDurations: number[] = [];
   let streak = 0;
   for (let r = 0; r < rounds && streak < ABORT_STREAK; r += 1) {
     const reply = await cluster.client.checkpoint(true);
@@ -237,6 +246,7 @@ async function measureRounds(cluster: TestCluster, rounds: number, result: Resul
     const [status, manifest] = await Promise.all([cluster.client.status(), cluster.client.getCheckpoint(String(reply.epoch))]);
     const roundMs = status.lastRound?.epoch === reply.epoch ? status.lastRound.durationMs : reply.durationMs;
     const fencedAt = manifest.fences[0]?.publishedAtMs ?? manifest.startedAtMs;
+    roundDurations.push(roundMs);
     split.queued.push(reply.durationMs - roundMs);
     split.fence.push(fencedAt - manifest.startedAtMs);
     split.prepare.push(manifest.committedAtMs - fencedAt);
@@ -246,6 +256,8 @@ async function measureRounds(cluster: TestCluster, rounds: number, result: Resul
   if (streak >= ABORT_STREAK) result.error = `stopped after ${ABORT_STREAK} aborted rounds in a row`;
   const sorted = [...durations].sort((a, b) => a - b);
   Object.assign(result, { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: percentile(sorted, 1) });
+  const roundSorted = roundDurations.sort((a, b) => a - b);
+  Object.assign(result, { roundP50: percentile(roundSorted, 0.5), roundP99: percentile(roundSorted, 0.99) });
   result.split = { queued: median(split.queued), fence: median(split.fence), prepare: median(split.prepare), commit: median(split.commit) };
 }
 
@@ -265,7 +277,21 @@ async function measureRebalance(cluster: TestCluster, queueCount: number, worker
   log(`${victim} killed: queues reassigned in ${result.rebalanceMs} ms, next round committed ${result.rebalanceCommitMs} ms after the kill`);
 }
 
-async function runConfiguration(services: TestServices, queueCount: number, workerCount: number, rounds: number, rate: number, onCleanUp: (f?: () => Promise<void>) => void): Promise<Result> {
+/** What a caller of {@link runConfiguration} may add to a configuration. */
+export interface ConfigurationHooks {
+  /** Runs after the rounds (and the rebalance), while the cluster is still up; a throw fails the configuration. */
+  onMeasured?: (run: { cluster: TestCluster; namespace: string; vhost: string }) => Promise<void>;
+}
+
+export async function runConfiguration(
+  services: TestServices,
+  queueCount: number,
+  workerCount: number,
+  rounds: number,
+  rate: number,
+  onCleanUp: (f?: () => Promise<void>) => void,
+  hooks: ConfigurationHooks = {},
+): Promise<Result> {
   const result: Result = {
     queues: queueCount,
     workers: workerCount,
@@ -277,6 +303,8 @@ async function runConfiguration(services: TestServices, queueCount: number, work
     p50: NaN,
     p99: NaN,
     max: NaN,
+    roundP50: NaN,
+    roundP99: NaN,
     published: 0,
     peakFds: 0,
     split: { queued: NaN, fence: NaN, prepare: NaN, commit: NaN },
@@ -333,6 +361,7 @@ async function runConfiguration(services: TestServices, queueCount: number, work
     log(`first round ${first.durationMs} ms (${first.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED ? 'committed' : `aborted: ${first.reason}`})`);
     await measureRounds(cluster, rounds, result);
     if (workerCount > 1 && !result.error) await measureRebalance(cluster, queueCount, workerCount, result);
+    if (hooks.onMeasured && !result.error) await hooks.onMeasured({ cluster, namespace, vhost });
   };
   try {
     const measuring = measure();
@@ -380,17 +409,13 @@ function table(results: Result[]): string {
 /** Replaces this run kind's section of docs/SCALE.md (between its markers), or appends one. */
 function writeDoc(kind: Args['kind'], command: string, machine: string, results: Result[]): string {
   const path = join(repositoryRoot(), 'docs', 'SCALE.md');
-  const [begin, end] = [`<!-- bench:scale ${kind} -->`, `<!-- /bench:scale ${kind} -->`];
   const notes = results.flatMap((r) => [
     ...(r.error ? [`- queues=${r.queues} workers=${r.workers} did not finish: ${r.error.slice(0, 500)}`] : []),
     ...[...new Set(r.abortReasons)].map((reason) => `- queues=${r.queues} workers=${r.workers} aborted: ${reason.slice(0, 300)}`),
   ]);
-  const section = [begin, `### ${kind === 'full' ? 'Full matrix' : kind === 'quick' ? 'Quick run' : 'Custom run'}: \`${command}\``, '', machine, '', table(results), '', ...notes, ...(notes.length > 0 ? [''] : []), end].join('\n');
-  const text = existsSync(path) ? readFileSync(path, 'utf8') : '# Scale\n\nWritten by `npm run bench:scale`.\n';
-  const at = text.indexOf(begin);
-  const until = text.indexOf(end);
-  const next = at >= 0 && until > at ? `${text.slice(0, at)}${section}${text.slice(until + end.length)}` : `${text.trimEnd()}\n\n${section}\n`;
-  writeFileSync(path, next);
+  const title = kind === 'full' ? 'Full matrix' : kind === 'quick' ? 'Quick run' : 'Custom run';
+  const body = [`### ${title}: \`${command}\``, '', machine, '', table(results), '', ...notes, ...(notes.length > 0 ? [''] : [])];
+  replaceDocSection(path, `bench:scale ${kind}`, body, '# Scale\n\nWritten by `npm run bench:scale`.\n');
   return path;
 }
 
@@ -435,11 +460,14 @@ async function main(): Promise<number> {
   return results.every((r) => !r.error && r.aborted === 0) ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err);
-    console.log(`scale bench failed: ${(err as Error).message}`);
-    process.exit(1);
-  },
-);
+// Imported by bench.ts for runConfiguration: only the program itself runs the matrix.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err);
+      console.log(`scale bench failed: ${(err as Error).message}`);
+      process.exit(1);
+    },
+  );
+}

@@ -106,7 +106,8 @@ export class CausalProducer {
   constructor(
     private readonly amqpUrl: string,
     private readonly vhost: string,
-    private readonly exchange: string,
+    /** The exchange both are published to, or one per queue ('' is the default exchange). */
+    private readonly exchange: string | readonly [string, string],
     private readonly queueA: string,
     private readonly queueB: string,
   ) {}
@@ -119,9 +120,10 @@ export class CausalProducer {
     const connection = await amqp.connect(amqpUrlForVhost(this.amqpUrl, this.vhost));
     const channel = await connection.createConfirmChannel();
     for (let i = 0; !this.stopped; i += 1) {
-      for (const queue of [this.queueA, this.queueB]) {
+      for (const [k, queue] of [this.queueA, this.queueB].entries()) {
+        const exchange = typeof this.exchange === 'string' ? this.exchange : this.exchange[k];
         await new Promise<void>((resolve, reject) =>
-          channel.publish(this.exchange, queue, Buffer.from(`${queue}:${i}`), { messageId: `${queue}-${i}`, headers: { causal: i } }, (err) =>
+          channel.publish(exchange, queue, Buffer.from(`${queue}:${i}`), { messageId: `${queue}-${i}`, headers: { causal: i } }, (err) =>
             err ? reject(err) : resolve(),
           ),
         );

@@ -78,17 +78,33 @@ export async function deleteTestVhost(managementUrl: string, name: string): Prom
 export { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 
 /**
+ * A management API call with the test run's credentials, for what ManagementClient does not
+ * offer (connections, consumers, users). `path` is below /api/.
+ */
+export function managementApi(managementUrl: string, method: string, path: string, body?: unknown): Promise<Response> {
+  const base = new URL(managementUrl);
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(base.username) || 'guest'}:${decodeURIComponent(base.password) || 'guest'}`).toString('base64')}`;
+  return fetch(`${base.protocol}//${base.host}/api/${path}`, {
+    method,
+    headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+/** {@link managementApi} expecting success (a DELETE of what is already gone counts); the JSON answer, if any. */
+export async function managementJson<T>(managementUrl: string, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await managementApi(managementUrl, method, path, body);
+  if (!res.ok && !(method === 'DELETE' && res.status === 404)) throw new Error(`${method} /api/${path}: HTTP ${res.status} ${await res.text()}`);
+  const text = await res.text();
+  return (text === '' ? undefined : JSON.parse(text)) as T;
+}
+
+/**
  * Creates a broker user with full permissions on `vhost` only, through the management API; the
  * returned `remove` deletes it. Stands in for "another broker's credentials" on a one-broker machine.
  */
 export async function createTestUser(managementUrl: string, vhost: string): Promise<{ user: string; password: string; remove: () => Promise<void> }> {
-  const base = new URL(managementUrl);
-  const auth = `Basic ${Buffer.from(`${decodeURIComponent(base.username) || 'guest'}:${decodeURIComponent(base.password) || 'guest'}`).toString('base64')}`;
-  const api = (path: string) => `${base.protocol}//${base.host}/api/${path}`;
-  const call = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(api(path), { method, headers: { authorization: auth, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    if (!res.ok && !(method === 'DELETE' && res.status === 404)) throw new Error(`${method} ${path}: HTTP ${res.status} ${await res.text()}`);
-  };
+  const call = (method: string, path: string, body?: unknown) => managementJson<void>(managementUrl, method, path, body);
   const user = uniqueName('tmuser');
   const password = `pw-${user}`;
   await call('PUT', `users/${encodeURIComponent(user)}`, { password, tags: '' });

@@ -137,7 +137,8 @@ describe('atomic checkpoints (G1)', () => {
     expect(manifestExists(round.epoch)).toBe(false);
     expect((await cluster.client.listCheckpoints()).map((c) => c.epoch)).toEqual(before);
     // The operator sees why in status, not only in the round's reason.
-    const status = await cluster.client.status();
+    // (A replacement capture may be attaching meanwhile; it fails on the same journal.)
+    const status = await cluster.waitForStatus((s) => s.workers.some((w) => w.error.includes(journal)), `a worker error naming ${journal}`, 15_000);
     expect(status.workers.map((w) => w.error).join(' ')).toContain(journal);
   });
 });

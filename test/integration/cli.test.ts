@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readQueue } from '../helpers/broker.js';
 import { CLI, jsonLines, runCli, type CliResult } from '../helpers/cli.js';
 import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
-import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, managementApi, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
 const EXCHANGE = 'events';
 const QUEUES = [
@@ -83,11 +83,7 @@ async function childPids(pid: number): Promise<number[]> {
 }
 
 async function queueExists(name: string): Promise<boolean> {
-  const url = new URL(services.managementUrl);
-  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username) || 'guest'}:${decodeURIComponent(url.password) || 'guest'}`).toString('base64')}`;
-  url.username = '';
-  url.password = '';
-  const response = await fetch(`${url.href.replace(/\/+$/, '')}/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`, { headers: { authorization } });
+  const response = await managementApi(services.managementUrl, 'GET', `queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
   await response.body?.cancel();
   if (response.status !== 200 && response.status !== 404) throw new Error(`management API answered ${response.status} for queue ${name}`);
   return response.status === 200;

@@ -213,6 +213,13 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(configError(() => loadConfig({ env: { TIDEMARK_S3_ENDPOINT: 'minio' } })).message).toContain('s3Endpoint');
   });
 
+  it('serves metrics only when metricsListen is set, and only at a host:port', () => {
+    expect(loadConfig({ env: {} }).metricsListen).toBeUndefined();
+    expect(loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '0.0.0.0:9464' } }).metricsListen).toBe('0.0.0.0:9464');
+    expect(loadConfig({ env: {}, flags: { metricsListen: '[::1]:9464' } }).metricsListen).toBe('[::1]:9464');
+    expect(configError(() => loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '9464' } })).message).toContain('metricsListen (--metrics-listen, TIDEMARK_METRICS_LISTEN)');
+  });
+
   // Regression (was a bug in services/core/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked
   // with z.string().url(), which accepts any scheme, so the common mistake "localhost:5672" (parsed
   // as scheme "localhost:") passes validation and only fails later, at connect time, far from the

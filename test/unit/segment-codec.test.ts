@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Segment, type Record as JournalRecord } from '../../services/gen/tidemark/v1/store.js';
 import { CorruptDataError, TidemarkError } from '../../services/core/errors.js';
-import { codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
+import { randomBytes } from 'node:crypto';
+import { adaptiveCodec, codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 
 function record(offset: number, over: Partial<JournalRecord> = {}): JournalRecord {
@@ -36,6 +37,19 @@ describe('segment codec', () => {
     expect(sha256).toMatch(/^[0-9a-f]{64}$/);
     const back = await decodeSegment(bytes, { sha256, codec: 'gzip', key: KEY, firstOffset: 100, lastOffset: 149 });
     expect(back).toEqual(seg);
+  });
+
+  it('adaptive: gzip for bodies that compress, identity for ones that do not, both read back', async () => {
+    const text = segment(0, 199, range(0, 199).map((o) => record(o, { body: Buffer.from(`{"order": ${o}, "status": "shipped", "items": []}`.repeat(8)) })));
+    const random = segment(0, 199, range(0, 199).map((o) => record(o, { body: randomBytes(1024) })));
+    for (const [seg, codec] of [[text, 'gzip'], [random, 'identity']] as const) {
+      const encoded = await encodeSegment(seg, adaptiveCodec);
+      expect(encoded.codec).toBe(codec);
+      if (codec === 'identity') expect(encoded.bytes).toEqual(Buffer.from(Segment.encode(seg).finish()));
+      else expect(encoded.bytes.length).toBeLessThan(Buffer.from(Segment.encode(seg).finish()).length / 4);
+      const back = await decodeSegment(encoded.bytes, { sha256: encoded.sha256, codec: encoded.codec, key: KEY, firstOffset: 0, lastOffset: 199 });
+      expect(back).toEqual(seg);
+    }
   });
 
   it('is deterministic: the same segment gives the same bytes and checksum', async () => {

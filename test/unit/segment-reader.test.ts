@@ -172,6 +172,26 @@ describe('readPrefix', () => {
     expect(yielded.map((r) => r.offset)).toEqual(range(0, 10));
   });
 
+  it('reads across a hole of offsets the broker never delivers (a stream segment start), and resumes from inside one', async () => {
+    const a = await writeSegment(store, 0, 9);
+    const b = await writeSegment(store, 11, 19);
+    const c = await writeSegment(store, 24, 29);
+    expect((await collect(store, spec([a, b, c], 0, 30))).map((r) => r.offset)).toEqual(range(0, 30, [10, 20, 21, 22, 23]));
+    expect((await collect(store, spec([a, b, c], 0, 30), 21)).map((r) => r.offset)).toEqual(range(24, 30));
+    // A hole right before the cut's fence (the fence is not stored).
+    expect((await collect(store, spec([a, b], 0, 21))).map((r) => r.offset)).toEqual(range(0, 20, [10]));
+  });
+
+  it('refuses a hole wider than the broker leaves, and a hole before the first segment', async () => {
+    const a = await writeSegment(store, 0, 9);
+    const far = await writeSegment(store, 15, 19);
+    const { error } = await collectUntilError(store, spec([a, far], 0, 20));
+    expect(error).toBeInstanceOf(CorruptDataError);
+    expect((error as Error).message).toContain('10..14');
+    const late = await writeSegment(store, 1, 9);
+    expect((await collectUntilError(store, spec([late], 0, 10))).error).toBeInstanceOf(CorruptDataError);
+  });
+
   it('refuses a missing first range: nothing is yielded', async () => {
     const b = await writeSegment(store, 10, 19);
     const { yielded, error } = await collectUntilError(store, spec([b], 0, 20));

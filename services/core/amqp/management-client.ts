@@ -168,6 +168,22 @@ export class ManagementClient {
     }));
   }
 
+  /** Whether the vhost's firehose tracer is on. */
+  async vhostTracing(vhost: string): Promise<boolean> {
+    const row = await this.request<{ tracing?: boolean }>('GET', `vhosts/${enc(vhost)}?columns=tracing`);
+    return row.tracing === true;
+  }
+
+  /**
+   * Turns the vhost's firehose tracer on or off. The API sets every vhost field a PUT names, so
+   * the description and tags are sent back as they are.
+   */
+  async setVhostTracing(vhost: string, on: boolean): Promise<void> {
+    const row = await this.request<{ description?: string; tags?: string[] | string }>('GET', `vhosts/${enc(vhost)}`);
+    const tags = Array.isArray(row.tags) ? row.tags.join(',') : (row.tags ?? '');
+    await this.request('PUT', `vhosts/${enc(vhost)}`, { description: row.description ?? '', tags, tracing: on });
+  }
+
   async createVhost(name: string): Promise<void> {
     await this.request('PUT', `vhosts/${enc(name)}`, {});
   }

@@ -23,22 +23,32 @@ export interface QueueProbe {
 /** How long an apparently empty stream gets to deliver its first message. */
 const STREAM_FIRST_MESSAGE_WAIT_MS = 500;
 
+/** Whether queue `name` exists on the connection's vhost; a failure other than "not found" throws. */
+export async function queueExists(connection: ChannelModel, name: string): Promise<boolean> {
+  return (await checkedQueue(connection, name)) !== undefined;
+}
+
+/** checkQueue on a throwaway channel: the queue's ready count, or undefined if it does not exist. */
+async function checkedQueue(connection: ChannelModel, name: string): Promise<number | undefined> {
+  const channel = await throwawayChannel(connection);
+  try {
+    return (await channel.checkQueue(name)).messageCount;
+  } catch (err) {
+    if (amqpCode(err) === 404) return undefined;
+    throw new TidemarkError(`cannot inspect queue "${name}": ${brokerText(err)}`, { cause: err });
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
 /**
  * Whether queue `name` exists on the connection's vhost and holds messages. `type` is the type
  * the caller expects ("classic", "quorum", "stream"); a queue that reports no messages is also
  * checked for being a stream whatever `type` says, since a stream's count is always 0.
  */
 export async function probeQueue(connection: ChannelModel, name: string, type: string): Promise<QueueProbe> {
-  let messageCount: number;
-  const channel = await throwawayChannel(connection);
-  try {
-    ({ messageCount } = await channel.checkQueue(name));
-  } catch (err) {
-    if (amqpCode(err) === 404) return { exists: false, holdsMessages: false };
-    throw new TidemarkError(`cannot inspect queue "${name}": ${brokerText(err)}`, { cause: err });
-  } finally {
-    await channel.close().catch(() => {});
-  }
+  const messageCount = await checkedQueue(connection, name);
+  if (messageCount === undefined) return { exists: false, holdsMessages: false };
   if (messageCount > 0) return { exists: true, holdsMessages: true };
   return { exists: true, holdsMessages: await streamHoldsMessages(connection, name, type) };
 }

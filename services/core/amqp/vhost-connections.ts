@@ -1,6 +1,9 @@
 /**
- * One AMQP connection per vhost, reopened with backoff when the broker drops it. Users register
- * a callback that runs after every (re)connect to re-create their channels and consumers.
+ * AMQP connections per vhost, each reopened with backoff when the broker drops it. A vhost has
+ * numbered lanes: lane 0 is its one shared connection; a user that needs more channels than one
+ * connection allows (RabbitMQ's channel_max, 2,047 by default) spreads them over lanes 1, 2, ...,
+ * each its own connection that reconnects on its own. Users register a callback that runs after
+ * every (re)connect of a lane to re-create that lane's channels and consumers.
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../log.js';
@@ -10,6 +13,8 @@ import { amqpUrlForVhost, redactUrl } from './vhost-url.js';
 type OnConnect = (connection: ChannelModel) => Promise<void>;
 
 interface Link {
+  vhost: string;
+  lane: number;
   connection?: ChannelModel;
   connecting?: Promise<ChannelModel>;
   listeners: Set<OnConnect>;
@@ -17,7 +22,8 @@ interface Link {
 }
 
 export class VhostConnections {
-  private readonly links = new Map<string, Link>();
+  /** By vhost, then by lane. */
+  private readonly links = new Map<string, Map<number, Link>>();
   private closed = false;
 
   constructor(
@@ -26,70 +32,80 @@ export class VhostConnections {
     private readonly clientName: string,
   ) {}
 
-  /** Registers `onConnect` for the vhost and runs it now (and after every reconnect). */
-  async watch(vhost: string, onConnect: OnConnect): Promise<() => void> {
-    const link = this.link(vhost);
+  /** Registers `onConnect` for the vhost's lane (lane 0 unless given) and runs it now (and after every reconnect). */
+  async watch(vhost: string, onConnect: OnConnect, lane = 0): Promise<() => void> {
+    const link = this.link(vhost, lane);
     link.listeners.add(onConnect);
-    const connection = await this.connect(vhost);
+    const connection = await this.connect(vhost, lane);
     await onConnect(connection);
     return () => link.listeners.delete(onConnect);
   }
 
-  /** The vhost's connection, opening it if needed. */
-  connect(vhost: string): Promise<ChannelModel> {
-    const link = this.link(vhost);
+  /** The connection of the vhost's lane (lane 0 unless given), opening it if needed. */
+  connect(vhost: string, lane = 0): Promise<ChannelModel> {
+    const link = this.link(vhost, lane);
     if (link.connection) return Promise.resolve(link.connection);
     if (!link.connecting) {
-      link.connecting = this.open(vhost, link).finally(() => {
+      link.connecting = this.open(link).finally(() => {
         link.connecting = undefined;
       });
     }
     return link.connecting;
   }
 
-  private link(vhost: string): Link {
-    let link = this.links.get(vhost);
+  private link(vhost: string, lane: number): Link {
+    let lanes = this.links.get(vhost);
+    if (!lanes) {
+      lanes = new Map();
+      this.links.set(vhost, lanes);
+    }
+    let link = lanes.get(lane);
     if (!link) {
-      link = { listeners: new Set(), retryMs: 250 };
-      this.links.set(vhost, link);
+      link = { vhost, lane, listeners: new Set(), retryMs: 250 };
+      lanes.set(lane, link);
     }
     return link;
   }
 
-  private async open(vhost: string, link: Link): Promise<ChannelModel> {
-    const url = amqpUrlForVhost(this.baseUrl, vhost);
-    const connection = await amqp.connect(url, { clientProperties: { connection_name: `${this.clientName} ${vhost}` } });
+  /** `v` for lane 0 of vhost v, `v #2` for lane 2: how logs and connection names tell lanes apart. */
+  private describe(link: Link): string {
+    return link.lane === 0 ? link.vhost : `${link.vhost} #${link.lane}`;
+  }
+
+  private async open(link: Link): Promise<ChannelModel> {
+    const url = amqpUrlForVhost(this.baseUrl, link.vhost);
+    const connection = await amqp.connect(url, { clientProperties: { connection_name: `${this.clientName} ${this.describe(link)}` } });
     link.connection = connection;
     link.retryMs = 250;
-    connection.on('error', (err) => this.log.warn(`connection to vhost ${vhost} failed: ${errorMessage(err)}`));
+    connection.on('error', (err) => this.log.warn(`connection to vhost ${this.describe(link)} failed: ${errorMessage(err)}`));
     connection.on('close', () => {
       link.connection = undefined;
       if (this.closed) return;
-      this.log.warn(`connection to ${redactUrl(url)} closed; reconnecting`);
-      this.reconnectLater(vhost, link);
+      this.log.warn(`connection${link.lane === 0 ? '' : ` #${link.lane}`} to ${redactUrl(url)} closed; reconnecting`);
+      this.reconnectLater(link);
     });
     return connection;
   }
 
-  private reconnectLater(vhost: string, link: Link): void {
+  private reconnectLater(link: Link): void {
     const delay = link.retryMs;
     link.retryMs = Math.min(link.retryMs * 2, 5_000);
     setTimeout(async () => {
       if (this.closed || link.connection) return;
       try {
-        const connection = await this.connect(vhost);
+        const connection = await this.connect(link.vhost, link.lane);
         for (const listener of link.listeners) await listener(connection);
       } catch (err) {
-        this.log.warn(`reconnect to vhost ${vhost} failed: ${errorMessage(err)}`);
-        if (!link.connection) this.reconnectLater(vhost, link);
+        this.log.warn(`reconnect to vhost ${this.describe(link)} failed: ${errorMessage(err)}`);
+        if (!link.connection) this.reconnectLater(link);
       }
     }, delay).unref();
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const link of this.links.values()) {
-      await link.connection?.close().catch(() => {});
+    for (const lanes of this.links.values()) {
+      for (const link of lanes.values()) await link.connection?.close().catch(() => {});
     }
     this.links.clear();
   }

@@ -1,0 +1,102 @@
+/**
+ * The coordinator's Prometheus metrics (docs/OPERATIONS.md#metrics). Rounds are counted as they
+ * finish; everything else is read from the coordinator when scraped, so a scrape shows the same
+ * state `tidemark status` does. Each coordinator has its own registry (not prom-client's global
+ * one), so several coordinators in one process (tests) keep their numbers apart.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { QueueCoverage } from './coverage.js';
+import type { RoundResult } from './round-runner.js';
+
+/** What the scrape reads from the coordinator. Leader-only values are read on the leader alone. */
+export interface CoordinatorReadings {
+  leader(): boolean;
+  protectedQueues(): number;
+  /** Live workers in membership; may fail (Redis down), which leaves the previous value. */
+  workers(): Promise<number>;
+  /** The newest checkpoint this leader knows committed; undefined before it knows one. */
+  lastCommit(): { epoch: number; committedAtMs: number } | undefined;
+  coverageGaps(): QueueCoverage[];
+}
+
+/** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
+const ROUND_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly rounds: Counter<'outcome'>;
+  private readonly roundSeconds: Histogram<'outcome'>;
+
+  constructor(read: CoordinatorReadings) {
+    const registers = [this.registry];
+    // A standby reports 0 for what only the leader knows: max() across coordinators is the leader's value.
+    const leaderOnly = (value: () => number) => () => (read.leader() ? value() : 0);
+    const gauge = (name: string, help: string, value: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(value());
+        },
+      });
+
+    gauge('tidemark_leader', '1 when this coordinator holds the leader lease and leads, else 0.', () => (read.leader() ? 1 : 0));
+    this.rounds = new Counter({
+      name: 'tidemark_rounds_total',
+      help: 'Checkpoint rounds this coordinator ran, by outcome (committed, aborted, in-doubt).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.roundSeconds = new Histogram({
+      name: 'tidemark_round_duration_seconds',
+      help: 'Duration of this coordinator\'s checkpoint rounds, from start to outcome, by outcome.',
+      labelNames: ['outcome'],
+      buckets: ROUND_BUCKETS,
+      registers,
+    });
+    for (const outcome of ['committed', 'aborted'] as const) {
+      this.rounds.inc({ outcome }, 0);
+      this.roundSeconds.zero({ outcome });
+    }
+    gauge('tidemark_last_committed_epoch', 'Epoch of the newest committed checkpoint (0 on a standby, or before any).', leaderOnly(() => read.lastCommit()?.epoch ?? 0));
+    gauge(
+      'tidemark_last_commit_timestamp_seconds',
+      'Commit time of the newest committed checkpoint, in Unix seconds (0 on a standby, or before any).',
+      leaderOnly(() => (read.lastCommit()?.committedAtMs ?? 0) / 1000),
+    );
+    gauge('tidemark_protected_queues', 'Queues the leader protects (0 on a standby).', leaderOnly(() => read.protectedQueues()));
+    new Gauge({
+      name: 'tidemark_workers',
+      help: 'Live workers in membership.',
+      registers,
+      async collect() {
+        const workers = await read.workers().catch(() => undefined);
+        if (workers !== undefined) this.set(workers);
+      },
+    });
+    gauge(
+      'tidemark_coverage_gap_queues',
+      'Protected queues with a coverage gap: publishes their journal did not receive (0 on a standby).',
+      leaderOnly(() => read.coverageGaps().length),
+    );
+    new Gauge({
+      name: 'tidemark_coverage_gap_messages',
+      help: 'Messages published into a protected queue since its coverage baseline that its journal did not receive (e.g. sent to the default exchange); only queues with a gap.',
+      labelNames: ['vhost', 'queue'],
+      registers,
+      collect() {
+        // Rebuilt on every scrape: a queue whose gap closed (or a standby) has no series.
+        this.reset();
+        if (!read.leader()) return;
+        for (const gap of read.coverageGaps()) this.set({ vhost: gap.vhost, queue: gap.queue }, gap.uncaptured);
+      },
+    });
+  }
+
+  /** Counts a round that ran to an outcome (committed, aborted or in doubt). */
+  roundFinished(outcome: RoundResult['outcome'], durationMs: number): void {
+    this.rounds.inc({ outcome });
+    this.roundSeconds.observe({ outcome }, durationMs / 1000);
+  }
+}

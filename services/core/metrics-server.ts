@@ -1,0 +1,60 @@
+/**
+ * Serves a Prometheus registry at GET /metrics over plain HTTP (the `metricsListen` setting).
+ * Every other path or method gets 404, so the endpoint exposes nothing else.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { ConfigError, errorMessage } from './errors.js';
+import type { Logger } from './log.js';
+
+export interface MetricsServer {
+  /** The bound port (useful with port 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Listens on `listen` (`host:port`, `[v6]:port`); rejects with a ConfigError if it cannot. */
+export async function serveMetrics(registry: Registry, listen: string, log: Logger): Promise<MetricsServer> {
+  const { host, port } = parseListen(listen);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' || path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at GET /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => {
+        log.warn(`collecting metrics failed: ${errorMessage(err)}`);
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed; see the service log\n');
+      },
+    );
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    throw new ConfigError(`cannot serve metrics on ${listen}: ${errorMessage(err)}; nothing was started. Pick another metricsListen (TIDEMARK_METRICS_LISTEN).`, { cause: err });
+  }
+  server.on('error', (err) => log.warn(`metrics endpoint: ${errorMessage(err)}`));
+  return { port: (server.address() as AddressInfo).port, close: () => closeServer(server) };
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen);
+  if (!match) throw new ConfigError(`metricsListen ${listen} is not host:port (e.g. 0.0.0.0:9464); nothing was started`);
+  return { host: match[1] ?? match[2], port: Number(match[3]) };
+}
+
+function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Scrapers keep connections alive; they must not hold up a stop.
+  server.closeAllConnections();
+  return closed;
+}

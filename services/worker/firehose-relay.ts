@@ -1,0 +1,182 @@
+/**
+ * The firehose relay (see services/core/firehose.ts): in every vhost that has a firehose queue,
+ * this worker consumes it and copies each traced publish into the journals it belongs in.
+ *
+ * Every worker holding queues of such a vhost consumes the queue; it is declared with single
+ * active consumer, so the broker feeds exactly one of them and hands over to another when that
+ * one goes away. Copies are published in delivery order on one confirm channel, and a trace
+ * message is acknowledged only once its copy is confirmed, so nothing traced is lost: after a
+ * failover the next relay starts with what was not acknowledged. Those copies may already be in
+ * the journal; they carry RELAY_REDELIVERED_HEADER.
+ */
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { VhostConnections } from '../core/amqp/vhost-connections.js';
+import { queueExists } from '../core/amqp/queue-probe.js';
+import { firehoseQueueName, parseTrace, relayExchangeName, relayPublishOf } from '../core/firehose.js';
+import type { Logger } from '../core/log.js';
+import { errorMessage } from '../core/errors.js';
+
+export interface FirehoseRelayOptions {
+  namespace: string;
+  amqpUrl: string;
+  log: Logger;
+  clientName: string;
+  /** Trace messages in flight (delivered, copy not yet confirmed). */
+  window: number;
+}
+
+/** How often a vhost without a firehose queue is looked at again. */
+const RECHECK_MS = 2_000;
+
+interface VhostRelay {
+  vhost: string;
+  input?: Channel;
+  output?: ConfirmChannel;
+  /** When the firehose queue was last found missing. */
+  checkedAtMs: number;
+  starting?: Promise<void>;
+  relayed: number;
+}
+
+export interface RelayStatus {
+  vhost: string;
+  consuming: boolean;
+  relayed: number;
+}
+
+export class FirehoseRelay {
+  private readonly connections: VhostConnections;
+  private readonly relays = new Map<string, VhostRelay>();
+  private closed = false;
+
+  constructor(private readonly options: FirehoseRelayOptions) {
+    this.connections = new VhostConnections(options.amqpUrl, options.log, `${options.clientName} relay`);
+  }
+
+  /** Starts relaying in each of `vhosts` that has a firehose queue (idempotent; cheap to repeat). */
+  async watch(vhosts: Iterable<string>): Promise<void> {
+    const now = Date.now();
+    const starts: Promise<void>[] = [];
+    for (const vhost of vhosts) {
+      let relay = this.relays.get(vhost);
+      if (!relay) {
+        relay = { vhost, checkedAtMs: 0, relayed: 0 };
+        this.relays.set(vhost, relay);
+        await this.connections.watch(vhost, async (connection) => {
+          // After a reconnect the old channels are gone: start over on the new connection.
+          relay!.input = undefined;
+          relay!.output = undefined;
+          relay!.checkedAtMs = 0;
+          await this.start(relay!, connection);
+        });
+        continue;
+      }
+      if (relay.input || relay.starting || now - relay.checkedAtMs < RECHECK_MS) continue;
+      starts.push(this.connections.connect(vhost).then((connection) => this.start(relay!, connection)));
+    }
+    await Promise.all(starts);
+  }
+
+  status(): RelayStatus[] {
+    return [...this.relays.values()].map((r) => ({ vhost: r.vhost, consuming: r.input !== undefined, relayed: r.relayed }));
+  }
+
+  private start(relay: VhostRelay, connection: ChannelModel): Promise<void> {
+    if (this.closed || relay.input || relay.starting) return relay.starting ?? Promise.resolve();
+    relay.starting = this.consume(relay, connection)
+      .catch((err) => {
+        this.options.log.warn(`firehose relay in vhost ${relay.vhost} could not start: ${errorMessage(err)}`);
+        this.stop(relay);
+      })
+      .finally(() => {
+        relay.starting = undefined;
+      });
+    return relay.starting;
+  }
+
+  private async consume(relay: VhostRelay, connection: ChannelModel): Promise<void> {
+    const { namespace, log } = this.options;
+    const queue = firehoseQueueName(namespace);
+    if (!(await queueExists(connection, queue))) {
+      relay.checkedAtMs = Date.now();
+      return;
+    }
+    const input = await connection.createChannel();
+    const output = await connection.createConfirmChannel();
+    const lost = (which: string) => (err: unknown) => {
+      log.warn(`firehose relay ${which} channel in vhost ${relay.vhost} closed: ${errorMessage(err)}`);
+      this.stop(relay);
+    };
+    input.on('error', lost('input'));
+    output.on('error', lost('output'));
+    relay.input = input;
+    relay.output = output;
+    await input.prefetch(this.options.window, false);
+    const exchange = relayExchangeName(namespace);
+    await input.consume(
+      queue,
+      (msg) => {
+        if (msg === null) {
+          log.info(`firehose queue of vhost ${relay.vhost} was deleted: relay stopped`);
+          this.stop(relay);
+          return;
+        }
+        this.relay(relay, input, output, exchange, msg);
+      },
+      { noAck: false },
+    );
+    log.info(`relaying the firehose of vhost ${relay.vhost} (active when the broker picks this consumer)`);
+  }
+
+  private relay(relay: VhostRelay, input: Channel, output: ConfirmChannel, exchange: string, msg: ConsumeMessage): void {
+    let publish;
+    try {
+      publish = relayPublishOf(this.options.namespace, parseTrace(msg.properties.headers), msg.fields.redelivered);
+    } catch (err) {
+      // Only the tracer publishes into the firehose queue; anything else is not a publish to keep.
+      this.options.log.warn(`firehose of vhost ${relay.vhost}: skipped a message: ${errorMessage(err)}`);
+      input.ack(msg);
+      return;
+    }
+    if (!publish) {
+      input.ack(msg);
+      return;
+    }
+    try {
+      output.publish(exchange, publish.routingKey, msg.content, publish.options, (err) => {
+        if (relay.input !== input) return; // stopped: the trace message goes back to the queue
+        if (err) {
+          this.options.log.error(`firehose relay in vhost ${relay.vhost}: the broker refused a copy (${errorMessage(err)}); restarting from the first unacknowledged trace`);
+          this.stop(relay);
+          return;
+        }
+        relay.relayed += 1;
+        input.ack(msg);
+      });
+    } catch (err) {
+      this.options.log.error(`firehose relay in vhost ${relay.vhost}: publish failed: ${errorMessage(err)}`);
+      this.stop(relay);
+    }
+  }
+
+  /**
+   * Closes the vhost's relay channels: unacknowledged trace messages return to the queue, in
+   * order, for whichever consumer is active next. The next watch() starts it again.
+   */
+  private stop(relay: VhostRelay): void {
+    const { input, output } = relay;
+    relay.input = undefined;
+    relay.output = undefined;
+    relay.checkedAtMs = Date.now();
+    // Closing the input first returns its deliveries before any copy still unconfirmed could be
+    // acknowledged on it.
+    void input?.close().catch(() => {});
+    void output?.close().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const relay of this.relays.values()) this.stop(relay);
+    await this.connections.close();
+  }
+}

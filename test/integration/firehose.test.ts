@@ -1,0 +1,215 @@
+/**
+ * Firehose capture (TIDEMARK_FIREHOSE_VHOSTS): publishes to the default exchange, which no
+ * binding sees, are captured through RabbitMQ's tracer and the workers' relay. Checkpoints taken
+ * under causal traffic (A_i through the default exchange, confirmed, then B_i through a named
+ * exchange) are exact prefixes of what was confirmed and causally consistent, including across a
+ * failover of the active relay; a message keeps its properties; and a vhost taken out of the mode
+ * drains its firehose queue and goes back to bindings without losing anything.
+ */
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManagementClient } from '../../services/core/amqp/management-client.js';
+import { firehoseQueueName, relayExchangeName, RELAY_REDELIVERED_HEADER } from '../../services/core/firehose.js';
+import { journalName } from '../../services/core/names.js';
+import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
+import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
+import { declareBoundQueues, type ReadMessage } from '../helpers/broker.js';
+import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { CausalProducer } from '../helpers/producers.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, managementJson, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
+
+const EXCHANGE = 'fh';
+const QUEUES = [
+  { name: 'fh-a', type: 'classic' },
+  { name: 'fh-b', type: 'quorum' },
+  { name: 'fh-p', type: 'classic' },
+] as const;
+
+let services: TestServices;
+let management: ManagementClient;
+let vhost: string;
+let namespace: string;
+let cluster: TestCluster;
+
+async function committed(): Promise<CheckpointManifest> {
+  const round = await cluster.client.checkpoint(true);
+  expect(round.outcome, round.reason).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
+  return cluster.client.getCheckpoint(String(round.epoch));
+}
+
+/** The causal indices of a restored queue, with copies the relay marked as re-sent left out once seen. */
+function indices(name: string, messages: ReadMessage[]): number[] {
+  const seen = new Set<number>();
+  const out: number[] = [];
+  for (const m of messages) {
+    const i = Number(m.headers.causal);
+    if (seen.has(i)) {
+      expect(m.headers[RELAY_REDELIVERED_HEADER], `${name}: a repeated message ${i} must be a marked re-sent copy`).toBe(true);
+      continue;
+    }
+    seen.add(i);
+    out.push(i);
+  }
+  return out;
+}
+
+/**
+ * Restores `manifest` and checks fh-a and fh-b hold 0..k-1 in order, B only with its A, and at
+ * least the `atLeast` pairs confirmed before the checkpoint was asked for.
+ */
+async function expectExactCausalCut(manifest: CheckpointManifest, atLeast: number): Promise<number> {
+  const prefix = `r${manifest.epoch}-`;
+  await restoreWithPrefix(cluster.client, manifest, prefix);
+  const restored = new RestoredQueues(services.amqpUrl, vhost);
+  const a = indices('fh-a', await restored.read(manifest, prefix, 'fh-a'));
+  const b = indices('fh-b', await restored.read(manifest, prefix, 'fh-b'));
+  expect(a, `checkpoint ${manifest.epoch}: fh-a is an exact prefix`).toEqual([...a.keys()]);
+  expect(b, `checkpoint ${manifest.epoch}: fh-b is an exact prefix`).toEqual([...b.keys()]);
+  expect(b.length, `checkpoint ${manifest.epoch}: every B_i with its A_i`).toBeLessThanOrEqual(a.length);
+  expect(a.length, `checkpoint ${manifest.epoch}: every A_i confirmed before it`).toBeGreaterThanOrEqual(atLeast);
+  expect(b.length, `checkpoint ${manifest.epoch}: every B_i confirmed before it`).toBeGreaterThanOrEqual(atLeast);
+  await restored.expectCausal(manifest, prefix, 'fh-a', 'fh-b');
+  return a.length;
+}
+
+/**
+ * The worker whose relay the broker feeds (single active consumer), by its process name. The
+ * management API names a consumer's connection only once its statistics came in (up to 5 s).
+ */
+async function activeRelay(): Promise<string | undefined> {
+  type Consumer = { active?: boolean; channel_details?: { connection_name?: string } };
+  for (let attempt = 0; attempt < 30; attempt += 1) {
+    const queue = await managementJson<{ consumer_details?: Consumer[] }>(
+      services.managementUrl,
+      'GET',
+      `queues/${encodeURIComponent(vhost)}/${encodeURIComponent(firehoseQueueName(namespace))}`,
+    );
+    const connection = queue.consumer_details?.find((c) => c.active === true)?.channel_details?.connection_name;
+    if (connection) {
+      // The consumer names its connection by address; the connection's client properties carry the worker's name.
+      const info = await managementJson<{ client_properties?: { connection_name?: string } }>(services.managementUrl, 'GET', `connections/${encodeURIComponent(connection)}`);
+      const worker = /(worker-\d+)/.exec(info.client_properties?.connection_name ?? '')?.[1];
+      if (worker) return worker;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return undefined;
+}
+
+describe('firehose capture of default-exchange publishes', () => {
+  beforeAll(async () => {
+    services = await testServices();
+    management = new ManagementClient(services.managementUrl);
+    vhost = uniqueName('tm-fh');
+    namespace = uniqueName('tmf');
+    await createTestVhost(services.managementUrl, vhost);
+    await declareBoundQueues(services.amqpUrl, vhost, EXCHANGE, QUEUES);
+    cluster = await startTestCluster({
+      services,
+      namespace,
+      protect: `${vhost}:fh-*`,
+      store: { kind: 'file' },
+      workers: 2,
+      prepareTimeout: '20s',
+      extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s', TIDEMARK_LEASE_TIME: '3s' },
+      processEnv: { coordinator: { TIDEMARK_FIREHOSE_VHOSTS: vhost } },
+    });
+    await cluster.waitForStatus((s) => s.protectedQueues === QUEUES.length && s.workers.reduce((n, w) => n + w.queues, 0) === QUEUES.length, 'queues assigned');
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+  });
+
+  it('sets the vhost up: tracer on, firehose queue, journals fed only by the relay', async () => {
+    expect(await management.vhostTracing(vhost)).toBe(true);
+    const bindings = await management.listBindings(vhost);
+    const journal = journalName(namespace, 'fh-a');
+    const sources = bindings.filter((b) => b.destination === journal && b.source !== '').map((b) => `${b.source} ${b.routingKey}`);
+    expect(sources.sort()).toEqual([`${relayExchangeName(namespace)} ${journal}`, `${relayExchangeName(namespace)} ${namespace}.fence`].sort());
+    const traceKeys = bindings.filter((b) => b.destination === firehoseQueueName(namespace) && b.source !== '').map((b) => b.routingKey);
+    expect(traceKeys.sort()).toEqual(['publish.', `publish.${EXCHANGE}`, `publish.${namespace}.fence`].sort());
+  });
+
+  it('captures a default-exchange publish with its properties', async () => {
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    const channel = await connection.createConfirmChannel();
+    channel.sendToQueue('fh-p', Buffer.from('with properties'), {
+      messageId: 'p-1',
+      correlationId: 'c-1',
+      contentType: 'text/plain',
+      appId: 'firehose-test',
+      timestamp: 1_700_000_000,
+      priority: 3,
+      userId: 'guest',
+      headers: { kind: 'direct', n: 7 },
+    });
+    await channel.waitForConfirms();
+    await connection.close();
+
+    const manifest = await committed();
+    expect(manifest.queues.find((q) => q.definition!.name === 'fh-p')?.messages).toBe(1);
+    await restoreWithPrefix(cluster.client, manifest, 'p-');
+    const [got] = await new RestoredQueues(services.amqpUrl, vhost).read(manifest, 'p-', 'fh-p');
+    expect(got.body.toString()).toBe('with properties');
+    expect(got.properties).toMatchObject({ messageId: 'p-1', correlationId: 'c-1', contentType: 'text/plain', appId: 'firehose-test', timestamp: 1_700_000_000, priority: 3, userId: 'guest' });
+    const relayHeaders = Object.keys(got.headers).filter((k) => k.startsWith('x-tidemark-relay'));
+    expect(relayHeaders).toEqual([]);
+    expect(got.headers).toMatchObject({ kind: 'direct', n: 7 });
+  }, 60_000);
+
+  it('checkpoints exact, causally consistent cuts of default-exchange traffic, through a failover of the active relay', async () => {
+    const producer = new CausalProducer(services.amqpUrl, vhost, ['', EXCHANGE], 'fh-a', 'fh-b');
+    producer.start();
+    try {
+      await new Promise((r) => setTimeout(r, 1_500));
+      // Every pair confirmed before the checkpoint was asked for is in it.
+      let confirmed = producer.sent;
+      await expectExactCausalCut(await committed(), confirmed);
+
+      const relay = await activeRelay();
+      expect(relay, 'a worker relays the firehose').toMatch(/^worker-\d$/);
+      await cluster.kill(relay!);
+      await cluster.waitForStatus((s) => s.workers.length === 1 && s.workers[0].queues === QUEUES.length, 'the survivor holds every queue', 30_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      confirmed = producer.sent;
+      const during = await expectExactCausalCut(await committed(), confirmed);
+      expect(await activeRelay()).not.toBe(relay);
+
+      await producer.stop();
+      const final = await expectExactCausalCut(await committed(), producer.sent);
+      expect(final, 'after publishing stops, every confirmed message').toBe(producer.sent);
+      expect(final).toBeGreaterThan(during);
+    } finally {
+      await producer.stop();
+    }
+  }, 150_000);
+
+  it('goes back to bindings when the vhost leaves firehose mode, draining the firehose queue first', async () => {
+    await cluster.kill('coordinator');
+    cluster.restart('coordinator', {});
+    const queue = firehoseQueueName(namespace);
+    for (let i = 0; ; i += 1) {
+      if (!(await management.listQueues(vhost)).some((q) => q.name === queue)) break;
+      expect(i, `${queue} is deleted once empty`).toBeLessThan(60);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const bindings = await management.listBindings(vhost);
+    const journal = journalName(namespace, 'fh-b');
+    expect(bindings.filter((b) => b.destination === journal && b.source !== '').map((b) => `${b.source} ${b.routingKey}`).sort()).toEqual(
+      [`${EXCHANGE} fh-b`, `${namespace}.fence `].sort(),
+    );
+
+    // Through the named exchange: captured by bindings again.
+    const before = (await committed()).queues.find((q) => q.definition!.name === 'fh-b')!.messages;
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    const channel = await connection.createConfirmChannel();
+    for (let i = 0; i < 5; i += 1) channel.publish(EXCHANGE, 'fh-b', Buffer.from(`after ${i}`));
+    await channel.waitForConfirms();
+    await connection.close();
+    const manifest = await committed();
+    expect(manifest.queues.find((q) => q.definition!.name === 'fh-b')!.messages).toBe(before + 5);
+  }, 90_000);
+});

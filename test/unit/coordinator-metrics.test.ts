@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { CoordinatorMetrics, type CoordinatorReadings } from '../../services/coordinator/coordinator-metrics.js';
+import type { QueueCoverage } from '../../services/coordinator/coverage.js';
+import { parseMetrics as samples } from '../helpers/metrics.js';
+
+const gap = (queue: string, uncaptured: number): QueueCoverage => ({ vhost: 'v1', queue, sourcePublished: uncaptured, captured: 0, uncaptured, sinceMs: 0 });
+
+function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorReadings {
+  return {
+    leader: () => true,
+    protectedQueues: () => 12,
+    workers: async () => 3,
+    lastCommit: () => ({ epoch: 42, committedAtMs: 1_700_000_000_500 }),
+    coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
+    ...overrides,
+  };
+}
+
+describe('coordinator metrics', () => {
+  it('shows the leader\'s state as status does', async () => {
+    const metrics = new CoordinatorMetrics(readings());
+    const m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_leader')).toBe(1);
+    expect(m.get('tidemark_protected_queues')).toBe(12);
+    expect(m.get('tidemark_workers')).toBe(3);
+    expect(m.get('tidemark_last_committed_epoch')).toBe(42);
+    expect(m.get('tidemark_last_commit_timestamp_seconds')).toBe(1_700_000_000.5);
+    expect(m.get('tidemark_coverage_gap_queues')).toBe(2);
+    expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
+    expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
+  });
+
+  it('counts rounds and their durations by outcome, both outcomes present from the start', async () => {
+    const metrics = new CoordinatorMetrics(readings());
+    let m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_rounds_total{outcome="committed"}')).toBe(0);
+    expect(m.get('tidemark_rounds_total{outcome="aborted"}')).toBe(0);
+
+    metrics.roundFinished('committed', 300);
+    metrics.roundFinished('committed', 4_000);
+    metrics.roundFinished('aborted', 15_000);
+    m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_rounds_total{outcome="committed"}')).toBe(2);
+    expect(m.get('tidemark_rounds_total{outcome="aborted"}')).toBe(1);
+    expect(m.get('tidemark_round_duration_seconds_count{outcome="committed"}')).toBe(2);
+    expect(m.get('tidemark_round_duration_seconds_sum{outcome="committed"}')).toBe(4.3);
+    expect(m.get('tidemark_round_duration_seconds_bucket{le="0.5",outcome="committed"}')).toBe(1);
+    expect(m.get('tidemark_round_duration_seconds_bucket{le="5",outcome="committed"}')).toBe(2);
+    expect(m.get('tidemark_round_duration_seconds_bucket{le="10",outcome="aborted"}')).toBe(0);
+    expect(m.get('tidemark_round_duration_seconds_bucket{le="30",outcome="aborted"}')).toBe(1);
+  });
+
+  it('reports 0 and no gap series on a standby, and drops a gap once it closes', async () => {
+    let leader = true;
+    let gaps = [gap('orders', 7)];
+    const metrics = new CoordinatorMetrics(readings({ leader: () => leader, coverageGaps: () => gaps }));
+    expect(samples(await metrics.registry.metrics()).get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
+
+    gaps = [];
+    let m = samples(await metrics.registry.metrics());
+    expect([...m.keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([]);
+    expect(m.get('tidemark_coverage_gap_queues')).toBe(0);
+
+    leader = false;
+    gaps = [gap('orders', 7)];
+    m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_leader')).toBe(0);
+    expect(m.get('tidemark_protected_queues')).toBe(0);
+    expect(m.get('tidemark_last_committed_epoch')).toBe(0);
+    expect(m.get('tidemark_coverage_gap_queues')).toBe(0);
+    expect([...m.keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([]);
+    expect(m.get('tidemark_workers')).toBe(3);
+  });
+
+  it('keeps the last worker count when membership cannot be read, rather than failing the scrape', async () => {
+    let workers = async () => 3;
+    const metrics = new CoordinatorMetrics(readings({ workers: () => workers() }));
+    await metrics.registry.metrics();
+    workers = async () => {
+      throw new Error('Redis down');
+    };
+    expect(samples(await metrics.registry.metrics()).get('tidemark_workers')).toBe(3);
+  });
+
+  it('keeps the numbers of two coordinators in one process apart', async () => {
+    const a = new CoordinatorMetrics(readings());
+    const b = new CoordinatorMetrics(readings({ leader: () => false }));
+    a.roundFinished('committed', 100);
+    expect(samples(await a.registry.metrics()).get('tidemark_rounds_total{outcome="committed"}')).toBe(1);
+    expect(samples(await b.registry.metrics()).get('tidemark_rounds_total{outcome="committed"}')).toBe(0);
+  });
+});
