@@ -18,6 +18,7 @@ import { clusterUp } from './cluster.js';
 import { renderRestore } from './restore-view.js';
 import { renderVerify } from './verify-view.js';
 import { renderDrill } from './drill-view.js';
+import { COVERAGE_SETTLE_MS } from '../coordinator/coverage.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -205,6 +206,9 @@ program
             ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '']),
           ]),
         );
+      }
+      if (j.leader && j.coverageUnchecked > 0) {
+        print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${COVERAGE_SETTLE_MS / 1000} s since this leader began watching)`);
       }
     } finally {
       c.close();

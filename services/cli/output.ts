@@ -97,6 +97,7 @@ export function statusJson(s: StatusReply) {
       uncaptured: g.uncaptured,
       since: iso(g.sinceMs),
     })),
+    coverageUnchecked: s.coverageUnchecked,
   };
 }
 

@@ -17,6 +17,7 @@ export interface CoordinatorReadings {
   /** The newest checkpoint this leader knows committed; undefined before it knows one. */
   lastCommit(): { epoch: number; committedAtMs: number } | undefined;
   coverageGaps(): QueueCoverage[];
+  coverageUnchecked(): number;
 }
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
@@ -79,6 +80,11 @@ export class CoordinatorMetrics {
       'tidemark_coverage_gap_queues',
       'Protected queues with a coverage gap: publishes their journal did not receive (0 on a standby).',
       leaderOnly(() => read.coverageGaps().length),
+    );
+    gauge(
+      'tidemark_coverage_unchecked_queues',
+      'Protected queues whose coverage is not known yet: not idle long enough since the leader began watching them for a baseline (0 on a standby).',
+      leaderOnly(() => read.coverageUnchecked()),
     );
     new Gauge({
       name: 'tidemark_coverage_gap_messages',

@@ -97,6 +97,7 @@ export class Coordinator {
       workers: async () => (await parts.membership.live()).length,
       lastCommit: () => this.lastCommit,
       coverageGaps: () => this.coverage.gaps(),
+      coverageUnchecked: () => this.coverageUnchecked(),
     });
   }
 
@@ -361,6 +362,11 @@ export class Coordinator {
     await this.observeCoverage().catch((err) => log.warn(`coverage check failed, will retry: ${errorMessage(err)}`));
   }
 
+  /** Protected queues whose coverage is not known yet (all of them before the first pass). */
+  private coverageUnchecked(): number {
+    return this.coverage.unchecked() ?? this.protectedQueues.size;
+  }
+
   /** Compares each protected queue's publishes with what its journal received (coverage.ts). */
   private async observeCoverage(): Promise<void> {
     const queues = [...this.protectedQueues.values()].filter((q) => !q.deleted);
@@ -539,6 +545,7 @@ export class Coordinator {
       store: this.parts.store.url,
       intervalMs: config.interval,
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],
+      coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
     };
   }
 

@@ -56,6 +56,8 @@ export const COVERAGE_SETTLE_MS = 12_000;
 
 export class CoverageTracker {
   private readonly queues = new Map<string, Tracked>();
+  /** Queues of the last pass, sampled or not; undefined before the first pass. */
+  private lastPass: string[] | undefined;
 
   constructor(private readonly settleMs = COVERAGE_SETTLE_MS) {}
 
@@ -86,6 +88,15 @@ export class CoverageTracker {
       t.gaps = recaptured ? [] : [...t.gaps, gap].slice(-2);
     }
     for (const id of this.queues.keys()) if (!seen.has(id)) this.queues.delete(id);
+    this.lastPass = [...seen];
+  }
+
+  /**
+   * Queues of the last pass that have no baseline yet, so a gap in them could not be seen
+   * (undefined before the first pass). Shown so that "no gaps" is never mistaken for "checked".
+   */
+  unchecked(): number | undefined {
+    return this.lastPass?.filter((id) => !this.queues.get(id)?.base).length;
   }
 
   /** Queues with a gap on the last two passes. */

@@ -48,10 +48,12 @@ describe('coverage of protected queues', () => {
     const producer = new RoundRobinProducer(services.amqpUrl, vhost, 'cov', QUEUES.map((q) => q.name), { maxMessages: 40 });
     producer.start();
     await producer.finished();
-    // Routed by bindings: captured, no gap. Idle long enough (the broker's statistics settle
-    // within 5 s, then the leader needs COVERAGE_SETTLE_MS unchanged) to take its baseline.
-    await new Promise((r) => setTimeout(r, 5_000 + COVERAGE_SETTLE_MS + 3_000));
-    expect((await cluster.client.status()).coverageGaps).toEqual([]);
+    // Routed by bindings: captured, no gap. Idle until the leader has taken both baselines (the
+    // broker's statistics settle within 5 s, then it needs COVERAGE_SETTLE_MS unchanged); status
+    // says how many queues are not checked yet.
+    const idle = await cluster.waitForStatus((s) => s.coverageUnchecked === 0, 'both queues checked', 5_000 + 3 * COVERAGE_SETTLE_MS);
+    expect(idle.coverageGaps).toEqual([]);
+    expect((await runCli(['status'], cluster.env)).stdout).not.toContain('not checked yet');
 
     // Straight into cov-a through the default exchange: the journal never sees these.
     const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
@@ -66,13 +68,14 @@ describe('coverage of protected queues', () => {
     const plain = await runCli(['status'], cluster.env);
     expect(plain.stdout).toContain('COVERAGE GAPS: 1 queue(s)');
     expect(plain.stdout).toMatch(new RegExp(`${vhost}\\s+cov-a\\s+${BYPASSING}\\s+0\\s+${BYPASSING}`));
-    const json = JSON.parse((await runCli(['status', '--json'], cluster.env)).stdout) as { coverageGaps: unknown[] };
+    const json = JSON.parse((await runCli(['status', '--json'], cluster.env)).stdout) as { coverageGaps: unknown[]; coverageUnchecked: number };
     expect(json.coverageGaps).toEqual([expect.objectContaining({ vhost, queue: 'cov-a', uncaptured: BYPASSING })]);
+    expect(json.coverageUnchecked).toBe(0);
 
     // It is a real gap: a checkpoint holds only what the bindings routed.
     const round = await cluster.client.checkpoint(true);
     expect(round.outcome).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
     const manifest = await cluster.client.getCheckpoint(String(round.epoch));
     expect(manifest.queues.find((q) => q.definition!.name === 'cov-a')?.messages).toBe(producer.confirmed.get('cov-a')!.length);
-  }, 120_000);
+  }, 180_000);
 });

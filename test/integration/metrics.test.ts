@@ -4,7 +4,6 @@
  */
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COVERAGE_SETTLE_MS } from '../../services/coordinator/coverage.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { declareBoundQueues } from '../helpers/broker.js';
 import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
@@ -84,9 +83,15 @@ describe('coordinator metrics endpoint', () => {
   });
 
   it('shows default-exchange publishes into a protected queue as its coverage gap', async () => {
-    // Idle long enough for the leader's coverage baseline (see coverage.test.ts).
-    await new Promise((r) => setTimeout(r, 5_000 + COVERAGE_SETTLE_MS + 3_000));
-    expect([...(await scrape(metricsPort)).keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([]);
+    // Idle until the leader has a coverage baseline for both queues: a gap before it would be
+    // folded into the baseline and never shown.
+    const checkedBy = Date.now() + 90_000;
+    while ((await scrape(metricsPort)).get('tidemark_coverage_unchecked_queues') !== 0 && Date.now() < checkedBy) {
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const idle = await scrape(metricsPort);
+    expect(idle.get('tidemark_coverage_unchecked_queues')).toBe(0);
+    expect([...idle.keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([]);
 
     const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
     const channel = await connection.createConfirmChannel();
@@ -104,5 +109,5 @@ describe('coordinator metrics endpoint', () => {
     expect(metrics.get(series)).toBe(BYPASSING);
     expect(metrics.get('tidemark_coverage_gap_queues')).toBe(1);
     expect([...metrics.keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([series]);
-  }, 120_000);
+  }, 180_000);
 });

@@ -12,6 +12,7 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     workers: async () => 3,
     lastCommit: () => ({ epoch: 42, committedAtMs: 1_700_000_000_500 }),
     coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
+    coverageUnchecked: () => 4,
     ...overrides,
   };
 }
@@ -26,6 +27,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_last_committed_epoch')).toBe(42);
     expect(m.get('tidemark_last_commit_timestamp_seconds')).toBe(1_700_000_000.5);
     expect(m.get('tidemark_coverage_gap_queues')).toBe(2);
+    expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
   });
@@ -68,6 +70,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_protected_queues')).toBe(0);
     expect(m.get('tidemark_last_committed_epoch')).toBe(0);
     expect(m.get('tidemark_coverage_gap_queues')).toBe(0);
+    expect(m.get('tidemark_coverage_unchecked_queues')).toBe(0);
     expect([...m.keys()].filter((k) => k.startsWith('tidemark_coverage_gap_messages'))).toEqual([]);
     expect(m.get('tidemark_workers')).toBe(3);
   });

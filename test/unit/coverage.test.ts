@@ -65,4 +65,21 @@ describe('coverage tracking', () => {
     tracker.observe([sample('a', 5, 0)], 15_000);
     expect(tracker.gaps().map((g) => g.queue)).toEqual(['a']);
   });
+
+  it('counts the queues it cannot check yet: unsampled, or never idle long enough for a baseline', () => {
+    const tracker = new CoverageTracker(SETTLE);
+    expect(tracker.unchecked()).toBeUndefined();
+    tracker.observe([sample('a', 0, 0), sample('b', 0, undefined)], 1_000);
+    expect(tracker.unchecked()).toBe(2);
+    for (let t = 2; t <= 11; t += 1) tracker.observe([sample('a', 0, 0), sample('b', 0, undefined)], t * 1_000);
+    expect(tracker.unchecked()).toBe(1);
+    // b's worker answers again: it starts its own settling time.
+    tracker.observe([sample('a', 0, 0), sample('b', 0, 0)], 12_000);
+    expect(tracker.unchecked()).toBe(1);
+    for (let t = 13; t <= 22; t += 1) tracker.observe([sample('a', 0, 0), sample('b', 0, 0)], t * 1_000);
+    expect(tracker.unchecked()).toBe(0);
+    // A newly protected queue is unchecked until it has settled.
+    tracker.observe([sample('a', 0, 0), sample('b', 0, 0), sample('c', 0, 0)], 23_000);
+    expect(tracker.unchecked()).toBe(1);
+  });
 });

@@ -105,6 +105,11 @@ export interface StatusReply {
   intervalMs: number;
   /** Protected queues with messages their journals did not capture (coverage gaps); leader only. */
   coverageGaps: CoverageGap[];
+  /**
+   * Protected queues whose coverage is not known yet: the leader takes a queue's baseline only
+   * once it has been idle for a while (see docs/OPERATIONS.md#coverage); leader only.
+   */
+  coverageUnchecked: number;
 }
 
 /**
@@ -1039,6 +1044,7 @@ function createBaseStatusReply(): StatusReply {
     store: "",
     intervalMs: 0,
     coverageGaps: [],
+    coverageUnchecked: 0,
   };
 }
 
@@ -1082,6 +1088,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.coverageGaps) {
       CoverageGap.encode(v!, writer.uint32(106).fork()).join();
+    }
+    if (message.coverageUnchecked !== 0) {
+      writer.uint32(112).uint32(message.coverageUnchecked);
     }
     return writer;
   },
@@ -1203,6 +1212,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.coverageGaps.push(CoverageGap.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.coverageUnchecked = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1235,6 +1252,7 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.store = object.store ?? "";
     message.intervalMs = object.intervalMs ?? 0;
     message.coverageGaps = object.coverageGaps?.map((e) => CoverageGap.fromPartial(e)) || [];
+    message.coverageUnchecked = object.coverageUnchecked ?? 0;
     return message;
   },
 };
