@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { ConfigError } from './errors.js';
 import { parseFailpoints } from './failpoints.js';
+import { SEGMENT_CODEC_CHOICES } from './segment-codec.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
@@ -93,6 +94,12 @@ export const configSchema = z.object({
   fullEvery: count.default(16),
   /** A worker closes a segment at this many stored bytes of records. @default 4 MiB */
   segmentBytes: count.default(4 * 1024 * 1024),
+  /**
+   * How a worker compresses segments: `auto` (gzip when it shrinks the data and keeps up with the
+   * queue's flow, identity otherwise), `gzip` (always, even if capture falls behind the journal),
+   * or `identity` (never). docs/STORE-FORMAT.md#codecs. @default auto
+   */
+  segmentCodec: z.enum(SEGMENT_CODEC_CHOICES).default('auto'),
   /** A worker flushes buffered records to a segment at least this often. @default 1s */
   flushInterval: duration.default(1_000),
   /** Unconfirmed messages in flight per restoring queue. @default 256 */
@@ -160,6 +167,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
   TIDEMARK_METRICS_LISTEN: 'metricsListen',
   TIDEMARK_CHANNELS_PER_CONNECTION: 'channelsPerConnection',
+  TIDEMARK_SEGMENT_CODEC: 'segmentCodec',
 };
 
 export interface ConfigSources {

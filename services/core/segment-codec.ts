@@ -43,30 +43,89 @@ export const identityCodec: SegmentCodec = {
   decompress: async (b) => b,
 };
 
-/** A codec that picks gzip or identity per segment from a sample of its bytes. */
+/** A codec that picks gzip or identity per segment. */
 export interface AdaptiveCodec {
   readonly name: 'auto';
   pick(encoded: Buffer): SegmentCodec;
 }
 
+/** How a worker stores segments (config `segmentCodec`). */
+export const SEGMENT_CODEC_CHOICES = ['auto', 'gzip', 'identity'] as const;
+export type SegmentCodecChoice = (typeof SEGMENT_CODEC_CHOICES)[number];
+
 /** Bytes of an encoded segment compressed to judge it. */
 const SAMPLE_BYTES = 16 * 1024;
+/** The most of its time a capture's flush chain may spend compressing before `auto` stops. */
+export const MAX_COMPRESS_SHARE = 0.5;
+/** How long `auto` trusts a compression speed it measured before it measures again. */
+export const COMPRESS_SPEED_TTL_MS = 60_000;
+/** Smaller inputs are compressed without timing: a fixed per-call cost would dominate. */
+const MEASURE_MIN_BYTES = 64 * 1024;
 
 /**
- * gzip when it pays, identity when it does not: a segment whose sample (taken from its middle,
- * past the headers) does not shrink by at least a tenth is stored uncompressed. Random or already
- * compressed bodies cost gzip ~30 ms per MiB and save nothing.
+ * `auto`, the worker's default: gzip when it pays and keeps up, identity otherwise. One per
+ * capture, because it measures that queue's flow.
+ *
+ * - It pays: a 16 KiB sample from the segment's middle (past the headers), gzipped, must shrink
+ *   by at least a tenth. Random, encrypted or already compressed bodies cost gzip ~30 ms per MiB
+ *   and save nothing.
+ * - It keeps up: segments are written one after another, so a queue whose records arrive faster
+ *   than gzip compresses them would fall behind its journal by more every second. The codec
+ *   knows how fast gzip last ran (bytes per ms, measured on this capture's own segments) and how
+ *   fast this segment's bytes arrived (its size over the time since the previous pick). When
+ *   compressing would take more than MAX_COMPRESS_SHARE of the time the next segment takes to
+ *   arrive, the segment is stored as identity. Storage then costs more, but the backup keeps up
+ *   with the broker; once the flow slows down, gzip comes back. A speed older than
+ *   COMPRESS_SPEED_TTL_MS is measured again on the next compressible segment (of 64 KiB or more:
+ *   on smaller ones a fixed per-call cost hides the speed).
  */
-export const adaptiveCodec: AdaptiveCodec = {
-  name: 'auto',
-  pick(encoded) {
-    if (encoded.length <= SAMPLE_BYTES) return gzipCodec;
-    const start = Math.floor((encoded.length - SAMPLE_BYTES) / 2);
-    const sample = encoded.subarray(start, start + SAMPLE_BYTES);
-    const packed = gzipSync(sample, { level: zlibConstants.Z_BEST_SPEED });
-    return packed.length <= sample.length * 0.9 ? gzipCodec : identityCodec;
-  },
-};
+export function createAdaptiveCodec(now: () => number = () => performance.now()): AdaptiveCodec {
+  let previousPickAt: number | undefined;
+  let gzipBytesPerMs: number | undefined;
+  let measuredAt = -Infinity;
+  const measuredGzip: SegmentCodec = {
+    name: gzipCodec.name,
+    async compress(b) {
+      const started = now();
+      const out = await gzipCodec.compress(b);
+      if (b.length < MEASURE_MIN_BYTES) return out;
+      const ms = Math.max(now() - started, 0.001);
+      // Weighted toward the newest: the speed depends on the payload and on the machine's load.
+      gzipBytesPerMs = gzipBytesPerMs === undefined ? b.length / ms : 0.5 * gzipBytesPerMs + 0.5 * (b.length / ms);
+      measuredAt = now();
+      return out;
+    },
+    decompress: gzipCodec.decompress,
+  };
+  return {
+    name: 'auto',
+    pick(encoded) {
+      const at = now();
+      const sinceLast = previousPickAt === undefined ? undefined : at - previousPickAt;
+      previousPickAt = at;
+      if (!compresses(encoded)) return identityCodec;
+      if (gzipBytesPerMs === undefined || sinceLast === undefined || at - measuredAt > COMPRESS_SPEED_TTL_MS) return measuredGzip;
+      const compressMs = encoded.length / gzipBytesPerMs;
+      return compressMs > MAX_COMPRESS_SHARE * sinceLast ? identityCodec : measuredGzip;
+    },
+  };
+}
+
+/** Whether a sample of the encoded segment shrinks by at least a tenth under gzip. */
+function compresses(encoded: Buffer): boolean {
+  if (encoded.length <= SAMPLE_BYTES) return true;
+  const start = Math.floor((encoded.length - SAMPLE_BYTES) / 2);
+  const sample = encoded.subarray(start, start + SAMPLE_BYTES);
+  const packed = gzipSync(sample, { level: zlibConstants.Z_BEST_SPEED });
+  return packed.length <= sample.length * 0.9;
+}
+
+/** The codec a capture uses for a configured choice; `auto` gets a fresh adaptive codec. */
+export function captureCodec(choice: SegmentCodecChoice): SegmentCodec | AdaptiveCodec {
+  if (choice === 'gzip') return gzipCodec;
+  if (choice === 'identity') return identityCodec;
+  return createAdaptiveCodec();
+}
 
 const codecs: ReadonlyMap<string, SegmentCodec> = new Map([
   [gzipCodec.name, gzipCodec],
@@ -120,6 +179,34 @@ export function segmentRefOf(key: string, records: JournalRecord[], stored: Buff
     bodyBytes,
     sha256,
     codec,
+  };
+}
+
+/**
+ * The codec name of a fence range: a SegmentRef for offsets that hold only fences, for which no
+ * object is stored. A reader needs every offset below a cut in some ref, but a fence's content
+ * is never restored (a resume reads its own fence from the journal), so an idle queue's fences
+ * cost a round no store write.
+ */
+export const FENCE_RANGE_CODEC = 'fences';
+
+/** Whether a ref is a fence range (no object behind it) rather than a stored segment. */
+export function isFenceRange(ref: Pick<SegmentRef, 'codec'>): boolean {
+  return ref.codec === FENCE_RANGE_CODEC;
+}
+
+/** The ref of a fence range over `records`, which must all be fences, at contiguous offsets. */
+export function fenceRangeRefOf(key: string, records: JournalRecord[]): SegmentRef {
+  return {
+    key,
+    firstOffset: records[0].offset,
+    lastOffset: records[records.length - 1].offset,
+    records: records.length,
+    messages: 0,
+    storedBytes: 0,
+    bodyBytes: 0,
+    sha256: '',
+    codec: FENCE_RANGE_CODEC,
   };
 }
 

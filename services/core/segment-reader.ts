@@ -10,7 +10,7 @@
  */
 import type { Record as JournalRecord, Segment, SegmentRef } from '../gen/tidemark/v1/store.js';
 import { CorruptDataError, IncompletePrefixError } from './errors.js';
-import { decodeSegment } from './segment-codec.js';
+import { decodeSegment, isFenceRange } from './segment-codec.js';
 import { MAX_UNDELIVERED_OFFSETS } from './names.js';
 import type { ObjectStore } from './store/object-store.js';
 
@@ -42,7 +42,7 @@ export async function* readPrefix(store: ObjectStore, spec: PrefixSpec, fromOffs
 
 /** What {@link verifyPrefix} found in a prefix. */
 export interface VerifiedPrefix {
-  /** Segments fetched and checked. */
+  /** Stored segments fetched and checked (fence ranges have no object). */
   segments: number;
   /** Their stored bytes: what the check read from the store. */
   storedBytes: number;
@@ -64,7 +64,8 @@ export interface VerifyOptions {
  * exists, its sha256 equals the ref's, it decompresses and decodes, its records are exactly its
  * promised offsets, and the segments cover startOffset..cutOffset-1 with no gap. This is the
  * same walk as {@link readPrefix}, so a prefix that passes reads back whole unless the store
- * changes in between (a re-read checks every sha256 again). Memory: one segment at a time.
+ * changes in between (a re-read checks every sha256 again). Memory: VERIFY_READ_AHEAD segments,
+ * fetched and checked at once.
  * Throws CorruptDataError naming the offending segment key, or ObjectNotFoundError (with `key`)
  * for a segment object that is not in the store.
  */
@@ -75,7 +76,7 @@ export async function verifyPrefix(store: ObjectStore, spec: PrefixSpec, options
     found.segments += 1;
     found.storedBytes += ref.storedBytes;
   };
-  for await (const record of prefixRecords(store, spec, spec.startOffset, onSegment)) {
+  for await (const record of prefixRecords(store, spec, spec.startOffset, onSegment, VERIFY_READ_AHEAD)) {
     if (record.fenceEpoch !== 0) continue;
     found.messages += 1;
     found.bodyBytes += record.body.length;
@@ -89,16 +90,59 @@ export async function verifyPrefix(store: ObjectStore, spec: PrefixSpec, options
   return found;
 }
 
+/** How many segments the verification pass fetches and checks at once (it keeps none of them). */
+export const VERIFY_READ_AHEAD = 4;
+
 /**
  * Every record (fences included) with offset in [fromOffset, cutOffset), once each, in order.
- * `onSegment` hears each segment just before it is fetched.
+ * `onSegment` hears each stored segment just before it is fetched (a fence range has no object
+ * and holds no record to yield). With `readAhead` > 1, up to that many
+ * segments are fetched and checked at once (in offset order of yielding all the same), so a
+ * store's latency and the checks overlap; memory is that many segments.
  */
 async function* prefixRecords(
   store: ObjectStore,
   spec: PrefixSpec,
   fromOffset: number,
   onSegment: (ref: SegmentRef) => void = () => {},
+  readAhead = 1,
 ): AsyncGenerator<JournalRecord> {
+  const { refs, problem } = planPrefix(spec, fromOffset);
+  const fetching: Array<Promise<Segment>> = [];
+  let started = 0;
+  const startNext = () => {
+    const ref = refs[started++];
+    if (isFenceRange(ref)) {
+      // Offsets that hold only fences: nothing to fetch, nothing to yield.
+      fetching.push(Promise.resolve({ records: [] as JournalRecord[] } as Segment));
+      return;
+    }
+    onSegment(ref);
+    const fetched = fetchSegment(store, ref, spec);
+    fetched.catch(() => {}); // awaited in order below; a failure ahead must not go unhandled meanwhile
+    fetching.push(fetched);
+  };
+  let next = Math.max(fromOffset, spec.startOffset);
+  for (let i = 0; i < refs.length; i += 1) {
+    while (started < refs.length && started < i + Math.max(1, readAhead)) startNext();
+    const segment = await fetching.shift()!;
+    for (const record of segment.records) {
+      if (record.offset < next) continue;
+      if (record.offset >= spec.cutOffset) break;
+      next = record.offset + 1;
+      yield record;
+    }
+  }
+  if (problem) throw problem;
+}
+
+/**
+ * The segments a read of [fromOffset, cutOffset) needs, in order, and the error it ends with if
+ * they do not cover it. Only the refs are looked at: a segment that passes its checks holds
+ * exactly the offsets its ref names.
+ */
+function planPrefix(spec: PrefixSpec, fromOffset: number): { refs: SegmentRef[]; problem?: IncompletePrefixError } {
+  const refs: SegmentRef[] = [];
   let next = Math.max(fromOffset, spec.startOffset);
   const where = `${spec.vhost}/${spec.queue}`;
   for (const ref of orderSegments(spec.segments)) {
@@ -108,30 +152,27 @@ async function* prefixRecords(
     // between two segments such a hole is expected; a wider one means segments are missing.
     if (ref.firstOffset > next && ref.firstOffset - next <= MAX_UNDELIVERED_OFFSETS && next > spec.startOffset) next = ref.firstOffset;
     if (ref.firstOffset > next) {
-      throw new IncompletePrefixError(
+      const problem = new IncompletePrefixError(
         `checkpoint data of ${where} has a gap: offsets ${next}..${ref.firstOffset - 1} are in no segment (the next one is ${ref.key})`,
         ref.key,
         next,
       );
+      return { refs, problem };
     }
-    onSegment(ref);
-    const segment = await fetchSegment(store, ref, spec);
-    for (const record of segment.records) {
-      if (record.offset < next) continue;
-      if (record.offset >= spec.cutOffset) break;
-      next = record.offset + 1;
-      yield record;
-    }
+    refs.push(ref);
+    next = Math.min(ref.lastOffset + 1, spec.cutOffset);
   }
   // The same hole can sit right before the fence at the cut.
   if (next < spec.cutOffset && spec.cutOffset - next <= MAX_UNDELIVERED_OFFSETS && next > spec.startOffset) next = spec.cutOffset;
   if (next < spec.cutOffset) {
-    throw new IncompletePrefixError(
+    const problem = new IncompletePrefixError(
       `checkpoint data of ${where} ends at offset ${next} but the cut is ${spec.cutOffset}: segments are missing from the checkpoint's manifest`,
       '',
       next,
     );
+    return { refs, problem };
   }
+  return { refs };
 }
 
 /**

@@ -12,6 +12,7 @@ import { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { errorMessage } from '../core/errors.js';
 import { LaneSlots } from './lane-slots.js';
 import { QueueCapture } from './queue-capture.js';
+import { captureCodec, type SegmentCodecChoice } from '../core/segment-codec.js';
 
 export interface CaptureSetOptions {
   namespace: string;
@@ -19,6 +20,8 @@ export interface CaptureSetOptions {
   store: ObjectStore;
   log: Logger;
   segmentBytes: number;
+  /** How segments are compressed (config segmentCodec). */
+  segmentCodec: SegmentCodecChoice;
   prefetch: number;
   clientName: string;
   /** Most capture channels on one AMQP connection; a vhost opens as many connections as it needs. */
@@ -90,6 +93,7 @@ export class CaptureSet {
         store: this.options.store,
         log: this.options.log,
         segmentBytes: this.options.segmentBytes,
+        codec: captureCodec(this.options.segmentCodec),
         prefetch: this.options.prefetch,
       });
       if (!existing) this.captures.set(id, capture);

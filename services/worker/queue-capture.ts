@@ -15,8 +15,8 @@ import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
 import { toProperties } from '../core/field-table.js';
 import { unwrapRelayed } from '../core/firehose.js';
-import { adaptiveCodec, encodeSegment, segmentRefOf, type AdaptiveCodec, type SegmentCodec } from '../core/segment-codec.js';
-import { segmentKey } from '../core/store/keys.js';
+import { createAdaptiveCodec, encodeSegment, fenceRangeRefOf, segmentRefOf, type AdaptiveCodec, type SegmentCodec } from '../core/segment-codec.js';
+import { fenceRangeKey, segmentKey } from '../core/store/keys.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, MAX_UNDELIVERED_OFFSETS, STREAM_OFFSET_HEADER } from '../core/names.js';
 import type { Logger } from '../core/log.js';
@@ -31,7 +31,7 @@ export interface QueueCaptureOptions {
   segmentBytes: number;
   /** Unacknowledged journal deliveries the broker may have in flight to this consumer. */
   prefetch: number;
-  /** How segments are compressed. @default adaptiveCodec (gzip, or identity when gzip does not pay) */
+  /** How segments are compressed. @default a new adaptive codec (gzip when it pays and keeps up, else identity) */
   codec?: SegmentCodec | AdaptiveCodec;
 }
 
@@ -101,7 +101,7 @@ export class QueueCapture {
     this.vhost = a.definition.vhost;
     this.queue = a.definition.name;
     this.journal = a.journal;
-    this.codec = options.codec ?? adaptiveCodec;
+    this.codec = options.codec ?? createAdaptiveCodec();
     this.startOffset = a.startOffset;
     this.nextOffset = a.resumeOffset;
     this.durableOffset = a.resumeOffset;
@@ -324,6 +324,13 @@ export class QueueCapture {
   private async writeSegment(records: JournalRecord[]): Promise<void> {
     const first = records[0].offset;
     const last = records[records.length - 1].offset;
+    if (records.every((r) => r.fenceEpoch > 0)) {
+      // Only fences (an idle queue between rounds): a cut needs their offsets covered, not their
+      // content, so they are noted as a fence range and nothing is written.
+      this.segments.push(fenceRangeRefOf(fenceRangeKey(this.vhost, this.queue, first, last), records));
+      this.durableOffset = last + 1;
+      return;
+    }
     const { bytes, sha256, codec } = await encodeSegment(
       { formatVersion: 1, vhost: this.vhost, queue: this.queue, journal: this.journal, firstOffset: first, lastOffset: last, records },
       this.codec,
@@ -338,8 +345,8 @@ export class QueueCapture {
    * Phase one for this queue: waits until fence `epoch` has been read, makes every record before
    * it durable, and returns this queue's part of the checkpoint. The fence itself need not be
    * durable: the checkpoint holds [start, cut), and a resume reads the fence from the journal.
-   * Every offset below the cut must be in a segment, so an idle queue still stores the previous
-   * round's fence when there is one: it writes every other round instead of every round.
+   * Every offset below the cut must be in some ref, so an idle queue notes the previous round's
+   * fence as a fence range every other round, without writing an object.
    */
   async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
     const fence = await this.waitForFence(epoch, roundId, signal);

@@ -104,6 +104,7 @@ export class Worker {
       store,
       log: log.child('capture'),
       segmentBytes: config.segmentBytes,
+      segmentCodec: config.segmentCodec,
       prefetch: config.prefetch,
       channelsPerConnection: config.channelsPerConnection,
       clientName: `tidemark worker ${config.id}`,

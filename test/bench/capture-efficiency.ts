@@ -29,7 +29,7 @@ import { openStore } from '../../services/core/store/open-store.js';
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 import type { QueueCheckpoint, QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 import { QueueCapture } from '../../services/worker/queue-capture.js';
-import { adaptiveCodec } from '../../services/core/segment-codec.js';
+import { createAdaptiveCodec } from '../../services/core/segment-codec.js';
 import { bodyMaker, checkJournalBudget, codecCounts, codecTimes, connectAmqp, log, messageOptions, now, pairOrder, partTimes, publishWindowed, rateText, spread, TARGETS, timedAdaptiveCodec, timedStore, type BenchContext, type CodecTimes, type MessageSize, type PartTimes, type Ratio } from './bench-kit.js';
 
 const EXCHANGE = 'bench';
@@ -139,9 +139,9 @@ async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string): 
   const capture = new QueueCapture({
     namespace: stream.namespace,
     assignment: { definition: stream.definition, journal: stream.name, resumeOffset: 0, baseEpoch: 0, baseMessages: 0, baseBodyBytes: 0, startOffset: 0 },
-    // The worker's store and codec (QueueCapture's default, adaptiveCodec), timed.
+    // The worker's store and codec (QueueCapture's default, a new adaptive codec), timed.
     store: timedStore(store, { put: flushes.put, get: partTimes() }),
-    codec: timedAdaptiveCodec(adaptiveCodec, flushes.codec),
+    codec: timedAdaptiveCodec(createAdaptiveCodec(), flushes.codec),
     log: createLogger('bench/capture', 'warn'),
     segmentBytes: ctx.defaults.segmentBytes,
     prefetch: ctx.defaults.prefetch,

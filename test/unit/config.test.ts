@@ -37,6 +37,7 @@ describe('config: defaults', () => {
       leaseTime: 5_000,
       fullEvery: 16,
       segmentBytes: 4 * 1024 * 1024,
+      segmentCodec: 'auto',
       flushInterval: 1_000,
       confirmWindow: 256,
       prefetch: 2_000,
@@ -211,6 +212,14 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(configError(() => loadConfig({ env: { TIDEMARK_AMQP_URL: 'not a url' } })).message).toContain('amqpUrl');
     expect(configError(() => loadConfig({ env: { TIDEMARK_REDIS_URL: '//redis' } })).message).toContain('redisUrl');
     expect(configError(() => loadConfig({ env: { TIDEMARK_S3_ENDPOINT: 'minio' } })).message).toContain('s3Endpoint');
+  });
+
+  it('takes a segment codec of auto, gzip or identity, and names the choices otherwise', () => {
+    expect(loadConfig({ env: { TIDEMARK_SEGMENT_CODEC: 'identity' } }).segmentCodec).toBe('identity');
+    expect(loadConfig({ env: {}, flags: { segmentCodec: 'gzip' } }).segmentCodec).toBe('gzip');
+    const message = configError(() => loadConfig({ env: { TIDEMARK_SEGMENT_CODEC: 'zstd' } })).message;
+    expect(message).toContain('segmentCodec');
+    expect(message).toMatch(/auto.*gzip.*identity/);
   });
 
   it('serves metrics only when metricsListen is set, and only at a host:port', () => {

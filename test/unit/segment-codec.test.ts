@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { Segment, type Record as JournalRecord } from '../../services/gen/tidemark/v1/store.js';
 import { CorruptDataError, TidemarkError } from '../../services/core/errors.js';
 import { randomBytes } from 'node:crypto';
-import { adaptiveCodec, codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
+import { gunzipSync } from 'node:zlib';
+import { COMPRESS_SPEED_TTL_MS, createAdaptiveCodec, codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 
 function record(offset: number, over: Partial<JournalRecord> = {}): JournalRecord {
@@ -43,13 +44,55 @@ describe('segment codec', () => {
     const text = segment(0, 199, range(0, 199).map((o) => record(o, { body: Buffer.from(`{"order": ${o}, "status": "shipped", "items": []}`.repeat(8)) })));
     const random = segment(0, 199, range(0, 199).map((o) => record(o, { body: randomBytes(1024) })));
     for (const [seg, codec] of [[text, 'gzip'], [random, 'identity']] as const) {
-      const encoded = await encodeSegment(seg, adaptiveCodec);
+      const encoded = await encodeSegment(seg, createAdaptiveCodec());
       expect(encoded.codec).toBe(codec);
       if (codec === 'identity') expect(encoded.bytes).toEqual(Buffer.from(Segment.encode(seg).finish()));
       else expect(encoded.bytes.length).toBeLessThan(Buffer.from(Segment.encode(seg).finish()).length / 4);
       const back = await decodeSegment(encoded.bytes, { sha256: encoded.sha256, codec: encoded.codec, key: KEY, firstOffset: 0, lastOffset: 199 });
       expect(back).toEqual(seg);
     }
+  });
+
+  it('adaptive: stores compressible segments as identity while gzip could not keep up with their flow, and gzip again once it can', async () => {
+    let t = 0;
+    const codec = createAdaptiveCodec(() => t);
+    const text = Buffer.from('{"order": 1, "status": "shipped"} '.repeat(8_000)); // ~270 KB
+    const pick = (afterMs: number) => {
+      t += afterMs;
+      return codec.pick(text);
+    };
+    /** Compresses with the picked codec while the clock moves on by `ms`: how long gzip took. */
+    const compress = async (chosen: ReturnType<typeof pick>, ms: number) => {
+      const done = chosen.compress(text);
+      t += ms;
+      return done;
+    };
+    // Nothing known yet: gzip, and its speed is measured (200 ms for this segment).
+    let chosen = pick(1_000);
+    expect(chosen.name).toBe('gzip');
+    expect(gunzipSync(await compress(chosen, 200))).toEqual(text);
+    // The next segment was cut 350 ms after this one (200 of them compressing it): compressing
+    // it too would take more than half of that.
+    chosen = pick(150);
+    expect(chosen.name).toBe('identity');
+    expect(await chosen.compress(text)).toBe(text);
+    chosen = pick(100);
+    expect(chosen.name).toBe('identity');
+    // The flow slows down to one segment in 500 ms: 200 ms of gzip is within half of it.
+    chosen = pick(500);
+    expect(chosen.name).toBe('gzip');
+    // gzip got faster (50 ms): the speed is the mean of 1/200 and 1/50 of the segment per ms,
+    // so 80 ms are expected for the next one.
+    await compress(chosen, 50);
+    expect(pick(120).name).toBe('gzip'); // 170 ms since the last cut
+    expect(pick(150).name).toBe('identity');
+    // A speed older than its TTL is measured again, whatever the flow.
+    t += COMPRESS_SPEED_TTL_MS;
+    expect(pick(10).name).toBe('gzip');
+    // Incompressible segments stay identity at any flow.
+    const random = randomBytes(256 * 1024);
+    t += 5_000;
+    expect(codec.pick(random).name).toBe('identity');
   });
 
   it('is deterministic: the same segment gives the same bytes and checksum', async () => {

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Catalog } from '../../services/core/catalog.js';
 import { ConfigError, CorruptDataError, NotFoundError } from '../../services/core/errors.js';
-import { gzipCodec, encodeSegment, segmentRefOf } from '../../services/core/segment-codec.js';
-import { readPrefix, type PrefixSpec } from '../../services/core/segment-reader.js';
-import { checkpointKey, segmentKey } from '../../services/core/store/keys.js';
+import { gzipCodec, encodeSegment, fenceRangeRefOf, segmentRefOf } from '../../services/core/segment-codec.js';
+import { readPrefix, verifyPrefix, VERIFY_READ_AHEAD, type PrefixSpec } from '../../services/core/segment-reader.js';
+import { checkpointKey, fenceRangeKey, segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore } from '../../services/core/store/local-store.js';
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 import type {
@@ -240,6 +240,63 @@ describe('readPrefix', () => {
     const { yielded, error } = await collectUntilError(store, spec([a, b], 0, 20));
     expect(error).toBeInstanceOf(NotFoundError);
     expect(yielded.map((r) => r.offset)).toEqual(range(0, 10));
+  });
+
+  it('verifies several segments at once, reads them one at a time, and reports the first damage in offset order', async () => {
+    const segs: SegmentRef[] = [];
+    for (let first = 0; first < 100; first += 10) segs.push(await writeSegment(store, first, first + 9));
+    let inFlight = 0;
+    let most = 0;
+    const counting: ObjectStore = Object.assign(Object.create(store) as ObjectStore, {
+      get: async (key: string) => {
+        most = Math.max(most, (inFlight += 1));
+        try {
+          await new Promise((r) => setTimeout(r, 5));
+          return await store.get(key);
+        } finally {
+          inFlight -= 1;
+        }
+      },
+    });
+    expect(await verifyPrefix(counting, spec(segs, 0, 100))).toMatchObject({ segments: 10, messages: 100 });
+    expect(most).toBe(VERIFY_READ_AHEAD);
+    most = 0;
+    expect((await collect(counting, spec(segs, 0, 100))).map((r) => r.offset)).toEqual(range(0, 100));
+    expect(most).toBe(1);
+
+    // Segment 3 is corrupt and 7 is missing; both are fetched at once, the error is segment 3's.
+    const damaged = Buffer.from(await store.get(segs[3].key));
+    damaged[damaged.length >> 1] ^= 0xff;
+    await store.put(segs[3].key, damaged);
+    await store.delete(segs[7].key);
+    const error = await verifyPrefix(counting, spec(segs, 0, 100)).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(CorruptDataError);
+    expect((error as CorruptDataError).key).toBe(segs[3].key);
+    // A gap after a damaged segment: the damage comes first, as it does when reading.
+    const gapped = spec([...segs.slice(0, 5), ...segs.slice(6)], 0, 100);
+    expect(((await verifyPrefix(counting, gapped).catch((err: unknown) => err)) as CorruptDataError).key).toBe(segs[3].key);
+  });
+
+  it('reads across fence ranges without fetching anything for them, and resumes inside one', async () => {
+    const fences = (first: number, last: number) =>
+      fenceRangeRefOf(fenceRangeKey(VHOST, QUEUE, first, last), range(first, last + 1).map((o) => record(o, 100 + o)));
+    const a = await writeSegment(store, 0, 9, { fences: { 9: 3 } });
+    const idle = fences(10, 11);
+    const b = await writeSegment(store, 12, 19);
+    const tail = fences(20, 21);
+    const watched = new WatchedStore(store);
+    expect((await collect(watched, spec([a, idle, b, tail], 0, 22))).map((r) => r.offset)).toEqual(range(0, 20, [9, 10, 11]));
+    expect(watched.gets).toEqual([a.key, b.key]);
+    expect((await collect(watched, spec([a, idle, b, tail], 0, 22), 11)).map((r) => r.offset)).toEqual(range(12, 20));
+    // A cut right after a fence range, and a prefix that is only fences.
+    expect((await collect(store, spec([a, idle], 0, 12))).map((r) => r.offset)).toEqual(range(0, 9));
+    expect(await verifyPrefix(store, spec([idle], 10, 12))).toEqual({ segments: 0, storedBytes: 0, messages: 0, bodyBytes: 0 });
+    expect(await verifyPrefix(store, spec([a, idle, b, tail], 0, 22), { expectedMessages: 17 })).toMatchObject({ segments: 2, messages: 17 });
+    // A fence range does not stand in for offsets it does not name.
+    const late = await writeSegment(store, 16, 19);
+    const { error } = await collectUntilError(store, spec([a, fences(10, 10), late], 0, 20));
+    expect(error).toBeInstanceOf(CorruptDataError);
+    expect((error as Error).message).toContain('11..15');
   });
 
   it('resumes from fromOffset, fetching only segments that still hold needed offsets', async () => {

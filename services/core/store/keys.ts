@@ -51,6 +51,14 @@ export function segmentKey(vhost: string, queue: string, first: number, last: nu
   return `${segmentPrefix(vhost, queue)}${pad20(first)}-${pad20(last)}-${sha256.slice(0, 16)}.seg`;
 }
 
+/**
+ * The name of a fence range of a queue: offsets first..last hold only fences, and no object is
+ * stored for them (docs/STORE-FORMAT.md). It looks like a key so that refs stay unique by key.
+ */
+export function fenceRangeKey(vhost: string, queue: string, first: number, last: number): string {
+  return `${segmentPrefix(vhost, queue)}${pad20(first)}-${pad20(last)}.fences`;
+}
+
 /** The key of the checkpoint manifest of an epoch. */
 export function checkpointKey(epoch: number): string {
   return `${CHECKPOINTS_PREFIX}${pad20(epoch)}.manifest`;
