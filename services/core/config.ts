@@ -197,12 +197,23 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   return { ...parsed.data, store: normalizeStoreUrl(parsed.data.store) };
 }
 
-/** "interval (--interval, TIDEMARK_INTERVAL)": every way an operator may have set a key. */
-function describeKey(key: string): string {
+/** Config keys the `tidemark` commands take as flags (services/cli/main.ts); the rest have none. */
+const FLAG_KEYS: ReadonlySet<string> = new Set([
+  'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
+  'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',
+]);
+
+/**
+ * "interval (--interval, TIDEMARK_INTERVAL)": every way an operator may have set a key; a key
+ * with neither a flag nor a variable is only a config-file key.
+ */
+export function describeKey(key: string): string {
   if (!key) return 'config';
-  const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const ways = [];
+  if (FLAG_KEYS.has(key)) ways.push(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const variable = Object.entries(environmentKeys).find(([, k]) => k === key)?.[0];
-  return `${key} (${variable ? `${flag}, ${variable}` : flag})`;
+  if (variable) ways.push(variable);
+  return `${key} (${ways.length > 0 ? ways.join(', ') : 'config file only'})`;
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

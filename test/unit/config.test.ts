@@ -3,7 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { environmentKeys, loadConfig, normalizeStoreUrl, type Config } from '../../services/core/config.js';
+import { describeKey, environmentKeys, loadConfig, normalizeStoreUrl, type Config } from '../../services/core/config.js';
 import { parseDuration } from '../../services/core/duration.js';
 import { ConfigError } from '../../services/core/errors.js';
 import { parseStoreUrl } from '../../services/core/store/open-store.js';
@@ -222,11 +222,19 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(message).toMatch(/auto.*gzip.*identity/);
   });
 
+  it('names only the flags and variables that exist for a key', () => {
+    expect(describeKey('interval')).toBe('interval (--interval, TIDEMARK_INTERVAL)');
+    expect(describeKey('channelsPerConnection')).toBe('channelsPerConnection (TIDEMARK_CHANNELS_PER_CONNECTION)');
+    expect(describeKey('segmentBytes')).toBe('segmentBytes (config file only)');
+    expect(describeKey('advertise')).toBe('advertise (--advertise)');
+    expect(configError(() => loadConfig({ env: {}, flags: { prefetch: 'many' } })).message).toContain('prefetch (config file only)');
+  });
+
   it('serves metrics only when metricsListen is set, and only at a host:port', () => {
     expect(loadConfig({ env: {} }).metricsListen).toBeUndefined();
     expect(loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '0.0.0.0:9464' } }).metricsListen).toBe('0.0.0.0:9464');
     expect(loadConfig({ env: {}, flags: { metricsListen: '[::1]:9464' } }).metricsListen).toBe('[::1]:9464');
-    expect(configError(() => loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '9464' } })).message).toContain('metricsListen (--metrics-listen, TIDEMARK_METRICS_LISTEN)');
+    expect(configError(() => loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '9464' } })).message).toContain('metricsListen (TIDEMARK_METRICS_LISTEN)');
   });
 
   // Regression (was a bug in services/core/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked

@@ -32,7 +32,7 @@ describe('parseFailpoints', () => {
 
   it('is validated with the rest of the configuration (TIDEMARK_FAILPOINTS)', () => {
     expect(loadConfig({ env: { TIDEMARK_FAILPOINTS: 'worker.after-commit=fail' } }).failpoints).toBe('worker.after-commit=fail');
-    expect(() => loadConfig({ env: { TIDEMARK_FAILPOINTS: 'nowhere=fail' } })).toThrow(/failpoints \(--failpoints, TIDEMARK_FAILPOINTS\): unknown failpoint "nowhere"/);
+    expect(() => loadConfig({ env: { TIDEMARK_FAILPOINTS: 'nowhere=fail' } })).toThrow(/failpoints \(TIDEMARK_FAILPOINTS\): unknown failpoint "nowhere"/);
   });
 });
 
