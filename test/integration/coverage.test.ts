@@ -6,11 +6,11 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COVERAGE_SETTLE_MS } from '../../services/coordinator/coverage.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
-import { declareBoundQueues } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
-import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import type { TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
-import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, type TestServices } from '../helpers/services.js';
+import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 
 const QUEUES = [
   { name: 'cov-a', type: 'classic' },
@@ -21,27 +21,16 @@ const BYPASSING = 7;
 let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
+let setup: ProtectedVhost | undefined;
 
 describe('coverage of protected queues', () => {
   beforeAll(async () => {
-    services = await testServices();
-    vhost = uniqueName('tm-cov');
-    await createTestVhost(services.managementUrl, vhost);
-    await declareBoundQueues(services.amqpUrl, vhost, 'cov', QUEUES);
-    cluster = await startTestCluster({
-      services,
-      namespace: uniqueName('tmv'),
-      protect: `${vhost}:cov-*`,
-      store: { kind: 'file' },
-      workers: 2,
-      extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s' },
-    });
-    await cluster.waitForStatus((s) => s.protectedQueues === 2 && s.workers.reduce((n, w) => n + w.queues, 0) === 2, 'two queues assigned');
+    setup = await startProtectedVhost({ exchange: 'cov', queues: QUEUES, workers: 2 });
+    ({ services, vhost, cluster } = setup);
   });
 
   afterAll(async () => {
-    await cluster?.stop();
-    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+    await setup?.stop();
   });
 
   it('reports default-exchange publishes as uncaptured for their queue only, in status and its --json', async () => {

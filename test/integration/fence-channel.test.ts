@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
-import { declareBoundQueues } from '../helpers/broker.js';
-import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import type { TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
-import { createTestVhost, deleteTestVhost, managementJson, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { managementJson, type TestServices } from '../helpers/services.js';
+import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 
 const QUEUES = [
   { name: 'fc-a', type: 'classic' },
@@ -18,6 +18,7 @@ const QUEUES = [
 let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
+let setup: ProtectedVhost | undefined;
 
 interface ConnectionInfo {
   name: string;
@@ -49,24 +50,12 @@ async function publish(count: number): Promise<void> {
 
 describe('fence channel kept across rounds', () => {
   beforeAll(async () => {
-    services = await testServices();
-    vhost = uniqueName('tm-fence');
-    await createTestVhost(services.managementUrl, vhost);
-    await declareBoundQueues(services.amqpUrl, vhost, 'fc', QUEUES);
-    cluster = await startTestCluster({
-      services,
-      namespace: uniqueName('tmf'),
-      protect: `${vhost}:fc-*`,
-      store: { kind: 'file' },
-      workers: 1,
-      extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s' },
-    });
-    await cluster.waitForStatus((s) => s.protectedQueues === 2 && s.workers.reduce((n, w) => n + w.queues, 0) === 2, 'two queues assigned');
+    setup = await startProtectedVhost({ exchange: 'fc', queues: QUEUES, workers: 1 });
+    ({ services, vhost, cluster } = setup);
   });
 
   afterAll(async () => {
-    await cluster?.stop();
-    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+    await setup?.stop();
   });
 
   it('commits the next checkpoint after the broker closed the connection of the fence channel between rounds', async () => {

@@ -12,11 +12,11 @@ import { FENCE_RANGE_CODEC, isFenceRange } from '../../services/core/segment-cod
 import { segmentPrefix } from '../../services/core/store/keys.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
-import { declareBoundQueues } from '../helpers/broker.js';
 import { runCli } from '../helpers/cli.js';
-import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import type { TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
-import { createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { type TestServices } from '../helpers/services.js';
+import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 
 const QUEUES = [
@@ -29,6 +29,7 @@ const IDLE_ROUNDS = 5;
 let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
+let setup: ProtectedVhost | undefined;
 
 async function publish(queues: string[], count: number): Promise<void> {
   const producer = new RoundRobinProducer(services.amqpUrl, vhost, 'idle', queues, { maxMessages: count });
@@ -51,24 +52,12 @@ async function storedSegments(queue: string): Promise<string[]> {
 
 describe('rounds over idle queues', () => {
   beforeAll(async () => {
-    services = await testServices();
-    vhost = uniqueName('tm-idle');
-    await createTestVhost(services.managementUrl, vhost);
-    await declareBoundQueues(services.amqpUrl, vhost, 'idle', QUEUES);
-    cluster = await startTestCluster({
-      services,
-      namespace: uniqueName('tmi'),
-      protect: `${vhost}:idle-*`,
-      store: { kind: 'file' },
-      workers: 1,
-      extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s' },
-    });
-    await cluster.waitForStatus((s) => s.protectedQueues === 2 && s.workers.reduce((n, w) => n + w.queues, 0) === 2, 'two queues assigned');
+    setup = await startProtectedVhost({ exchange: 'idle', queues: QUEUES, workers: 1 });
+    ({ services, vhost, cluster } = setup);
   });
 
   afterAll(async () => {
-    await cluster?.stop();
-    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+    await setup?.stop();
   });
 
   it('store nothing for an idle queue, yet checkpoint, verify and restore it exactly', async () => {

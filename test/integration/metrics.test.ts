@@ -5,11 +5,11 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
-import { declareBoundQueues } from '../helpers/broker.js';
-import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { freePort, type TestCluster } from '../helpers/cluster.js';
 import { scrape } from '../helpers/metrics.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
-import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, type TestServices } from '../helpers/services.js';
+import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 
 const QUEUES = [
   { name: 'met-a', type: 'classic' },
@@ -20,30 +20,18 @@ const BYPASSING = 5;
 let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
+let setup: ProtectedVhost | undefined;
 let metricsPort: number;
 
 describe('coordinator metrics endpoint', () => {
   beforeAll(async () => {
-    services = await testServices();
-    vhost = uniqueName('tm-metrics');
-    await createTestVhost(services.managementUrl, vhost);
-    await declareBoundQueues(services.amqpUrl, vhost, 'met', QUEUES);
     metricsPort = await freePort();
-    cluster = await startTestCluster({
-      services,
-      namespace: uniqueName('tmm'),
-      protect: `${vhost}:met-*`,
-      store: { kind: 'file' },
-      workers: 2,
-      extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s' },
-      processEnv: { coordinator: { TIDEMARK_METRICS_LISTEN: `127.0.0.1:${metricsPort}` } },
-    });
-    await cluster.waitForStatus((s) => s.protectedQueues === 2 && s.workers.reduce((n, w) => n + w.queues, 0) === 2, 'two queues assigned');
+    setup = await startProtectedVhost({ exchange: 'met', queues: QUEUES, workers: 2, processEnv: { coordinator: { TIDEMARK_METRICS_LISTEN: `127.0.0.1:${metricsPort}` } } });
+    ({ services, vhost, cluster } = setup);
   });
 
   afterAll(async () => {
-    await cluster?.stop();
-    if (vhost) await deleteTestVhost(services.managementUrl, vhost);
+    await setup?.stop();
   });
 
   it('shows the leader, its protected queues and workers, and a committed checkpoint with its round', async () => {
