@@ -9,8 +9,8 @@
  * - amqplib: one consumer from the first offset, prefetch as the worker's, acking in batches of a
  *   quarter of the prefetch like queue-capture.ts, until it has every message;
  * - Tidemark: the real QueueCapture on its own channel, the worker's default segment size and
- *   codec (adaptiveCodec: gzip level 1, or identity for a segment whose 16 KiB sample gzip does
- *   not shrink by a tenth; timed per segment as pick + compress of the codec picked, and counted
+ *   codec (a new `auto` codec: gzip level 1 when a 16 KiB sample shrinks by a tenth and gzip keeps
+ *   up with the flow, else identity; timed per segment as pick + compress of the codec picked, and counted
  *   by the codec picked), a real local-directory store opened as the worker opens it, the
  *   worker's flush tick running, prepare() called for both fences at attach (as two rounds waiting), timed from
  *   attach until prepare() of fence 2 returns: every record before it is in a segment the store
