@@ -208,6 +208,14 @@ program
           ]),
         );
       }
+      if (j.firehose.length > 0) {
+        print(
+          table([
+            ['FIREHOSE VHOST', 'RELAYED BY', 'STANDBY', 'BACKLOG'],
+            ...j.firehose.map((f) => [f.vhost, f.error ?? f.activeWorker ?? 'nobody (no worker holds its queues?)', f.standbyWorkers.join(',') || '-', String(f.backlog)]),
+          ]),
+        );
+      }
       if (j.leader && j.coverageUnchecked > 0) {
         print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${COVERAGE_SETTLE_MS / 1000} s since this leader began watching)`);
       }

@@ -99,6 +99,13 @@ export function statusJson(s: StatusReply) {
       since: iso(g.sinceMs),
     })),
     coverageUnchecked: s.coverageUnchecked,
+    firehose: s.firehose.map((f) => ({
+      vhost: f.vhost,
+      activeWorker: f.activeWorker || null,
+      standbyWorkers: f.standbyWorkers,
+      backlog: f.backlog,
+      error: f.error || null,
+    })),
   };
 }
 

@@ -22,6 +22,7 @@ import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
+import { firehoseQueueName, firehoseVhostsOf, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
@@ -126,7 +127,7 @@ export class Coordinator {
         management,
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),
-        firehoseVhosts: new Set(config.firehoseVhosts.split(',').map((v) => v.trim()).filter((v) => v !== '')),
+        firehoseVhosts: firehoseVhostsOf(config.firehoseVhosts),
         log: log.child('discovery'),
       }),
     });
@@ -546,7 +547,22 @@ export class Coordinator {
       intervalMs: config.interval,
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],
       coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
+      firehose: this.isLeader ? await this.firehoseRelays() : [],
     };
+  }
+
+  /** Who relays each firehose vhost, from the broker's consumer list of its firehose queue. */
+  private async firehoseRelays(): Promise<RelayView[]> {
+    const { management, config } = this.parts;
+    const queue = firehoseQueueName(config.namespace);
+    return Promise.all(
+      [...firehoseVhostsOf(config.firehoseVhosts)].sort().map((vhost) =>
+        management.queueConsumers(vhost, queue).then(
+          (consumers) => relayView(vhost, consumers),
+          (err: unknown) => ({ vhost, activeWorker: '', standbyWorkers: [], backlog: 0, error: `cannot ask the management API: ${errorMessage(err)}` }),
+        ),
+      ),
+    );
   }
 
   /** Asks a worker how its captures are doing: capture errors surface in status. */

@@ -34,6 +34,50 @@ export function relayFenceKey(namespace: string): string {
   return fenceExchangeName(namespace);
 }
 
+/** The vhosts of the `firehoseVhosts` setting (comma-separated, blanks ignored). */
+export function firehoseVhostsOf(setting: string): Set<string> {
+  return new Set(setting.split(',').map((v) => v.trim()).filter((v) => v !== ''));
+}
+
+/** What status shows of one firehose vhost's relay (FirehoseRelay in admin.proto). */
+export interface RelayView {
+  vhost: string;
+  activeWorker: string;
+  standbyWorkers: string[];
+  backlog: number;
+  error: string;
+}
+
+/**
+ * The relay of `vhost` from its firehose queue's consumers (undefined: the queue does not exist).
+ * Consumers that are not relays (someone else reading the queue) are left out.
+ */
+export function relayView(vhost: string, queue: { messages: number | undefined; consumers: Array<{ tag: string; active: boolean }> } | undefined): RelayView {
+  if (!queue) return { vhost, activeWorker: '', standbyWorkers: [], backlog: 0, error: 'the firehose queue does not exist yet (the leader declares it on its next discovery pass)' };
+  let activeWorker = '';
+  const standbyWorkers: string[] = [];
+  for (const c of queue.consumers) {
+    const worker = relayWorkerOf(c.tag);
+    if (worker === undefined) continue;
+    if (c.active && activeWorker === '') activeWorker = worker;
+    else standbyWorkers.push(worker);
+  }
+  return { vhost, activeWorker, standbyWorkers: standbyWorkers.sort(), backlog: queue.messages ?? 0, error: '' };
+}
+
+/** Prefix of the consumer tag a worker's relay consumes the firehose queue with. */
+const RELAY_CONSUMER_TAG_PREFIX = 'tidemark-relay:';
+
+/** The consumer tag of worker `workerId`'s relay: the broker's consumer list then names the worker. */
+export function relayConsumerTag(workerId: string): string {
+  return `${RELAY_CONSUMER_TAG_PREFIX}${workerId}`;
+}
+
+/** The worker id in a relay's consumer tag, or undefined for any other consumer. */
+export function relayWorkerOf(consumerTag: string): string | undefined {
+  return consumerTag.startsWith(RELAY_CONSUMER_TAG_PREFIX) ? consumerTag.slice(RELAY_CONSUMER_TAG_PREFIX.length) : undefined;
+}
+
 /** The exchange RabbitMQ's tracer publishes to. */
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 

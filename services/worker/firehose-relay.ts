@@ -12,7 +12,7 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { queueExists } from '../core/amqp/queue-probe.js';
-import { firehoseQueueName, parseTrace, relayExchangeName, relayPublishOf } from '../core/firehose.js';
+import { firehoseQueueName, parseTrace, relayConsumerTag, relayExchangeName, relayPublishOf } from '../core/firehose.js';
 import type { Logger } from '../core/log.js';
 import { errorMessage } from '../core/errors.js';
 
@@ -21,6 +21,8 @@ export interface FirehoseRelayOptions {
   amqpUrl: string;
   log: Logger;
   clientName: string;
+  /** This worker's id: its relay's consumer tag names it (relayConsumerTag), so status can show who relays. */
+  workerId: string;
   /** Trace messages in flight (delivered, copy not yet confirmed). */
   window: number;
 }
@@ -123,7 +125,7 @@ export class FirehoseRelay {
         }
         this.relay(relay, input, output, exchange, msg);
       },
-      { noAck: false },
+      { noAck: false, consumerTag: relayConsumerTag(this.options.workerId) },
     );
     log.info(`relaying the firehose of vhost ${relay.vhost} (active when the broker picks this consumer)`);
   }

@@ -86,6 +86,7 @@ export class Worker {
       amqpUrl: options.config.amqpUrl,
       log: options.log.child('relay'),
       clientName: `tidemark worker ${options.config.id}`,
+      workerId: options.config.id,
       window: options.config.prefetch,
     });
   }

@@ -9,14 +9,15 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
-import { firehoseQueueName, relayExchangeName, RELAY_REDELIVERED_HEADER } from '../../services/core/firehose.js';
+import { firehoseQueueName, relayConsumerTag, relayExchangeName, RELAY_REDELIVERED_HEADER } from '../../services/core/firehose.js';
 import { journalName } from '../../services/core/names.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { declareBoundQueues, type ReadMessage } from '../helpers/broker.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { runCli } from '../helpers/cli.js';
 import { CausalProducer } from '../helpers/producers.js';
-import { amqpUrlForVhost, createTestVhost, deleteTestVhost, managementJson, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 
 const EXCHANGE = 'fh';
@@ -74,23 +75,17 @@ async function expectExactCausalCut(manifest: CheckpointManifest, atLeast: numbe
 }
 
 /**
- * The worker whose relay the broker feeds (single active consumer), by its process name. The
- * management API names a consumer's connection only once its statistics came in (up to 5 s).
+ * The worker whose relay the broker feeds (single active consumer), as `tidemark status` shows it,
+ * checked against the broker's own consumer list. Who is active shows once the broker's statistics
+ * include the consumer (up to 5 s).
  */
-async function activeRelay(): Promise<string | undefined> {
-  type Consumer = { active?: boolean; channel_details?: { connection_name?: string } };
+async function activeRelay(): Promise<{ active: string; standby: string[] } | undefined> {
   for (let attempt = 0; attempt < 30; attempt += 1) {
-    const queue = await managementJson<{ consumer_details?: Consumer[] }>(
-      services.managementUrl,
-      'GET',
-      `queues/${encodeURIComponent(vhost)}/${encodeURIComponent(firehoseQueueName(namespace))}`,
-    );
-    const connection = queue.consumer_details?.find((c) => c.active === true)?.channel_details?.connection_name;
-    if (connection) {
-      // The consumer names its connection by address; the connection's client properties carry the worker's name.
-      const info = await managementJson<{ client_properties?: { connection_name?: string } }>(services.managementUrl, 'GET', `connections/${encodeURIComponent(connection)}`);
-      const worker = /(worker-\d+)/.exec(info.client_properties?.connection_name ?? '')?.[1];
-      if (worker) return worker;
+    const relay = (await cluster.client.status()).firehose.find((f) => f.vhost === vhost);
+    if (relay?.activeWorker) {
+      const consumers = await management.queueConsumers(vhost, firehoseQueueName(namespace));
+      expect(consumers?.consumers.find((c) => c.active)?.tag).toBe(relayConsumerTag(relay.activeWorker));
+      return { active: relay.activeWorker, standby: relay.standbyWorkers };
     }
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -169,14 +164,18 @@ describe('firehose capture of default-exchange publishes', () => {
       let confirmed = producer.sent;
       await expectExactCausalCut(await committed(), confirmed);
 
-      const relay = await activeRelay();
-      expect(relay, 'a worker relays the firehose').toMatch(/^worker-\d$/);
-      await cluster.kill(relay!);
+      const relays = await activeRelay();
+      expect(relays?.active, 'a worker relays the firehose').toMatch(/^worker-\d$/);
+      const relay = relays!.active;
+      expect(relays!.standby).toEqual(['worker-1', 'worker-2'].filter((w) => w !== relay));
+      const plain = await runCli(['status'], cluster.env);
+      expect(plain.stdout).toMatch(new RegExp(`${vhost}\\s+${relay}\\s+worker-\\d\\s+\\d+`));
+      await cluster.kill(relay);
       await cluster.waitForStatus((s) => s.workers.length === 1 && s.workers[0].queues === QUEUES.length, 'the survivor holds every queue', 30_000);
       await new Promise((r) => setTimeout(r, 1_000));
       confirmed = producer.sent;
       const during = await expectExactCausalCut(await committed(), confirmed);
-      expect(await activeRelay()).not.toBe(relay);
+      expect((await activeRelay())?.active).not.toBe(relay);
 
       await producer.stop();
       const final = await expectExactCausalCut(await committed(), producer.sent);

@@ -8,8 +8,12 @@ import {
   RELAY_REDELIVERED_HEADER,
   RELAY_ROUTING_KEY_HEADER,
   RELAY_USER_ID_HEADER,
+  firehoseVhostsOf,
   parseTrace,
+  relayConsumerTag,
   relayPublishOf,
+  relayView,
+  relayWorkerOf,
   unwrapRelayed,
 } from '../../services/core/firehose.js';
 
@@ -117,5 +121,31 @@ describe('reachingExchanges', () => {
       binding('loop-a', 'q1'),
     ];
     expect(reachingExchanges(['q1'], all)).toEqual(['direct', 'loop-a', 'loop-b', 'top', 'upstream']);
+  });
+});
+
+describe('firehose relay in status', () => {
+  it('names the worker in its consumer tag, and nobody else', () => {
+    expect(relayWorkerOf(relayConsumerTag('worker-7'))).toBe('worker-7');
+    expect(relayWorkerOf(relayConsumerTag('host:a-123'))).toBe('host:a-123');
+    expect(relayWorkerOf('amq.ctag-xyz')).toBeUndefined();
+  });
+
+  it('shows the active relay, the others standing by, and the backlog; ignores consumers that are not relays', () => {
+    const consumers = [
+      { tag: relayConsumerTag('w-2'), active: false },
+      { tag: 'amq.ctag-someone', active: false },
+      { tag: relayConsumerTag('w-1'), active: true },
+      { tag: relayConsumerTag('w-0'), active: false },
+    ];
+    expect(relayView('v', { messages: 12, consumers })).toEqual({ vhost: 'v', activeWorker: 'w-1', standbyWorkers: ['w-0', 'w-2'], backlog: 12, error: '' });
+    // Nobody active (between a failover and the broker's next statistics), and no depth reported.
+    expect(relayView('v', { messages: undefined, consumers: [{ tag: relayConsumerTag('w-0'), active: false }] })).toEqual({ vhost: 'v', activeWorker: '', standbyWorkers: ['w-0'], backlog: 0, error: '' });
+    expect(relayView('v', undefined).error).toMatch(/does not exist yet/);
+  });
+
+  it('reads the vhosts of the setting, blanks left out', () => {
+    expect([...firehoseVhostsOf(' a, /,,b ')]).toEqual(['a', '/', 'b']);
+    expect(firehoseVhostsOf('').size).toBe(0);
   });
 });

@@ -53,6 +53,13 @@ export interface ExchangeInfo {
   arguments: Record<string, unknown>;
 }
 
+/** A queue's consumers as the broker lists them, and its depth. */
+export interface QueueConsumers {
+  /** Messages in the queue (ready + unacknowledged), when the broker reports it. */
+  messages: number | undefined;
+  consumers: Array<{ tag: string; active: boolean }>;
+}
+
 export interface ManagementOverview {
   managementVersion: string;
   rabbitmqVersion: string;
@@ -136,6 +143,26 @@ export class ManagementClient {
       ...queueInfo(raw),
       messages: typeof raw.messages === 'number' ? raw.messages : undefined,
       publishCount: typeof raw.message_stats?.publish === 'number' ? raw.message_stats.publish : undefined,
+    };
+  }
+
+  /**
+   * A queue's consumers (with single active consumer, which of them the broker feeds) and its
+   * depth; undefined if the queue (or its vhost) does not exist. A consumer appears once the
+   * broker's statistics include it (up to its collection interval, 5 s by default).
+   */
+  async queueConsumers(vhost: string, name: string): Promise<QueueConsumers | undefined> {
+    type RawConsumer = { consumer_tag?: string; active?: boolean };
+    let raw: { messages?: number; consumer_details?: RawConsumer[] };
+    try {
+      raw = await this.request('GET', `queues/${enc(vhost)}/${enc(name)}?columns=messages,consumer_details`);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+    return {
+      messages: typeof raw.messages === 'number' ? raw.messages : undefined,
+      consumers: (raw.consumer_details ?? []).map((c) => ({ tag: String(c.consumer_tag ?? ''), active: c.active === true })),
     };
   }
 

@@ -110,6 +110,24 @@ export interface StatusReply {
    * once it has been idle for a while (see docs/OPERATIONS.md#coverage); leader only.
    */
   coverageUnchecked: number;
+  /** The firehose relay of every vhost in firehose mode (docs/OPERATIONS.md); leader only. */
+  firehose: FirehoseRelay[];
+}
+
+/** Who relays a firehose vhost's trace copies into its journals, and how far behind it is. */
+export interface FirehoseRelay {
+  vhost: string;
+  /** The worker the broker feeds (single active consumer); empty when none is. */
+  activeWorker: string;
+  /** Other workers' relays waiting to take over. */
+  standbyWorkers: string[];
+  /** Trace copies in the firehose queue not yet relayed (and acknowledged). */
+  backlog: number;
+  /**
+   * Why the relay could not be looked at (management API unreachable), or that the firehose
+   * queue does not exist yet; empty when the fields above are current.
+   */
+  error: string;
 }
 
 /**
@@ -1045,6 +1063,7 @@ function createBaseStatusReply(): StatusReply {
     intervalMs: 0,
     coverageGaps: [],
     coverageUnchecked: 0,
+    firehose: [],
   };
 }
 
@@ -1091,6 +1110,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     if (message.coverageUnchecked !== 0) {
       writer.uint32(112).uint32(message.coverageUnchecked);
+    }
+    for (const v of message.firehose) {
+      FirehoseRelay.encode(v!, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -1220,6 +1242,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.coverageUnchecked = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.firehose.push(FirehoseRelay.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1253,6 +1283,110 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.intervalMs = object.intervalMs ?? 0;
     message.coverageGaps = object.coverageGaps?.map((e) => CoverageGap.fromPartial(e)) || [];
     message.coverageUnchecked = object.coverageUnchecked ?? 0;
+    message.firehose = object.firehose?.map((e) => FirehoseRelay.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFirehoseRelay(): FirehoseRelay {
+  return { vhost: "", activeWorker: "", standbyWorkers: [], backlog: 0, error: "" };
+}
+
+export const FirehoseRelay: MessageFns<FirehoseRelay> = {
+  encode(message: FirehoseRelay, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.activeWorker !== "") {
+      writer.uint32(18).string(message.activeWorker);
+    }
+    for (const v of message.standbyWorkers) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.backlog !== 0) {
+      writer.uint32(32).uint64(message.backlog);
+    }
+    if (message.error !== "") {
+      writer.uint32(42).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FirehoseRelay {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFirehoseRelay();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.activeWorker = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.standbyWorkers.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.backlog = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<FirehoseRelay>): FirehoseRelay {
+    return FirehoseRelay.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FirehoseRelay>): FirehoseRelay {
+    const message = createBaseFirehoseRelay();
+    message.vhost = object.vhost ?? "";
+    message.activeWorker = object.activeWorker ?? "";
+    message.standbyWorkers = object.standbyWorkers?.map((e) => e) || [];
+    message.backlog = object.backlog ?? 0;
+    message.error = object.error ?? "";
     return message;
   },
 };
