@@ -41,6 +41,10 @@ export class CaptureSet {
   private readonly watched = new Map<string, Set<number>>();
   /** The channel each capture reads on: closed when the capture is released or replaced. */
   private readonly channels = new Map<QueueCapture, Channel>();
+  /** New captures between being placed on a lane and being in `captures`: a reconnect of the lane meanwhile re-attaches them too. */
+  private readonly attaching = new Set<QueueCapture>();
+  /** The connection each capture was last attached through: only a failure on that one fails it. */
+  private readonly attachedVia = new Map<QueueCapture, ChannelModel>();
   /** apply() runs one at a time: two overlapping assignments must not both start a queue. */
   private applying: Promise<void> = Promise.resolve();
 
@@ -108,12 +112,15 @@ export class CaptureSet {
       else groups.push({ vhost: capture.vhost, lane, captures: [capture] });
     }
     for (const { vhost, lane, captures } of groups) {
+      for (const capture of captures) this.attaching.add(capture);
       try {
         const connection = await this.connectLane(vhost, lane);
         await Promise.all(captures.map((capture) => this.attach(connection, capture)));
       } catch (err) {
         // Failed, not silently idle: the next assignment replaces them (on the same lane).
         for (const capture of captures) capture.fail(new Error(`cannot connect to vhost ${vhost} to read journal ${capture.journal} of ${capture.queue}: ${errorMessage(err)}`, { cause: err }));
+      } finally {
+        for (const capture of captures) this.attaching.delete(capture);
       }
       for (const capture of captures) this.captures.set(queueId(capture.vhost, capture.queue), capture);
       this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
@@ -156,18 +163,27 @@ export class CaptureSet {
   /** After a lane's connection came back: its captures' channels died with the old one. */
   private async reattach(vhost: string, lane: number, connection: ChannelModel): Promise<void> {
     const slots = this.slotsOf(vhost);
-    const captures = this.all().filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueId(c.vhost, c.queue)) === lane);
+    // Captures still being attached by apply() count too: the connection they were given is gone.
+    const candidates = new Set([...this.captures.values(), ...this.attaching]);
+    const captures = [...candidates].filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueId(c.vhost, c.queue)) === lane);
     await Promise.all(captures.map((capture) => this.attach(connection, capture)));
     this.options.log.info(`re-attached ${captures.length} capture(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
   }
 
   private async attach(connection: ChannelModel, capture: QueueCapture): Promise<void> {
+    this.attachedVia.set(capture, connection);
     try {
       const channel = await connection.createChannel();
       this.channels.set(capture, channel);
       channel.on('error', (err) => this.options.log.warn(`channel of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`));
       await capture.attach(channel);
     } catch (err) {
+      // An attach through a connection that was replaced meanwhile is superseded by the re-attach
+      // through the new one; only a failure on the latest connection stops the capture.
+      if (this.attachedVia.get(capture) !== connection) {
+        this.options.log.debug(`attach of ${capture.vhost}/${capture.queue} through a replaced connection failed (re-attached since): ${errorMessage(err)}`);
+        return;
+      }
       capture.fail(new Error(`cannot read journal ${capture.journal} of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`, { cause: err }));
     }
   }
@@ -177,6 +193,7 @@ export class CaptureSet {
     await capture.detach();
     const channel = this.channels.get(capture);
     this.channels.delete(capture);
+    this.attachedVia.delete(capture);
     // A channel of a dropped connection is already closed.
     await channel?.close().catch(() => {});
   }
@@ -190,6 +207,7 @@ export class CaptureSet {
     for (const capture of this.captures.values()) await capture.detach();
     this.captures.clear();
     this.channels.clear();
+    this.attachedVia.clear();
     await this.connections.close();
   }
 }
