@@ -79,10 +79,11 @@ async function expectExactCausalCut(manifest: CheckpointManifest, atLeast: numbe
  * checked against the broker's own consumer list. Who is active shows once the broker's statistics
  * include the consumer (up to 5 s).
  */
-async function activeRelay(): Promise<{ active: string; standby: string[] } | undefined> {
+async function activeRelay(standbys = 0): Promise<{ active: string; standby: string[] } | undefined> {
   for (let attempt = 0; attempt < 30; attempt += 1) {
     const relay = (await cluster.client.status()).firehose.find((f) => f.vhost === vhost);
-    if (relay?.activeWorker) {
+    // A worker starts its relay once it holds queues of the vhost: wait for `standbys` of them.
+    if (relay?.activeWorker && relay.standbyWorkers.length >= standbys) {
       const consumers = await management.queueConsumers(vhost, firehoseQueueName(namespace));
       expect(consumers?.consumers.find((c) => c.active)?.tag).toBe(relayConsumerTag(relay.activeWorker));
       return { active: relay.activeWorker, standby: relay.standbyWorkers };
@@ -164,7 +165,7 @@ describe('firehose capture of default-exchange publishes', () => {
       let confirmed = producer.sent;
       await expectExactCausalCut(await committed(), confirmed);
 
-      const relays = await activeRelay();
+      const relays = await activeRelay(1);
       expect(relays?.active, 'a worker relays the firehose').toMatch(/^worker-\d$/);
       const relay = relays!.active;
       expect(relays!.standby).toEqual(['worker-1', 'worker-2'].filter((w) => w !== relay));
