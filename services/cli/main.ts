@@ -19,7 +19,7 @@ import { renderRestore } from './restore-view.js';
 import { renderVerify } from './verify-view.js';
 import { renderDrill } from './drill-view.js';
 import { COVERAGE_SETTLE_MS } from '../coordinator/coverage.js';
-import { isFenceRange } from '../core/segment-codec.js';
+import { storedSegmentCount } from '../core/segment-codec.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -170,7 +170,7 @@ checkpoints
       print(
         table([
           ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS'],
-          ...m.queues.map((q) => [q.definition!.vhost, q.definition!.name, q.definition!.type, String(q.messages), bytes(q.bodyBytes), String(q.cutOffset), String(q.segments.filter((s) => !isFenceRange(s)).length)]),
+          ...m.queues.map((q) => [q.definition!.vhost, q.definition!.name, q.definition!.type, String(q.messages), bytes(q.bodyBytes), String(q.cutOffset), String(storedSegmentCount(q.segments))]),
         ]),
       );
     } finally {

@@ -4,7 +4,7 @@
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
-import { isFenceRange } from '../core/segment-codec.js';
+import { storedSegmentCount } from '../core/segment-codec.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
@@ -61,7 +61,7 @@ export function manifestJson(m: CheckpointManifest) {
       cutOffset: q.cutOffset,
       messages: q.messages,
       bodyBytes: q.bodyBytes,
-      segments: q.segments.filter((s) => !isFenceRange(s)).length,
+      segments: storedSegmentCount(q.segments),
       baseEpoch: q.baseEpoch,
       worker: q.workerId,
       bindings: (q.definition?.bindings ?? []).map((b) => ({ source: b.source, routingKey: b.routingKey })),

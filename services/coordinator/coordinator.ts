@@ -22,7 +22,7 @@ import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
-import { firehoseQueueName, firehoseVhostsOf, relayView, type RelayView } from '../core/firehose.js';
+import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
@@ -559,7 +559,7 @@ export class Coordinator {
       [...firehoseVhostsOf(config.firehoseVhosts)].sort().map((vhost) =>
         management.queueConsumers(vhost, queue).then(
           (consumers) => relayView(vhost, consumers),
-          (err: unknown) => ({ vhost, activeWorker: '', standbyWorkers: [], backlog: 0, error: `cannot ask the management API: ${errorMessage(err)}` }),
+          (err: unknown) => relayUnknown(vhost, `cannot ask the management API: ${errorMessage(err)}`),
         ),
       ),
     );

@@ -17,7 +17,7 @@ import { ConfigError, FailedPreconditionError, NotFoundError, errorMessage } fro
 import type { Logger } from '../core/log.js';
 import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord } from '../core/restore-state.js';
 import { parseAtTime } from '../core/time-spec.js';
-import { isFenceRange } from '../core/segment-codec.js';
+import { storedSegmentCount } from '../core/segment-codec.js';
 import type { Coordinator } from './coordinator.js';
 import { parseBindingsMode, planRestore } from './restore-plan.js';
 import { DEFAULT_QUEUE_RATE, estimateRestoreMs } from './restore-estimate.js';
@@ -251,7 +251,7 @@ export class RestoreService {
       type: q.planned.entry.definition!.type,
       messages: q.planned.entry.messages,
       bodyBytes: q.planned.entry.bodyBytes,
-      segments: q.segments.filter((s) => !isFenceRange(s)).length,
+      segments: storedSegmentCount(q.segments),
       workerId: q.planned.workerId,
       bind: q.planned.bind,
       alreadyConfirmed: q.progress.confirmed,

@@ -17,6 +17,7 @@
  * This module holds the names and the pure conversions; the relay itself is in the worker.
  */
 import type { MessageProperties, Options } from 'amqplib';
+import type { QueueConsumers } from './amqp/management-client.js';
 import { fenceExchangeName, journalName, isOwnObject } from './names.js';
 
 /** The quorum queue receiving the vhost's trace copies. */
@@ -52,8 +53,8 @@ export interface RelayView {
  * The relay of `vhost` from its firehose queue's consumers (undefined: the queue does not exist).
  * Consumers that are not relays (someone else reading the queue) are left out.
  */
-export function relayView(vhost: string, queue: { messages: number | undefined; consumers: Array<{ tag: string; active: boolean }> } | undefined): RelayView {
-  if (!queue) return { vhost, activeWorker: '', standbyWorkers: [], backlog: 0, error: 'the firehose queue does not exist yet (the leader declares it on its next discovery pass)' };
+export function relayView(vhost: string, queue: QueueConsumers | undefined): RelayView {
+  if (!queue) return relayUnknown(vhost, 'the firehose queue does not exist yet (the leader declares it on its next discovery pass)');
   let activeWorker = '';
   const standbyWorkers: string[] = [];
   for (const c of queue.consumers) {
@@ -63,6 +64,11 @@ export function relayView(vhost: string, queue: { messages: number | undefined; 
     else standbyWorkers.push(worker);
   }
   return { vhost, activeWorker, standbyWorkers: standbyWorkers.sort(), backlog: queue.messages ?? 0, error: '' };
+}
+
+/** A relay that could not be looked at, and why. */
+export function relayUnknown(vhost: string, error: string): RelayView {
+  return { vhost, activeWorker: '', standbyWorkers: [], backlog: 0, error };
 }
 
 /** Prefix of the consumer tag a worker's relay consumes the firehose queue with. */

@@ -195,6 +195,11 @@ export function isFenceRange(ref: Pick<SegmentRef, 'codec'>): boolean {
   return ref.codec === FENCE_RANGE_CODEC;
 }
 
+/** How many of `refs` are stored segments (objects), fence ranges left out: what the CLI counts. */
+export function storedSegmentCount(refs: ReadonlyArray<Pick<SegmentRef, 'codec'>>): number {
+  return refs.filter((ref) => !isFenceRange(ref)).length;
+}
+
 /** The ref of a fence range over `records`, which must all be fences, at contiguous offsets. */
 export function fenceRangeRefOf(key: string, records: JournalRecord[]): SegmentRef {
   return {

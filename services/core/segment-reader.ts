@@ -108,25 +108,26 @@ async function* prefixRecords(
   readAhead = 1,
 ): AsyncGenerator<JournalRecord> {
   const { refs, problem } = planPrefix(spec, fromOffset);
-  const fetching: Array<Promise<Segment>> = [];
+  // The records of each planned ref, fetched (and checked) ahead of use, in plan order.
+  const fetching: Array<Promise<JournalRecord[]>> = [];
   let started = 0;
   const startNext = () => {
     const ref = refs[started++];
     if (isFenceRange(ref)) {
       // Offsets that hold only fences: nothing to fetch, nothing to yield.
-      fetching.push(Promise.resolve({ records: [] as JournalRecord[] } as Segment));
+      fetching.push(Promise.resolve([]));
       return;
     }
     onSegment(ref);
-    const fetched = fetchSegment(store, ref, spec);
+    const fetched = fetchSegment(store, ref, spec).then((segment) => segment.records);
     fetched.catch(() => {}); // awaited in order below; a failure ahead must not go unhandled meanwhile
     fetching.push(fetched);
   };
   let next = Math.max(fromOffset, spec.startOffset);
   for (let i = 0; i < refs.length; i += 1) {
     while (started < refs.length && started < i + Math.max(1, readAhead)) startNext();
-    const segment = await fetching.shift()!;
-    for (const record of segment.records) {
+    const records = await fetching.shift()!;
+    for (const record of records) {
       if (record.offset < next) continue;
       if (record.offset >= spec.cutOffset) break;
       next = record.offset + 1;
