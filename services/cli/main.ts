@@ -149,8 +149,16 @@ checkpoints
       if (list.length === 0) return print('no checkpoints yet');
       print(
         table([
-          ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND'],
-          ...list.map((s) => [String(s.epoch), new Date(s.committedAtMs).toISOString(), String(s.queues), String(s.messages), bytes(s.bodyBytes), s.full ? 'full' : `incremental on ${s.parentEpoch}`]),
+          ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND', 'INCOMPLETE'],
+          ...list.map((s) => [
+            String(s.epoch),
+            new Date(s.committedAtMs).toISOString(),
+            String(s.queues),
+            String(s.messages),
+            bytes(s.bodyBytes),
+            s.full ? 'full' : `incremental on ${s.parentEpoch}`,
+            s.incompleteQueues > 0 ? `${s.incompleteQueues} queue(s)` : '-',
+          ]),
         ]),
       );
     } finally {
@@ -169,10 +177,26 @@ checkpoints
       print(`checkpoint ${m.epoch} committed ${new Date(m.committedAtMs).toISOString()} (${m.full ? 'full' : `incremental on ${m.parentEpoch}`}), ${m.messages} messages, ${bytes(m.bodyBytes)}`);
       print(
         table([
-          ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS'],
-          ...m.queues.map((q) => [q.definition!.vhost, q.definition!.name, q.definition!.type, String(q.messages), bytes(q.bodyBytes), String(q.cutOffset), String(storedSegmentCount(q.segments))]),
+          ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS', 'STATE'],
+          ...m.queues.map((q) => [
+            q.definition!.vhost,
+            q.definition!.name,
+            q.definition!.type,
+            String(q.messages),
+            bytes(q.bodyBytes),
+            String(q.cutOffset),
+            String(storedSegmentCount(q.segments)),
+            q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : 'complete',
+          ]),
         ]),
       );
+      const marked = m.queues.filter((q) => q.incomplete.length > 0);
+      if (marked.length > 0) {
+        print(`POSSIBLY INCOMPLETE: ${marked.length} queue(s) may lack messages the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues):`);
+        for (const q of marked) {
+          for (const mark of q.incomplete) print(`  ${q.definition!.vhost}/${q.definition!.name}: after offset ${mark.afterOffset}, marked in checkpoint ${mark.epoch}: ${mark.reason}`);
+        }
+      }
     } finally {
       c.close();
     }
@@ -205,6 +229,18 @@ program
           table([
             ['VHOST', 'QUEUE', 'PUBLISHED', 'CAPTURED', 'UNCAPTURED', 'SINCE'],
             ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '']),
+          ]),
+        );
+      }
+      if (j.incompleteQueues.length > 0) {
+        print(
+          `POSSIBLY INCOMPLETE: the latest checkpoint marks ${j.incompleteQueues.length} queue(s) whose journals may lack messages the broker confirmed; ` +
+            'compare them with their source queues before relying on a restore (docs/OPERATIONS.md#possibly-incomplete-queues)',
+        );
+        print(
+          table([
+            ['VHOST', 'QUEUE', 'SINCE CHECKPOINT', 'DETECTED', 'MARKS'],
+            ...j.incompleteQueues.map((q) => [q.vhost, q.queue, String(q.sinceEpoch), q.detectedAt ?? '', String(q.marks)]),
           ]),
         );
       }

@@ -3,7 +3,7 @@
  * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
-import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
 import { storedSegmentCount } from '../core/segment-codec.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -36,7 +36,13 @@ export function summaryJson(s: CheckpointSummary) {
     queues: s.queues,
     messages: s.messages,
     bodyBytes: s.bodyBytes,
+    incompleteQueues: s.incompleteQueues,
   };
+}
+
+/** An IncompleteMark: why a queue's part of a checkpoint may lack messages the broker confirmed. */
+export function markJson(m: IncompleteMark) {
+  return { epoch: m.epoch, reason: m.reason, detectedAt: iso(m.detectedAtMs), afterOffset: m.afterOffset };
 }
 
 export function manifestJson(m: CheckpointManifest) {
@@ -65,6 +71,7 @@ export function manifestJson(m: CheckpointManifest) {
       baseEpoch: q.baseEpoch,
       worker: q.workerId,
       bindings: (q.definition?.bindings ?? []).map((b) => ({ source: b.source, routingKey: b.routingKey })),
+      incomplete: q.incomplete.map(markJson),
     })),
   };
 }
@@ -99,6 +106,14 @@ export function statusJson(s: StatusReply) {
       since: iso(g.sinceMs),
     })),
     coverageUnchecked: s.coverageUnchecked,
+    incompleteQueues: s.incompleteQueues.map((q) => ({
+      vhost: q.vhost,
+      queue: q.queue,
+      sinceEpoch: q.sinceEpoch,
+      detectedAt: iso(q.detectedAtMs),
+      reason: q.reason,
+      marks: q.marks,
+    })),
     firehose: s.firehose.map((f) => ({
       vhost: f.vhost,
       activeWorker: f.activeWorker || null,
@@ -139,6 +154,7 @@ export function restoreEventJson(e: RestoreEvent) {
           finished: q.finished,
           targetExists: q.targetExists,
           conflict: q.conflict || null,
+          incomplete: q.incomplete.map(markJson),
         })),
       };
     }

@@ -207,6 +207,7 @@ export function planLines(p: RestorePlan): string[] {
     if (q.finished) notes.push('finished in an earlier run');
     else if (q.alreadyConfirmed > 0) notes.push(`${q.alreadyConfirmed} already restored`);
     lines.push(`  ${q.sourceVhost}:${q.sourceQueue} -> ${q.targetVhost}:${q.targetQueue} (${notes.join(', ')})${q.conflict ? `: CONFLICT ${q.conflict}` : ''}`);
+    for (const mark of q.incomplete) lines.push(`    POSSIBLY INCOMPLETE after journal offset ${mark.afterOffset} (checkpoint ${mark.epoch}): ${mark.reason}`);
   }
   return lines;
 }

@@ -43,6 +43,7 @@ export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServe
             queues: m.queues.length,
             messages: m.messages,
             bodyBytes: m.bodyBytes,
+            incompleteQueues: m.queues.filter((q) => q.incomplete.length > 0).length,
           };
         }),
       );

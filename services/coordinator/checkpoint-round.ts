@@ -14,8 +14,11 @@
  * - I3 The manifest is written last (after the decision) and is the only thing that makes the
  *   checkpoint visible; workers learn COMMIT only after it has landed.
  * - I4 A decided round never changes its decision; late votes are ignored.
+ * - I5 (G4) A queue whose history may lack messages the broker confirmed (a broker restart seen
+ *   after this round's fence, broker-continuity.ts) is marked in the checkpoint, and a queue
+ *   marked in the parent checkpoint stays marked: a checkpoint never presents it as complete.
  */
-import type { CheckpointManifest, ExchangeDefinition, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
+import type { CheckpointManifest, ExchangeDefinition, IncompleteMark, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { Vote, type PrepareReply, type QueueRef } from '../gen/tidemark/v1/worker.js';
 
 export interface RoundParticipant {
@@ -45,6 +48,30 @@ export interface RoundPlan {
   parentEpoch: number;
   /** Whether an epoch is a visible checkpoint (a worker's base must be one). */
   isVisible: (epoch: number) => boolean;
+  /**
+   * Each queue's entry in the parent checkpoint, by queue id: its cut (where a new mark's hole
+   * begins) and its marks, which this checkpoint keeps (I5). Absent: no parent entries.
+   */
+  prior?: Map<string, PriorEntry>;
+}
+
+/** What a round takes over from a queue's entry in the parent checkpoint. */
+export interface PriorEntry {
+  cutOffset: number;
+  incomplete: IncompleteMark[];
+}
+
+/** A vhost whose broker restarted before this round's fence was confirmed. */
+export interface RestartedVhost {
+  vhost: string;
+  reason: string;
+}
+
+/** An IncompleteMark of one queue, as recorded with the decision. */
+export interface QueueMark {
+  vhost: string;
+  queue: string;
+  mark: IncompleteMark;
 }
 
 export type Outcome = 'committed' | 'aborted';
@@ -66,6 +93,8 @@ export interface CommitRecord {
   exchanges: ExchangeDefinition[];
   /** The staged partition manifest of every YES vote. */
   partitions: Array<{ workerId: string; key: string; sha256: string }>;
+  /** The marks of the checkpoint's queues, kept and new (I5); absent in records from before marks. */
+  marks?: QueueMark[];
 }
 
 /** One worker's part of a committed round: the queue entries it voted (or staged). */
@@ -86,11 +115,22 @@ export function assembleManifest(
   lookup?: (vhost: string, queue: string) => RoundQueue | undefined,
 ): CheckpointManifest {
   const queues: QueueCheckpoint[] = [];
+  const marksOf = new Map<string, IncompleteMark[]>();
+  for (const { vhost, queue, mark } of commit.marks ?? []) {
+    const id = queueKey(vhost, queue);
+    marksOf.set(id, [...(marksOf.get(id) ?? []), mark]);
+  }
   for (const partition of partitions) {
     for (const q of partition.queues) {
       const planned = lookup?.(q.definition!.vhost, q.definition!.name);
       // The coordinator's discovered definition is the authority on the queue's shape.
-      queues.push({ ...q, definition: planned?.definition ?? q.definition, journal: planned?.journal ?? q.journal, workerId: partition.workerId });
+      queues.push({
+        ...q,
+        definition: planned?.definition ?? q.definition,
+        journal: planned?.journal ?? q.journal,
+        workerId: partition.workerId,
+        incomplete: marksOf.get(queueKey(q.definition!.vhost, q.definition!.name)) ?? [],
+      });
     }
   }
   queues.sort((a, b) => compareQueues(a.definition!, b.definition!));
@@ -112,8 +152,23 @@ export function assembleManifest(
   };
 }
 
-/** The commit record of a round: its plan, when its fences were confirmed, and its YES votes. */
-export function commitRecordOf(plan: RoundPlan, fencedAtMs: number, votes: Iterable<PrepareReply>): CommitRecord {
+/**
+ * The commit record of a round: its plan, when its fences were confirmed, its YES votes, and the
+ * marks of its queues: those of the parent checkpoint, plus a new one for every queue of a vhost
+ * whose broker restarted before the fence.
+ */
+export function commitRecordOf(plan: RoundPlan, fencedAtMs: number, votes: Iterable<PrepareReply>, restarted: RestartedVhost[] = []): CommitRecord {
+  const marks: QueueMark[] = [];
+  const reasons = new Map(restarted.map((r) => [r.vhost, r.reason]));
+  for (const [id, q] of plan.queues) {
+    const { vhost, name } = q.definition;
+    const prior = plan.prior?.get(id);
+    for (const mark of prior?.incomplete ?? []) marks.push({ vhost, queue: name, mark });
+    const reason = reasons.get(vhost);
+    if (reason !== undefined) {
+      marks.push({ vhost, queue: name, mark: { epoch: plan.epoch, reason, detectedAtMs: fencedAtMs, afterOffset: prior?.cutOffset ?? 0 } });
+    }
+  }
   return {
     roundId: plan.roundId,
     parentEpoch: plan.parentEpoch,
@@ -125,6 +180,7 @@ export function commitRecordOf(plan: RoundPlan, fencedAtMs: number, votes: Itera
     vhosts: plan.vhosts,
     exchanges: plan.exchanges,
     partitions: [...votes].map((v) => ({ workerId: v.workerId, key: v.partitionKey, sha256: v.partitionSha256 })),
+    ...(marks.length > 0 ? { marks } : {}),
   };
 }
 
@@ -138,7 +194,7 @@ export type RoundEffect =
 
 export type RoundEvent =
   | { type: 'start' }
-  | { type: 'fences-published'; atMs: number }
+  | { type: 'fences-published'; atMs: number; restarted?: RestartedVhost[] }
   | { type: 'fences-failed'; reason: string }
   | { type: 'vote'; workerId: string; reply: PrepareReply }
   | { type: 'prepare-failed'; workerId: string; reason: string }
@@ -158,6 +214,7 @@ export class CheckpointRound {
   reason = '';
   private readonly votes = new Map<string, PrepareReply>();
   private fencedAtMs = 0;
+  private restarted: RestartedVhost[] = [];
 
   constructor(readonly plan: RoundPlan) {}
 
@@ -185,6 +242,7 @@ export class CheckpointRound {
       case 'fences-published':
         if (this.state !== 'fencing') return [];
         this.fencedAtMs = event.atMs;
+        this.restarted = event.restarted ?? [];
         this.state = 'preparing';
         return this.plan.participants.map((participant) => ({ type: 'prepare', epoch: this.epoch, participant }) as RoundEffect);
       case 'fences-failed':
@@ -271,7 +329,7 @@ export class CheckpointRound {
   }
 
   private commitRecord(): CommitRecord {
-    return commitRecordOf(this.plan, this.fencedAtMs, this.votes.values());
+    return commitRecordOf(this.plan, this.fencedAtMs, this.votes.values(), this.restarted);
   }
 
 

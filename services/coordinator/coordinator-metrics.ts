@@ -18,6 +18,8 @@ export interface CoordinatorReadings {
   lastCommit(): { epoch: number; committedAtMs: number } | undefined;
   coverageGaps(): QueueCoverage[];
   coverageUnchecked(): number;
+  /** Queues the newest checkpoint this leader committed marks as possibly incomplete. */
+  incompleteQueues(): number;
 }
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
@@ -85,6 +87,11 @@ export class CoordinatorMetrics {
       'tidemark_coverage_unchecked_queues',
       'Protected queues whose coverage is not known yet: not idle long enough since the leader began watching them for a baseline (0 on a standby).',
       leaderOnly(() => read.coverageUnchecked()),
+    );
+    gauge(
+      'tidemark_incomplete_queues',
+      'Queues the newest committed checkpoint marks as possibly incomplete: their journals may lack messages the broker confirmed, e.g. around a broker restart (0 on a standby).',
+      leaderOnly(() => read.incompleteQueues()),
     );
     new Gauge({
       name: 'tidemark_coverage_gap_messages',

@@ -11,6 +11,7 @@ import { withTimeLimit } from '../core/time-limit.js';
 import { CoverageTracker, sampleCoverage } from './coverage.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { FenceChannels } from './fence-channels.js';
+import { AmqpBrokerContinuity, incompleteQueues, type BrokerContinuity } from './broker-continuity.js';
 import { Catalog } from '../core/catalog.js';
 import { Membership, type WorkerRegistration } from '../core/membership.js';
 import { ManagementClient } from '../core/amqp/management-client.js';
@@ -25,9 +26,9 @@ import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
-import type { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
+import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
-import { queueKey, type RoundParticipant } from './checkpoint-round.js';
+import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
 import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { LeaderLease } from './leader-lease.js';
@@ -84,14 +85,16 @@ export class Coordinator {
   private redelivering = false;
   /** The leader's fence channels, kept open across rounds; closed when it stops leading. */
   private readonly fences: FenceChannels;
+  private readonly continuity: BrokerContinuity;
   /** The newest committed checkpoint this leader knows of, for metrics. */
-  private lastCommit: { epoch: number; committedAtMs: number } | undefined;
+  private lastCommit: { epoch: number; committedAtMs: number; incompleteQueues?: number } | undefined;
   readonly metrics: CoordinatorMetrics;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
     this.stallWarn = throttledWarn(parts.log, 30_000);
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
+    this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,
       protectedQueues: () => this.protectedQueues.size,
@@ -99,6 +102,7 @@ export class Coordinator {
       lastCommit: () => this.lastCommit,
       coverageGaps: () => this.coverage.gaps(),
       coverageUnchecked: () => this.coverageUnchecked(),
+      incompleteQueues: () => this.lastCommit?.incompleteQueues ?? 0,
     });
   }
 
@@ -222,7 +226,7 @@ export class Coordinator {
     if (latest > 0) {
       const manifest = await catalog.get(latest);
       discovery.remember(manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })));
-      this.lastCommit = { epoch: latest, committedAtMs: manifest.committedAtMs };
+      this.lastCommit = { epoch: latest, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length };
     }
     // Given up on (time limit) and the lease released meanwhile: this attempt must not lead.
     if (lease.token !== token) return;
@@ -244,7 +248,7 @@ export class Coordinator {
     const finished = Math.max(0, ...report.finished);
     if (finished > (this.lastCommit?.epoch ?? 0)) {
       const manifest = await catalog.get(finished).catch(() => undefined);
-      if (manifest) this.lastCommit = { epoch: finished, committedAtMs: manifest.committedAtMs };
+      if (manifest) this.lastCommit = { epoch: finished, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length };
     }
     const workers = await membership.live();
     this.refreshClients(workers);
@@ -476,6 +480,7 @@ export class Coordinator {
       .filter(([, acked]) => acked.queues.length > 0)
       .map(([workerId, acked]) => ({ workerId, queues: acked.queues }));
     const queues = new Map([...this.protectedQueues].map(([id, q]) => [id, { definition: q.definition, journal: q.journal }]));
+    const prior = await this.priorEntries(latest);
     const result = await runRound({
       namespace: config.namespace,
       plan: {
@@ -491,12 +496,14 @@ export class Coordinator {
         exchanges: this.exchanges,
         parentEpoch: latest,
         isVisible: (e) => visible.has(e),
+        prior,
       },
       holder: lease.holder,
       decisions,
       catalog,
       workers: this.clients,
       fences: this.fences,
+      continuity: this.continuity,
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: epoch - this.lastFullEpoch >= config.fullEvery,
       stillLeader: () => this.isLeader,
@@ -509,7 +516,10 @@ export class Coordinator {
     if (result.outcome === 'committed') {
       this.counters.committed += 1;
       if (result.manifest?.full) this.lastFullEpoch = epoch;
-      if (result.manifest) this.lastCommit = { epoch, committedAtMs: result.manifest.committedAtMs };
+      if (result.manifest) {
+        this.lastCommit = { epoch, committedAtMs: result.manifest.committedAtMs, incompleteQueues: incompleteQueues(result.manifest).length };
+        await this.rearmSentinels(result.manifest);
+      }
     } else if (result.outcome === 'aborted') {
       this.counters.aborted += 1;
     }
@@ -517,6 +527,29 @@ export class Coordinator {
     this.metrics.roundFinished(result.outcome, durationMs);
     this.lastRound = { epoch, outcome: roundOutcome(result.outcome), reason: result.reason, startedAtMs, durationMs };
     return result;
+  }
+
+  /** Each queue's cut and marks in checkpoint `epoch` (0: none), which the next round builds on. */
+  private async priorEntries(epoch: number): Promise<Map<string, PriorEntry>> {
+    const prior = new Map<string, PriorEntry>();
+    if (epoch === 0) return prior;
+    const manifest = await this.parts.catalog.get(epoch);
+    for (const q of manifest.queues) {
+      prior.set(queueKey(q.definition!.vhost, q.definition!.name), { cutOffset: q.cutOffset, incomplete: q.incomplete });
+    }
+    return prior;
+  }
+
+  /**
+   * A checkpoint that marked a vhost's queues for a broker restart has committed: the vhost's
+   * sentinel is declared again, so the next restart is seen. If that fails the sentinel stays
+   * missing and the next round marks the queues again, which is safe.
+   */
+  private async rearmSentinels(manifest: CheckpointManifest): Promise<void> {
+    const vhosts = new Set(manifest.queues.filter((q) => q.incomplete.some((m) => m.epoch === manifest.epoch)).map((q) => q.definition!.vhost));
+    for (const vhost of vhosts) {
+      await this.continuity.arm(vhost).catch((err) => this.parts.log.warn(`declaring the restart sentinel of vhost ${vhost} failed: ${errorMessage(err)}; the next round marks its queues again`));
+    }
   }
 
   async status(): Promise<StatusReply> {
@@ -548,6 +581,7 @@ export class Coordinator {
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],
       coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
       firehose: this.isLeader ? await this.firehoseRelays() : [],
+      incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
     };
   }
 

@@ -20,6 +20,7 @@ import type { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { toFieldTable } from '../core/field-table.js';
 import { fenceExchangeName, isOwnObject, journalName } from '../core/names.js';
+import { sentinelName } from './broker-continuity.js';
 import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, relayFenceKey, traceKeyOf } from '../core/firehose.js';
 import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
@@ -130,6 +131,12 @@ export class Discovery {
     const usedExchanges = new Set<string>();
     try {
       await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
+      // A journal never predates its vhost's restart sentinel (broker-continuity.ts). Once journals
+      // exist, a missing sentinel is a restart to mark, and only a committed round declares it again.
+      const sentinel = sentinelName(namespace);
+      if (!existing.has(sentinel) && !queues.some((q) => q.name.startsWith(`${namespace}.journal.`))) {
+        await channel.assertQueue(sentinel, { durable: false, autoDelete: false, exclusive: false });
+      }
       // Firehose capture must see a new queue's publishes before the queue joins the set.
       let route: JournalRoute = 'bindings';
       if (firehose) {

@@ -258,6 +258,7 @@ export class RestoreService {
       finished: q.finished?.ok ?? false,
       targetExists: checks[i].exists,
       conflict: checks[i].conflict,
+      incomplete: q.planned.entry.incomplete,
     }));
     const plan: RestorePlan = {
       restoreId: id,

@@ -8,6 +8,7 @@ import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import type { DecisionLog } from './decision-log.js';
 import type { FencePublisher } from './fence-channels.js';
+import { restartReason, type BrokerContinuity } from './broker-continuity.js';
 import type { Catalog } from '../core/catalog.js';
 import type { WorkerClient } from '../client/worker-client.js';
 import type { Logger } from '../core/log.js';
@@ -26,6 +27,8 @@ export interface RoundContext {
   workers: Map<string, WorkerClient>;
   /** The leader's fence channels, kept open across rounds (fence-channels.ts). */
   fences: FencePublisher;
+  /** Tells whether the broker restarted before the fence (I5, broker-continuity.ts). */
+  continuity: BrokerContinuity;
   prepareTimeoutMs: number;
   /** Whether this manifest should be consolidated into a full one. */
   consolidate: boolean;
@@ -87,8 +90,12 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           try {
             await failpoint('coordinator.before-fence');
             await publishFences(context, effect.epoch, effect.vhosts);
+            const atMs = Date.now();
+            // After the fence is confirmed: a sentinel still there means no restart hole before the cut.
+            const restarted = await context.continuity.restarted(effect.vhosts);
+            for (const vhost of restarted) context.log.warn(`vhost ${vhost}: the broker restarted since the last check; round ${effect.epoch} marks its queues as possibly incomplete`);
             await failpoint('coordinator.after-fence');
-            dispatch({ type: 'fences-published', atMs: Date.now() });
+            dispatch({ type: 'fences-published', atMs, restarted: restarted.map((vhost) => ({ vhost, reason: restartReason(vhost) })) });
           } catch (err) {
             dispatch({ type: 'fences-failed', reason: errorMessage(err) });
           }

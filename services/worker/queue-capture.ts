@@ -364,6 +364,7 @@ export class QueueCapture {
       segments: this.segments.filter((s) => s.firstOffset < fence.offset),
       baseEpoch: this.baseEpoch,
       workerId: '',
+      incomplete: [],
     };
   }
 

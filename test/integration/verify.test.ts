@@ -72,6 +72,7 @@ class Journal {
       segments,
       baseEpoch,
       workerId: 'w1',
+      incomplete: [],
     };
   }
 

@@ -101,6 +101,7 @@ export class CaptureModel {
       segments: this.segments.filter((s) => s.firstOffset < fence.offset),
       baseEpoch: this.baseEpoch,
       workerId,
+      incomplete: [],
     };
   }
 

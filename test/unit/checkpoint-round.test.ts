@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  assembleManifest,
   CheckpointRound,
   queueKey,
   type RoundEffect,
@@ -122,6 +123,7 @@ function entry(q: QueueSpec, o: EntryOptions = {}): QueueCheckpoint {
     ],
     baseEpoch: o.base ?? 0,
     workerId: 'reported-by-worker',
+    incomplete: [],
   };
 }
 
@@ -875,5 +877,65 @@ describe('checkpoint round: randomized event sequences', () => {
     expect(outcomes.committed).toBeGreaterThan(50);
     expect(outcomes.aborted).toBeGreaterThan(50);
     expect(outcomes.undecided).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// I5: queues whose history may lack confirmed messages are marked, and stay marked
+// ---------------------------------------------------------------------------------------------
+
+describe('checkpoint round: possibly incomplete queues (I5)', () => {
+  const restartedRoot = [{ vhost: '/', reason: 'the broker restarted' }];
+
+  /** Commits `plan`, telling the machine which vhosts restarted before the fence. */
+  function commitWith(plan: RoundPlan, restarted: { vhost: string; reason: string }[]) {
+    const driver = new Driver(plan);
+    driver.send({ type: 'start' });
+    driver.send({ type: 'fences-published', atMs: 2_000, restarted });
+    const decided = plan.participants.flatMap((p) => driver.send(vote(p.workerId, fullYes(plan, p.workerId, () => ({ cut: 120 })))));
+    const commit = only(decided, 'record-decision')[0].commit!;
+    const written = only(driver.send({ type: 'decision-recorded', atMs: 3_000 }), 'write-manifest')[0];
+    return { commit, manifest: written.manifest };
+  }
+
+  const marksOf = (m: CheckpointManifest) => Object.fromEntries(m.queues.map((q) => [`${q.definition!.vhost}:${q.definition!.name}`, q.incomplete]));
+
+  it('marks every queue of a vhost whose broker restarted before the fence, from its cut in the parent, and no other', () => {
+    const plan = makePlan();
+    plan.prior = new Map([[queueKey('/', 'alpha'), { cutOffset: 77, incomplete: [] }]]);
+    const { manifest } = commitWith(plan, restartedRoot);
+    const marks = marksOf(manifest);
+    expect(marks['/:alpha']).toEqual([{ epoch: 9, reason: 'the broker restarted', detectedAtMs: 2_000, afterOffset: 77 }]);
+    // No parent entry: the hole may start anywhere in what was captured.
+    expect(marks['/:zeta']).toEqual([{ epoch: 9, reason: 'the broker restarted', detectedAtMs: 2_000, afterOffset: 0 }]);
+    expect(marks['/:mid.dle']).toHaveLength(1);
+    expect(marks['prod:billing']).toEqual([]);
+  });
+
+  it('keeps the parent checkpoint\'s marks of a queue in every later checkpoint, with no restart seen', () => {
+    const plan = makePlan();
+    const old = { epoch: 4, reason: 'the broker restarted', detectedAtMs: 500, afterOffset: 10 };
+    plan.prior = new Map([[queueKey('prod', 'billing'), { cutOffset: 60, incomplete: [old] }]]);
+    const { manifest } = commitWith(plan, []);
+    const marks = marksOf(manifest);
+    expect(marks['prod:billing']).toEqual([old]);
+    expect(marks['/:alpha']).toEqual([]);
+  });
+
+  it('records the marks with the COMMIT, so a new leader rebuilds the same manifest from the record (recovery)', () => {
+    const plan = makePlan();
+    const old = { epoch: 4, reason: 'earlier restart', detectedAtMs: 500, afterOffset: 10 };
+    plan.prior = new Map([[queueKey('/', 'alpha'), { cutOffset: 77, incomplete: [old] }]]);
+    const { commit, manifest } = commitWith(plan, restartedRoot);
+    expect(commit.marks?.filter((m) => m.queue === 'alpha').map((m) => m.mark.epoch)).toEqual([4, 9]);
+    const partitions = plan.participants.map((p) => ({ workerId: p.workerId, queues: fullYes(plan, p.workerId, () => ({ cut: 120 })).queues }));
+    const rebuilt = assembleManifest(plan.epoch, commit, 3_000, partitions);
+    expect(marksOf(rebuilt)).toEqual(marksOf(manifest));
+  });
+
+  it('marks nothing when no restart is seen and the parent has no marks', () => {
+    const { commit, manifest } = commitWith(makePlan(), []);
+    expect(commit.marks).toBeUndefined();
+    expect(manifest.queues.every((q) => q.incomplete.length === 0)).toBe(true);
   });
 });

@@ -16,6 +16,7 @@ function queue(vhost: string, name: string): QueueCheckpoint {
     segments: [],
     baseEpoch: 0,
     workerId: 'w',
+    incomplete: [],
   };
 }
 

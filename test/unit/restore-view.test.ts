@@ -22,6 +22,7 @@ function queue(name: string, messages: number, extra: Partial<PlannedQueue> = {}
     finished: false,
     targetExists: false,
     conflict: '',
+    incomplete: [],
     ...extra,
   };
 }

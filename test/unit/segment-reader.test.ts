@@ -363,6 +363,7 @@ function entry(segments: SegmentRef[], startOffset: number, cutOffset: number, b
     segments,
     baseEpoch,
     workerId: 'worker-1',
+    incomplete: [],
   };
 }
 

@@ -45,6 +45,7 @@ const manifest: CheckpointManifest = {
       ],
       baseEpoch: 40,
       workerId: 'worker-1',
+      incomplete: [{ epoch: 39, reason: 'the broker restarted', detectedAtMs: 1_699_999_999_000, afterOffset: 80 }],
     },
   ],
   messages: 119,

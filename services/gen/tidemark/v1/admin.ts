@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CheckpointManifest } from "./store.js";
+import { CheckpointManifest, IncompleteMark } from "./store.js";
 import { RestoreProgress } from "./worker.js";
 
 export const protobufPackage = "tidemark.v1";
@@ -60,6 +60,8 @@ export interface CheckpointSummary {
   queues: number;
   messages: number;
   bodyBytes: number;
+  /** Queues of the checkpoint marked as possibly incomplete (IncompleteMark in the manifest). */
+  incompleteQueues: number;
 }
 
 export interface ListCheckpointsReply {
@@ -112,6 +114,25 @@ export interface StatusReply {
   coverageUnchecked: number;
   /** The firehose relay of every vhost in firehose mode (docs/OPERATIONS.md); leader only. */
   firehose: FirehoseRelay[];
+  /**
+   * Queues the latest checkpoint marks as possibly incomplete: their journals may lack messages
+   * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
+   */
+  incompleteQueues: IncompleteQueue[];
+}
+
+/**
+ * A protected queue whose captured history may lack messages the broker confirmed: the newest
+ * of its IncompleteMarks in the latest checkpoint, and how many it has.
+ */
+export interface IncompleteQueue {
+  vhost: string;
+  queue: string;
+  /** The checkpoint that first carried the newest mark, and when it was detected. */
+  sinceEpoch: number;
+  detectedAtMs: number;
+  reason: string;
+  marks: number;
 }
 
 /** Who relays a firehose vhost's trace copies into its journals, and how far behind it is. */
@@ -234,6 +255,11 @@ export interface PlannedQueue {
   targetExists: boolean;
   /** Why the target cannot be used in the chosen mode ("" if it can); a dry run reports it, a restore refuses to start. */
   conflict: string;
+  /**
+   * Why this queue's part of the checkpoint may lack messages the broker confirmed; empty when
+   * nothing suggests so. The restore still publishes everything the checkpoint holds.
+   */
+  incomplete: IncompleteMark[];
 }
 
 export interface RestorePlan {
@@ -550,6 +576,7 @@ function createBaseCheckpointSummary(): CheckpointSummary {
     queues: 0,
     messages: 0,
     bodyBytes: 0,
+    incompleteQueues: 0,
   };
 }
 
@@ -578,6 +605,9 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     }
     if (message.bodyBytes !== 0) {
       writer.uint32(64).uint64(message.bodyBytes);
+    }
+    if (message.incompleteQueues !== 0) {
+      writer.uint32(72).uint32(message.incompleteQueues);
     }
     return writer;
   },
@@ -659,6 +689,14 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
             message.bodyBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.incompleteQueues = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -684,6 +722,7 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     message.queues = object.queues ?? 0;
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
+    message.incompleteQueues = object.incompleteQueues ?? 0;
     return message;
   },
 };
@@ -1064,6 +1103,7 @@ function createBaseStatusReply(): StatusReply {
     coverageGaps: [],
     coverageUnchecked: 0,
     firehose: [],
+    incompleteQueues: [],
   };
 }
 
@@ -1113,6 +1153,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.firehose) {
       FirehoseRelay.encode(v!, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.incompleteQueues) {
+      IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
     }
     return writer;
   },
@@ -1250,6 +1293,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.firehose.push(FirehoseRelay.decode(reader, reader.uint32()));
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.incompleteQueues.push(IncompleteQueue.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1284,6 +1335,122 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.coverageGaps = object.coverageGaps?.map((e) => CoverageGap.fromPartial(e)) || [];
     message.coverageUnchecked = object.coverageUnchecked ?? 0;
     message.firehose = object.firehose?.map((e) => FirehoseRelay.fromPartial(e)) || [];
+    message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIncompleteQueue(): IncompleteQueue {
+  return { vhost: "", queue: "", sinceEpoch: 0, detectedAtMs: 0, reason: "", marks: 0 };
+}
+
+export const IncompleteQueue: MessageFns<IncompleteQueue> = {
+  encode(message: IncompleteQueue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.sinceEpoch !== 0) {
+      writer.uint32(24).uint64(message.sinceEpoch);
+    }
+    if (message.detectedAtMs !== 0) {
+      writer.uint32(32).int64(message.detectedAtMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.marks !== 0) {
+      writer.uint32(48).uint32(message.marks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IncompleteQueue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIncompleteQueue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sinceEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.detectedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.marks = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<IncompleteQueue>): IncompleteQueue {
+    return IncompleteQueue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IncompleteQueue>): IncompleteQueue {
+    const message = createBaseIncompleteQueue();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.sinceEpoch = object.sinceEpoch ?? 0;
+    message.detectedAtMs = object.detectedAtMs ?? 0;
+    message.reason = object.reason ?? "";
+    message.marks = object.marks ?? 0;
     return message;
   },
 };
@@ -2278,6 +2445,7 @@ function createBasePlannedQueue(): PlannedQueue {
     finished: false,
     targetExists: false,
     conflict: "",
+    incomplete: [],
   };
 }
 
@@ -2324,6 +2492,9 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     }
     if (message.conflict !== "") {
       writer.uint32(114).string(message.conflict);
+    }
+    for (const v of message.incomplete) {
+      IncompleteMark.encode(v!, writer.uint32(242).fork()).join();
     }
     return writer;
   },
@@ -2453,6 +2624,14 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
             message.conflict = reader.string();
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.incomplete.push(IncompleteMark.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2484,6 +2663,7 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     message.finished = object.finished ?? false;
     message.targetExists = object.targetExists ?? false;
     message.conflict = object.conflict ?? "";
+    message.incomplete = object.incomplete?.map((e) => IncompleteMark.fromPartial(e)) || [];
     return message;
   },
 };

@@ -164,6 +164,32 @@ export interface QueueCheckpoint {
    */
   baseEpoch: number;
   workerId: string;
+  /**
+   * Why this queue's part may lack messages its source queue accepted (G4); empty when nothing
+   * suggests so. A mark is kept by every later checkpoint of the queue: the hole it describes
+   * stays in the queue's history.
+   */
+  incomplete: IncompleteMark[];
+}
+
+/**
+ * A reason a queue's captured history may be incomplete. The broker itself can confirm a publish
+ * whose copy in the journal stream it never writes: seen on RabbitMQ 3.10 across a node stop,
+ * with no gap in the stream's offsets. Tidemark cannot see which messages are missing, only that
+ * it may have happened, so it marks the queue instead of presenting it as complete.
+ */
+export interface IncompleteMark {
+  /** The checkpoint that first carried this mark. */
+  epoch: number;
+  /** What happened, for people ("the broker restarted ..."). */
+  reason: string;
+  /** When the coordinator detected it. */
+  detectedAtMs: number;
+  /**
+   * Messages after this journal offset (the queue's cut in the checkpoint before `epoch`, or its
+   * start offset) may be missing.
+   */
+  afterOffset: number;
 }
 
 /** What a worker staged for an epoch before voting YES. */
@@ -1653,6 +1679,7 @@ function createBaseQueueCheckpoint(): QueueCheckpoint {
     segments: [],
     baseEpoch: 0,
     workerId: "",
+    incomplete: [],
   };
 }
 
@@ -1684,6 +1711,9 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     }
     if (message.workerId !== "") {
       writer.uint32(74).string(message.workerId);
+    }
+    for (const v of message.incomplete) {
+      IncompleteMark.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1773,6 +1803,14 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
             message.workerId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.incomplete.push(IncompleteMark.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1801,6 +1839,98 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     message.segments = object.segments?.map((e) => SegmentRef.fromPartial(e)) || [];
     message.baseEpoch = object.baseEpoch ?? 0;
     message.workerId = object.workerId ?? "";
+    message.incomplete = object.incomplete?.map((e) => IncompleteMark.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIncompleteMark(): IncompleteMark {
+  return { epoch: 0, reason: "", detectedAtMs: 0, afterOffset: 0 };
+}
+
+export const IncompleteMark: MessageFns<IncompleteMark> = {
+  encode(message: IncompleteMark, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.detectedAtMs !== 0) {
+      writer.uint32(24).int64(message.detectedAtMs);
+    }
+    if (message.afterOffset !== 0) {
+      writer.uint32(32).uint64(message.afterOffset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IncompleteMark {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIncompleteMark();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.detectedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.afterOffset = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<IncompleteMark>): IncompleteMark {
+    return IncompleteMark.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IncompleteMark>): IncompleteMark {
+    const message = createBaseIncompleteMark();
+    message.epoch = object.epoch ?? 0;
+    message.reason = object.reason ?? "";
+    message.detectedAtMs = object.detectedAtMs ?? 0;
+    message.afterOffset = object.afterOffset ?? 0;
     return message;
   },
 };
