@@ -314,10 +314,27 @@ export class ChaosRun {
       queues.set(name, await drainQueue(this.options.amqpUrl, this.restoreVhost, `${prefix}${name}`, entry.definition!.type, entry.messages));
     }
     await deleteQueues(this.options.amqpUrl, this.restoreVhost, manifest.queues.map((e) => `${prefix}${e.definition!.name}`));
-    this.history.restored({ epoch, label, mustHoldConfirmedBeforeMs: manifest.startedAtMs, queues });
+    const incomplete = new Set(manifest.queues.filter((e) => e.incomplete.length > 0).map((e) => e.definition!.name));
+    if (incomplete.size > 0) this.log(`checkpoint ${epoch} marks ${[...incomplete].join(', ')} as possibly incomplete: ${manifest.queues.find((e) => e.incomplete.length > 0)!.incomplete.at(-1)!.reason}`);
+    this.history.restored({ epoch, label, mustHoldConfirmedBeforeMs: manifest.startedAtMs, queues, incomplete });
     const verdict = this.history.check().checkpoints.at(-1)!;
     const counts = COUNTERS.map((c) => `${c}=${verdict[c]}`).join(' ');
     this.log(`checked checkpoint ${epoch} (${label}, led by ${manifest.coordinatorId}): ${verdict.restored} messages, ${counts}${verdict.examples.length > 0 ? `; ${verdict.examples.join('; ')}` : ''}`);
+  }
+
+  /**
+   * Reads every journal straight from the broker, so that a loss can be told apart: a message the
+   * journal lacks was never written by the broker; one it holds and a checkpoint lacks is Tidemark's.
+   */
+  private async readJournals(journals: Array<{ queue: string; journal: string }>): Promise<void> {
+    const ids = new Map<string, Set<string>>();
+    for (const { queue, journal } of journals) {
+      const read = await drainQueue(this.options.amqpUrl, this.vhost, journal, 'stream', 0, { idleMs: 2_000, timeoutMs: 120_000 });
+      ids.set(queue, new Set(read.filter((id): id is string => id !== undefined)));
+    }
+    this.history.journals(ids);
+    const missing = this.history.check().journalMissing ?? 0;
+    this.log(`journals read: ${[...ids].map(([q, s]) => `${q} ${s.size}`).join(', ')}; ${missing} confirmed message(s) missing from them`);
   }
 
   private async anyClient<T>(call: (client: TidemarkClient) => Promise<T>): Promise<T> {
@@ -355,6 +372,7 @@ export class ChaosRun {
     } else {
       await this.restoreAndRecord(latest.epoch, 'final');
     }
+    await this.readJournals(latest.queues.map((e) => ({ queue: e.definition!.name, journal: e.journal })));
     const verdict = this.history.check();
     const committed = (await this.checkpoints())?.length ?? 0;
     return {

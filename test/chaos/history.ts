@@ -22,6 +22,17 @@
  *   (the broker appends a confirmed message before any later publish, so this is Tidemark's doing).
  * - causal: a pair whose B is restored while its A is not, in any restored checkpoint.
  *
+ * Losses the product owned up to are told apart from silent ones. A checkpoint may mark a queue
+ * as possibly incomplete (the broker restarted, and RabbitMQ can confirm a publish whose copy in
+ * the journal it never writes). A message lost from a marked queue counts as `lostMarked`, and a
+ * causal violation whose A is in a marked queue as `causalMarked`, but only when the message is
+ * missing from the queue's journal too (read directly at the end of the run, see `journals`): a
+ * message the journal holds and a checkpoint lacks is Tidemark's loss, marked or not, and counts
+ * as `lost`. `lost` and `causal` are the silent ones that fail a run.
+ *
+ * `journalMissing` counts confirmed messages that the journals never received: what the broker
+ * dropped, whatever any checkpoint says.
+ *
  * A message whose outcome is unknown (its connection died before the confirm) may or may not be
  * restored: it never counts as lost, nor as unexpected.
  */
@@ -60,11 +71,16 @@ export interface RestoredCheckpoint {
   mustHoldConfirmedBeforeMs: number;
   /** Message ids (undefined for a message without one) of each restored queue, in order. */
   queues: Map<string, Array<string | undefined>>;
+  /** Queues the checkpoint marks as possibly incomplete. */
+  incomplete?: Set<string>;
 }
 
-export type Counter = 'lost' | 'duplicated' | 'unexpected' | 'reordered' | 'causal';
+export type Counter = 'lost' | 'duplicated' | 'unexpected' | 'reordered' | 'causal' | 'lostMarked' | 'causalMarked';
 
+/** The counters that fail a run: anything wrong that no checkpoint owned up to. */
 export const COUNTERS: readonly Counter[] = ['lost', 'duplicated', 'unexpected', 'reordered', 'causal'];
+/** Losses in queues the checkpoint marked as possibly incomplete, of messages the broker never wrote to the journal. */
+export const MARKED_COUNTERS: readonly Counter[] = ['lostMarked', 'causalMarked'];
 
 export type Counts = Record<Counter, number>;
 
@@ -79,6 +95,8 @@ export interface CheckpointVerdict extends Counts {
 
 export interface Verdict extends Counts {
   checkpoints: CheckpointVerdict[];
+  /** Confirmed messages missing from their queue's journal (undefined when journals were not read). */
+  journalMissing?: number;
   attempts: number;
   confirmed: number;
   unknown: number;
@@ -89,7 +107,7 @@ export interface Verdict extends Counts {
 const EXAMPLES_PER_COUNTER = 3;
 
 export function zeroCounts(): Counts {
-  return { lost: 0, duplicated: 0, unexpected: 0, reordered: 0, causal: 0 };
+  return { lost: 0, duplicated: 0, unexpected: 0, reordered: 0, causal: 0, lostMarked: 0, causalMarked: 0 };
 }
 
 export class History {
@@ -98,6 +116,8 @@ export class History {
   private readonly perQueue = new Map<string, PublishAttempt[]>();
   private readonly pairs: CausalPair[] = [];
   private readonly restores: RestoredCheckpoint[] = [];
+  /** Message ids each queue's journal holds, once read. */
+  private journalIds: Map<string, Set<string>> | undefined;
 
   /** Records an attempt to publish message `id` to `queue`; ids are never reused. */
   attempt(queue: string, id: string, atMs: number): PublishAttempt {
@@ -136,6 +156,18 @@ export class History {
     this.restores.push(checkpoint);
   }
 
+  /** What each queue's journal holds (message ids), read directly from the broker. */
+  journals(ids: Map<string, Set<string>>): void {
+    this.journalIds = ids;
+  }
+
+  /** True when a loss of `id` from `queue` in `restore` is owned up to: marked, and not in the journal. */
+  private marked(restore: RestoredCheckpoint, queue: string, id: string): boolean {
+    if (!restore.incomplete?.has(queue)) return false;
+    // Without the journals it cannot be told whether Tidemark lost it: not owned up to.
+    return this.journalIds !== undefined && !this.journalIds.get(queue)?.has(id);
+  }
+
   /** Attempts to one queue, in publish order. */
   attemptsTo(queue: string): readonly PublishAttempt[] {
     return this.perQueue.get(queue) ?? [];
@@ -152,10 +184,13 @@ export class History {
       unknown: 0,
       pairs: this.pairs.length,
     };
-    for (const c of checkpoints) for (const counter of COUNTERS) verdict[counter] += c[counter];
+    for (const c of checkpoints) for (const counter of [...COUNTERS, ...MARKED_COUNTERS]) verdict[counter] += c[counter];
     for (const a of this.attempts.values()) {
       if (a.status === 'confirmed') verdict.confirmed += 1;
       else verdict.unknown += 1;
+    }
+    if (this.journalIds) {
+      verdict.journalMissing = [...this.attempts.values()].filter((a) => a.status === 'confirmed' && !this.journalIds!.get(a.queue)?.has(a.id)).length;
     }
     return verdict;
   }
@@ -201,16 +236,17 @@ export class History {
       });
       for (const attempt of this.perQueue.get(queue) ?? []) {
         if (attempt.status !== 'confirmed' || seen.has(attempt.id)) continue;
+        const counter = this.marked(restore, queue, attempt.id) ? 'lostMarked' : 'lost';
         if (attempt.confirmedAtMs! < restore.mustHoldConfirmedBeforeMs) {
-          note('lost', `${queue} ${attempt.id} (seq ${attempt.seq}) confirmed ${restore.mustHoldConfirmedBeforeMs - attempt.confirmedAtMs!} ms before the round began`);
+          note(counter, `${queue} ${attempt.id} (seq ${attempt.seq}) confirmed ${restore.mustHoldConfirmedBeforeMs - attempt.confirmedAtMs!} ms before the round began`);
         } else if (attempt.confirmTick! < latestAttempt) {
-          note('lost', `${queue} ${attempt.id} (seq ${attempt.seq}) is missing while a message published after its confirm is restored`);
+          note(counter, `${queue} ${attempt.id} (seq ${attempt.seq}) is missing while a message published after its confirm is restored`);
         }
       }
     }
     for (const pair of this.pairs) {
       if (present.get(pair.queueB)?.has(pair.b) && !present.get(pair.queueA)?.has(pair.a)) {
-        note('causal', `${pair.queueB} holds ${pair.b} but ${pair.queueA} lacks ${pair.a}`);
+        note(this.marked(restore, pair.queueA, pair.a) ? 'causalMarked' : 'causal', `${pair.queueB} holds ${pair.b} but ${pair.queueA} lacks ${pair.a}`);
       }
     }
     return verdict;

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FaultKind } from './faults.js';
-import { COUNTERS, type Verdict } from './history.js';
+import { COUNTERS, MARKED_COUNTERS, type Verdict } from './history.js';
 
 export interface FaultRecord {
   kind: FaultKind;
@@ -38,10 +38,14 @@ export interface ChaosReport {
   logFile: string;
 }
 
-/** The run's last line: `lost=N duplicated=N unexpected=N reordered=N causal=N committed=N aborted=N recover_s=X`. */
+/**
+ * The run's last line: `lost=N duplicated=N unexpected=N reordered=N causal=N lostMarked=N
+ * causalMarked=N journalMissing=N committed=N aborted=N recover_s=X`. The first five are silent
+ * and fail the run; the marked ones were owned up to by a checkpoint (history.ts).
+ */
 export function summaryLine(report: ChaosReport): string {
-  const counts = COUNTERS.map((c) => `${c}=${report.verdict[c]}`).join(' ');
-  return `${counts} committed=${report.committed} aborted=${report.aborted} recover_s=${report.recoverS.toFixed(1)}`;
+  const counts = [...COUNTERS, ...MARKED_COUNTERS].map((c) => `${c}=${report.verdict[c]}`).join(' ');
+  return `${counts} journalMissing=${report.verdict.journalMissing ?? '?'} committed=${report.committed} aborted=${report.aborted} recover_s=${report.recoverS.toFixed(1)}`;
 }
 
 /** True when no counter moved, every fault was followed by a committed round, and nothing else went wrong. */

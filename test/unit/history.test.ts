@@ -21,8 +21,8 @@ function publishPairs(history: History, pairs: number, startMs = 1_000): void {
 const ids = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, k) => `${prefix}-${from + k}`);
 
 function counts(verdict: Verdict): Counts {
-  const { lost, duplicated, unexpected, reordered, causal } = verdict;
-  return { lost, duplicated, unexpected, reordered, causal };
+  const { lost, duplicated, unexpected, reordered, causal, lostMarked, causalMarked } = verdict;
+  return { lost, duplicated, unexpected, reordered, causal, lostMarked, causalMarked };
 }
 
 const only = (counter: keyof Counts, n: number): Counts => ({ ...zeroCounts(), [counter]: n });
@@ -125,5 +125,28 @@ describe('the chaos history checker', () => {
     h.attempt('qa', 'a-0', 1);
     expect(() => h.attempt('qa', 'a-0', 2)).toThrow(/twice/);
     expect(() => h.causal({ queueA: 'qa', a: 'a-0', queueB: 'qb', b: 'b-0' })).toThrow(/not confirmed/);
+  });
+
+  it('tells losses a checkpoint marked, of messages the broker never wrote to the journal, from silent ones', () => {
+    const h = new History();
+    publishPairs(h, 10);
+    // a-3 and a-4 are missing from the restore; b-4 (published after a-4 was confirmed) is there.
+    const queues = new Map([['qa', [...ids('a', 0, 3), ...ids('a', 5, 10)]], ['qb', ids('b', 0, 10)]]);
+    // Unmarked: both losses, and the causal violation of pairs 3 and 4, are silent.
+    h.restored({ epoch: 1, label: 'unmarked', mustHoldConfirmedBeforeMs: 5_000, queues });
+    // Marked, and the journal lacks a-3 but holds a-4: a-3 is owned up to, a-4 is Tidemark's loss.
+    h.restored({ epoch: 2, label: 'marked', mustHoldConfirmedBeforeMs: 5_000, queues, incomplete: new Set(['qa']) });
+    h.journals(new Map([['qa', new Set(ids('a', 0, 10).filter((id) => id !== 'a-3'))], ['qb', new Set(ids('b', 0, 10))]]));
+    const verdict = h.check();
+    expect(counts({ ...verdict, checkpoints: [], ...verdict.checkpoints[0] } as Verdict)).toEqual({ ...zeroCounts(), lost: 2, causal: 2 });
+    expect(counts({ ...verdict, ...verdict.checkpoints[1] } as Verdict)).toEqual({ ...zeroCounts(), lost: 1, causal: 1, lostMarked: 1, causalMarked: 1 });
+    expect(verdict.journalMissing).toBe(1);
+  });
+
+  it('does not count a marked loss as owned up to when the journals were not read', () => {
+    const h = new History();
+    publishPairs(h, 5);
+    h.restored({ epoch: 1, label: 'marked', mustHoldConfirmedBeforeMs: 5_000, queues: new Map([['qa', ids('a', 0, 4)], ['qb', ids('b', 0, 5)]]), incomplete: new Set(['qa']) });
+    expect(counts(h.check())).toEqual({ ...zeroCounts(), lost: 1, causal: 1 });
   });
 });
