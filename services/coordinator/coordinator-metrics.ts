@@ -18,6 +18,8 @@ export interface CoordinatorReadings {
   lastCommit(): { epoch: number; committedAtMs: number } | undefined;
   coverageGaps(): QueueCoverage[];
   coverageUnchecked(): number;
+  /** Selected queues the broker resource guard gave no journal (no room on the broker). */
+  unprotectedQueues(): number;
 }
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
@@ -85,6 +87,11 @@ export class CoordinatorMetrics {
       'tidemark_coverage_unchecked_queues',
       'Protected queues whose coverage is not known yet: not idle long enough since the leader began watching them for a baseline (0 on a standby).',
       leaderOnly(() => read.coverageUnchecked()),
+    );
+    gauge(
+      'tidemark_unprotected_queues',
+      'Queues TIDEMARK_PROTECT selects that have no journal, and so no checkpoints, because the broker resource guard found no room on the broker (0 on a standby).',
+      leaderOnly(() => read.unprotectedQueues()),
     );
     new Gauge({
       name: 'tidemark_coverage_gap_messages',

@@ -13,6 +13,7 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     lastCommit: () => ({ epoch: 42, committedAtMs: 1_700_000_000_500 }),
     coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
     coverageUnchecked: () => 4,
+    unprotectedQueues: () => 5,
     ...overrides,
   };
 }
@@ -28,6 +29,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_last_commit_timestamp_seconds')).toBe(1_700_000_000.5);
     expect(m.get('tidemark_coverage_gap_queues')).toBe(2);
     expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
+    expect(m.get('tidemark_unprotected_queues')).toBe(5);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
   });
