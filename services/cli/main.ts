@@ -252,6 +252,18 @@ program
           ]),
         );
       }
+      if (j.unprotectedCount > 0) {
+        // One reason per distinct cause: the reasons of one pass repeat for every waiting queue.
+        const reasons = [...new Set(j.unprotected.map((u) => u.reason))];
+        print(`NOT PROTECTED: ${j.unprotectedCount} selected queue(s) have no journal and no checkpoints (the broker has no room): ${reasons.join('; ')}`);
+        print(
+          table([
+            ['VHOST', 'QUEUE'],
+            ...j.unprotected.map((u) => [u.vhost, u.queue]),
+            ...(j.unprotectedCount > j.unprotected.length ? [['...', `and ${j.unprotectedCount - j.unprotected.length} more`]] : []),
+          ]),
+        );
+      }
       if (j.leader && j.coverageUnchecked > 0) {
         print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${COVERAGE_SETTLE_MS / 1000} s since this leader began watching)`);
       }

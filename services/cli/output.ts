@@ -121,6 +121,19 @@ export function statusJson(s: StatusReply) {
       backlog: f.backlog,
       error: f.error || null,
     })),
+    unprotectedCount: s.unprotectedCount,
+    unprotected: s.unprotected.map((u) => ({ vhost: u.vhost, queue: u.queue, reason: u.reason })),
+    brokerNodes: s.brokerNodes.map((n) => ({
+      name: n.name,
+      fdUsed: n.fdUsed,
+      fdTotal: n.fdTotal,
+      memUsed: n.memUsed,
+      memLimit: n.memLimit,
+      memAlarm: n.memAlarm,
+      diskFree: n.diskFree,
+      diskFreeLimit: n.diskFreeLimit,
+      diskFreeAlarm: n.diskFreeAlarm,
+    })),
   };
 }
 

@@ -20,6 +20,8 @@ export interface CoordinatorReadings {
   coverageUnchecked(): number;
   /** Queues the newest checkpoint this leader committed marks as possibly incomplete. */
   incompleteQueues(): number;
+  /** Selected queues the broker resource guard gave no journal (no room on the broker). */
+  unprotectedQueues(): number;
 }
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
@@ -92,6 +94,11 @@ export class CoordinatorMetrics {
       'tidemark_incomplete_queues',
       'Queues the newest committed checkpoint marks as possibly incomplete: their journals may lack messages the broker confirmed, e.g. around a broker restart (0 on a standby).',
       leaderOnly(() => read.incompleteQueues()),
+    );
+    gauge(
+      'tidemark_unprotected_queues',
+      'Queues TIDEMARK_PROTECT selects that have no journal, and so no checkpoints, because the broker resource guard found no room on the broker (0 on a standby).',
+      leaderOnly(() => read.unprotectedQueues()),
     );
     new Gauge({
       name: 'tidemark_coverage_gap_messages',

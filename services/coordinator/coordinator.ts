@@ -25,12 +25,13 @@ import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
-import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
 import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
+import { ResourceGuard, type WaitingQueue } from './resource-guard.js';
 import { LeaderLease } from './leader-lease.js';
 import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
 import { recoverRounds } from './recovery.js';
@@ -38,6 +39,9 @@ import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
 
 /** Decided rounds kept in the Redis decision log (for operators looking back). */
 const DECISIONS_KEPT = 1_000;
+
+/** Queues held back by the resource guard that status lists by name (it counts them all). */
+const UNPROTECTED_LISTED = 100;
 
 /** How long status waits for each worker's own report. */
 const WORKER_STATUS_DEADLINE_MS = 2_000;
@@ -59,12 +63,16 @@ export interface CoordinatorParts {
   connections: VhostConnections;
   management: ManagementClient;
   discovery: Discovery;
+  /** The broker resource guard discovery admits new journals through; absent in some tests. */
+  guard?: ResourceGuard;
 }
 
 export class Coordinator {
   readonly id: string;
   private protectedQueues = new Map<string, ProtectedQueue>();
   private exchanges: ExchangeDefinition[] = [];
+  /** Selected queues the resource guard gave no journal in the last discovery pass. */
+  private waiting: WaitingQueue[] = [];
   /** Queues each worker acknowledged in the last pass, with the address it was reached at. */
   private assignment = new Map<string, { address: string; queues: QueueRef[] }>();
   private readonly clients = new Map<string, WorkerClient>();
@@ -103,6 +111,7 @@ export class Coordinator {
       coverageGaps: () => this.coverage.gaps(),
       coverageUnchecked: () => this.coverageUnchecked(),
       incompleteQueues: () => this.lastCommit?.incompleteQueues ?? 0,
+      unprotectedQueues: () => this.waiting.length,
     });
   }
 
@@ -114,6 +123,17 @@ export class Coordinator {
     await redis.connect();
     const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
     const management = new ManagementClient(config.managementUrl);
+    const guard = new ResourceGuard({
+      management,
+      limits: {
+        fdFraction: config.guardFdFraction,
+        memFraction: config.guardMemFraction,
+        diskMargin: config.guardDiskMargin,
+        journalFdCost: config.journalFdCost,
+        maxJournals: config.maxJournals,
+      },
+      log: log.child('guard'),
+    });
     return new Coordinator({
       config,
       log,
@@ -132,8 +152,10 @@ export class Coordinator {
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),
         firehoseVhosts: firehoseVhostsOf(config.firehoseVhosts),
+        guard,
         log: log.child('discovery'),
       }),
+      guard,
     });
   }
 
@@ -360,6 +382,7 @@ export class Coordinator {
       const result = await discovery.pass();
       this.protectedQueues = result.queues;
       this.exchanges = result.exchanges;
+      this.waiting = result.waiting;
     } catch (err) {
       log.warn(`discovery failed, keeping the previous protected set: ${errorMessage(err)}`);
     }
@@ -582,7 +605,25 @@ export class Coordinator {
       coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
       firehose: this.isLeader ? await this.firehoseRelays() : [],
       incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
+      unprotected: this.isLeader ? this.waiting.slice(0, UNPROTECTED_LISTED) : [],
+      unprotectedCount: this.isLeader ? this.waiting.length : 0,
+      brokerNodes: this.isLeader ? this.brokerNodes() : [],
     };
+  }
+
+  /** The broker's nodes as the resource guard last read them. */
+  private brokerNodes(): BrokerNode[] {
+    return (this.parts.guard?.nodes ?? []).map((n) => ({
+      name: n.name,
+      fdUsed: n.fdUsed ?? 0,
+      fdTotal: n.fdTotal ?? 0,
+      memUsed: n.memUsed ?? 0,
+      memLimit: n.memLimit ?? 0,
+      memAlarm: n.memAlarm,
+      diskFree: n.diskFree ?? 0,
+      diskFreeLimit: n.diskFreeLimit ?? 0,
+      diskFreeAlarm: n.diskFreeAlarm,
+    }));
   }
 
   /** Who relays each firehose vhost, from the broker's consumer list of its firehose queue. */

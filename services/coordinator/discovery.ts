@@ -12,6 +12,9 @@
  * A protected queue that disappears from the broker stays protected as "deleted": its journal
  * loses the source bindings (so it stops receiving what the queue no longer gets) but keeps the
  * fence binding, and checkpoints keep carrying its data forward.
+ *
+ * New journals are declared only as far as the broker resource guard (resource-guard.ts) finds
+ * room; a selected queue beyond that waits without a journal and is reported, never forced.
  */
 import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
@@ -25,6 +28,7 @@ import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, relayFenceKey, tr
 import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
+import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
 
 export interface ProtectedQueue {
   definition: QueueDefinition;
@@ -39,6 +43,8 @@ export interface DiscoveryResult {
   vhosts: string[];
   /** Problems met in this pass (a vhost that could not be read, a journal that could not be bound). */
   problems: string[];
+  /** Selected queues the resource guard gave no journal in this pass, in listing order. */
+  waiting: WaitingQueue[];
 }
 
 export interface DiscoveryOptions {
@@ -50,6 +56,8 @@ export interface DiscoveryOptions {
   policy: ProtectionPolicy;
   /** Vhosts captured through the firehose tracer (TIDEMARK_FIREHOSE_VHOSTS). */
   firehoseVhosts?: ReadonlySet<string>;
+  /** Admits new journals only while the broker has room; without one every journal is declared. */
+  guard?: ResourceGuard;
   log: Logger;
 }
 
@@ -96,9 +104,11 @@ export class Discovery {
     // so their journals can be released.
     const vhosts = [...new Set([...covered, ...[...this.known.values()].map((k) => k.definition.vhost)])].sort();
     const exchanges: ExchangeDefinition[] = [];
+    const waiting: WaitingQueue[] = [];
+    const admission = await this.options.guard?.open(this.known.size);
     for (const vhost of vhosts) {
       try {
-        exchanges.push(...(await this.passVhost(vhost)));
+        exchanges.push(...(await this.passVhost(vhost, admission, waiting)));
       } catch (err) {
         if (err instanceof NotFoundError) {
           this.forgetVhost(vhost);
@@ -108,13 +118,17 @@ export class Discovery {
         this.options.log.warn(`discovery of vhost ${vhost} failed: ${errorMessage(err)}`);
       }
     }
+    this.options.guard?.report(waiting, admission);
     // Queues of vhosts that failed this pass stay in the set as they were: a failed listing
     // must not look like a deletion.
-    return { queues: new Map(this.known), exchanges, vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))], problems };
+    return { queues: new Map(this.known), exchanges, vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))], problems, waiting };
   }
 
-  /** Provisions one vhost's journals; returns the exchanges its protected queues are bound to. */
-  private async passVhost(vhost: string): Promise<ExchangeDefinition[]> {
+  /**
+   * Provisions one vhost's journals; returns the exchanges its protected queues are bound to. A
+   * selected queue without a journal gets one only if `admission` has room, else joins `waiting`.
+   */
+  private async passVhost(vhost: string, admission: JournalAdmission | undefined, waiting: WaitingQueue[]): Promise<ExchangeDefinition[]> {
     const { management, policy, namespace, log } = this.options;
     const [queues, bindings, vhostExchanges] = await Promise.all([
       management.listQueues(vhost),
@@ -147,6 +161,13 @@ export class Discovery {
       }
       const seen = new Set<string>();
       for (const q of chosen) {
+        const id = queueKey(vhost, q.name);
+        const journal = journalName(namespace, q.name);
+        // A queue with a journal (protected, or by an earlier leader) costs nothing new.
+        if (admission && !this.known.has(id) && !existing.has(journal) && !admission.admit()) {
+          waiting.push({ vhost, queue: q.name, reason: admission.reason });
+          continue;
+        }
         const explicit = queueBindings(bindings, q.name);
         const definition: QueueDefinition = {
           vhost,
@@ -157,10 +178,8 @@ export class Discovery {
           arguments: toFieldTable(q.arguments ?? {}),
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
-        const journal = journalName(namespace, q.name);
         await this.provision(channel, journal, explicit, bindings, existing, route);
         explicit.forEach((b) => usedExchanges.add(b.source));
-        const id = queueKey(vhost, q.name);
         this.known.set(id, { definition, journal, deleted: false });
         seen.add(id);
       }

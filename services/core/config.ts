@@ -32,6 +32,9 @@ const urlWith = (...schemes: string[]) =>
     });
 
 const count = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().positive());
+const wholeNumber = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().nonnegative());
+/** A share of a broker resource, above 0 and at most 1. */
+const fraction = z.union([z.string(), z.number()]).pipe(z.coerce.number().gt(0, 'must be above 0').lte(1, 'must be at most 1 (a share of the limit)'));
 
 export const configSchema = z.object({
   /** AMQP URL of the protected broker. @default amqp://guest:guest@localhost:5672 */
@@ -121,6 +124,31 @@ export const configSchema = z.object({
     .regex(/^\d+[YMDhms]$/, 'must be a RabbitMQ max-age such as 7D, 48h or 30m (units Y, M, D, h, m, s)')
     .default('7D'),
   /**
+   * Broker resource guard (docs/OPERATIONS.md#broker-resources): new journals are declared only
+   * while every broker node's open files stay within this share of its limit (`fd_total`),
+   * counting `journalFdCost` per new journal. Journals already declared are never removed.
+   * @default 0.8
+   */
+  guardFdFraction: fraction.default(0.8),
+  /**
+   * Broker resource guard: new journals only while every node's memory stays within this share of
+   * its high watermark (`mem_limit`, where RabbitMQ's memory alarm blocks publishers). @default 0.8
+   */
+  guardMemFraction: fraction.default(0.8),
+  /**
+   * Broker resource guard: new journals only while every node's free disk is this many bytes above
+   * its `disk_free_limit` (where RabbitMQ's disk alarm blocks publishers). @default 1 GiB
+   */
+  guardDiskMargin: wholeNumber.default(1024 ** 3),
+  /**
+   * Open files one protected queue's journal costs the broker: 2 for the stream's segment and
+   * index, 1 for the worker reading it, 1 of margin for traffic (measured in docs/SCALE.md).
+   * @default 4
+   */
+  journalFdCost: count.default(4),
+  /** Most journals this installation keeps on the broker; 0 leaves it to the guard's shares. @default 0 */
+  maxJournals: wholeNumber.default(0),
+  /**
    * Injected faults for reliability tests (docs/RELIABILITY.md), e.g.
    * `worker.after-vote=crash,coordinator.after-decision=stall:20s@2`. Never set it in production.
    * @default none
@@ -168,6 +196,11 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_METRICS_LISTEN: 'metricsListen',
   TIDEMARK_CHANNELS_PER_CONNECTION: 'channelsPerConnection',
   TIDEMARK_SEGMENT_CODEC: 'segmentCodec',
+  TIDEMARK_GUARD_FD_FRACTION: 'guardFdFraction',
+  TIDEMARK_GUARD_MEM_FRACTION: 'guardMemFraction',
+  TIDEMARK_GUARD_DISK_MARGIN: 'guardDiskMargin',
+  TIDEMARK_JOURNAL_FD_COST: 'journalFdCost',
+  TIDEMARK_MAX_JOURNALS: 'maxJournals',
 };
 
 export interface ConfigSources {

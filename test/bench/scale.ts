@@ -28,6 +28,7 @@ import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { RoundOutcome } from '../../services/client/index.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
+import { queuesTheBrokerAllows } from '../helpers/broker-budget.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { repositoryRoot } from '../helpers/repo.js';
 import { amqpUrlForVhost, createTestVhost, uniqueName, type TestServices } from '../helpers/services.js';
@@ -292,6 +293,11 @@ export async function runConfiguration(
   onCleanUp: (f?: () => Promise<void>) => void,
   hooks: ConfigurationHooks = {},
 ): Promise<Result> {
+  // Never more queues than the broker's open-file budget allows: the broker is shared, and the
+  // coordinator's resource guard would hold the rest back anyway.
+  const allowance = await queuesTheBrokerAllows(services.managementUrl, queueCount);
+  if (allowance.count < queueCount) log(allowance.note);
+  queueCount = allowance.count;
   const result: Result = {
     queues: queueCount,
     workers: workerCount,

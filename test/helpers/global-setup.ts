@@ -5,6 +5,11 @@
  *
  * Order per service: TIDEMARK_TEST_* environment URLs, else a container when a Docker engine is
  * reachable (unless TIDEMARK_TEST_CONTAINERS=false), else this machine's services plus an s3rver.
+ *
+ * At teardown it checks that a broker it did not start (this machine's, or one the environment
+ * named) is still healthy (broker-health.ts) and fails the run if not: tests share that broker
+ * with whoever comes next, and a RabbitMQ 3.10 node pushed past its open-file limit stays broken
+ * until restarted. A container's broker is not checked: it is being stopped anyway.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +18,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
+import { brokerHealthProblems } from './broker-health.js';
 import type { TestS3, TestServices } from './services.js';
 
 /** Images used when the services run in containers. */
@@ -41,16 +47,29 @@ export default async function setup(project: TestProject): Promise<() => Promise
     }
   };
   try {
-    const services = await resolveServices(process.env, stops);
+    const { services, brokerStarted } = await resolveServices(process.env, stops);
     project.provide('tidemarkServices', services);
-    return teardown;
+    if (brokerStarted) return teardown;
+    return async () => {
+      const problems = await brokerHealthProblems(services.managementUrl).catch((err: unknown) => [String(err)]);
+      await teardown();
+      if (problems.length > 0) {
+        // vitest only logs an error thrown here ("error during close") and still exits 0.
+        process.exitCode = 1;
+        throw new Error(
+          `the broker at ${new URL(services.managementUrl).host} is not healthy after the tests: ${problems.join('; ')}. ` +
+            'A test left it broken or exhausted; later runs and other users of this broker will fail until it is fixed (for emfile: restart RabbitMQ).',
+        );
+      }
+    };
   } catch (err) {
     await teardown();
     throw err;
   }
 }
 
-async function resolveServices(env: NodeJS.ProcessEnv, stops: Stop[]): Promise<TestServices> {
+/** The services, and whether the broker is a container this run started (and will stop). */
+async function resolveServices(env: NodeJS.ProcessEnv, stops: Stop[]): Promise<{ services: TestServices; brokerStarted: boolean }> {
   const fromEnv = servicesFromEnv(env);
   const needRabbit = fromEnv.amqpUrl === undefined;
   const needRedis = fromEnv.redisUrl === undefined;
@@ -59,12 +78,13 @@ async function resolveServices(env: NodeJS.ProcessEnv, stops: Stop[]): Promise<T
   if ((needRabbit || needRedis || needS3) && env.TIDEMARK_TEST_CONTAINERS !== 'false' && (await dockerReachable())) {
     started = await startContainers({ rabbitmq: needRabbit, redis: needRedis, minio: needS3 }, stops);
   }
-  return {
+  const services = {
     amqpUrl: fromEnv.amqpUrl ?? started.amqpUrl ?? LOCAL.amqpUrl,
     managementUrl: fromEnv.managementUrl ?? started.managementUrl ?? LOCAL.managementUrl,
     redisUrl: fromEnv.redisUrl ?? started.redisUrl ?? LOCAL.redisUrl,
     s3: fromEnv.s3 ?? started.s3 ?? (await startS3rver(stops)),
   };
+  return { services, brokerStarted: started.amqpUrl !== undefined };
 }
 
 function servicesFromEnv(env: NodeJS.ProcessEnv): Partial<TestServices> {

@@ -69,9 +69,12 @@ export async function createTestVhost(managementUrl: string, name: string): Prom
   await management.setPermissions(name, decodeURIComponent(new URL(managementUrl).username) || 'guest', { configure: '.*', write: '.*', read: '.*' });
 }
 
-/** Deletes vhost `name` and everything in it; a vhost that is already gone is fine. */
-export async function deleteTestVhost(managementUrl: string, name: string): Promise<void> {
-  await new ManagementClient(managementUrl).deleteVhost(name);
+/**
+ * Deletes vhost `name` and everything in it; a vhost that is already gone is fine. Deleting
+ * hundreds of streams takes the broker well past the client's usual 10 s: give it `timeoutMs`.
+ */
+export async function deleteTestVhost(managementUrl: string, name: string, timeoutMs?: number): Promise<void> {
+  await new ManagementClient(managementUrl, { timeoutMs }).deleteVhost(name);
 }
 
 /** The AMQP URL of `vhost` on the broker of `amqpUrl`. */

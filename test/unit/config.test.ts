@@ -97,6 +97,15 @@ describe('config: environment', () => {
     }
   });
 
+  it('reads the broker resource guard settings, with defaults that leave the broker clear headroom', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ guardFdFraction: 0.8, guardMemFraction: 0.8, guardDiskMargin: 1024 ** 3, journalFdCost: 4, maxJournals: 0 });
+    const env = { TIDEMARK_GUARD_FD_FRACTION: '0.5', TIDEMARK_GUARD_MEM_FRACTION: '0.6', TIDEMARK_GUARD_DISK_MARGIN: '0', TIDEMARK_JOURNAL_FD_COST: '3', TIDEMARK_MAX_JOURNALS: '250' };
+    expect(loadConfig({ env })).toMatchObject({ guardFdFraction: 0.5, guardMemFraction: 0.6, guardDiskMargin: 0, journalFdCost: 3, maxJournals: 250 });
+    expect(() => loadConfig({ env: { TIDEMARK_GUARD_FD_FRACTION: '1.5' } })).toThrow(/guardFdFraction \(TIDEMARK_GUARD_FD_FRACTION\): must be at most 1/);
+    expect(() => loadConfig({ env: { TIDEMARK_GUARD_FD_FRACTION: '0' } })).toThrow(/must be above 0/);
+    expect(() => loadConfig({ env: { TIDEMARK_MAX_JOURNALS: '-1' } })).toThrow(/maxJournals/);
+  });
+
   it('treats an empty variable as unset and ignores unrelated variables', () => {
     const c = loadConfig({ env: { TIDEMARK_AMQP_URL: '', TIDEMARK_NAMESPACE: '', amqpUrl: 'amqp://x', HOME: '/root' } });
     expect(c.amqpUrl).toBe('amqp://guest:guest@localhost:5672');

@@ -14,6 +14,7 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
     coverageUnchecked: () => 4,
     incompleteQueues: () => 3,
+    unprotectedQueues: () => 5,
     ...overrides,
   };
 }
@@ -30,6 +31,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_coverage_gap_queues')).toBe(2);
     expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
     expect(m.get('tidemark_incomplete_queues')).toBe(3);
+    expect(m.get('tidemark_unprotected_queues')).toBe(5);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
   });

@@ -67,12 +67,36 @@ export interface ManagementOverview {
   node: string;
 }
 
+/**
+ * One broker node's resources as /api/nodes reports them (RabbitMQ refreshes them every stats
+ * interval, 5 s by default). A node that is not running reports no figures: `running` is false
+ * and the numbers are undefined.
+ */
+export interface NodeResources {
+  name: string;
+  running: boolean;
+  fdUsed?: number;
+  fdTotal?: number;
+  memUsed?: number;
+  memLimit?: number;
+  memAlarm: boolean;
+  diskFree?: number;
+  diskFreeLimit?: number;
+  diskFreeAlarm: boolean;
+  socketsUsed?: number;
+  socketsTotal?: number;
+  procUsed?: number;
+  procTotal?: number;
+}
+
 export interface Permissions {
   configure: string;
   write: string;
   read: string;
 }
 
+const NODE_COLUMNS =
+  'name,running,fd_used,fd_total,mem_used,mem_limit,mem_alarm,disk_free,disk_free_limit,disk_free_alarm,sockets_used,sockets_total,proc_used,proc_total';
 const QUEUE_COLUMNS = 'name,vhost,type,durable,auto_delete,exclusive,owner_pid_details,arguments';
 const EXCHANGE_COLUMNS = 'name,vhost,type,durable,auto_delete,internal,arguments';
 
@@ -117,6 +141,28 @@ export class ManagementClient {
       clusterName: String(o.cluster_name ?? ''),
       node: String(o.node ?? ''),
     };
+  }
+
+  /** Every node's resources and alarms (needs the `monitoring` or `administrator` tag). */
+  async nodes(): Promise<NodeResources[]> {
+    const rows = await this.request<Record<string, unknown>[]>('GET', `nodes?columns=${NODE_COLUMNS}`);
+    const num = (value: unknown) => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
+    return rows.map((n) => ({
+      name: String(n.name ?? ''),
+      running: n.running !== false,
+      fdUsed: num(n.fd_used),
+      fdTotal: num(n.fd_total),
+      memUsed: num(n.mem_used),
+      memLimit: num(n.mem_limit),
+      memAlarm: n.mem_alarm === true,
+      diskFree: num(n.disk_free),
+      diskFreeLimit: num(n.disk_free_limit),
+      diskFreeAlarm: n.disk_free_alarm === true,
+      socketsUsed: num(n.sockets_used),
+      socketsTotal: num(n.sockets_total),
+      procUsed: num(n.proc_used),
+      procTotal: num(n.proc_total),
+    }));
   }
 
   async listVhosts(): Promise<string[]> {

@@ -115,10 +115,43 @@ export interface StatusReply {
   /** The firehose relay of every vhost in firehose mode (docs/OPERATIONS.md); leader only. */
   firehose: FirehoseRelay[];
   /**
+   * Queues TIDEMARK_PROTECT selects that have no journal yet because the broker resource guard
+   * holds them back (docs/OPERATIONS.md#broker-resources), at most the first 100; leader only.
+   */
+  unprotected: UnprotectedQueue[];
+  /** How many queues the guard holds back in all (unprotected lists at most 100 of them). */
+  unprotectedCount: number;
+  /** The broker's headroom as the guard last read it: one entry per node; leader only. */
+  brokerNodes: BrokerNode[];
+  /**
    * Queues the latest checkpoint marks as possibly incomplete: their journals may lack messages
    * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
    */
   incompleteQueues: IncompleteQueue[];
+}
+
+/**
+ * A queue selected for protection that the broker resource guard did not give a journal: it has
+ * no checkpoints until the broker has room. The queues already protected stay protected.
+ */
+export interface UnprotectedQueue {
+  vhost: string;
+  queue: string;
+  /** Why, and what to change, e.g. "broker open-file limit 1024 ... raise RabbitMQ's nofile". */
+  reason: string;
+}
+
+/** One broker node's resources as the guard read them from the management API (/api/nodes). */
+export interface BrokerNode {
+  name: string;
+  fdUsed: number;
+  fdTotal: number;
+  memUsed: number;
+  memLimit: number;
+  memAlarm: boolean;
+  diskFree: number;
+  diskFreeLimit: number;
+  diskFreeAlarm: boolean;
 }
 
 /**
@@ -1103,6 +1136,9 @@ function createBaseStatusReply(): StatusReply {
     coverageGaps: [],
     coverageUnchecked: 0,
     firehose: [],
+    unprotected: [],
+    unprotectedCount: 0,
+    brokerNodes: [],
     incompleteQueues: [],
   };
 }
@@ -1153,6 +1189,15 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.firehose) {
       FirehoseRelay.encode(v!, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.unprotected) {
+      UnprotectedQueue.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.unprotectedCount !== 0) {
+      writer.uint32(136).uint32(message.unprotectedCount);
+    }
+    for (const v of message.brokerNodes) {
+      BrokerNode.encode(v!, writer.uint32(146).fork()).join();
     }
     for (const v of message.incompleteQueues) {
       IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
@@ -1293,6 +1338,30 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.firehose.push(FirehoseRelay.decode(reader, reader.uint32()));
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.unprotected.push(UnprotectedQueue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.unprotectedCount = reader.uint32();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.brokerNodes.push(BrokerNode.decode(reader, reader.uint32()));
+            continue;
+          }
           case 30: {
             if (tag !== 242) {
               break;
@@ -1335,7 +1404,250 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.coverageGaps = object.coverageGaps?.map((e) => CoverageGap.fromPartial(e)) || [];
     message.coverageUnchecked = object.coverageUnchecked ?? 0;
     message.firehose = object.firehose?.map((e) => FirehoseRelay.fromPartial(e)) || [];
+    message.unprotected = object.unprotected?.map((e) => UnprotectedQueue.fromPartial(e)) || [];
+    message.unprotectedCount = object.unprotectedCount ?? 0;
+    message.brokerNodes = object.brokerNodes?.map((e) => BrokerNode.fromPartial(e)) || [];
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUnprotectedQueue(): UnprotectedQueue {
+  return { vhost: "", queue: "", reason: "" };
+}
+
+export const UnprotectedQueue: MessageFns<UnprotectedQueue> = {
+  encode(message: UnprotectedQueue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnprotectedQueue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnprotectedQueue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UnprotectedQueue>): UnprotectedQueue {
+    return UnprotectedQueue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnprotectedQueue>): UnprotectedQueue {
+    const message = createBaseUnprotectedQueue();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseBrokerNode(): BrokerNode {
+  return {
+    name: "",
+    fdUsed: 0,
+    fdTotal: 0,
+    memUsed: 0,
+    memLimit: 0,
+    memAlarm: false,
+    diskFree: 0,
+    diskFreeLimit: 0,
+    diskFreeAlarm: false,
+  };
+}
+
+export const BrokerNode: MessageFns<BrokerNode> = {
+  encode(message: BrokerNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.fdUsed !== 0) {
+      writer.uint32(16).uint64(message.fdUsed);
+    }
+    if (message.fdTotal !== 0) {
+      writer.uint32(24).uint64(message.fdTotal);
+    }
+    if (message.memUsed !== 0) {
+      writer.uint32(32).uint64(message.memUsed);
+    }
+    if (message.memLimit !== 0) {
+      writer.uint32(40).uint64(message.memLimit);
+    }
+    if (message.memAlarm !== false) {
+      writer.uint32(48).bool(message.memAlarm);
+    }
+    if (message.diskFree !== 0) {
+      writer.uint32(56).uint64(message.diskFree);
+    }
+    if (message.diskFreeLimit !== 0) {
+      writer.uint32(64).uint64(message.diskFreeLimit);
+    }
+    if (message.diskFreeAlarm !== false) {
+      writer.uint32(72).bool(message.diskFreeAlarm);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BrokerNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBrokerNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fdUsed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fdTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.memUsed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.memLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.memAlarm = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.diskFree = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.diskFreeLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.diskFreeAlarm = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BrokerNode>): BrokerNode {
+    return BrokerNode.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BrokerNode>): BrokerNode {
+    const message = createBaseBrokerNode();
+    message.name = object.name ?? "";
+    message.fdUsed = object.fdUsed ?? 0;
+    message.fdTotal = object.fdTotal ?? 0;
+    message.memUsed = object.memUsed ?? 0;
+    message.memLimit = object.memLimit ?? 0;
+    message.memAlarm = object.memAlarm ?? false;
+    message.diskFree = object.diskFree ?? 0;
+    message.diskFreeLimit = object.diskFreeLimit ?? 0;
+    message.diskFreeAlarm = object.diskFreeAlarm ?? false;
     return message;
   },
 };
