@@ -97,6 +97,7 @@ export function statusJson(s: StatusReply) {
       captured: g.captured,
       uncaptured: g.uncaptured,
       since: iso(g.sinceMs),
+      reason: g.reason,
     })),
     coverageUnchecked: s.coverageUnchecked,
     firehose: s.firehose.map((f) => ({

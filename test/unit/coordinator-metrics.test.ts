@@ -3,7 +3,7 @@ import { CoordinatorMetrics, type CoordinatorReadings } from '../../services/coo
 import type { QueueCoverage } from '../../services/coordinator/coverage.js';
 import { parseMetrics as samples } from '../helpers/metrics.js';
 
-const gap = (queue: string, uncaptured: number): QueueCoverage => ({ vhost: 'v1', queue, sourcePublished: uncaptured, captured: 0, uncaptured, sinceMs: 0 });
+const gap = (queue: string, uncaptured: number): QueueCoverage => ({ vhost: 'v1', queue, sourcePublished: uncaptured, captured: 0, uncaptured, sinceMs: 0, reason: `${uncaptured} published past its bindings (to the default exchange?)` });
 
 function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorReadings {
   return {
