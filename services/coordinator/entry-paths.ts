@@ -73,10 +73,18 @@ export function uncapturablePaths(protectedNames: Iterable<string>, topology: Vh
 class Router {
   private readonly exchanges: Map<string, ExchangeInfo>;
   private readonly queueNames: Set<string>;
+  /** Bindings by source exchange, and queue bindings by destination (a pass may see tens of thousands). */
+  private readonly from = new Map<string, BindingInfo[]>();
+  private readonly into = new Map<string, BindingInfo[]>();
 
-  constructor(private readonly topology: VhostTopology) {
+  constructor(topology: VhostTopology) {
     this.exchanges = new Map(topology.exchanges.map((e) => [e.name, e]));
     this.queueNames = new Set(topology.queues.map((q) => q.name));
+    for (const b of topology.bindings) {
+      if (b.source === '') continue; // the implicit default-exchange bindings
+      append(this.from, b.source, b);
+      if (b.destinationType === 'queue') append(this.into, b.destination, b);
+    }
   }
 
   /**
@@ -86,8 +94,7 @@ class Router {
    */
   keysInto(queue: string): Key[] {
     const keys: Key[] = [queue];
-    for (const b of this.topology.bindings) {
-      if (b.destinationType !== 'queue' || b.destination !== queue || b.source === '') continue;
+    for (const b of this.into.get(queue) ?? []) {
       keys.push(this.exchanges.get(b.source)?.type === 'direct' ? b.routingKey : undefined);
     }
     return keys.includes(undefined) ? [undefined] : [...new Set(keys)];
@@ -107,8 +114,8 @@ class Router {
     const info = this.exchanges.get(exchange);
     if (!info) return reached; // a dead-letter exchange that does not exist drops the message
     let routed = false;
-    for (const b of this.topology.bindings) {
-      if (b.source !== exchange || !matches(info.type, b.routingKey, key)) continue;
+    for (const b of this.from.get(exchange) ?? []) {
+      if (!matches(info.type, b.routingKey, key)) continue;
       routed = true;
       if (b.destinationType === 'queue') reached.add(b.destination);
       else this.route(b.destination, key, seen).forEach((q) => reached.add(q));
@@ -120,6 +127,12 @@ class Router {
     }
     return reached;
   }
+}
+
+function append<T>(map: Map<string, T[]>, key: string, value: T): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 /** Exchange types whose routing the topology fully decides, given the routing key. */

@@ -30,6 +30,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
+    expect(m.get('tidemark_coverage_gap_path{vhost="v1",queue="orders",path="published past its bindings (to the default exchange?)"}')).toBe(1);
   });
 
   it('counts rounds and their durations by outcome, both outcomes present from the start', async () => {
