@@ -224,11 +224,11 @@ program
             ]),
       );
       if (j.coverageGaps.length > 0) {
-        print(`COVERAGE GAPS: ${j.coverageGaps.length} queue(s) received messages their journals did not (default-exchange publishes?); checkpoints do not hold them`);
+        print(`COVERAGE GAPS: ${j.coverageGaps.length} queue(s) receive messages their journals do not (see REASON); checkpoints do not hold them`);
         print(
           table([
-            ['VHOST', 'QUEUE', 'PUBLISHED', 'CAPTURED', 'UNCAPTURED', 'SINCE'],
-            ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '']),
+            ['VHOST', 'QUEUE', 'PUBLISHED', 'CAPTURED', 'UNCAPTURED', 'SINCE', 'REASON'],
+            ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '-', g.reason]),
           ]),
         );
       }

@@ -104,6 +104,7 @@ export function statusJson(s: StatusReply) {
       captured: g.captured,
       uncaptured: g.uncaptured,
       since: iso(g.sinceMs),
+      reason: g.reason,
     })),
     coverageUnchecked: s.coverageUnchecked,
     incompleteQueues: s.incompleteQueues.map((q) => ({

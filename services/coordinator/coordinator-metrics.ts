@@ -5,7 +5,7 @@
  * one), so several coordinators in one process (tests) keep their numbers apart.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { QueueCoverage } from './coverage.js';
+import { gapPaths, type QueueCoverage } from './coverage.js';
 import type { RoundResult } from './round-runner.js';
 
 /** What the scrape reads from the coordinator. Leader-only values are read on the leader alone. */
@@ -82,7 +82,7 @@ export class CoordinatorMetrics {
     });
     gauge(
       'tidemark_coverage_gap_queues',
-      'Protected queues with a coverage gap: publishes their journal did not receive (0 on a standby).',
+      'Protected queues with a coverage gap: messages their journal did not receive, counted or shown by the topology (0 on a standby).',
       leaderOnly(() => read.coverageGaps().length),
     );
     gauge(
@@ -102,7 +102,7 @@ export class CoordinatorMetrics {
     );
     new Gauge({
       name: 'tidemark_coverage_gap_messages',
-      help: 'Messages published into a protected queue since its coverage baseline that its journal did not receive (e.g. sent to the default exchange); only queues with a gap.',
+      help: 'Messages counted into a protected queue since its coverage baseline that its journal did not receive (sent to the default exchange, dead-lettered); only queues with a gap, 0 for a path no message was counted on yet.',
       labelNames: ['vhost', 'queue'],
       registers,
       collect() {
@@ -110,6 +110,17 @@ export class CoordinatorMetrics {
         this.reset();
         if (!read.leader()) return;
         for (const gap of read.coverageGaps()) this.set({ vhost: gap.vhost, queue: gap.queue }, gap.uncaptured);
+      },
+    });
+    new Gauge({
+      name: 'tidemark_coverage_gap_path',
+      help: 'How messages get past the journal of a protected queue with a coverage gap (the REASON of status, without counts): 1 per path.',
+      labelNames: ['vhost', 'queue', 'path'],
+      registers,
+      collect() {
+        this.reset();
+        if (!read.leader()) return;
+        for (const gap of read.coverageGaps()) for (const path of gapPaths(gap)) this.set({ vhost: gap.vhost, queue: gap.queue, path }, 1);
       },
     });
   }

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import { throttledWarn, type Logger } from '../core/log.js';
 import { withTimeLimit } from '../core/time-limit.js';
-import { CoverageTracker, sampleCoverage } from './coverage.js';
+import { CoverageTracker, gapPaths, sampleCoverage } from './coverage.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { FenceChannels } from './fence-channels.js';
 import { AmqpBrokerContinuity, incompleteQueues, type BrokerContinuity } from './broker-continuity.js';
@@ -73,6 +73,8 @@ export class Coordinator {
   private exchanges: ExchangeDefinition[] = [];
   /** Selected queues the resource guard gave no journal in the last discovery pass. */
   private waiting: WaitingQueue[] = [];
+  /** Entry paths into protected queues that journals cannot see, from the last discovery pass. */
+  private uncapturable = new Map<string, string[]>();
   /** Queues each worker acknowledged in the last pass, with the address it was reached at. */
   private assignment = new Map<string, { address: string; queues: QueueRef[] }>();
   private readonly clients = new Map<string, WorkerClient>();
@@ -383,6 +385,7 @@ export class Coordinator {
       this.protectedQueues = result.queues;
       this.exchanges = result.exchanges;
       this.waiting = result.waiting;
+      this.uncapturable = result.uncapturable;
     } catch (err) {
       log.warn(`discovery failed, keeping the previous protected set: ${errorMessage(err)}`);
     }
@@ -398,14 +401,15 @@ export class Coordinator {
   /** Compares each protected queue's publishes with what its journal received (coverage.ts). */
   private async observeCoverage(): Promise<void> {
     const queues = [...this.protectedQueues.values()].filter((q) => !q.deleted);
-    const samples = await sampleCoverage(this.parts.management, queues, this.clients.values(), WORKER_STATUS_DEADLINE_MS);
-    const known = new Set(this.coverage.gaps().map((g) => `${g.vhost}/${g.queue}`));
+    const samples = await sampleCoverage(this.parts.management, queues, this.clients.values(), WORKER_STATUS_DEADLINE_MS, this.uncapturable);
+    const known = new Map(this.coverage.gaps().map((g) => [`${g.vhost}/${g.queue}`, gapPaths(g).join('; ')]));
     this.coverage.observe(samples);
     for (const gap of this.coverage.gaps()) {
-      if (known.has(`${gap.vhost}/${gap.queue}`)) continue;
+      // Logged again only when its paths change (a new one, or messages counted on a known one), not as counts grow.
+      if (known.get(`${gap.vhost}/${gap.queue}`) === gapPaths(gap).join('; ')) continue;
       this.parts.log.warn(
-        `coverage gap: ${gap.vhost}/${gap.queue} received ${gap.uncaptured} message(s) its journal did not (published to the default exchange?); ` +
-          'checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage',
+        `coverage gap: ${gap.vhost}/${gap.queue} receives messages its journal does not (${gap.reason}); ` +
+          `${gap.uncaptured} counted so far; checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage`,
       );
     }
   }

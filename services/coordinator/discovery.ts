@@ -15,6 +15,8 @@
  *
  * New journals are declared only as far as the broker resource guard (resource-guard.ts) finds
  * room; a selected queue beyond that waits without a journal and is reported, never forced.
+ * Each pass also reports the entry paths into protected queues that no journal can see (dead-
+ * lettering, queue federation; entry-paths.ts), for coverage.
  */
 import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
@@ -29,6 +31,7 @@ import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
+import { uncapturablePaths } from './entry-paths.js';
 
 export interface ProtectedQueue {
   definition: QueueDefinition;
@@ -45,6 +48,11 @@ export interface DiscoveryResult {
   problems: string[];
   /** Selected queues the resource guard gave no journal in this pass, in listing order. */
   waiting: WaitingQueue[];
+  /**
+   * Entry paths into protected queues their journals cannot see, by queueKey (only queues that
+   * have one). A vhost that could not be read this pass keeps what its last pass found.
+   */
+  uncapturable: Map<string, string[]>;
 }
 
 export interface DiscoveryOptions {
@@ -64,6 +72,8 @@ export interface DiscoveryOptions {
 export class Discovery {
   /** Queues protected so far; survives passes so deleted sources are remembered. */
   private readonly known = new Map<string, ProtectedQueue>();
+  /** Uncapturable entry paths of protected queues, by queueKey, as of each vhost's last good pass. */
+  private readonly uncapturable = new Map<string, string[]>();
 
   constructor(private readonly options: DiscoveryOptions) {}
 
@@ -121,7 +131,15 @@ export class Discovery {
     this.options.guard?.report(waiting, admission);
     // Queues of vhosts that failed this pass stay in the set as they were: a failed listing
     // must not look like a deletion.
-    return { queues: new Map(this.known), exchanges, vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))], problems, waiting };
+    for (const id of this.uncapturable.keys()) if (!this.known.has(id)) this.uncapturable.delete(id);
+    return {
+      queues: new Map(this.known),
+      exchanges,
+      vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))],
+      problems,
+      waiting,
+      uncapturable: new Map(this.uncapturable),
+    };
   }
 
   /**
@@ -130,16 +148,23 @@ export class Discovery {
    */
   private async passVhost(vhost: string, admission: JournalAdmission | undefined, waiting: WaitingQueue[]): Promise<ExchangeDefinition[]> {
     const { management, policy, namespace, log } = this.options;
-    const [queues, bindings, vhostExchanges] = await Promise.all([
+    const [queues, bindings, vhostExchanges, policies] = await Promise.all([
       management.listQueues(vhost),
       management.listBindings(vhost),
       management.listExchanges(vhost),
+      management.listPolicies(vhost),
     ]);
     const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
     const known = [...this.known.entries()].filter(([, k]) => k.definition.vhost === vhost);
     const existing = new Set(queues.map((q) => q.name));
     const firehoseQueue = firehoseQueueName(namespace);
     const firehose = this.options.firehoseVhosts?.has(vhost) ?? false;
+    for (const [id] of known) this.uncapturable.delete(id);
+    const paths = uncapturablePaths(
+      chosen.map((q) => q.name),
+      { queues, bindings, exchanges: vhostExchanges, policies },
+    );
+    for (const [name, reasons] of paths) this.uncapturable.set(queueKey(vhost, name), reasons);
     if (chosen.length === 0 && known.length === 0 && !existing.has(firehoseQueue)) return [];
     const channel = await this.channel(vhost);
     const usedExchanges = new Set<string>();

@@ -3,7 +3,7 @@ import { CoordinatorMetrics, type CoordinatorReadings } from '../../services/coo
 import type { QueueCoverage } from '../../services/coordinator/coverage.js';
 import { parseMetrics as samples } from '../helpers/metrics.js';
 
-const gap = (queue: string, uncaptured: number): QueueCoverage => ({ vhost: 'v1', queue, sourcePublished: uncaptured, captured: 0, uncaptured, sinceMs: 0 });
+const gap = (queue: string, uncaptured: number): QueueCoverage => ({ vhost: 'v1', queue, sourcePublished: uncaptured, captured: 0, uncaptured, sinceMs: 0, reason: `${uncaptured} published past its bindings (to the default exchange?)` });
 
 function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorReadings {
   return {
@@ -34,6 +34,7 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_unprotected_queues')).toBe(5);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
+    expect(m.get('tidemark_coverage_gap_path{vhost="v1",queue="orders",path="published past its bindings (to the default exchange?)"}')).toBe(1);
   });
 
   it('counts rounds and their durations by outcome, both outcomes present from the start', async () => {

@@ -82,4 +82,69 @@ describe('coverage tracking', () => {
     tracker.observe([sample('a', 0, 0), sample('b', 0, 0), sample('c', 0, 0)], 23_000);
     expect(tracker.unchecked()).toBe(1);
   });
+
+  it('names the path of a publish gap in its reason', () => {
+    const tracker = new CoverageTracker(SETTLE);
+    for (let t = 1; t <= 13; t += 1) tracker.observe([sample('q', 0, 0)], t * 1_000);
+    for (let t = 14; t <= 15; t += 1) tracker.observe([sample('q', 7, 0)], t * 1_000);
+    expect(tracker.gaps()).toEqual([expect.objectContaining({ queue: 'q', uncaptured: 7, reason: '7 published past its bindings (to the default exchange?)' })]);
+  });
+});
+
+/** A pass of [published, captured, messages (depth), consumed (ack + no-ack deliveries)] for queue q. */
+type Counts = [number, number, number, number];
+
+/** Like `run`, with the broker's depth and consumed counters; returns the gap of q after the last pass. */
+function runCounts(passes: Array<Counts | number>, paths: string[] = []) {
+  const tracker = new CoverageTracker(SETTLE);
+  let now = 0;
+  let last: Counts = [0, 0, 0, 0];
+  for (const pass of passes) {
+    const repeats = typeof pass === 'number' ? pass : 1;
+    if (typeof pass !== 'number') last = pass;
+    const [published, captured, messages, consumed] = last;
+    for (let i = 0; i < repeats; i += 1) tracker.observe([{ ...sample('q', published, captured), messages, consumed, paths }], (now += 1_000));
+  }
+  return tracker.gaps().find((g) => g.queue === 'q');
+}
+
+describe('coverage of arrivals without a publish (dead-lettering)', () => {
+  it('counts messages that entered without a publish into a queue nobody consumes, once idle', () => {
+    // 10 published and captured, then 5 dead-lettered in: the depth grows, publish does not.
+    expect(runCounts([[10, 10, 10, 0], 12, [10, 10, 15, 0], 5])).toBeUndefined();
+    expect(runCounts([[10, 10, 10, 0], 12, [10, 10, 15, 0], 12])).toEqual(
+      expect.objectContaining({ uncaptured: 5, sourcePublished: 0, captured: 0, reason: '5 entered without a publish (dead-lettered?)' }),
+    );
+  });
+
+  it('counts them when a consumer acknowledges them as they come', () => {
+    expect(runCounts([[10, 10, 0, 10], 12, [10, 10, 0, 15], 12])?.uncaptured).toBe(5);
+  });
+
+  it('sees no gap in publishes that are consumed, nor in messages that leave unconsumed (expired, dropped)', () => {
+    expect(runCounts([[10, 10, 0, 10], 12, [30, 30, 5, 25], 12])).toBeUndefined();
+    // 4 expired: the lower bound falls, and the baseline with it; 2 dead-lettered in later count.
+    expect(runCounts([[10, 10, 10, 0], 12, [10, 10, 6, 0], 12])).toBeUndefined();
+    expect(runCounts([[10, 10, 10, 0], 12, [10, 10, 6, 0], 12, [10, 10, 8, 0], 12])?.uncaptured).toBe(2);
+  });
+
+  it('reads nothing under traffic: a depth ahead of the publish statistics is not a gap', () => {
+    expect(runCounts([[10, 10, 10, 0], 12, [10, 10, 30, 0], [20, 20, 40, 0], [40, 40, 60, 0], [60, 60, 80, 0]])).toBeUndefined();
+  });
+
+  it('adds counted arrivals to uncaptured publishes, and starts over when the consumed counter goes back', () => {
+    expect(runCounts([[10, 10, 10, 0], 12, [13, 10, 18, 0], 12])).toEqual(expect.objectContaining({ uncaptured: 8 }));
+    expect(runCounts([[10, 10, 0, 10], 12, [10, 10, 5, 2], 12])).toBeUndefined();
+  });
+
+  it('reports a path the topology shows at once, before any baseline or message, and counts on it later', () => {
+    const path = 'fed by dead-lettering from src';
+    const tracker = new CoverageTracker(SETTLE);
+    tracker.observe([{ ...sample('q', 0, undefined), paths: [path] }], 1_000);
+    expect(tracker.gaps()).toEqual([{ vhost: '/', queue: 'q', sourcePublished: 0, captured: 0, uncaptured: 0, sinceMs: 0, reason: path }]);
+    expect(runCounts([[0, 0, 0, 0], 12, [0, 0, 3, 0], 12], [path])).toEqual(expect.objectContaining({ uncaptured: 3, reason: `3 entered without a publish (dead-lettered?); ${path}` }));
+    // The path goes away with the topology.
+    tracker.observe([sample('q', 0, 0)], 2_000);
+    expect(tracker.gaps()).toEqual([]);
+  });
 });

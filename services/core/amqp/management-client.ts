@@ -24,6 +24,8 @@ export interface QueueInfo {
   autoDelete: boolean;
   exclusive: boolean;
   arguments: Record<string, unknown>;
+  /** Name of the (user) policy applied to the queue, if any; see {@link ManagementClient.listPolicies}. */
+  policy?: string;
 }
 
 export interface QueueDetails extends QueueInfo {
@@ -31,6 +33,19 @@ export interface QueueDetails extends QueueInfo {
   messages: number | undefined;
   /** `message_stats.publish`: messages routed into the queue since its stats began, if reported. */
   publishCount: number | undefined;
+}
+
+/**
+ * A queue's counters for coverage, from its `message_stats` (absent ones as 0) and its depth:
+ * what the broker counts entering and leaving it since its statistics began.
+ */
+export interface QueueCounts {
+  /** `publish`: messages routed into the queue by a publish (not by dead-lettering). */
+  published: number;
+  /** `messages`: ready and unacknowledged. */
+  messages: number;
+  /** `ack` + `deliver_no_ack` + `get_no_ack`: messages that left to a consumer for good. */
+  consumed: number;
 }
 
 export interface BindingInfo {
@@ -97,7 +112,7 @@ export interface Permissions {
 
 const NODE_COLUMNS =
   'name,running,fd_used,fd_total,mem_used,mem_limit,mem_alarm,disk_free,disk_free_limit,disk_free_alarm,sockets_used,sockets_total,proc_used,proc_total';
-const QUEUE_COLUMNS = 'name,vhost,type,durable,auto_delete,exclusive,owner_pid_details,arguments';
+const QUEUE_COLUMNS = 'name,vhost,type,durable,auto_delete,exclusive,owner_pid_details,arguments,policy';
 const EXCHANGE_COLUMNS = 'name,vhost,type,durable,auto_delete,internal,arguments';
 
 export class ManagementClient {
@@ -275,14 +290,31 @@ export class ManagementClient {
   }
 
   /**
-   * `message_stats.publish` of every queue of a vhost: messages routed into each since its stats
-   * began (absent for a queue that has had none, or while the broker has not reported yet).
+   * The coverage counters of every queue of a vhost (see {@link QueueCounts}). A queue the broker
+   * has not reported statistics for yet (no `messages`) is left out.
    */
-  async queuePublishCounts(vhost: string): Promise<Map<string, number>> {
-    const rows = await this.paged<{ name: string; message_stats?: { publish?: number } }>(`queues/${enc(vhost)}`, 'name,message_stats.publish', true);
-    const counts = new Map<string, number>();
-    for (const row of rows) if (typeof row.message_stats?.publish === 'number') counts.set(row.name, row.message_stats.publish);
+  async queueCounts(vhost: string): Promise<Map<string, QueueCounts>> {
+    type Stats = { publish?: number; ack?: number; deliver_no_ack?: number; get_no_ack?: number };
+    const rows = await this.paged<{ name: string; messages?: number; message_stats?: Stats }>(
+      `queues/${enc(vhost)}`,
+      'name,messages,message_stats.publish,message_stats.ack,message_stats.deliver_no_ack,message_stats.get_no_ack',
+      true,
+    );
+    const counts = new Map<string, QueueCounts>();
+    for (const { name, messages, message_stats: s = {} } of rows) {
+      if (typeof messages !== 'number') continue;
+      counts.set(name, { published: s.publish ?? 0, messages, consumed: (s.ack ?? 0) + (s.deliver_no_ack ?? 0) + (s.get_no_ack ?? 0) });
+    }
     return counts;
+  }
+
+  /**
+   * The definitions of a vhost's (user) policies by name. Operator policies are left out: they
+   * cannot set a dead-letter exchange or a federation upstream.
+   */
+  async listPolicies(vhost: string): Promise<Map<string, Record<string, unknown>>> {
+    const rows = await this.request<Array<{ name: string; definition?: Record<string, unknown> }>>('GET', `policies/${enc(vhost)}`);
+    return new Map(rows.map((p) => [p.name, p.definition ?? {}]));
   }
 
   /** Fetch all pages of a paginated listing, deduplicated by name (pages are not one snapshot). */
@@ -390,6 +422,7 @@ interface RawQueue {
   exclusive?: boolean;
   owner_pid_details?: unknown;
   arguments?: Record<string, unknown>;
+  policy?: string | null;
 }
 
 interface RawBinding {
@@ -420,5 +453,6 @@ function queueInfo(q: RawQueue): QueueInfo {
     autoDelete: q.auto_delete,
     exclusive: q.exclusive === true || (q.owner_pid_details !== undefined && q.owner_pid_details !== null),
     arguments: q.arguments ?? {},
+    ...(typeof q.policy === 'string' && q.policy !== '' ? { policy: q.policy } : {}),
   };
 }

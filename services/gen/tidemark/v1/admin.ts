@@ -185,8 +185,9 @@ export interface FirehoseRelay {
 }
 
 /**
- * A protected queue the broker counted more publishes into than its journal received: messages
- * that bindings could not route to the journal, such as publishes to the default exchange.
+ * A protected queue that receives messages its journal does not: publishes to the default exchange
+ * (counted), dead-lettered arrivals (counted, a lower bound), or an entry path the topology shows
+ * (a dead-letter exchange or federation link feeding it), reported before any message is counted.
  */
 export interface CoverageGap {
   vhost: string;
@@ -195,9 +196,15 @@ export interface CoverageGap {
   sourcePublished: number;
   /** Messages its journal received over the same time. */
   captured: number;
-  /** The difference: messages no checkpoint holds. */
+  /**
+   * Messages counted into the queue that no checkpoint holds: publishes past the journal plus
+   * arrivals without a publish (a lower bound); 0 for a path no message was counted on yet.
+   */
   uncaptured: number;
+  /** When the baseline was taken; 0 for a gap found from the topology before any baseline. */
   sinceMs: number;
+  /** How messages get past the journal, `; `-separated, e.g. "fed by dead-lettering from q". */
+  reason: string;
 }
 
 export interface NameMapping {
@@ -1871,7 +1878,7 @@ export const FirehoseRelay: MessageFns<FirehoseRelay> = {
 };
 
 function createBaseCoverageGap(): CoverageGap {
-  return { vhost: "", queue: "", sourcePublished: 0, captured: 0, uncaptured: 0, sinceMs: 0 };
+  return { vhost: "", queue: "", sourcePublished: 0, captured: 0, uncaptured: 0, sinceMs: 0, reason: "" };
 }
 
 export const CoverageGap: MessageFns<CoverageGap> = {
@@ -1893,6 +1900,9 @@ export const CoverageGap: MessageFns<CoverageGap> = {
     }
     if (message.sinceMs !== 0) {
       writer.uint32(48).int64(message.sinceMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
     }
     return writer;
   },
@@ -1958,6 +1968,14 @@ export const CoverageGap: MessageFns<CoverageGap> = {
             message.sinceMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1981,6 +1999,7 @@ export const CoverageGap: MessageFns<CoverageGap> = {
     message.captured = object.captured ?? 0;
     message.uncaptured = object.uncaptured ?? 0;
     message.sinceMs = object.sinceMs ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
