@@ -97,7 +97,7 @@ export class Discovery {
     const exchanges: ExchangeDefinition[] = [];
     for (const vhost of vhosts) {
       try {
-        exchanges.push(...(await this.passVhost(vhost)));
+        exchanges.push(...(await this.passVhost(vhost, problems)));
       } catch (err) {
         if (err instanceof NotFoundError) {
           this.forgetVhost(vhost);
@@ -112,8 +112,11 @@ export class Discovery {
     return { queues: new Map(this.known), exchanges, vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))], problems };
   }
 
-  /** Provisions one vhost's journals; returns the exchanges its protected queues are bound to. */
-  private async passVhost(vhost: string): Promise<ExchangeDefinition[]> {
+  /**
+   * Provisions one vhost's journals; returns the exchanges its protected queues are bound to. A
+   * queue that cannot get a journal is left out and added to `problems`; the others go on.
+   */
+  private async passVhost(vhost: string, problems: string[]): Promise<ExchangeDefinition[]> {
     const { management, policy, namespace, log } = this.options;
     const [queues, bindings, vhostExchanges] = await Promise.all([
       management.listQueues(vhost),
@@ -140,6 +143,14 @@ export class Discovery {
       }
       const seen = new Set<string>();
       for (const q of chosen) {
+        let journal: string;
+        try {
+          journal = journalName(namespace, vhost, q.name);
+        } catch (err) {
+          problems.push(`queue ${vhost}/${q.name}: ${errorMessage(err)}`);
+          log.warn(`queue ${vhost}/${q.name} is not protected: ${errorMessage(err)}`);
+          continue;
+        }
         const explicit = queueBindings(bindings, q.name);
         const definition: QueueDefinition = {
           vhost,
@@ -150,7 +161,6 @@ export class Discovery {
           arguments: toFieldTable(q.arguments ?? {}),
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
-        const journal = journalName(namespace, q.name);
         await this.provision(channel, journal, explicit, bindings, existing, route);
         explicit.forEach((b) => usedExchanges.add(b.source));
         const id = queueKey(vhost, q.name);
