@@ -39,6 +39,12 @@ export const MAX_KEY_BYTES = SEGMENTS_PREFIX.length + 2 * (MAX_KEY_PART_BYTES + 
 const PARTITION_SUFFIX = '.partition';
 
 /**
+ * Bytes of the worker part of a partition key. The part ends a key, so it makes a file name with
+ * `.partition`, and file-backed S3 servers add suffixes to that (s3rver: `._S3rver_metadata.json`).
+ */
+const PARTITION_WORKER_PART_BYTES = 200;
+
+/**
  * A vhost, queue or worker name as one path segment of a key, of at most `maxBytes` bytes.
  * The name percent-encoded (encodeURIComponent, '.' and '..' spelled out) when that fits and does
  * not end like a digest form; otherwise the digest form (bounded-name.ts): as many whole encoded
@@ -115,7 +121,7 @@ export function parseStagingKey(key: string): number | undefined {
 
 /** The key of the partition manifest a worker stages for an epoch. */
 export function partitionKey(epoch: number, workerId: string): string {
-  return `${stagingPrefix(epoch)}${encodeKeyPart(workerId, MAX_KEY_PART_BYTES - PARTITION_SUFFIX.length)}${PARTITION_SUFFIX}`;
+  return `${stagingPrefix(epoch)}${encodeKeyPart(workerId, PARTITION_WORKER_PART_BYTES)}${PARTITION_SUFFIX}`;
 }
 
 /** Frame a checkpoint manifest: `TMMANIF1`, sha256 of the rest (32 raw bytes), gzip(protobuf). */
