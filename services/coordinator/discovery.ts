@@ -19,7 +19,7 @@ import { ManagementClient, queueBindings, type BindingInfo } from '../core/amqp/
 import type { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { toFieldTable } from '../core/field-table.js';
-import { fenceExchangeName, isOwnObject, journalName } from '../core/names.js';
+import { MAX_FILE_NAME_BYTES, fenceExchangeName, isOwnObject, journalName, streamDirectoryLength } from '../core/names.js';
 import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, relayFenceKey, traceKeyOf } from '../core/firehose.js';
 import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
@@ -126,6 +126,7 @@ export class Discovery {
     const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
     const known = [...this.known.entries()].filter(([, k]) => k.definition.vhost === vhost);
     const existing = new Set(queues.map((q) => q.name));
+    const streams = new Set(queues.filter((q) => q.type === 'stream').map((q) => q.name));
     const firehoseQueue = firehoseQueueName(namespace);
     const firehose = this.options.firehoseVhosts?.has(vhost) ?? false;
     if (chosen.length === 0 && known.length === 0 && !existing.has(firehoseQueue)) return [];
@@ -151,6 +152,7 @@ export class Discovery {
           log.warn(`queue ${vhost}/${q.name} is not protected: ${errorMessage(err)}`);
           continue;
         }
+        await this.deleteUnstartable(channel, vhost, q.name, journal, streams, existing);
         const explicit = queueBindings(bindings, q.name);
         const definition: QueueDefinition = {
           vhost,
@@ -198,6 +200,25 @@ export class Discovery {
         internal: e.internal,
         arguments: toFieldTable(e.arguments ?? {}),
       }));
+  }
+
+  /**
+   * Deletes the journal an earlier Tidemark named `<namespace>.journal.<queue>` where that name
+   * does not fit the vhost's stream directory (services/core/names.ts): RabbitMQ never started its
+   * stream, so it holds nothing, and every publish routed to it waits for a confirm that never
+   * comes. Deleting it releases those publishes; the queue's journal is `journal` now.
+   */
+  private async deleteUnstartable(channel: Channel, vhost: string, queue: string, journal: string, streams: Set<string>, existing: Set<string>): Promise<void> {
+    const { namespace, log } = this.options;
+    const old = `${namespace}.journal.${queue}`;
+    if (old === journal || !streams.has(old) || streamDirectoryLength(vhost, old) <= MAX_FILE_NAME_BYTES) return;
+    await channel.deleteQueue(old);
+    streams.delete(old);
+    existing.delete(old);
+    log.warn(
+      `deleted stream ${vhost}/${old}: its name is too long for RabbitMQ's stream directory, so it never started and held nothing, ` +
+        `and publishes routed to it were never confirmed; queue ${vhost}/${queue} is journaled in ${journal}`,
+    );
   }
 
   /**

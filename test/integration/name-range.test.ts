@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
+import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { TidemarkError } from '../../services/core/errors.js';
 import { journalName, streamDirectoryLength } from '../../services/core/names.js';
 import { LocalStore, S3Store, type ObjectStore } from '../../services/core/store/index.js';
@@ -166,6 +167,9 @@ describe('a cluster protecting extreme queue names', () => {
     '%2F',
     '😀 🚀 👩‍💻',
   ];
+  const namespace = uniqueName('tmn');
+  /** The journal an earlier Tidemark gave the 230-byte queue: its stream could never start. */
+  const unstartable = `${namespace}.journal.${queues[2]}`;
   let vhost: string;
   let target: string;
   let cluster: TestCluster | undefined;
@@ -184,12 +188,16 @@ describe('a cluster protecting extreme queue names', () => {
         await channel.assertQueue(q, { durable: true, arguments: { 'x-queue-type': 'classic' } });
         await channel.bindQueue(q, exchange, q);
       }
+      expect(bytes(unstartable)).toBeLessThanOrEqual(255);
+      expect(streamDirectoryLength(vhost, unstartable)).toBeGreaterThan(255);
+      await channel.assertQueue(unstartable, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+      await channel.bindQueue(unstartable, exchange, queues[2]);
     } finally {
       await connection.close();
     }
     cluster = await startTestCluster({
       services,
-      namespace: uniqueName('tmn'),
+      namespace,
       protect: `${vhost}:*`,
       store: { kind: 'file' },
       workers: 2,
@@ -220,7 +228,10 @@ describe('a cluster protecting extreme queue names', () => {
           list.push(message);
         }
       }
-      await channel.waitForConfirms();
+      await Promise.race([
+        channel.waitForConfirms(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('publishes were not confirmed within 10 s')), 10_000)),
+      ]);
     } finally {
       await connection.close();
     }
@@ -242,6 +253,9 @@ describe('a cluster protecting extreme queue names', () => {
   }
 
   it('checkpoints every queue in every round and restores each one exactly', async () => {
+    // Discovery deleted the journal that could never start, which held the producers' confirms.
+    const names = (await new ManagementClient(services.managementUrl).listQueues(vhost)).map((q) => q.name);
+    expect(names).not.toContain(unstartable);
     await publish(20);
     await checkpoint();
     await publish(7);
