@@ -24,7 +24,7 @@ import { ManagementClient, queueBindings, type BindingInfo } from '../core/amqp/
 import type { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { toFieldTable } from '../core/field-table.js';
-import { fenceExchangeName, isOwnObject, journalName } from '../core/names.js';
+import { MAX_FILE_NAME_BYTES, fenceExchangeName, isOwnObject, journalName, streamDirectoryLength } from '../core/names.js';
 import { sentinelName } from './broker-continuity.js';
 import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, relayFenceKey, traceKeyOf } from '../core/firehose.js';
 import type { Logger } from '../core/log.js';
@@ -118,7 +118,7 @@ export class Discovery {
     const admission = await this.options.guard?.open(this.known.size);
     for (const vhost of vhosts) {
       try {
-        exchanges.push(...(await this.passVhost(vhost, admission, waiting)));
+        exchanges.push(...(await this.passVhost(vhost, admission, waiting, problems)));
       } catch (err) {
         if (err instanceof NotFoundError) {
           this.forgetVhost(vhost);
@@ -144,9 +144,10 @@ export class Discovery {
 
   /**
    * Provisions one vhost's journals; returns the exchanges its protected queues are bound to. A
-   * selected queue without a journal gets one only if `admission` has room, else joins `waiting`.
+   * selected queue without a journal gets one only if `admission` has room, else joins `waiting`;
+   * a queue that cannot get a journal at all is left out and added to `problems`; the others go on.
    */
-  private async passVhost(vhost: string, admission: JournalAdmission | undefined, waiting: WaitingQueue[]): Promise<ExchangeDefinition[]> {
+  private async passVhost(vhost: string, admission: JournalAdmission | undefined, waiting: WaitingQueue[], problems: string[]): Promise<ExchangeDefinition[]> {
     const { management, policy, namespace, log } = this.options;
     const [queues, bindings, vhostExchanges, policies] = await Promise.all([
       management.listQueues(vhost),
@@ -157,6 +158,7 @@ export class Discovery {
     const chosen = queues.filter((q) => !q.exclusive && !isOwnObject(namespace, q.name) && policy.matches(vhost, q.name));
     const known = [...this.known.entries()].filter(([, k]) => k.definition.vhost === vhost);
     const existing = new Set(queues.map((q) => q.name));
+    const streams = new Set(queues.filter((q) => q.type === 'stream').map((q) => q.name));
     const firehoseQueue = firehoseQueueName(namespace);
     const firehose = this.options.firehoseVhosts?.has(vhost) ?? false;
     for (const [id] of known) this.uncapturable.delete(id);
@@ -187,7 +189,15 @@ export class Discovery {
       const seen = new Set<string>();
       for (const q of chosen) {
         const id = queueKey(vhost, q.name);
-        const journal = journalName(namespace, q.name);
+        let journal: string;
+        try {
+          journal = journalName(namespace, vhost, q.name);
+        } catch (err) {
+          problems.push(`queue ${vhost}/${q.name}: ${errorMessage(err)}`);
+          log.warn(`queue ${vhost}/${q.name} is not protected: ${errorMessage(err)}`);
+          continue;
+        }
+        await this.deleteUnstartable(channel, vhost, q.name, journal, streams, existing);
         // A queue with a journal (protected, or by an earlier leader) costs nothing new.
         if (admission && !this.known.has(id) && !existing.has(journal) && !admission.admit()) {
           waiting.push({ vhost, queue: q.name, reason: admission.reason });
@@ -239,6 +249,25 @@ export class Discovery {
         internal: e.internal,
         arguments: toFieldTable(e.arguments ?? {}),
       }));
+  }
+
+  /**
+   * Deletes the journal an earlier Tidemark named `<namespace>.journal.<queue>` where that name
+   * does not fit the vhost's stream directory (services/core/names.ts): RabbitMQ never started its
+   * stream, so it holds nothing, and every publish routed to it waits for a confirm that never
+   * comes. Deleting it releases those publishes; the queue's journal is `journal` now.
+   */
+  private async deleteUnstartable(channel: Channel, vhost: string, queue: string, journal: string, streams: Set<string>, existing: Set<string>): Promise<void> {
+    const { namespace, log } = this.options;
+    const old = `${namespace}.journal.${queue}`;
+    if (old === journal || !streams.has(old) || streamDirectoryLength(vhost, old) <= MAX_FILE_NAME_BYTES) return;
+    await channel.deleteQueue(old);
+    streams.delete(old);
+    existing.delete(old);
+    log.warn(
+      `deleted stream ${vhost}/${old}: its name is too long for RabbitMQ's stream directory, so it never started and held nothing, ` +
+        `and publishes routed to it were never confirmed; queue ${vhost}/${queue} is journaled in ${journal}`,
+    );
   }
 
   /**

@@ -128,6 +128,15 @@ export function parseTrace(headers: Record<string, unknown> | undefined): Traced
   };
 }
 
+/** The journal of `queue` as a list of one, or none when no journal name fits its vhost. */
+function journalOf(namespace: string, vhost: string, queue: string): string[] {
+  try {
+    return [journalName(namespace, vhost, queue)];
+  } catch {
+    return [];
+  }
+}
+
 /** How the relay publishes one traced publish, or undefined when no journal should get it. */
 export interface RelayPublish {
   routingKey: string;
@@ -137,14 +146,15 @@ export interface RelayPublish {
 /**
  * The relay's publish for a traced publish: a fence goes to every journal of the vhost; anything
  * else to the journals of the queues it was routed to (protected or not: only protected queues
- * have a journal bound under their name). Tidemark's own publishes are not relayed.
+ * have a journal bound under their name; a queue of `vhost` no journal name fits has none).
+ * Tidemark's own publishes are not relayed.
  */
-export function relayPublishOf(namespace: string, traced: TracedPublish, redelivered: boolean): RelayPublish | undefined {
+export function relayPublishOf(namespace: string, vhost: string, traced: TracedPublish, redelivered: boolean): RelayPublish | undefined {
   const isFence = traced.exchange === fenceExchangeName(namespace);
   if (!isFence && isOwnObject(namespace, traced.exchange)) return undefined;
   const journals = isFence
     ? [relayFenceKey(namespace)]
-    : traced.routedQueues.filter((q) => !isOwnObject(namespace, q)).map((q) => journalName(namespace, q));
+    : traced.routedQueues.filter((q) => !isOwnObject(namespace, q)).flatMap((q) => journalOf(namespace, vhost, q));
   if (journals.length === 0) return undefined;
   const p = traced.properties;
   const text = (key: string): string | undefined => (typeof p[key] === 'string' ? (p[key] as string) : undefined);

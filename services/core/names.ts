@@ -3,10 +3,15 @@
  * so that two installations (or two test runs) on one broker and one Redis never touch each
  * other's objects, and so protection globs can never select Tidemark's own queues.
  */
-import { createHash } from 'node:crypto';
+import { DIGEST_HEX_LENGTH, SHORT_DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest, utf8Prefix } from './bounded-name.js';
+import { TidemarkError } from './errors.js';
 
 /** RabbitMQ queue names are limited to 255 bytes. */
-const MAX_QUEUE_NAME_BYTES = 255;
+export const MAX_QUEUE_NAME_BYTES = 255;
+/** File names are limited to 255 bytes (ext4, xfs, overlayfs, ...). */
+export const MAX_FILE_NAME_BYTES = 255;
+/** Digits of the timestamp in a stream's directory name (see {@link streamDirectoryLength}). */
+export const STREAM_TIMESTAMP_DIGITS = 19;
 
 /** Header on fence messages carrying the epoch. */
 export const FENCE_EPOCH_HEADER = 'x-tidemark-fence';
@@ -32,12 +37,58 @@ export const ORIGIN_CHECKPOINT_HEADER = 'x-tidemark-checkpoint';
 /** The restore that published the message: a resumed restore finds where it stopped in a stream target by it. */
 export const ORIGIN_RESTORE_HEADER = 'x-tidemark-restore';
 
-/** The journal stream of a protected queue, in the queue's own vhost. */
-export function journalName(namespace: string, queue: string): string {
-  const name = `${namespace}.journal.${queue}`;
-  if (Buffer.byteLength(name) <= MAX_QUEUE_NAME_BYTES) return name;
-  // Too long to prefix: a digest keeps it unique and stable; the manifest keeps the real name.
-  return `${namespace}.journal.~${createHash('sha256').update(queue).digest('hex')}`;
+/**
+ * The journal stream of a protected queue, in the queue's own vhost. The name must fit both as a
+ * queue name (255 bytes) and in the stream's directory (see {@link streamDirectoryLength});
+ * where `<namespace>.journal.<queue>` does not, a digest form takes its place (bounded-name.ts):
+ *
+ * - a queue name that made this readable form longer than 255 bytes has always had the journal
+ *   `<namespace>.journal.~<sha256 of the queue name>`, and keeps it wherever that fits;
+ * - otherwise `<namespace>.journal.<prefix>~<sha256>`, the prefix being as much of the queue name
+ *   as fits (cut between characters), and the digest shortened to 32 hex digits in a vhost whose
+ *   name leaves no room for 64.
+ *
+ * A readable name that fits maps exactly as it always has (unless it ends like a digest form).
+ * Manifests keep the queue's real name beside its journal's. Throws TidemarkError when the vhost's
+ * name leaves no room for any journal.
+ */
+export function journalName(namespace: string, vhost: string, queue: string): string {
+  const base = `${namespace}.journal.`;
+  const readable = `${base}${queue}`;
+  const readableBytes = Buffer.byteLength(readable);
+  if (readableBytes <= MAX_QUEUE_NAME_BYTES && streamDirectoryLength(vhost, readable) <= MAX_FILE_NAME_BYTES && !endsLikeDigest(queue)) {
+    return readable;
+  }
+  const budget = journalNameBudget(vhost);
+  const baseBytes = Buffer.byteLength(base);
+  const digest = nameDigest(queue);
+  const hexLength = baseBytes + 1 + DIGEST_HEX_LENGTH <= budget ? DIGEST_HEX_LENGTH : SHORT_DIGEST_HEX_LENGTH;
+  const room = budget - baseBytes - 1 - hexLength;
+  if (room < 0) {
+    throw new TidemarkError(
+      `queue ${JSON.stringify(queue)} of vhost ${JSON.stringify(vhost)} cannot get a journal: the vhost's name (${Buffer.byteLength(vhost)} bytes) ` +
+        `leaves ${budget} bytes for a stream name, fewer than "${base}~" and a ${SHORT_DIGEST_HEX_LENGTH}-digit digest need; give the vhost a shorter name or a shorter TIDEMARK_NAMESPACE`,
+    );
+  }
+  if (readableBytes > MAX_QUEUE_NAME_BYTES && hexLength === DIGEST_HEX_LENGTH) return `${base}~${digest}`;
+  return `${base}${utf8Prefix(queue, room)}~${digest.slice(0, hexLength)}`;
+}
+
+/**
+ * The length of the directory RabbitMQ 3.10 keeps a stream `name` of `vhost` in:
+ * `<vhost>_<name>_<timestamp>`, where every byte outside `[A-Za-z0-9_=-]` becomes `_` except CR
+ * and LF, which are left out, and the timestamp is the node's system time in nanoseconds (19
+ * digits until the year 2286). It must fit a file name ({@link MAX_FILE_NAME_BYTES}): past that
+ * the queue is declared but its stream never starts, and publishes routed to it are never confirmed.
+ */
+export function streamDirectoryLength(vhost: string, name: string): number {
+  const kept = (s: string) => Buffer.byteLength(s) - (s.match(/[\r\n]/g)?.length ?? 0);
+  return kept(vhost) + 1 + kept(name) + 1 + STREAM_TIMESTAMP_DIGITS;
+}
+
+/** Bytes any stream name of `vhost` may have so that its directory fits, counting every byte. */
+export function journalNameBudget(vhost: string): number {
+  return Math.min(MAX_QUEUE_NAME_BYTES, MAX_FILE_NAME_BYTES - Buffer.byteLength(vhost) - 2 - STREAM_TIMESTAMP_DIGITS);
 }
 
 /** The fanout exchange of a vhost that fence messages are published to. */

@@ -140,8 +140,10 @@ function splitEntries(spec: string): string[] {
 
 // picomatch treats '/' as a path separator that `*` and `?` never cross. Names are not paths, so
 // '/' is swapped for a control character (in glob and name alike) that picomatch treats as an
-// ordinary character.
+// ordinary character. It never lets a wildcard match a whole name of '.' or '..' either (a path's
+// dot segments): glob and name alike start with another such character, so no name is one.
 const SLASH_STANDIN = '\u0001';
+const HEAD = '\u0002';
 const GLOB_OPTIONS: picomatch.PicomatchOptions = { dot: true, nonegate: true };
 
 /**
@@ -151,11 +153,11 @@ const GLOB_OPTIONS: picomatch.PicomatchOptions = { dot: true, nonegate: true };
 export function globMatcher(glob: string, source: string = glob): (name: string) => boolean {
   let test: picomatch.Matcher;
   try {
-    test = picomatch(glob.replaceAll('/', SLASH_STANDIN), GLOB_OPTIONS);
+    test = picomatch(HEAD + glob.replaceAll('/', SLASH_STANDIN), GLOB_OPTIONS);
   } catch (err) {
     throw new ConfigError(`invalid glob "${glob}" in "${source}"`, { cause: err });
   }
-  return (name) => test(name.replaceAll('/', SLASH_STANDIN));
+  return (name) => test(HEAD + name.replaceAll('/', SLASH_STANDIN));
 }
 
 function compile(p: ProtectPattern): CompiledPattern {

@@ -133,7 +133,7 @@ export class FirehoseRelay {
   private relay(relay: VhostRelay, input: Channel, output: ConfirmChannel, exchange: string, msg: ConsumeMessage): void {
     let publish;
     try {
-      publish = relayPublishOf(this.options.namespace, parseTrace(msg.properties.headers), msg.fields.redelivered);
+      publish = relayPublishOf(this.options.namespace, relay.vhost, parseTrace(msg.properties.headers), msg.fields.redelivered);
     } catch (err) {
       // Only the tracer publishes into the firehose queue; anything else is not a publish to keep.
       this.options.log.warn(`firehose of vhost ${relay.vhost}: skipped a message: ${errorMessage(err)}`);

@@ -122,7 +122,7 @@ describe('firehose capture of default-exchange publishes', () => {
   it('sets the vhost up: tracer on, firehose queue, journals fed only by the relay', async () => {
     expect(await management.vhostTracing(vhost)).toBe(true);
     const bindings = await management.listBindings(vhost);
-    const journal = journalName(namespace, 'fh-a');
+    const journal = journalName(namespace, vhost, 'fh-a');
     const sources = bindings.filter((b) => b.destination === journal && b.source !== '').map((b) => `${b.source} ${b.routingKey}`);
     expect(sources.sort()).toEqual([`${relayExchangeName(namespace)} ${journal}`, `${relayExchangeName(namespace)} ${namespace}.fence`].sort());
     const traceKeys = bindings.filter((b) => b.destination === firehoseQueueName(namespace) && b.source !== '').map((b) => b.routingKey);
@@ -197,7 +197,7 @@ describe('firehose capture of default-exchange publishes', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     const bindings = await management.listBindings(vhost);
-    const journal = journalName(namespace, 'fh-b');
+    const journal = journalName(namespace, vhost, 'fh-b');
     expect(bindings.filter((b) => b.destination === journal && b.source !== '').map((b) => `${b.source} ${b.routingKey}`).sort()).toEqual(
       [`${EXCHANGE} fh-b`, `${namespace}.fence `].sort(),
     );

@@ -32,7 +32,7 @@ describe('a journal spanning several stream segment files', () => {
     await declareBoundQueues(services.amqpUrl, vhost, EXCHANGE, [{ name: 'seg-a', type: 'classic' }]);
     const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
     const channel = await connection.createChannel();
-    await channel.assertQueue(journalName(namespace, 'seg-a'), {
+    await channel.assertQueue(journalName(namespace, vhost, 'seg-a'), {
       durable: true,
       arguments: { 'x-queue-type': 'stream', 'x-max-age': '7D', 'x-stream-max-segment-size-bytes': 64_000 },
     });

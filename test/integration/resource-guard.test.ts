@@ -29,7 +29,7 @@ let metricsPort: number;
 /** The journals of this installation that exist on the broker. */
 async function journalsOnBroker(): Promise<string[]> {
   const queues = await new ManagementClient(services.managementUrl).listQueues(vhost);
-  const journals = new Set(QUEUES.map((q) => journalName(namespace, q.name)));
+  const journals = new Set(QUEUES.map((q) => journalName(namespace, vhost, q.name)));
   return queues.filter((q) => journals.has(q.name)).map((q) => q.name);
 }
 

@@ -48,7 +48,7 @@ describe('parseTrace', () => {
 
 describe('relayPublishOf', () => {
   it('sends a publish to the journal of its routed queue, carrying what the relay cannot keep in headers', () => {
-    const publish = relayPublishOf(NS, parseTrace(trace()), false)!;
+    const publish = relayPublishOf(NS, '/', parseTrace(trace()), false)!;
     expect(publish.routingKey).toBe('tm.journal.orders');
     expect(publish.options).toEqual({
       messageId: 'm1',
@@ -60,7 +60,7 @@ describe('relayPublishOf', () => {
 
   it('reaches several journals in one publish (BCC), and moves CC out of the way', () => {
     const traced = parseTrace(trace({ exchange_name: 'fan', routed_queues: ['a', 'b', 'c'], properties: { headers: { CC: ['x'] } } }));
-    const publish = relayPublishOf(NS, traced, false)!;
+    const publish = relayPublishOf(NS, '/', traced, false)!;
     expect(publish.routingKey).toBe('tm.journal.a');
     expect(publish.options.headers).toMatchObject({ BCC: ['tm.journal.b', 'tm.journal.c'], [RELAY_CC_HEADER]: '["x"]' });
     expect(publish.options.headers).not.toHaveProperty('CC');
@@ -68,16 +68,16 @@ describe('relayPublishOf', () => {
 
   it('fans a fence out to every journal through the fence key', () => {
     const fence = parseTrace(trace({ exchange_name: 'tm.fence', routing_keys: [''], routed_queues: [], properties: { headers: { 'x-tidemark-fence': 4 } } }));
-    const publish = relayPublishOf(NS, fence, false)!;
+    const publish = relayPublishOf(NS, '/', fence, false)!;
     expect(publish.routingKey).toBe('tm.fence');
     expect(publish.options.headers).toMatchObject({ 'x-tidemark-fence': 4 });
   });
 
   it('relays nothing for unrouted publishes, own objects and the relay itself; marks re-sent copies', () => {
-    expect(relayPublishOf(NS, parseTrace(trace({ routed_queues: [] })), false)).toBeUndefined();
-    expect(relayPublishOf(NS, parseTrace(trace({ routed_queues: ['tm.journal.orders'] })), false)).toBeUndefined();
-    expect(relayPublishOf(NS, parseTrace(trace({ exchange_name: 'tm.relay', routed_queues: ['tm.journal.orders'] })), false)).toBeUndefined();
-    expect(relayPublishOf(NS, parseTrace(trace()), true)!.options.headers).toMatchObject({ [RELAY_REDELIVERED_HEADER]: true });
+    expect(relayPublishOf(NS, '/', parseTrace(trace({ routed_queues: [] })), false)).toBeUndefined();
+    expect(relayPublishOf(NS, '/', parseTrace(trace({ routed_queues: ['tm.journal.orders'] })), false)).toBeUndefined();
+    expect(relayPublishOf(NS, '/', parseTrace(trace({ exchange_name: 'tm.relay', routed_queues: ['tm.journal.orders'] })), false)).toBeUndefined();
+    expect(relayPublishOf(NS, '/', parseTrace(trace()), true)!.options.headers).toMatchObject({ [RELAY_REDELIVERED_HEADER]: true });
   });
 });
 
@@ -85,7 +85,7 @@ describe('unwrapRelayed', () => {
   const props = (headers: Record<string, unknown> | undefined): MessageProperties => ({ headers, userId: undefined }) as unknown as MessageProperties;
 
   it('gives back the exchange, routing key, user-id and CC the producer used', () => {
-    const publish = relayPublishOf(NS, parseTrace(trace({ properties: { user_id: 'alice', headers: { a: 1, CC: ['x'] } } })), false)!;
+    const publish = relayPublishOf(NS, '/', parseTrace(trace({ properties: { user_id: 'alice', headers: { a: 1, CC: ['x'] } } })), false)!;
     const out = unwrapRelayed({ exchange: 'tm.relay', routingKey: 'tm.journal.orders' }, props(publish.options.headers));
     expect(out.exchange).toBe('');
     expect(out.routingKey).toBe('orders');

@@ -30,6 +30,15 @@ describe('ProtectionPolicy', () => {
     expect(new ProtectionPolicy('/:*', NS).matches('/', '.hidden/x.y')).toBe(true);
   });
 
+  it('matches names that are a path\'s dot segments like any other name', () => {
+    const all = new ProtectionPolicy('*:*', NS);
+    for (const name of ['.', '..', '...', './x', '../..']) expect(all.matches(name, name), name).toBe(true);
+    expect(new ProtectionPolicy('/:?.', NS).matches('/', '..')).toBe(true);
+    expect(new ProtectionPolicy('/:..', NS).matches('/', '..')).toBe(true);
+    expect(new ProtectionPolicy('/:..', NS).matches('/', '.')).toBe(false);
+    expect(new ProtectionPolicy('/:.', NS).matches('/', '..')).toBe(false);
+  });
+
   it('supports classes, braces (commas in braces stay in the glob) and escapes', () => {
     const p = new ProtectionPolicy('/:shard.[0-3], /:orders.{eu,us}.*, /:literal\\*', NS);
     expect(p.patterns.map((x) => x.queue)).toEqual(['shard.[0-3]', 'orders.{eu,us}.*', 'literal\\*']);

@@ -7,11 +7,13 @@
  *   checkpoints/<epoch>.manifest                                  presence = visibility (G1)
  *
  * vhost, queue and worker names are percent-encoded (encodeURIComponent, and '.'/'..' spelled
- * out) so any name is one safe path segment; offsets and epochs are 20-digit zero-padded decimals
- * so listing order is numeric order.
+ * out) so any name is one safe path segment, in a digest form where that would be too long for a
+ * file name (see encodeKeyPart); offsets and epochs are 20-digit zero-padded decimals so listing
+ * order is numeric order.
  */
 import { createHash } from 'node:crypto';
 import { CheckpointManifest, PartitionManifest } from '../../gen/tidemark/v1/store.js';
+import { DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest } from '../bounded-name.js';
 import { CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
 import { gzipCodec } from '../segment-codec.js';
 
@@ -25,13 +27,45 @@ export const CHECKPOINTS_PREFIX = 'checkpoints/';
 const MANIFEST_MAGIC = Buffer.from('TMMANIF1', 'ascii');
 const PARTITION_MAGIC = Buffer.from('TMPART01', 'ascii');
 
-/** A name as one path segment of a key. */
-export function encodeKeyPart(name: string): string {
+/** Bytes of one path segment of a key: a file name in the local-directory store. */
+export const MAX_KEY_PART_BYTES = 255;
+
+/**
+ * Bytes of the longest key this layout makes (a segment key with two parts of
+ * {@link MAX_KEY_PART_BYTES}). S3 limits a key, the store's prefix included, to 1,024 bytes.
+ */
+export const MAX_KEY_BYTES = SEGMENTS_PREFIX.length + 2 * (MAX_KEY_PART_BYTES + 1) + 2 * 20 + 16 + '--.seg'.length;
+
+const PARTITION_SUFFIX = '.partition';
+
+/**
+ * Bytes of the worker part of a partition key. The part ends a key, so it makes a file name with
+ * `.partition`, and file-backed S3 servers add suffixes to that (s3rver: `._S3rver_metadata.json`).
+ */
+const PARTITION_WORKER_PART_BYTES = 200;
+
+/**
+ * A vhost, queue or worker name as one path segment of a key, of at most `maxBytes` bytes.
+ * The name percent-encoded (encodeURIComponent, '.' and '..' spelled out) when that fits and does
+ * not end like a digest form; otherwise the digest form (bounded-name.ts): as many whole encoded
+ * characters of the name as fit, `~`, and the sha256 of the name. Distinct names give distinct
+ * parts; nothing reads a name back from a part (manifests and segments carry the real names).
+ */
+export function encodeKeyPart(name: string, maxBytes = MAX_KEY_PART_BYTES): string {
   if (name === '') throw new TidemarkError('an empty name cannot be part of a store key');
   // encodeURIComponent leaves '.' alone; '.' and '..' would be path traversal in a directory store.
   if (name === '.') return '%2E';
   if (name === '..') return '%2E%2E';
-  return encodeURIComponent(name);
+  const encoded = encodeURIComponent(name);
+  if (encoded.length <= maxBytes && !endsLikeDigest(encoded)) return encoded;
+  const room = maxBytes - 1 - DIGEST_HEX_LENGTH;
+  let prefix = '';
+  for (const ch of name) {
+    const part = encodeURIComponent(ch);
+    if (prefix.length + part.length > room) break;
+    prefix += part;
+  }
+  return `${prefix}~${nameDigest(name)}`;
 }
 
 /** An offset or epoch as a 20-digit decimal (2^64 has 20 digits). */
@@ -87,7 +121,7 @@ export function parseStagingKey(key: string): number | undefined {
 
 /** The key of the partition manifest a worker stages for an epoch. */
 export function partitionKey(epoch: number, workerId: string): string {
-  return `${stagingPrefix(epoch)}${encodeKeyPart(workerId)}.partition`;
+  return `${stagingPrefix(epoch)}${encodeKeyPart(workerId, PARTITION_WORKER_PART_BYTES)}${PARTITION_SUFFIX}`;
 }
 
 /** Frame a checkpoint manifest: `TMMANIF1`, sha256 of the rest (32 raw bytes), gzip(protobuf). */

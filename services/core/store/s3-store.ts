@@ -6,8 +6,12 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Client } from 'minio';
 import { ConfigError, ObjectNotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
+import { MAX_KEY_BYTES } from './keys.js';
 import { checkListPrefix, checkObjectKey, compareKeys } from './local-store.js';
 import type { ObjectStore } from './object-store.js';
+
+/** S3 limits an object key (prefix included) to 1,024 bytes. */
+const MAX_S3_KEY_BYTES = 1024;
 
 /** S3 limits a part to at least 5 MiB; minio-js refuses smaller part sizes. */
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -65,6 +69,11 @@ export class S3Store implements ObjectStore {
     this.region = options.region ?? 'us-east-1';
     checkBucketName(options.bucket);
     if (prefix) checkListPrefix(prefix, this.url);
+    if (Buffer.byteLength(this.keyPrefix) + MAX_KEY_BYTES > MAX_S3_KEY_BYTES) {
+      throw new ConfigError(
+        `store ${this.url}: its prefix is too long: keys can be ${MAX_KEY_BYTES} bytes long, and S3 limits a key with its prefix to ${MAX_S3_KEY_BYTES} bytes`,
+      );
+    }
     if (!options.accessKey || !options.secretKey) {
       throw new ConfigError(`store ${this.url} needs an S3 access key and secret key: set TIDEMARK_S3_ACCESS_KEY and TIDEMARK_S3_SECRET_KEY`);
     }
