@@ -68,6 +68,19 @@ export class RestoreService {
     this.log = log.child('restore');
     // A new leader takes over the restores its predecessor left running.
     coordinator.whenLeader(() => void this.resumeLeftRunning());
+    // A leader that stops leaves its restores 'interrupted' for the next one to resume.
+    coordinator.whenStopping(() => this.interruptAll(`coordinator ${coordinator.id} is stopping`));
+  }
+
+  /** Interrupts every running restore; resolves when each has recorded its state. */
+  private async interruptAll(reason: string): Promise<void> {
+    await Promise.allSettled(
+      [...this.running.values()].map(async (registered) => {
+        const job = await registered;
+        job.interrupt(reason);
+        await job.finished;
+      }),
+    );
   }
 
   /** Plans and (unless a dry run) starts a restore; `emit` hears its events until it ends or `signal` fires. */

@@ -75,6 +75,12 @@ export class RestoreJob {
     this.controller.abort(new Error('restore cancelled'));
   }
 
+  /** Stops the job as a deposed leader would: it ends 'interrupted', for the next leader to resume. */
+  interrupt(reason: string): void {
+    this.deposed = true;
+    this.controller.abort(new Error(reason));
+  }
+
   private emit(event: RestoreEvent): void {
     for (const listener of this.listeners) listener(event);
   }
