@@ -22,7 +22,7 @@ import { assign } from '../core/rendezvous.js';
 import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
-import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
+import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
@@ -84,6 +84,8 @@ export class Coordinator {
   private timers: NodeJS.Timeout[] = [];
   private nextRoundAt = 0;
   private stopped = false;
+  /** Aborts when stop() begins: the round in flight, if undecided, aborts at once. */
+  private readonly stopping = new AbortController();
   private leading = false;
   /** Set when a round ended in doubt: recovery runs again before the next round. */
   private needsRecovery = false;
@@ -527,6 +529,7 @@ export class Coordinator {
       stillLeader: () => this.isLeader,
       undelivered: (workerId, request) => this.remember(workerId, request),
       log,
+      signal: this.stopping.signal,
     });
     if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
     // The decision log only needs recent epochs; keep Redis from growing with every round.
@@ -646,6 +649,7 @@ export class Coordinator {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.stepDown();
+    this.stopping.abort(new StoppingError(`coordinator ${this.id} is stopping`));
     const bounded = (work: Promise<unknown>, what: string) => withTimeLimit(work, STOP_STEP_LIMIT_MS, what).catch((err) => log.warn(`stopping: ${errorMessage(err)}`));
     await bounded(Promise.allSettled(this.stopListeners.map((listener) => listener())), 'interrupting the restores in flight');
     await bounded(this.serial.catch(() => {}), 'the leader work in flight (cut short: the next leader settles it)');
