@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import type { PlannedQueue, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, FailedPreconditionError, NotFoundError, errorMessage } from '../core/errors.js';
+import { ConfigError, FailedPreconditionError, NotFoundError, TransientError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord } from '../core/restore-state.js';
 import { parseAtTime } from '../core/time-spec.js';
@@ -324,6 +324,10 @@ export class RestoreService {
     const unwatch = job.watch(emit);
     try {
       await Promise.race([job.finished, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+      if (job.handedOver) {
+        // Retryable: `tidemark restore` reconnects and follows the restore on the next leader.
+        throw new TransientError(`coordinator ${this.coordinator.id} is stopping; the next leader resumes restore ${job.id}: follow it with "tidemark restore resume ${job.id}"`);
+      }
     } finally {
       unwatch();
     }

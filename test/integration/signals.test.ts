@@ -106,7 +106,7 @@ const coordinatorConnections = () => `tidemark coordinator coordinator ${setup.v
 const assigned = () => setup.cluster.waitForStatus((s) => s.leader && s.workers.some((w) => w.queues === 2), 'both queues assigned');
 
 /** Starts a rate-limited restore of the big queue; resolves once it has confirmed some messages. */
-async function slowRestore(prefix: string): Promise<{ id: string; watching: Promise<void> }> {
+async function slowRestore(prefix: string): Promise<{ id: string; events: RestoreEvent[]; watching: Promise<void> }> {
   const events: RestoreEvent[] = [];
   let id = '';
   const controller = new AbortController();
@@ -121,7 +121,7 @@ async function slowRestore(prefix: string): Promise<{ id: string; watching: Prom
     }
   })();
   await until(() => events.some((e) => e.event?.$case === 'progress' && e.event.value.confirmed > 100), 'the restore to confirm some messages');
-  return { id, watching: Promise.race([watching, new Promise<void>((r) => setTimeout(r, 15_000))]).finally(() => controller.abort()) };
+  return { id, events, watching: Promise.race([watching, new Promise<void>((r) => setTimeout(r, 15_000))]).finally(() => controller.abort()) };
 }
 
 beforeAll(async () => {
@@ -188,13 +188,15 @@ describe('a running service', () => {
   });
 
   it('a leading coordinator stopped mid-restore exits 0 within the bound; the worker ends the restore task', async () => {
-    const { id, watching } = await slowRestore('r2.');
+    const { id, events, watching } = await slowRestore('r2.');
     await someConnection(coordinatorConnections());
     await someConnection(`tidemark restore ${id}`);
     await stopsCleanly('coordinator', 'SIGTERM', coordinatorConnections());
     // The leader's stop cancels its calls: the worker closes the restore's connection.
     await noConnections(`tidemark restore ${id}`);
     await watching;
+    // Handed over, not ended: the watcher hears no 'done' (the CLI reconnects to the next leader).
+    expect(events.some((e) => e.event?.$case === 'done')).toBe(false);
     // Back with a failpoint for the mid-round case: its second round stalls after the fence.
     setup.cluster.restart('coordinator', { TIDEMARK_FAILPOINTS: 'coordinator.after-fence=stall:30s@2' });
     await assigned();
