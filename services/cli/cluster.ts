@@ -1,7 +1,7 @@
 /**
  * `tidemark cluster up`: a local cluster for development and the demo — one coordinator and N
  * workers, each its own process running this same CLI, sharing one configuration. Stops them all
- * on SIGINT/SIGTERM, and stops everything if the coordinator dies.
+ * on SIGINT/SIGTERM (a second signal makes them exit at once), and stops everything if one dies.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +33,10 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [main, ...args], { env: { ...env, TIDEMARK_ID: name }, stdio: ['ignore', 'inherit', 'pipe'] });
+  // Its own process group: Ctrl-C in the terminal reaches only this process, which forwards one
+  // SIGTERM. A child that got the terminal's SIGINT and that SIGTERM would take it as a second
+  // signal and exit without stopping cleanly.
+  const child = spawn(process.execPath, [main, ...args], { env: { ...env, TIDEMARK_ID: name }, stdio: ['ignore', 'inherit', 'pipe'], detached: true });
   let pending = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
@@ -54,13 +57,22 @@ export async function clusterUp(options: ClusterOptions): Promise<number> {
     children.push({ name, child: startChild(name, ['worker', '--listen', '127.0.0.1:0'], env) });
   }
   let stopping = false;
-  const stopAll = (signal: NodeJS.Signals) => {
+  const signalAll = () => {
+    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  };
+  const stopAll = () => {
     if (stopping) return;
     stopping = true;
-    for (const { child } of children) if (child.exitCode === null) child.kill(signal);
+    signalAll();
   };
-  process.once('SIGINT', () => stopAll('SIGTERM'));
-  process.once('SIGTERM', () => stopAll('SIGTERM'));
+  // The first signal stops every process cleanly; a second one makes them exit at once.
+  const onSignal = () => (stopping ? signalAll() : stopAll());
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Detached children do not die with this process: never leave them behind.
+  process.once('exit', () => {
+    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   process.stderr.write(`cluster up: coordinator at localhost:${options.port}, ${options.workers} worker(s); Ctrl-C stops them\n`);
   options.onReady?.(`localhost:${options.port}`);
   const exits = children.map(
@@ -69,7 +81,7 @@ export async function clusterUp(options: ClusterOptions): Promise<number> {
         child.once('exit', (code, signal) => {
           if (!stopping) {
             process.stderr.write(`cluster: ${name} exited (${signal ?? code}); stopping the cluster\n`);
-            stopAll('SIGTERM');
+            stopAll();
           }
           resolve(code ?? 0);
         });

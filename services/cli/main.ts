@@ -6,11 +6,15 @@
  * Exit codes: 0 success; 1 failure; 2 bad usage or configuration; 3 a checkpoint round aborted,
  * a restore finished with failed queues (or a dry run found conflicts), verify found problems, or
  * a drill did not reconcile; 130 interrupted (Ctrl-C).
+ *
+ * Services (coordinator, worker) stop cleanly on SIGINT/SIGTERM at any moment, also while they
+ * start, and exit 0; see runService for the time limit and the second signal.
  */
+import { constants } from 'node:os';
 import { Command, Option } from 'commander';
 import { loadConfig, type Config } from '../core/config.js';
-import { createLogger } from '../core/log.js';
-import { ConfigError, FailedPreconditionError, TidemarkError, errorMessage } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { ConfigError, FailedPreconditionError, StoppingError, TidemarkError, errorMessage } from '../core/errors.js';
 import { TidemarkClient } from '../client/index.js';
 import { RoundOutcome, type RestoreEvent, type RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import { bytes, checkpointJson, manifestJson, outcomeName, restoreEventJson, restoreSummaryJson, statusJson, summaryJson, table } from './output.js';
@@ -65,13 +69,50 @@ function serviceFlags(command: Command): Command {
     .option('--listen <host:port>', 'address to serve gRPC on');
 }
 
-/** Runs until SIGINT/SIGTERM, then stops the service cleanly. */
-async function serveUntilSignal(stop: () => Promise<void>): Promise<void> {
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await stop();
+/**
+ * The longest a service takes to exit after SIGINT/SIGTERM, whatever it is doing (starting,
+ * leading a round, capturing, restoring). Past it the process exits anyway with code 1 and logs
+ * what it was still waiting for.
+ */
+const STOP_LIMIT_MS = 10_000;
+
+/**
+ * Starts a service and runs it until SIGINT/SIGTERM, then stops it cleanly and exits 0. The
+ * handlers are installed before the service starts: a signal while it starts (waiting for Redis,
+ * the store, the lease) aborts `start`'s signal, and the startup gives up and closes what it had
+ * opened. The stop is bounded by STOP_LIMIT_MS; a second signal exits at once (128 + its number).
+ */
+async function runService(log: Logger, start: (signal: AbortSignal) => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  const controller = new AbortController();
+  let received: { signal: NodeJS.Signals; atMs: number } | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (received) {
+      log.warn(`${signal} received again: exiting now, without finishing the stop`);
+      process.exit(128 + constants.signals[signal]);
+    }
+    received = { signal, atMs: Date.now() };
+    log.info(`${signal} received: stopping (at most ${STOP_LIMIT_MS / 1000} s; a second signal exits at once)`);
+    // Unref'd: it fires only if something still holds the process, and then ends it.
+    setTimeout(() => {
+      log.error(`still running ${STOP_LIMIT_MS / 1000} s after ${signal}: exiting anyway; still open: ${process.getActiveResourcesInfo().join(', ') || 'nothing'}`);
+      process.exit(EXIT_FAILED);
+    }, STOP_LIMIT_MS).unref();
+    controller.abort(new StoppingError(`${signal} received`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let running: { stop(): Promise<void> } | undefined;
+  try {
+    running = await start(controller.signal);
+  } catch (err) {
+    if (!received) throw err;
+    // start() closed what it had opened before rejecting.
+  }
+  if (running) {
+    if (!received) await new Promise((resolve) => controller.signal.addEventListener('abort', resolve, { once: true }));
+    await running.stop();
+  }
+  log.info(`stopped after ${received!.signal}${running ? '' : ' while starting'} in ${Date.now() - received!.atMs} ms`);
 }
 
 serviceFlags(program.command('coordinator').description('start a coordinator (leader-elected; standbys may run)'))
@@ -81,9 +122,7 @@ serviceFlags(program.command('coordinator').description('start a coordinator (le
   .action(async (flags) => {
     const cfg = config(flags);
     const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
-    const { startCoordinator } = await import('../coordinator/index.js');
-    const running = await startCoordinator(cfg, log);
-    await serveUntilSignal(running.stop);
+    await runService(log, async (signal) => (await import('../coordinator/index.js')).startCoordinator(cfg, log, signal));
   });
 
 serviceFlags(program.command('worker').description('start a worker (captures journals, runs restore tasks)'))
@@ -91,9 +130,7 @@ serviceFlags(program.command('worker').description('start a worker (captures jou
   .action(async (flags) => {
     const cfg = config(flags);
     const log = createLogger(`worker ${cfg.id}`, cfg.logLevel);
-    const { startWorker } = await import('../worker/index.js');
-    const running = await startWorker(cfg, log);
-    await serveUntilSignal(running.stop);
+    await runService(log, async (signal) => (await import('../worker/index.js')).startWorker(cfg, log, signal));
   });
 
 const cluster = program.command('cluster').description('a local cluster for development and demos');

@@ -199,6 +199,8 @@ export type RoundEvent =
   | { type: 'vote'; workerId: string; reply: PrepareReply }
   | { type: 'prepare-failed'; workerId: string; reason: string }
   | { type: 'deadline' }
+  /** The leader is stopping: a round not yet decided aborts, as at its deadline; a decided one goes on. */
+  | { type: 'stopping'; reason: string }
   | { type: 'decision-recorded'; atMs: number }
   | { type: 'manifest-written' };
 
@@ -258,6 +260,9 @@ export class CheckpointRound {
           const missing = this.plan.participants.filter((p) => !this.votes.has(p.workerId)).map((p) => p.workerId);
           return this.decide('aborted', `prepare deadline passed without a vote from ${missing.join(', ') || 'the fence publisher'}`);
         }
+        return [];
+      case 'stopping':
+        if (this.state === 'fencing' || this.state === 'preparing') return this.decide('aborted', event.reason);
         return [];
       case 'decision-recorded':
         if (this.state !== 'recording') return [];

@@ -4,10 +4,12 @@
  * schedule and on demand, and orchestrates restores. Standbys answer status and catalog calls.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { openRedis } from '../core/redis-client.js';
 import type { Config } from '../core/config.js';
 import { throttledWarn, type Logger } from '../core/log.js';
 import { withTimeLimit } from '../core/time-limit.js';
+import { abortable } from '../core/abortable.js';
 import { CoverageTracker, gapPaths, sampleCoverage } from './coverage.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { FenceChannels } from './fence-channels.js';
@@ -16,13 +18,12 @@ import { Catalog } from '../core/catalog.js';
 import { Membership, type WorkerRegistration } from '../core/membership.js';
 import { ManagementClient } from '../core/amqp/management-client.js';
 import { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { redactUrl } from '../core/amqp/vhost-url.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { assign } from '../core/rendezvous.js';
 import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
-import { FailedPreconditionError, StaleLeaderError, errorMessage } from '../core/errors.js';
+import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../client/worker-client.js';
 import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
@@ -50,6 +51,13 @@ const WORKER_STATUS_DEADLINE_MS = 2_000;
  * leader) may take before it is given up and retried: a hung call must not stop the leader for good.
  */
 const STEP_LIMIT_MS = 120_000;
+/**
+ * How long stop() waits for each of: the restores it interrupted to record their state, the
+ * leader work in flight (a round cut short by stepping down), the lease release. Redis or a
+ * worker that stopped answering must not hold the stop; what is cut is safe by the protocol (an
+ * undecided round is presumed aborted, a committed one finished by the next leader).
+ */
+const STOP_STEP_LIMIT_MS = 3_000;
 
 export interface CoordinatorParts {
   config: Config;
@@ -87,6 +95,8 @@ export class Coordinator {
   private timers: NodeJS.Timeout[] = [];
   private nextRoundAt = 0;
   private stopped = false;
+  /** Aborts when stop() begins: the round in flight, if undecided, aborts at once. */
+  private readonly stopping = new AbortController();
   private leading = false;
   /** Set when a round ended in doubt: recovery runs again before the next round. */
   private needsRecovery = false;
@@ -117,12 +127,19 @@ export class Coordinator {
     });
   }
 
-  static async create(config: Config, log: Logger): Promise<Coordinator> {
-    const store = await openStore(config);
-    const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    const warn = throttledWarn(log.child('redis'));
-    redis.on('error', (err: Error) => warn(`Redis at ${redactUrl(config.redisUrl)}: ${err.message} (reconnecting)`));
-    await redis.connect();
+  /**
+   * Opens the store and Redis. `signal` gives up a connect that does not answer (the service is
+   * being stopped while it starts); whatever was opened is closed again when create() fails.
+   */
+  static async create(config: Config, log: Logger, signal?: AbortSignal): Promise<Coordinator> {
+    const store = await abortable(openStore(config), signal, (late) => late.close());
+    let redis: Redis;
+    try {
+      redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+    } catch (err) {
+      await store.close().catch(() => {});
+      throw err;
+    }
     const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
     const management = new ManagementClient(config.managementUrl);
     const guard = new ResourceGuard({
@@ -170,13 +187,17 @@ export class Coordinator {
     return this.parts.catalog;
   }
 
-  /** Starts competing for leadership; the leader's duties start when the lease is won. */
-  async start(): Promise<void> {
+  /**
+   * Starts competing for leadership; the leader's duties start when the lease is won. `signal`
+   * stops waiting for the first attempt (which may recover rounds and run a discovery pass):
+   * the caller then calls stop(), which the attempt in flight notices.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     const { config } = this.parts;
     // The renewal timer runs before the first tick: becoming leader (recovery, the first discovery
     // pass) may take longer than the lease, which must not expire meanwhile.
     this.timers.push(setInterval(() => void this.leadershipTick(), Math.max(200, Math.floor(config.leaseTime / 3))));
-    await this.leadershipTick();
+    await abortable(this.leadershipTick(), signal);
     this.timers.push(setInterval(() => void this.scheduledWork(), Math.min(config.discoveryInterval, 1_000)));
   }
 
@@ -188,6 +209,7 @@ export class Coordinator {
   /** One renewal or one acquisition at a time; a renewal may run while a new leader recovers. */
   private async leadershipTick(): Promise<void> {
     const { lease, log } = this.parts;
+    if (this.stopped) return;
     // Held leases are renewed, also while recovery runs before the leader's first round.
     if (lease.token > 0) {
       if (this.renewing) return;
@@ -212,6 +234,11 @@ export class Coordinator {
       if (await withTimeLimit(lease.current(), limit, 'reading the leader lease')) return;
       const floor = Math.max(this.tokenFloor, await withTimeLimit(this.newestStoredToken(), STEP_LIMIT_MS, 'reading the newest stored leader token'));
       if (await withTimeLimit(lease.tryAcquire(floor), limit, 'taking the leader lease')) {
+        if (this.stopped) {
+          // stop() ran while the lease was being taken: hand it straight back.
+          await lease.release().catch(() => {});
+          return;
+        }
         log.info(`leader with token ${lease.token}`);
         try {
           await withTimeLimit(this.becomeLeader(), STEP_LIMIT_MS, 'becoming leader (recovery and the first discovery pass)');
@@ -252,8 +279,8 @@ export class Coordinator {
       discovery.remember(manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })));
       this.lastCommit = { epoch: latest, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length };
     }
-    // Given up on (time limit) and the lease released meanwhile: this attempt must not lead.
-    if (lease.token !== token) return;
+    // Given up on (time limit) and the lease released meanwhile, or stopping: this attempt must not lead.
+    if (lease.token !== token || this.stopped) return;
     this.leading = true;
     this.nextRoundAt = Date.now() + this.parts.config.interval;
     await this.enqueue(() => this.discoverAndAssign());
@@ -536,6 +563,7 @@ export class Coordinator {
       stillLeader: () => this.isLeader,
       undelivered: (workerId, request) => this.remember(workerId, request),
       log,
+      signal: this.stopping.signal,
     });
     if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
     // The decision log only needs recent epochs; keep Redis from growing with every round.
@@ -662,6 +690,13 @@ export class Coordinator {
   private readonly leaderListeners: Array<() => void> = [];
   private readonly coverage = new CoverageTracker();
 
+  private readonly stopListeners: Array<() => Promise<void>> = [];
+
+  /** Calls `listener` when stop() begins, while Redis and the store are still open; stop() waits for it a while. */
+  whenStopping(listener: () => Promise<void>): void {
+    this.stopListeners.push(listener);
+  }
+
   /** Calls `listener` each time this coordinator has become leader (after recovery and the first discovery pass). */
   whenLeader(listener: () => void): void {
     this.leaderListeners.push(listener);
@@ -683,11 +718,21 @@ export class Coordinator {
     return this.parts.lease.token;
   }
 
+  /**
+   * Stops: steps down first (a round in flight stops at its next step as if deposed, and the
+   * restores this leader runs are interrupted, to be resumed by the next leader), then gives the
+   * lease back and closes every connection. Each wait is bounded (STOP_STEP_LIMIT_MS).
+   */
   async stop(): Promise<void> {
+    const { log } = this.parts;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
-    await this.serial.catch(() => {});
-    await this.parts.lease.release().catch(() => {});
+    this.stepDown();
+    this.stopping.abort(new StoppingError(`coordinator ${this.id} is stopping`));
+    const bounded = (work: Promise<unknown>, what: string) => withTimeLimit(work, STOP_STEP_LIMIT_MS, what).catch((err) => log.warn(`stopping: ${errorMessage(err)}`));
+    await bounded(Promise.allSettled(this.stopListeners.map((listener) => listener())), 'interrupting the restores in flight');
+    await bounded(this.serial.catch(() => {}), 'the leader work in flight (cut short: the next leader settles it)');
+    await bounded(this.parts.lease.release(), 'giving the leader lease back (it runs out by itself)');
     for (const client of this.clients.values()) client.close();
     await this.fences.close();
     await this.parts.connections.close();

@@ -2,6 +2,7 @@
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { configureFailpoints } from '../core/failpoints.js';
+import { throwIfStopping } from '../core/abortable.js';
 import { startServer, stopServer } from '../core/grpc.js';
 import { serveMetrics, type MetricsServer } from '../core/metrics-server.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
@@ -18,13 +19,19 @@ export interface RunningCoordinator {
   stop(): Promise<void>;
 }
 
-export async function startCoordinator(config: Config, log: Logger): Promise<RunningCoordinator> {
+/**
+ * Starts a coordinator. When `signal` aborts while it starts (SIGTERM during startup), the
+ * startup gives up whatever it is waiting for, closes what it opened, and rejects with a
+ * StoppingError.
+ */
+export async function startCoordinator(config: Config, log: Logger, signal?: AbortSignal): Promise<RunningCoordinator> {
   configureFailpoints(config.failpoints);
-  const coordinator = await Coordinator.create(config, log);
+  const coordinator = await Coordinator.create(config, log, signal);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   let metrics: MetricsServer | undefined;
   try {
+    throwIfStopping(signal);
     ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], config.listen ?? '0.0.0.0:7700'));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
@@ -41,7 +48,14 @@ export async function startCoordinator(config: Config, log: Logger): Promise<Run
     }
     log.info(`coordinator ${coordinator.id} serving metrics on port ${metrics.port} (GET /metrics)`);
   }
-  await coordinator.start();
+  try {
+    await coordinator.start(signal);
+  } catch (err) {
+    await metrics?.close();
+    await stopServer(server, 0);
+    await coordinator.stop().catch(() => {});
+    throw err;
+  }
   log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
   return {
     coordinator,

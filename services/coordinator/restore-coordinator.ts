@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import type { PlannedQueue, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, FailedPreconditionError, NotFoundError, errorMessage } from '../core/errors.js';
+import { ConfigError, FailedPreconditionError, NotFoundError, TransientError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord } from '../core/restore-state.js';
 import { parseAtTime } from '../core/time-spec.js';
@@ -68,6 +68,19 @@ export class RestoreService {
     this.log = log.child('restore');
     // A new leader takes over the restores its predecessor left running.
     coordinator.whenLeader(() => void this.resumeLeftRunning());
+    // A leader that stops leaves its restores 'interrupted' for the next one to resume.
+    coordinator.whenStopping(() => this.interruptAll(`coordinator ${coordinator.id} is stopping`));
+  }
+
+  /** Interrupts every running restore; resolves when each has recorded its state. */
+  private async interruptAll(reason: string): Promise<void> {
+    await Promise.allSettled(
+      [...this.running.values()].map(async (registered) => {
+        const job = await registered;
+        job.interrupt(reason);
+        await job.finished;
+      }),
+    );
   }
 
   /** Plans and (unless a dry run) starts a restore; `emit` hears its events until it ends or `signal` fires. */
@@ -312,6 +325,10 @@ export class RestoreService {
     const unwatch = job.watch(emit);
     try {
       await Promise.race([job.finished, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+      if (job.handedOver) {
+        // Retryable: `tidemark restore` reconnects and follows the restore on the next leader.
+        throw new TransientError(`coordinator ${this.coordinator.id} is stopping; the next leader resumes restore ${job.id}: follow it with "tidemark restore resume ${job.id}"`);
+      }
     } finally {
       unwatch();
     }

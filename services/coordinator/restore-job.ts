@@ -75,6 +75,19 @@ export class RestoreJob {
     this.controller.abort(new Error('restore cancelled'));
   }
 
+  /** Set when the leader stopped the job to hand it over: watchers are told to follow it elsewhere. */
+  handedOver = false;
+
+  /**
+   * Stops the job as a deposed leader would: it ends 'interrupted', for the next leader to
+   * resume. Its watchers get no 'done' event (see RestoreService.watch).
+   */
+  interrupt(reason: string): void {
+    this.deposed = true;
+    this.handedOver = true;
+    this.controller.abort(new Error(reason));
+  }
+
   private emit(event: RestoreEvent): void {
     for (const listener of this.listeners) listener(event);
   }
@@ -119,7 +132,7 @@ export class RestoreJob {
   /** Ends the job with `done`, telling every watcher. */
   report(done: RestoreDone): void {
     this.doneEvent = done;
-    this.emit({ event: { $case: 'done', value: done } });
+    if (!this.handedOver) this.emit({ event: { $case: 'done', value: done } });
     this.listeners.clear();
     this.finish(done);
   }

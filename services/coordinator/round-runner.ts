@@ -37,6 +37,8 @@ export interface RoundContext {
   /** A decision that could not be delivered to a worker: the coordinator re-sends it later. */
   undelivered: (workerId: string, request: DecideRequest) => void;
   log: Logger;
+  /** Aborts when the leader stops: the round, if still undecided, aborts (it is never left half-prepared). */
+  signal?: AbortSignal;
 }
 
 export interface RoundResult {
@@ -66,6 +68,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
   return new Promise<RoundResult>((resolve) => {
     let finished = false;
     const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + 1_000);
+    const onStop = () => dispatch({ type: 'stopping', reason: `the leader is stopping (${errorMessage(context.signal?.reason)})` });
     const dispatch = (event: RoundEvent): void => {
       if (finished) return;
       for (const effect of round.handle(event)) {
@@ -82,6 +85,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      context.signal?.removeEventListener('abort', onStop);
       resolve(result);
     };
     const execute = async (effect: RoundEffect): Promise<void> => {
@@ -152,6 +156,8 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
       }
     };
     dispatch({ type: 'start' });
+    if (context.signal?.aborted) onStop();
+    else context.signal?.addEventListener('abort', onStop, { once: true });
   });
 }
 

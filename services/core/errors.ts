@@ -87,6 +87,14 @@ export class StaleLeaderError extends TidemarkError {
   }
 }
 
+/**
+ * The service is stopping (SIGINT/SIGTERM): the step was given up on purpose, not because
+ * anything failed. Not retryable; callers that see it stop quietly.
+ */
+export class StoppingError extends TidemarkError {
+  override name = 'StoppingError';
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

@@ -124,7 +124,8 @@ export function failpoint(name: FailpointName, options: { crashAfterMs?: number 
     case 'fail':
       throw new FailpointError(name);
     case 'stall':
-      return new Promise<void>((resolve) => setTimeout(resolve, point.spec.stallMs));
+      // Unref'd: a stalled step must not keep a stopping process alive.
+      return new Promise<void>((resolve) => setTimeout(resolve, point.spec.stallMs).unref());
   }
 }
 

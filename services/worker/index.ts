@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { configureFailpoints } from '../core/failpoints.js';
+import { throwIfStopping } from '../core/abortable.js';
 import { startServer, stopServer } from '../core/grpc.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
@@ -17,12 +18,17 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
-export async function startWorker(config: Config, log: Logger): Promise<RunningWorker> {
+/**
+ * Starts a worker. When `signal` aborts while it starts (SIGTERM during startup), the startup
+ * gives up whatever it is waiting for, closes what it opened, and rejects with a StoppingError.
+ */
+export async function startWorker(config: Config, log: Logger, signal?: AbortSignal): Promise<RunningWorker> {
   configureFailpoints(config.failpoints);
-  const worker = await Worker.create({ config, log });
+  const worker = await Worker.create({ config, log }, signal);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   try {
+    throwIfStopping(signal);
     ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], config.listen ?? '127.0.0.1:0'));
   } catch (err) {
     await worker.stop().catch(() => {});
@@ -31,7 +37,7 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
   // Only now is the port known, so only now can the worker tell the leader where it is.
   const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
   try {
-    await worker.start(address);
+    await worker.start(address, signal);
   } catch (err) {
     server.forceShutdown();
     await worker.stop().catch(() => {});
@@ -41,6 +47,8 @@ export async function startWorker(config: Config, log: Logger): Promise<RunningW
     worker,
     address,
     async stop() {
+      // Restores and prepares in flight end first, so their calls do not take the server's grace period.
+      worker.interrupt();
       await stopServer(server, 2_000);
       await worker.stop();
     },

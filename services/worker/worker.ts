@@ -2,15 +2,17 @@
  * The worker: the data plane. Captures the journals of the queues the leader assigns to it,
  * votes in checkpoint rounds, and runs restore tasks.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import { throttledWarn, type Logger } from '../core/log.js';
-import { redactUrl } from '../core/amqp/vhost-url.js';
+import type { Logger } from '../core/log.js';
+import { openRedis } from '../core/redis-client.js';
 import { Membership } from '../core/membership.js';
 import { openStore } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { encodePartition, partitionKey } from '../core/store/keys.js';
-import { NotFoundError, StaleLeaderError, TidemarkError, errorMessage } from '../core/errors.js';
+import { NotFoundError, StaleLeaderError, StoppingError, TidemarkError, errorMessage } from '../core/errors.js';
+import { abortable } from '../core/abortable.js';
+import { withTimeLimit } from '../core/time-limit.js';
 import { failpoint } from '../core/failpoints.js';
 import { redisKeys } from '../core/names.js';
 import { RestoreStateStore } from '../core/restore-state.js';
@@ -53,6 +55,13 @@ interface PreparedRound {
 /** Decided round ids remembered, so a late or repeated PREPARE of one is refused. */
 const DECIDED_KEPT = 256;
 
+/**
+ * How long stop() waits for restore tasks and prepares it has interrupted to close their
+ * connections, and for Redis to take the worker out of the membership: a broker or Redis that
+ * stopped answering must not hold the stop (the lease then simply runs out).
+ */
+const STOP_STEP_LIMIT_MS = 3_000;
+
 export class Worker {
   readonly id: string;
   private seenToken = 0;
@@ -69,6 +78,10 @@ export class Worker {
   private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
   private readonly relay: FirehoseRelay;
+  /** Aborts the restores and prepares in flight when the worker stops. */
+  private readonly stopping = new AbortController();
+  /** Restore tasks in flight: stop() waits (a while) for them to close their connections. */
+  private readonly tasks = new Set<Promise<void>>();
 
   private constructor(
     private readonly options: WorkerOptions,
@@ -91,13 +104,26 @@ export class Worker {
     });
   }
 
-  static async create(options: WorkerOptions): Promise<Worker> {
+  /**
+   * Opens the store and Redis. `signal` gives up a connect that does not answer (the service is
+   * being stopped while it starts); whatever was opened is closed again when create() fails.
+   */
+  static async create(options: WorkerOptions, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
-    const store = await openStore(config);
-    const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    const warn = throttledWarn(log.child('redis'));
-    redis.on('error', (err: Error) => warn(`Redis at ${redactUrl(config.redisUrl)}: ${err.message} (reconnecting)`));
-    await redis.connect();
+    const store = await abortable(openStore(config), signal, (late) => late.close());
+    let redis: Redis | undefined;
+    try {
+      redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+      return await Worker.assemble(options, store, redis, signal);
+    } catch (err) {
+      redis?.disconnect();
+      await store.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  private static async assemble(options: WorkerOptions, store: ObjectStore, redis: Redis, signal?: AbortSignal): Promise<Worker> {
+    const { config, log } = options;
     const membership = new Membership(redis, config.namespace, config.leaseTime);
     const captures = new CaptureSet({
       namespace: config.namespace,
@@ -113,15 +139,18 @@ export class Worker {
     const worker = new Worker(options, store, redis, membership, captures);
     // A restarted worker must still refuse leaders deposed before it started: the newest token
     // issued so far is the floor (if Redis lost it, new tokens start above the store's newest).
-    worker.seenToken = Number((await redis.get(redisKeys(config.namespace).leaderToken)) ?? 0) || 0;
+    worker.seenToken = Number((await abortable(redis.get(redisKeys(config.namespace).leaderToken), signal)) ?? 0) || 0;
     return worker;
   }
 
-  /** Joins the membership under `address` (host:port the leader reaches it at) and starts the flush timer. */
-  async start(address: string): Promise<void> {
+  /**
+   * Joins the membership under `address` (host:port the leader reaches it at) and starts the
+   * flush timer. `signal` gives up joining (the worker is being stopped); stop() cleans up.
+   */
+  async start(address: string, signal?: AbortSignal): Promise<void> {
     const registration = { id: this.id, address, startedAtMs: Date.now() };
-    await this.membership.renew(registration);
-    this.registered = true;
+    this.registered = true; // from here stop() takes the worker out of the membership
+    await abortable(this.membership.renew(registration), signal);
     const every = Math.max(200, Math.floor(this.options.config.leaseTime / 3));
     this.heartbeat = setInterval(() => {
       this.membership.renew(registration).catch((err) => this.options.log.warn(`lease renewal failed: ${errorMessage(err)}`));
@@ -131,11 +160,22 @@ export class Worker {
     this.options.log.info(`worker ${this.id} serving at ${address}`);
   }
 
+  /**
+   * Cuts short the restore tasks and prepares in flight (their calls end with an error, and the
+   * leader retries the queues elsewhere from their recorded progress; a cut prepare votes NO).
+   * Called first when the service stops, so the gRPC server's grace period is not spent on them.
+   */
+  interrupt(): void {
+    if (!this.stopping.signal.aborted) this.stopping.abort(new StoppingError(`worker ${this.id} is stopping`));
+  }
+
   async stop(): Promise<void> {
+    this.interrupt();
     clearInterval(this.heartbeat);
     clearInterval(this.flusher);
     clearInterval(this.inquirer);
-    if (this.registered) await this.membership.leave(this.id).catch(() => {});
+    await withTimeLimit(Promise.allSettled(this.tasks), STOP_STEP_LIMIT_MS, 'waiting for restore tasks to stop').catch((err) => this.options.log.warn(errorMessage(err)));
+    if (this.registered) await withTimeLimit(this.membership.leave(this.id), STOP_STEP_LIMIT_MS, 'leaving the membership').catch(() => {});
     await this.relay.close();
     await this.captures.close();
     this.redis.disconnect();
@@ -175,7 +215,7 @@ export class Worker {
     if (outcome) return this.no(`round ${request.roundId} of epoch ${request.epoch} was already decided (${outcome})`);
     let round = this.rounds.get(request.roundId);
     if (!round) {
-      const reply = this.prepareRound(request, signal);
+      const reply = this.prepareRound(request, AbortSignal.any([signal, this.stopping.signal]));
       round = { epoch: request.epoch, roundId: request.roundId, reply };
       this.rounds.set(request.roundId, round);
       const prepared = round;
@@ -291,6 +331,19 @@ export class Worker {
 
   async restore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
     this.checkToken(task.leaderToken);
+    if (this.stopping.signal.aborted) throw this.stopping.signal.reason;
+    const running = this.runRestore(task, emit, AbortSignal.any([signal, this.stopping.signal]));
+    this.tasks.add(running);
+    try {
+      await running;
+    } finally {
+      this.tasks.delete(running);
+    }
+    // A task cut short by the stop must not look finished to the leader.
+    if (this.stopping.signal.aborted) throw this.stopping.signal.reason;
+  }
+
+  private async runRestore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
     await runRestoreTask({
       task,
       store: this.store,

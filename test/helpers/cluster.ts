@@ -52,6 +52,8 @@ export interface TestCluster {
   running(name: string): boolean;
   /** Waits until the named process exits; its exit code, or the signal's name. */
   exited(name: string, timeoutMs?: number): Promise<number | string>;
+  /** Sends `signal` to the named process (e.g. SIGTERM, to stop it as an operator would). */
+  signal(name: string, signal: NodeJS.Signals): void;
   /** SIGSTOP / SIGCONT a process: it stays connected but answers nothing (a stall). */
   pause(name: string): void;
   resume(name: string): void;
@@ -193,6 +195,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
           resolve(code ?? signal ?? 'unknown');
         });
       }),
+    signal: (name, signal) => void processes.get(name)?.kill(signal),
     pause: (name) => void processes.get(name)?.kill('SIGSTOP'),
     resume: (name) => void processes.get(name)?.kill('SIGCONT'),
     waitForStatus,

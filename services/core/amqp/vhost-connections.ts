@@ -7,8 +7,15 @@
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../log.js';
-import { errorMessage } from '../errors.js';
+import { StoppingError, errorMessage } from '../errors.js';
 import { amqpUrlForVhost, redactUrl } from './vhost-url.js';
+
+/**
+ * The longest a connect (TCP and the AMQP handshake) may go without an answer: RabbitMQ's own
+ * handshake_timeout. A broker that accepts and never answers must not hold a connect, or the
+ * stop of a service waiting on it, for ever.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 type OnConnect = (connection: ChannelModel) => Promise<void>;
 
@@ -43,6 +50,7 @@ export class VhostConnections {
 
   /** The connection of the vhost's lane (lane 0 unless given), opening it if needed. */
   connect(vhost: string, lane = 0): Promise<ChannelModel> {
+    if (this.closed) return Promise.reject(new StoppingError(`connections to ${redactUrl(this.baseUrl)} are closed: not opening one to vhost ${vhost}`));
     const link = this.link(vhost, lane);
     if (link.connection) return Promise.resolve(link.connection);
     if (!link.connecting) {
@@ -74,7 +82,12 @@ export class VhostConnections {
 
   private async open(link: Link): Promise<ChannelModel> {
     const url = amqpUrlForVhost(this.baseUrl, link.vhost);
-    const connection = await amqp.connect(url, { clientProperties: { connection_name: `${this.clientName} ${this.describe(link)}` } });
+    const connection = await amqp.connect(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `${this.clientName} ${this.describe(link)}` } });
+    if (this.closed) {
+      // close() ran while this connect was in flight: the connection would outlive the service.
+      await connection.close().catch(() => {});
+      throw new StoppingError(`connections to ${redactUrl(this.baseUrl)} were closed while vhost ${this.describe(link)} was connecting`);
+    }
     link.connection = connection;
     link.retryMs = 250;
     connection.on('error', (err) => this.log.warn(`connection to vhost ${this.describe(link)} failed: ${errorMessage(err)}`));
@@ -102,10 +115,13 @@ export class VhostConnections {
     }, delay).unref();
   }
 
+  /** Closes every connection; a connect still in flight closes its connection when it lands. */
   async close(): Promise<void> {
     this.closed = true;
     for (const lanes of this.links.values()) {
-      for (const link of lanes.values()) await link.connection?.close().catch(() => {});
+      for (const link of lanes.values()) {
+        await link.connection?.close().catch(() => {});
+      }
     }
     this.links.clear();
   }

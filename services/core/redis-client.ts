@@ -1,0 +1,39 @@
+/**
+ * The Redis client of a service (leases, membership, decision log, restore progress), opened
+ * the same way by the coordinator and the worker.
+ */
+import { Redis } from 'ioredis';
+import { abortable } from './abortable.js';
+import { redactUrl } from './amqp/vhost-url.js';
+import { throttledWarn, type Logger } from './log.js';
+import { StoppingError, TransientError } from './errors.js';
+
+/**
+ * How long disconnect() waits for Redis to acknowledge the close before dropping the socket. A
+ * Redis that stopped answering would otherwise hold a stopping service for twice ioredis's 2 s.
+ */
+const DISCONNECT_TIMEOUT_MS = 200;
+
+/**
+ * Connects to Redis. `signal` gives up a connect that does not answer (the service is being
+ * stopped while it starts); on any failure the client is disconnected, since a client left
+ * behind keeps reconnecting, and the process alive, for ever.
+ */
+export async function openRedis(redisUrl: string, log: Logger, signal?: AbortSignal): Promise<Redis> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2, disconnectTimeout: DISCONNECT_TIMEOUT_MS });
+  const warn = throttledWarn(log);
+  let lastError: Error | undefined;
+  redis.on('error', (err: Error) => {
+    lastError = err;
+    warn(`Redis at ${redactUrl(redisUrl)}: ${err.message} (reconnecting)`);
+  });
+  try {
+    await abortable(redis.connect(), signal);
+  } catch (err) {
+    redis.disconnect();
+    if (err instanceof StoppingError) throw err;
+    // ioredis only says "Connection is closed."; the socket's own error says why.
+    throw new TransientError(`cannot connect to Redis at ${redactUrl(redisUrl)}: ${(lastError ?? err as Error).message}; nothing was started. Check TIDEMARK_REDIS_URL and that Redis runs`, { cause: err });
+  }
+  return redis;
+}
