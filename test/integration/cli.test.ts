@@ -241,8 +241,9 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     const result = await tidemark(['checkpoints', 'show', String(epochs[0])]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^checkpoint ${epochs[0]} committed \\S+ \\(full\\), ${firstTotal} messages, `));
-    expect(result.stdout).toMatch(/^VHOST\s+QUEUE\s+TYPE\s+MESSAGES\s+SIZE\s+CUT\s+SEGMENTS$/m);
-    for (const q of QUEUES) expect(result.stdout).toMatch(new RegExp(`^${vhost}\\s+${q.name}\\s+${q.type}\\s+${FIRST.get(q.name)}\\s`, 'm'));
+    expect(result.stdout).toMatch(/^VHOST\s+QUEUE\s+TYPE\s+MESSAGES\s+SIZE\s+CUT\s+SEGMENTS\s+STATE$/m);
+    for (const q of QUEUES) expect(result.stdout).toMatch(new RegExp(`^${vhost}\\s+${q.name}\\s+${q.type}\\s+${FIRST.get(q.name)}\\s.*\\scomplete$`, 'm'));
+    expect(result.stdout).not.toContain('POSSIBLY INCOMPLETE');
   });
 
   it('restore --dry-run --json prints the plan and creates no queue', async () => {
