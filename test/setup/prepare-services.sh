@@ -48,17 +48,13 @@ wait_for() {
   done
 }
 
-# PID of the RabbitMQ node's Erlang VM, or nothing.
+# PID of the RabbitMQ node's Erlang VM (the node rabbitmqctl talks to, so not another node that
+# runs on this machine), or nothing while it does not answer.
 beam_pid() {
-  local pid
-  for pid in $(pgrep -x beam.smp || true); do
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '-s rabbit boot'; then
-      echo "$pid"
-      return
-    fi
-  done
+  local ctl=(rabbitmqctl)
+  can_root && [ "$(id -u)" -ne 0 ] && ctl=(sudo -n rabbitmqctl)
+  "${ctl[@]}" -q eval 'list_to_integer(os:getpid()).' 2>/dev/null | tr -dc '0-9' || true
 }
-beam_pid_present() { [ -n "$(beam_pid)" ]; }
 
 # Soft open-file limit of a process ("unlimited" counts as enough).
 soft_nofile() {
@@ -82,7 +78,6 @@ start_rabbitmq() {
   # su (used by rabbitmq-server for root) applies limits.d through pam_limits; the ulimit covers
   # systems whose su does not, since the node inherits this shell's limit.
   as_root sh -c "ulimit -n $1 2>/dev/null || ulimit -n \"\$(ulimit -Hn)\"; exec rabbitmq-server -detached"
-  wait_for 120 beam_pid_present || die "RabbitMQ did not start; see /var/log/rabbitmq/"
   wait_for 120 as_root rabbitmqctl -q await_startup || die "RabbitMQ started but did not finish booting within 120s; see /var/log/rabbitmq/"
 }
 
