@@ -167,6 +167,7 @@ export class Coordinator {
       discovery: new Discovery({
         namespace: config.namespace,
         journalMaxAge: config.journalMaxAge,
+        journalMaxBytes: config.journalMaxBytes,
         management,
         connections,
         policy: new ProtectionPolicy(config.protect, config.namespace),

@@ -59,6 +59,8 @@ export interface DiscoveryOptions {
   namespace: string;
   /** x-max-age of new journal streams. */
   journalMaxAge: string;
+  /** x-max-length-bytes of new journal streams; 0 or absent for none. */
+  journalMaxBytes?: number;
   management: ManagementClient;
   connections: VhostConnections;
   policy: ProtectionPolicy;
@@ -350,7 +352,7 @@ export class Discovery {
     // An existing journal is not declared again: its arguments (x-max-age) were fixed when it was
     // made, and a declaration with other values would fail.
     if (!existing.has(journal)) {
-      await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': this.options.journalMaxAge } });
+      await channel.assertQueue(journal, { durable: true, arguments: journalArguments(this.options.journalMaxAge, this.options.journalMaxBytes ?? 0) });
     }
     const own: Array<{ source: string; routingKey: string }> = [];
     if (route !== 'firehose') own.push({ source: fenceExchangeName(namespace), routingKey: '' });
@@ -371,6 +373,23 @@ export class Discovery {
       if (![...own, ...sources].some((b) => same(b, c))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
     }
   }
+}
+
+/** RabbitMQ's default stream segment size: retention only ever removes whole segments. */
+const DEFAULT_STREAM_SEGMENT_BYTES = 500_000_000;
+
+/**
+ * The arguments of a new journal stream. With a size bound, segments are made small enough (a
+ * tenth of the bound, at least 1 MB) that retention, which removes whole segments when a new one
+ * starts, keeps the journal close to the bound.
+ */
+export function journalArguments(maxAge: string, maxBytes: number): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': 'stream', 'x-max-age': maxAge };
+  if (maxBytes > 0) {
+    args['x-max-length-bytes'] = maxBytes;
+    args['x-stream-max-segment-size-bytes'] = Math.min(DEFAULT_STREAM_SEGMENT_BYTES, Math.max(1_000_000, Math.floor(maxBytes / 10)));
+  }
+  return args;
 }
 
 /** How a journal is fed: by bindings, through the firehose relay, or both while the firehose drains. */

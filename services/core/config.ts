@@ -124,6 +124,14 @@ export const configSchema = z.object({
     .regex(/^\d+[YMDhms]$/, 'must be a RabbitMQ max-age such as 7D, 48h or 30m (units Y, M, D, h, m, s)')
     .default('7D'),
   /**
+   * Most bytes RabbitMQ keeps of each journal (the stream's x-max-length-bytes), besides
+   * `journalMaxAge`; 0 for no size bound. Bounds the broker disk a journal takes on a busy queue.
+   * Data retention removes before capture read it is a gap: the capture stops and votes NO, never
+   * checkpoints a hole. Fixed when a journal is created (docs/OPERATIONS.md#journal-size).
+   * @default 0
+   */
+  journalMaxBytes: z.coerce.number().int().min(0).default(0),
+  /**
    * Broker resource guard (docs/OPERATIONS.md#broker-resources): new journals are declared only
    * while every broker node's open files stay within this share of its limit (`fd_total`),
    * counting `journalFdCost` per new journal. Journals already declared are never removed.
@@ -191,6 +199,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
+  TIDEMARK_JOURNAL_MAX_BYTES: 'journalMaxBytes',
   TIDEMARK_FAILPOINTS: 'failpoints',
   TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
   TIDEMARK_METRICS_LISTEN: 'metricsListen',

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { journalArguments } from '../../services/coordinator/discovery.js';
+import { loadConfig } from '../../services/core/config.js';
+import { ConfigError } from '../../services/core/errors.js';
+
+describe('journal stream arguments', () => {
+  it('bound a journal by age only, unless a size is set', () => {
+    expect(journalArguments('7D', 0)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D' });
+  });
+
+  it('with a size, make segments a tenth of it (at least 1 MB, at most the broker default) so retention can act', () => {
+    expect(journalArguments('7D', 50_000_000)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D', 'x-max-length-bytes': 50_000_000, 'x-stream-max-segment-size-bytes': 5_000_000 });
+    expect(journalArguments('1D', 3_000_000)['x-stream-max-segment-size-bytes']).toBe(1_000_000);
+    expect(journalArguments('1D', 100_000_000_000)['x-stream-max-segment-size-bytes']).toBe(500_000_000);
+  });
+
+  it('reads TIDEMARK_JOURNAL_MAX_BYTES, default 0, and refuses a negative or fractional one', () => {
+    expect(loadConfig({ env: {} }).journalMaxBytes).toBe(0);
+    expect(loadConfig({ env: { TIDEMARK_JOURNAL_MAX_BYTES: '3000000' } }).journalMaxBytes).toBe(3_000_000);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_MAX_BYTES: '-1' } })).toThrow(ConfigError);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_MAX_BYTES: '1.5' } })).toThrow(ConfigError);
+  });
+});
