@@ -53,6 +53,8 @@ export interface RoundPlan {
    * begins) and its marks, which this checkpoint keeps (I5). Absent: no parent entries.
    */
   prior?: Map<string, PriorEntry>;
+  /** Why queues may have no worker (the last assignment pass's failures), for an abort's reason. */
+  unassignedWhy?: string;
 }
 
 /** What a round takes over from a queue's entry in the parent checkpoint. */
@@ -233,7 +235,10 @@ export class CheckpointRound {
         {
           const assigned = this.plan.participants.flatMap((p) => p.queues);
           const uncovered = this.uncoveredQueues(assigned);
-          if (uncovered.length > 0) return this.decide('aborted', `no worker was assigned ${describe(uncovered)}`);
+          if (uncovered.length > 0) {
+            const why = this.plan.unassignedWhy ? ` (${this.plan.unassignedWhy})` : '';
+            return this.decide('aborted', `no worker was assigned ${describe(uncovered)}${why}`);
+          }
           // Every queue asked of a worker must be one the round covers, or its manifest entry has
           // no definition to carry.
           const stray = assigned.map((q) => queueKey(q.vhost, q.queue)).filter((id) => !this.plan.queues.has(id));

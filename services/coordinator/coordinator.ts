@@ -106,6 +106,8 @@ export class Coordinator {
   /** The leader's fence channels, kept open across rounds; closed when it stops leading. */
   private readonly fences: FenceChannels;
   private readonly continuity: BrokerContinuity;
+  /** Why workers did not take their queues in the last assignment pass: a round's abort names it. */
+  private assignmentFailures: string[] = [];
   /** The newest committed checkpoint this leader knows of, for metrics. */
   private lastCommit: { epoch: number; committedAtMs: number; incompleteQueues?: number } | undefined;
   readonly metrics: CoordinatorMetrics;
@@ -452,6 +454,7 @@ export class Coordinator {
     const base = new Map(manifest?.queues.map((q) => [queueKey(q.definition!.vhost, q.definition!.name), q]));
     this.generation += 1;
     const acked = new Map<string, { address: string; queues: QueueRef[] }>();
+    const failures: string[] = [];
     let outranked = 0;
     await Promise.all(
       workers.map(async (worker) => {
@@ -475,6 +478,7 @@ export class Coordinator {
           acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })) });
         } catch (err) {
           log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);
+          if (ids.length > 0) failures.push(`worker ${worker.id} did not take its ${ids.length} queue(s): ${errorMessage(err)}`);
           if (err instanceof StaleLeaderError && err.current >= lease.token) outranked = Math.max(outranked, err.current);
         }
       }),
@@ -490,6 +494,7 @@ export class Coordinator {
       return;
     }
     this.assignment = acked;
+    this.assignmentFailures = failures;
   }
 
   private refreshClients(workers: WorkerRegistration[]): void {
@@ -552,6 +557,7 @@ export class Coordinator {
         parentEpoch: latest,
         isVisible: (e) => visible.has(e),
         prior,
+        unassignedWhy: this.assignmentFailures.join('; '),
       },
       holder: lease.holder,
       decisions,

@@ -523,6 +523,14 @@ describe('checkpoint round: aborts', () => {
     expect(only(driver.effects, 'prepare')).toEqual([]);
   });
 
+  it('names why queues have no worker (the last assignment pass\'s failures) in the abort reason', () => {
+    const plan = makePlan({ assignment: { 'worker-a': [{ vhost: '/', name: 'alpha' }] }, queues: [{ vhost: '/', name: 'alpha' }, { vhost: 'prod', name: 'orphan' }] });
+    plan.unassignedWhy = 'worker worker-b did not take its 1 queue(s): connect ECONNREFUSED';
+    const driver = new Driver(plan);
+    driver.send({ type: 'start' });
+    expect(driver.round.reason).toBe('no worker was assigned prod/orphan (worker worker-b did not take its 1 queue(s): connect ECONNREFUSED)');
+  });
+
   it('aborts at start, without fences, when a queue of the round is assigned to no worker, naming it', () => {
     const driver = new Driver(
       makePlan({
