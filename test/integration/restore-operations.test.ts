@@ -269,7 +269,7 @@ describe('restore operations (issue 4)', () => {
       const brokenDrill = await cli(['restore-drill', String(first.epoch), '--json'], 120_000);
       expect(brokenDrill.code, brokenDrill.stderr).toBe(3);
       const results = jsonLines(brokenDrill.stdout).filter((e) => e.type === 'queue');
-      expect(results.filter((q) => !q.ok).map((q) => q.queue)).toEqual(['o-classic']);
+      expect(results.filter((q) => !q.ok).map((q) => q.queue), JSON.stringify(results.filter((q) => !q.ok))).toEqual(['o-classic']);
     } finally {
       writeFileSync(path, intact);
     }
