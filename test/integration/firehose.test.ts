@@ -80,7 +80,7 @@ async function expectExactCausalCut(manifest: CheckpointManifest, atLeast: numbe
  * include the consumer (up to 5 s).
  */
 async function activeRelay(standbys = 0): Promise<{ active: string; standby: string[] } | undefined> {
-  for (let attempt = 0; attempt < 30; attempt += 1) {
+  for (let attempt = 0; attempt < 60; attempt += 1) {
     const relay = (await cluster.client.status()).firehose.find((f) => f.vhost === vhost);
     // A worker starts its relay once it holds queues of the vhost: wait for `standbys` of them.
     if (relay?.activeWorker && relay.standbyWorkers.length >= standbys) {
