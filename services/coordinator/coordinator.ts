@@ -20,7 +20,7 @@ import { ManagementClient } from '../core/amqp/management-client.js';
 import { VhostConnections } from '../core/amqp/vhost-connections.js';
 import { ProtectionPolicy } from '../core/protect.js';
 import { assign } from '../core/rendezvous.js';
-import { openStore } from '../core/store/open-store.js';
+import { openStoreRetrying } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
@@ -134,7 +134,7 @@ export class Coordinator {
    * being stopped while it starts); whatever was opened is closed again when create() fails.
    */
   static async create(config: Config, log: Logger, signal?: AbortSignal): Promise<Coordinator> {
-    const store = await abortable(openStore(config), signal, (late) => late.close());
+    const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis;
     try {
       redis = await openRedis(config.redisUrl, log.child('redis'), signal);

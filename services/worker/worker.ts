@@ -7,7 +7,7 @@ import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { openRedis } from '../core/redis-client.js';
 import { Membership } from '../core/membership.js';
-import { openStore } from '../core/store/open-store.js';
+import { openStoreRetrying } from '../core/store/open-store.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { encodePartition, partitionKey } from '../core/store/keys.js';
 import { NotFoundError, StaleLeaderError, StoppingError, TidemarkError, errorMessage } from '../core/errors.js';
@@ -110,7 +110,7 @@ export class Worker {
    */
   static async create(options: WorkerOptions, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
-    const store = await abortable(openStore(config), signal, (late) => late.close());
+    const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis | undefined;
     try {
       redis = await openRedis(config.redisUrl, log.child('redis'), signal);

@@ -13,6 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome, type RestoreEvent } from '../../services/client/index.js';
 import { spawnCli } from '../helpers/cli.js';
+import { freePort } from '../helpers/cluster.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { managementJson, uniqueName } from '../helpers/services.js';
@@ -171,6 +172,33 @@ describe('a service stopped while it starts', () => {
       }
     });
   }
+});
+
+describe('a service whose store is not ready', () => {
+  it('keeps trying an S3 store that does not answer instead of exiting, and stops on SIGTERM within the bound', async () => {
+    const port = await freePort();
+    const env = {
+      ...setup.cluster.env,
+      TIDEMARK_STORE: 's3://tm-sig-store/p',
+      TIDEMARK_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      TIDEMARK_S3_ACCESS_KEY: 'key',
+      TIDEMARK_S3_SECRET_KEY: 'secret',
+      TIDEMARK_ID: uniqueName('sig-store'),
+    };
+    const { child, result } = spawnCli(['worker', '--listen', '127.0.0.1:0'], env);
+    // Several attempts (200, 400, 800 ms ...) and still running.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(child.exitCode, 'the worker exited instead of waiting for its store').toBeNull();
+    const sentAt = Date.now();
+    child.kill('SIGTERM');
+    const exited = await Promise.race([result, new Promise<undefined>((r) => setTimeout(() => r(undefined), STOP_LIMIT_MS + 5_000))]);
+    if (!exited) child.kill('SIGKILL');
+    expect(exited, 'the worker did not exit').toBeDefined();
+    expect(exited!.code, exited!.stderr).toBe(0);
+    expect(Date.now() - sentAt).toBeLessThan(STOP_LIMIT_MS);
+    expect(exited!.stderr).toContain('store not ready, retrying');
+    expect(exited!.stderr).toContain('stopped after SIGTERM while starting');
+  });
 });
 
 describe('a running service', () => {

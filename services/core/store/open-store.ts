@@ -3,6 +3,8 @@
  * `s3://bucket/prefix` for an S3-compatible service.
  */
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { abortable, stopReason } from '../abortable.js';
 import { normalizeStoreUrl, type Config } from '../config.js';
 import { ConfigError, TidemarkError, errorMessage } from '../errors.js';
 import { LocalStore } from './local-store.js';
@@ -77,4 +79,32 @@ export async function openStore(config: StoreConfig): Promise<ObjectStore> {
     throw err;
   }
   return store;
+}
+
+/**
+ * Opens the store as a service starts, trying again while the failure is transient (the S3
+ * service unreachable or answering 5xx: "safe to retry"), with backoff up to 5 s, until `signal`
+ * aborts. A configuration error fails at once. A store that is down for a while must not turn a
+ * restarted service into one that exits over and over.
+ */
+export async function openStoreRetrying(
+  config: StoreConfig,
+  signal: AbortSignal | undefined,
+  onRetry: (err: unknown, delayMs: number) => void,
+): Promise<ObjectStore> {
+  let delayMs = 200;
+  for (;;) {
+    try {
+      return await abortable(openStore(config), signal, (late) => late.close());
+    } catch (err) {
+      if (!(err instanceof TidemarkError && err.retryable) || signal?.aborted) throw err;
+      onRetry(err, delayMs);
+      try {
+        await sleep(delayMs, undefined, { signal });
+      } catch {
+        throw stopReason(signal!);
+      }
+      delayMs = Math.min(delayMs * 2, 5_000);
+    }
+  }
 }
