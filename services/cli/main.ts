@@ -252,6 +252,8 @@ program
       print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
       print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ? `${j.latestCheckpoint.id} at ${j.latestCheckpoint.committedAt}` : 'none'}`);
       print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
+      if (j.journalBoundBytes) print(`journal retention: each journal keeps at most ${bytes(j.journalBoundBytes)}`);
+      if (j.journalPressure) print(`DISK PRESSURE: ${j.journalPressure}; journals are shrunk, then the largest are no longer protected (docs/OPERATIONS.md#journal-retention)`);
       print(
         j.workers.length === 0
           ? 'workers: none'

@@ -135,6 +135,8 @@ export function statusJson(s: StatusReply) {
       diskFreeLimit: n.diskFreeLimit,
       diskFreeAlarm: n.diskFreeAlarm,
     })),
+    journalBoundBytes: s.journalBoundBytes || null,
+    journalPressure: s.journalPressure || null,
   };
 }
 

@@ -53,6 +53,12 @@ export interface RoundPlan {
    * begins) and its marks, which this checkpoint keeps (I5). Absent: no parent entries.
    */
   prior?: Map<string, PriorEntry>;
+  /**
+   * Queues whose journal was renewed since the parent checkpoint (discovery.ts), with what
+   * happened: their entries start afresh from the new journal and carry a new mark instead of the
+   * parent's (whose offsets belong to the old journal).
+   */
+  renewed?: Map<string, string>;
   /** Why queues may have no worker (the last assignment pass's failures), for an abort's reason. */
   unassignedWhy?: string;
 }
@@ -157,14 +163,16 @@ export function assembleManifest(
 /**
  * The commit record of a round: its plan, when its fences were confirmed, its YES votes, and the
  * marks of its queues: those of the parent checkpoint, plus a new one for every queue of a vhost
- * whose broker restarted before the fence.
+ * whose broker restarted before the fence; a renewed queue has only the mark of its renewal.
  */
 export function commitRecordOf(plan: RoundPlan, fencedAtMs: number, votes: Iterable<PrepareReply>, restarted: RestartedVhost[] = []): CommitRecord {
   const marks: QueueMark[] = [];
   const reasons = new Map(restarted.map((r) => [r.vhost, r.reason]));
   for (const [id, q] of plan.queues) {
     const { vhost, name } = q.definition;
-    const prior = plan.prior?.get(id);
+    const renewed = plan.renewed?.get(id);
+    const prior = renewed === undefined ? plan.prior?.get(id) : undefined;
+    if (renewed !== undefined) marks.push({ vhost, queue: name, mark: { epoch: plan.epoch, reason: renewed, detectedAtMs: fencedAtMs, afterOffset: 0 } });
     for (const mark of prior?.incomplete ?? []) marks.push({ vhost, queue: name, mark });
     const reason = reasons.get(vhost);
     if (reason !== undefined) {

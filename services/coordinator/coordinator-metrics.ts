@@ -22,6 +22,10 @@ export interface CoordinatorReadings {
   incompleteQueues(): number;
   /** Selected queues the broker resource guard gave no journal (no room on the broker). */
   unprotectedQueues(): number;
+  /** Bytes each journal keeps at most (journal retention); 0 before it is known. */
+  journalBoundBytes(): number;
+  /** Whether the broker's disk is under pressure (journals shrunk, then shed). */
+  journalPressure(): boolean;
 }
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
@@ -94,6 +98,16 @@ export class CoordinatorMetrics {
       'tidemark_incomplete_queues',
       'Queues the newest committed checkpoint marks as possibly incomplete: their journals may lack messages the broker confirmed, e.g. around a broker restart (0 on a standby).',
       leaderOnly(() => read.incompleteQueues()),
+    );
+    gauge(
+      'tidemark_journal_bound_bytes',
+      'Bytes each journal keeps at most: the journal retention policy the leader sized from the broker\'s free disk (0 on a standby and before the leader read the disk).',
+      leaderOnly(() => read.journalBoundBytes()),
+    );
+    gauge(
+      'tidemark_journal_disk_pressure',
+      '1 while a broker node\'s free disk is within half of guardDiskMargin of its disk_free_limit, or its disk alarm is up: journals are at their smallest bound and the largest are shed (0 on a standby).',
+      leaderOnly(() => (read.journalPressure() ? 1 : 0)),
     );
     gauge(
       'tidemark_unprotected_queues',

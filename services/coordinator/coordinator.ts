@@ -32,6 +32,8 @@ import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
 import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
+import { JournalRetention } from './journal-retention.js';
+import { ShedJournals } from './shed-journals.js';
 import { ResourceGuard, type WaitingQueue } from './resource-guard.js';
 import { LeaderLease } from './leader-lease.js';
 import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
@@ -73,6 +75,8 @@ export interface CoordinatorParts {
   discovery: Discovery;
   /** The broker resource guard discovery admits new journals through; absent in some tests. */
   guard?: ResourceGuard;
+  /** The journal retention discovery applies; absent in some tests. */
+  retention?: JournalRetention;
 }
 
 export class Coordinator {
@@ -81,6 +85,8 @@ export class Coordinator {
   private exchanges: ExchangeDefinition[] = [];
   /** Selected queues the resource guard gave no journal in the last discovery pass. */
   private waiting: WaitingQueue[] = [];
+  /** Queues whose journal was renewed since their latest checkpoint (discovery.ts), with why. */
+  private renewed = new Map<string, string>();
   /** Entry paths into protected queues that journals cannot see, from the last discovery pass. */
   private uncapturable = new Map<string, string[]>();
   /** Queues each worker acknowledged in the last pass, with the address it was reached at. */
@@ -126,6 +132,8 @@ export class Coordinator {
       coverageUnchecked: () => this.coverageUnchecked(),
       incompleteQueues: () => this.lastCommit?.incompleteQueues ?? 0,
       unprotectedQueues: () => this.waiting.length,
+      journalBoundBytes: () => parts.retention?.boundBytes ?? 0,
+      journalPressure: () => (parts.retention?.pressure ?? '') !== '',
     });
   }
 
@@ -155,6 +163,10 @@ export class Coordinator {
       },
       log: log.child('guard'),
     });
+    const retention = new JournalRetention(
+      { diskShare: config.journalDiskShare, minBytes: config.journalMinBytes, maxBytes: config.journalMaxBytes, diskMargin: config.guardDiskMargin },
+      log.child('retention'),
+    );
     return new Coordinator({
       config,
       log,
@@ -175,9 +187,12 @@ export class Coordinator {
         policy: new ProtectionPolicy(config.protect, config.namespace),
         firehoseVhosts: firehoseVhostsOf(config.firehoseVhosts),
         guard,
+        retention,
+        shedLog: new ShedJournals(redis, config.namespace),
         log: log.child('discovery'),
       }),
       guard,
+      retention,
     });
   }
 
@@ -279,7 +294,10 @@ export class Coordinator {
     this.lastCommit = undefined;
     if (latest > 0) {
       const manifest = await catalog.get(latest);
-      discovery.remember(manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })));
+      discovery.remember(
+        manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })),
+        manifest.startedAtMs,
+      );
       this.lastCommit = { epoch: latest, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length };
     }
     // Given up on (time limit) and the lease released meanwhile, or stopping: this attempt must not lead.
@@ -415,6 +433,7 @@ export class Coordinator {
       this.protectedQueues = result.queues;
       this.exchanges = result.exchanges;
       this.waiting = result.waiting;
+      this.renewed = result.renewed;
       this.uncapturable = result.uncapturable;
     } catch (err) {
       log.warn(`discovery failed, keeping the previous protected set: ${errorMessage(err)}`);
@@ -461,7 +480,8 @@ export class Coordinator {
         const ids = owners.get(worker.id) ?? [];
         const queues: QueueAssignment[] = ids.map((id) => {
           const q = this.protectedQueues.get(id)!;
-          const b = base.get(id);
+          // A renewed journal does not hold the offsets its checkpoints name: capture starts afresh.
+          const b = this.renewed.has(id) ? undefined : base.get(id);
           return {
             definition: q.definition,
             journal: q.journal,
@@ -557,6 +577,7 @@ export class Coordinator {
         parentEpoch: latest,
         isVisible: (e) => visible.has(e),
         prior,
+        renewed: new Map([...this.renewed].filter(([id]) => queues.has(id))),
         unassignedWhy: this.assignmentFailures.join('; '),
       },
       holder: lease.holder,
@@ -581,6 +602,7 @@ export class Coordinator {
       if (result.manifest) {
         this.lastCommit = { epoch, committedAtMs: result.manifest.committedAtMs, incompleteQueues: incompleteQueues(result.manifest).length };
         await this.rearmSentinels(result.manifest);
+        this.parts.discovery.committed(new Set(result.manifest.queues.map((q) => queueKey(q.definition!.vhost, q.definition!.name))), result.manifest.startedAtMs);
       }
     } else if (result.outcome === 'aborted') {
       this.counters.aborted += 1;
@@ -647,6 +669,8 @@ export class Coordinator {
       unprotected: this.isLeader ? this.waiting.slice(0, UNPROTECTED_LISTED) : [],
       unprotectedCount: this.isLeader ? this.waiting.length : 0,
       brokerNodes: this.isLeader ? this.brokerNodes() : [],
+      journalBoundBytes: this.isLeader ? (this.parts.retention?.boundBytes ?? 0) : 0,
+      journalPressure: this.isLeader ? (this.parts.retention?.pressure ?? '') : '',
     };
   }
 

@@ -17,6 +17,16 @@
  * room; a selected queue beyond that waits without a journal and is reported, never forced.
  * Each pass also reports the entry paths into protected queues that no journal can see (dead-
  * lettering, queue federation; entry-paths.ts), for coverage.
+ *
+ * Journal retention (journal-retention.ts): each pass sets the bound every journal keeps, as the
+ * vhost's journal policy, and under disk pressure stops protecting the largest journal.
+ *
+ * A journal whose queue's checkpoints were taken from an earlier journal of the same name is
+ * *renewed*: the earlier one was deleted (shed under disk pressure, or by someone else) and the
+ * checkpoints' offsets do not match the new one. Every journal records when it was declared
+ * (`x-tidemark-created-at`), so this is known from the broker and the latest checkpoint alone,
+ * on any leader. A renewed queue's capture starts afresh from its new journal, and its next
+ * checkpoint marks it possibly incomplete (what entered it in between is in no checkpoint).
  */
 import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
@@ -31,6 +41,9 @@ import type { Logger } from '../core/log.js';
 import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
+import type { JournalRetention } from './journal-retention.js';
+import type { ShedJournal, ShedJournals } from './shed-journals.js';
+import { segmentBytesFor } from './journal-retention.js';
 import { uncapturablePaths } from './entry-paths.js';
 
 export interface ProtectedQueue {
@@ -48,6 +61,11 @@ export interface DiscoveryResult {
   problems: string[];
   /** Selected queues the resource guard gave no journal in this pass, in listing order. */
   waiting: WaitingQueue[];
+  /**
+   * Renewed queues by queueKey (see above), with what happened: their capture must not resume
+   * from their latest checkpoint, and their next checkpoint marks them.
+   */
+  renewed: Map<string, string>;
   /**
    * Entry paths into protected queues their journals cannot see, by queueKey (only queues that
    * have one). A vhost that could not be read this pass keeps what its last pass found.
@@ -68,6 +86,10 @@ export interface DiscoveryOptions {
   firehoseVhosts?: ReadonlySet<string>;
   /** Admits new journals only while the broker has room; without one every journal is declared. */
   guard?: ResourceGuard;
+  /** Bounds what journals keep from the broker's disk (needs the guard's node figures). */
+  retention?: JournalRetention;
+  /** Where shed journals are recorded for later leaders; without it only this one knows. */
+  shedLog?: ShedJournals;
   log: Logger;
 }
 
@@ -76,6 +98,29 @@ export class Discovery {
   private readonly known = new Map<string, ProtectedQueue>();
   /** Uncapturable entry paths of protected queues, by queueKey, as of each vhost's last good pass. */
   private readonly uncapturable = new Map<string, string[]>();
+  /**
+   * When the round of the latest checkpoint holding each queue started, by queueKey: its cut was
+   * taken in the journal that existed then.
+   */
+  private readonly checkpointedAt = new Map<string, number>();
+  /** When each journal was declared (x-tidemark-created-at), by queueKey; absent if unknown. */
+  private readonly journalCreatedAt = new Map<string, number>();
+  /** Queues whose journal was shed, by queueKey, until they are checkpointed from a new one. */
+  private readonly shed = new Map<string, ShedJournal>();
+  private shedLoaded = false;
+
+  /** A checkpoint holding `queues` (by queueKey), whose round started at `startedAtMs`, committed. */
+  committed(queues: ReadonlySet<string>, startedAtMs: number): void {
+    for (const id of [...this.checkpointedAt.keys()]) if (!queues.has(id)) this.checkpointedAt.delete(id);
+    for (const id of queues) {
+      this.checkpointedAt.set(id, startedAtMs);
+      // Shed, renewed, and checkpointed from its new journal since.
+      if (this.shed.has(id) && (this.journalCreatedAt.get(id) ?? Infinity) <= startedAtMs) {
+        this.shed.delete(id);
+        this.options.shedLog?.remove(id).catch((err) => this.options.log.warn(`forgetting the shed journal of ${id}: ${errorMessage(err)}`));
+      }
+    }
+  }
 
   constructor(private readonly options: DiscoveryOptions) {}
 
@@ -83,7 +128,8 @@ export class Discovery {
    * Seeds the protected set from the latest manifest, so a queue deleted while no leader ran is
    * still carried (and its journal released) by the next pass.
    */
-  remember(queues: ProtectedQueue[]): void {
+  remember(queues: ProtectedQueue[], startedAtMs: number): void {
+    this.committed(new Set(queues.map((q) => queueKey(q.definition.vhost, q.definition.name))), startedAtMs);
     for (const q of queues) {
       const id = queueKey(q.definition.vhost, q.definition.name);
       if (!this.known.has(id)) this.known.set(id, { ...q, deleted: false });
@@ -117,7 +163,11 @@ export class Discovery {
     const vhosts = [...new Set([...covered, ...[...this.known.values()].map((k) => k.definition.vhost)])].sort();
     const exchanges: ExchangeDefinition[] = [];
     const waiting: WaitingQueue[] = [];
+    await this.loadShed();
     const admission = await this.options.guard?.open(this.known.size);
+    const retention = this.options.retention;
+    if (retention && retention.boundBytes === undefined) await this.adoptBound(vhosts);
+    const decision = retention && this.options.guard ? retention.decide(this.options.guard.nodes, this.known.size) : undefined;
     for (const vhost of vhosts) {
       try {
         exchanges.push(...(await this.passVhost(vhost, admission, waiting, problems)));
@@ -130,6 +180,7 @@ export class Discovery {
         this.options.log.warn(`discovery of vhost ${vhost} failed: ${errorMessage(err)}`);
       }
     }
+    if (decision && decision.shed > 0) await this.shedLargest(decision.pressure).catch((err) => problems.push(`shedding a journal: ${errorMessage(err)}`));
     this.options.guard?.report(waiting, admission);
     // Queues of vhosts that failed this pass stay in the set as they were: a failed listing
     // must not look like a deletion.
@@ -140,6 +191,7 @@ export class Discovery {
       vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))],
       problems,
       waiting,
+      renewed: this.renewed(),
       uncapturable: new Map(this.uncapturable),
     };
   }
@@ -174,6 +226,7 @@ export class Discovery {
     const usedExchanges = new Set<string>();
     try {
       await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
+      await this.applyRetention(vhost, policies, queues);
       // A journal never predates its vhost's restart sentinel (broker-continuity.ts). Once journals
       // exist, a missing sentinel is a restart to mark, and only a committed round declares it again.
       const sentinel = sentinelName(namespace);
@@ -202,8 +255,20 @@ export class Discovery {
         await this.deleteUnstartable(channel, vhost, q.name, journal, streams, existing);
         // A queue with a journal (protected, or by an earlier leader) costs nothing new.
         if (admission && !this.known.has(id) && !existing.has(journal) && !admission.admit()) {
-          waiting.push({ vhost, queue: q.name, reason: admission.reason });
+          const shed = this.shed.get(id);
+          waiting.push({ vhost, queue: q.name, reason: shed ? `${shed.reason}; ${admission.reason}` : admission.reason });
           continue;
+        }
+        if (this.known.has(id) && !existing.has(journal)) {
+          log.error(
+            `the journal ${journal} of protected queue ${vhost}/${q.name} is gone (deleted outside Tidemark?): declaring it again; ` +
+              'what entered the queue meanwhile is in no checkpoint, and its next checkpoint marks it possibly incomplete',
+          );
+        }
+        const created = queues.find((j) => j.name === journal)?.arguments?.[CREATED_AT_ARGUMENT];
+        if (existing.has(journal)) {
+          if (typeof created === 'number') this.journalCreatedAt.set(id, created);
+          else this.journalCreatedAt.delete(id);
         }
         const explicit = queueBindings(bindings, q.name);
         const definition: QueueDefinition = {
@@ -215,7 +280,8 @@ export class Discovery {
           arguments: toFieldTable(q.arguments ?? {}),
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
-        await this.provision(channel, journal, explicit, bindings, existing, route);
+        const declaredAt = await this.provision(channel, journal, explicit, bindings, existing, route);
+        if (declaredAt !== undefined) this.journalCreatedAt.set(id, declaredAt);
         explicit.forEach((b) => usedExchanges.add(b.source));
         this.known.set(id, { definition, journal, deleted: false });
         seen.add(id);
@@ -251,6 +317,131 @@ export class Discovery {
         internal: e.internal,
         arguments: toFieldTable(e.arguments ?? {}),
       }));
+  }
+
+  /** The name of a vhost's journal retention policy. */
+  private policyName(): string {
+    return `${this.options.namespace}.journals`;
+  }
+
+  /** The bound an earlier leader left in the journal policies, so a new leader goes on from it. */
+  private async adoptBound(vhosts: string[]): Promise<void> {
+    for (const vhost of vhosts) {
+      const policies = await this.options.management.listPolicies(vhost).catch(() => new Map<string, Record<string, unknown>>());
+      const bound = policies.get(this.policyName())?.['max-length-bytes'];
+      if (typeof bound === 'number' && bound > 0) {
+        this.options.retention!.adopt(bound, this.known.size);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Makes the vhost's journal policy hold the bound in force. RabbitMQ applies one policy per
+   * queue, the highest priority; a journal under another policy keeps only its own arguments.
+   */
+  private async applyRetention(vhost: string, policies: Map<string, Record<string, unknown>>, queues: { name: string; policy?: string }[]): Promise<void> {
+    const bound = this.options.retention?.boundBytes;
+    if (bound === undefined) return;
+    const { namespace, management, log } = this.options;
+    const name = this.policyName();
+    if (policies.get(name)?.['max-length-bytes'] !== bound) {
+      try {
+        await management.putPolicy(vhost, name, {
+          pattern: `^${namespace.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.journal\\.`,
+          applyTo: 'queues',
+          priority: JOURNAL_POLICY_PRIORITY,
+          definition: { 'max-length-bytes': bound },
+        });
+        this.policyFailed.delete(vhost);
+      } catch (err) {
+        // Capture goes on: the journals keep their own arguments meanwhile.
+        if (!this.policyFailed.has(vhost)) {
+          log.error(
+            `cannot set the journal retention policy ${name} in vhost ${vhost} (the management user needs the policymaker tag): ${errorMessage(err)}; ` +
+              'its journals are bounded only by their own arguments until it can',
+          );
+        }
+        this.policyFailed.add(vhost);
+      }
+    }
+    const other = queues.find((q) => q.name.startsWith(`${namespace}.journal.`) && q.policy && q.policy !== name);
+    if (other && !this.warnedPolicy.has(vhost)) {
+      this.warnedPolicy.add(vhost);
+      log.warn(
+        `journal ${vhost}/${other.name} is under policy ${other.policy}, not ${name}: RabbitMQ applies one policy per queue, so Tidemark's ` +
+          `journal retention does not reach it; keep other policies off ${namespace}.journal.* (docs/OPERATIONS.md#journal-retention)`,
+      );
+    }
+  }
+
+  private readonly warnedPolicy = new Set<string>();
+  private readonly policyFailed = new Set<string>();
+
+  /** Reads the shed journals an earlier leader recorded, once. */
+  private async loadShed(): Promise<void> {
+    if (this.shedLoaded || !this.options.shedLog) return;
+    try {
+      for (const [id, record] of await this.options.shedLog.all()) if (!this.shed.has(id)) this.shed.set(id, record);
+      this.shedLoaded = true;
+    } catch (err) {
+      this.options.log.warn(`reading the shed journals from Redis, will retry: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Queues whose journal is newer than their latest checkpoint, with what happened. */
+  private renewed(): Map<string, string> {
+    const renewed = new Map<string, string>();
+    for (const [id, entry] of this.known) {
+      const createdAt = this.journalCreatedAt.get(id);
+      const shed = this.shed.get(id);
+      // A shed queue left out of checkpoints since is renewed all the same.
+      const checkpointedAt = this.checkpointedAt.get(id) ?? shed?.checkpointedAtMs;
+      if (createdAt === undefined || checkpointedAt === undefined || createdAt <= checkpointedAt) continue;
+      const cause = shed?.reason ?? 'its journal was deleted (outside Tidemark?)';
+      renewed.set(
+        id,
+        `not protected between ${new Date(checkpointedAt).toISOString()} and ${new Date(createdAt).toISOString()}: ${cause}; ` +
+          `messages that entered ${entry.definition.vhost}/${entry.definition.name} in between are in no checkpoint`,
+      );
+    }
+    return renewed;
+  }
+
+  /**
+   * Disk pressure with journals at their smallest bound: stops protecting the journal holding the
+   * most messages (the broker does not report a stream's bytes) and deletes it, freeing its disk.
+   * The queue then waits for the guard like a new one, and is renewed when it has room again.
+   */
+  private async shedLargest(pressure: string): Promise<void> {
+    const { management } = this.options;
+    let largest: { id: string; entry: ProtectedQueue; messages: number } | undefined;
+    for (const vhost of new Set([...this.known.values()].map((k) => k.definition.vhost))) {
+      const counts = await management.queueCounts(vhost);
+      for (const [id, entry] of this.known) {
+        if (entry.definition.vhost !== vhost) continue;
+        const messages = counts.get(entry.journal)?.messages ?? 0;
+        if (!largest || messages > largest.messages) largest = { id, entry, messages };
+      }
+    }
+    if (!largest) return;
+    const { vhost, name } = largest.entry.definition;
+    const channel = await this.channel(vhost);
+    try {
+      await channel.deleteQueue(largest.entry.journal);
+    } finally {
+      await channel.close().catch(() => {});
+    }
+    const shedAtMs = Date.now();
+    const why = `its journal (${largest.messages} messages, the largest) was deleted at ${new Date(shedAtMs).toISOString()} to keep the broker's disk alarm off (${pressure})`;
+    const record: ShedJournal = { reason: why, shedAtMs, checkpointedAtMs: this.checkpointedAt.get(largest.id) ?? 0 };
+    this.known.delete(largest.id);
+    this.journalCreatedAt.delete(largest.id);
+    this.shed.set(largest.id, record);
+    await this.options.shedLog?.add(largest.id, record).catch((err) => this.options.log.warn(`recording the shed journal of ${vhost}/${name}: ${errorMessage(err)}`));
+    this.options.log.error(
+      `${vhost}/${name} is not protected any more: ${why}. Its checkpoints so far are kept; it is protected again, from a new journal, once the disk has room`,
+    );
   }
 
   /**
@@ -338,7 +529,8 @@ export class Discovery {
   /**
    * Declares the journal stream if missing and makes its bindings what `route` asks for: the
    * source's bindings plus the fence exchange, or in firehose mode only the relay exchange (under
-   * the journal's name and the fence key); while the firehose drains, both.
+   * the journal's name and the fence key); while the firehose drains, both. Returns when it
+   * declared the journal (its x-tidemark-created-at), undefined if the journal existed.
    */
   private async provision(
     channel: Channel,
@@ -347,12 +539,22 @@ export class Discovery {
     all: BindingInfo[],
     existing: Set<string>,
     route: JournalRoute,
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     const { namespace } = this.options;
+    let declaredAt: number | undefined;
     // An existing journal is not declared again: its arguments (x-max-age) were fixed when it was
     // made, and a declaration with other values would fail.
     if (!existing.has(journal)) {
-      await channel.assertQueue(journal, { durable: true, arguments: journalArguments(this.options.journalMaxAge, this.options.journalMaxBytes ?? 0) });
+      const createdAt = Date.now();
+      await channel.assertQueue(journal, {
+        durable: true,
+        arguments: {
+          ...journalArguments(this.options.journalMaxAge, this.options.journalMaxBytes ?? 0, this.options.retention?.boundBytes),
+          [CREATED_AT_ARGUMENT]: createdAt,
+        },
+      });
+      existing.add(journal);
+      declaredAt = createdAt;
     }
     const own: Array<{ source: string; routingKey: string }> = [];
     if (route !== 'firehose') own.push({ source: fenceExchangeName(namespace), routingKey: '' });
@@ -372,25 +574,30 @@ export class Discovery {
     for (const c of current) {
       if (![...own, ...sources].some((b) => same(b, c))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
     }
+    return declaredAt;
   }
 }
-
-/** RabbitMQ's default stream segment size: retention only ever removes whole segments. */
-const DEFAULT_STREAM_SEGMENT_BYTES = 500_000_000;
 
 /**
- * The arguments of a new journal stream. With a size bound, segments are made small enough (a
- * tenth of the bound, at least 1 MB) that retention, which removes whole segments when a new one
- * starts, keeps the journal close to the bound.
+ * The arguments of a new journal stream: `maxBytes` (journalMaxBytes, 0 for none) is a hard cap
+ * of its own; `boundBytes` the retention bound in force (journal-retention.ts), which the vhost's
+ * journal policy applies. Segments are sized from the smaller, so that retention, which removes
+ * whole segments, can keep the journal near it.
  */
-export function journalArguments(maxAge: string, maxBytes: number): Record<string, unknown> {
+export function journalArguments(maxAge: string, maxBytes: number, boundBytes?: number): Record<string, unknown> {
   const args: Record<string, unknown> = { 'x-queue-type': 'stream', 'x-max-age': maxAge };
-  if (maxBytes > 0) {
-    args['x-max-length-bytes'] = maxBytes;
-    args['x-stream-max-segment-size-bytes'] = Math.min(DEFAULT_STREAM_SEGMENT_BYTES, Math.max(1_000_000, Math.floor(maxBytes / 10)));
-  }
+  if (maxBytes > 0) args['x-max-length-bytes'] = maxBytes;
+  const kept = [maxBytes > 0 ? maxBytes : undefined, boundBytes].filter((b): b is number => b !== undefined && b > 0);
+  const segment = segmentBytesFor(kept.length > 0 ? Math.min(...kept) : undefined);
+  if (segment !== undefined) args['x-stream-max-segment-size-bytes'] = segment;
   return args;
 }
+
+/** The journal argument that records when Tidemark declared it (ms since the epoch). */
+export const CREATED_AT_ARGUMENT = 'x-tidemark-created-at';
+
+/** Above the usual operator policies, so the journal policy is the one RabbitMQ applies to journals. */
+const JOURNAL_POLICY_PRIORITY = 100;
 
 /** How a journal is fed: by bindings, through the firehose relay, or both while the firehose drains. */
 type JournalRoute = 'bindings' | 'firehose' | 'draining';

@@ -145,7 +145,7 @@ export function journalBudget(nodes: readonly NodeResources[], limits: GuardLimi
   return candidates.reduce((tightest, c) => (c.allowed < tightest.allowed ? c : tightest));
 }
 
-function mib(bytes: number): string {
+export function mib(bytes: number): string {
   return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GiB` : `${Math.round(bytes / 1024 ** 2)} MiB`;
 }
 

@@ -132,6 +132,19 @@ export const configSchema = z.object({
    */
   journalMaxBytes: z.coerce.number().int().min(0).default(0),
   /**
+   * Journal retention (docs/OPERATIONS.md#journal-retention): the share of each broker node's free
+   * disk above `disk_free_limit` + `guardDiskMargin` that all journals together may keep. The
+   * leader sets the bound per journal from it (a policy on the journals) as the disk changes.
+   * @default 0.5
+   */
+  journalDiskShare: fraction.default(0.5),
+  /**
+   * Journal retention: the least each journal keeps. Below it, disk pressure stops protecting the
+   * largest journal instead of shrinking them all. It must cover what a worker can lag behind.
+   * @default 64 MiB
+   */
+  journalMinBytes: count.default(64 * 1024 ** 2),
+  /**
    * Broker resource guard (docs/OPERATIONS.md#broker-resources): new journals are declared only
    * while every broker node's open files stay within this share of its limit (`fd_total`),
    * counting `journalFdCost` per new journal. Journals already declared are never removed.
@@ -200,6 +213,8 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_LOG_LEVEL: 'logLevel',
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
   TIDEMARK_JOURNAL_MAX_BYTES: 'journalMaxBytes',
+  TIDEMARK_JOURNAL_DISK_SHARE: 'journalDiskShare',
+  TIDEMARK_JOURNAL_MIN_BYTES: 'journalMinBytes',
   TIDEMARK_FAILPOINTS: 'failpoints',
   TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
   TIDEMARK_METRICS_LISTEN: 'metricsListen',

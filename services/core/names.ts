@@ -125,5 +125,7 @@ export function redisKeys(namespace: string) {
     restores: `${root}restores`,
     /** Per-queue publish rate (msgs/s) the last finished restore achieved: the dry run's estimate. */
     restoreRate: `${root}restore-rate`,
+    /** Hash of queue key → JSON record of a journal shed under disk pressure (shed-journals.ts). */
+    shedJournals: `${root}shed-journals`,
   };
 }

@@ -7,9 +7,9 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
-import { STREAM_OFFSET_HEADER } from '../../services/core/names.js';
 import { drainQueue } from '../chaos/restore-check.js';
 import type { TestCluster } from '../helpers/cluster.js';
+import { streamHolds } from '../helpers/stream-holds.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { amqpUrlForVhost, type TestServices } from '../helpers/services.js';
 
@@ -21,37 +21,6 @@ let services: TestServices;
 let vhost: string;
 let cluster: TestCluster;
 let setup: ProtectedVhost | undefined;
-
-/** Offset and count of what a stream still holds, read from its first offset. */
-async function streamHolds(queue: string): Promise<{ first: number; records: number }> {
-  const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
-  try {
-    const channel = await connection.createChannel();
-    await channel.prefetch(1_000);
-    let first = -1;
-    let records = 0;
-    await new Promise<void>((resolve, reject) => {
-      let idle = setTimeout(resolve, 3_000);
-      channel
-        .consume(
-          queue,
-          (msg) => {
-            if (!msg) return;
-            if (first < 0) first = Number(msg.properties.headers?.[STREAM_OFFSET_HEADER]);
-            records += 1;
-            channel.ack(msg);
-            clearTimeout(idle);
-            idle = setTimeout(resolve, 1_500);
-          },
-          { arguments: { 'x-stream-offset': 'first' } },
-        )
-        .catch(reject);
-    });
-    return { first, records };
-  } finally {
-    await connection.close();
-  }
-}
 
 describe('a journal with a size bound', () => {
   beforeAll(async () => {
@@ -85,7 +54,7 @@ describe('a journal with a size bound', () => {
     expect(entry.messages).toBe(MESSAGES);
 
     // The journal dropped its oldest segments: it holds about the budget, not the 12 MB it took.
-    const held = await streamHolds(entry.journal);
+    const held = await streamHolds(services.amqpUrl, vhost, entry.journal);
     expect(held.first, 'first offset the journal still holds').toBeGreaterThan(0);
     expect(held.records * BODY, 'bytes the journal still holds').toBeLessThan(2 * BUDGET);
 

@@ -941,6 +941,23 @@ describe('checkpoint round: possibly incomplete queues (I5)', () => {
     expect(marksOf(rebuilt)).toEqual(marksOf(manifest));
   });
 
+  it('marks a renewed queue (its journal was replaced) from its start, instead of carrying the old journal\'s marks', () => {
+    const plan = makePlan();
+    const old = { epoch: 4, reason: 'earlier restart', detectedAtMs: 500, afterOffset: 10 };
+    plan.prior = new Map([
+      [queueKey('/', 'alpha'), { cutOffset: 77, incomplete: [old] }],
+      [queueKey('prod', 'billing'), { cutOffset: 60, incomplete: [old] }],
+    ]);
+    plan.renewed = new Map([[queueKey('/', 'alpha'), 'not protected between T1 and T2: shed']]);
+    const { manifest } = commitWith(plan, restartedRoot);
+    const marks = marksOf(manifest);
+    expect(marks['/:alpha']).toEqual([
+      { epoch: 9, reason: 'not protected between T1 and T2: shed', detectedAtMs: 2_000, afterOffset: 0 },
+      { epoch: 9, reason: 'the broker restarted', detectedAtMs: 2_000, afterOffset: 0 },
+    ]);
+    expect(marks['prod:billing']).toEqual([old]);
+  });
+
   it('marks nothing when no restart is seen and the parent has no marks', () => {
     const { commit, manifest } = commitWith(makePlan(), []);
     expect(commit.marks).toBeUndefined();

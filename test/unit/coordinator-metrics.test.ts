@@ -15,6 +15,8 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     coverageUnchecked: () => 4,
     incompleteQueues: () => 3,
     unprotectedQueues: () => 5,
+    journalBoundBytes: () => 64 * 1024 * 1024,
+    journalPressure: () => true,
     ...overrides,
   };
 }
@@ -32,6 +34,8 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
     expect(m.get('tidemark_incomplete_queues')).toBe(3);
     expect(m.get('tidemark_unprotected_queues')).toBe(5);
+    expect(m.get('tidemark_journal_bound_bytes')).toBe(64 * 1024 * 1024);
+    expect(m.get('tidemark_journal_disk_pressure')).toBe(1);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
     expect(m.get('tidemark_coverage_gap_path{vhost="v1",queue="orders",path="published past its bindings (to the default exchange?)"}')).toBe(1);

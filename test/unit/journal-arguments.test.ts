@@ -4,14 +4,20 @@ import { loadConfig } from '../../services/core/config.js';
 import { ConfigError } from '../../services/core/errors.js';
 
 describe('journal stream arguments', () => {
-  it('bound a journal by age only, unless a size is set', () => {
+  it('bound a journal by age only, unless a size or a retention bound is known', () => {
     expect(journalArguments('7D', 0)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D' });
   });
 
-  it('with a size, make segments a tenth of it (at least 1 MB, at most the broker default) so retention can act', () => {
-    expect(journalArguments('7D', 50_000_000)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D', 'x-max-length-bytes': 50_000_000, 'x-stream-max-segment-size-bytes': 5_000_000 });
+  it('with a size, make segments an eighth of it (at least 1 MB, at most the broker default) so retention can act', () => {
+    expect(journalArguments('7D', 80_000_000)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D', 'x-max-length-bytes': 80_000_000, 'x-stream-max-segment-size-bytes': 10_000_000 });
     expect(journalArguments('1D', 3_000_000)['x-stream-max-segment-size-bytes']).toBe(1_000_000);
     expect(journalArguments('1D', 100_000_000_000)['x-stream-max-segment-size-bytes']).toBe(500_000_000);
+  });
+
+  it('sizes segments from the retention bound (the policy applies it), or the cap if that is smaller', () => {
+    expect(journalArguments('7D', 0, 64_000_000)).toEqual({ 'x-queue-type': 'stream', 'x-max-age': '7D', 'x-stream-max-segment-size-bytes': 8_000_000 });
+    expect(journalArguments('7D', 16_000_000, 64_000_000)['x-stream-max-segment-size-bytes']).toBe(2_000_000);
+    expect(journalArguments('7D', 16_000_000, 64_000_000)['x-max-length-bytes']).toBe(16_000_000);
   });
 
   it('reads TIDEMARK_JOURNAL_MAX_BYTES, default 0, and refuses a negative or fractional one', () => {

@@ -272,6 +272,19 @@ export class ManagementClient {
     await this.request('PUT', `vhosts/${enc(vhost)}`, { description: row.description ?? '', tags, tracing: on });
   }
 
+  /**
+   * Creates or replaces a (user) policy of a vhost. The user needs the `policymaker` tag (or
+   * `administrator`).
+   */
+  async putPolicy(vhost: string, name: string, policy: { pattern: string; applyTo: 'queues' | 'exchanges' | 'all'; priority: number; definition: Record<string, unknown> }): Promise<void> {
+    await this.request('PUT', `policies/${enc(vhost)}/${enc(name)}`, {
+      pattern: policy.pattern,
+      'apply-to': policy.applyTo,
+      priority: policy.priority,
+      definition: policy.definition,
+    });
+  }
+
   async createVhost(name: string): Promise<void> {
     await this.request('PUT', `vhosts/${enc(name)}`, {});
   }

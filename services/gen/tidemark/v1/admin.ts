@@ -124,6 +124,16 @@ export interface StatusReply {
   /** The broker's headroom as the guard last read it: one entry per node; leader only. */
   brokerNodes: BrokerNode[];
   /**
+   * Bytes each journal keeps at most (the journal retention policy); 0 before the leader has read
+   * the broker's disk (docs/OPERATIONS.md#journal-retention). Leader only.
+   */
+  journalBoundBytes: number;
+  /**
+   * Why the broker's disk is under pressure (journals are shrunk, then the largest are shed);
+   * empty when it is not. Leader only.
+   */
+  journalPressure: string;
+  /**
    * Queues the latest checkpoint marks as possibly incomplete: their journals may lack messages
    * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
    */
@@ -1146,6 +1156,8 @@ function createBaseStatusReply(): StatusReply {
     unprotected: [],
     unprotectedCount: 0,
     brokerNodes: [],
+    journalBoundBytes: 0,
+    journalPressure: "",
     incompleteQueues: [],
   };
 }
@@ -1205,6 +1217,12 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.brokerNodes) {
       BrokerNode.encode(v!, writer.uint32(146).fork()).join();
+    }
+    if (message.journalBoundBytes !== 0) {
+      writer.uint32(152).uint64(message.journalBoundBytes);
+    }
+    if (message.journalPressure !== "") {
+      writer.uint32(162).string(message.journalPressure);
     }
     for (const v of message.incompleteQueues) {
       IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
@@ -1369,6 +1387,22 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.brokerNodes.push(BrokerNode.decode(reader, reader.uint32()));
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.journalBoundBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.journalPressure = reader.string();
+            continue;
+          }
           case 30: {
             if (tag !== 242) {
               break;
@@ -1414,6 +1448,8 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.unprotected = object.unprotected?.map((e) => UnprotectedQueue.fromPartial(e)) || [];
     message.unprotectedCount = object.unprotectedCount ?? 0;
     message.brokerNodes = object.brokerNodes?.map((e) => BrokerNode.fromPartial(e)) || [];
+    message.journalBoundBytes = object.journalBoundBytes ?? 0;
+    message.journalPressure = object.journalPressure ?? "";
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
     return message;
   },
