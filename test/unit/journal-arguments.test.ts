@@ -20,6 +20,18 @@ describe('journal stream arguments', () => {
     expect(journalArguments('7D', 16_000_000, 64_000_000)['x-max-length-bytes']).toBe(16_000_000);
   });
 
+  it('reads the journal retention settings with their defaults, and refuses ones that make no sense', () => {
+    const defaults = loadConfig({ env: {} });
+    expect(defaults.journalDiskShare).toBe(0.5);
+    expect(defaults.journalMinBytes).toBe(64 * 1024 * 1024);
+    const set = loadConfig({ env: { TIDEMARK_JOURNAL_DISK_SHARE: '0.25', TIDEMARK_JOURNAL_MIN_BYTES: '2000000' } });
+    expect([set.journalDiskShare, set.journalMinBytes]).toEqual([0.25, 2_000_000]);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_DISK_SHARE: '0' } })).toThrow(/journalDiskShare|TIDEMARK_JOURNAL_DISK_SHARE/);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_DISK_SHARE: '1.5' } })).toThrow(ConfigError);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_MIN_BYTES: '0' } })).toThrow(ConfigError);
+    expect(() => loadConfig({ env: { TIDEMARK_JOURNAL_MIN_BYTES: 'lots' } })).toThrow(ConfigError);
+  });
+
   it('reads TIDEMARK_JOURNAL_MAX_BYTES, default 0, and refuses a negative or fractional one', () => {
     expect(loadConfig({ env: {} }).journalMaxBytes).toBe(0);
     expect(loadConfig({ env: { TIDEMARK_JOURNAL_MAX_BYTES: '3000000' } }).journalMaxBytes).toBe(3_000_000);
