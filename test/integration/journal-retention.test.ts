@@ -12,7 +12,7 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { RoundOutcome, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
-import { CREATED_AT_ARGUMENT } from '../../services/coordinator/discovery.js';
+import { CREATED_AT_ARGUMENT } from '../../services/coordinator/journal-renewals.js';
 import type { TestCluster } from '../helpers/cluster.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { amqpUrlForVhost, type TestServices } from '../helpers/services.js';
