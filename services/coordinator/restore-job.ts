@@ -13,6 +13,7 @@ import type { WorkerClient } from '../client/worker-client.js';
 import type { RestoreService } from './restore-coordinator.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';
+import { forEachLimited } from '../core/limited.js';
 
 /** Tries of one queue when its worker fails (dies, is unreachable); each resumes where the last stopped. */
 const QUEUE_ATTEMPTS = 6;
@@ -102,13 +103,7 @@ export class RestoreJob {
     const startedAt = Date.now();
     const pending = this.queues.filter((q) => !q.finished?.ok);
     const slots = Math.max(1, Math.min(this.plan.concurrency, pending.length));
-    const next = async () => {
-      for (let q = pending.shift(); q; q = pending.shift()) {
-        if (this.controller.signal.aborted) return;
-        await this.runQueue(q, slots);
-      }
-    };
-    await Promise.all(Array.from({ length: slots }, next));
+    await forEachLimited(pending, slots, (q) => this.runQueue(q, slots), this.controller.signal);
     const failed = this.queues.filter((q) => q.finished && !q.finished.ok).length;
     const unfinished = this.queues.some((q) => !q.finished);
     const outcome: RestoreState = this.cancelled ? 'cancelled' : this.deposed || unfinished ? 'interrupted' : failed > 0 ? 'failed' : 'done';

@@ -12,6 +12,7 @@ import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { ConfigError, TransientError, errorMessage } from '../core/errors.js';
 import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
 import { argumentsConflict, probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
+import { forEachLimited } from '../core/limited.js';
 
 /**
  * What a restore does with target queues that already exist:
@@ -98,13 +99,9 @@ export async function preflightTargets(amqpUrl: string, targets: PreflightTarget
     // A connection-level failure also rejects the pending calls, which report it per target.
     connection.on('error', () => {});
     try {
-      const pending = [...inVhost];
-      const next = async () => {
-        for (let target = pending.shift(); target; target = pending.shift()) {
-          results.set(target, await preflightOne(connection, target, mode));
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(PROBES_PER_VHOST, pending.length) }, next));
+      await forEachLimited(inVhost, PROBES_PER_VHOST, async (target) => {
+        results.set(target, await preflightOne(connection, target, mode));
+      });
     } finally {
       await connection.close().catch(() => {});
     }

@@ -44,6 +44,7 @@ import {
 } from '../core/names.js';
 import { resumePoint, type ResumePoint } from './restore-resume.js';
 import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
+import { forEachLimited } from '../core/limited.js';
 
 export interface RestoreRunOptions {
   task: RestoreTask;
@@ -90,15 +91,8 @@ export async function runRestoreTask(options: RestoreRunOptions): Promise<void> 
     }
     return connection;
   };
-  const queue = [...task.queues];
-  const runNext = async (): Promise<void> => {
-    for (let item = queue.shift(); item; item = queue.shift()) {
-      if (options.signal.aborted) return;
-      await restoreQueue(item, options, connectionFor, baseUrl);
-    }
-  };
   try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, runNext));
+    await forEachLimited(task.queues, options.concurrency ?? 4, (item) => restoreQueue(item, options, connectionFor, baseUrl), options.signal);
   } finally {
     for (const connection of connections.values()) {
       await connection.then((c) => c.close()).catch(() => {});
