@@ -13,22 +13,13 @@ import amqp from 'amqplib';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { FaultProxy } from './proxy.js';
 import { repositoryRoot } from '../helpers/repo.js';
+import { eventually } from '../helpers/eventually.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 
 async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what} did not answer within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
+  await eventually(`${what} to answer`, probe, { timeoutMs, intervalMs: 100 });
 }
 
 function exited(child: ChildProcess): Promise<void> {

@@ -11,6 +11,7 @@ import { TidemarkClient } from '../../services/client/index.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
 import { repositoryRoot } from './repo.js';
+import { eventually } from './eventually.js';
 
 const cli = join(repositoryRoot(), 'dist', 'services', 'cli', 'main.js');
 
@@ -144,21 +145,16 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
   const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000 });
 
-  const waitForStatus = async (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) => {
-    const until = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < until) {
-      try {
+  const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
+    eventually(
+      `${what} (logs in ${logFile})`,
+      async () => {
         const status = await client.status();
         if (predicate(status)) return status;
-        last = status;
-      } catch (err) {
-        last = err;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last)}; logs in ${logFile}`);
-  };
+        throw new Error(`status ${JSON.stringify(status)}`);
+      },
+      { timeoutMs },
+    );
 
   const stopProcess = (name: string, signal: NodeJS.Signals) =>
     new Promise<void>((resolve) => {

@@ -16,6 +16,7 @@ import { COUNTERS, History } from '../chaos/history.js';
 import { closeConnectionsNamed } from '../chaos/own-services.js';
 import { drainQueue } from '../chaos/restore-check.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName } from '../helpers/services.js';
+import { eventually } from '../helpers/eventually.js';
 
 const SCHEDULE: FaultKind[] = ['worker-kill', 'leader-kill', 'link-blackhole', 's3-restart', 'redis-restart'];
 
@@ -25,13 +26,9 @@ function describeReport(report: ChaosReport): string {
   return [summaryLine(report), ...faults, ...examples, ...report.problems, ...report.notes, `cluster log: ${report.logFile}`].join('\n');
 }
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = async (what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> => {
+  await eventually(what, predicate, { timeoutMs, intervalMs: 50 });
+};
 
 describe('the chaos causal producer', () => {
   it('reconnects when the broker drops its connection, and every message it calls confirmed is in the queues', async () => {

@@ -28,6 +28,7 @@ import { RoundRobinProducer } from '../helpers/producers.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { declareBoundQueues } from '../helpers/broker.js';
 import { createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { eventually } from '../helpers/eventually.js';
 
 const WORKERS = ['worker-1', 'worker-2'];
 const TYPES = ['classic', 'quorum', 'stream'] as const;
@@ -78,20 +79,7 @@ function queuesFor(vhost: string): Array<{ name: string; type: string }> {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => eventually(what, probe, { timeoutMs });
 
 describe('failpoint matrix: every point in every mode, invariants after recovery', () => {
   beforeAll(async () => {

@@ -9,6 +9,7 @@ import type { TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { managementJson, type TestServices } from '../helpers/services.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
+import { eventually } from '../helpers/eventually.js';
 
 const QUEUES = [
   { name: 'fc-a', type: 'classic' },
@@ -32,15 +33,8 @@ async function coordinatorConnections(): Promise<string[]> {
   return all.filter((c) => c.client_properties?.connection_name?.startsWith('tidemark coordinator coordinator ')).map((c) => c.name);
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; logs in ${cluster.logFile}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> =>
+  eventually(`${what} (logs in ${cluster.logFile})`, probe, { timeoutMs });
 
 async function publish(count: number): Promise<void> {
   const producer = new RoundRobinProducer(services.amqpUrl, vhost, 'fc', QUEUES.map((q) => q.name), { maxMessages: count });

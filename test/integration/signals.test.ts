@@ -17,6 +17,7 @@ import { freePort } from '../helpers/cluster.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { managementJson, uniqueName } from '../helpers/services.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** The stop bound of runService (services/cli/main.ts), as documented. */
 const STOP_LIMIT_MS = 10_000;
@@ -73,13 +74,9 @@ async function noConnections(prefix: string): Promise<void> {
   expect(left, `connections left by ${prefix}`).toEqual([]);
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; logs in ${setup.cluster.logFile}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = async (condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> => {
+  await eventually(`${what} (logs in ${setup.cluster.logFile})`, condition, { timeoutMs, intervalMs: 100 });
+};
 
 /** Lines of the cluster log written by the named process. */
 const logLines = (name: string, text: string) => readFileSync(setup.cluster.logFile, 'utf8').split('\n').filter((l) => l.startsWith(`[${name}] `) && l.includes(text));

@@ -6,6 +6,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FaultProxy } from '../chaos/proxy.js';
+import { eventually } from '../helpers/eventually.js';
 
 let echo: Server;
 let echoPort: number;
@@ -47,14 +48,9 @@ function client(): { socket: Socket; received: () => string; ended: Promise<'clo
   return { socket, received: () => data, ended, connected };
 }
 
-async function until(predicate: () => boolean, timeoutMs = 2_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (predicate()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return predicate();
-}
+/** True once `predicate` holds, false if it does not within `timeoutMs`. */
+const until = (predicate: () => boolean, timeoutMs = 2_000): Promise<boolean> =>
+  eventually('the proxy to pass the data on', predicate, { timeoutMs, intervalMs: 10 }).catch(() => predicate());
 
 const settled = (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), ms))]);
 
