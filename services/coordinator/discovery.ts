@@ -306,6 +306,7 @@ export class Discovery {
    * Disk pressure with journals at their smallest bound: stops protecting the journal holding the
    * most messages (the broker does not report a stream's bytes) and deletes it, freeing its disk.
    * The queue then waits for the guard like a new one, and is renewed when it has room again.
+   * Journals of deleted source queues are not shed: they no longer grow, and they carry the data.
    */
   private async shedLargest(pressure: string): Promise<void> {
     const { management } = this.options;
@@ -313,7 +314,7 @@ export class Discovery {
     for (const vhost of new Set([...this.known.values()].map((k) => k.definition.vhost))) {
       const counts = await management.queueCounts(vhost);
       for (const [id, entry] of this.known) {
-        if (entry.definition.vhost !== vhost) continue;
+        if (entry.definition.vhost !== vhost || entry.deleted) continue;
         const messages = counts.get(entry.journal)?.messages ?? 0;
         if (!largest || messages > largest.messages) largest = { id, entry, messages };
       }
