@@ -8,9 +8,10 @@ import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
 import { StaleLeaderError, errorMessage } from '../core/errors.js';
 import { rendezvousOwner } from '../core/rendezvous.js';
-import type { QueueProgress, RestoreRecord, RestoreState } from '../core/restore-state.js';
+import type { QueueProgress, RestoreRecord, RestoreState, RestoreStateStore } from '../core/restore-state.js';
+import type { Logger } from '../core/log.js';
 import type { WorkerClient } from '../client/worker-client.js';
-import type { RestoreService } from './restore-coordinator.js';
+import type { Coordinator } from './coordinator.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';
 
@@ -33,6 +34,13 @@ export interface JobQueue {
 
 export type Listener = (event: RestoreEvent) => void;
 
+/** What a job uses of the restore service that runs it (RestoreService, restore-coordinator.ts). */
+export interface RestoreJobServices {
+  readonly coordinator: Coordinator;
+  readonly state: RestoreStateStore;
+  readonly log: Logger;
+}
+
 /** A restore running on this coordinator. */
 export class RestoreJob {
   private readonly listeners = new Set<Listener>();
@@ -52,7 +60,7 @@ export class RestoreJob {
     private readonly request: RestoreRequest,
     private readonly mode: RestoreMode,
     private readonly manifest: CheckpointManifest,
-    private readonly services: RestoreService,
+    private readonly services: RestoreJobServices,
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
