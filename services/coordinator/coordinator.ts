@@ -30,7 +30,7 @@ import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admi
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
-import { DecisionLog } from './decision-log.js';
+import { DecisionLog } from '../core/decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { JournalRetention } from './journal-retention.js';
 import { ShedJournals } from './shed-journals.js';

@@ -19,7 +19,7 @@ import type { Logger } from '../core/log.js';
 import { decodePartition } from '../core/store/keys.js';
 import type { ObjectStore } from '../core/store/object-store.js';
 import { assembleManifest } from './checkpoint-round.js';
-import type { DecisionLog, DecisionRecord } from './decision-log.js';
+import type { DecisionLog, DecisionRecord } from '../core/decision-log.js';
 
 export interface RecoveryContext {
   decisions: DecisionLog;

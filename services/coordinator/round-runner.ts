@@ -6,7 +6,7 @@ import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
 import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
-import type { DecisionLog } from './decision-log.js';
+import type { DecisionLog } from '../core/decision-log.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
 import type { Catalog } from '../core/catalog.js';

@@ -17,7 +17,7 @@ import { failpoint } from '../core/failpoints.js';
 import { redisKeys } from '../core/names.js';
 import { RestoreStateStore } from '../core/restore-state.js';
 import { Catalog } from '../core/catalog.js';
-import { DecisionLog } from '../coordinator/decision-log.js';
+import { DecisionLog } from '../core/decision-log.js';
 import { answerInquiry } from './decision-inquiry.js';
 import {
   Decision,
