@@ -25,7 +25,7 @@ import type { ObjectStore } from '../core/store/object-store.js';
 import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
-import { WorkerClient } from '../client/worker-client.js';
+import { WorkerClient } from '../core/worker-client.js';
 import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';

@@ -33,7 +33,7 @@
  * has no baseline yet and reports nothing from its counters (its topology still counts).
  */
 import type { ManagementClient } from '../core/amqp/management-client.js';
-import type { WorkerClient } from '../client/worker-client.js';
+import type { WorkerClient } from '../core/worker-client.js';
 import type { ProtectedQueue } from './discovery.js';
 import { queueKey } from './checkpoint-round.js';
 

@@ -10,7 +10,7 @@ import { StaleLeaderError, errorMessage } from '../core/errors.js';
 import { rendezvousOwner } from '../core/rendezvous.js';
 import type { QueueProgress, RestoreRecord, RestoreState, RestoreStateStore } from '../core/restore-state.js';
 import type { Logger } from '../core/log.js';
-import type { WorkerClient } from '../client/worker-client.js';
+import type { WorkerClient } from '../core/worker-client.js';
 import type { Coordinator } from './coordinator.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';

@@ -10,7 +10,7 @@ import type { DecisionLog } from '../core/decision-log.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
 import type { Catalog } from '../core/catalog.js';
-import type { WorkerClient } from '../client/worker-client.js';
+import type { WorkerClient } from '../core/worker-client.js';
 import type { Logger } from '../core/log.js';
 import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../core/names.js';
 import { StaleLeaderError, errorMessage } from '../core/errors.js';

@@ -17,7 +17,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/client/worker-client.js';
+import { WorkerClient } from '../../services/core/worker-client.js';
 import { assign } from '../../services/core/rendezvous.js';
 import { queueKey } from '../../services/coordinator/checkpoint-round.js';
 import { DecisionLog } from '../../services/core/decision-log.js';
