@@ -664,6 +664,7 @@ export class Coordinator {
       intervalMs: config.interval,
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],
       coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
+      coverageSettleMs: this.isLeader ? this.coverage.settleMs : 0,
       firehose: this.isLeader ? await this.firehoseRelays() : [],
       incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
       unprotected: this.isLeader ? this.waiting.slice(0, UNPROTECTED_LISTED) : [],

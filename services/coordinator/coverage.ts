@@ -103,7 +103,7 @@ export class CoverageTracker {
   /** Queues of the last pass, sampled or not; undefined before the first pass. */
   private lastPass: string[] | undefined;
 
-  constructor(private readonly settleMs = COVERAGE_SETTLE_MS) {}
+  constructor(readonly settleMs = COVERAGE_SETTLE_MS) {}
 
   /** Takes one pass's samples; queues not sampled any more are forgotten. */
   observe(samples: CoverageSample[], nowMs = Date.now()): void {
