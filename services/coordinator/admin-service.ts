@@ -6,7 +6,7 @@ import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
 import { runDrill } from './restore-drill.js';
 import { verifyCheckpoint } from './verify.js';
-import { roundOutcome } from './round-runner.js';
+import { roundOutcome } from './admin-enums.js';
 
 export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
   const restores = new RestoreService(coordinator);

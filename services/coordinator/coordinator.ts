@@ -26,7 +26,7 @@ import { fenceExchangeName } from '../core/names.js';
 import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
 import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
 import { WorkerClient } from '../core/worker-client.js';
-import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
@@ -36,7 +36,8 @@ import { JournalRetention } from './journal-retention.js';
 import { ShedJournals } from './shed-journals.js';
 import { ResourceGuard, type WaitingQueue } from './resource-guard.js';
 import { LeaderLease } from './leader-lease.js';
-import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
+import { deliverDecision, runRound, type RoundResult } from './round-runner.js';
+import { roundOutcome } from './admin-enums.js';
 import { recoverRounds } from './recovery.js';
 import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
 
@@ -95,7 +96,8 @@ export class Coordinator {
   private generation = 0;
   private lastFullEpoch = 0;
   private counters = { committed: 0, aborted: 0 };
-  private lastRound: RoundInfo | undefined;
+  /** The last round this leader ran, in its own terms (status() maps it for the admin API). */
+  private lastRound: { epoch: number; outcome: RoundResult['outcome']; reason: string; startedAtMs: number; durationMs: number } | undefined;
   /** Discovery passes and rounds run one at a time, so a round sees one consistent assignment. */
   private serial: Promise<unknown> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
@@ -609,7 +611,7 @@ export class Coordinator {
     }
     const durationMs = Date.now() - startedAtMs;
     this.metrics.roundFinished(result.outcome, durationMs);
-    this.lastRound = { epoch, outcome: roundOutcome(result.outcome), reason: result.reason, startedAtMs, durationMs };
+    this.lastRound = { epoch, outcome: result.outcome, reason: result.reason, startedAtMs, durationMs };
     return result;
   }
 
@@ -659,7 +661,7 @@ export class Coordinator {
       latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,
       roundsCommitted: this.counters.committed,
       roundsAborted: this.counters.aborted,
-      lastRound: this.lastRound,
+      lastRound: this.lastRound && { ...this.lastRound, outcome: roundOutcome(this.lastRound.outcome) },
       store: this.parts.store.url,
       intervalMs: config.interval,
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],

@@ -4,7 +4,6 @@
  */
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
-import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import type { DecisionLog } from '../core/decision-log.js';
 import type { FencePublisher } from './fence-channels.js';
@@ -52,13 +51,6 @@ export interface RoundResult {
   manifest?: CheckpointManifest;
   /** An effect failed (Redis, store, lost lease): the round's records may need recovery. */
   effectFailed?: boolean;
-}
-
-/** The admin API's name for a round result. */
-export function roundOutcome(outcome: RoundResult['outcome']): RoundOutcome {
-  if (outcome === 'committed') return RoundOutcome.ROUND_OUTCOME_COMMITTED;
-  if (outcome === 'aborted') return RoundOutcome.ROUND_OUTCOME_ABORTED;
-  return RoundOutcome.ROUND_OUTCOME_PENDING;
 }
 
 export function runRound(context: RoundContext): Promise<RoundResult> {
