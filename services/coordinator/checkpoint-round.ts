@@ -20,7 +20,7 @@
  */
 import type { CheckpointManifest, ExchangeDefinition, IncompleteMark, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { Vote, type PrepareReply, type QueueRef } from '../gen/tidemark/v1/worker.js';
-import type { CommitRecord, QueueMark } from '../core/decision-log.js';
+import type { CommitRecord, QueueMark } from '../core/index.js';
 
 export interface RoundParticipant {
   workerId: string;

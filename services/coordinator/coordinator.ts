@@ -5,32 +5,41 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { openRedis } from '../core/redis-client.js';
-import type { Config } from '../core/config.js';
-import { throttledWarn, type Logger } from '../core/log.js';
-import { withTimeLimit } from '../core/time-limit.js';
-import { abortable } from '../core/abortable.js';
+import {
+  abortable,
+  assign,
+  Catalog,
+  type Config,
+  DecisionLog,
+  errorMessage,
+  FailedPreconditionError,
+  fenceExchangeName,
+  firehoseQueueName,
+  firehoseVhostsOf,
+  type Logger,
+  Membership,
+  ProtectionPolicy,
+  relayUnknown,
+  relayView,
+  type RelayView,
+  StaleLeaderError,
+  StoppingError,
+  throttledWarn,
+  withTimeLimit,
+  WorkerClient,
+  type WorkerRegistration,
+} from '../core/index.js';
+import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
+import { openRedis } from '../core/redis/index.js';
+import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
 import { CoverageTracker, gapPaths, sampleCoverage } from './coverage.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { FenceChannels } from './fence-channels.js';
 import { AmqpBrokerContinuity, incompleteQueues, type BrokerContinuity } from './broker-continuity.js';
-import { Catalog } from '../core/catalog.js';
-import { Membership, type WorkerRegistration } from '../core/membership.js';
-import { ManagementClient } from '../core/amqp/management-client.js';
-import { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { ProtectionPolicy } from '../core/protect.js';
-import { assign } from '../core/rendezvous.js';
-import { openStoreRetrying } from '../core/store/open-store.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { fenceExchangeName } from '../core/names.js';
-import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
-import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
-import { WorkerClient } from '../core/worker-client.js';
 import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
-import { DecisionLog } from '../core/decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { JournalRetention } from './journal-retention.js';
 import { ShedJournals } from './shed-journals.js';

@@ -32,8 +32,8 @@
  * reading stands until the next. A queue that has never been idle since the leader began watching
  * has no baseline yet and reports nothing from its counters (its topology still counts).
  */
-import type { ManagementClient } from '../core/amqp/management-client.js';
-import type { WorkerClient } from '../core/worker-client.js';
+import type { WorkerClient } from '../core/index.js';
+import type { ManagementClient } from '../core/amqp/index.js';
 import type { ProtectedQueue } from './discovery.js';
 import { queueKey } from './checkpoint-round.js';
 

@@ -6,11 +6,17 @@
 import type { CheckpointManifest, SegmentRef } from '../gen/tidemark/v1/store.js';
 import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { StaleLeaderError, errorMessage } from '../core/errors.js';
-import { rendezvousOwner } from '../core/rendezvous.js';
-import type { QueueProgress, RestoreRecord, RestoreState, RestoreStateStore } from '../core/restore-state.js';
-import type { Logger } from '../core/log.js';
-import type { WorkerClient } from '../core/worker-client.js';
+import {
+  errorMessage,
+  type Logger,
+  type QueueProgress,
+  rendezvousOwner,
+  type RestoreRecord,
+  type RestoreState,
+  type RestoreStateStore,
+  StaleLeaderError,
+  type WorkerClient,
+} from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';

@@ -5,16 +5,21 @@
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
-import type { DecisionLog } from '../core/decision-log.js';
+import {
+  type Catalog,
+  type DecisionLog,
+  errorMessage,
+  failpoint,
+  FENCE_EPOCH_HEADER,
+  FENCE_NAMESPACE_HEADER,
+  FENCE_ROUND_HEADER,
+  isRetryableGrpcError,
+  type Logger,
+  StaleLeaderError,
+  type WorkerClient,
+} from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
-import type { Catalog } from '../core/catalog.js';
-import type { WorkerClient } from '../core/worker-client.js';
-import type { Logger } from '../core/log.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../core/names.js';
-import { StaleLeaderError, errorMessage } from '../core/errors.js';
-import { failpoint } from '../core/failpoints.js';
-import { isRetryableGrpcError } from '../core/grpc.js';
 
 export interface RoundContext {
   namespace: string;

@@ -3,8 +3,8 @@
  * (restore-resume.ts, restore-verify.ts), kept apart so they do not import each other in a circle.
  */
 import type { RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import type { Logger } from '../core/log.js';
+import type { Logger } from '../core/index.js';
+import type { ObjectStore } from '../core/store/index.js';
 
 export interface RestoreRunOptions {
   task: RestoreTask;

@@ -26,20 +26,21 @@
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { ExchangeDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
-import { readPrefix } from '../core/segment-reader.js';
-import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { TidemarkError, errorMessage } from '../core/errors.js';
-import { failpoint } from '../core/failpoints.js';
-import { probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
-import { restoreQueueKey } from '../core/restore-state.js';
 import {
+  errorMessage,
+  failpoint,
+  fromFieldTable,
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
-  ORIGIN_RESTORE_HEADER,
   ORIGIN_QUEUE_HEADER,
+  ORIGIN_RESTORE_HEADER,
   ORIGIN_VHOST_HEADER,
-} from '../core/names.js';
+  readPrefix,
+  restoreQueueKey,
+  TidemarkError,
+  toPublishOptions,
+} from '../core/index.js';
+import { amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 import type { RestoreRunOptions } from './restore-run-options.js';
 import { resumePoint, type ResumePoint } from './restore-resume.js';
 import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
