@@ -21,12 +21,10 @@
  * Journal retention (journal-retention.ts): each pass sets the bound every journal keeps, as the
  * vhost's journal policy, and under disk pressure stops protecting the largest journal.
  *
- * A journal whose queue's checkpoints were taken from an earlier journal of the same name is
- * *renewed*: the earlier one was deleted (shed under disk pressure, or by someone else) and the
- * checkpoints' offsets do not match the new one. Every journal records when it was declared
- * (`x-tidemark-created-at`), so this is known from the broker and the latest checkpoint alone,
- * on any leader. A renewed queue's capture starts afresh from its new journal, and its next
- * checkpoint marks it possibly incomplete (what entered it in between is in no checkpoint).
+ * A journal declared again after the queue's latest checkpoint (its earlier one was shed or
+ * deleted by someone) is *renewed* (journal-renewals.ts): capture starts afresh, and the next
+ * checkpoint marks the queue. Firehose provisioning is in firehose-provisioning.ts, the journal
+ * policy in journal-policy.ts.
  */
 import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
@@ -44,16 +42,16 @@ import {
   relayFenceKey,
   streamDirectoryLength,
   toFieldTable,
-  TRACE_EXCHANGE,
-  traceKeyOf,
 } from '../core/index.js';
 import { type BindingInfo, ManagementClient, queueBindings, type VhostConnections } from '../core/amqp/index.js';
 import { sentinelName } from './broker-continuity.js';
 import { queueKey } from './checkpoint-round.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
-import type { JournalRetention } from './journal-retention.js';
-import type { ShedJournal, ShedJournals } from './shed-journals.js';
-import { segmentBytesFor } from './journal-retention.js';
+import { journalArguments, type JournalRetention } from './journal-retention.js';
+import type { ShedJournals } from './shed-journals.js';
+import { CREATED_AT_ARGUMENT, JournalRenewals } from './journal-renewals.js';
+import { JournalPolicies } from './journal-policy.js';
+import { drainFirehose, provisionFirehose } from './firehose-provisioning.js';
 import { uncapturablePaths } from './entry-paths.js';
 
 export interface ProtectedQueue {
@@ -108,31 +106,18 @@ export class Discovery {
   private readonly known = new Map<string, ProtectedQueue>();
   /** Uncapturable entry paths of protected queues, by queueKey, as of each vhost's last good pass. */
   private readonly uncapturable = new Map<string, string[]>();
-  /**
-   * When the round of the latest checkpoint holding each queue started, by queueKey: its cut was
-   * taken in the journal that existed then.
-   */
-  private readonly checkpointedAt = new Map<string, number>();
-  /** When each journal was declared (x-tidemark-created-at), by queueKey; absent if unknown. */
-  private readonly journalCreatedAt = new Map<string, number>();
-  /** Queues whose journal was shed, by queueKey, until they are checkpointed from a new one. */
-  private readonly shed = new Map<string, ShedJournal>();
-  private shedLoaded = false;
+  private readonly renewals: JournalRenewals;
+  private readonly policies: JournalPolicies | undefined;
+
+  constructor(private readonly options: DiscoveryOptions) {
+    this.renewals = new JournalRenewals(options.log, options.shedLog);
+    this.policies = options.retention && new JournalPolicies({ ...options, retention: options.retention });
+  }
 
   /** A checkpoint holding `queues` (by queueKey), whose round started at `startedAtMs`, committed. */
   committed(queues: ReadonlySet<string>, startedAtMs: number): void {
-    for (const id of [...this.checkpointedAt.keys()]) if (!queues.has(id)) this.checkpointedAt.delete(id);
-    for (const id of queues) {
-      this.checkpointedAt.set(id, startedAtMs);
-      // Shed, renewed, and checkpointed from its new journal since.
-      if (this.shed.has(id) && (this.journalCreatedAt.get(id) ?? Infinity) <= startedAtMs) {
-        this.shed.delete(id);
-        this.options.shedLog?.remove(id).catch((err) => this.options.log.warn(`forgetting the shed journal of ${id}: ${errorMessage(err)}`));
-      }
-    }
+    this.renewals.committed(queues, startedAtMs);
   }
-
-  constructor(private readonly options: DiscoveryOptions) {}
 
   /**
    * Seeds the protected set from the latest manifest, so a queue deleted while no leader ran is
@@ -173,10 +158,10 @@ export class Discovery {
     const vhosts = [...new Set([...covered, ...[...this.known.values()].map((k) => k.definition.vhost)])].sort();
     const exchanges: ExchangeDefinition[] = [];
     const waiting: WaitingQueue[] = [];
-    await this.loadShed();
+    await this.renewals.load();
     const admission = await this.options.guard?.open(this.known.size);
     const retention = this.options.retention;
-    if (retention && retention.boundBytes === undefined) await this.adoptBound(vhosts);
+    await this.policies?.adopt(vhosts, this.known.size);
     const decision = retention && this.options.guard ? retention.decide(this.options.guard.nodes, this.known.size) : undefined;
     for (const vhost of vhosts) {
       try {
@@ -201,7 +186,7 @@ export class Discovery {
       vhosts: [...new Set([...this.known.values()].map((q) => q.definition.vhost))],
       problems,
       waiting,
-      renewed: this.renewed(),
+      renewed: this.renewals.renewed([...this.known].map(([id, q]) => [id, `${q.definition.vhost}/${q.definition.name}`])),
       uncapturable: new Map(this.uncapturable),
     };
   }
@@ -236,7 +221,7 @@ export class Discovery {
     const usedExchanges = new Set<string>();
     try {
       await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
-      await this.applyRetention(vhost, policies, queues);
+      await this.policies?.apply(vhost, policies, queues);
       // A journal never predates its vhost's restart sentinel (broker-continuity.ts). Once journals
       // exist, a missing sentinel is a restart to mark, and only a committed round declares it again.
       const sentinel = sentinelName(namespace);
@@ -246,10 +231,10 @@ export class Discovery {
       // Firehose capture must see a new queue's publishes before the queue joins the set.
       let route: JournalRoute = 'bindings';
       if (firehose) {
-        await this.provisionFirehose(channel, vhost, chosen.map((q) => q.name), bindings, existing);
+        await provisionFirehose(this.options, channel, vhost, chosen.map((q) => q.name), bindings, existing);
         route = 'firehose';
       } else if (existing.has(firehoseQueue)) {
-        route = (await this.drainFirehose(channel, vhost, bindings)) ? 'bindings' : 'draining';
+        route = (await drainFirehose(this.options, channel, vhost, bindings)) ? 'bindings' : 'draining';
       }
       const seen = new Set<string>();
       for (const q of chosen) {
@@ -265,8 +250,8 @@ export class Discovery {
         await this.deleteUnstartable(channel, vhost, q.name, journal, streams, existing);
         // A queue with a journal (protected, or by an earlier leader) costs nothing new.
         if (admission && !this.known.has(id) && !existing.has(journal) && !admission.admit()) {
-          const shed = this.shed.get(id);
-          waiting.push({ vhost, queue: q.name, reason: shed ? `${shed.reason}; ${admission.reason}` : admission.reason });
+          const shed = this.renewals.shedReason(id);
+          waiting.push({ vhost, queue: q.name, reason: shed ? `${shed}; ${admission.reason}` : admission.reason });
           continue;
         }
         if (this.known.has(id) && !existing.has(journal)) {
@@ -275,11 +260,7 @@ export class Discovery {
               'what entered the queue meanwhile is in no checkpoint, and its next checkpoint marks it possibly incomplete',
           );
         }
-        const created = queues.find((j) => j.name === journal)?.arguments?.[CREATED_AT_ARGUMENT];
-        if (existing.has(journal)) {
-          if (typeof created === 'number') this.journalCreatedAt.set(id, created);
-          else this.journalCreatedAt.delete(id);
-        }
+        if (existing.has(journal)) this.renewals.listed(id, queues.find((j) => j.name === journal)?.arguments?.[CREATED_AT_ARGUMENT]);
         const explicit = queueBindings(bindings, q.name);
         const definition: QueueDefinition = {
           vhost,
@@ -291,7 +272,7 @@ export class Discovery {
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
         const declaredAt = await this.provision(channel, journal, explicit, bindings, existing, route);
-        if (declaredAt !== undefined) this.journalCreatedAt.set(id, declaredAt);
+        if (declaredAt !== undefined) this.renewals.declared(id, declaredAt);
         explicit.forEach((b) => usedExchanges.add(b.source));
         this.known.set(id, { definition, journal, deleted: false });
         seen.add(id);
@@ -329,95 +310,6 @@ export class Discovery {
       }));
   }
 
-  /** The name of a vhost's journal retention policy. */
-  private policyName(): string {
-    return `${this.options.namespace}.journals`;
-  }
-
-  /** The bound an earlier leader left in the journal policies, so a new leader goes on from it. */
-  private async adoptBound(vhosts: string[]): Promise<void> {
-    for (const vhost of vhosts) {
-      const policies = await this.options.management.listPolicies(vhost).catch(() => new Map<string, Record<string, unknown>>());
-      const bound = policies.get(this.policyName())?.['max-length-bytes'];
-      if (typeof bound === 'number' && bound > 0) {
-        this.options.retention!.adopt(bound, this.known.size);
-        return;
-      }
-    }
-  }
-
-  /**
-   * Makes the vhost's journal policy hold the bound in force. RabbitMQ applies one policy per
-   * queue, the highest priority; a journal under another policy keeps only its own arguments.
-   */
-  private async applyRetention(vhost: string, policies: Map<string, Record<string, unknown>>, queues: { name: string; policy?: string }[]): Promise<void> {
-    const bound = this.options.retention?.boundBytes;
-    if (bound === undefined) return;
-    const { namespace, management, log } = this.options;
-    const name = this.policyName();
-    if (policies.get(name)?.['max-length-bytes'] !== bound) {
-      try {
-        await management.putPolicy(vhost, name, {
-          pattern: `^${namespace.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.journal\\.`,
-          applyTo: 'queues',
-          priority: JOURNAL_POLICY_PRIORITY,
-          definition: { 'max-length-bytes': bound },
-        });
-        this.policyFailed.delete(vhost);
-      } catch (err) {
-        // Capture goes on: the journals keep their own arguments meanwhile.
-        if (!this.policyFailed.has(vhost)) {
-          log.error(
-            `cannot set the journal retention policy ${name} in vhost ${vhost} (the management user needs the policymaker tag): ${errorMessage(err)}; ` +
-              'its journals are bounded only by their own arguments until it can',
-          );
-        }
-        this.policyFailed.add(vhost);
-      }
-    }
-    const other = queues.find((q) => q.name.startsWith(`${namespace}.journal.`) && q.policy && q.policy !== name);
-    if (other && !this.warnedPolicy.has(vhost)) {
-      this.warnedPolicy.add(vhost);
-      log.warn(
-        `journal ${vhost}/${other.name} is under policy ${other.policy}, not ${name}: RabbitMQ applies one policy per queue, so Tidemark's ` +
-          `journal retention does not reach it; keep other policies off ${namespace}.journal.* (docs/OPERATIONS.md#journal-retention)`,
-      );
-    }
-  }
-
-  private readonly warnedPolicy = new Set<string>();
-  private readonly policyFailed = new Set<string>();
-
-  /** Reads the shed journals an earlier leader recorded, once. */
-  private async loadShed(): Promise<void> {
-    if (this.shedLoaded || !this.options.shedLog) return;
-    try {
-      for (const [id, record] of await this.options.shedLog.all()) if (!this.shed.has(id)) this.shed.set(id, record);
-      this.shedLoaded = true;
-    } catch (err) {
-      this.options.log.warn(`reading the shed journals from Redis, will retry: ${errorMessage(err)}`);
-    }
-  }
-
-  /** Queues whose journal is newer than their latest checkpoint, with what happened. */
-  private renewed(): Map<string, string> {
-    const renewed = new Map<string, string>();
-    for (const [id, entry] of this.known) {
-      const createdAt = this.journalCreatedAt.get(id);
-      const shed = this.shed.get(id);
-      // A shed queue left out of checkpoints since is renewed all the same.
-      const checkpointedAt = this.checkpointedAt.get(id) ?? shed?.checkpointedAtMs;
-      if (createdAt === undefined || checkpointedAt === undefined || createdAt <= checkpointedAt) continue;
-      const cause = shed?.reason ?? 'its journal was deleted (outside Tidemark?)';
-      renewed.set(
-        id,
-        `not protected between ${new Date(checkpointedAt).toISOString()} and ${new Date(createdAt).toISOString()}: ${cause}; ` +
-          `messages that entered ${entry.definition.vhost}/${entry.definition.name} in between are in no checkpoint`,
-      );
-    }
-    return renewed;
-  }
-
   /**
    * Disk pressure with journals at their smallest bound: stops protecting the journal holding the
    * most messages (the broker does not report a stream's bytes) and deletes it, freeing its disk.
@@ -444,11 +336,8 @@ export class Discovery {
     }
     const shedAtMs = Date.now();
     const why = `its journal (${largest.messages} messages, the largest) was deleted at ${new Date(shedAtMs).toISOString()} to keep the broker's disk alarm off (${pressure})`;
-    const record: ShedJournal = { reason: why, shedAtMs, checkpointedAtMs: this.checkpointedAt.get(largest.id) ?? 0 };
     this.known.delete(largest.id);
-    this.journalCreatedAt.delete(largest.id);
-    this.shed.set(largest.id, record);
-    await this.options.shedLog?.add(largest.id, record).catch((err) => this.options.log.warn(`recording the shed journal of ${vhost}/${name}: ${errorMessage(err)}`));
+    await this.renewals.shedNow(largest.id, why, shedAtMs);
     this.options.log.error(
       `${vhost}/${name} is not protected any more: ${why}. Its checkpoints so far are kept; it is protected again, from a new journal, once the disk has room`,
     );
@@ -471,53 +360,6 @@ export class Discovery {
       `deleted stream ${vhost}/${old}: its name is too long for RabbitMQ's stream directory, so it never started and held nothing, ` +
         `and publishes routed to it were never confirmed; queue ${vhost}/${queue} is journaled in ${journal}`,
     );
-  }
-
-  /**
-   * Firehose mode (services/core/firehose.ts): the tracer on, the firehose queue bound to the
-   * trace of every exchange that can reach a protected queue (directly or through exchange-to-
-   * exchange bindings), of the default exchange and of the fence exchange, and the relay exchange.
-   */
-  private async provisionFirehose(channel: Channel, vhost: string, queues: string[], all: BindingInfo[], existing: Set<string>): Promise<void> {
-    const { namespace, management, log } = this.options;
-    const queue = firehoseQueueName(namespace);
-    if (!existing.has(queue)) {
-      await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-single-active-consumer': true } });
-      log.info(`vhost ${vhost} is captured through the firehose: created ${queue}`);
-    }
-    await channel.assertExchange(relayExchangeName(namespace), 'direct', { durable: true });
-    if (!(await management.vhostTracing(vhost))) {
-      await management.setVhostTracing(vhost, true);
-      log.warn(`turned on the firehose tracer of vhost ${vhost} (TIDEMARK_FIREHOSE_VHOSTS): every publish in it is now copied to ${TRACE_EXCHANGE}`);
-    }
-    const keys = new Set([traceKeyOf(''), traceKeyOf(fenceExchangeName(namespace)), ...reachingExchanges(queues, all).map(traceKeyOf)]);
-    const current = all.filter((b) => b.destination === queue && b.destinationType === 'queue' && b.source === TRACE_EXCHANGE);
-    for (const key of keys) await channel.bindQueue(queue, TRACE_EXCHANGE, key);
-    for (const b of current) {
-      if (!keys.has(b.routingKey)) await channel.unbindQueue(queue, TRACE_EXCHANGE, b.routingKey, b.arguments ?? {});
-    }
-  }
-
-  /**
-   * A vhost taken out of firehose mode: its journals are bound to the sources again (by the
-   * caller), no new trace copies enter the firehose queue, and the queue is deleted once the relay
-   * has emptied it. Returns true when it is gone.
-   */
-  private async drainFirehose(channel: Channel, vhost: string, all: BindingInfo[]): Promise<boolean> {
-    const queue = firehoseQueueName(this.options.namespace);
-    for (const b of all.filter((b) => b.destination === queue && b.source === TRACE_EXCHANGE)) {
-      await channel.unbindQueue(queue, TRACE_EXCHANGE, b.routingKey, b.arguments ?? {});
-    }
-    const { messageCount } = await channel.checkQueue(queue);
-    if (messageCount > 0) {
-      this.options.log.info(`vhost ${vhost} left firehose mode: waiting for the relay to empty ${queue} (${messageCount} left)`);
-      return false;
-    }
-    await channel.deleteQueue(queue);
-    this.options.log.warn(
-      `vhost ${vhost} left firehose mode: deleted ${queue}; its tracer stays on (turn it off with rabbitmqctl trace_off if nothing else uses it)`,
-    );
-    return true;
   }
 
   /** A deleted vhost took its journals with it: its queues cannot be checkpointed any more. */
@@ -588,50 +430,5 @@ export class Discovery {
   }
 }
 
-/**
- * The arguments of a new journal stream: `maxBytes` (journalMaxBytes, 0 for none) is a hard cap
- * of its own; `boundBytes` the retention bound in force (journal-retention.ts), which the vhost's
- * journal policy applies. Segments are sized from the smaller, so that retention, which removes
- * whole segments, can keep the journal near it.
- */
-export function journalArguments(maxAge: string, maxBytes: number, boundBytes?: number): Record<string, unknown> {
-  const args: Record<string, unknown> = { 'x-queue-type': 'stream', 'x-max-age': maxAge };
-  if (maxBytes > 0) args['x-max-length-bytes'] = maxBytes;
-  const kept = [maxBytes > 0 ? maxBytes : undefined, boundBytes].filter((b): b is number => b !== undefined && b > 0);
-  const segment = segmentBytesFor(kept.length > 0 ? Math.min(...kept) : undefined);
-  if (segment !== undefined) args['x-stream-max-segment-size-bytes'] = segment;
-  return args;
-}
-
-/** The journal argument that records when Tidemark declared it (ms since the epoch). */
-export const CREATED_AT_ARGUMENT = 'x-tidemark-created-at';
-
-/** Above the usual operator policies, so the journal policy is the one RabbitMQ applies to journals. */
-const JOURNAL_POLICY_PRIORITY = 100;
-
 /** How a journal is fed: by bindings, through the firehose relay, or both while the firehose drains. */
 type JournalRoute = 'bindings' | 'firehose' | 'draining';
-
-/** Every exchange a publish can enter to reach one of `queues`, through any chain of exchange bindings. */
-export function reachingExchanges(queues: string[], all: BindingInfo[]): string[] {
-  const targets = new Set(queues);
-  const found = new Set<string>();
-  const pending: string[] = [];
-  for (const b of all) {
-    if (b.destinationType === 'queue' && targets.has(b.destination) && b.source !== '' && !found.has(b.source)) {
-      found.add(b.source);
-      pending.push(b.source);
-    }
-  }
-  while (pending.length > 0) {
-    const exchange = pending.pop()!;
-    for (const b of all) {
-      if (b.destinationType === 'exchange' && b.destination === exchange && !found.has(b.source)) {
-        found.add(b.source);
-        pending.push(b.source);
-      }
-    }
-  }
-  return [...found].sort();
-}
-

@@ -145,3 +145,18 @@ export class JournalRetention {
     return decision;
   }
 }
+
+/**
+ * The arguments of a new journal stream: `maxBytes` (journalMaxBytes, 0 for none) is a hard cap
+ * of its own; `boundBytes` the retention bound in force (journal-retention.ts), which the vhost's
+ * journal policy applies. Segments are sized from the smaller, so that retention, which removes
+ * whole segments, can keep the journal near it.
+ */
+export function journalArguments(maxAge: string, maxBytes: number, boundBytes?: number): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': 'stream', 'x-max-age': maxAge };
+  if (maxBytes > 0) args['x-max-length-bytes'] = maxBytes;
+  const kept = [maxBytes > 0 ? maxBytes : undefined, boundBytes].filter((b): b is number => b !== undefined && b > 0);
+  const segment = segmentBytesFor(kept.length > 0 ? Math.min(...kept) : undefined);
+  if (segment !== undefined) args['x-stream-max-segment-size-bytes'] = segment;
+  return args;
+}

@@ -8,6 +8,7 @@ import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
 import {
   errorMessage,
+  forEachLimited,
   type Logger,
   type QueueProgress,
   rendezvousOwner,
@@ -116,13 +117,7 @@ export class RestoreJob {
     const startedAt = Date.now();
     const pending = this.queues.filter((q) => !q.finished?.ok);
     const slots = Math.max(1, Math.min(this.plan.concurrency, pending.length));
-    const next = async () => {
-      for (let q = pending.shift(); q; q = pending.shift()) {
-        if (this.controller.signal.aborted) return;
-        await this.runQueue(q, slots);
-      }
-    };
-    await Promise.all(Array.from({ length: slots }, next));
+    await forEachLimited(pending, slots, (q) => this.runQueue(q, slots), this.controller.signal);
     const failed = this.queues.filter((q) => q.finished && !q.finished.ok).length;
     const unfinished = this.queues.some((q) => !q.finished);
     const outcome: RestoreState = this.cancelled ? 'cancelled' : this.deposed || unfinished ? 'interrupted' : failed > 0 ? 'failed' : 'done';

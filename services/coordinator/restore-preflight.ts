@@ -9,7 +9,7 @@
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
-import { ConfigError, errorMessage, TransientError } from '../core/index.js';
+import { ConfigError, errorMessage, forEachLimited, TransientError } from '../core/index.js';
 import { amqpUrlForVhost, argumentsConflict, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 
 /**
@@ -97,13 +97,9 @@ export async function preflightTargets(amqpUrl: string, targets: PreflightTarget
     // A connection-level failure also rejects the pending calls, which report it per target.
     connection.on('error', () => {});
     try {
-      const pending = [...inVhost];
-      const next = async () => {
-        for (let target = pending.shift(); target; target = pending.shift()) {
-          results.set(target, await preflightOne(connection, target, mode));
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(PROBES_PER_VHOST, pending.length) }, next));
+      await forEachLimited(inVhost, PROBES_PER_VHOST, async (target) => {
+        results.set(target, await preflightOne(connection, target, mode));
+      });
     } finally {
       await connection.close().catch(() => {});
     }

@@ -14,8 +14,9 @@ import {
   FENCE_NAMESPACE_HEADER,
   FENCE_ROUND_HEADER,
   isRetryableGrpcError,
+  LeadershipLostError,
   type Logger,
-  StaleLeaderError,
+  retry,
   type WorkerClient,
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
@@ -174,18 +175,20 @@ async function publishFences(context: RoundContext, epoch: number, vhosts: strin
 
 /** The decision is recorded, so the manifest must land: retry until it does or we are deposed. */
 async function writeUntilLanded(context: RoundContext, manifest: CheckpointManifest): Promise<void> {
-  let delay = 200;
-  for (;;) {
-    if (!context.stillLeader()) throw new StaleLeaderError(context.plan.leaderToken, context.plan.leaderToken + 1);
-    try {
+  await retry(
+    async () => {
+      if (!context.stillLeader()) {
+        throw new LeadershipLostError(`leader token ${context.plan.leaderToken} lost its lease before the manifest of checkpoint ${manifest.epoch} landed; the next leader finishes it`);
+      }
       await context.catalog.publish(manifest);
-      return;
-    } catch (err) {
-      context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 5_000);
-    }
-  }
+    },
+    {
+      initialDelayMs: 200,
+      maxDelayMs: 5_000,
+      retryable: (err) => !(err instanceof LeadershipLostError),
+      onRetry: (err) => context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`),
+    },
+  );
 }
 
 /**
@@ -194,16 +197,11 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
  * backoff until the round's deadline; any other failure is final.
  */
 async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number): Promise<PrepareReply> {
-  let delay = 100;
-  for (;;) {
-    try {
-      return await client.prepare(request, Math.max(1, deadline - Date.now()));
-    } catch (err) {
-      if (!isRetryableGrpcError(err) || Date.now() + delay >= deadline) throw err;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2_000);
-    }
-  }
+  return retry(() => client.prepare(request, Math.max(1, deadline - Date.now())), {
+    initialDelayMs: 100,
+    maxDelayMs: 2_000,
+    retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && Date.now() + delayMs < deadline,
+  });
 }
 
 /**
@@ -231,15 +229,12 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
  * the worker has it, or refused it for good (a newer leader exists, a bad request).
  */
 export async function deliverDecision(client: WorkerClient, request: DecideRequest, attempts: number, log: Logger): Promise<boolean> {
-  for (let attempt = 1; attempt <= attempts; attempt += 1) {
-    try {
-      await client.decide(request, 5_000);
-      return true;
-    } catch (err) {
-      log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
-      if (!isRetryableGrpcError(err)) return true;
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
-    }
+  const failed = (err: unknown, attempt: number) => log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
+  try {
+    await retry(() => client.decide(request, 5_000), { initialDelayMs: 200, maxDelayMs: 5_000, attempts, retryable: isRetryableGrpcError, onRetry: failed });
+    return true;
+  } catch (err) {
+    failed(err, attempts);
+    return !isRetryableGrpcError(err);
   }
-  return false;
 }

@@ -19,6 +19,7 @@ import {
   Catalog,
   CorruptDataError,
   errorMessage,
+  forEachLimited,
   IncompletePrefixError,
   isFenceRange,
   NotFoundError,
@@ -311,24 +312,10 @@ class Verification {
    * waits for the running ones so that no event follows the rejection.
    */
   private async forEachLimited<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-    let next = 0;
-    let failed = false;
-    const runner = async () => {
-      while (!failed && next < items.length) {
-        const item = items[next];
-        next += 1;
-        try {
-          this.options.signal?.throwIfAborted();
-          await fn(item);
-        } catch (err) {
-          failed = true;
-          throw err;
-        }
-      }
-    };
-    const results = await Promise.allSettled(Array.from({ length: Math.min(this.concurrency, items.length) }, runner));
-    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (rejected) throw rejected.reason;
+    await forEachLimited(items, this.concurrency, async (item) => {
+      this.options.signal?.throwIfAborted();
+      await fn(item);
+    });
   }
 
   done(durationMs: number): VerifyDone {

@@ -76,6 +76,11 @@ export class TransientError extends TidemarkError {
   override readonly retryable = true;
 }
 
+/** This coordinator's leader lease lapsed while it was still acting as leader: it must stop. */
+export class LeadershipLostError extends TidemarkError {
+  override name = 'LeadershipLostError';
+}
+
 /** A request carried a leader token older than one already seen: a deposed leader. */
 export class StaleLeaderError extends TidemarkError {
   override name = 'StaleLeaderError';

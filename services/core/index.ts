@@ -14,6 +14,7 @@ export {
   errorMessage,
   FailedPreconditionError,
   IncompletePrefixError,
+  LeadershipLostError,
   NotFoundError,
   ObjectNotFoundError,
   StaleLeaderError,
@@ -52,6 +53,7 @@ export {
   stopServer,
   unary,
 } from './grpc.js';
+export { forEachLimited } from './limited.js';
 export { createLogger, type Logger, throttledWarn } from './log.js';
 export { Membership, type WorkerRegistration } from './membership.js';
 export { type MetricsServer, serveMetrics } from './metrics-server.js';
@@ -76,6 +78,7 @@ export {
 export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
 export { assign, rendezvousOwner } from './rendezvous.js';
 export { type QueueProgress, restoreQueueKey, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
+export { retry } from './retry.js';
 export {
   type AdaptiveCodec,
   captureCodec,

@@ -4,7 +4,7 @@
  *
  * Invariants:
  * - Records enter the buffer in journal-offset order with no duplicate and no gap but the few
- *   offsets the broker never delivers (offsets are checked on every delivery); every segment is
+ *   offsets the broker never delivers (journal-cursor.ts checks every delivery); every segment is
  *   a contiguous offset range (the buffer is cut at those holes).
  * - durableOffset only moves forward, and only after the segment holding the records below it is
  *   in the store: a YES vote never promises a record that is not durable.
@@ -23,7 +23,6 @@ import {
   FENCE_ROUND_HEADER,
   fenceRangeRefOf,
   type Logger,
-  MAX_UNDELIVERED_OFFSETS,
   type SegmentCodec,
   segmentRefOf,
   STREAM_OFFSET_HEADER,
@@ -32,6 +31,7 @@ import {
   unwrapRelayed,
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
+import { JournalCursor, JournalGapError } from './journal-cursor.js';
 
 export interface QueueCaptureOptions {
   namespace: string;
@@ -56,10 +56,7 @@ interface FencePosition {
   bodyBytes: number;
 }
 
-/** Thrown when the journal cannot give a gap-free history; the queue votes NO until reassigned. */
-export class JournalGapError extends TidemarkError {
-  override name = 'JournalGapError';
-}
+export { JournalGapError };
 
 export class QueueCapture {
   readonly vhost: string;
@@ -71,22 +68,13 @@ export class QueueCapture {
   private channel: Channel | undefined;
   private consumerTag: string | undefined;
 
-  /** First offset this capture's history starts at (0 or the first offset the journal still had). */
-  private startOffset: number;
-  /** Next journal offset expected from the broker. */
-  private nextOffset: number;
+  /** Where the capture stands in its journal, and the offset and fence checks (journal-cursor.ts). */
+  private readonly cursor: JournalCursor;
   /** Records below this offset are in uploaded segments. */
   private durableOffset: number;
   private baseEpoch: number;
   private messages: number;
   private bodyBytes: number;
-  /** True until the first delivery of a queue that has no checkpoint yet fixes startOffset. */
-  private startOpen: boolean;
-  /**
-   * Resuming from a checkpoint's cut, the record at that offset must be that checkpoint's fence:
-   * anything else means the journal was deleted or replaced, and its offsets mean nothing now.
-   */
-  private expectedFence: { offset: number; epoch: number } | undefined;
 
   private buffer: JournalRecord[] = [];
   private bufferBytes = 0;
@@ -94,8 +82,6 @@ export class QueueCapture {
   private unackedCount = 0;
   /** A flush asked for because the buffer reached segmentBytes has not started yet. */
   private sizeFlushQueued = false;
-  /** Deliveries since the last attach: a hole after the first is the broker's, not retention's. */
-  private deliveriesSinceAttach = 0;
   /** Segments written since the base checkpoint's cut, in offset order. */
   private segments: SegmentRef[] = [];
   private readonly fences = new Map<number, FencePosition>();
@@ -113,14 +99,11 @@ export class QueueCapture {
     this.queue = a.definition.name;
     this.journal = a.journal;
     this.codec = options.codec ?? createAdaptiveCodec();
-    this.startOffset = a.startOffset;
-    this.nextOffset = a.resumeOffset;
+    this.cursor = new JournalCursor(a, { journal: a.journal, queue: `${this.vhost}/${this.queue}` });
     this.durableOffset = a.resumeOffset;
     this.baseEpoch = a.baseEpoch;
     this.messages = a.baseMessages;
     this.bodyBytes = a.baseBodyBytes;
-    this.startOpen = a.baseEpoch === 0 && a.resumeOffset === 0;
-    this.expectedFence = a.baseEpoch > 0 ? { offset: a.resumeOffset, epoch: a.baseEpoch } : undefined;
   }
 
   /** Starts (or, after a lost channel, restarts) reading the journal at the next expected offset. */
@@ -128,11 +111,11 @@ export class QueueCapture {
     this.channel = channel;
     this.unacked = undefined;
     this.unackedCount = 0;
-    this.deliveriesSinceAttach = 0;
+    this.cursor.attached();
     await channel.prefetch(this.options.prefetch, false);
     const reply = await channel.consume(this.journal, (msg) => this.onDelivery(msg), {
       noAck: false,
-      arguments: { 'x-stream-offset': this.nextOffset },
+      arguments: { 'x-stream-offset': this.cursor.nextOffset },
     });
     this.consumerTag = reply.consumerTag;
   }
@@ -157,7 +140,7 @@ export class QueueCapture {
       vhost: this.vhost,
       queue: this.queue,
       journal: this.journal,
-      nextOffset: this.nextOffset,
+      nextOffset: this.cursor.nextOffset,
       durableOffset: this.durableOffset,
       buffered: this.buffer.length,
       error: this.failure?.message ?? '',
@@ -186,39 +169,14 @@ export class QueueCapture {
       throw new JournalGapError(`journal ${this.journal} delivered a message without a valid ${STREAM_OFFSET_HEADER} header`);
     }
     this.ack(msg);
-    if (this.startOpen) {
-      // A queue with no checkpoint yet starts wherever its journal starts.
-      this.startOpen = false;
-      this.startOffset = offset;
-      this.nextOffset = offset;
-      this.durableOffset = offset;
-    }
-    const midRead = this.deliveriesSinceAttach > 0;
-    this.deliveriesSinceAttach += 1;
-    if (offset < this.nextOffset) return; // re-delivery of a chunk we already hold
-    // Within one read, the broker only skips offsets of entries that are not messages (a new
-    // stream segment file's tracking snapshot): a reader keeps the files it reads open, so
-    // retention cannot take records from under it. At the start of a read a hole can be
-    // retention's, and stays an error (the capture is then restarted from the last cut).
-    if (offset > this.nextOffset && midRead && offset - this.nextOffset <= MAX_UNDELIVERED_OFFSETS) {
-      this.options.log.debug(`journal ${this.journal}: offsets ${this.nextOffset}..${offset - 1} hold no message (stream segment start)`);
-      this.nextOffset = offset;
-    }
-    if (offset > this.nextOffset) {
-      throw new JournalGapError(
-        `journal ${this.journal} skipped offsets ${this.nextOffset}..${offset - 1} (retention truncated it?); ` +
-          `checkpoints of ${this.vhost}/${this.queue} cannot be exact until it is re-protected`,
-      );
-    }
     const { epoch: fenceEpoch, roundId } = this.fenceOf(headers);
-    if (this.expectedFence && offset === this.expectedFence.offset) {
-      if (fenceEpoch !== this.expectedFence.epoch) {
-        throw new JournalGapError(
-          `journal ${this.journal} does not hold checkpoint ${this.expectedFence.epoch}'s fence at offset ${offset}: ` +
-            'it was deleted or replaced, so its offsets no longer match the checkpoints; rounds will abort until it is re-protected',
-        );
-      }
-      this.expectedFence = undefined;
+    const admission = this.cursor.admit(offset, fenceEpoch);
+    // A queue with no checkpoint yet starts wherever its journal starts.
+    if (admission.startedAt !== undefined) this.durableOffset = admission.startedAt;
+    if (!admission.accept) return; // re-delivery of a chunk we already hold
+    if (admission.emptyOffsets) {
+      const [from, to] = admission.emptyOffsets;
+      this.options.log.debug(`journal ${this.journal}: offsets ${from}..${to} hold no message (stream segment start)`);
     }
     // A copy relayed from the firehose (docs/OPERATIONS.md) is stored as the producer published it.
     const published = unwrapRelayed(msg.fields, msg.properties);
@@ -243,7 +201,7 @@ export class QueueCapture {
     }
     this.buffer.push(record);
     this.bufferBytes += msg.content.length + 64;
-    this.nextOffset = offset + 1;
+    this.cursor.accepted(offset);
     // One flush at a time is asked for by size: it takes the whole buffer when it starts, so a
     // second one queued behind it would only write the few records that came in meanwhile.
     if (this.bufferBytes >= this.options.segmentBytes && !this.sizeFlushQueued) {
@@ -368,7 +326,7 @@ export class QueueCapture {
     return {
       definition: this.definition,
       journal: this.journal,
-      startOffset: this.startOffset,
+      startOffset: this.cursor.startOffset,
       cutOffset: fence.offset,
       messages: fence.messages,
       bodyBytes: fence.bodyBytes,
@@ -392,7 +350,7 @@ export class QueueCapture {
           return true;
         }
         if (signal.aborted) {
-          reject(new TidemarkError(`fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.nextOffset}) when the prepare deadline passed`));
+          reject(new TidemarkError(`fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.cursor.nextOffset}) when the prepare deadline passed`));
           return true;
         }
         return false;

@@ -29,6 +29,7 @@ import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js
 import {
   errorMessage,
   failpoint,
+  forEachLimited,
   fromFieldTable,
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
@@ -68,15 +69,8 @@ export async function runRestoreTask(options: RestoreRunOptions): Promise<void> 
     }
     return connection;
   };
-  const queue = [...task.queues];
-  const runNext = async (): Promise<void> => {
-    for (let item = queue.shift(); item; item = queue.shift()) {
-      if (options.signal.aborted) return;
-      await restoreQueue(item, options, connectionFor, baseUrl);
-    }
-  };
   try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 4, queue.length) }, runNext));
+    await forEachLimited(task.queues, options.concurrency ?? 4, (item) => restoreQueue(item, options, connectionFor, baseUrl), options.signal);
   } finally {
     for (const connection of connections.values()) {
       await connection.then((c) => c.close()).catch(() => {});

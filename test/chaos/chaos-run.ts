@@ -14,6 +14,7 @@ import { TidemarkClient, RoundOutcome, type CheckpointSummary } from '../../serv
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 import { assign } from '../../services/core/rendezvous.js';
+import { journalName } from '../../services/core/names.js';
 import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { ReconnectingCausalProducer } from './causal-producer.js';
 import { injectFault } from './fault-injector.js';
@@ -254,6 +255,8 @@ export class ChaosRun {
       amqpUrl: this.options.amqpUrl,
       managementUrl: this.options.managementUrl,
       ownVhosts: [this.vhost, this.restoreVhost],
+      vhost: this.vhost,
+      journals: QUEUES.map((q) => journalName(`chaos-${this.id}`, this.vhost, q.name)),
       log: (line) => this.log(line),
       leader: async () => (await this.leader()).name,
       random: this.options.random,

@@ -6,7 +6,7 @@
  * Usage: node dist/test/chaos/chaos.js [--quick] [--seed N] [--faults a,b,...] [--hold SECONDS]
  *   --quick   one pass over the faults with 3 s holds (the default: two passes, 5 s holds)
  *   --seed N  fault order and victims (printed at the start, so a run can be replayed)
- *   --faults  the fault kinds to use (default: all; see faults.ts)
+ *   --faults  the fault kinds to use (default: all but the optional journal-delete; see faults.ts)
  *   --hold    how long each fault lasts before it is healed
  *
  * RabbitMQ is taken from TIDEMARK_TEST_AMQP_URL / TIDEMARK_TEST_MANAGEMENT_URL, else
@@ -19,7 +19,7 @@
  * a committed round, and no process died on its own.
  */
 import { ChaosRun, passed, summaryLine } from './chaos-run.js';
-import { ALL_FAULTS, faultSchedule, isFaultKind, seededRandom, type FaultKind } from './faults.js';
+import { ALL_FAULTS, OPTIONAL_FAULTS, faultSchedule, isFaultKind, seededRandom, type FaultKind } from './faults.js';
 
 interface Args {
   quick: boolean;
@@ -42,7 +42,7 @@ function parseArgs(argv: string[]): Args {
     } else if (arg === '--faults') {
       const kinds = (argv[++i] ?? '').split(',').filter((k) => k !== '');
       const bad = kinds.filter((k) => !isFaultKind(k));
-      if (kinds.length === 0 || bad.length > 0) throw new Error(`--faults takes a comma-separated list of ${ALL_FAULTS.join(', ')}; got "${argv[i]}"`);
+      if (kinds.length === 0 || bad.length > 0) throw new Error(`--faults takes a comma-separated list of ${[...ALL_FAULTS, ...OPTIONAL_FAULTS].join(', ')}; got "${argv[i]}"`);
       args.faults = kinds as FaultKind[];
     } else throw new Error(`unknown argument ${arg}; usage: chaos [--quick] [--seed N] [--faults a,b,...] [--hold SECONDS]`);
   }

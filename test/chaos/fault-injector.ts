@@ -2,7 +2,9 @@
  * Injects one fault into a running chaos cluster, holds it, and heals it. Knows how to break each
  * part (see faults.ts); knows nothing about rounds or histories.
  */
+import amqp from 'amqplib';
 import type { TestCluster } from '../helpers/cluster.js';
+import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 import type { FaultKind } from './faults.js';
 import { restartRabbitMQ, type RedisServer, type S3Server } from './own-services.js';
 import type { FaultProxy } from './proxy.js';
@@ -19,6 +21,9 @@ export interface FaultTargets {
   managementUrl: string;
   /** The run's own vhosts (a broker restart waits for other vhosts' connections to go). */
   ownVhosts: string[];
+  /** The vhost of the protected queues, and their journals (victims of journal-delete). */
+  vhost: string;
+  journals: string[];
   log: (line: string) => void;
   /** The name of the leading coordinator, right now. */
   leader: () => Promise<string>;
@@ -69,6 +74,19 @@ export async function injectFault(kind: FaultKind, holdMs: number, t: FaultTarge
       await t.redis.kill();
       heal = () => t.redis.launch();
       break;
+    case 'journal-delete': {
+      const journal = t.journals[Math.floor(t.random() * t.journals.length)];
+      target = journal;
+      const connection = await amqp.connect(amqpUrlForVhost(t.amqpUrl, t.vhost));
+      try {
+        await (await connection.createChannel()).deleteQueue(journal);
+      } finally {
+        await connection.close().catch(() => {});
+      }
+      // Tidemark heals it itself (the next discovery pass declares the journal again).
+      heal = async () => {};
+      break;
+    }
     case 'rabbitmq-restart':
       target = 'rabbitmq';
       // stop_app, the hold, start_app and the wait for AMQP and management all happen here.

@@ -17,12 +17,22 @@ export type FaultKind =
   /** SIGKILL the cluster's Redis (no persistence: every key is lost), start it again. */
   | 'redis-restart'
   /** rabbitmqctl stop_app, then start_app after the hold (the broker is shared). */
-  | 'rabbitmq-restart';
+  | 'rabbitmq-restart'
+  /**
+   * Delete one protected queue's journal behind Tidemark's back (as an operator or a script
+   * might). Nothing heals it but Tidemark: the leader declares the journal again and marks the
+   * queue in its next checkpoint. Only on request (`--faults`): every message of the queue from
+   * before is then a marked loss of the final checkpoint, which would drown the broker's own.
+   */
+  | 'journal-delete';
 
+/** The faults of a run unless `--faults` says otherwise. */
 export const ALL_FAULTS: readonly FaultKind[] = ['worker-kill', 'leader-kill', 'link-reset', 'link-blackhole', 's3-restart', 'redis-restart', 'rabbitmq-restart'];
+/** Faults a run injects only when `--faults` names them. */
+export const OPTIONAL_FAULTS: readonly FaultKind[] = ['journal-delete'];
 
 export function isFaultKind(text: string): text is FaultKind {
-  return (ALL_FAULTS as readonly string[]).includes(text);
+  return ([...ALL_FAULTS, ...OPTIONAL_FAULTS] as readonly string[]).includes(text);
 }
 
 /** A small seeded PRNG (mulberry32): numbers in [0, 1). */

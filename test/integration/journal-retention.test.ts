@@ -12,11 +12,12 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { RoundOutcome, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
-import { CREATED_AT_ARGUMENT } from '../../services/coordinator/discovery.js';
+import { CREATED_AT_ARGUMENT } from '../../services/coordinator/journal-renewals.js';
 import type { TestCluster } from '../helpers/cluster.js';
 import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-vhost.js';
 import { amqpUrlForVhost, type TestServices } from '../helpers/services.js';
 import { streamHolds } from '../helpers/stream-holds.js';
+import { eventually } from '../helpers/eventually.js';
 
 const CAP = 8_000_000;
 const FLOOR = 2_000_000;
@@ -83,7 +84,7 @@ describe('journal retention under disk pressure', () => {
     // Plenty of disk: the bound is the cap, applied as the vhost's journal policy; journals are
     // declared with segments small enough for it and with the time they were declared.
     await cluster.waitForStatus((s) => s.journalBoundBytes === CAP, `the journal bound at the ${CAP}-byte cap`);
-    expect(await journalPolicyBound()).toBe(CAP);
+    await eventually(`the journal policy at ${CAP}`, async () => (await journalPolicyBound()) === CAP);
     const journals = (await management.listQueues(vhost)).filter((q) => q.name.includes('.journal.'));
     expect(journals).toHaveLength(QUEUES.length);
     for (const j of journals) {
@@ -100,7 +101,8 @@ describe('journal retention under disk pressure', () => {
     // rules, and RabbitMQ drops their oldest segments as new ones start.
     await restartCoordinator({ TIDEMARK_JOURNAL_MAX_BYTES: String(FLOOR), TIDEMARK_JOURNAL_MIN_BYTES: String(FLOOR) });
     await cluster.waitForStatus((s) => s.leader && s.journalBoundBytes === FLOOR && s.journalPressure === '', `the journal bound lowered to ${FLOOR}`);
-    expect(await journalPolicyBound()).toBe(FLOOR);
+    // The status shows the bound as soon as the pass decides it; the policy follows in the same pass.
+    await eventually(`the journal policy at ${FLOOR}`, async () => (await journalPolicyBound()) === FLOOR);
     await publish('jr-big', 300);
     const trimmed = await streamHolds(services.amqpUrl, vhost, bigJournal);
     expect(trimmed.first, 'the big journal dropped its oldest segments').toBeGreaterThan(0);
@@ -108,11 +110,17 @@ describe('journal retention under disk pressure', () => {
 
     // The disk "fills": the bound drops to its floor at once (here it is there already), and the
     // leader reports the pressure.
-    await restartCoordinator({ TIDEMARK_JOURNAL_MAX_BYTES: String(CAP), TIDEMARK_JOURNAL_MIN_BYTES: String(FLOOR), TIDEMARK_GUARD_DISK_MARGIN: FULL_DISK });
+    // Passes 3 s apart, so the status shows each shed journal on its own.
+    await restartCoordinator({
+      TIDEMARK_JOURNAL_MAX_BYTES: String(CAP),
+      TIDEMARK_JOURNAL_MIN_BYTES: String(FLOOR),
+      TIDEMARK_GUARD_DISK_MARGIN: FULL_DISK,
+      TIDEMARK_DISCOVERY_INTERVAL: '3s',
+    });
     const pressed = await cluster.waitForStatus((s) => s.leader && s.journalPressure !== '', 'disk pressure reported');
     expect(pressed.journalPressure).toMatch(/disk_free_limit/);
     await cluster.waitForStatus((s) => s.journalBoundBytes === FLOOR, `the journal bound at its ${FLOOR}-byte floor`);
-    expect(await journalPolicyBound()).toBe(FLOOR);
+    await eventually(`the journal policy at ${FLOOR}`, async () => (await journalPolicyBound()) === FLOOR);
 
     // Then the largest journal goes first, one per pass; producers are never held up.
     const firstShed = await cluster.waitForStatus((s) => s.unprotectedCount > 0, 'a journal shed', 60_000);
@@ -160,17 +168,18 @@ describe('journal retention under disk pressure', () => {
     await publish('jr-mid', 5);
     // Rounds go on (a journal whose offsets no longer match its checkpoints once stopped every
     // round for good); the queue is back from its new journal, marked.
-    const until = Date.now() + 60_000;
-    let marked: string[] = [];
-    while (Date.now() < until && marked.length === 0) {
-      const round = await cluster.client.checkpoint(true);
-      if (round.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) {
+    const marked = await eventually(
+      'a committed checkpoint that marks jr-mid as renewed',
+      async () => {
+        const round = await cluster.client.checkpoint(true);
+        if (round.outcome !== RoundOutcome.ROUND_OUTCOME_COMMITTED) return undefined;
         const q = (await cluster.client.getCheckpoint(String(round.epoch))).queues.find((e) => e.definition?.name === 'jr-mid');
-        marked = (q?.incomplete ?? []).map((m) => m.reason).filter((r) => r.includes('outside Tidemark'));
-      }
-      if (marked.length === 0) await new Promise((r) => setTimeout(r, 500));
-    }
-    expect(marked, 'a committed checkpoint marks jr-mid as renewed').toHaveLength(1);
+        const reasons = (q?.incomplete ?? []).map((m) => m.reason).filter((r) => r.includes('outside Tidemark'));
+        return reasons.length > 0 && reasons;
+      },
+      { timeoutMs: 60_000, intervalMs: 500 },
+    );
+    expect(marked).toHaveLength(1);
     expect(marked[0]).toMatch(/not protected between .* deleted \(outside Tidemark\?\)/);
     await publish('jr-mid', 7);
     const after = await cluster.client.checkpoint(true);

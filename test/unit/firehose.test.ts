@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MessageProperties } from 'amqplib';
 import type { BindingInfo } from '../../services/core/amqp/management-client.js';
-import { reachingExchanges } from '../../services/coordinator/discovery.js';
+import { reachingExchanges } from '../../services/coordinator/firehose-provisioning.js';
 import {
   RELAY_CC_HEADER,
   RELAY_EXCHANGE_HEADER,

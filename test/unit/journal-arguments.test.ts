@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { journalArguments } from '../../services/coordinator/discovery.js';
+import { journalArguments } from '../../services/coordinator/journal-retention.js';
 import { loadConfig } from '../../services/core/config.js';
 import { ConfigError } from '../../services/core/errors.js';
 

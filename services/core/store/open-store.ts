@@ -3,8 +3,8 @@
  * `s3://bucket/prefix` for an S3-compatible service.
  */
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { abortable, stopReason } from '../abortable.js';
+import { retry } from '../retry.js';
 import { normalizeStoreUrl, type Config } from '../config.js';
 import { ConfigError, TidemarkError, errorMessage } from '../errors.js';
 import { LocalStore } from './local-store.js';
@@ -92,19 +92,15 @@ export async function openStoreRetrying(
   signal: AbortSignal | undefined,
   onRetry: (err: unknown, delayMs: number) => void,
 ): Promise<ObjectStore> {
-  let delayMs = 200;
-  for (;;) {
-    try {
-      return await abortable(openStore(config), signal, (late) => late.close());
-    } catch (err) {
-      if (!(err instanceof TidemarkError && err.retryable) || signal?.aborted) throw err;
-      onRetry(err, delayMs);
-      try {
-        await sleep(delayMs, undefined, { signal });
-      } catch {
-        throw stopReason(signal!);
-      }
-      delayMs = Math.min(delayMs * 2, 5_000);
-    }
+  try {
+    return await retry(() => abortable(openStore(config), signal, (late) => late.close()), {
+      initialDelayMs: 200,
+      maxDelayMs: 5_000,
+      retryable: (err) => err instanceof TidemarkError && err.retryable,
+      onRetry: (err, _attempt, delayMs) => onRetry(err, delayMs),
+      signal,
+    });
+  } catch (err) {
+    throw signal?.aborted ? stopReason(signal) : err;
   }
 }
