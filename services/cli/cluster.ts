@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { environmentKeys, type Config } from '../core/config.js';
+import { type Config, environmentKeys } from '../core/index.js';
 
 export interface ClusterOptions {
   config: Config;

@@ -12,9 +12,18 @@
  */
 import { constants } from 'node:os';
 import { Command, Option } from 'commander';
-import { loadConfig, type Config } from '../core/config.js';
-import { createLogger, type Logger } from '../core/log.js';
-import { ConfigError, FailedPreconditionError, StoppingError, TidemarkError, errorMessage } from '../core/errors.js';
+import {
+  type Config,
+  ConfigError,
+  createLogger,
+  errorMessage,
+  FailedPreconditionError,
+  loadConfig,
+  type Logger,
+  StoppingError,
+  storedSegmentCount,
+  TidemarkError,
+} from '../core/index.js';
 import { TidemarkClient } from '../client/index.js';
 import { RoundOutcome, type RestoreEvent, type RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import { bytes, checkpointJson, manifestJson, outcomeName, restoreEventJson, restoreSummaryJson, statusJson, summaryJson, table } from './output.js';
@@ -22,8 +31,6 @@ import { clusterUp } from './cluster.js';
 import { renderRestore } from './restore-view.js';
 import { renderVerify } from './verify-view.js';
 import { renderDrill } from './drill-view.js';
-import { COVERAGE_SETTLE_MS } from '../coordinator/coverage.js';
-import { storedSegmentCount } from '../core/segment-codec.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -304,7 +311,9 @@ program
         );
       }
       if (j.leader && j.coverageUnchecked > 0) {
-        print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${COVERAGE_SETTLE_MS / 1000} s since this leader began watching)`);
+        // A leader of an older version does not say how long (0): the sentence then says "a while".
+        const idle = s.coverageSettleMs > 0 ? `${s.coverageSettleMs / 1000} s` : 'a while';
+        print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${idle} since this leader began watching)`);
       }
     } finally {
       c.close();

@@ -4,7 +4,7 @@
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
-import { storedSegmentCount } from '../core/segment-codec.js';
+import { storedSegmentCount } from '../core/index.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 

@@ -3,8 +3,7 @@
  * program driving checkpoints and restores) uses. Errors arrive as Tidemark error classes.
  */
 import * as grpc from '@grpc/grpc-js';
-import { TidemarkError, TransientError } from '../core/errors.js';
-import { callUnary, clientChannelOptions, fromServiceError, isConnectFailure, readStream } from '../core/grpc.js';
+import { callUnary, clientChannelOptions, fromServiceError, isConnectFailure, readStream, TidemarkError, TransientError } from '../core/index.js';
 import {
   CoordinatorServiceClient,
   RestoreRequest,

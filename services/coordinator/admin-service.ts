@@ -1,12 +1,12 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
-import { serverStream, unary } from '../core/grpc.js';
+import { serverStream, unary } from '../core/index.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
 import { runDrill } from './restore-drill.js';
 import { verifyCheckpoint } from './verify.js';
-import { roundOutcome } from './round-runner.js';
+import { roundOutcome } from './admin-enums.js';
 
 export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
   const restores = new RestoreService(coordinator);

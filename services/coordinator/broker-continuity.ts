@@ -23,7 +23,7 @@
  * that holds stream members is not detected (docs/OPERATIONS.md).
  */
 import type { ChannelModel } from 'amqplib';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/index.js';
 import type { IncompleteQueue } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 

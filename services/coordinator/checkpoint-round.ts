@@ -20,6 +20,7 @@
  */
 import type { CheckpointManifest, ExchangeDefinition, IncompleteMark, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { Vote, type PrepareReply, type QueueRef } from '../gen/tidemark/v1/worker.js';
+import type { CommitRecord, QueueMark } from '../core/index.js';
 
 export interface RoundParticipant {
   workerId: string;
@@ -75,35 +76,7 @@ export interface RestartedVhost {
   reason: string;
 }
 
-/** An IncompleteMark of one queue, as recorded with the decision. */
-export interface QueueMark {
-  vhost: string;
-  queue: string;
-  mark: IncompleteMark;
-}
-
 export type Outcome = 'committed' | 'aborted';
-
-/**
- * Everything besides the votes' staged partitions that a checkpoint manifest is made of. It is
- * recorded with the COMMIT decision, so a new leader can write the manifest of a committed round
- * whose leader died before the manifest landed.
- */
-export interface CommitRecord {
-  roundId: string;
-  parentEpoch: number;
-  startedAtMs: number;
-  fencedAtMs: number;
-  leaderToken: number;
-  coordinatorId: string;
-  fenceExchange: string;
-  vhosts: string[];
-  exchanges: ExchangeDefinition[];
-  /** The staged partition manifest of every YES vote. */
-  partitions: Array<{ workerId: string; key: string; sha256: string }>;
-  /** The marks of the checkpoint's queues, kept and new (I5); absent in records from before marks. */
-  marks?: QueueMark[];
-}
 
 /** One worker's part of a committed round: the queue entries it voted (or staged). */
 export interface VotedPartition {

@@ -5,38 +5,48 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { openRedis } from '../core/redis-client.js';
-import type { Config } from '../core/config.js';
-import { throttledWarn, type Logger } from '../core/log.js';
-import { withTimeLimit } from '../core/time-limit.js';
-import { abortable } from '../core/abortable.js';
+import {
+  abortable,
+  assign,
+  Catalog,
+  type Config,
+  DecisionLog,
+  errorMessage,
+  FailedPreconditionError,
+  fenceExchangeName,
+  firehoseQueueName,
+  firehoseVhostsOf,
+  type Logger,
+  Membership,
+  ProtectionPolicy,
+  relayUnknown,
+  relayView,
+  type RelayView,
+  StaleLeaderError,
+  StoppingError,
+  throttledWarn,
+  withTimeLimit,
+  WorkerClient,
+  type WorkerRegistration,
+} from '../core/index.js';
+import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
+import { openRedis } from '../core/redis/index.js';
+import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
 import { CoverageTracker, gapPaths, sampleCoverage } from './coverage.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { FenceChannels } from './fence-channels.js';
 import { AmqpBrokerContinuity, incompleteQueues, type BrokerContinuity } from './broker-continuity.js';
-import { Catalog } from '../core/catalog.js';
-import { Membership, type WorkerRegistration } from '../core/membership.js';
-import { ManagementClient } from '../core/amqp/management-client.js';
-import { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { ProtectionPolicy } from '../core/protect.js';
-import { assign } from '../core/rendezvous.js';
-import { openStoreRetrying } from '../core/store/open-store.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { fenceExchangeName } from '../core/names.js';
-import { FailedPreconditionError, StaleLeaderError, StoppingError, errorMessage } from '../core/errors.js';
-import { firehoseQueueName, firehoseVhostsOf, relayUnknown, relayView, type RelayView } from '../core/firehose.js';
-import { WorkerClient } from '../client/worker-client.js';
-import type { BrokerNode, RoundInfo, StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, ExchangeDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { queueKey, type PriorEntry, type RoundParticipant } from './checkpoint-round.js';
-import { DecisionLog } from './decision-log.js';
 import { Discovery, type ProtectedQueue } from './discovery.js';
 import { JournalRetention } from './journal-retention.js';
 import { ShedJournals } from './shed-journals.js';
 import { ResourceGuard, type WaitingQueue } from './resource-guard.js';
 import { LeaderLease } from './leader-lease.js';
-import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
+import { deliverDecision, runRound, type RoundResult } from './round-runner.js';
+import { roundOutcome } from './admin-enums.js';
 import { recoverRounds } from './recovery.js';
 import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
 
@@ -95,7 +105,8 @@ export class Coordinator {
   private generation = 0;
   private lastFullEpoch = 0;
   private counters = { committed: 0, aborted: 0 };
-  private lastRound: RoundInfo | undefined;
+  /** The last round this leader ran, in its own terms (status() maps it for the admin API). */
+  private lastRound: { epoch: number; outcome: RoundResult['outcome']; reason: string; startedAtMs: number; durationMs: number } | undefined;
   /** Discovery passes and rounds run one at a time, so a round sees one consistent assignment. */
   private serial: Promise<unknown> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
@@ -609,7 +620,7 @@ export class Coordinator {
     }
     const durationMs = Date.now() - startedAtMs;
     this.metrics.roundFinished(result.outcome, durationMs);
-    this.lastRound = { epoch, outcome: roundOutcome(result.outcome), reason: result.reason, startedAtMs, durationMs };
+    this.lastRound = { epoch, outcome: result.outcome, reason: result.reason, startedAtMs, durationMs };
     return result;
   }
 
@@ -659,11 +670,12 @@ export class Coordinator {
       latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,
       roundsCommitted: this.counters.committed,
       roundsAborted: this.counters.aborted,
-      lastRound: this.lastRound,
+      lastRound: this.lastRound && { ...this.lastRound, outcome: roundOutcome(this.lastRound.outcome) },
       store: this.parts.store.url,
       intervalMs: config.interval,
       coverageGaps: this.isLeader ? this.coverage.gaps() : [],
       coverageUnchecked: this.isLeader ? this.coverageUnchecked() : 0,
+      coverageSettleMs: this.isLeader ? this.coverage.settleMs : 0,
       firehose: this.isLeader ? await this.firehoseRelays() : [],
       incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
       unprotected: this.isLeader ? this.waiting.slice(0, UNPROTECTED_LISTED) : [],

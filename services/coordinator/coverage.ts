@@ -32,8 +32,8 @@
  * reading stands until the next. A queue that has never been idle since the leader began watching
  * has no baseline yet and reports nothing from its counters (its topology still counts).
  */
-import type { ManagementClient } from '../core/amqp/management-client.js';
-import type { WorkerClient } from '../client/worker-client.js';
+import type { WorkerClient } from '../core/index.js';
+import type { ManagementClient } from '../core/amqp/index.js';
 import type { ProtectedQueue } from './discovery.js';
 import { queueKey } from './checkpoint-round.js';
 
@@ -103,7 +103,7 @@ export class CoverageTracker {
   /** Queues of the last pass, sampled or not; undefined before the first pass. */
   private lastPass: string[] | undefined;
 
-  constructor(private readonly settleMs = COVERAGE_SETTLE_MS) {}
+  constructor(readonly settleMs = COVERAGE_SETTLE_MS) {}
 
   /** Takes one pass's samples; queues not sampled any more are forgotten. */
   observe(samples: CoverageSample[], nowMs = Date.now()): void {

@@ -28,15 +28,23 @@
  */
 import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
-import { ManagementClient, queueBindings, type BindingInfo } from '../core/amqp/management-client.js';
-import type { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { ProtectionPolicy } from '../core/protect.js';
-import { toFieldTable } from '../core/field-table.js';
-import { MAX_FILE_NAME_BYTES, fenceExchangeName, isOwnObject, journalName, streamDirectoryLength } from '../core/names.js';
+import {
+  errorMessage,
+  fenceExchangeName,
+  firehoseQueueName,
+  isOwnObject,
+  journalName,
+  type Logger,
+  MAX_FILE_NAME_BYTES,
+  NotFoundError,
+  ProtectionPolicy,
+  relayExchangeName,
+  relayFenceKey,
+  streamDirectoryLength,
+  toFieldTable,
+} from '../core/index.js';
+import { type BindingInfo, ManagementClient, queueBindings, type VhostConnections } from '../core/amqp/index.js';
 import { sentinelName } from './broker-continuity.js';
-import { firehoseQueueName, relayExchangeName, relayFenceKey } from '../core/firehose.js';
-import type { Logger } from '../core/log.js';
-import { NotFoundError, errorMessage } from '../core/errors.js';
 import { queueKey } from './checkpoint-round.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
 import { journalArguments, type JournalRetention } from './journal-retention.js';

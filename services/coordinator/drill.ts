@@ -10,13 +10,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import type { DrillQueueResult } from '../gen/tidemark/v1/admin.js';
-import type { ManagementClient } from '../core/amqp/management-client.js';
-import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { ConfigError, FailedPreconditionError, TidemarkError, errorMessage } from '../core/errors.js';
-import { ORIGIN_OFFSET_HEADER } from '../core/names.js';
-import { DRILL_VHOST_PREFIX, isDrillVhost } from '../core/protect.js';
-import { readPrefix, type PrefixSpec } from '../core/segment-reader.js';
-import type { ObjectStore } from '../core/store/object-store.js';
+import {
+  ConfigError,
+  DRILL_VHOST_PREFIX,
+  errorMessage,
+  FailedPreconditionError,
+  isDrillVhost,
+  ORIGIN_OFFSET_HEADER,
+  type PrefixSpec,
+  readPrefix,
+  TidemarkError,
+} from '../core/index.js';
+import { amqpUrlForVhost, type ManagementClient, redactUrl } from '../core/amqp/index.js';
+import type { ObjectStore } from '../core/store/index.js';
 
 // The protection policy owns the prefix (it must never cover a drill); re-exported for callers.
 export { DRILL_VHOST_PREFIX };

@@ -18,7 +18,7 @@
  * from the topology alone (headers and plugin exchanges, the message's own routing keys), the
  * route is assumed to exist: a path may be reported that no message takes, never the reverse.
  */
-import type { BindingInfo, ExchangeInfo, QueueInfo } from '../core/amqp/management-client.js';
+import type { BindingInfo, ExchangeInfo, QueueInfo } from '../core/amqp/index.js';
 
 export interface VhostTopology {
   queues: QueueInfo[];

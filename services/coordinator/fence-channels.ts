@@ -9,8 +9,7 @@
  * channel known to be closed.
  */
 import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
-import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, type Logger } from '../core/index.js';
 
 /** What a round needs of the fence channels. */
 export interface FencePublisher {

@@ -5,10 +5,8 @@
  * drained, then deleted.
  */
 import type { Channel } from 'amqplib';
-import type { BindingInfo, ManagementClient } from '../core/amqp/management-client.js';
-import { fenceExchangeName } from '../core/names.js';
-import { TRACE_EXCHANGE, firehoseQueueName, relayExchangeName, traceKeyOf } from '../core/firehose.js';
-import type { Logger } from '../core/log.js';
+import { fenceExchangeName, firehoseQueueName, type Logger, relayExchangeName, TRACE_EXCHANGE, traceKeyOf } from '../core/index.js';
+import type { BindingInfo, ManagementClient } from '../core/amqp/index.js';
 
 export interface FirehoseContext {
   namespace: string;

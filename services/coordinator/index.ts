@@ -1,10 +1,5 @@
 /** The coordinator service: start one with startCoordinator(config). */
-import type { Config } from '../core/config.js';
-import type { Logger } from '../core/log.js';
-import { configureFailpoints } from '../core/failpoints.js';
-import { throwIfStopping } from '../core/abortable.js';
-import { startServer, stopServer } from '../core/grpc.js';
-import { serveMetrics, type MetricsServer } from '../core/metrics-server.js';
+import { type Config, configureFailpoints, type Logger, type MetricsServer, serveMetrics, startServer, stopServer, throwIfStopping } from '../core/index.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';

@@ -4,10 +4,9 @@
  * only when the bound changes. RabbitMQ applies one policy per queue, the highest priority: a
  * journal under another policy keeps only its own arguments, which is reported once per vhost.
  */
-import type { ManagementClient } from '../core/amqp/management-client.js';
-import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
 import type { JournalRetention } from './journal-retention.js';
+import { errorMessage, type Logger } from '../core/index.js';
+import type { ManagementClient } from '../core/amqp/index.js';
 
 /** Above the usual operator policies, so the journal policy is the one RabbitMQ applies to journals. */
 const JOURNAL_POLICY_PRIORITY = 100;

@@ -11,9 +11,8 @@
  * while it waits, so shed journals are also recorded in Redis (shed-journals.ts) with the time of
  * their last checkpoint.
  */
-import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
 import type { ShedJournal, ShedJournals } from './shed-journals.js';
+import { errorMessage, type Logger } from '../core/index.js';
 
 /** The journal argument that records when Tidemark declared it (ms since the epoch). */
 export const CREATED_AT_ARGUMENT = 'x-tidemark-created-at';

@@ -23,8 +23,8 @@
  *
  * {@link journalBound} is the pure decision; {@link JournalRetention} keeps the current bound.
  */
-import type { NodeResources } from '../core/amqp/management-client.js';
-import type { Logger } from '../core/log.js';
+import type { Logger } from '../core/index.js';
+import type { NodeResources } from '../core/amqp/index.js';
 import { mib } from './resource-guard.js';
 
 /** The retention settings (config keys journalDiskShare, journalMinBytes, journalMaxBytes, guardDiskMargin). */

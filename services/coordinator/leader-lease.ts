@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { redisKeys } from '../core/names.js';
+import { redisKeys } from '../core/index.js';
 
 // The token never falls to or below `floor` (the newest token the store has seen), so a leader
 // elected after Redis lost its counter still outranks every leader before it.

@@ -13,13 +13,9 @@
  * 'started' record never belongs to a round still in progress.
  */
 import { createHash } from 'node:crypto';
-import type { Catalog } from '../core/catalog.js';
-import { CorruptDataError, NotFoundError, errorMessage } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
-import { decodePartition } from '../core/store/keys.js';
-import type { ObjectStore } from '../core/store/object-store.js';
+import { type Catalog, CorruptDataError, type DecisionLog, type DecisionRecord, errorMessage, type Logger, NotFoundError } from '../core/index.js';
+import { decodePartition, type ObjectStore } from '../core/store/index.js';
 import { assembleManifest } from './checkpoint-round.js';
-import type { DecisionLog, DecisionRecord } from './decision-log.js';
 
 export interface RecoveryContext {
   decisions: DecisionLog;

@@ -16,9 +16,8 @@
  * {@link journalBudget} is the pure decision; {@link ResourceGuard} reads the broker and keeps the
  * recent declarations and the log of changes.
  */
-import type { NodeResources } from '../core/amqp/management-client.js';
-import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, type Logger } from '../core/index.js';
+import type { NodeResources } from '../core/amqp/index.js';
 
 /** Broker memory one journal costs: measured about 100 KB (stream, its reader), rounded up. */
 export const JOURNAL_MEMORY_COST = 128 * 1024;

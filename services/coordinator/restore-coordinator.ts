@@ -13,11 +13,20 @@
 import { randomBytes } from 'node:crypto';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import type { PlannedQueue, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, FailedPreconditionError, NotFoundError, TransientError, errorMessage } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
-import { RestoreStateStore, restoreQueueKey, type QueueProgress, type RestoreRecord } from '../core/restore-state.js';
-import { parseAtTime } from '../core/time-spec.js';
-import { storedSegmentCount } from '../core/segment-codec.js';
+import {
+  ConfigError,
+  errorMessage,
+  FailedPreconditionError,
+  type Logger,
+  NotFoundError,
+  parseAtTime,
+  type QueueProgress,
+  restoreQueueKey,
+  type RestoreRecord,
+  RestoreStateStore,
+  storedSegmentCount,
+  TransientError,
+} from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
 import { parseBindingsMode, planRestore } from './restore-plan.js';
 import { DEFAULT_QUEUE_RATE, estimateRestoreMs } from './restore-estimate.js';

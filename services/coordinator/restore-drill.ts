@@ -7,8 +7,7 @@
  */
 import type { DrillEvent, DrillQueueResult, DrillRequest, RestoreEvent } from '../gen/tidemark/v1/admin.js';
 import { RestoreRequest } from '../gen/tidemark/v1/admin.js';
-import { errorMessage } from '../core/errors.js';
-import { restoreQueueKey } from '../core/restore-state.js';
+import { errorMessage, restoreQueueKey } from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
 import { createScratchVhost, expectedDigest, reconcile, removeScratchVhost, restoredDigest, scratchVhostName } from './drill.js';
 import { planRestore } from './restore-plan.js';

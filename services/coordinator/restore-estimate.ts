@@ -2,7 +2,7 @@
  * How long a restore will take, before it starts: a pure estimate from the queues' message counts
  * and the publish rates, so the CLI can show it and a test can pin it without a broker.
  */
-import { ConfigError } from '../core/errors.js';
+import { ConfigError } from '../core/index.js';
 
 /**
  * Messages per second one queue's publisher (one confirm channel, in journal order) achieves.

@@ -6,14 +6,21 @@
 import type { CheckpointManifest, SegmentRef } from '../gen/tidemark/v1/store.js';
 import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { StaleLeaderError, errorMessage } from '../core/errors.js';
-import { rendezvousOwner } from '../core/rendezvous.js';
-import type { QueueProgress, RestoreRecord, RestoreState } from '../core/restore-state.js';
-import type { WorkerClient } from '../client/worker-client.js';
-import type { RestoreService } from './restore-coordinator.js';
+import {
+  errorMessage,
+  forEachLimited,
+  type Logger,
+  type QueueProgress,
+  rendezvousOwner,
+  type RestoreRecord,
+  type RestoreState,
+  type RestoreStateStore,
+  StaleLeaderError,
+  type WorkerClient,
+} from '../core/index.js';
+import type { Coordinator } from './coordinator.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';
-import { forEachLimited } from '../core/limited.js';
 
 /** Tries of one queue when its worker fails (dies, is unreachable); each resumes where the last stopped. */
 const QUEUE_ATTEMPTS = 6;
@@ -34,6 +41,13 @@ export interface JobQueue {
 
 export type Listener = (event: RestoreEvent) => void;
 
+/** What a job uses of the restore service that runs it (RestoreService, restore-coordinator.ts). */
+export interface RestoreJobServices {
+  readonly coordinator: Coordinator;
+  readonly state: RestoreStateStore;
+  readonly log: Logger;
+}
+
 /** A restore running on this coordinator. */
 export class RestoreJob {
   private readonly listeners = new Set<Listener>();
@@ -53,7 +67,7 @@ export class RestoreJob {
     private readonly request: RestoreRequest,
     private readonly mode: RestoreMode,
     private readonly manifest: CheckpointManifest,
-    private readonly services: RestoreService,
+    private readonly services: RestoreJobServices,
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }

@@ -5,9 +5,7 @@
  */
 import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { NameMapping } from '../gen/tidemark/v1/admin.js';
-import { ConfigError } from '../core/errors.js';
-import { rendezvousOwner } from '../core/rendezvous.js';
-import { globMatcher } from '../core/protect.js';
+import { ConfigError, globMatcher, rendezvousOwner } from '../core/index.js';
 
 export type BindingsMode = 'auto' | 'all' | 'none';
 

@@ -9,10 +9,8 @@
  */
 import amqp, { type ChannelModel } from 'amqplib';
 import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
-import { ConfigError, TransientError, errorMessage } from '../core/errors.js';
-import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { argumentsConflict, probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
-import { forEachLimited } from '../core/limited.js';
+import { ConfigError, errorMessage, forEachLimited, TransientError } from '../core/index.js';
+import { amqpUrlForVhost, argumentsConflict, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 
 /**
  * What a restore does with target queues that already exist:

@@ -4,19 +4,23 @@
  */
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
-import { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
-import type { DecisionLog } from './decision-log.js';
+import {
+  type Catalog,
+  type DecisionLog,
+  errorMessage,
+  failpoint,
+  FENCE_EPOCH_HEADER,
+  FENCE_NAMESPACE_HEADER,
+  FENCE_ROUND_HEADER,
+  isRetryableGrpcError,
+  LeadershipLostError,
+  type Logger,
+  retry,
+  type WorkerClient,
+} from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
-import type { Catalog } from '../core/catalog.js';
-import type { WorkerClient } from '../client/worker-client.js';
-import type { Logger } from '../core/log.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../core/names.js';
-import { LeadershipLostError, errorMessage } from '../core/errors.js';
-import { retry } from '../core/retry.js';
-import { failpoint } from '../core/failpoints.js';
-import { isRetryableGrpcError } from '../core/grpc.js';
 
 export interface RoundContext {
   namespace: string;
@@ -53,13 +57,6 @@ export interface RoundResult {
   manifest?: CheckpointManifest;
   /** An effect failed (Redis, store, lost lease): the round's records may need recovery. */
   effectFailed?: boolean;
-}
-
-/** The admin API's name for a round result. */
-export function roundOutcome(outcome: RoundResult['outcome']): RoundOutcome {
-  if (outcome === 'committed') return RoundOutcome.ROUND_OUTCOME_COMMITTED;
-  if (outcome === 'aborted') return RoundOutcome.ROUND_OUTCOME_ABORTED;
-  return RoundOutcome.ROUND_OUTCOME_PENDING;
 }
 
 export function runRound(context: RoundContext): Promise<RoundResult> {

@@ -4,7 +4,7 @@
  * even once checkpoints without it have committed, and marks its next checkpoint.
  */
 import type { Redis } from 'ioredis';
-import { redisKeys } from '../core/names.js';
+import { redisKeys } from '../core/index.js';
 
 export interface ShedJournal {
   /** What happened, for people. */

@@ -15,13 +15,20 @@
  */
 import type { VerifyDone, VerifyEvent, VerifyProblem, VerifyProgress } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, QueueCheckpoint, SegmentRef } from '../gen/tidemark/v1/store.js';
-import { Catalog } from '../core/catalog.js';
-import { CorruptDataError, IncompletePrefixError, NotFoundError, ObjectNotFoundError, errorMessage } from '../core/errors.js';
-import { isFenceRange, sha256Hex } from '../core/segment-codec.js';
-import { orderSegments, verifyPrefix } from '../core/segment-reader.js';
-import { checkpointKey, parseCheckpointKey } from '../core/store/keys.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { forEachLimited } from '../core/limited.js';
+import {
+  Catalog,
+  CorruptDataError,
+  errorMessage,
+  forEachLimited,
+  IncompletePrefixError,
+  isFenceRange,
+  NotFoundError,
+  ObjectNotFoundError,
+  orderSegments,
+  sha256Hex,
+  verifyPrefix,
+} from '../core/index.js';
+import { checkpointKey, type ObjectStore, parseCheckpointKey } from '../core/store/index.js';
 
 export interface VerifyCheckpointOptions {
   /** Also decode every record and check offsets and message counts (check 3). */

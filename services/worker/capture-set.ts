@@ -6,13 +6,11 @@
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
-import type { Logger } from '../core/log.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { errorMessage } from '../core/errors.js';
+import { captureCodec, errorMessage, type Logger, type SegmentCodecChoice } from '../core/index.js';
+import { VhostConnections } from '../core/amqp/index.js';
+import type { ObjectStore } from '../core/store/index.js';
 import { LaneSlots } from './lane-slots.js';
 import { QueueCapture } from './queue-capture.js';
-import { captureCodec, type SegmentCodecChoice } from '../core/segment-codec.js';
 
 export interface CaptureSetOptions {
   namespace: string;

@@ -6,7 +6,7 @@
  * Only if the round's manifest is visible (a base must be a visible checkpoint). It may forget
  * the round once the round can never become visible; otherwise it keeps asking.
  */
-import type { DecisionState } from '../coordinator/decision-log.js';
+import type { DecisionState } from '../core/index.js';
 
 export type InquiryAnswer = 'commit' | 'abort' | 'wait';
 

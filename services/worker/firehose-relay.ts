@@ -10,11 +10,8 @@
  * the journal; they carry RELAY_REDELIVERED_HEADER.
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { VhostConnections } from '../core/amqp/vhost-connections.js';
-import { queueExists } from '../core/amqp/queue-probe.js';
-import { firehoseQueueName, parseTrace, relayConsumerTag, relayExchangeName, relayPublishOf } from '../core/firehose.js';
-import type { Logger } from '../core/log.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, firehoseQueueName, type Logger, parseTrace, relayConsumerTag, relayExchangeName, relayPublishOf } from '../core/index.js';
+import { queueExists, VhostConnections } from '../core/amqp/index.js';
 
 export interface FirehoseRelayOptions {
   namespace: string;

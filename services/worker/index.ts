@@ -1,10 +1,6 @@
 /** The worker service: start one with startWorker(config). */
 import { hostname } from 'node:os';
-import type { Config } from '../core/config.js';
-import type { Logger } from '../core/log.js';
-import { configureFailpoints } from '../core/failpoints.js';
-import { throwIfStopping } from '../core/abortable.js';
-import { startServer, stopServer } from '../core/grpc.js';
+import { type Config, configureFailpoints, type Logger, startServer, stopServer, throwIfStopping } from '../core/index.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
 import { workerHandlers } from './worker-service.js';

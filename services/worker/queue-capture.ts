@@ -13,14 +13,24 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
-import { toProperties } from '../core/field-table.js';
-import { unwrapRelayed } from '../core/firehose.js';
-import { createAdaptiveCodec, encodeSegment, fenceRangeRefOf, segmentRefOf, type AdaptiveCodec, type SegmentCodec } from '../core/segment-codec.js';
-import { fenceRangeKey, segmentKey } from '../core/store/keys.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, STREAM_OFFSET_HEADER } from '../core/names.js';
-import type { Logger } from '../core/log.js';
-import { TidemarkError, errorMessage } from '../core/errors.js';
+import {
+  type AdaptiveCodec,
+  createAdaptiveCodec,
+  encodeSegment,
+  errorMessage,
+  FENCE_EPOCH_HEADER,
+  FENCE_NAMESPACE_HEADER,
+  FENCE_ROUND_HEADER,
+  fenceRangeRefOf,
+  type Logger,
+  type SegmentCodec,
+  segmentRefOf,
+  STREAM_OFFSET_HEADER,
+  TidemarkError,
+  toProperties,
+  unwrapRelayed,
+} from '../core/index.js';
+import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
 import { JournalCursor, JournalGapError } from './journal-cursor.js';
 
 export interface QueueCaptureOptions {

@@ -5,10 +5,8 @@
  */
 import type { ChannelModel } from 'amqplib';
 import type { QueueRestore } from '../gen/tidemark/v1/worker.js';
-import { readPrefix } from '../core/segment-reader.js';
-import { TidemarkError } from '../core/errors.js';
-import { ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER } from '../core/names.js';
-import type { RestoreRunOptions } from './restore-runner.js';
+import { ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER, readPrefix, TidemarkError } from '../core/index.js';
+import type { RestoreRunOptions } from './restore-run-options.js';
 import { prefixSpec } from './restore-verify.js';
 
 /** Where publishing of a queue starts: after the messages an earlier run got into the target. */

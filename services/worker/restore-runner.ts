@@ -25,48 +25,26 @@
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { ExchangeDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
-import type { QueueRestore, RestoreProgress, RestoreTask } from '../gen/tidemark/v1/worker.js';
-import { fromFieldTable, toPublishOptions } from '../core/field-table.js';
-import { readPrefix } from '../core/segment-reader.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import type { Logger } from '../core/log.js';
-import { amqpUrlForVhost, redactUrl } from '../core/amqp/vhost-url.js';
-import { TidemarkError, errorMessage } from '../core/errors.js';
-import { failpoint } from '../core/failpoints.js';
-import { probeQueue, queueDeclareOptions } from '../core/amqp/queue-probe.js';
-import { restoreQueueKey } from '../core/restore-state.js';
+import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
 import {
+  errorMessage,
+  failpoint,
+  forEachLimited,
+  fromFieldTable,
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
-  ORIGIN_RESTORE_HEADER,
   ORIGIN_QUEUE_HEADER,
+  ORIGIN_RESTORE_HEADER,
   ORIGIN_VHOST_HEADER,
-} from '../core/names.js';
+  readPrefix,
+  restoreQueueKey,
+  TidemarkError,
+  toPublishOptions,
+} from '../core/index.js';
+import { amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
+import type { RestoreRunOptions } from './restore-run-options.js';
 import { resumePoint, type ResumePoint } from './restore-resume.js';
 import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
-import { forEachLimited } from '../core/limited.js';
-
-export interface RestoreRunOptions {
-  task: RestoreTask;
-  store: ObjectStore;
-  /** Broker used when the task names none. */
-  defaultAmqpUrl: string;
-  workerId: string;
-  confirmWindow: number;
-  log: Logger;
-  emit: (progress: RestoreProgress) => void;
-  signal: AbortSignal;
-  /** Queues restored at the same time by this worker. @default 4 */
-  concurrency?: number;
-  /** Where each queue's confirmed prefix is recorded for resume; none: progress is not kept. */
-  progress?: RestoreProgressSink;
-}
-
-/** The durable side of a restore's progress (RestoreStateStore, bound to one restore). */
-export interface RestoreProgressSink {
-  markStarted(queueKey: string): Promise<void>;
-  advance(queueKey: string, confirmed: number, offset: number): Promise<void>;
-}
 
 /** Header that keeps a message's user-id when the restoring user differs (the broker would refuse it). */
 const ORIGINAL_USER_ID_HEADER = 'x-tidemark-original-user-id';

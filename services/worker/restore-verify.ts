@@ -4,9 +4,8 @@
  * with exactly how much of the prefix the target received.
  */
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { verifyPrefix, type PrefixSpec } from '../core/segment-reader.js';
-import { CorruptDataError, IncompletePrefixError, ObjectNotFoundError, TidemarkError, errorMessage } from '../core/errors.js';
-import type { RestoreRunOptions } from './restore-runner.js';
+import { CorruptDataError, errorMessage, IncompletePrefixError, ObjectNotFoundError, type PrefixSpec, TidemarkError, verifyPrefix } from '../core/index.js';
+import type { RestoreRunOptions } from './restore-run-options.js';
 
 /** What a queue's publishing has got confirmed so far. */
 export interface Published {

@@ -1,7 +1,6 @@
 /** The worker's gRPC handlers: validation at the edge, then the Worker does the work. */
 import type * as grpc from '@grpc/grpc-js';
-import { beforeDeadline, requireField, serverStream, unary } from '../core/grpc.js';
-import { ConfigError } from '../core/errors.js';
+import { beforeDeadline, ConfigError, requireField, serverStream, unary } from '../core/index.js';
 import { Decision, type WorkerServiceServer } from '../gen/tidemark/v1/worker.js';
 import type { Worker } from './worker.js';
 

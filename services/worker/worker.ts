@@ -3,21 +3,25 @@
  * votes in checkpoint rounds, and runs restore tasks.
  */
 import type { Redis } from 'ioredis';
-import type { Config } from '../core/config.js';
-import type { Logger } from '../core/log.js';
-import { openRedis } from '../core/redis-client.js';
-import { Membership } from '../core/membership.js';
-import { openStoreRetrying } from '../core/store/open-store.js';
-import type { ObjectStore } from '../core/store/object-store.js';
-import { encodePartition, partitionKey } from '../core/store/keys.js';
-import { NotFoundError, StaleLeaderError, StoppingError, TidemarkError, errorMessage } from '../core/errors.js';
-import { abortable } from '../core/abortable.js';
-import { withTimeLimit } from '../core/time-limit.js';
-import { failpoint } from '../core/failpoints.js';
-import { redisKeys } from '../core/names.js';
-import { RestoreStateStore } from '../core/restore-state.js';
-import { Catalog } from '../core/catalog.js';
-import { DecisionLog } from '../coordinator/decision-log.js';
+import {
+  abortable,
+  Catalog,
+  type Config,
+  DecisionLog,
+  errorMessage,
+  failpoint,
+  type Logger,
+  Membership,
+  NotFoundError,
+  redisKeys,
+  RestoreStateStore,
+  StaleLeaderError,
+  StoppingError,
+  TidemarkError,
+  withTimeLimit,
+} from '../core/index.js';
+import { openRedis } from '../core/redis/index.js';
+import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry } from './decision-inquiry.js';
 import {
   Decision,

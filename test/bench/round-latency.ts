@@ -18,7 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { WorkerClient } from '../../services/client/worker-client.js';
+import { WorkerClient } from '../../services/core/worker-client.js';
 import { redisKeys } from '../../services/core/names.js';
 import { openStore } from '../../services/core/store/open-store.js';
 import { CHECKPOINTS_PREFIX } from '../../services/core/store/keys.js';

@@ -5,7 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../services/coordinator/decision-log.js';
+import { DecisionLog } from '../../services/core/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
 import { StaleLeaderError } from '../../services/core/errors.js';
 import { redisKeys } from '../../services/core/names.js';

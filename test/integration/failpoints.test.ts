@@ -17,10 +17,10 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/client/worker-client.js';
+import { WorkerClient } from '../../services/core/worker-client.js';
 import { assign } from '../../services/core/rendezvous.js';
 import { queueKey } from '../../services/coordinator/checkpoint-round.js';
-import { DecisionLog } from '../../services/coordinator/decision-log.js';
+import { DecisionLog } from '../../services/core/decision-log.js';
 import type { FailpointMode, FailpointName } from '../../services/core/failpoints.js';
 import { RoundOutcome, type CheckpointReply, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';

@@ -1,6 +1,6 @@
 /**
  * Model of what Redis holds for the protocol, with the exact semantics of the Lua scripts in
- * services/coordinator/leader-lease.ts (ACQUIRE, RENEW, RELEASE) and decision-log.ts
+ * services/coordinator/leader-lease.ts (ACQUIRE, RENEW, RELEASE) and services/core/decision-log.ts
  * (NEXT_EPOCH, RECORD): a lease whose stored value is the holder string
  * `<token>:<coordinator id>:<nonce>`, with a fencing token that never falls to or below the
  * store's floor; an epoch counter raised past the newest manifest (and, when the counter is
@@ -11,7 +11,7 @@
  *
  * `wipe` models losing Redis (G5): everything, counters included, is gone.
  */
-import type { DecisionRecord } from '../../services/coordinator/decision-log.js';
+import type { DecisionRecord } from '../../services/core/decision-log.js';
 
 /**
  * A decision-log entry as the real code writes it (every record carries its round id), plus, for

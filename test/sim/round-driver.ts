@@ -10,7 +10,8 @@
  * Four broken variants (options.ts) act here, around the machine, to prove the checker notices:
  * commit-on-timeout, manifest-before-decision, unfenced-decisions and abort-when-in-doubt.
  */
-import { assembleManifest, CheckpointRound, commitRecordOf, type CommitRecord, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
+import type { CommitRecord } from '../../services/core/decision-log.js';
+import { assembleManifest, CheckpointRound, commitRecordOf, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { isRetryable, type Result } from './worker-node.js';

@@ -1,5 +1,10 @@
-/** The object store: where segments and manifests live (S3 or a local directory). */
-export type { ObjectStore } from './object-store.js';
+/**
+ * The object store: where segments and manifests live (S3 or a local directory), and the keys
+ * and encodings of what is kept there. An entry of its own, so that importing core does not load
+ * the S3 client.
+ */
 export { LocalStore, type LocalStoreOptions } from './local-store.js';
 export { S3Store, type S3StoreOptions } from './s3-store.js';
-export { openStore, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';
+export { checkpointKey, decodePartition, encodePartition, fenceRangeKey, parseCheckpointKey, partitionKey, segmentKey } from './keys.js';
+export type { ObjectStore } from './object-store.js';
+export { openStore, openStoreRetrying, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';

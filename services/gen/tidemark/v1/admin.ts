@@ -134,6 +134,11 @@ export interface StatusReply {
    */
   journalPressure: string;
   /**
+   * How long a queue must stay idle before the leader takes its coverage baseline (see
+   * coverage_unchecked), in milliseconds; leader only.
+   */
+  coverageSettleMs: number;
+  /**
    * Queues the latest checkpoint marks as possibly incomplete: their journals may lack messages
    * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
    */
@@ -1158,6 +1163,7 @@ function createBaseStatusReply(): StatusReply {
     brokerNodes: [],
     journalBoundBytes: 0,
     journalPressure: "",
+    coverageSettleMs: 0,
     incompleteQueues: [],
   };
 }
@@ -1223,6 +1229,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     if (message.journalPressure !== "") {
       writer.uint32(162).string(message.journalPressure);
+    }
+    if (message.coverageSettleMs !== 0) {
+      writer.uint32(168).uint32(message.coverageSettleMs);
     }
     for (const v of message.incompleteQueues) {
       IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
@@ -1403,6 +1412,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.journalPressure = reader.string();
             continue;
           }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.coverageSettleMs = reader.uint32();
+            continue;
+          }
           case 30: {
             if (tag !== 242) {
               break;
@@ -1450,6 +1467,7 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.brokerNodes = object.brokerNodes?.map((e) => BrokerNode.fromPartial(e)) || [];
     message.journalBoundBytes = object.journalBoundBytes ?? 0;
     message.journalPressure = object.journalPressure ?? "";
+    message.coverageSettleMs = object.coverageSettleMs ?? 0;
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
     return message;
   },

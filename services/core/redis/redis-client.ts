@@ -3,10 +3,10 @@
  * the same way by the coordinator and the worker.
  */
 import { Redis } from 'ioredis';
-import { abortable } from './abortable.js';
-import { redactUrl } from './amqp/vhost-url.js';
-import { throttledWarn, type Logger } from './log.js';
-import { StoppingError, TransientError } from './errors.js';
+import { abortable } from '../abortable.js';
+import { redactUrl } from '../amqp/vhost-url.js';
+import { throttledWarn, type Logger } from '../log.js';
+import { StoppingError, TransientError } from '../errors.js';
 
 /**
  * How long disconnect() waits for Redis to acknowledge the close before dropping the socket. A

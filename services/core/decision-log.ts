@@ -5,12 +5,41 @@
  *
  * Redis is not the source of truth for what is visible (the manifests in the store are, G5): if
  * Redis is lost, the epoch counter is raised past the newest manifest before any new round.
+ *
+ * The leader writes it; a worker only reads it, to learn a decision it missed (PROTOCOL.md step 4).
  */
 import type { Redis } from 'ioredis';
-import { redisKeys } from '../core/names.js';
-import { StaleLeaderError } from '../core/errors.js';
-import { ExchangeDefinition } from '../gen/tidemark/v1/store.js';
-import type { CommitRecord } from './checkpoint-round.js';
+import { redisKeys } from './names.js';
+import { StaleLeaderError } from './errors.js';
+import { ExchangeDefinition, type IncompleteMark } from '../gen/tidemark/v1/store.js';
+
+/** An IncompleteMark of one queue, as recorded with the decision. */
+export interface QueueMark {
+  vhost: string;
+  queue: string;
+  mark: IncompleteMark;
+}
+
+/**
+ * Everything besides the votes' staged partitions that a checkpoint manifest is made of. It is
+ * recorded with the COMMIT decision, so a new leader can write the manifest of a committed round
+ * whose leader died before the manifest landed.
+ */
+export interface CommitRecord {
+  roundId: string;
+  parentEpoch: number;
+  startedAtMs: number;
+  fencedAtMs: number;
+  leaderToken: number;
+  coordinatorId: string;
+  fenceExchange: string;
+  vhosts: string[];
+  exchanges: ExchangeDefinition[];
+  /** The staged partition manifest of every YES vote. */
+  partitions: Array<{ workerId: string; key: string; sha256: string }>;
+  /** The marks of the checkpoint's queues, kept and new (I5 in coordinator/checkpoint-round.ts); absent in records from before marks. */
+  marks?: QueueMark[];
+}
 
 export type DecisionState = 'started' | 'committed' | 'aborted';
 

@@ -1,9 +1,11 @@
 /**
  * The coordinator's client of one worker: promise methods with a deadline each, and the restore
- * stream as an async iterable. Errors arrive as Tidemark error classes (see core/grpc.ts).
+ * stream as an async iterable. Errors arrive as Tidemark error classes (see grpc.ts). It is in
+ * core because it is the worker's contract (worker.proto) seen from outside, and the coordinator
+ * may import core but not the worker (docs/ARCHITECTURE.md#layers).
  */
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, clientChannelOptions, readStream } from '../core/grpc.js';
+import { callUnary, clientChannelOptions, readStream } from './grpc.js';
 import {
   WorkerServiceClient,
   type AssignReply,

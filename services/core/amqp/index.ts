@@ -1,0 +1,8 @@
+/**
+ * RabbitMQ for the other modules: connections per vhost, the management API, queue probes and
+ * vhost URLs. An entry of its own, so that importing core does not load amqplib.
+ */
+export { type BindingInfo, type ExchangeInfo, ManagementClient, type NodeResources, queueBindings, type QueueInfo } from './management-client.js';
+export { argumentsConflict, probeQueue, queueDeclareOptions, queueExists } from './queue-probe.js';
+export { VhostConnections } from './vhost-connections.js';
+export { amqpUrlForVhost, redactUrl } from './vhost-url.js';

@@ -1,0 +1,5 @@
+/**
+ * Redis for the other modules: opening a service's client. An entry of its own, so that importing
+ * core does not load ioredis.
+ */
+export { openRedis } from './redis-client.js';
