@@ -10,8 +10,8 @@
  *   attempt) only while it leads and the lease is `held`: until a lease time after the last
  *   acquire or renewal that succeeded was SENT. A leader paused past its lease does nothing more
  *   until a renewal succeeds, which it does not if it was deposed;
- * - on winning it runs recovery (recovery-model.ts). If recovery fails it releases the lease, and
- *   stops holding it whether or not the release reached Redis;
+ * - on winning it runs the real recovery (recovery-runner.ts). If recovery fails it releases the
+ *   lease, and stops holding it whether or not the release reached Redis;
  * - it then leads: one round at a time, each taking a fenced epoch above the newest manifest (and,
  *   when Redis lost the counter, above the newest staged epoch too), recording `started` (with
  *   the round id), and handing a plan to the real CheckpointRound through RoundDriver. A failed
@@ -29,7 +29,7 @@
  */
 import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
 import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
-import { recoverRounds } from './recovery-model.js';
+import { recoverRounds } from './recovery-runner.js';
 import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
@@ -187,7 +187,7 @@ export class CoordinatorNode implements Node {
     });
   }
 
-  /** Coordinator.recover: recovery-model.ts, then every recent decision queued for every worker. */
+  /** Coordinator.recover: the real recovery (recovery-runner.ts), then each recent decision queued for every worker. */
   private recover(done: (ok: boolean) => void): void {
     const { world } = this;
     world.stats.recoveries += 1;
