@@ -38,6 +38,7 @@ import { ResourceGuard, type WaitingQueue } from './resource-guard.js';
 import { LeaderLease } from './leader-lease.js';
 import { deliverDecision, roundOutcome, runRound, type RoundResult } from './round-runner.js';
 import { recoverRounds } from './recovery.js';
+import { leaseTickMs, REDELIVER_ATTEMPTS, schedulerTickMs } from './timing.js';
 import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
 
 /** Decided rounds kept in the Redis decision log (for operators looking back). */
@@ -214,9 +215,9 @@ export class Coordinator {
     const { config } = this.parts;
     // The renewal timer runs before the first tick: becoming leader (recovery, the first discovery
     // pass) may take longer than the lease, which must not expire meanwhile.
-    this.timers.push(setInterval(() => void this.leadershipTick(), Math.max(200, Math.floor(config.leaseTime / 3))));
+    this.timers.push(setInterval(() => void this.leadershipTick(), leaseTickMs(config.leaseTime)));
     await abortable(this.leadershipTick(), signal);
-    this.timers.push(setInterval(() => void this.scheduledWork(), Math.min(config.discoveryInterval, 1_000)));
+    this.timers.push(setInterval(() => void this.scheduledWork(), schedulerTickMs(config.discoveryInterval)));
   }
 
   private renewing = false;
@@ -355,7 +356,7 @@ export class Coordinator {
           continue;
         }
         for (const [roundId, request] of pending) {
-          if (await deliverDecision(client, { ...request, leaderToken: lease.token }, 1, log)) pending.delete(roundId);
+          if (await deliverDecision(client, { ...request, leaderToken: lease.token }, REDELIVER_ATTEMPTS, log)) pending.delete(roundId);
           else break; // still unreachable: try again next tick
         }
         if (pending.size === 0) this.undelivered.delete(workerId);

@@ -16,6 +16,16 @@ import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '
 import { StaleLeaderError, errorMessage } from '../core/errors.js';
 import { failpoint } from '../core/failpoints.js';
 import { isRetryableGrpcError } from '../core/grpc.js';
+import {
+  DECIDE_ATTEMPTS,
+  DECIDE_DEADLINE_MS,
+  decideRetryDelayMs,
+  MANIFEST_RETRY_FIRST_MS,
+  nextManifestRetryMs,
+  nextPrepareRetryMs,
+  PREPARE_RETRY_FIRST_MS,
+  ROUND_DEADLINE_EXTRA_MS,
+} from './timing.js';
 
 export interface RoundContext {
   namespace: string;
@@ -67,7 +77,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
   let manifest: CheckpointManifest | undefined;
   return new Promise<RoundResult>((resolve) => {
     let finished = false;
-    const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + 1_000);
+    const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + ROUND_DEADLINE_EXTRA_MS);
     const onStop = () => dispatch({ type: 'stopping', reason: `the leader is stopping (${errorMessage(context.signal?.reason)})` });
     const dispatch = (event: RoundEvent): void => {
       if (finished) return;
@@ -177,7 +187,7 @@ async function publishFences(context: RoundContext, epoch: number, vhosts: strin
 
 /** The decision is recorded, so the manifest must land: retry until it does or we are deposed. */
 async function writeUntilLanded(context: RoundContext, manifest: CheckpointManifest): Promise<void> {
-  let delay = 200;
+  let delay = MANIFEST_RETRY_FIRST_MS;
   for (;;) {
     if (!context.stillLeader()) throw new StaleLeaderError(context.plan.leaderToken, context.plan.leaderToken + 1);
     try {
@@ -186,7 +196,7 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
     } catch (err) {
       context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`);
       await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 5_000);
+      delay = nextManifestRetryMs(delay);
     }
   }
 }
@@ -197,14 +207,14 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
  * backoff until the round's deadline; any other failure is final.
  */
 async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number): Promise<PrepareReply> {
-  let delay = 100;
+  let delay = PREPARE_RETRY_FIRST_MS;
   for (;;) {
     try {
       return await client.prepare(request, Math.max(1, deadline - Date.now()));
     } catch (err) {
       if (!isRetryableGrpcError(err) || Date.now() + delay >= deadline) throw err;
       await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 2_000);
+      delay = nextPrepareRetryMs(delay);
     }
   }
 }
@@ -223,7 +233,7 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
   await Promise.all(
     workerIds.map(async (workerId) => {
       const client = context.workers.get(workerId);
-      if (client && (await deliverDecision(client, request, 3, context.log))) return;
+      if (client && (await deliverDecision(client, request, DECIDE_ATTEMPTS, context.log))) return;
       context.undelivered(workerId, request);
     }),
   );
@@ -236,12 +246,12 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
 export async function deliverDecision(client: WorkerClient, request: DecideRequest, attempts: number, log: Logger): Promise<boolean> {
   for (let attempt = 1; attempt <= attempts; attempt += 1) {
     try {
-      await client.decide(request, 5_000);
+      await client.decide(request, DECIDE_DEADLINE_MS);
       return true;
     } catch (err) {
       log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
       if (!isRetryableGrpcError(err)) return true;
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, decideRetryDelayMs(attempt)));
     }
   }
   return false;

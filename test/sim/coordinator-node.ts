@@ -23,19 +23,21 @@
  *   every worker, like DECIDEs that could not be delivered (3 attempts) by a round; the queue is
  *   re-sent on every scheduler tick until each is delivered or refused for good.
  * Its belief that it leads (`leading`, `token`) is only as fresh as its last renewal; `held`
- * bounds it by the lease time.
+ * bounds it by the lease time. Its timings and retries (lease tick, scheduler tick, DECIDE
+ * attempts, deadline and backoff) are the real ones (services/coordinator/timing.ts).
  *
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
 import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
+import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
 import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
 import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
 
-/** Coordinator.scheduledWork runs every min(discoveryInterval, 1 s). */
-const SCHEDULER_TICK_MS = 1_000;
+/** Coordinator.scheduledWork runs every schedulerTickMs(discoveryInterval): every second, as discovery is slower. */
+const SCHEDULER_TICK_MS = SCHEDULER_TICK_MAX_MS;
 
 export class CoordinatorNode implements Node {
   incarnation = 0;
@@ -107,7 +109,7 @@ export class CoordinatorNode implements Node {
 
   private startTimers(): void {
     const { net, options, random } = this.world;
-    const every = Math.max(200, Math.floor(options.leaseMs / 3));
+    const every = leaseTickMs(options.leaseMs);
     const lead = () => {
       this.leadershipTick();
       net.timer(this, every, `${this.id} lease tick`, lead);
@@ -265,7 +267,7 @@ export class CoordinatorNode implements Node {
         }
         const [roundId, request] = first.value;
         this.world.stats.resentDecisions += 1;
-        this.deliver(workerId, { ...request, leaderToken: this.token }, 1, (gone) => {
+        this.deliver(workerId, { ...request, leaderToken: this.token }, REDELIVER_ATTEMPTS, (gone) => {
           if (!gone) return nextWorker(i + 1);
           pending.delete(roundId);
           nextRound();
@@ -422,25 +424,25 @@ export class CoordinatorNode implements Node {
     );
   }
 
-  /** DECIDE of a round to its participants (round-runner sendDecision): 3 attempts, then the re-send queue. */
+  /** DECIDE of a round to its participants (round-runner sendDecision): DECIDE_ATTEMPTS, then the re-send queue. */
   sendDecision(workerId: string, request: DecideRequest): void {
-    this.deliver(workerId, request, 3, (gone) => {
+    this.deliver(workerId, request, DECIDE_ATTEMPTS, (gone) => {
       if (!gone) this.remember(workerId, request);
     });
   }
 
   /**
-   * round-runner deliverDecision: up to `attempts` tries (5 s deadline each, backoff 200 ms
-   * doubling); `done(true)` when nothing is left to send (delivered, or refused for good).
+   * round-runner deliverDecision: up to `attempts` tries (DECIDE_DEADLINE_MS each, backoff
+   * decideRetryDelayMs); `done(true)` when nothing is left to send (delivered, or refused for good).
    */
   private deliver(workerId: string, request: DecideRequest, attempts: number, done: (gone: boolean) => void, attempt = 1): void {
     const worker = this.world.workers.get(workerId)!;
     const outcome = outcomeOf(request.decision);
     this.world.checker.decisionSent(this.id, workerId, request.epoch, request.roundId, outcome);
-    this.rpc<void>(worker, `DECIDE ${outcome} ${request.epoch}`, 5_000, (respond) => worker.onDecide(request, respond), (result) => {
+    this.rpc<void>(worker, `DECIDE ${outcome} ${request.epoch}`, DECIDE_DEADLINE_MS, (respond) => worker.onDecide(request, respond), (result) => {
       if (result.ok || !isRetryable(result.error)) return done(true);
       if (attempt >= attempts) return done(false);
-      this.world.net.timer(this, 200 * 2 ** (attempt - 1), `${this.id} DECIDE ${request.epoch} retry`, () => this.deliver(workerId, request, attempts, done, attempt + 1));
+      this.world.net.timer(this, decideRetryDelayMs(attempt), `${this.id} DECIDE ${request.epoch} retry`, () => this.deliver(workerId, request, attempts, done, attempt + 1));
     });
   }
 }
