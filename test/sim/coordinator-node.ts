@@ -20,8 +20,9 @@
  *   before the next round and on every scheduler tick (once a second) until it succeeds, so the
  *   same leader finishes a COMMIT whose write reply was lost;
  * - recovery's recent decisions (aborted, and committed with a visible manifest) are queued for
- *   every worker, like DECIDEs that could not be delivered (3 attempts) by a round; the queue is
- *   re-sent on every scheduler tick until each is delivered or refused for good.
+ *   every worker, like DECIDEs that could not be delivered (DECIDE_ATTEMPTS) by a round; the
+ *   queue (the real UndeliveredDecisions) is re-sent on every scheduler tick until each is
+ *   delivered or refused for good.
  * Its belief that it leads (`leading`, `token`) is only as fresh as its last renewal; `held`
  * bounds it by the lease time. Its timings and retries (lease tick, scheduler tick, DECIDE
  * attempts, deadline and backoff) are the real ones (services/coordinator/timing.ts).
@@ -30,6 +31,7 @@
  */
 import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
 import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
+import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
 import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
 import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
@@ -58,8 +60,8 @@ export class CoordinatorNode implements Node {
   private roundTimer = 0;
   /** Coordinator.needsRecovery: a round ended in doubt or with a failed effect. */
   private needsRecovery = false;
-  /** Coordinator.undelivered: decisions to re-send, by worker then round id. */
-  private readonly undelivered = new Map<string, Map<string, DecideRequest>>();
+  /** Coordinator.undelivered: the real queue of decisions to re-send. */
+  private readonly undelivered = new UndeliveredDecisions();
   private redelivering = false;
 
   constructor(
@@ -205,7 +207,7 @@ export class CoordinatorNode implements Node {
       world.stats.unfinishable += report.unfinishable.length;
       for (const round of report.decided) {
         for (const workerId of world.workers.keys()) {
-          this.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome) });
+          this.undelivered.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome) });
         }
       }
       done(true);
@@ -225,12 +227,6 @@ export class CoordinatorNode implements Node {
     });
   }
 
-  /** Coordinator.remember: a decision to re-send (a later one of the same round replaces it). */
-  remember(workerId: string, request: DecideRequest): void {
-    let pending = this.undelivered.get(workerId);
-    if (!pending) this.undelivered.set(workerId, (pending = new Map()));
-    pending.set(request.roundId, request);
-  }
 
   /**
    * Coordinator.scheduledWork, once a second while leading: re-send undelivered decisions, and
@@ -245,37 +241,36 @@ export class CoordinatorNode implements Node {
     }
   }
 
-  /** Coordinator.redeliver: one attempt each, worker by worker; an unreachable worker waits for the next tick. */
+  /**
+   * Coordinator.redeliver over the real queue (UndeliveredDecisions): REDELIVER_ATTEMPTS each,
+   * worker by worker; an unreachable worker waits for the next tick. (No membership here, so no
+   * worker is dropped for leaving.)
+   */
   private redeliver(): void {
     if (this.redelivering || this.undelivered.size === 0) return;
     this.redelivering = true;
     const life = this.incarnation;
-    const workers = [...this.undelivered.keys()];
-    const nextWorker = (i: number): void => {
+    const workers = this.undelivered.workers();
+    const nextWorker = (): void => {
       if (this.incarnation !== life) return;
-      if (i === workers.length) {
+      const { value: workerId, done } = workers.next();
+      if (done) {
         this.redelivering = false;
         return;
       }
-      const workerId = workers[i];
-      const pending = this.undelivered.get(workerId);
       const nextRound = (): void => {
-        const first = pending?.entries().next();
-        if (!pending || !first || first.done) {
-          if (pending && this.undelivered.get(workerId) === pending) this.undelivered.delete(workerId);
-          return nextWorker(i + 1);
-        }
-        const [roundId, request] = first.value;
+        const request = this.undelivered.next(workerId);
+        if (!request) return nextWorker();
         this.world.stats.resentDecisions += 1;
         this.deliver(workerId, { ...request, leaderToken: this.token }, REDELIVER_ATTEMPTS, (gone) => {
-          if (!gone) return nextWorker(i + 1);
-          pending.delete(roundId);
+          if (!gone) return nextWorker();
+          this.undelivered.settled(workerId, request.roundId);
           nextRound();
         });
       };
       nextRound();
     };
-    nextWorker(0);
+    nextWorker();
   }
 
   /**
@@ -427,7 +422,7 @@ export class CoordinatorNode implements Node {
   /** DECIDE of a round to its participants (round-runner sendDecision): DECIDE_ATTEMPTS, then the re-send queue. */
   sendDecision(workerId: string, request: DecideRequest): void {
     this.deliver(workerId, request, DECIDE_ATTEMPTS, (gone) => {
-      if (!gone) this.remember(workerId, request);
+      if (!gone) this.undelivered.remember(workerId, request);
     });
   }
 
