@@ -1,5 +1,7 @@
 /**
- * Model of a coordinator process (mirrors services/coordinator/coordinator.ts and leader-lease.ts):
+ * Model of a coordinator process (mirrors the I/O of services/coordinator/coordinator.ts and
+ * leader-lease.ts; what it holds of the lease is the real LeaseHolding, its re-send queue the real
+ * UndeliveredDecisions, its recovery the real RecoveryPlan):
  * - it competes for the Redis lease every leaseMs/3 and renews it on the same timer, also while it
  *   recovers; a refused renewal makes it step down. Its lease holder string names the acquisition
  *   (`<token>:<id>:<nonce>`, a fresh nonce each time), so after a Redis loss a write begun under
@@ -31,6 +33,7 @@
  */
 import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
 import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
+import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
 import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
@@ -44,16 +47,12 @@ const SCHEDULER_TICK_MS = SCHEDULER_TICK_MAX_MS;
 export class CoordinatorNode implements Node {
   incarnation = 0;
   up = true;
-  /** LeaderLease.token: the token of the lease this process believes it holds, 0 if none. */
-  token = 0;
-  /** LeaderLease's acquisition nonce. */
-  private nonce = '';
+  /** LeaderLease's state: the real LeaseHolding (token, holder string, how long it surely lasts). */
+  private lease: LeaseHolding;
   /** Ghost: which acquisition of the lease this process believes it holds (for the checker). */
   acquisition = 0;
   /** Coordinator.leading: set once recovery is done, cleared when a renewal is refused. */
   leading = false;
-  /** LeaderLease.validUntil: a lease time after the last acquire or renewal that succeeded was sent. */
-  private validUntil = 0;
   /** A round, or recovery, is running (Coordinator.serial). */
   private busy = false;
   private nextRoundAt = 0;
@@ -67,16 +66,26 @@ export class CoordinatorNode implements Node {
   constructor(
     readonly id: string,
     private readonly world: World,
-  ) {}
-
-  /** LeaderLease.holder. */
-  get holder(): string {
-    return this.world.options.gaps.holderWithoutNonce ? `${this.token}:${this.id}` : `${this.token}:${this.id}:${this.nonce}`;
+  ) {
+    this.lease = new LeaseHolding(world.options.leaseMs);
   }
 
-  /** LeaderLease.held: a token, and the lease cannot have run out yet. */
+  /** LeaderLease.token: the token of the lease this process believes it holds, 0 if none. */
+  get token(): number {
+    return this.lease.token;
+  }
+
+  /** LeaderLease.holder (KnownGaps holderWithoutNonce: acquired with a claim without the nonce). */
+  get holder(): string {
+    return this.lease.holder;
+  }
+
+  /**
+   * LeaderLease.held: a token, and the lease cannot have run out yet (KnownGaps
+   * leaderCheckIsBelief: the token alone).
+   */
   get held(): boolean {
-    return this.token > 0 && (this.world.options.gaps.leaderCheckIsBelief || this.world.scheduler.now < this.validUntil);
+    return this.world.options.gaps.leaderCheckIsBelief ? this.lease.token > 0 : this.lease.held(this.world.scheduler.now);
   }
 
   /**
@@ -93,10 +102,9 @@ export class CoordinatorNode implements Node {
 
   crash(): void {
     this.up = false;
-    this.token = 0;
+    this.lease = new LeaseHolding(this.world.options.leaseMs);
     this.acquisition = 0;
     this.leading = false;
-    this.validUntil = 0;
     this.busy = false;
     this.needsRecovery = false;
     this.undelivered.clear();
@@ -134,10 +142,8 @@ export class CoordinatorNode implements Node {
         // A failed call keeps the token (LeaderLease.renew throws before clearing it); the lease
         // then stops being held when a lease time has passed since the last renewal was sent.
         if (!renewed.ok || this.holder !== holder) return;
-        if (renewed.value) {
-          this.validUntil = sentAt + options.leaseMs;
-        } else {
-          this.token = 0;
+        this.lease.renewed(renewed.value, sentAt);
+        if (!renewed.value) {
           this.leading = false;
           this.world.scheduler.log(`${this.id} lost the lease: stepping down`);
         }
@@ -149,13 +155,11 @@ export class CoordinatorNode implements Node {
       net.read(this, 'newest stored token', f.storeError, () => this.newestStoredToken(), (floor) => {
         if (!floor.ok) return;
         const nonce = random.hex(12);
-        const who = options.gaps.holderWithoutNonce ? this.id : `${this.id}:${nonce}`;
+        const who = options.gaps.holderWithoutNonce ? this.id : LeaseHolding.claim(this.id, nonce);
         const sentAt = this.world.scheduler.now;
         net.call(this, 'acquire lease', f.redisError, f.redisReplyLoss, () => redis.tryAcquire(who, options.leaseMs, floor.value, this.world.scheduler.now), (acquired) => {
           if (!acquired.ok || acquired.value.token === 0 || this.token > 0) return;
-          this.token = acquired.value.token;
-          this.nonce = nonce;
-          this.validUntil = sentAt + options.leaseMs;
+          this.lease.acquired(acquired.value.token, who, sentAt);
           this.acquisition = acquired.value.acquisition;
           this.world.scheduler.log(`${this.id} leader with token ${this.token} (${this.holder})`);
           this.becomeLeader();
@@ -219,11 +223,11 @@ export class CoordinatorNode implements Node {
    * leave this process renewing a lease it does not lead with (KnownGaps: it used to).
    */
   private release(): void {
-    const holder = this.holder;
-    if (!this.world.options.gaps.failedReleaseKeepsLease) this.token = 0;
+    // KnownGaps failedReleaseKeepsLease: the token was dropped only once Redis answered.
+    const holder = this.world.options.gaps.failedReleaseKeepsLease ? this.lease.holder : this.lease.release();
     this.world.scheduler.log(`${this.id} releasing the lease`);
     this.world.net.call(this, 'release lease', this.world.options.faults.redisError, 0, () => this.world.redis.release(holder, this.world.scheduler.now), (released) => {
-      if (released.ok && this.holder === holder) this.token = 0;
+      if (released.ok && this.holder === holder) this.lease.release();
     });
   }
 
