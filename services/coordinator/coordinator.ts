@@ -48,7 +48,9 @@ import { LeaderLease } from './leader-lease.js';
 import { deliverDecision, runRound, type RoundResult } from './round-runner.js';
 import { roundOutcome } from './admin-enums.js';
 import { recoverRounds } from './recovery.js';
-import { Decision, type DecideRequest } from '../gen/tidemark/v1/worker.js';
+import { leaseTickMs, REDELIVER_ATTEMPTS, schedulerTickMs } from './timing.js';
+import { UndeliveredDecisions } from './undelivered-decisions.js';
+import { Decision } from '../gen/tidemark/v1/worker.js';
 
 /** Decided rounds kept in the Redis decision log (for operators looking back). */
 const DECISIONS_KEPT = 1_000;
@@ -117,8 +119,8 @@ export class Coordinator {
   private leading = false;
   /** Set when a round ended in doubt: recovery runs again before the next round. */
   private needsRecovery = false;
-  /** Decisions workers have not acknowledged yet, by worker id then round id; re-sent each tick. */
-  private readonly undelivered = new Map<string, Map<string, DecideRequest>>();
+  /** Decisions workers have not acknowledged yet (undelivered-decisions.ts); re-sent each tick. */
+  private readonly undelivered = new UndeliveredDecisions();
   private redelivering = false;
   /** The leader's fence channels, kept open across rounds; closed when it stops leading. */
   private readonly fences: FenceChannels;
@@ -225,9 +227,9 @@ export class Coordinator {
     const { config } = this.parts;
     // The renewal timer runs before the first tick: becoming leader (recovery, the first discovery
     // pass) may take longer than the lease, which must not expire meanwhile.
-    this.timers.push(setInterval(() => void this.leadershipTick(), Math.max(200, Math.floor(config.leaseTime / 3))));
+    this.timers.push(setInterval(() => void this.leadershipTick(), leaseTickMs(config.leaseTime)));
     await abortable(this.leadershipTick(), signal);
-    this.timers.push(setInterval(() => void this.scheduledWork(), Math.min(config.discoveryInterval, 1_000)));
+    this.timers.push(setInterval(() => void this.scheduledWork(), schedulerTickMs(config.discoveryInterval)));
   }
 
   private renewing = false;
@@ -337,7 +339,7 @@ export class Coordinator {
     this.refreshClients(workers);
     for (const round of report.decided) {
       const decision = round.outcome === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT;
-      for (const worker of workers) this.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision });
+      for (const worker of workers) this.undelivered.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision });
     }
   }
 
@@ -347,29 +349,22 @@ export class Coordinator {
     void this.fences.close();
   }
 
-  private remember(workerId: string, request: DecideRequest): void {
-    let pending = this.undelivered.get(workerId);
-    if (!pending) this.undelivered.set(workerId, (pending = new Map()));
-    pending.set(request.roundId, request);
-  }
-
   /** Re-sends undelivered decisions; those of workers that left membership are dropped. */
   private async redeliver(): Promise<void> {
     if (this.redelivering || this.undelivered.size === 0) return;
     this.redelivering = true;
     try {
       const { lease, log } = this.parts;
-      for (const [workerId, pending] of this.undelivered) {
+      for (const workerId of this.undelivered.workers()) {
         const client = this.clients.get(workerId);
         if (!client) {
-          this.undelivered.delete(workerId);
+          this.undelivered.drop(workerId);
           continue;
         }
-        for (const [roundId, request] of pending) {
-          if (await deliverDecision(client, { ...request, leaderToken: lease.token }, 1, log)) pending.delete(roundId);
-          else break; // still unreachable: try again next tick
+        for (let request = this.undelivered.next(workerId); request; request = this.undelivered.next(workerId)) {
+          if (!(await deliverDecision(client, { ...request, leaderToken: lease.token }, REDELIVER_ATTEMPTS, log))) break; // still unreachable: try again next tick
+          this.undelivered.settled(workerId, request.roundId);
         }
-        if (pending.size === 0) this.undelivered.delete(workerId);
       }
     } finally {
       this.redelivering = false;
@@ -600,7 +595,7 @@ export class Coordinator {
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: epoch - this.lastFullEpoch >= config.fullEvery,
       stillLeader: () => this.isLeader,
-      undelivered: (workerId, request) => this.remember(workerId, request),
+      undelivered: (workerId, request) => this.undelivered.remember(workerId, request),
       log,
       signal: this.stopping.signal,
     });

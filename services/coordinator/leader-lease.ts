@@ -1,11 +1,14 @@
 /**
  * Leadership through a Redis lease with a fencing token. The token grows with every new lease,
  * rides on every worker RPC and every decision write, and lets workers and the decision log
- * refuse a deposed leader that has not noticed yet.
+ * refuse a deposed leader that has not noticed yet. What this process holds (token, holder
+ * string, how long it surely lasts) is the pure LeaseHolding (lease-holding.ts), which the
+ * simulation drives too; this file runs the scripts.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../core/index.js';
+import { LeaseHolding } from './lease-holding.js';
 
 // The token never falls to or below `floor` (the newest token the store has seen), so a leader
 // elected after Redis lost its counter still outranks every leader before it.
@@ -37,8 +40,7 @@ return 0`;
 
 export class LeaderLease {
   private readonly keys;
-  /** The token of the lease this process holds, 0 when it is not leader. */
-  token = 0;
+  private readonly holding: LeaseHolding;
 
   constructor(
     private readonly redis: Redis,
@@ -47,24 +49,25 @@ export class LeaderLease {
     private readonly leaseMs: number,
   ) {
     this.keys = redisKeys(namespace);
+    this.holding = new LeaseHolding(leaseMs);
+  }
+
+  /** The token of the lease this process holds, 0 when it is not leader. */
+  get token(): number {
+    return this.holding.token;
   }
 
   /**
    * The value stored under the leader key while this process holds the lease. It names this
-   * acquisition, not just this process: if Redis is emptied and the same coordinator wins again
-   * with the same token number, a write begun under the old lease still fails its fence.
+   * acquisition, not just this process (LeaseHolding).
    */
   get holder(): string {
-    return `${this.token}:${this.coordinatorId}:${this.nonce}`;
+    return this.holding.holder;
   }
-
-  private nonce = '';
-  /** The lease surely lasts until then: a lease time after the last acquire or renewal was sent. */
-  private validUntil = 0;
 
   /** True while this process holds the lease and it cannot have run out yet. */
   get held(): boolean {
-    return this.token > 0 && Date.now() < this.validUntil;
+    return this.holding.held(Date.now());
   }
 
   /**
@@ -72,14 +75,10 @@ export class LeaderLease {
    * is above `floor`, the newest leader token recorded in the store.
    */
   async tryAcquire(floor = 0): Promise<boolean> {
-    const nonce = randomBytes(6).toString('hex');
+    const claim = LeaseHolding.claim(this.coordinatorId, randomBytes(6).toString('hex'));
     const sentAt = Date.now();
-    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, `${this.coordinatorId}:${nonce}`, this.leaseMs, floor));
-    if (token > 0) {
-      this.token = token;
-      this.nonce = nonce;
-      this.validUntil = sentAt + this.leaseMs;
-    }
+    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, claim, this.leaseMs, floor));
+    this.holding.acquired(token, claim, sentAt);
     return token > 0;
   }
 
@@ -88,17 +87,14 @@ export class LeaderLease {
     if (this.token === 0) return false;
     const sentAt = Date.now();
     const ok = Number(await this.redis.eval(RENEW, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
-    if (!ok) this.token = 0;
-    else this.validUntil = sentAt + this.leaseMs;
+    this.holding.renewed(ok, sentAt);
     return ok;
   }
 
   /** Gives the lease up. Even if Redis cannot be told, this process stops holding it (it expires). */
   async release(): Promise<void> {
     if (this.token === 0) return;
-    const holder = this.holder;
-    this.token = 0;
-    await this.redis.eval(RELEASE, 1, this.keys.leader, holder);
+    await this.redis.eval(RELEASE, 1, this.keys.leader, this.holding.release());
   }
 
   /** Who holds the lease now (token and id), if anyone. */

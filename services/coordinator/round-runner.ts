@@ -21,6 +21,7 @@ import {
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
+import { DECIDE_ATTEMPTS, DECIDE_BACKOFF, DECIDE_DEADLINE_MS, MANIFEST_BACKOFF, PREPARE_BACKOFF, ROUND_DEADLINE_EXTRA_MS } from './timing.js';
 
 export interface RoundContext {
   namespace: string;
@@ -65,7 +66,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
   let manifest: CheckpointManifest | undefined;
   return new Promise<RoundResult>((resolve) => {
     let finished = false;
-    const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + 1_000);
+    const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + ROUND_DEADLINE_EXTRA_MS);
     const onStop = () => dispatch({ type: 'stopping', reason: `the leader is stopping (${errorMessage(context.signal?.reason)})` });
     const dispatch = (event: RoundEvent): void => {
       if (finished) return;
@@ -183,8 +184,7 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
       await context.catalog.publish(manifest);
     },
     {
-      initialDelayMs: 200,
-      maxDelayMs: 5_000,
+      ...MANIFEST_BACKOFF,
       retryable: (err) => !(err instanceof LeadershipLostError),
       onRetry: (err) => context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`),
     },
@@ -198,8 +198,7 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
  */
 async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number): Promise<PrepareReply> {
   return retry(() => client.prepare(request, Math.max(1, deadline - Date.now())), {
-    initialDelayMs: 100,
-    maxDelayMs: 2_000,
+    ...PREPARE_BACKOFF,
     retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && Date.now() + delayMs < deadline,
   });
 }
@@ -218,7 +217,7 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
   await Promise.all(
     workerIds.map(async (workerId) => {
       const client = context.workers.get(workerId);
-      if (client && (await deliverDecision(client, request, 3, context.log))) return;
+      if (client && (await deliverDecision(client, request, DECIDE_ATTEMPTS, context.log))) return;
       context.undelivered(workerId, request);
     }),
   );
@@ -231,7 +230,7 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
 export async function deliverDecision(client: WorkerClient, request: DecideRequest, attempts: number, log: Logger): Promise<boolean> {
   const failed = (err: unknown, attempt: number) => log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
   try {
-    await retry(() => client.decide(request, 5_000), { initialDelayMs: 200, maxDelayMs: 5_000, attempts, retryable: isRetryableGrpcError, onRetry: failed });
+    await retry(() => client.decide(request, DECIDE_DEADLINE_MS), { ...DECIDE_BACKOFF, attempts, retryable: isRetryableGrpcError, onRetry: failed });
     return true;
   } catch (err) {
     failed(err, attempts);

@@ -78,7 +78,7 @@ export {
 export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
 export { assign, rendezvousOwner } from './rendezvous.js';
 export { type QueueProgress, restoreQueueKey, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
-export { retry } from './retry.js';
+export { backoffDelay, retry } from './retry.js';
 export {
   type AdaptiveCodec,
   captureCodec,

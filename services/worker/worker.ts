@@ -1,6 +1,8 @@
 /**
  * The worker: the data plane. Captures the journals of the queues the leader assigns to it,
- * votes in checkpoint rounds, and runs restore tasks.
+ * votes in checkpoint rounds, and runs restore tasks. What it decides as a participant of rounds
+ * (stale leaders, idempotent PREPARE, decided rounds, which rounds to ask about) is the pure
+ * Participant (participant.ts), which the simulation runs too; this file does the I/O.
  */
 import type { Redis } from 'ioredis';
 import {
@@ -15,7 +17,6 @@ import {
   NotFoundError,
   redisKeys,
   RestoreStateStore,
-  StaleLeaderError,
   StoppingError,
   TidemarkError,
   withTimeLimit,
@@ -23,6 +24,7 @@ import {
 import { openRedis } from '../core/redis/index.js';
 import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry } from './decision-inquiry.js';
+import { inquiryIntervalMs, Participant, type RoundOutcome } from './participant.js';
 import {
   Decision,
   Vote,
@@ -46,19 +48,6 @@ export interface WorkerOptions {
   log: Logger;
 }
 
-/** A round this worker was asked to prepare and whose decision it has not learnt yet. */
-interface PreparedRound {
-  epoch: number;
-  roundId: string;
-  /** The vote; a repeated PREPARE of the same round gets this same promise (idempotence). */
-  reply: Promise<PrepareReply>;
-  /** When the YES vote was returned; undefined while preparing. */
-  votedAtMs?: number;
-}
-
-/** Decided round ids remembered, so a late or repeated PREPARE of one is refused. */
-const DECIDED_KEPT = 256;
-
 /**
  * How long stop() waits for restore tasks and prepares it has interrupted to close their
  * connections, and for Redis to take the worker out of the membership: a broker or Redis that
@@ -68,7 +57,6 @@ const STOP_STEP_LIMIT_MS = 3_000;
 
 export class Worker {
   readonly id: string;
-  private seenToken = 0;
   private generation = 0;
   private lastPreparedEpoch = 0;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -76,8 +64,8 @@ export class Worker {
   private flusher: NodeJS.Timeout | undefined;
   private inquirer: NodeJS.Timeout | undefined;
   private inquiring = false;
-  private readonly rounds = new Map<string, PreparedRound>();
-  private readonly decided = new Map<string, 'committed' | 'aborted'>();
+  /** Rounds and leader tokens; a round's vote is a promise a repeated PREPARE awaits too (idempotence). */
+  private participant = new Participant<Promise<PrepareReply>>();
   private readonly decisionLog: DecisionLog;
   private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
@@ -143,7 +131,7 @@ export class Worker {
     const worker = new Worker(options, store, redis, membership, captures);
     // A restarted worker must still refuse leaders deposed before it started: the newest token
     // issued so far is the floor (if Redis lost it, new tokens start above the store's newest).
-    worker.seenToken = Number((await abortable(redis.get(redisKeys(config.namespace).leaderToken), signal)) ?? 0) || 0;
+    worker.participant = new Participant(Number((await abortable(redis.get(redisKeys(config.namespace).leaderToken), signal)) ?? 0) || 0);
     return worker;
   }
 
@@ -160,7 +148,7 @@ export class Worker {
       this.membership.renew(registration).catch((err) => this.options.log.warn(`lease renewal failed: ${errorMessage(err)}`));
     }, every);
     this.flusher = setInterval(() => this.captures.tick(), this.options.config.flushInterval);
-    this.inquirer = setInterval(() => void this.inquire(), Math.max(200, this.options.config.leaseTime));
+    this.inquirer = setInterval(() => void this.inquire(), inquiryIntervalMs(this.options.config.leaseTime));
     this.options.log.info(`worker ${this.id} serving at ${address}`);
   }
 
@@ -186,16 +174,10 @@ export class Worker {
     await this.store.close();
   }
 
-  /** Refuses requests from a deposed leader; remembers the newest token seen. */
-  private checkToken(token: number): void {
-    if (token < this.seenToken) throw new StaleLeaderError(token, this.seenToken);
-    this.seenToken = token;
-  }
-
   async assign(request: AssignRequest): Promise<AssignReply> {
     // A new leader's first assignment wins even if its generation counter restarted.
-    const newer = request.leaderToken > this.seenToken || request.generation >= this.generation;
-    this.checkToken(request.leaderToken);
+    const newer = request.leaderToken > this.participant.seenToken || request.generation >= this.generation;
+    this.participant.checkToken(request.leaderToken);
     for (const a of request.queues) {
       if (!a.definition?.name || !a.journal) throw new TidemarkError('assignment names a queue without a definition or journal');
     }
@@ -214,26 +196,19 @@ export class Worker {
    * same vote (and the same staged partition); one of a round already decided gets NO.
    */
   async prepare(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
-    this.checkToken(request.leaderToken);
-    const outcome = this.decided.get(request.roundId);
-    if (outcome) return this.no(`round ${request.roundId} of epoch ${request.epoch} was already decided (${outcome})`);
-    let round = this.rounds.get(request.roundId);
+    const { participant } = this;
+    const admitted = participant.prepare(request);
+    if (admitted.kind === 'decided') return this.no(admitted.reason);
+    let round = admitted.kind === 'repeat' ? admitted.round : undefined;
     if (!round) {
       const reply = this.prepareRound(request, AbortSignal.any([signal, this.stopping.signal]));
-      round = { epoch: request.epoch, roundId: request.roundId, reply };
-      this.rounds.set(request.roundId, round);
-      const prepared = round;
+      const prepared = (round = participant.begin(request, reply));
       reply.then(
-        (r) => {
-          // A NO is not kept: a retry of the round may try again. A round decided while it was
-          // being prepared is done with.
-          if (r.vote !== Vote.VOTE_YES || this.decided.has(request.roundId)) this.rounds.delete(request.roundId);
-          else prepared.votedAtMs = Date.now();
-        },
-        () => this.rounds.delete(request.roundId),
+        (r) => participant.voted(prepared, r.vote === Vote.VOTE_YES, Date.now()),
+        () => participant.failed(prepared),
       );
     }
-    const reply = await round.reply;
+    const reply = await round.preparing;
     if (reply.vote === Vote.VOTE_YES) await failpoint('worker.after-vote', { crashAfterMs: 100 });
     return reply;
   }
@@ -285,20 +260,18 @@ export class Worker {
 
   /** Phase two. Idempotent: a repeated or late decision changes nothing more. */
   async decide(request: DecideRequest): Promise<void> {
-    this.checkToken(request.leaderToken);
+    this.participant.checkToken(request.leaderToken);
     if (request.decision === Decision.DECISION_COMMIT) await failpoint('worker.after-commit');
     this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted');
   }
 
   /** COMMIT makes the round's cut each queue's base (its manifest is visible); ABORT forgets it. */
-  private apply(epoch: number, roundId: string, outcome: 'committed' | 'aborted'): void {
+  private apply(epoch: number, roundId: string, outcome: RoundOutcome): void {
     for (const capture of this.captures.all()) {
       if (outcome === 'committed') capture.commit(epoch, roundId);
       else capture.abort(epoch, roundId);
     }
-    this.rounds.delete(roundId);
-    this.decided.set(roundId, outcome);
-    if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);
+    this.participant.learned(roundId, outcome);
   }
 
   /**
@@ -309,9 +282,7 @@ export class Worker {
     if (this.inquiring) return;
     this.inquiring = true;
     try {
-      const askBefore = Date.now() - 2 * this.options.config.leaseTime;
-      for (const round of [...this.rounds.values()]) {
-        if (round.votedAtMs === undefined || round.votedAtMs > askBefore) continue;
+      for (const round of this.participant.due(Date.now(), this.options.config.leaseTime)) {
         const record = await this.decisionLog.get(round.epoch);
         const manifestRoundId = await this.catalog.get(round.epoch).then(
           (m) => m.roundId,
@@ -334,7 +305,7 @@ export class Worker {
   }
 
   async restore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
-    this.checkToken(task.leaderToken);
+    this.participant.checkToken(task.leaderToken);
     if (this.stopping.signal.aborted) throw this.stopping.signal.reason;
     const running = this.runRestore(task, emit, AbortSignal.any([signal, this.stopping.signal]));
     this.tasks.add(running);
@@ -368,10 +339,10 @@ export class Worker {
     return {
       workerId: this.id,
       generation: this.generation,
-      leaderToken: this.seenToken,
+      leaderToken: this.participant.seenToken,
       queues: this.captures.all().map((c) => c.status()),
       lastPreparedEpoch: this.lastPreparedEpoch,
-      undecidedEpochs: [...this.rounds.values()].filter((r) => r.votedAtMs !== undefined).map((r) => r.epoch),
+      undecidedEpochs: this.participant.undecided().map((r) => r.epoch),
     };
   }
 }

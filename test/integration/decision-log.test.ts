@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionLog } from '../../services/core/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
+import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { StaleLeaderError } from '../../services/core/errors.js';
 import { redisKeys } from '../../services/core/names.js';
 import { testServices, uniqueName } from '../helpers/services.js';
@@ -82,7 +83,7 @@ describe('fencing by lease acquisition', () => {
     const offline = new Redis({ port: 1, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     offline.on('error', () => {});
     const cut = new LeaderLease(offline, namespace, 'c2', 5_000);
-    (cut as unknown as { token: number }).token = 7;
+    (cut as unknown as { holding: LeaseHolding }).holding.acquired(7, LeaseHolding.claim('c2', 'test'), Date.now());
     await expect(cut.release()).rejects.toThrow();
     expect(cut.token, 'the token is dropped even though Redis was not told').toBe(0);
     offline.disconnect();

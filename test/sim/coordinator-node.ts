@@ -1,5 +1,7 @@
 /**
- * Model of a coordinator process (mirrors services/coordinator/coordinator.ts and leader-lease.ts):
+ * Model of a coordinator process (mirrors the I/O of services/coordinator/coordinator.ts and
+ * leader-lease.ts; what it holds of the lease is the real LeaseHolding, its re-send queue the real
+ * UndeliveredDecisions, its recovery the real RecoveryPlan):
  * - it competes for the Redis lease every leaseMs/3 and renews it on the same timer, also while it
  *   recovers; a refused renewal makes it step down. Its lease holder string names the acquisition
  *   (`<token>:<id>:<nonce>`, a fresh nonce each time), so after a Redis loss a write begun under
@@ -10,8 +12,8 @@
  *   attempt) only while it leads and the lease is `held`: until a lease time after the last
  *   acquire or renewal that succeeded was SENT. A leader paused past its lease does nothing more
  *   until a renewal succeeds, which it does not if it was deposed;
- * - on winning it runs recovery (recovery-model.ts). If recovery fails it releases the lease, and
- *   stops holding it whether or not the release reached Redis;
+ * - on winning it runs the real recovery (recovery-runner.ts). If recovery fails it releases the
+ *   lease, and stops holding it whether or not the release reached Redis;
  * - it then leads: one round at a time, each taking a fenced epoch above the newest manifest (and,
  *   when Redis lost the counter, above the newest staged epoch too), recording `started` (with
  *   the round id), and handing a plan to the real CheckpointRound through RoundDriver. A failed
@@ -20,59 +22,70 @@
  *   before the next round and on every scheduler tick (once a second) until it succeeds, so the
  *   same leader finishes a COMMIT whose write reply was lost;
  * - recovery's recent decisions (aborted, and committed with a visible manifest) are queued for
- *   every worker, like DECIDEs that could not be delivered (3 attempts) by a round; the queue is
- *   re-sent on every scheduler tick until each is delivered or refused for good.
+ *   every worker, like DECIDEs that could not be delivered (DECIDE_ATTEMPTS) by a round; the
+ *   queue (the real UndeliveredDecisions) is re-sent on every scheduler tick until each is
+ *   delivered or refused for good.
  * Its belief that it leads (`leading`, `token`) is only as fresh as its last renewal; `held`
- * bounds it by the lease time.
+ * bounds it by the lease time. Its timings and retries (lease tick, scheduler tick, DECIDE
+ * attempts, deadline and backoff) are the real ones (services/coordinator/timing.ts).
  *
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
 import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
+import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
+import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
+import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
 import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
-import { recoverRounds } from './recovery-model.js';
+import { recoverRounds } from './recovery-runner.js';
 import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
 
-/** Coordinator.scheduledWork runs every min(discoveryInterval, 1 s). */
-const SCHEDULER_TICK_MS = 1_000;
+/** Coordinator.scheduledWork runs every schedulerTickMs(discoveryInterval): every second, as discovery is slower. */
+const SCHEDULER_TICK_MS = SCHEDULER_TICK_MAX_MS;
 
 export class CoordinatorNode implements Node {
   incarnation = 0;
   up = true;
-  /** LeaderLease.token: the token of the lease this process believes it holds, 0 if none. */
-  token = 0;
-  /** LeaderLease's acquisition nonce. */
-  private nonce = '';
+  /** LeaderLease's state: the real LeaseHolding (token, holder string, how long it surely lasts). */
+  private lease: LeaseHolding;
   /** Ghost: which acquisition of the lease this process believes it holds (for the checker). */
   acquisition = 0;
   /** Coordinator.leading: set once recovery is done, cleared when a renewal is refused. */
   leading = false;
-  /** LeaderLease.validUntil: a lease time after the last acquire or renewal that succeeded was sent. */
-  private validUntil = 0;
   /** A round, or recovery, is running (Coordinator.serial). */
   private busy = false;
   private nextRoundAt = 0;
   private roundTimer = 0;
   /** Coordinator.needsRecovery: a round ended in doubt or with a failed effect. */
   private needsRecovery = false;
-  /** Coordinator.undelivered: decisions to re-send, by worker then round id. */
-  private readonly undelivered = new Map<string, Map<string, DecideRequest>>();
+  /** Coordinator.undelivered: the real queue of decisions to re-send. */
+  private readonly undelivered = new UndeliveredDecisions();
   private redelivering = false;
 
   constructor(
     readonly id: string,
     private readonly world: World,
-  ) {}
-
-  /** LeaderLease.holder. */
-  get holder(): string {
-    return this.world.options.gaps.holderWithoutNonce ? `${this.token}:${this.id}` : `${this.token}:${this.id}:${this.nonce}`;
+  ) {
+    this.lease = new LeaseHolding(world.options.leaseMs);
   }
 
-  /** LeaderLease.held: a token, and the lease cannot have run out yet. */
+  /** LeaderLease.token: the token of the lease this process believes it holds, 0 if none. */
+  get token(): number {
+    return this.lease.token;
+  }
+
+  /** LeaderLease.holder (KnownGaps holderWithoutNonce: acquired with a claim without the nonce). */
+  get holder(): string {
+    return this.lease.holder;
+  }
+
+  /**
+   * LeaderLease.held: a token, and the lease cannot have run out yet (KnownGaps
+   * leaderCheckIsBelief: the token alone).
+   */
   get held(): boolean {
-    return this.token > 0 && (this.world.options.gaps.leaderCheckIsBelief || this.world.scheduler.now < this.validUntil);
+    return this.world.options.gaps.leaderCheckIsBelief ? this.lease.token > 0 : this.lease.held(this.world.scheduler.now);
   }
 
   /**
@@ -89,10 +102,9 @@ export class CoordinatorNode implements Node {
 
   crash(): void {
     this.up = false;
-    this.token = 0;
+    this.lease = new LeaseHolding(this.world.options.leaseMs);
     this.acquisition = 0;
     this.leading = false;
-    this.validUntil = 0;
     this.busy = false;
     this.needsRecovery = false;
     this.undelivered.clear();
@@ -107,7 +119,7 @@ export class CoordinatorNode implements Node {
 
   private startTimers(): void {
     const { net, options, random } = this.world;
-    const every = Math.max(200, Math.floor(options.leaseMs / 3));
+    const every = leaseTickMs(options.leaseMs);
     const lead = () => {
       this.leadershipTick();
       net.timer(this, every, `${this.id} lease tick`, lead);
@@ -130,10 +142,8 @@ export class CoordinatorNode implements Node {
         // A failed call keeps the token (LeaderLease.renew throws before clearing it); the lease
         // then stops being held when a lease time has passed since the last renewal was sent.
         if (!renewed.ok || this.holder !== holder) return;
-        if (renewed.value) {
-          this.validUntil = sentAt + options.leaseMs;
-        } else {
-          this.token = 0;
+        this.lease.renewed(renewed.value, sentAt);
+        if (!renewed.value) {
           this.leading = false;
           this.world.scheduler.log(`${this.id} lost the lease: stepping down`);
         }
@@ -145,13 +155,11 @@ export class CoordinatorNode implements Node {
       net.read(this, 'newest stored token', f.storeError, () => this.newestStoredToken(), (floor) => {
         if (!floor.ok) return;
         const nonce = random.hex(12);
-        const who = options.gaps.holderWithoutNonce ? this.id : `${this.id}:${nonce}`;
+        const who = options.gaps.holderWithoutNonce ? this.id : LeaseHolding.claim(this.id, nonce);
         const sentAt = this.world.scheduler.now;
         net.call(this, 'acquire lease', f.redisError, f.redisReplyLoss, () => redis.tryAcquire(who, options.leaseMs, floor.value, this.world.scheduler.now), (acquired) => {
           if (!acquired.ok || acquired.value.token === 0 || this.token > 0) return;
-          this.token = acquired.value.token;
-          this.nonce = nonce;
-          this.validUntil = sentAt + options.leaseMs;
+          this.lease.acquired(acquired.value.token, who, sentAt);
           this.acquisition = acquired.value.acquisition;
           this.world.scheduler.log(`${this.id} leader with token ${this.token} (${this.holder})`);
           this.becomeLeader();
@@ -187,7 +195,7 @@ export class CoordinatorNode implements Node {
     });
   }
 
-  /** Coordinator.recover: recovery-model.ts, then every recent decision queued for every worker. */
+  /** Coordinator.recover: the real recovery (recovery-runner.ts), then each recent decision queued for every worker. */
   private recover(done: (ok: boolean) => void): void {
     const { world } = this;
     world.stats.recoveries += 1;
@@ -203,7 +211,7 @@ export class CoordinatorNode implements Node {
       world.stats.unfinishable += report.unfinishable.length;
       for (const round of report.decided) {
         for (const workerId of world.workers.keys()) {
-          this.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome) });
+          this.undelivered.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome) });
         }
       }
       done(true);
@@ -215,20 +223,14 @@ export class CoordinatorNode implements Node {
    * leave this process renewing a lease it does not lead with (KnownGaps: it used to).
    */
   private release(): void {
-    const holder = this.holder;
-    if (!this.world.options.gaps.failedReleaseKeepsLease) this.token = 0;
+    // KnownGaps failedReleaseKeepsLease: the token was dropped only once Redis answered.
+    const holder = this.world.options.gaps.failedReleaseKeepsLease ? this.lease.holder : this.lease.release();
     this.world.scheduler.log(`${this.id} releasing the lease`);
     this.world.net.call(this, 'release lease', this.world.options.faults.redisError, 0, () => this.world.redis.release(holder, this.world.scheduler.now), (released) => {
-      if (released.ok && this.holder === holder) this.token = 0;
+      if (released.ok && this.holder === holder) this.lease.release();
     });
   }
 
-  /** Coordinator.remember: a decision to re-send (a later one of the same round replaces it). */
-  remember(workerId: string, request: DecideRequest): void {
-    let pending = this.undelivered.get(workerId);
-    if (!pending) this.undelivered.set(workerId, (pending = new Map()));
-    pending.set(request.roundId, request);
-  }
 
   /**
    * Coordinator.scheduledWork, once a second while leading: re-send undelivered decisions, and
@@ -243,37 +245,36 @@ export class CoordinatorNode implements Node {
     }
   }
 
-  /** Coordinator.redeliver: one attempt each, worker by worker; an unreachable worker waits for the next tick. */
+  /**
+   * Coordinator.redeliver over the real queue (UndeliveredDecisions): REDELIVER_ATTEMPTS each,
+   * worker by worker; an unreachable worker waits for the next tick. (No membership here, so no
+   * worker is dropped for leaving.)
+   */
   private redeliver(): void {
     if (this.redelivering || this.undelivered.size === 0) return;
     this.redelivering = true;
     const life = this.incarnation;
-    const workers = [...this.undelivered.keys()];
-    const nextWorker = (i: number): void => {
+    const workers = this.undelivered.workers();
+    const nextWorker = (): void => {
       if (this.incarnation !== life) return;
-      if (i === workers.length) {
+      const { value: workerId, done } = workers.next();
+      if (done) {
         this.redelivering = false;
         return;
       }
-      const workerId = workers[i];
-      const pending = this.undelivered.get(workerId);
       const nextRound = (): void => {
-        const first = pending?.entries().next();
-        if (!pending || !first || first.done) {
-          if (pending && this.undelivered.get(workerId) === pending) this.undelivered.delete(workerId);
-          return nextWorker(i + 1);
-        }
-        const [roundId, request] = first.value;
+        const request = this.undelivered.next(workerId);
+        if (!request) return nextWorker();
         this.world.stats.resentDecisions += 1;
-        this.deliver(workerId, { ...request, leaderToken: this.token }, 1, (gone) => {
-          if (!gone) return nextWorker(i + 1);
-          pending.delete(roundId);
+        this.deliver(workerId, { ...request, leaderToken: this.token }, REDELIVER_ATTEMPTS, (gone) => {
+          if (!gone) return nextWorker();
+          this.undelivered.settled(workerId, request.roundId);
           nextRound();
         });
       };
       nextRound();
     };
-    nextWorker(0);
+    nextWorker();
   }
 
   /**
@@ -422,25 +423,25 @@ export class CoordinatorNode implements Node {
     );
   }
 
-  /** DECIDE of a round to its participants (round-runner sendDecision): 3 attempts, then the re-send queue. */
+  /** DECIDE of a round to its participants (round-runner sendDecision): DECIDE_ATTEMPTS, then the re-send queue. */
   sendDecision(workerId: string, request: DecideRequest): void {
-    this.deliver(workerId, request, 3, (gone) => {
-      if (!gone) this.remember(workerId, request);
+    this.deliver(workerId, request, DECIDE_ATTEMPTS, (gone) => {
+      if (!gone) this.undelivered.remember(workerId, request);
     });
   }
 
   /**
-   * round-runner deliverDecision: up to `attempts` tries (5 s deadline each, backoff 200 ms
-   * doubling); `done(true)` when nothing is left to send (delivered, or refused for good).
+   * round-runner deliverDecision: up to `attempts` tries (DECIDE_DEADLINE_MS each, backoff
+   * decideRetryDelayMs); `done(true)` when nothing is left to send (delivered, or refused for good).
    */
   private deliver(workerId: string, request: DecideRequest, attempts: number, done: (gone: boolean) => void, attempt = 1): void {
     const worker = this.world.workers.get(workerId)!;
     const outcome = outcomeOf(request.decision);
     this.world.checker.decisionSent(this.id, workerId, request.epoch, request.roundId, outcome);
-    this.rpc<void>(worker, `DECIDE ${outcome} ${request.epoch}`, 5_000, (respond) => worker.onDecide(request, respond), (result) => {
+    this.rpc<void>(worker, `DECIDE ${outcome} ${request.epoch}`, DECIDE_DEADLINE_MS, (respond) => worker.onDecide(request, respond), (result) => {
       if (result.ok || !isRetryable(result.error)) return done(true);
       if (attempt >= attempts) return done(false);
-      this.world.net.timer(this, 200 * 2 ** (attempt - 1), `${this.id} DECIDE ${request.epoch} retry`, () => this.deliver(workerId, request, attempts, done, attempt + 1));
+      this.world.net.timer(this, decideRetryDelayMs(attempt), `${this.id} DECIDE ${request.epoch} retry`, () => this.deliver(workerId, request, attempts, done, attempt + 1));
     });
   }
 }

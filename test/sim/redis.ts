@@ -10,6 +10,10 @@
  * decision (I4).
  *
  * `wipe` models losing Redis (G5): everything, counters included, is gone.
+ *
+ * The scripts run inside Redis, so they cannot be shared with the model; instead
+ * test/integration/redis-model-conformance.test.ts makes the same calls against a real Redis and
+ * this model and requires the same answers.
  */
 import type { DecisionRecord } from '../../services/core/decision-log.js';
 

@@ -5,13 +5,15 @@
  * backoff until the prepare deadline), decision write fenced with the holder string of the lease
  * the round began under, manifest write (retried while the leader believes it leads) or DECIDE
  * (3 attempts per worker, then the coordinator's re-send queue), and its outcome comes back as the
- * next event. The round-level deadline is the prepare timeout plus one second.
+ * next event. The round-level deadline is the prepare timeout plus one second. Every timing and
+ * backoff is the real one (services/coordinator/timing.ts).
  *
  * Four broken variants (options.ts) act here, around the machine, to prove the checker notices:
  * commit-on-timeout, manifest-before-decision, unfenced-decisions and abort-when-in-doubt.
  */
 import type { CommitRecord } from '../../services/core/decision-log.js';
 import { assembleManifest, CheckpointRound, commitRecordOf, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
+import { MANIFEST_RETRY_FIRST_MS, nextManifestRetryMs, nextPrepareRetryMs, PREPARE_RETRY_FIRST_MS, ROUND_DEADLINE_EXTRA_MS } from '../../services/coordinator/timing.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { isRetryable, type Result } from './worker-node.js';
@@ -46,7 +48,7 @@ export class RoundDriver {
   }
 
   start(): void {
-    this.deadline = this.world.net.timer(this.leader, this.world.options.prepareTimeoutMs + 1_000, `${this.leader.id} round ${this.plan.epoch} deadline`, () => {
+    this.deadline = this.world.net.timer(this.leader, this.world.options.prepareTimeoutMs + ROUND_DEADLINE_EXTRA_MS, `${this.leader.id} round ${this.plan.epoch} deadline`, () => {
       this.dispatch({ type: 'deadline' });
     });
     this.dispatch({ type: 'start' });
@@ -84,7 +86,7 @@ export class RoundDriver {
         return this.publishFences(effect.vhosts);
       case 'prepare': {
         const request = { leaderToken: this.plan.leaderToken, epoch: effect.epoch, roundId: this.plan.roundId, queues: effect.participant.queues };
-        return this.prepare(effect.participant.workerId, request, world.scheduler.now + world.options.prepareTimeoutMs, 100);
+        return this.prepare(effect.participant.workerId, request, world.scheduler.now + world.options.prepareTimeoutMs, PREPARE_RETRY_FIRST_MS);
       }
       case 'record-decision':
         if (world.options.variant === 'manifest-before-decision' && effect.decision === 'committed') {
@@ -112,7 +114,7 @@ export class RoundDriver {
     leader.rpc(worker, `PREPARE ${request.epoch}`, left, (respond) => worker.onPrepare(request, world.scheduler.now + left, respond), (result: Result<PrepareReply>) => {
       if (this.finished || this.bypassed) return;
       if (!result.ok && isRetryable(result.error) && world.scheduler.now + delay < deadlineAt) {
-        world.net.timer(leader, delay, `${leader.id} PREPARE ${request.epoch} to ${workerId} retry`, () => this.prepare(workerId, request, deadlineAt, Math.min(delay * 2, 2_000)));
+        world.net.timer(leader, delay, `${leader.id} PREPARE ${request.epoch} to ${workerId} retry`, () => this.prepare(workerId, request, deadlineAt, nextPrepareRetryMs(delay)));
         return;
       }
       if (!result.ok && world.options.variant === 'commit-on-timeout' && this.round.state === 'preparing') return this.commitOnTimeout();
@@ -168,7 +170,7 @@ export class RoundDriver {
    * the leader checks, may pause right after (chance `faults.pause`), and sends the PUT when it
    * wakes, unchecked, as the real code can (options.ts).
    */
-  private writeManifest(manifest: CheckpointManifest, then: () => void, delay = 200): void {
+  private writeManifest(manifest: CheckpointManifest, then: () => void, delay = MANIFEST_RETRY_FIRST_MS): void {
     const { world, leader } = this;
     const { net, options, scheduler } = world;
     const lost = () => this.fail({ type: 'write-manifest', manifest }, 'leadership lost');
@@ -181,7 +183,7 @@ export class RoundDriver {
       }, (result) => {
         if (result.ok && !result.value) return lost();
         if (result.ok) return then();
-        net.timer(leader, delay, `${leader.id} manifest ${manifest.epoch} retry`, () => this.writeManifest(manifest, then, Math.min(delay * 2, 5_000)));
+        net.timer(leader, delay, `${leader.id} manifest ${manifest.epoch} retry`, () => this.writeManifest(manifest, then, nextManifestRetryMs(delay)));
       });
     };
     if (!options.pauseBetweenCheckAndWrite) return put(true);

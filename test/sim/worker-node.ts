@@ -1,15 +1,17 @@
 /**
- * Model of a worker (mirrors services/worker/worker.ts):
- * - refuses any RPC whose leader token is below the newest it has seen; a restarted worker first
- *   reads the token counter in Redis as its floor, and refuses calls (UNAVAILABLE) until then;
+ * Model of a worker process (mirrors the I/O of services/worker/worker.ts). What it decides as a
+ * participant is the REAL `Participant` (services/worker/participant.ts), driven as worker.ts
+ * drives it: the token floor and stale leaders, idempotent PREPARE, decided rounds (DECIDED_KEPT),
+ * and which rounds to ask about when. Around it:
+ * - a restarted worker first reads the token counter in Redis as its floor, and refuses calls
+ *   (UNAVAILABLE) until then;
  * - PREPARE: waits for this round's fence in each queue, flushes until the fence is durable,
- *   stages its partition manifest, votes YES with the cuts (or NO with a reason). Idempotent per
- *   round id: a repeat of a round being prepared or voted YES in gets the same reply (it is not
- *   staged twice); a NO is not kept, so a repeat tries again; a decided round's PREPARE gets NO;
+ *   stages its partition manifest, votes YES with the cuts (or NO with a reason). A repeat of a
+ *   round being prepared or voted YES in gets the same reply (it is not staged twice);
  * - DECIDE: COMMIT moves each capture's base to the round's cut, ABORT forgets the fence;
- * - every lease time, a round voted YES in more than two lease times ago and still undecided is
- *   asked about: its decision-log record (HGET), its manifest, and the newest visible epoch only
- *   when the record says committed and there is no manifest. The REAL `answerInquiry`
+ * - every `inquiryIntervalMs`, the rounds `Participant.due` names are asked about: the
+ *   decision-log record (HGET), the manifest, and the newest visible epoch only when the record
+ *   says committed and there is no manifest. The REAL `answerInquiry`
  *   (services/worker/decision-inquiry.ts) answers: COMMIT, ABORT (forget the round) or wait;
  * - restarted, it resumes every queue from the latest visible checkpoint's cut (the assignment a
  *   leader would send it).
@@ -20,6 +22,8 @@ import type { QueueCheckpoint, SegmentRef } from '../../services/gen/tidemark/v1
 import { partitionKey } from '../../services/core/store/keys.js';
 import type { Outcome } from '../../services/coordinator/checkpoint-round.js';
 import { answerInquiry } from '../../services/worker/decision-inquiry.js';
+import { inquiryIntervalMs, Participant, type ParticipantRound, type PrepareAdmission } from '../../services/worker/participant.js';
+import { errorMessage } from '../../services/core/errors.js';
 import type { SimQueue } from './broker.js';
 import type { Task } from './scheduler.js';
 import { CaptureModel, type CaptureStart } from './capture-model.js';
@@ -33,34 +37,28 @@ export function isRetryable(error: string): boolean {
   return error === 'deadline exceeded' || error.startsWith('unavailable');
 }
 
-/** Worker's PreparedRound: a round asked to prepare whose decision is not known yet. */
-interface PreparedRound {
+/** What the worker keeps with a round while preparing it (the real one keeps the promise of its vote). */
+interface Preparing {
   request: PrepareRequest;
   /** The vote, once given; every repeat of the PREPARE gets it. */
   reply: PrepareReply | undefined;
   responders: Respond<PrepareReply>[];
   staging: boolean;
   deadline: Task | undefined;
-  /** When the YES vote was given. */
-  votedAtMs: number | undefined;
 }
 
-/** Decided round ids remembered (DECIDED_KEPT). */
-const DECIDED_KEPT = 256;
+type PreparedRound = ParticipantRound<Preparing>;
 
 export class WorkerNode implements Node {
   incarnation = 0;
   up = true;
   /** Serving gRPC: false from a restart until the token floor is read. */
   serving = true;
-  seenToken = 0;
+  /** Worker.participant: rounds, decided rounds and the newest token seen. */
+  private participant = new Participant<Preparing>();
   readonly captures = new Map<string, CaptureModel>();
-  /** Worker.rounds: being prepared, or voted YES in and undecided. */
-  private readonly rounds = new Map<string, PreparedRound>();
   /** Preparations still running (a round decided meanwhile keeps preparing, as in the real worker). */
   private readonly preparing = new Set<PreparedRound>();
-  /** Worker.decided. */
-  private readonly decided = new Map<string, Outcome>();
   private inquiring = false;
 
   constructor(
@@ -71,7 +69,12 @@ export class WorkerNode implements Node {
 
   /** Rounds this life voted YES in and has not learned the decision of: [roundId, epoch]. */
   *undecided(): Iterable<[string, number]> {
-    for (const round of this.rounds.values()) if (round.votedAtMs !== undefined) yield [round.request.roundId, round.request.epoch];
+    for (const round of this.participant.undecided()) yield [round.roundId, round.epoch];
+  }
+
+  /** The newest leader token seen. */
+  get seenToken(): number {
+    return this.participant.seenToken;
   }
 
   start(): void {
@@ -82,11 +85,9 @@ export class WorkerNode implements Node {
   crash(): void {
     this.up = false;
     this.serving = false;
-    this.seenToken = 0;
+    this.participant = new Participant();
     this.captures.clear();
-    this.rounds.clear();
     this.preparing.clear();
-    this.decided.clear();
     this.inquiring = false;
   }
 
@@ -103,7 +104,7 @@ export class WorkerNode implements Node {
     // Worker.create: the token floor first; the server is started only then.
     net.read(this, 'read token floor', options.faults.redisError, () => redis.leaderTokenCounter, (token) => {
       if (!token.ok) return net.timer(this, 100, `${this.id} resume retry`, () => this.resume());
-      this.seenToken = Math.max(this.seenToken, token.value);
+      this.participant = new Participant(token.value);
       this.serving = true;
       this.resumeCaptures();
     });
@@ -141,7 +142,7 @@ export class WorkerNode implements Node {
       net.timer(this, this.world.calm && this.idle() ? 400 : random.int(60, 200), `${this.id} tick`, tick);
     };
     net.timer(this, random.int(1, 100), `${this.id} tick`, tick);
-    const every = Math.max(200, options.leaseMs);
+    const every = inquiryIntervalMs(options.leaseMs);
     const inquire = () => {
       this.inquire();
       net.timer(this, every, `${this.id} inquiry tick`, inquire);
@@ -188,46 +189,51 @@ export class WorkerNode implements Node {
     });
   }
 
-  /** Refuses a deposed leader; remembers the newest token seen. */
-  private checkToken(token: number): string | undefined {
-    if (token < this.seenToken) return `leader token ${token} is stale: token ${this.seenToken} has been seen`;
-    this.seenToken = token;
-    return undefined;
+  /** Participant.checkToken: a deposed leader's call fails (StaleLeaderError). */
+  private stale(token: number): string | undefined {
+    try {
+      this.participant.checkToken(token);
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
   }
 
   /** Worker.prepare. */
   onPrepare(request: PrepareRequest, deadlineAt: number, respond: Respond<PrepareReply>): void {
     if (!this.serving) return respond({ ok: false, error: 'unavailable: not serving yet' });
-    const stale = this.checkToken(request.leaderToken);
-    if (stale) return respond({ ok: false, error: stale });
-    const outcome = this.decided.get(request.roundId);
-    if (outcome) return respond({ ok: true, value: this.no(`round ${request.roundId} of epoch ${request.epoch} was already decided (${outcome})`) });
+    let admitted: PrepareAdmission<Preparing>;
+    try {
+      admitted = this.participant.prepare(request);
+    } catch (err) {
+      return respond({ ok: false, error: errorMessage(err) });
+    }
+    if (admitted.kind === 'decided') return respond({ ok: true, value: this.no(admitted.reason) });
     // The same round asked again gets the same answer (and is not staged twice).
-    const earlier = this.rounds.get(request.roundId);
-    if (earlier?.reply) return respond({ ok: true, value: earlier.reply });
-    if (earlier) {
+    if (admitted.kind === 'repeat') {
+      const earlier = admitted.round.preparing;
+      if (earlier.reply) return respond({ ok: true, value: earlier.reply });
       earlier.responders.push(respond);
       return;
     }
     const missing = request.queues.filter((q) => !this.captures.has(q.queue));
     if (missing.length > 0) return respond({ ok: true, value: this.no(`worker ${this.id} does not capture ${missing.map((q) => q.queue).join(', ')}`) });
-    const round: PreparedRound = { request, reply: undefined, responders: [respond], staging: false, deadline: undefined, votedAtMs: undefined };
-    this.rounds.set(request.roundId, round);
+    const round = this.participant.begin(request, { request, reply: undefined, responders: [respond], staging: false, deadline: undefined });
     this.preparing.add(round);
-    round.deadline = this.world.net.timer(this, deadlineAt - this.world.scheduler.now, `${this.id} prepare ${request.epoch} deadline`, () => {
+    round.preparing.deadline = this.world.net.timer(this, deadlineAt - this.world.scheduler.now, `${this.id} prepare ${request.epoch} deadline`, () => {
       // The gRPC deadline aborts the wait for the fence and the flushes, not the staging write.
-      if (!round.staging) this.answer(round, this.no(`prepare of epoch ${request.epoch} ran out of time`));
+      if (!round.preparing.staging) this.answer(round, this.no(`prepare of epoch ${request.epoch} ran out of time`));
     });
     this.advance(round);
   }
 
   /** One look at a running PREPARE: fences read? durable? then stage and vote. */
   private advance(round: PreparedRound): void {
-    if (round.staging || !this.preparing.has(round)) return;
-    const { epoch, roundId } = round.request;
+    if (round.preparing.staging || !this.preparing.has(round)) return;
+    const { epoch, roundId } = round;
     const parts: QueueCheckpoint[] = [];
     let ready = true;
-    for (const ref of round.request.queues) {
+    for (const ref of round.preparing.request.queues) {
       const capture = this.captures.get(ref.queue)!;
       if (capture.failure) return this.answer(round, this.no(`worker ${this.id}: ${capture.failure}`));
       const fence = capture.fences.get(epoch);
@@ -250,13 +256,13 @@ export class WorkerNode implements Node {
   }
 
   private stage(round: PreparedRound, queues: QueueCheckpoint[]): void {
-    round.staging = true;
-    const { epoch, roundId } = round.request;
+    round.preparing.staging = true;
+    const { epoch, roundId } = round;
     const { net, store, options } = this.world;
     const key = partitionKey(epoch, this.id);
     const sha256 = store.nextSha();
     net.call(this, `stage ${key}`, options.faults.storeError, 0, () => {
-      store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.request.leaderToken, roundId, queues });
+      store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.preparing.request.leaderToken, roundId, queues });
     }, (result) => {
       if (!result.ok) return this.answer(round, this.no(`worker ${this.id} cannot stage its partition manifest: ${result.error}`));
       const reply: PrepareReply = { vote: Vote.VOTE_YES, reason: '', workerId: this.id, queues, partitionKey: key, partitionSha256: sha256 };
@@ -267,17 +273,11 @@ export class WorkerNode implements Node {
 
   private answer(round: PreparedRound, reply: PrepareReply): void {
     if (!this.preparing.delete(round)) return;
-    if (round.deadline) round.deadline.cancelled = true;
-    const { roundId, epoch } = round.request;
-    round.reply = reply;
-    // A NO is not kept: a retry of the round may try again. A round decided meanwhile is done with.
-    if (reply.vote !== Vote.VOTE_YES || this.decided.has(roundId)) {
-      if (this.rounds.get(roundId) === round) this.rounds.delete(roundId);
-    } else {
-      round.votedAtMs = this.world.scheduler.now;
-    }
-    this.world.scheduler.log(`${this.id} votes ${reply.vote === Vote.VOTE_YES ? 'YES' : `NO (${reply.reason})`} in ${epoch}`);
-    for (const respond of round.responders) respond({ ok: true, value: reply });
+    if (round.preparing.deadline) round.preparing.deadline.cancelled = true;
+    round.preparing.reply = reply;
+    this.participant.voted(round, reply.vote === Vote.VOTE_YES, this.world.scheduler.now);
+    this.world.scheduler.log(`${this.id} votes ${reply.vote === Vote.VOTE_YES ? 'YES' : `NO (${reply.reason})`} in ${round.epoch}`);
+    for (const respond of round.preparing.responders) respond({ ok: true, value: reply });
   }
 
   private no(reason: string): PrepareReply {
@@ -287,7 +287,7 @@ export class WorkerNode implements Node {
   /** Worker.decide. */
   onDecide(request: DecideRequest, respond: Respond<void>): void {
     if (!this.serving) return respond({ ok: false, error: 'unavailable: not serving yet' });
-    const stale = this.checkToken(request.leaderToken);
+    const stale = this.stale(request.leaderToken);
     if (stale) return respond({ ok: false, error: stale });
     const outcome: Outcome = request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted';
     this.apply(request.epoch, request.roundId, outcome, 'DECIDE');
@@ -302,21 +302,19 @@ export class WorkerNode implements Node {
       if (outcome === 'aborted') capture.abort(epoch, roundId);
       else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId);
     }
-    this.rounds.delete(roundId);
-    this.decided.set(roundId, outcome);
-    if (this.decided.size > DECIDED_KEPT) this.decided.delete(this.decided.keys().next().value!);
+    this.participant.learned(roundId, outcome);
   }
 
   /**
-   * Worker.inquire: each round voted YES in more than two lease times ago, one after the other;
-   * a failed read ends the pass (the next one tries again).
+   * Worker.inquire: each round `Participant.due` names, one after the other; a failed read ends
+   * the pass (the next one tries again).
    */
   private inquire(): void {
     if (this.inquiring) return;
     const { net, redis, store, options, scheduler } = this.world;
-    // The broken variant asks at once, so it meets COMMIT records whose manifest is still being written.
-    const askBefore = scheduler.now - (options.variant === 'adopt-base-on-commit-record' ? 0 : 2 * options.leaseMs);
-    const due = [...this.rounds.values()].filter((r) => r.votedAtMs !== undefined && r.votedAtMs <= askBefore);
+    // The broken variant asks at once (as if the lease time were 0), so it meets COMMIT records
+    // whose manifest is still being written.
+    const due = this.participant.due(scheduler.now, options.variant === 'adopt-base-on-commit-record' ? 0 : options.leaseMs);
     if (due.length === 0) return;
     this.inquiring = true;
     const stop = () => {
@@ -324,7 +322,7 @@ export class WorkerNode implements Node {
     };
     const next = (i: number): void => {
       if (i === due.length) return stop();
-      const { epoch, roundId } = due[i].request;
+      const { epoch, roundId } = due[i];
       net.read(this, `ask decision ${epoch}`, options.faults.redisError, () => redis.decisions.get(epoch), (record) => {
         if (!record.ok) return stop();
         net.read(this, `ask manifest ${epoch}`, options.faults.storeError, () => store.manifests.get(epoch)?.roundId, (manifest) => {
