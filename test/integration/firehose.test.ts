@@ -19,6 +19,7 @@ import { runCli } from '../helpers/cli.js';
 import { CausalProducer } from '../helpers/producers.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
+import { eventually } from '../helpers/eventually.js';
 
 const EXCHANGE = 'fh';
 const QUEUES = [
@@ -80,17 +81,20 @@ async function expectExactCausalCut(manifest: CheckpointManifest, atLeast: numbe
  * include the consumer (up to 5 s).
  */
 async function activeRelay(standbys = 0): Promise<{ active: string; standby: string[] } | undefined> {
-  for (let attempt = 0; attempt < 60; attempt += 1) {
-    const relay = (await cluster.client.status()).firehose.find((f) => f.vhost === vhost);
-    // A worker starts its relay once it holds queues of the vhost: wait for `standbys` of them.
-    if (relay?.activeWorker && relay.standbyWorkers.length >= standbys) {
-      const consumers = await management.queueConsumers(vhost, firehoseQueueName(namespace));
-      expect(consumers?.consumers.find((c) => c.active)?.tag).toBe(relayConsumerTag(relay.activeWorker));
-      return { active: relay.activeWorker, standby: relay.standbyWorkers };
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  return undefined;
+  // A worker starts its relay once it holds queues of the vhost: wait for `standbys` of them.
+  // Up to 60 s: on a loaded 2-core machine the relays were seen to take over 30 s.
+  const relay = await eventually(
+    `an active firehose relay with ${standbys} standby(s)`,
+    async () => {
+      const r = (await cluster.client.status()).firehose.find((f) => f.vhost === vhost);
+      return r?.activeWorker && r.standbyWorkers.length >= standbys ? r : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 500 },
+  ).catch(() => undefined);
+  if (!relay) return undefined;
+  const consumers = await management.queueConsumers(vhost, firehoseQueueName(namespace));
+  expect(consumers?.consumers.find((c) => c.active)?.tag).toBe(relayConsumerTag(relay.activeWorker));
+  return { active: relay.activeWorker, standby: relay.standbyWorkers };
 }
 
 describe('firehose capture of default-exchange publishes', () => {
