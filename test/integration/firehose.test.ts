@@ -20,6 +20,8 @@ import { CausalProducer } from '../helpers/producers.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { eventually } from '../helpers/eventually.js';
+import { assign } from '../../services/core/rendezvous.js';
+import { queueKey } from '../../services/coordinator/checkpoint-round.js';
 
 const EXCHANGE = 'fh';
 const QUEUES = [
@@ -101,7 +103,10 @@ describe('firehose capture of default-exchange publishes', () => {
   beforeAll(async () => {
     services = await testServices();
     management = new ManagementClient(services.managementUrl);
-    vhost = uniqueName('tm-fh');
+    // Owners follow from a hash of the vhost's name: pick one that gives both workers queues of
+    // the vhost, so that one relays and the other stands by (1 in 4 random names would not).
+    do vhost = uniqueName('tm-fh');
+    while ([...assign(QUEUES.map((q) => queueKey(vhost, q.name)), ['worker-1', 'worker-2']).values()].some((owned) => owned.length === 0));
     namespace = uniqueName('tmf');
     await createTestVhost(services.managementUrl, vhost);
     await declareBoundQueues(services.amqpUrl, vhost, EXCHANGE, QUEUES);
