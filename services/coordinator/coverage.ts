@@ -31,8 +31,11 @@
  * read while the queue is idle, as their lag under traffic could go either way; the last idle
  * reading stands until the next. A queue that has never been idle since the leader began watching
  * has no baseline yet and reports nothing from its counters (its topology still counts).
+ *
+ * observeCoverage is one pass's check: it samples, feeds the leader's CoverageTracker, and logs a
+ * gap when its entry paths are new, not again as its counts grow.
  */
-import type { WorkerClient } from '../core/index.js';
+import type { Logger, WorkerClient } from '../core/index.js';
 import type { ManagementClient } from '../core/amqp/index.js';
 import type { ProtectedQueue } from './discovery.js';
 import { queueKey } from './checkpoint-round.js';
@@ -234,4 +237,29 @@ export async function sampleCoverage(
       paths: paths.get(queueKey(vhost, name)) ?? [],
     };
   });
+}
+
+/**
+ * One pass's coverage check: samples every protected queue that still exists, and logs each gap
+ * whose paths changed (a new one, or messages counted on a known one), not as its counts grow.
+ */
+export async function observeCoverage(
+  tracker: CoverageTracker,
+  management: Pick<ManagementClient, 'queueCounts'>,
+  queues: Iterable<ProtectedQueue>,
+  workers: Iterable<Pick<WorkerClient, 'status'>>,
+  deadlineMs: number,
+  paths: ReadonlyMap<string, string[]>,
+  log: Logger,
+): Promise<void> {
+  const samples = await sampleCoverage(management, [...queues].filter((q) => !q.deleted), workers, deadlineMs, paths);
+  const known = new Map(tracker.gaps().map((g) => [`${g.vhost}/${g.queue}`, gapPaths(g).join('; ')]));
+  tracker.observe(samples);
+  for (const gap of tracker.gaps()) {
+    if (known.get(`${gap.vhost}/${gap.queue}`) === gapPaths(gap).join('; ')) continue;
+    log.warn(
+      `coverage gap: ${gap.vhost}/${gap.queue} receives messages its journal does not (${gap.reason}); ` +
+        `${gap.uncaptured} counted so far; checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage`,
+    );
+  }
 }

@@ -3,8 +3,8 @@
  * deliver (DECIDE_ATTEMPTS in timing.ts) and the recent decisions recovery returns, per worker.
  * A worker that voted YES keeps its round's fence until it hears the decision (or asks for it),
  * so the leader re-sends each on every scheduler tick until the worker has it, refuses it for
- * good, or leaves. Pure: coordinator.ts sends, and the simulation (test/sim) drives this same
- * queue.
+ * good, or leaves. Pure: decision-redelivery.ts sends, and the simulation (test/sim) drives this
+ * same queue.
  */
 import type { DecideRequest } from '../gen/tidemark/v1/worker.js';
 

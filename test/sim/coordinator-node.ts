@@ -1,13 +1,13 @@
 /**
- * Model of a coordinator process (mirrors the I/O of services/coordinator/coordinator.ts and
- * leader-lease.ts; what it holds of the lease is the real LeaseHolding, its re-send queue the real
+ * Model of a coordinator process (mirrors the I/O of services/coordinator/coordinator.ts, with
+ * leadership.ts, scheduler.ts and decision-redelivery.ts, and leader-lease.ts; what it holds of the lease is the real LeaseHolding, its re-send queue the real
  * UndeliveredDecisions, its recovery the real RecoveryPlan):
  * - it competes for the Redis lease every leaseMs/3 and renews it on the same timer, also while it
  *   recovers; a refused renewal makes it step down. Its lease holder string names the acquisition
  *   (`<token>:<id>:<nonce>`, a fresh nonce each time), so after a Redis loss a write begun under
  *   an earlier lease of the same coordinator, even with the same token number, fails its fence.
  *   A new token is above the store's floor: the leader token of the newest manifest and of the
- *   newest staged partitions (Coordinator.newestStoredToken);
+ *   newest staged partitions (newestStoredToken in leadership.ts);
  * - it counts as leader (Coordinator.isLeader: scheduled work, rounds, each manifest write
  *   attempt) only while it leads and the lease is `held`: until a lease time after the last
  *   acquire or renewal that succeeded was SENT. A leader paused past its lease does nothing more
@@ -41,7 +41,7 @@ import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
 
-/** Coordinator.scheduledWork runs every schedulerTickMs(discoveryInterval): every second, as discovery is slower. */
+/** LeaderScheduler.tick (scheduler.ts) runs every schedulerTickMs(discoveryInterval): every second, as discovery is slower. */
 const SCHEDULER_TICK_MS = SCHEDULER_TICK_MAX_MS;
 
 export class CoordinatorNode implements Node {
@@ -53,13 +53,13 @@ export class CoordinatorNode implements Node {
   acquisition = 0;
   /** Coordinator.leading: set once recovery is done, cleared when a renewal is refused. */
   leading = false;
-  /** A round, or recovery, is running (Coordinator.serial). */
+  /** A round, or recovery, is running (LeaderScheduler.enqueue). */
   private busy = false;
   private nextRoundAt = 0;
   private roundTimer = 0;
   /** Coordinator.needsRecovery: a round ended in doubt or with a failed effect. */
   private needsRecovery = false;
-  /** Coordinator.undelivered: the real queue of decisions to re-send. */
+  /** DecisionRedelivery.undelivered: the real queue of decisions to re-send. */
   private readonly undelivered = new UndeliveredDecisions();
   private redelivering = false;
 
@@ -169,7 +169,7 @@ export class CoordinatorNode implements Node {
   }
 
   /**
-   * Coordinator.newestStoredToken, the floor of a new token: the leader token of the newest
+   * newestStoredToken (leadership.ts), the floor of a new token: the leader token of the newest
    * manifest and the newest among the partitions staged for the newest staged epoch (KnownGaps:
    * the manifest's alone). Several store reads in the real code, one here.
    */
@@ -233,7 +233,7 @@ export class CoordinatorNode implements Node {
 
 
   /**
-   * Coordinator.scheduledWork, once a second while leading: re-send undelivered decisions, and
+   * LeaderScheduler.tick (scheduler.ts), once a second while leading: re-send undelivered decisions, and
    * run recovery if a round left something in doubt (after the running round, if any).
    */
   private scheduledWork(): void {
@@ -246,7 +246,7 @@ export class CoordinatorNode implements Node {
   }
 
   /**
-   * Coordinator.redeliver over the real queue (UndeliveredDecisions): REDELIVER_ATTEMPTS each,
+   * DecisionRedelivery.resend over the real queue (UndeliveredDecisions): REDELIVER_ATTEMPTS each,
    * worker by worker; an unreachable worker waits for the next tick. (No membership here, so no
    * worker is dropped for leaving.)
    */

@@ -83,7 +83,7 @@ export interface KnownGaps {
    */
   failedStartLeavesStarted: boolean;
   /**
-   * decision-log.ts `nextEpoch` and coordinator.ts `newestStoredToken`: after Redis lost its
+   * decision-log.ts `nextEpoch` and leadership.ts `newestStoredToken`: after Redis lost its
    * counters, the new epoch counter was raised above the newest manifest only, and a new lease's
    * token above the newest manifest's leader token only. A leader deposed by the loss without
    * knowing it (paused, or past its leader check) could still write the manifest of a round it had

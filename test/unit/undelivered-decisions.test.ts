@@ -1,4 +1,4 @@
-/** The leader's re-send queue (UndeliveredDecisions), the one coordinator.ts and the simulation drive. */
+/** The leader's re-send queue (UndeliveredDecisions), the one decision-redelivery.ts and the simulation drive. */
 import { describe, expect, it } from 'vitest';
 import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
 import { Decision, type DecideRequest } from '../../services/gen/tidemark/v1/worker.js';

@@ -1,0 +1,94 @@
+/**
+ * What a coordinator is made of, and opening it from the configuration: the store, Redis and the
+ * clients built on them (lease, decision log, membership, catalog), the broker connections and
+ * management client, and discovery with the resource guard and journal retention it admits
+ * journals through. Nothing here runs yet: Coordinator.start() starts the work.
+ *
+ * - a connect that does not answer is given up when `signal` aborts (stopped while starting);
+ * - when Redis cannot be opened the store is closed again, so a failed start leaves no connection
+ *   keeping the process alive (broker connections open only when first used).
+ */
+import type { Redis } from 'ioredis';
+import { Catalog, type Config, DecisionLog, errorMessage, firehoseVhostsOf, type Logger, Membership, ProtectionPolicy } from '../core/index.js';
+import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
+import { openRedis } from '../core/redis/index.js';
+import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
+import { Discovery } from './discovery.js';
+import { JournalRetention } from './journal-retention.js';
+import { LeaderLease } from './leader-lease.js';
+import { ResourceGuard } from './resource-guard.js';
+import { ShedJournals } from './shed-journals.js';
+
+export interface CoordinatorParts {
+  config: Config;
+  log: Logger;
+  store: ObjectStore;
+  catalog: Catalog;
+  redis: Redis;
+  lease: LeaderLease;
+  decisions: DecisionLog;
+  membership: Membership;
+  connections: VhostConnections;
+  management: ManagementClient;
+  discovery: Discovery;
+  /** The broker resource guard discovery admits new journals through; absent in some tests. */
+  guard?: ResourceGuard;
+  /** The journal retention discovery applies; absent in some tests. */
+  retention?: JournalRetention;
+}
+
+/** Opens the store and Redis, then builds the parts on them. */
+export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal): Promise<CoordinatorParts> {
+  const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
+  let redis: Redis;
+  try {
+    redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
+  const management = new ManagementClient(config.managementUrl);
+  const guard = new ResourceGuard({
+    management,
+    limits: {
+      fdFraction: config.guardFdFraction,
+      memFraction: config.guardMemFraction,
+      diskMargin: config.guardDiskMargin,
+      journalFdCost: config.journalFdCost,
+      maxJournals: config.maxJournals,
+    },
+    log: log.child('guard'),
+  });
+  const retention = new JournalRetention(
+    { diskShare: config.journalDiskShare, minBytes: config.journalMinBytes, maxBytes: config.journalMaxBytes, diskMargin: config.guardDiskMargin },
+    log.child('retention'),
+  );
+  return {
+    config,
+    log,
+    store,
+    catalog: new Catalog(store),
+    redis,
+    lease: new LeaderLease(redis, config.namespace, config.id, config.leaseTime),
+    decisions: new DecisionLog(redis, config.namespace),
+    membership: new Membership(redis, config.namespace, config.leaseTime),
+    connections,
+    management,
+    discovery: new Discovery({
+      namespace: config.namespace,
+      journalMaxAge: config.journalMaxAge,
+      journalMaxBytes: config.journalMaxBytes,
+      management,
+      connections,
+      policy: new ProtectionPolicy(config.protect, config.namespace),
+      firehoseVhosts: firehoseVhostsOf(config.firehoseVhosts),
+      guard,
+      retention,
+      shedLog: new ShedJournals(redis, config.namespace),
+      log: log.child('discovery'),
+    }),
+    guard,
+    retention,
+  };
+}

@@ -1,0 +1,147 @@
+/**
+ * The coordinator's StatusReply (admin API `Status`): what the store and Redis say (the latest
+ * checkpoint, the lease, live workers), what the leader holds (its assignment, rounds, coverage,
+ * queues held back), and what is asked of others: each worker's own report on its captures, who
+ * relays each firehose vhost, the broker's nodes as the resource guard last read them.
+ *
+ * - a standby answers too: what only the leader knows is left empty (zero) on a standby, and
+ *   each such field checks leadership when it is read;
+ * - status answers even when a worker or the management API does not: a worker is asked with a
+ *   deadline (WORKER_STATUS_DEADLINE_MS) and shown unreachable, a relay whose consumers cannot be
+ *   read is shown unknown, with why;
+ * - a worker's acknowledgement counts only for the incarnation it came from (queuesHeldBy);
+ * - asking does not change the pool: a worker without a client (not yet seen by a pass) is asked
+ *   through a client of its own, closed afterwards.
+ */
+import {
+  type Catalog,
+  type Config,
+  errorMessage,
+  firehoseQueueName,
+  firehoseVhostsOf,
+  type Membership,
+  relayUnknown,
+  relayView,
+  type RelayView,
+  WorkerClient,
+  type WorkerRegistration,
+} from '../core/index.js';
+import type { ManagementClient, NodeResources } from '../core/amqp/index.js';
+import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
+import { roundOutcome } from './admin-enums.js';
+import { queuesHeldBy, type AckedQueues } from './assignment.js';
+import { incompleteQueues } from './broker-continuity.js';
+import type { CoverageTracker } from './coverage.js';
+import type { JournalRetention } from './journal-retention.js';
+import type { LeaderLease } from './leader-lease.js';
+import type { ResourceGuard, WaitingQueue } from './resource-guard.js';
+import type { LastRound, RoundHistory } from './round-history.js';
+
+/** Queues held back by the resource guard that status lists by name (it counts them all). */
+const UNPROTECTED_LISTED = 100;
+
+/** What status reads; the functions are called when their field is assembled. */
+export interface StatusSources {
+  coordinatorId: string;
+  config: Pick<Config, 'interval' | 'namespace' | 'firehoseVhosts'>;
+  storeUrl: string;
+  lease: Pick<LeaderLease, 'current'>;
+  membership: Pick<Membership, 'live'>;
+  catalog: Pick<Catalog, 'latestEpoch' | 'get'>;
+  management: ManagementClient;
+  guard?: Pick<ResourceGuard, 'nodes'>;
+  retention?: Pick<JournalRetention, 'boundBytes' | 'pressure'>;
+  clients: ReadonlyMap<string, WorkerClient>;
+  coverage: CoverageTracker;
+  isLeader(): boolean;
+  /** Queues each worker acknowledged in the last assignment pass. */
+  acked(): ReadonlyMap<string, AckedQueues>;
+  protectedQueues(): number;
+  history: RoundHistory;
+  coverageUnchecked(): number;
+  /** Queues the resource guard held back in the last discovery pass. */
+  waiting(): WaitingQueue[];
+}
+
+export async function statusReply(s: StatusSources): Promise<StatusReply> {
+  const workers = await s.membership.live().catch(() => []);
+  const latest = await s.catalog.latestEpoch();
+  const latestManifest = latest > 0 ? await s.catalog.get(latest) : undefined;
+  const current = await s.lease.current().catch(() => undefined);
+  return {
+    coordinatorId: s.coordinatorId,
+    leader: s.isLeader(),
+    leaderToken: current?.token ?? 0,
+    workers: await Promise.all(
+      workers.map(async (w) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...(await workerHealth(s.clients, w)) })),
+    ),
+    protectedQueues: s.protectedQueues(),
+    latestCheckpoint: latest,
+    latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,
+    roundsCommitted: s.history.counts.committed,
+    roundsAborted: s.history.counts.aborted,
+    lastRound: lastRoundReply(s.history.last),
+    store: s.storeUrl,
+    intervalMs: s.config.interval,
+    coverageGaps: s.isLeader() ? s.coverage.gaps() : [],
+    coverageUnchecked: s.isLeader() ? s.coverageUnchecked() : 0,
+    coverageSettleMs: s.isLeader() ? s.coverage.settleMs : 0,
+    firehose: s.isLeader() ? await firehoseRelays(s.management, s.config.namespace, s.config.firehoseVhosts) : [],
+    incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
+    unprotected: s.isLeader() ? s.waiting().slice(0, UNPROTECTED_LISTED) : [],
+    unprotectedCount: s.isLeader() ? s.waiting().length : 0,
+    brokerNodes: s.isLeader() ? brokerNodes(s.guard?.nodes ?? []) : [],
+    journalBoundBytes: s.isLeader() ? (s.retention?.boundBytes ?? 0) : 0,
+    journalPressure: s.isLeader() ? (s.retention?.pressure ?? '') : '',
+  };
+}
+
+/** How long status (and the coverage check) waits for each worker's own report. */
+export const WORKER_STATUS_DEADLINE_MS = 2_000;
+
+function lastRoundReply(round: LastRound | undefined): StatusReply['lastRound'] {
+  return round && { ...round, outcome: roundOutcome(round.outcome) };
+}
+
+/** Asks a worker how its captures are doing: capture errors surface in status. */
+export async function workerHealth(clients: ReadonlyMap<string, WorkerClient>, worker: WorkerRegistration): Promise<{ reachable: boolean; error: string }> {
+  const client = clients.get(worker.id) ?? new WorkerClient(worker.address, { workerId: worker.id });
+  try {
+    const report = await client.status(WORKER_STATUS_DEADLINE_MS);
+    const failing = report.queues.filter((q) => q.error !== '');
+    const error = failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}`;
+    return { reachable: true, error };
+  } catch (err) {
+    return { reachable: false, error: errorMessage(err) };
+  } finally {
+    if (!clients.has(worker.id)) client.close();
+  }
+}
+
+/** The broker's nodes as the resource guard last read them. */
+export function brokerNodes(nodes: readonly NodeResources[]): BrokerNode[] {
+  return nodes.map((n) => ({
+    name: n.name,
+    fdUsed: n.fdUsed ?? 0,
+    fdTotal: n.fdTotal ?? 0,
+    memUsed: n.memUsed ?? 0,
+    memLimit: n.memLimit ?? 0,
+    memAlarm: n.memAlarm,
+    diskFree: n.diskFree ?? 0,
+    diskFreeLimit: n.diskFreeLimit ?? 0,
+    diskFreeAlarm: n.diskFreeAlarm,
+  }));
+}
+
+/** Who relays each firehose vhost, from the broker's consumer list of its firehose queue. */
+export function firehoseRelays(management: ManagementClient, namespace: string, firehoseVhosts: string): Promise<RelayView[]> {
+  const queue = firehoseQueueName(namespace);
+  return Promise.all(
+    [...firehoseVhostsOf(firehoseVhosts)].sort().map((vhost) =>
+      management.queueConsumers(vhost, queue).then(
+        (consumers) => relayView(vhost, consumers),
+        (err: unknown) => relayUnknown(vhost, `cannot ask the management API: ${errorMessage(err)}`),
+      ),
+    ),
+  );
+}
