@@ -14,6 +14,7 @@ const JOURNAL_POLICY_PRIORITY = 100;
 export class JournalPolicies {
   private readonly warnedOther = new Set<string>();
   private readonly failed = new Set<string>();
+  private adopted = false;
 
   constructor(
     private readonly options: { namespace: string; management: ManagementClient; retention: JournalRetention; log: Logger },
@@ -24,9 +25,10 @@ export class JournalPolicies {
     return `${this.options.namespace}.journals`;
   }
 
-  /** The bound an earlier leader left in the journal policies, so a new leader goes on from it. */
+  /** The bound an earlier leader left in the journal policies, so a new leader goes on from it (looked for once). */
   async adopt(vhosts: string[], journals: number): Promise<void> {
-    if (this.options.retention.boundBytes !== undefined) return;
+    if (this.adopted || this.options.retention.boundBytes !== undefined) return;
+    this.adopted = true;
     for (const vhost of vhosts) {
       const policies = await this.options.management.listPolicies(vhost).catch(() => new Map<string, Record<string, unknown>>());
       const bound = policies.get(this.name)?.['max-length-bytes'];
