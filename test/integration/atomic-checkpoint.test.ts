@@ -125,10 +125,14 @@ describe('atomic checkpoints (G1)', () => {
 
   it('leaves no visible checkpoint when a worker votes NO', async () => {
     const before = (await cluster.client.listCheckpoints()).map((c) => c.epoch);
-    // Deleting a journal stream makes its worker's capture fail: that worker must vote NO.
+    // Replacing a journal stream (deleted and declared again behind Tidemark's back, without the
+    // time Tidemark records when it declares one) makes its worker's capture fail: it must vote
+    // NO. (A journal that is only deleted, Tidemark declares again itself and renews.)
     const journal = `${namespace}.journal.a3`;
     const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
-    await (await connection.createChannel()).deleteQueue(journal);
+    const channel = await connection.createChannel();
+    await channel.deleteQueue(journal);
+    await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream' } });
     await connection.close();
     await publish(30);
     const round = await cluster.client.checkpoint(true);
