@@ -7,36 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { redisKeys } from '../core/index.js';
+import { REDIS_SCRIPTS, redisKeys } from '../core/index.js';
 import { LeaseHolding } from './lease-holding.js';
-
-// The token never falls to or below `floor` (the newest token the store has seen), so a leader
-// elected after Redis lost its counter still outranks every leader before it.
-const ACQUIRE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local token = redis.call('INCR', KEYS[2])
-  local floor = tonumber(ARGV[3])
-  if token <= floor then
-    token = floor + 1
-    redis.call('SET', KEYS[2], token)
-  end
-  redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
-  return token
-end
-return 0`;
-
-const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0`;
-
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0`;
 
 export class LeaderLease {
   private readonly keys;
@@ -77,7 +49,7 @@ export class LeaderLease {
   async tryAcquire(floor = 0): Promise<boolean> {
     const claim = LeaseHolding.claim(this.coordinatorId, randomBytes(6).toString('hex'));
     const sentAt = Date.now();
-    const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, claim, this.leaseMs, floor));
+    const token = Number(await this.redis.eval(REDIS_SCRIPTS.acquireLease, 2, this.keys.leader, this.keys.leaderToken, claim, this.leaseMs, floor));
     this.holding.acquired(token, claim, sentAt);
     return token > 0;
   }
@@ -86,7 +58,7 @@ export class LeaderLease {
   async renew(): Promise<boolean> {
     if (this.token === 0) return false;
     const sentAt = Date.now();
-    const ok = Number(await this.redis.eval(RENEW, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
+    const ok = Number(await this.redis.eval(REDIS_SCRIPTS.renewLease, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
     this.holding.renewed(ok, sentAt);
     return ok;
   }
@@ -94,7 +66,7 @@ export class LeaderLease {
   /** Gives the lease up. Even if Redis cannot be told, this process stops holding it (it expires). */
   async release(): Promise<void> {
     if (this.token === 0) return;
-    await this.redis.eval(RELEASE, 1, this.keys.leader, this.holding.release());
+    await this.redis.eval(REDIS_SCRIPTS.releaseLease, 1, this.keys.leader, this.holding.release());
   }
 
   /** Who holds the lease now (token and id), if anyone. */

@@ -11,6 +11,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys } from './names.js';
 import { StaleLeaderError } from './errors.js';
+import { REDIS_SCRIPTS } from './redis/lua-scripts.js';
 import { ExchangeDefinition, type IncompleteMark } from '../gen/tidemark/v1/store.js';
 
 /** An IncompleteMark of one queue, as recorded with the decision. */
@@ -74,28 +75,6 @@ function fromStored(stored: StoredRecord): DecisionRecord {
   };
 }
 
-// -2: the counter is missing (first round, or Redis lost it) and the caller asked to be told,
-// so it can raise the floor above what the store shows was already used.
-const NEXT_EPOCH = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-local newest = tonumber(ARGV[2])
-if current < newest then redis.call('SET', KEYS[2], newest) end
-return redis.call('INCR', KEYS[2])`;
-
-// A decided epoch keeps its decision (I4): a second write of another decision is refused.
-const RECORD = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local existing = redis.call('HGET', KEYS[2], ARGV[2])
-if existing and ARGV[4] == 'started' then return 0 end
-if existing and string.find(existing, '"state":"started"', 1, true) == nil then
-  if string.find(existing, '"state":"' .. ARGV[4] .. '"', 1, true) then return 1 end
-  return -2
-end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-return 1`;
-
 export class DecisionLog {
   private readonly keys;
 
@@ -112,10 +91,10 @@ export class DecisionLog {
    * staged for may still be committed by a deposed leader, so its number must not be used again.
    */
   async nextEpoch(holder: string, token: number, newestVisible: number, newestStaged: () => Promise<number>): Promise<number> {
-    let epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, newestVisible, '1'));
+    let epoch = Number(await this.redis.eval(REDIS_SCRIPTS.nextEpoch, 2, this.keys.leader, this.keys.epoch, holder, newestVisible, '1'));
     if (epoch === -2) {
       const floor = Math.max(newestVisible, await newestStaged());
-      epoch = Number(await this.redis.eval(NEXT_EPOCH, 2, this.keys.leader, this.keys.epoch, holder, floor, '0'));
+      epoch = Number(await this.redis.eval(REDIS_SCRIPTS.nextEpoch, 2, this.keys.leader, this.keys.epoch, holder, floor, '0'));
     }
     if (epoch < 0) throw new StaleLeaderError(token, token + 1);
     return epoch;
@@ -124,7 +103,7 @@ export class DecisionLog {
   /** Records a round's state; throws if this process no longer holds the lease or it conflicts. */
   async record(holder: string, record: DecisionRecord): Promise<void> {
     const result = Number(
-      await this.redis.eval(RECORD, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(toStored(record)), record.state),
+      await this.redis.eval(REDIS_SCRIPTS.recordDecision, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(toStored(record)), record.state),
     );
     if (result === -1) throw new StaleLeaderError(record.leaderToken, record.leaderToken + 1);
     if (result === -2) throw new Error(`epoch ${record.epoch} was already decided otherwise; refusing to record ${record.state}`);

@@ -77,6 +77,7 @@ export {
 } from './names.js';
 export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
 export { assign, rendezvousOwner } from './rendezvous.js';
+export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
 export { type QueueProgress, restoreQueueKey, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
 export { backoffDelay, retry } from './retry.js';
 export {

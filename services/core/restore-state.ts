@@ -17,6 +17,7 @@
  */
 import type { Redis } from 'ioredis';
 import { redisKeys } from './names.js';
+import { REDIS_SCRIPTS } from './redis/lua-scripts.js';
 
 export type RestoreState = 'running' | 'cancelled' | 'interrupted' | 'done' | 'failed';
 
@@ -43,16 +44,6 @@ export interface QueueProgress {
 }
 
 const FINISHED_TTL_S = 7 * 24 * 3600;
-
-/** Moves `c:<queue>` forward only: a stale writer's smaller count is ignored. */
-const ADVANCE = `
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  local count = tonumber(string.match(current, '^(%d+):'))
-  if count and count >= tonumber(ARGV[2]) then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
-return 1`;
 
 /** The key of a source queue within a restore. */
 export function restoreQueueKey(vhost: string, queue: string): string {
@@ -123,7 +114,7 @@ export class RestoreStateStore {
   }
 
   async advance(id: string, queueKey: string, confirmed: number, offset: number): Promise<void> {
-    await this.redis.eval(ADVANCE, 1, this.keys.restoreQueues(id), `c:${queueKey}`, confirmed, offset);
+    await this.redis.eval(REDIS_SCRIPTS.advanceRestore, 1, this.keys.restoreQueues(id), `c:${queueKey}`, confirmed, offset);
   }
 
   async markFinished(id: string, queueKey: string, finished: { ok: boolean; error: string }): Promise<void> {

@@ -1,8 +1,9 @@
 /**
- * Conformance of the simulation's Redis (test/sim/redis.ts RedisModel) to the real Lua scripts
- * of leader-lease.ts and decision-log.ts: the same calls, against a real Redis and against the
- * model, give the same tokens, epochs, refusals and stored decisions. The simulation checks the
- * protocol only as well as the model matches these scripts.
+ * Conformance of the simulation's Redis (test/sim/redis.ts RedisModel, which runs the shipped Lua
+ * scripts in an in-memory Redis, test/sim/lua-redis.ts) to a real Redis running the same scripts
+ * through leader-lease.ts and decision-log.ts: the same calls give the same tokens, epochs,
+ * refusals and stored decisions. The simulation checks the protocol only as well as its Redis
+ * executes these scripts as Redis does.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,21 +1,19 @@
 /**
- * Model of what Redis holds for the protocol, with the exact semantics of the Lua scripts in
- * services/coordinator/leader-lease.ts (ACQUIRE, RENEW, RELEASE) and services/core/decision-log.ts
- * (NEXT_EPOCH, RECORD): a lease whose stored value is the holder string
- * `<token>:<coordinator id>:<nonce>`, with a fencing token that never falls to or below the
- * store's floor; an epoch counter raised past the newest manifest (and, when the counter is
- * missing, first reported as missing so the caller can raise it above the newest staged epoch
- * too); and a decision log whose writes
- * land only from the lease holder (the same holder string) and where a decided epoch keeps its
- * decision (I4).
+ * What Redis holds for the protocol, in the simulation: the lease, the token and epoch counters
+ * and the decision log, changed only by Tidemark's own Lua scripts (ACQUIRE, RENEW, RELEASE of
+ * services/coordinator/leader-lease.ts; NEXT_EPOCH, RECORD of services/core/decision-log.ts),
+ * which an in-memory Redis runs as Redis would (lua-redis.ts), under the same key names
+ * (redisKeys). The methods below only pass each script its KEYS and ARGV the way the shipped
+ * callers do, and keep the checker's ghost state: which acquisition of the lease a holder string
+ * names (never stored in Redis), and every decision write that landed.
  *
  * `wipe` models losing Redis (G5): everything, counters included, is gone.
  *
- * The scripts run inside Redis, so they cannot be shared with the model; instead
  * test/integration/redis-model-conformance.test.ts makes the same calls against a real Redis and
  * this model and requires the same answers.
  */
-import type { DecisionRecord } from '../../services/core/decision-log.js';
+import { type DecisionRecord, redisKeys } from '../../services/core/index.js';
+import { LuaRedis } from './lua-redis.js';
 
 /**
  * A decision-log entry as the real code writes it (every record carries its round id), plus, for
@@ -35,23 +33,44 @@ export interface LeaseValue {
   expiresAt: number;
 }
 
+const KEYS = redisKeys('sim');
+
 export class RedisModel {
-  lease: LeaseValue | undefined;
-  leaderTokenCounter = 0;
-  /** The epoch counter; undefined while the key does not exist (before the first round, after a loss). */
-  epochCounter: number | undefined;
-  readonly decisions = new Map<number, SimDecisionRecord>();
+  private readonly redis = new LuaRedis();
   /** Bumped when Redis is lost, so the checker can tell two lives of an epoch number apart. */
   generation = 0;
   /** Ghost: acquisitions of the lease so far, over every life of Redis. */
   private acquisitions = 0;
+  /** Ghost: the acquisition each holder string was stored by. */
+  private readonly acquisitionOf = new Map<string, number>();
+  /** The decision log as parsed records, kept in step with the hash (only RECORD writes it). */
+  private readonly parsed = new Map<number, SimDecisionRecord>();
+  /** The time of the latest call, for reads that do not say (the lease's expiry is checked by holder()). */
+  private now = 0;
   /** Every decision-log write that landed, for the checker. */
   onWrite: (record: SimDecisionRecord, holder: LeaseValue | undefined) => void = () => {};
 
+  /** The lease as stored, while it has not expired, with its ghost acquisition. */
+  get lease(): LeaseValue | undefined {
+    const value = this.redis.get(KEYS.leader, this.now);
+    if (value === undefined) return undefined;
+    return { token: Number(value.slice(0, value.indexOf(':'))), value, acquisition: this.acquisitionOf.get(value) ?? 0, expiresAt: this.redis.expiresAt(KEYS.leader, this.now)! };
+  }
+
+  /** GET of the token counter (what a worker reads as its token floor). */
+  get leaderTokenCounter(): number {
+    return Number(this.redis.get(KEYS.leaderToken, this.now) ?? 0);
+  }
+
+  /** The decision log: HGETALL, parsed. */
+  get decisions(): ReadonlyMap<number, SimDecisionRecord> {
+    return this.parsed;
+  }
+
   /** The holder string while the lease has not expired (PX). */
   holder(now: number): string | undefined {
-    if (this.lease && this.lease.expiresAt <= now) this.lease = undefined;
-    return this.lease?.value;
+    this.now = now;
+    return this.redis.get(KEYS.leader, now);
   }
 
   /**
@@ -59,25 +78,22 @@ export class RedisModel {
    * token, 0 if the lease is held; and, for the checker, the acquisition it starts.
    */
   tryAcquire(who: string, leaseMs: number, floor: number, now: number): { token: number; acquisition: number } {
-    if (this.holder(now) !== undefined) return { token: 0, acquisition: 0 };
-    let token = ++this.leaderTokenCounter;
-    if (token <= floor) {
-      token = floor + 1;
-      this.leaderTokenCounter = token;
-    }
+    this.now = now;
+    const token = Number(this.redis.eval('acquireLease', [KEYS.leader, KEYS.leaderToken], [who, leaseMs, floor], now));
+    if (token === 0) return { token, acquisition: 0 };
     const acquisition = ++this.acquisitions;
-    this.lease = { token, value: `${token}:${who}`, acquisition, expiresAt: now + leaseMs };
+    this.acquisitionOf.set(`${token}:${who}`, acquisition);
     return { token, acquisition };
   }
 
   renew(holder: string, leaseMs: number, now: number): boolean {
-    if (this.holder(now) !== holder) return false;
-    this.lease!.expiresAt = now + leaseMs;
-    return true;
+    this.now = now;
+    return this.redis.eval('renewLease', [KEYS.leader], [holder, leaseMs], now) === 1;
   }
 
   release(holder: string, now: number): void {
-    if (this.holder(now) === holder) this.lease = undefined;
+    this.now = now;
+    this.redis.eval('releaseLease', [KEYS.leader], [holder], now);
   }
 
   /**
@@ -85,37 +101,39 @@ export class RedisModel {
    * missing (nothing changed); otherwise the counter, raised to at least `floor`, plus one.
    */
   nextEpoch(holder: string, floor: number, now: number, askIfMissing = false): number {
-    if (this.holder(now) !== holder) return -1;
-    if (askIfMissing && this.epochCounter === undefined) return -2;
-    this.epochCounter = Math.max(this.epochCounter ?? 0, floor) + 1;
-    return this.epochCounter;
+    this.now = now;
+    return Number(this.redis.eval('nextEpoch', [KEYS.leader, KEYS.epoch], [holder, floor, askIfMissing ? '1' : '0'], now));
   }
 
   /**
    * RECORD: -1 not the holder, 0 a `started` over an existing entry (kept), 1 written or already
-   * so, -2 the epoch was decided otherwise. `fenced: false` exists only for a broken variant.
+   * so, -2 the epoch was decided otherwise. `fenced: false` exists only for a broken variant: the
+   * shipped script runs with its fence defeated by an injected fault (the lease key reads as the
+   * writer's holder string), so it lands whoever holds the lease.
    */
   record(holder: string, record: SimDecisionRecord, now: number, fenced = true): -2 | -1 | 0 | 1 {
-    const current = this.holder(now);
-    if (fenced && current !== holder) return -1;
-    const existing = this.decisions.get(record.epoch);
-    if (existing && record.state === 'started') return 0;
-    if (existing && existing.state !== 'started') return existing.state === record.state ? 1 : -2;
-    this.decisions.set(record.epoch, record);
-    this.onWrite(record, this.lease);
-    return 1;
+    this.now = now;
+    const field = String(record.epoch);
+    const before = this.redis.hget(KEYS.decisions, field, now);
+    const result = Number(this.redis.eval('recordDecision', [KEYS.leader, KEYS.decisions], [holder, field, JSON.stringify(record), record.state], now, fenced ? undefined : { key: KEYS.leader, value: holder }));
+    const after = this.redis.hget(KEYS.decisions, field, now);
+    if (after !== before) this.written(record);
+    return result as -2 | -1 | 0 | 1;
   }
 
   /** Every recorded round, oldest first (DecisionLog.all). */
   all(): SimDecisionRecord[] {
-    return [...this.decisions.values()].sort((a, b) => a.epoch - b.epoch);
+    return [...this.parsed.values()].sort((a, b) => a.epoch - b.epoch);
   }
 
   wipe(): void {
-    this.lease = undefined;
-    this.leaderTokenCounter = 0;
-    this.epochCounter = undefined;
-    this.decisions.clear();
+    this.redis.flushall();
+    this.parsed.clear();
     this.generation += 1;
+  }
+
+  private written(record: SimDecisionRecord): void {
+    this.parsed.set(record.epoch, record);
+    this.onWrite(record, this.lease);
   }
 }
