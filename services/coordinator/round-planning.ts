@@ -72,10 +72,13 @@ export function latestOf(visibleEpochs: number[]): number {
 
 /** Each queue's cut and marks in checkpoint `epoch` (0: none), which the next round builds on. */
 export async function priorEntries(catalog: Catalog, epoch: number): Promise<Map<string, PriorEntry>> {
+  return priorOf(epoch === 0 ? undefined : await catalog.get(epoch));
+}
+
+/** Each queue's cut and marks in `manifest` (none: no parent). */
+export function priorOf(manifest: CheckpointManifest | undefined): Map<string, PriorEntry> {
   const prior = new Map<string, PriorEntry>();
-  if (epoch === 0) return prior;
-  const manifest = await catalog.get(epoch);
-  for (const q of manifest.queues) {
+  for (const q of manifest?.queues ?? []) {
     prior.set(queueKey(q.definition!.vhost, q.definition!.name), { cutOffset: q.cutOffset, incomplete: q.incomplete });
   }
   return prior;

@@ -12,7 +12,7 @@
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
-import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord, SegmentRef } from '../gen/tidemark/v1/store.js';
+import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import {
   type AdaptiveCodec,
   createAdaptiveCodec,
@@ -31,6 +31,7 @@ import {
   unwrapRelayed,
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
+import { CaptureLedger, type FencePosition } from './capture-ledger.js';
 import { JournalCursor, JournalGapError } from './journal-cursor.js';
 
 export interface QueueCaptureOptions {
@@ -44,16 +45,6 @@ export interface QueueCaptureOptions {
   prefetch: number;
   /** How segments are compressed. @default a new adaptive codec (gzip when it pays and keeps up, else identity) */
   codec?: SegmentCodec | AdaptiveCodec;
-}
-
-interface FencePosition {
-  /** The round id the fence carried. */
-  roundId: string;
-  offset: number;
-  /** Data messages in [startOffset, offset). */
-  messages: number;
-  /** Body bytes of those messages. */
-  bodyBytes: number;
 }
 
 export { JournalGapError };
@@ -70,11 +61,8 @@ export class QueueCapture {
 
   /** Where the capture stands in its journal, and the offset and fence checks (journal-cursor.ts). */
   private readonly cursor: JournalCursor;
-  /** Records below this offset are in uploaded segments. */
-  private durableOffset: number;
-  private baseEpoch: number;
-  private messages: number;
-  private bodyBytes: number;
+  /** What is durable, and where each fence sits (capture-ledger.ts). */
+  private readonly ledger: CaptureLedger;
 
   private buffer: JournalRecord[] = [];
   private bufferBytes = 0;
@@ -82,9 +70,6 @@ export class QueueCapture {
   private unackedCount = 0;
   /** A flush asked for because the buffer reached segmentBytes has not started yet. */
   private sizeFlushQueued = false;
-  /** Segments written since the base checkpoint's cut, in offset order. */
-  private segments: SegmentRef[] = [];
-  private readonly fences = new Map<number, FencePosition>();
   private fenceWaiters: Array<() => void> = [];
   private flushing: Promise<void> = Promise.resolve();
   /** Segments handed to the store and not yet written; acks wait while it is high (backpressure). */
@@ -100,10 +85,7 @@ export class QueueCapture {
     this.journal = a.journal;
     this.codec = options.codec ?? createAdaptiveCodec();
     this.cursor = new JournalCursor(a, { journal: a.journal, queue: `${this.vhost}/${this.queue}` });
-    this.durableOffset = a.resumeOffset;
-    this.baseEpoch = a.baseEpoch;
-    this.messages = a.baseMessages;
-    this.bodyBytes = a.baseBodyBytes;
+    this.ledger = new CaptureLedger(a);
   }
 
   /** Starts (or, after a lost channel, restarts) reading the journal at the next expected offset. */
@@ -141,10 +123,10 @@ export class QueueCapture {
       queue: this.queue,
       journal: this.journal,
       nextOffset: this.cursor.nextOffset,
-      durableOffset: this.durableOffset,
+      durableOffset: this.ledger.durableOffset,
       buffered: this.buffer.length,
       error: this.failure?.message ?? '',
-      messages: this.messages,
+      messages: this.ledger.messages,
     };
   }
 
@@ -172,7 +154,7 @@ export class QueueCapture {
     const { epoch: fenceEpoch, roundId } = this.fenceOf(headers);
     const admission = this.cursor.admit(offset, fenceEpoch);
     // A queue with no checkpoint yet starts wherever its journal starts.
-    if (admission.startedAt !== undefined) this.durableOffset = admission.startedAt;
+    if (admission.startedAt !== undefined) this.ledger.startedAt(admission.startedAt);
     if (!admission.accept) return; // re-delivery of a chunk we already hold
     if (admission.emptyOffsets) {
       const [from, to] = admission.emptyOffsets;
@@ -190,14 +172,12 @@ export class QueueCapture {
       fenceEpoch,
     };
     if (fenceEpoch > 0) {
-      // A later fence with the same epoch (a reused number) replaces the earlier one.
-      this.fences.set(fenceEpoch, { roundId, offset, messages: this.messages, bodyBytes: this.bodyBytes });
+      this.ledger.fenceRead(fenceEpoch, roundId, offset);
       const waiters = this.fenceWaiters;
       this.fenceWaiters = [];
       for (const wake of waiters) wake();
     } else {
-      this.messages += 1;
-      this.bodyBytes += msg.content.length;
+      this.ledger.messageRead(msg.content.length);
     }
     this.buffer.push(record);
     this.bufferBytes += msg.content.length + 64;
@@ -296,8 +276,7 @@ export class QueueCapture {
     if (records.every((r) => r.fenceEpoch > 0)) {
       // Only fences (an idle queue between rounds): a cut needs their offsets covered, not their
       // content, so they are noted as a fence range and nothing is written.
-      this.segments.push(fenceRangeRefOf(fenceRangeKey(this.vhost, this.queue, first, last), records));
-      this.durableOffset = last + 1;
+      this.ledger.written(fenceRangeRefOf(fenceRangeKey(this.vhost, this.queue, first, last), records));
       return;
     }
     const { bytes, sha256, codec } = await encodeSegment(
@@ -306,8 +285,7 @@ export class QueueCapture {
     );
     const key = segmentKey(this.vhost, this.queue, first, last, sha256);
     await this.options.store.put(key, bytes);
-    this.segments.push(segmentRefOf(key, records, bytes, sha256, codec));
-    this.durableOffset = last + 1;
+    this.ledger.written(segmentRefOf(key, records, bytes, sha256, codec));
   }
 
   /**
@@ -319,22 +297,11 @@ export class QueueCapture {
    */
   async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
     const fence = await this.waitForFence(epoch, roundId, signal);
-    while (this.durableOffset < fence.offset) {
+    while (!this.ledger.durableThrough(fence)) {
       if (signal.aborted) throw new TidemarkError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
       await this.flush();
     }
-    return {
-      definition: this.definition,
-      journal: this.journal,
-      startOffset: this.cursor.startOffset,
-      cutOffset: fence.offset,
-      messages: fence.messages,
-      bodyBytes: fence.bodyBytes,
-      segments: this.segments.filter((s) => s.firstOffset < fence.offset),
-      baseEpoch: this.baseEpoch,
-      workerId: '',
-      incomplete: [],
-    };
+    return this.ledger.part(fence, { definition: this.definition, journal: this.journal, startOffset: this.cursor.startOffset });
   }
 
   private waitForFence(epoch: number, roundId: string, signal: AbortSignal): Promise<FencePosition> {
@@ -344,8 +311,8 @@ export class QueueCapture {
           reject(this.failure);
           return true;
         }
-        const fence = this.fences.get(epoch);
-        if (fence && fence.roundId === roundId) {
+        const fence = this.ledger.fence(epoch, roundId);
+        if (fence) {
           resolve(fence);
           return true;
         }
@@ -364,19 +331,14 @@ export class QueueCapture {
     });
   }
 
-  /** The round of `epoch` committed: its cut becomes this queue's base. */
+  /** The round of `epoch` committed: its cut becomes this queue's base (CaptureLedger.commit). */
   commit(epoch: number, roundId: string): void {
-    const fence = this.fences.get(epoch);
-    if (!fence || fence.roundId !== roundId) return;
-    this.baseEpoch = epoch;
-    // Segments wholly before the cut are referenced by the committed manifest chain now.
-    this.segments = this.segments.filter((s) => s.lastOffset >= fence.offset);
-    for (const e of [...this.fences.keys()]) if (e <= epoch) this.fences.delete(e);
+    this.ledger.commit(epoch, roundId);
   }
 
   /** The round of `epoch` aborted: forget its fence; the records stay for the next round. */
   abort(epoch: number, roundId: string): void {
-    if (this.fences.get(epoch)?.roundId === roundId) this.fences.delete(epoch);
+    this.ledger.abort(epoch, roundId);
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * Model of the RabbitMQ side of capture (mirrors what queue-capture.ts reads and what
+ * The simulated RabbitMQ, as capture and the round see it (what queue-capture.ts reads and what
  * round-runner.ts publishes): one journal stream per protected queue, with offsets from 0, data
  * records appended by producers, and fence records appended by the leader's fence publish.
  *

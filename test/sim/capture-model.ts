@@ -1,20 +1,19 @@
 /**
- * Model of one queue's capture (mirrors services/worker/queue-capture.ts): reads the journal in
- * offset order from where it resumed, notes every fence (a later fence with the same epoch
- * replaces an earlier one), writes buffered records to immutable segments, and moves the durable
- * offset only once a segment is in the store. COMMIT moves the base, ABORT forgets a fence; both
- * act only on a fence with the round id they carry.
+ * One queue's capture in the simulation: the shipped JournalCursor checks every delivery (offset
+ * order, re-deliveries, the fence expected at a resumed cut) and the shipped CaptureLedger keeps
+ * what is durable, where each fence sits, and what COMMIT and ABORT do
+ * (services/worker/journal-cursor.ts, capture-ledger.ts, both driven the same way by
+ * queue-capture.ts). What is left here is I/O: the broker's deliveries from the simulated
+ * journal, and the segment a flush would write, whose key stands in for its content.
  */
 import type { QueueCheckpoint, QueueDefinition, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import { segmentKey } from '../../services/core/store/keys.js';
+import { errorMessage } from '../../services/core/index.js';
+import { CaptureLedger, type FencePosition } from '../../services/worker/capture-ledger.js';
+import { JournalCursor } from '../../services/worker/journal-cursor.js';
 import type { SimQueue } from './broker.js';
 
-export interface FencePosition {
-  roundId: string;
-  offset: number;
-  /** Data messages in [startOffset, offset). */
-  messages: number;
-}
+export type { FencePosition };
 
 /** Where a capture starts: the cut of the latest visible checkpoint holding the queue, or 0. */
 export interface CaptureStart {
@@ -25,17 +24,12 @@ export interface CaptureStart {
 }
 
 export class CaptureModel {
-  startOffset: number;
-  nextOffset: number;
-  durableOffset: number;
-  baseEpoch: number;
-  messages: number;
-  /** Segments written since the base checkpoint's cut, in offset order. */
-  segments: SegmentRef[] = [];
-  readonly fences = new Map<number, FencePosition>();
+  readonly cursor: JournalCursor;
+  readonly ledger: CaptureLedger;
   flushing = false;
   failure: string | undefined;
-  private expectedFence: { offset: number; epoch: number } | undefined;
+  /** The first offset not yet in a segment handed to the store (the buffer starts here). */
+  private bufferedFrom: number;
 
   constructor(
     readonly queue: SimQueue,
@@ -44,40 +38,36 @@ export class CaptureModel {
     /** Distinguishes a worker's lives: records captured again get new capture times, so new segment bytes. */
     private readonly life: string,
   ) {
-    this.startOffset = start.startOffset;
-    this.nextOffset = start.resumeOffset;
-    this.durableOffset = start.resumeOffset;
-    this.baseEpoch = start.baseEpoch;
-    this.messages = start.baseMessages;
-    this.expectedFence = start.baseEpoch > 0 ? { offset: start.resumeOffset, epoch: start.baseEpoch } : undefined;
+    this.cursor = new JournalCursor(start, { journal: queue.journal, queue: queue.name });
+    this.cursor.attached();
+    this.ledger = new CaptureLedger({ ...start, baseBodyBytes: 0 });
+    this.bufferedFrom = start.resumeOffset;
   }
 
-  /** Reads up to `max` records from the journal (the broker's deliveries). */
+  /** Reads up to `max` records from the journal (the broker's deliveries, QueueCapture.accept). */
   read(journal: readonly { offset: number; kind: string; epoch?: number; roundId?: string }[], max: number): void {
-    for (let n = 0; n < max && this.nextOffset < journal.length && !this.failure; n += 1) {
-      const entry = journal[this.nextOffset];
-      if (this.expectedFence && entry.offset === this.expectedFence.offset) {
-        // Resuming from a cut, the record there must be that checkpoint's fence.
-        if (entry.kind !== 'fence' || entry.epoch !== this.expectedFence.epoch) {
-          this.failure = `journal ${this.queue.journal} does not hold checkpoint ${this.expectedFence.epoch}'s fence at offset ${entry.offset}`;
-          return;
-        }
-        this.expectedFence = undefined;
+    for (let n = 0; n < max && this.cursor.nextOffset < journal.length && !this.failure; n += 1) {
+      const entry = journal[this.cursor.nextOffset];
+      const fenceEpoch = entry.kind === 'fence' ? entry.epoch! : 0;
+      try {
+        const admission = this.cursor.admit(entry.offset, fenceEpoch);
+        if (admission.startedAt !== undefined) this.ledger.startedAt(admission.startedAt);
+        if (!admission.accept) continue;
+      } catch (err) {
+        this.failure = errorMessage(err);
+        return;
       }
-      if (entry.kind === 'fence') {
-        this.fences.set(entry.epoch!, { roundId: entry.roundId!, offset: entry.offset, messages: this.messages });
-      } else {
-        this.messages += 1;
-      }
-      this.nextOffset += 1;
+      if (fenceEpoch > 0) this.ledger.fenceRead(fenceEpoch, entry.roundId!, entry.offset);
+      else this.ledger.messageRead(0);
+      this.cursor.accepted(entry.offset);
     }
   }
 
   /** The segment a flush would write now: every buffered record. */
   pendingSegment(): SegmentRef | undefined {
-    if (this.nextOffset <= this.durableOffset) return undefined;
-    const first = this.durableOffset;
-    const last = this.nextOffset - 1;
+    const first = Math.max(this.bufferedFrom, this.ledger.durableOffset);
+    if (this.cursor.nextOffset <= first) return undefined;
+    const last = this.cursor.nextOffset - 1;
     const q = this.queue;
     const key = segmentKey(q.vhost, q.name, first, last, contentHash(`${q.name}:${first}:${last}:${this.life}`));
     return { key, firstOffset: first, lastOffset: last, records: last - first + 1, messages: 0, storedBytes: 0, bodyBytes: 0, sha256: key, codec: 'sim' };
@@ -85,38 +75,27 @@ export class CaptureModel {
 
   /** The segment is in the store: its records are durable. */
   flushed(segment: SegmentRef): void {
-    this.segments.push(segment);
-    this.durableOffset = Math.max(this.durableOffset, segment.lastOffset + 1);
+    this.ledger.written(segment);
+    this.bufferedFrom = Math.max(this.bufferedFrom, segment.lastOffset + 1);
   }
 
-  /** This queue's part of checkpoint `epoch` (QueueCapture.prepare, once the fence is durable). */
+  /** The fence of `epoch` for round `roundId`, once read. */
+  fence(epoch: number, roundId: string): FencePosition | undefined {
+    return this.ledger.fence(epoch, roundId);
+  }
+
+  /** This queue's part of checkpoint `epoch` (QueueCapture.prepare, once the cut is durable). */
   part(fence: FencePosition, workerId: string): QueueCheckpoint {
-    return {
-      definition: this.definition,
-      journal: this.queue.journal,
-      startOffset: this.startOffset,
-      cutOffset: fence.offset,
-      messages: fence.messages,
-      bodyBytes: 0,
-      segments: this.segments.filter((s) => s.firstOffset < fence.offset),
-      baseEpoch: this.baseEpoch,
-      workerId,
-      incomplete: [],
-    };
+    return this.ledger.part(fence, { definition: this.definition, journal: this.queue.journal, startOffset: this.cursor.startOffset }, workerId);
   }
 
   /** COMMIT: the cut becomes the base. Returns whether this capture adopted it. */
   commit(epoch: number, roundId: string): boolean {
-    const fence = this.fences.get(epoch);
-    if (!fence || fence.roundId !== roundId) return false;
-    this.baseEpoch = epoch;
-    this.segments = this.segments.filter((s) => s.lastOffset >= fence.offset);
-    for (const e of [...this.fences.keys()]) if (e <= epoch) this.fences.delete(e);
-    return true;
+    return this.ledger.commit(epoch, roundId);
   }
 
   abort(epoch: number, roundId: string): void {
-    if (this.fences.get(epoch)?.roundId === roundId) this.fences.delete(epoch);
+    this.ledger.abort(epoch, roundId);
   }
 }
 

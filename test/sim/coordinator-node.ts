@@ -1,7 +1,10 @@
 /**
- * Model of a coordinator process (mirrors the I/O of services/coordinator/coordinator.ts, with
- * leadership.ts, scheduler.ts and decision-redelivery.ts, and leader-lease.ts; what it holds of the lease is the real LeaseHolding, its re-send queue the real
- * UndeliveredDecisions, its recovery the real RecoveryPlan):
+ * A simulated coordinator process: the I/O of services/coordinator/coordinator.ts, with
+ * leadership.ts, scheduler.ts, decision-redelivery.ts and leader-lease.ts, over simulated time,
+ * network, Redis and store. What it decides is shipped code: what it holds of the lease is the
+ * real LeaseHolding, its re-send queue the real UndeliveredDecisions, its recovery the real
+ * RecoveryPlan, its rounds the real CheckpointRound (round-driver.ts), its Redis writes the real
+ * Lua scripts (redis.ts), its timings the real ones (timing.ts):
  * - it competes for the Redis lease every leaseMs/3 and renews it on the same timer, also while it
  *   recovers; a refused renewal makes it step down. Its lease holder string names the acquisition
  *   (`<token>:<id>:<nonce>`, a fresh nonce each time), so after a Redis loss a write begun under
@@ -31,11 +34,14 @@
  *
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
-import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
+import { queueKey, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
+import type { AckedQueues } from '../../services/coordinator/assignment.js';
+import type { ProtectedQueue } from '../../services/coordinator/discovery.js';
+import { latestOf, priorOf, roundPlan } from '../../services/coordinator/round-planning.js';
 import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
 import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
-import type { DecideRequest, QueueRef } from '../../services/gen/tidemark/v1/worker.js';
+import type { DecideRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
 import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
@@ -329,15 +335,14 @@ export class CoordinatorNode implements Node {
     };
     net.read(this, 'list checkpoints', f.storeError, () => store.epochs(), (listed) => {
       if (!listed.ok) return end(listed.error);
-      const visible = new Set(listed.value);
-      const latest = listed.value.length > 0 ? listed.value[listed.value.length - 1] : 0;
+      const latest = latestOf(listed.value);
       this.nextEpoch(holder, latest, end, (epoch) => {
         const roundId = `${token}-${epoch}-${random.hex(12)}`;
         const started = { epoch, roundId, state: 'started' as const, reason: '', leaderToken: token, atMs: startedAtMs, ghostAcquisition: acquisition };
         net.call(this, `record started ${epoch}`, f.redisError, f.redisReplyLoss, () => redis.record(holder, started, world.scheduler.now), (recorded) => {
           if (!recorded.ok) return startFailed(recorded.error);
           if (recorded.value < 0) return startFailed(`recording started refused (${recorded.value})`);
-          const plan = this.plan(epoch, roundId, token, startedAtMs, latest, visible);
+          const plan = this.plan(epoch, roundId, token, startedAtMs, listed.value);
           const driver = new RoundDriver(world, this, holder, acquisition, plan, (outcome, reason, failed) => {
             if ((outcome === 'in-doubt' || failed) && !options.gaps.inDoubtWaitsForLeaderChange) this.needsRecovery = true;
             if (outcome === 'committed') world.stats.committed += 1;
@@ -375,28 +380,29 @@ export class CoordinatorNode implements Node {
     take(newestVisible, !options.gaps.floorFromManifestsOnly);
   }
 
-  private plan(epoch: number, roundId: string, token: number, startedAtMs: number, parentEpoch: number, visible: Set<number>) {
+  /**
+   * The real roundPlan (round-planning.ts), from what a discovery and assignment pass would give:
+   * every queue, each acknowledged by its owner; the latest manifest is the parent.
+   */
+  private plan(epoch: number, roundId: string, token: number, startedAtMs: number, visibleEpochs: number[]): RoundPlan {
     const { world } = this;
-    const participants: RoundParticipant[] = [];
+    const acked = new Map<string, AckedQueues>();
     for (const worker of world.workers.values()) {
-      const queues: QueueRef[] = world.queues.filter((q) => q.owner === worker.id).map((q) => ({ vhost: q.vhost, queue: q.name }));
-      if (queues.length > 0) participants.push({ workerId: worker.id, queues });
+      acked.set(worker.id, { address: worker.id, queues: world.queues.filter((q) => q.owner === worker.id).map((q) => ({ vhost: q.vhost, queue: q.name })) });
     }
-    const queues = new Map<string, RoundQueue>(world.queues.map((q) => [queueKey(q.vhost, q.name), { definition: world.definitions.get(q.name)!, journal: q.journal }]));
-    return {
+    const queues = new Map<string, ProtectedQueue>(world.queues.map((q) => [queueKey(q.vhost, q.name), { definition: world.definitions.get(q.name)!, journal: q.journal, deleted: false }]));
+    return roundPlan({
+      namespace: 'sim',
+      coordinatorId: this.id,
+      leaderToken: token,
       epoch,
       roundId,
-      leaderToken: token,
-      coordinatorId: this.id,
       startedAtMs,
-      vhosts: [...new Set(world.queues.map((q) => q.vhost))].sort(),
-      fenceExchange: 'tidemark.fence',
-      participants,
-      queues,
-      exchanges: [],
-      parentEpoch,
-      isVisible: (e: number) => visible.has(e),
-    };
+      visibleEpochs,
+      discovered: { queues, exchanges: [], renewed: new Map() },
+      assigned: { acked, failures: [] },
+      prior: priorOf(world.store.latest()),
+    });
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
- * Model of the object store as the protocol uses it (mirrors core/store/object-store.ts and
- * core/catalog.ts): immutable segments, staged partition manifests at `staging/<E>/<worker>`, and
+ * The simulated object store, as the protocol uses it (the objects core/store/object-store.ts
+ * holds and core/catalog.ts reads): immutable segments, staged partition manifests at `staging/<E>/<worker>`, and
  * checkpoint manifests at `checkpoints/<E>`, whose presence is visibility (G1). Staged partitions
  * are never deleted (nothing in the real code deletes `staging/`), and each carries the leader
  * token of the PREPARE it answered, for `newestStaged` (Catalog.newestStaged).

@@ -1,7 +1,9 @@
 /**
- * Model of a worker process (mirrors the I/O of services/worker/worker.ts). What it decides as a
- * participant is the REAL `Participant` (services/worker/participant.ts), driven as worker.ts
- * drives it: the token floor and stale leaders, idempotent PREPARE, decided rounds (DECIDED_KEPT),
+ * A simulated worker process: the I/O of services/worker/worker.ts over simulated time, network,
+ * Redis and store. Everything it decides is shipped code: as a participant the REAL `Participant`
+ * (services/worker/participant.ts), for each queue the REAL JournalCursor and CaptureLedger
+ * (through capture-model.ts), and for a missed decision the REAL `answerInquiry`, each driven as
+ * worker.ts drives it: the token floor and stale leaders, idempotent PREPARE, decided rounds (DECIDED_KEPT),
  * and which rounds to ask about when. Around it:
  * - a restarted worker first reads the token counter in Redis as its floor, and refuses calls
  *   (UNAVAILABLE) until then;
@@ -153,7 +155,7 @@ export class WorkerNode implements Node {
   private idle(): boolean {
     if (this.preparing.size > 0) return false;
     for (const c of this.captures.values()) {
-      if (c.flushing || c.durableOffset < this.world.broker.journals.get(c.queue.name)!.length) return false;
+      if (c.flushing || c.ledger.durableOffset < this.world.broker.journals.get(c.queue.name)!.length) return false;
     }
     return true;
   }
@@ -236,12 +238,12 @@ export class WorkerNode implements Node {
     for (const ref of round.preparing.request.queues) {
       const capture = this.captures.get(ref.queue)!;
       if (capture.failure) return this.answer(round, this.no(`worker ${this.id}: ${capture.failure}`));
-      const fence = capture.fences.get(epoch);
-      if (!fence || fence.roundId !== roundId) {
+      const fence = capture.fence(epoch, roundId);
+      if (!fence) {
         ready = false;
         continue;
       }
-      const durable = this.world.options.variant === 'vote-before-durable' || capture.durableOffset > fence.offset;
+      const durable = this.world.options.variant === 'vote-before-durable' || capture.ledger.durableThrough(fence);
       if (!durable) {
         ready = false;
         // A failed flush the PREPARE itself asked for is a NO (QueueCapture.prepare rethrows it).
