@@ -39,20 +39,11 @@ export {
   traceKeyOf,
   unwrapRelayed,
 } from './firehose.js';
-export {
-  beforeDeadline,
-  callUnary,
-  clientChannelOptions,
-  fromServiceError,
-  isConnectFailure,
-  isRetryableGrpcError,
-  readStream,
-  requireField,
-  serverStream,
-  startServer,
-  stopServer,
-  unary,
-} from './grpc.js';
+export { callUnary, readStream } from './grpc-client.js';
+export { beforeDeadline, requireField, serverStream, unary } from './grpc-handlers.js';
+export { clientChannelOptions } from './grpc-options.js';
+export { startServer, stopServer } from './grpc-server.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc-status.js';
 export { forEachLimited } from './limited.js';
 export { createLogger, type Logger, throttledWarn } from './log.js';
 export { Membership, type WorkerRegistration } from './membership.js';
