@@ -67,8 +67,9 @@ export {
   streamDirectoryLength,
 } from './names.js';
 export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
+export { queueKey, splitQueueKey } from './queue-key.js';
 export { assign, rendezvousOwner } from './rendezvous.js';
-export { type QueueProgress, restoreQueueKey, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
+export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
 export { backoffDelay, retry } from './retry.js';
 export {
   type AdaptiveCodec,

@@ -54,11 +54,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 return 1`;
 
-/** The key of a source queue within a restore. */
-export function restoreQueueKey(vhost: string, queue: string): string {
-  return `${vhost}\u0000${queue}`;
-}
-
 export class RestoreStateStore {
   private readonly keys;
 

@@ -31,7 +31,8 @@
  *
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
-import { queueKey, type RoundParticipant, type RoundQueue } from '../../services/coordinator/checkpoint-round.js';
+import type { RoundParticipant, RoundQueue } from '../../services/coordinator/checkpoint-round.js';
+import { queueKey } from '../../services/core/queue-key.js';
 import { DECIDE_ATTEMPTS, DECIDE_DEADLINE_MS, decideRetryDelayMs, leaseTickMs, REDELIVER_ATTEMPTS, SCHEDULER_TICK_MAX_MS } from '../../services/coordinator/timing.js';
 import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
