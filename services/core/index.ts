@@ -87,4 +87,5 @@ export {
 export { orderSegments, type PrefixSpec, readPrefix, verifyPrefix } from './segment-reader.js';
 export { withTimeLimit } from './time-limit.js';
 export { parseAtTime } from './time-spec.js';
+export { type ByteUnit, type ByteUnitRange, formatBytes } from './units.js';
 export { WorkerClient } from './worker-client.js';
