@@ -4,7 +4,7 @@
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
-import { storedSegmentCount } from '../core/index.js';
+import { formatBytes, storedSegmentCount } from '../core/index.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
@@ -213,15 +213,7 @@ export function table(rows: string[][]): string {
 }
 
 export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
+  return formatBytes(n);
 }
 
 export function restoreSummaryJson(r: RestoreSummary) {

@@ -4,6 +4,7 @@
  * permanent line above them for each queue that finishes. Otherwise (a pipe, a log file): plain
  * lines only, never an escape code, and a progress line at most every 2 s so logs stay readable.
  */
+import { queueKey } from '../core/index.js';
 import type { RestoreDone, RestoreEvent, RestorePlan } from '../gen/tidemark/v1/admin.js';
 import type { RestoreProgress } from '../gen/tidemark/v1/worker.js';
 import { bytes, restoreEventJson } from './output.js';
@@ -119,8 +120,6 @@ interface QueueState {
   samples: RateSample[];
   status: 'waiting' | 'active' | 'done' | 'failed' | 'earlier';
 }
-
-const queueKey = (vhost: string, queue: string): string => `${vhost}\u0000${queue}`;
 
 /** The counts behind both displays. */
 class Tally {

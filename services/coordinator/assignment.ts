@@ -13,9 +13,9 @@
  * - a worker that refuses the leader's token as stale, with a token at or above it, means this
  *   leader is outranked: the pass reports it and the caller steps down instead of adopting it.
  */
-import { assign, type Catalog, errorMessage, type Logger, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
+import { assign, type Catalog, errorMessage, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
-import { queueKey, type RoundParticipant } from './checkpoint-round.js';
+import type { RoundParticipant } from './checkpoint-round.js';
 import type { ProtectedQueue } from './discovery.js';
 
 /** The queues a worker acknowledged, with the address it was reached at. */

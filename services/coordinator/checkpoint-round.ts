@@ -20,7 +20,7 @@
  */
 import type { CheckpointManifest, ExchangeDefinition, IncompleteMark, QueueCheckpoint, QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { Vote, type PrepareReply, type QueueRef } from '../gen/tidemark/v1/worker.js';
-import type { CommitRecord, QueueMark } from '../core/index.js';
+import { type CommitRecord, type QueueMark, queueKey } from '../core/index.js';
 
 export interface RoundParticipant {
   workerId: string;
@@ -188,10 +188,6 @@ export type RoundEvent =
   | { type: 'manifest-written' };
 
 export type RoundState = 'new' | 'fencing' | 'preparing' | 'recording' | 'writing-manifest' | 'done';
-
-export function queueKey(vhost: string, queue: string): string {
-  return `${vhost}\u0000${queue}`;
-}
 
 export class CheckpointRound {
   state: RoundState = 'new';

@@ -23,6 +23,7 @@ import {
   errorMessage,
   FailedPreconditionError,
   type Logger,
+  queueKey,
   StoppingError,
   withTimeLimit,
   type WorkerClient,
@@ -31,7 +32,6 @@ import type { StatusReply } from '../gen/tidemark/v1/admin.js';
 import { Decision } from '../gen/tidemark/v1/worker.js';
 import { assignQueues, type AssignmentResult, WorkerPool } from './assignment.js';
 import { AmqpBrokerContinuity, type BrokerContinuity } from './broker-continuity.js';
-import { queueKey } from './checkpoint-round.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { type CoordinatorParts, openCoordinatorParts } from './coordinator-parts.js';
 import { statusReply, WORKER_STATUS_DEADLINE_MS } from './coordinator-status.js';

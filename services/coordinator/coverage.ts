@@ -35,10 +35,9 @@
  * observeCoverage is one pass's check: it samples, feeds the leader's CoverageTracker, and logs a
  * gap when its entry paths are new, not again as its counts grow.
  */
-import type { Logger, WorkerClient } from '../core/index.js';
+import { type Logger, queueKey, splitQueueKey, type WorkerClient } from '../core/index.js';
 import type { ManagementClient } from '../core/amqp/index.js';
 import type { ProtectedQueue } from './discovery.js';
-import { queueKey } from './checkpoint-round.js';
 
 export interface CoverageSample {
   vhost: string;
@@ -112,7 +111,7 @@ export class CoverageTracker {
   observe(samples: CoverageSample[], nowMs = Date.now()): void {
     const seen = new Set<string>();
     for (const s of samples) {
-      const id = `${s.vhost}\u0000${s.queue}`;
+      const id = queueKey(s.vhost, s.queue);
       seen.add(id);
       if (s.paths && s.paths.length > 0) this.paths.set(id, s.paths);
       else this.paths.delete(id);
@@ -187,7 +186,7 @@ export class CoverageTracker {
         ...(arrived > 0 ? [`${arrived} entered without a publish (dead-lettered?)`] : []),
         ...paths,
       ];
-      const [vhost, queue] = id.split('\u0000');
+      const { vhost, queue } = splitQueueKey(id);
       out.push({
         vhost,
         queue,

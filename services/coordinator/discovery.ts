@@ -38,6 +38,7 @@ import {
   MAX_FILE_NAME_BYTES,
   NotFoundError,
   ProtectionPolicy,
+  queueKey,
   relayExchangeName,
   relayFenceKey,
   streamDirectoryLength,
@@ -45,7 +46,6 @@ import {
 } from '../core/index.js';
 import { type BindingInfo, ManagementClient, queueBindings, type VhostConnections } from '../core/amqp/index.js';
 import { sentinelName } from './broker-continuity.js';
-import { queueKey } from './checkpoint-round.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
 import { journalArguments, type JournalRetention } from './journal-retention.js';
 import type { ShedJournals } from './shed-journals.js';

@@ -16,7 +16,7 @@
  * {@link journalBudget} is the pure decision; {@link ResourceGuard} reads the broker and keeps the
  * recent declarations and the log of changes.
  */
-import { errorMessage, type Logger } from '../core/index.js';
+import { errorMessage, formatBytes, type Logger } from '../core/index.js';
 import type { NodeResources } from '../core/amqp/index.js';
 
 /** Broker memory one journal costs: measured about 100 KB (stream, its reader), rounded up. */
@@ -145,7 +145,7 @@ export function journalBudget(nodes: readonly NodeResources[], limits: GuardLimi
 }
 
 export function mib(bytes: number): string {
-  return bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(1)} GiB` : `${Math.round(bytes / 1024 ** 2)} MiB`;
+  return formatBytes(bytes, { smallest: 'MiB', largest: 'GiB' });
 }
 
 /** A queue the guard holds back. */

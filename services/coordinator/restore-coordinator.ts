@@ -20,8 +20,8 @@ import {
   type Logger,
   NotFoundError,
   parseAtTime,
+  queueKey,
   type QueueProgress,
-  restoreQueueKey,
   type RestoreRecord,
   RestoreStateStore,
   storedSegmentCount,
@@ -230,7 +230,7 @@ export class RestoreService {
     );
     const catalog = this.coordinator.catalog;
     const segments = await Promise.all(planned.map((p) => catalog.segmentsOf(p.entry)));
-    const keys = planned.map((p) => restoreQueueKey(p.entry.definition!.vhost, p.entry.definition!.name));
+    const keys = planned.map((p) => queueKey(p.entry.definition!.vhost, p.entry.definition!.name));
     const checks = await preflightTargets(
       request.targetAmqpUrl || config.amqpUrl,
       planned.map((p, i) => ({ vhost: p.targetVhost, name: p.targetName, definition: p.entry.definition!, started: progress.get(keys[i])?.started ?? false })),

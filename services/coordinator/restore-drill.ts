@@ -7,7 +7,7 @@
  */
 import type { DrillEvent, DrillQueueResult, DrillRequest, RestoreEvent } from '../gen/tidemark/v1/admin.js';
 import { RestoreRequest } from '../gen/tidemark/v1/admin.js';
-import { errorMessage, restoreQueueKey } from '../core/index.js';
+import { errorMessage, queueKey } from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
 import { createScratchVhost, expectedDigest, reconcile, removeScratchVhost, restoredDigest, scratchVhostName } from './drill.js';
 import { planRestore } from './restore-plan.js';
@@ -36,7 +36,7 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
     const relay = (event: RestoreEvent) => {
       const e = event.event;
       if (e?.$case === 'plan') restoreId = e.value.restoreId;
-      if (e?.$case === 'progress' && e.value.error) restoreErrors.set(restoreQueueKey(e.value.sourceVhost, e.value.sourceQueue), e.value.error);
+      if (e?.$case === 'progress' && e.value.error) restoreErrors.set(queueKey(e.value.sourceVhost, e.value.sourceQueue), e.value.error);
       emit({ event: { $case: 'restore', value: event } });
     };
     await restores.start(
@@ -68,7 +68,7 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
       const restored = await restoredDigest(config.amqpUrl, vhost, source.name, { type: source.type, expectedMessages: expected.messages, signal });
       const result = reconcile(source.vhost, source.name, expected, restored);
       if ('error' in expected) Object.assign(result, { ok: false, error: [expected.error, result.error].filter(Boolean).join('; ') });
-      const restoreError = restoreErrors.get(restoreQueueKey(source.vhost, source.name));
+      const restoreError = restoreErrors.get(queueKey(source.vhost, source.name));
       if (restoreError) Object.assign(result, { ok: false, error: [restoreError, result.error].filter(Boolean).join('; ') });
       results.push(result);
       emit({ event: { $case: 'queue', value: result } });

@@ -5,7 +5,7 @@
  */
 import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { NameMapping } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, globMatcher, rendezvousOwner } from '../core/index.js';
+import { ConfigError, globMatcher, queueKey, rendezvousOwner } from '../core/index.js';
 
 export type BindingsMode = 'auto' | 'all' | 'none';
 
@@ -91,12 +91,12 @@ export function planRestore(manifest: CheckpointManifest, selection: RestoreSele
     const targetVhost = vhostMap.get(source.vhost) ?? (selection.targetVhost || source.vhost);
     const renamed = targetName !== source.name || targetVhost !== source.vhost;
     const bind = selection.bindings === 'all' || (selection.bindings === 'auto' && !renamed);
-    const workerId = rendezvousOwner(`${targetVhost}\u0000${targetName}`, workerIds)!;
+    const workerId = rendezvousOwner(queueKey(targetVhost, targetName), workerIds)!;
     return { entry, targetVhost, targetName, bind, workerId };
   });
   const targets = new Map<string, string>();
   for (const p of planned) {
-    const key = `${p.targetVhost}\u0000${p.targetName}`;
+    const key = queueKey(p.targetVhost, p.targetName);
     const other = targets.get(key);
     if (other) throw new ConfigError(`${other} and ${p.entry.definition!.name} would both restore into ${p.targetVhost}/${p.targetName}: adjust --map/--prefix`);
     targets.set(key, p.entry.definition!.name);

@@ -13,11 +13,11 @@
  * - the round id is unique per round even where epochs repeat (Redis lost), and fences carry it.
  */
 import { randomBytes } from 'node:crypto';
-import { type Catalog, errorMessage, fenceExchangeName, type Logger } from '../core/index.js';
+import { type Catalog, errorMessage, fenceExchangeName, type Logger, queueKey } from '../core/index.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { type AssignmentResult, participantsOf } from './assignment.js';
 import type { BrokerContinuity } from './broker-continuity.js';
-import { queueKey, type PriorEntry, type RoundPlan } from './checkpoint-round.js';
+import type { PriorEntry, RoundPlan } from './checkpoint-round.js';
 import type { DiscoveryResult } from './discovery.js';
 
 /** A round id: the leader's token, the epoch and 48 random bits. */

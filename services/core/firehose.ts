@@ -17,7 +17,7 @@
  * This module holds the names and the pure conversions; the relay itself is in the worker.
  */
 import type { MessageProperties, Options } from 'amqplib';
-import type { QueueConsumers } from './amqp/management-client.js';
+import type { QueueConsumers } from './amqp/management-types.js';
 import { fenceExchangeName, journalName, isOwnObject } from './names.js';
 
 /** The quorum queue receiving the vhost's trace copies. */

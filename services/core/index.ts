@@ -39,20 +39,11 @@ export {
   traceKeyOf,
   unwrapRelayed,
 } from './firehose.js';
-export {
-  beforeDeadline,
-  callUnary,
-  clientChannelOptions,
-  fromServiceError,
-  isConnectFailure,
-  isRetryableGrpcError,
-  readStream,
-  requireField,
-  serverStream,
-  startServer,
-  stopServer,
-  unary,
-} from './grpc.js';
+export { callUnary, readStream } from './grpc-client.js';
+export { beforeDeadline, requireField, serverStream, unary } from './grpc-handlers.js';
+export { clientChannelOptions } from './grpc-options.js';
+export { startServer, stopServer } from './grpc-server.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc-status.js';
 export { forEachLimited } from './limited.js';
 export { createLogger, type Logger, throttledWarn } from './log.js';
 export { Membership, type WorkerRegistration } from './membership.js';
@@ -76,9 +67,10 @@ export {
   streamDirectoryLength,
 } from './names.js';
 export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
+export { queueKey, splitQueueKey } from './queue-key.js';
 export { assign, rendezvousOwner } from './rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, restoreQueueKey, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
+export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
 export { backoffDelay, retry } from './retry.js';
 export {
   type AdaptiveCodec,
@@ -96,4 +88,5 @@ export {
 export { orderSegments, type PrefixSpec, readPrefix, verifyPrefix } from './segment-reader.js';
 export { withTimeLimit } from './time-limit.js';
 export { parseAtTime } from './time-spec.js';
+export { type ByteUnit, type ByteUnitRange, formatBytes } from './units.js';
 export { WorkerClient } from './worker-client.js';

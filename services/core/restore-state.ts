@@ -45,10 +45,6 @@ export interface QueueProgress {
 
 const FINISHED_TTL_S = 7 * 24 * 3600;
 
-/** The key of a source queue within a restore. */
-export function restoreQueueKey(vhost: string, queue: string): string {
-  return `${vhost}\u0000${queue}`;
-}
 
 export class RestoreStateStore {
   private readonly keys;

@@ -1,11 +1,12 @@
 /**
  * The coordinator's client of one worker: promise methods with a deadline each, and the restore
- * stream as an async iterable. Errors arrive as Tidemark error classes (see grpc.ts). It is in
+ * stream as an async iterable. Errors arrive as Tidemark error classes (see grpc-status.ts). It is in
  * core because it is the worker's contract (worker.proto) seen from outside, and the coordinator
  * may import core but not the worker (docs/ARCHITECTURE.md#layers).
  */
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, clientChannelOptions, readStream } from './grpc.js';
+import { callUnary, readStream } from './grpc-client.js';
+import { clientChannelOptions } from './grpc-options.js';
 import {
   WorkerServiceClient,
   type AssignReply,

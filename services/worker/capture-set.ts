@@ -6,7 +6,7 @@
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
-import { captureCodec, errorMessage, type Logger, type SegmentCodecChoice } from '../core/index.js';
+import { captureCodec, errorMessage, type Logger, queueKey, type SegmentCodecChoice } from '../core/index.js';
 import { VhostConnections } from '../core/amqp/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import { LaneSlots } from './lane-slots.js';
@@ -24,10 +24,6 @@ export interface CaptureSetOptions {
   clientName: string;
   /** Most capture channels on one AMQP connection; a vhost opens as many connections as it needs. */
   channelsPerConnection: number;
-}
-
-export function queueId(vhost: string, queue: string): string {
-  return `${vhost}\u0000${queue}`;
 }
 
 export class CaptureSet {
@@ -51,7 +47,7 @@ export class CaptureSet {
   }
 
   get(vhost: string, queue: string): QueueCapture | undefined {
-    return this.captures.get(queueId(vhost, queue));
+    return this.captures.get(queueKey(vhost, queue));
   }
 
   all(): QueueCapture[] {
@@ -69,7 +65,7 @@ export class CaptureSet {
   }
 
   private async applyNow(assignments: QueueAssignment[]): Promise<void> {
-    const wanted = new Map(assignments.map((a) => [queueId(a.definition!.vhost, a.definition!.name), a]));
+    const wanted = new Map(assignments.map((a) => [queueKey(a.definition!.vhost, a.definition!.name), a]));
     // Releases first, so their slots are free for the queues started below.
     for (const [id, capture] of this.captures) {
       if (!wanted.has(id)) {
@@ -104,7 +100,7 @@ export class CaptureSet {
     // A replacement keeps its queue's lane; a new queue takes the lowest lane with room.
     const groups: Array<{ vhost: string; lane: number; captures: QueueCapture[] }> = [];
     for (const capture of started) {
-      const lane = this.slotsOf(capture.vhost).take(queueId(capture.vhost, capture.queue));
+      const lane = this.slotsOf(capture.vhost).take(queueKey(capture.vhost, capture.queue));
       const group = groups.find((g) => g.vhost === capture.vhost && g.lane === lane);
       if (group) group.captures.push(capture);
       else groups.push({ vhost: capture.vhost, lane, captures: [capture] });
@@ -120,7 +116,7 @@ export class CaptureSet {
       } finally {
         for (const capture of captures) this.attaching.delete(capture);
       }
-      for (const capture of captures) this.captures.set(queueId(capture.vhost, capture.queue), capture);
+      for (const capture of captures) this.captures.set(queueKey(capture.vhost, capture.queue), capture);
       this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
     }
   }
@@ -163,7 +159,7 @@ export class CaptureSet {
     const slots = this.slotsOf(vhost);
     // Captures still being attached by apply() count too: the connection they were given is gone.
     const candidates = new Set([...this.captures.values(), ...this.attaching]);
-    const captures = [...candidates].filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueId(c.vhost, c.queue)) === lane);
+    const captures = [...candidates].filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueKey(c.vhost, c.queue)) === lane);
     await Promise.all(captures.map((capture) => this.attach(connection, capture)));
     this.options.log.info(`re-attached ${captures.length} capture(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
   }

@@ -36,8 +36,8 @@ import {
   ORIGIN_QUEUE_HEADER,
   ORIGIN_RESTORE_HEADER,
   ORIGIN_VHOST_HEADER,
+  queueKey,
   readPrefix,
-  restoreQueueKey,
   TidemarkError,
   toPublishOptions,
 } from '../core/index.js';
@@ -107,7 +107,7 @@ async function restoreQueue(
     const connection = await connectionFor(item.targetVhost);
     // The coordinator checked the targets before the restore began; this catches one filled since.
     if (!item.append && !item.started) await refuseNonEmptyTarget(connection, item);
-    await options.progress?.markStarted(restoreQueueKey(source.vhost, source.name));
+    await options.progress?.markStarted(queueKey(source.vhost, source.name));
     if (item.recreate) await declareTarget(connection, item, options.task.exchanges);
     const resume = await resumePoint(connection, item, options);
     progress.confirmed = progress.skipped = resume.count;
@@ -195,7 +195,7 @@ async function publishPrefix(
     failure ??= new TidemarkError(`the broker returned a message as unroutable: target queue ${item.targetVhost}/${item.targetName} does not exist (replyText ${msg.fields.replyText ?? ''})`);
   });
   const window = Math.max(1, options.confirmWindow);
-  const queueKey = restoreQueueKey(item.source!.vhost, item.source!.name);
+  const key = queueKey(item.source!.vhost, item.source!.name);
   let wake: (() => void) | undefined;
   const notify = () => wake?.();
   // Also wakes every 200 ms: a progress write that failed is retried from here.
@@ -231,11 +231,11 @@ async function publishPrefix(
     const count = progress.confirmed;
     if (count === recorded || (!force && count - recorded < Math.max(1, Math.floor(window / 4)))) return;
     recording = options.progress
-      .advance(queueKey, count, published.lastOffset)
+      .advance(key, count, published.lastOffset)
       .then(() => void (recorded = count))
       .catch((err) => {
         retryAt = Date.now() + 1_000;
-        options.log.warn(`recording the progress of ${queueKey.replace('\u0000', '/')} failed, will retry: ${errorMessage(err)}`);
+        options.log.warn(`recording the progress of ${key.replace('\u0000', '/')} failed, will retry: ${errorMessage(err)}`);
       })
       .finally(() => {
         recording = undefined;

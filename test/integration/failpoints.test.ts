@@ -19,7 +19,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerClient } from '../../services/core/worker-client.js';
 import { assign } from '../../services/core/rendezvous.js';
-import { queueKey } from '../../services/coordinator/checkpoint-round.js';
+import { queueKey } from '../../services/core/queue-key.js';
 import { DecisionLog } from '../../services/core/decision-log.js';
 import type { FailpointMode, FailpointName } from '../../services/core/failpoints.js';
 import { RoundOutcome, type CheckpointReply, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';

@@ -21,7 +21,7 @@ import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, unique
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { eventually } from '../helpers/eventually.js';
 import { assign } from '../../services/core/rendezvous.js';
-import { queueKey } from '../../services/coordinator/checkpoint-round.js';
+import { queueKey } from '../../services/core/queue-key.js';
 
 const EXCHANGE = 'fh';
 const QUEUES = [

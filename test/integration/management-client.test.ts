@@ -1,7 +1,8 @@
 import { createServer } from 'node:net';
 import amqp, { type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ManagementClient, queueBindings, type QueueDetails } from '../../services/core/amqp/management-client.js';
+import { ManagementClient } from '../../services/core/amqp/management-client.js';
+import { queueBindings, type QueueDetails } from '../../services/core/amqp/management-types.js';
 import { ConfigError, TransientError } from '../../services/core/errors.js';
 import { amqpUrlForVhost, testServices, uniqueName } from '../helpers/services.js';
 

@@ -1,7 +1,8 @@
 /** A restore's durable state in a real Redis: what resume relies on (services/core/restore-state.ts). */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RestoreStateStore, restoreQueueKey, type RestoreRecord } from '../../services/core/restore-state.js';
+import { queueKey } from '../../services/core/queue-key.js';
+import { RestoreStateStore, type RestoreRecord } from '../../services/core/restore-state.js';
 import { redisKeys } from '../../services/core/names.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 
@@ -27,7 +28,7 @@ describe('restore state in Redis', () => {
   });
 
   it("keeps a queue's confirmed prefix moving forward only: a late write of an older attempt cannot move it back", async () => {
-    const q = restoreQueueKey('/', 'orders');
+    const q = queueKey('/', 'orders');
     await state.advance('r1', q, 64, 63);
     await state.advance('r1', q, 128, 131);
     await state.advance('r1', q, 96, 99); // an older attempt, late
@@ -36,8 +37,8 @@ describe('restore state in Redis', () => {
   });
 
   it('reads started, confirmed and finished per queue, vhost and name kept apart', async () => {
-    const a = restoreQueueKey('v1', 'q');
-    const b = restoreQueueKey('v2', 'q');
+    const a = queueKey('v1', 'q');
+    const b = queueKey('v2', 'q');
     await state.markStarted('r2', a);
     await state.advance('r2', a, 10, 9);
     await state.markFinished('r2', b, { ok: false, error: 'segment x is corrupt' });
@@ -51,7 +52,7 @@ describe('restore state in Redis', () => {
   it('lists restores newest first; an ended one expires after a week, a running one never', async () => {
     await state.create(record('old', 1_000));
     await state.create(record('new', 2_000));
-    await state.markStarted('new', restoreQueueKey('/', 'q'));
+    await state.markStarted('new', queueKey('/', 'q'));
     expect((await state.list()).map((r) => r.id)).toEqual(['new', 'old']);
 
     await state.setState('new', 'cancelled');

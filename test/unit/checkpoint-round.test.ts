@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import {
   assembleManifest,
   CheckpointRound,
-  queueKey,
   type RoundEffect,
   type RoundEvent,
   type RoundParticipant,
   type RoundPlan,
   type RoundQueue,
 } from '../../services/coordinator/checkpoint-round.js';
+import { queueKey } from '../../services/core/queue-key.js';
 import type { CheckpointManifest, ExchangeDefinition, QueueCheckpoint, QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 import { PrepareReply, Vote } from '../../services/gen/tidemark/v1/worker.js';
 

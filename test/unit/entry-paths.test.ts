@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BindingInfo, ExchangeInfo, QueueInfo } from '../../services/core/amqp/management-client.js';
+import type { BindingInfo, ExchangeInfo, QueueInfo } from '../../services/core/amqp/management-types.js';
 import { topicMatches, uncapturablePaths, type VhostTopology } from '../../services/coordinator/entry-paths.js';
 
 const queue = (name: string, args: Record<string, unknown> = {}, extra: Partial<QueueInfo> = {}): QueueInfo => ({

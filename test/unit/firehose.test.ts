@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MessageProperties } from 'amqplib';
-import type { BindingInfo } from '../../services/core/amqp/management-client.js';
+import type { BindingInfo } from '../../services/core/amqp/management-types.js';
 import { reachingExchanges } from '../../services/coordinator/firehose-provisioning.js';
 import {
   RELAY_CC_HEADER,

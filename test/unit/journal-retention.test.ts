@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeResources } from '../../services/core/amqp/management-client.js';
+import type { NodeResources } from '../../services/core/amqp/management-types.js';
 import { journalBound, segmentBytesFor, type RetentionLimits } from '../../services/coordinator/journal-retention.js';
 
 const MiB = 1024 ** 2;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { NodeResources } from '../../services/core/amqp/management-client.js';
+import type { NodeResources } from '../../services/core/amqp/management-types.js';
 import { JOURNAL_MEMORY_COST, ResourceGuard, SETTLE_MS, journalBudget, type GuardLimits, type WaitingQueue } from '../../services/coordinator/resource-guard.js';
 import type { Logger } from '../../services/core/log.js';
 

@@ -2,7 +2,8 @@
  * RabbitMQ for the other modules: connections per vhost, the management API, queue probes and
  * vhost URLs. An entry of its own, so that importing core does not load amqplib.
  */
-export { type BindingInfo, type ExchangeInfo, ManagementClient, type NodeResources, queueBindings, type QueueInfo } from './management-client.js';
+export { ManagementClient } from './management-client.js';
+export { type BindingInfo, type ExchangeInfo, type NodeResources, queueBindings, type QueueInfo } from './management-types.js';
 export { argumentsConflict, probeQueue, queueDeclareOptions, queueExists } from './queue-probe.js';
 export { VhostConnections } from './vhost-connections.js';
 export { amqpUrlForVhost, redactUrl } from './vhost-url.js';
