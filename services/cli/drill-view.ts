@@ -4,11 +4,13 @@
  */
 import type { DrillDone, DrillEvent, DrillQueueResult, RestoreEvent } from '../gen/tidemark/v1/admin.js';
 import { restoreEventJson } from './output.js';
-import { renderRestore } from './restore-view.js';
+import { renderRestore, type RestoreViewOutput } from './restore-view.js';
 
 export interface DrillViewOptions {
   json: boolean;
   print: (line: string) => void;
+  /** Where the restore part is drawn (bars on a terminal). @default process.stdout */
+  out?: RestoreViewOutput;
 }
 
 export function drillEventJson(event: DrillEvent): unknown {
@@ -60,7 +62,7 @@ export async function renderDrill(events: AsyncIterable<DrillEvent>, options: Dr
       await new Promise<void>((resolve) => (wake = resolve));
     }
   })();
-  const restoreView = options.json ? Promise.resolve(0) : renderRestore(restoreStream, { json: false, print: options.print, toJson: restoreEventJson });
+  const restoreView = options.json ? Promise.resolve(0) : renderRestore(restoreStream, { json: false, print: options.print, toJson: restoreEventJson, out: options.out });
   const endRestore = () => {
     restoreEnded = true;
     wake?.();

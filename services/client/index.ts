@@ -16,6 +16,9 @@ import {
   type VerifyEvent,
 } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import { followRestoreEvents, type FollowRestoreFrom, type FollowRestoreOptions } from './follow-restore.js';
+
+export { RECONNECT_FOR_MS, type FollowRestoreFrom, type FollowRestoreOptions } from './follow-restore.js';
 
 export { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 export type {
@@ -102,6 +105,27 @@ export class TidemarkClient {
   /** Watches a restore by id, resuming it first if it is not running (cancelled, or cut short by a crash). */
   resumeRestore(restoreId: string, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
     return this.stream(() => this.client.resumeRestore({ restoreId }), signal);
+  }
+
+  /**
+   * Follows a restore to its end, across coordinator failures: starts one (`{ request }`, as
+   * `restore`) or watches one by id (`{ restoreId }`, as `resumeRestore`), and yields its plan,
+   * progress and final summary. If the stream breaks with a retryable error after the plan has
+   * arrived (the coordinator crashed, its leader changed, a standby answered), the restore goes on
+   * in the cluster: this reconnects to it by id with `resumeRestore` and carries on, for up to
+   * `reconnectForMs` without an event, then throws a TidemarkError naming the restore. An error
+   * before the plan (nothing reachable, a bad request) is thrown at once. Aborting `signal` stops
+   * following, as for `restore`; the restore goes on.
+   *
+   * @example
+   * for await (const event of client.followRestore({ request: { checkpoint: 'latest' } })) {
+   *   if (event.event?.$case === 'done') console.log(event.event.value);
+   * }
+   */
+  followRestore(from: FollowRestoreFrom, options: FollowRestoreOptions = {}): AsyncGenerator<RestoreEvent, void, undefined> {
+    const { signal } = options;
+    const first = 'restoreId' in from ? this.resumeRestore(from.restoreId, signal) : this.restore(from.request, signal);
+    return followRestoreEvents(first, (restoreId) => this.resumeRestore(restoreId, signal), options);
   }
 
   /** Stops a running restore; resolves to its state afterwards ("cancelled", or how it had ended). */

@@ -254,7 +254,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   return { ...parsed.data, store: normalizeStoreUrl(parsed.data.store) };
 }
 
-/** Config keys the `tidemark` commands take as flags (services/cli/main.ts); the rest have none. */
+/** Config keys the `tidemark` commands take as flags (services/cli/commands/); the rest have none. */
 const FLAG_KEYS: ReadonlySet<string> = new Set([
   'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
   'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',

@@ -371,4 +371,17 @@ describe('restore operations (issue 4)', () => {
     }
     await new RestoredQueues(services.amqpUrl, vhost).expectResumedPrefixes(first, 'l.', WINDOW);
   }, 120_000);
+
+  it('the leader killed under a following restore command: the CLI reconnects to the next leader and follows the restore to its end', async () => {
+    const started = spawnCli(['restore', '--checkpoint', String(first.epoch), '--prefix', 'f.', ...SLOW, '--json'], cluster.env);
+    const id = await restoreUnderWay(started.stdout);
+    await cluster.kill('coordinator');
+    cluster.restart('coordinator');
+    const followed = await started.result;
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stderr).toContain(`tidemark: lost the coordinator (`);
+    expect(followed.stderr).toContain(`; reconnecting to follow restore ${id}`);
+    expect(lastEvent(followed)).toMatchObject({ type: 'done', restoreId: id, failedQueues: 0, state: 'done' });
+    await new RestoredQueues(services.amqpUrl, vhost).expectResumedPrefixes(first, 'f.', WINDOW);
+  }, 120_000);
 });

@@ -19,7 +19,7 @@ import { RoundRobinProducer } from '../helpers/producers.js';
 import { managementJson, uniqueName } from '../helpers/services.js';
 import { eventually } from '../helpers/eventually.js';
 
-/** The stop bound of runService (services/cli/main.ts), as documented. */
+/** The stop bound of runService (services/cli/commands/services.ts), as documented. */
 const STOP_LIMIT_MS = 10_000;
 const BIG = 'sig-big';
 const MESSAGES = 4_000;

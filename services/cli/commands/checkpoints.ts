@@ -1,0 +1,99 @@
+/** `checkpoint` (take one now) and `checkpoints list|show` (the catalog of visible checkpoints). */
+import type { Command } from 'commander';
+import { storedSegmentCount } from '../../core/index.js';
+import { RoundOutcome } from '../../client/index.js';
+import type { CliContext } from '../context.js';
+import { EXIT_INCOMPLETE, ExitCode } from '../exit-codes.js';
+import { bytes, checkpointJson, manifestJson, outcomeName, summaryJson, table } from '../output.js';
+
+export function addCheckpointCommands(program: Command, cli: CliContext): void {
+  const { print, printJson } = cli;
+  program
+    .command('checkpoint')
+    .description('take a checkpoint now')
+    .option('--wait', 'wait until the round is decided')
+    .option('--json', 'print JSON')
+    .action(async (flags) => {
+      const c = cli.client();
+      try {
+        const reply = await c.checkpoint(Boolean(flags.wait));
+        if (flags.json) printJson(checkpointJson(reply));
+        else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED) print(`checkpoint ${reply.epoch} committed in ${reply.durationMs} ms`);
+        else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING && !flags.wait) print(`checkpoint ${reply.epoch} started`);
+        else if (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING) {
+          // COMMIT was decided but this leader could not make it visible; the next leader settles it.
+          cli.warn(`checkpoint ${reply.epoch} is in doubt: ${reply.reason}; the next leader finishes or aborts it`);
+        } else cli.warn(`checkpoint ${reply.epoch} ${outcomeName(reply.outcome)}: ${reply.reason}`);
+        const settled = reply.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED || (reply.outcome === RoundOutcome.ROUND_OUTCOME_PENDING && !flags.wait);
+        if (!settled) throw new ExitCode(EXIT_INCOMPLETE);
+      } finally {
+        c.close();
+      }
+    });
+
+  const checkpoints = program.command('checkpoints').description('the catalog of visible checkpoints');
+  checkpoints
+    .command('list')
+    .description('list visible checkpoints, oldest first')
+    .option('--json', 'print JSON')
+    .action(async (flags) => {
+      const c = cli.client();
+      try {
+        const list = await c.listCheckpoints();
+        if (flags.json) return printJson({ checkpoints: list.map(summaryJson) });
+        if (list.length === 0) return print('no checkpoints yet');
+        print(
+          table([
+            ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND', 'INCOMPLETE'],
+            ...list.map((s) => [
+              String(s.epoch),
+              new Date(s.committedAtMs).toISOString(),
+              String(s.queues),
+              String(s.messages),
+              bytes(s.bodyBytes),
+              s.full ? 'full' : `incremental on ${s.parentEpoch}`,
+              s.incompleteQueues > 0 ? `${s.incompleteQueues} queue(s)` : '-',
+            ]),
+          ]),
+        );
+      } finally {
+        c.close();
+      }
+    });
+  checkpoints
+    .command('show <id>')
+    .description('show one checkpoint (an id or "latest")')
+    .option('--json', 'print JSON')
+    .action(async (id: string, flags) => {
+      const c = cli.client();
+      try {
+        const m = await c.getCheckpoint(id);
+        if (flags.json) return printJson(manifestJson(m));
+        print(`checkpoint ${m.epoch} committed ${new Date(m.committedAtMs).toISOString()} (${m.full ? 'full' : `incremental on ${m.parentEpoch}`}), ${m.messages} messages, ${bytes(m.bodyBytes)}`);
+        print(
+          table([
+            ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS', 'STATE'],
+            ...m.queues.map((q) => [
+              q.definition!.vhost,
+              q.definition!.name,
+              q.definition!.type,
+              String(q.messages),
+              bytes(q.bodyBytes),
+              String(q.cutOffset),
+              String(storedSegmentCount(q.segments)),
+              q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : 'complete',
+            ]),
+          ]),
+        );
+        const marked = m.queues.filter((q) => q.incomplete.length > 0);
+        if (marked.length > 0) {
+          print(`POSSIBLY INCOMPLETE: ${marked.length} queue(s) may lack messages the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues):`);
+          for (const q of marked) {
+            for (const mark of q.incomplete) print(`  ${q.definition!.vhost}/${q.definition!.name}: after offset ${mark.afterOffset}, marked in checkpoint ${mark.epoch}: ${mark.reason}`);
+          }
+        }
+      } finally {
+        c.close();
+      }
+    });
+}

@@ -1,0 +1,81 @@
+/** `status`: the coordinator, workers, protected queues, coverage and the latest checkpoint. */
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { bytes, statusJson, table } from '../output.js';
+
+export function addStatusCommand(program: Command, cli: CliContext): void {
+  const { print, printJson } = cli;
+  program
+    .command('status')
+    .description('coordinator, workers, protected queues and the latest checkpoint')
+    .option('--json', 'print JSON')
+    .action(async (flags) => {
+      const c = cli.client();
+      try {
+        const s = await c.status();
+        if (flags.json) return printJson(statusJson(s));
+        const j = statusJson(s);
+        print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
+        print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ? `${j.latestCheckpoint.id} at ${j.latestCheckpoint.committedAt}` : 'none'}`);
+        print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
+        if (j.journalBoundBytes) print(`journal retention: each journal keeps at most ${bytes(j.journalBoundBytes)}`);
+        if (j.journalPressure) print(`DISK PRESSURE: ${j.journalPressure}; journals are shrunk, then the largest are no longer protected (docs/OPERATIONS.md#journal-retention)`);
+        print(
+          j.workers.length === 0
+            ? 'workers: none'
+            : table([
+                ['WORKER', 'ADDRESS', 'QUEUES', 'HEALTH'],
+                ...j.workers.map((w) => [w.id, w.address, String(w.queues), w.error ? w.error : w.reachable ? 'ok' : 'unreachable']),
+              ]),
+        );
+        if (j.coverageGaps.length > 0) {
+          print(`COVERAGE GAPS: ${j.coverageGaps.length} queue(s) receive messages their journals do not (see REASON); checkpoints do not hold them`);
+          print(
+            table([
+              ['VHOST', 'QUEUE', 'PUBLISHED', 'CAPTURED', 'UNCAPTURED', 'SINCE', 'REASON'],
+              ...j.coverageGaps.map((g) => [g.vhost, g.queue, String(g.sourcePublished), String(g.captured), String(g.uncaptured), g.since ?? '-', g.reason]),
+            ]),
+          );
+        }
+        if (j.incompleteQueues.length > 0) {
+          print(
+            `POSSIBLY INCOMPLETE: the latest checkpoint marks ${j.incompleteQueues.length} queue(s) whose journals may lack messages the broker confirmed; ` +
+              'compare them with their source queues before relying on a restore (docs/OPERATIONS.md#possibly-incomplete-queues)',
+          );
+          print(
+            table([
+              ['VHOST', 'QUEUE', 'SINCE CHECKPOINT', 'DETECTED', 'MARKS'],
+              ...j.incompleteQueues.map((q) => [q.vhost, q.queue, String(q.sinceEpoch), q.detectedAt ?? '', String(q.marks)]),
+            ]),
+          );
+        }
+        if (j.firehose.length > 0) {
+          print(
+            table([
+              ['FIREHOSE VHOST', 'RELAYED BY', 'STANDBY', 'BACKLOG'],
+              ...j.firehose.map((f) => [f.vhost, f.error ?? f.activeWorker ?? 'nobody (no worker holds its queues?)', f.standbyWorkers.join(',') || '-', String(f.backlog)]),
+            ]),
+          );
+        }
+        if (j.unprotectedCount > 0) {
+          // One reason per distinct cause: the reasons of one pass repeat for every waiting queue.
+          const reasons = [...new Set(j.unprotected.map((u) => u.reason))];
+          print(`NOT PROTECTED: ${j.unprotectedCount} selected queue(s) have no journal and no checkpoints (the broker has no room): ${reasons.join('; ')}`);
+          print(
+            table([
+              ['VHOST', 'QUEUE'],
+              ...j.unprotected.map((u) => [u.vhost, u.queue]),
+              ...(j.unprotectedCount > j.unprotected.length ? [['...', `and ${j.unprotectedCount - j.unprotected.length} more`]] : []),
+            ]),
+          );
+        }
+        if (j.leader && j.coverageUnchecked > 0) {
+          // A leader of an older version does not say how long (0): the sentence then says "a while".
+          const idle = s.coverageSettleMs > 0 ? `${s.coverageSettleMs / 1000} s` : 'a while';
+          print(`coverage: ${j.coverageUnchecked} queue(s) not checked yet (a queue is checked once it has been idle for ${idle} since this leader began watching)`);
+        }
+      } finally {
+        c.close();
+      }
+    });
+}
