@@ -1,25 +1,44 @@
-/** A store wrapper for tests that need to see, or tamper with, what is read from a real store. */
+/**
+ * The one pass-through store for tests: forwards every call to a real store, and lets a test see,
+ * slow down or tamper with what is read.
+ */
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 
-/**
- * Forwards every call to `inner` and records the key of every read. `onRead` may replace what a
- * read returns; it is told how many times that key has been read, this read included.
- */
+export interface WatchOptions {
+  /** Replaces what a read returns; told how many times that key has been read, this read included. */
+  onRead?: (key: string, bytes: Buffer, reads: number) => Buffer;
+  /** Each read waits this long before it reaches the inner store. */
+  readDelayMs?: number;
+}
+
+/** Records the key of every read, and the most reads in flight at once (`mostInFlight`). */
 export class WatchedStore implements ObjectStore {
   readonly gets: string[] = [];
+  mostInFlight = 0;
+  private inFlight = 0;
+  private readonly options: WatchOptions;
 
   constructor(
     private readonly inner: ObjectStore,
-    private readonly onRead: (key: string, bytes: Buffer, reads: number) => Buffer = (_key, bytes) => bytes,
-  ) {}
+    options: WatchOptions | WatchOptions['onRead'] = {},
+  ) {
+    this.options = typeof options === 'function' ? { onRead: options } : options;
+  }
 
   get url(): string {
     return this.inner.url;
   }
   async get(key: string): Promise<Buffer> {
     this.gets.push(key);
-    const bytes = await this.inner.get(key);
-    return this.onRead(key, bytes, this.gets.filter((k) => k === key).length);
+    this.inFlight += 1;
+    this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
+    try {
+      if (this.options.readDelayMs) await new Promise((resolve) => setTimeout(resolve, this.options.readDelayMs));
+      const bytes = await this.inner.get(key);
+      return this.options.onRead ? this.options.onRead(key, bytes, this.gets.filter((k) => k === key).length) : bytes;
+    } finally {
+      this.inFlight -= 1;
+    }
   }
   put(key: string, body: Buffer): Promise<void> {
     return this.inner.put(key, body);

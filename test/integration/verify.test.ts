@@ -327,9 +327,9 @@ describe.each([{ kind: 'file' as const }, { kind: 's3' as const }])('verify on a
 
   it('reads at most `concurrency` objects at once, 4 by default', async () => {
     for (const concurrency of [undefined, 2]) {
-      const slow = new SlowStore(store, 50);
+      const slow = new WatchedStore(store, { readDelayMs: 50 });
       await verify(catalog, slow, '2', { concurrency });
-      expect(slow.most).toBe(concurrency ?? 4);
+      expect(slow.mostInFlight).toBe(concurrency ?? 4);
     }
   });
 
@@ -338,7 +338,7 @@ describe.each([{ kind: 'file' as const }, { kind: 's3' as const }])('verify on a
       const events: VerifyEvent[] = [];
       const stop = new AbortController();
       setTimeout(() => stop.abort(new Error('client went away')), 120);
-      const run = verifyCheckpoint(catalog, new SlowStore(store, 50), '2', { full, concurrency: 1, signal: stop.signal, emit: (e) => events.push(e) });
+      const run = verifyCheckpoint(catalog, new WatchedStore(store, { readDelayMs: 50 }), '2', { full, concurrency: 1, signal: stop.signal, emit: (e) => events.push(e) });
       await expect(run).rejects.toThrow('client went away');
       expect(events.some((e) => e.event?.$case === 'done')).toBe(false);
     }
@@ -346,7 +346,7 @@ describe.each([{ kind: 'file' as const }, { kind: 's3' as const }])('verify on a
 
   it('sends progress at most every 250 ms, and once more at the end', async () => {
     const times: number[] = [];
-    const slow = new SlowStore(store, 100);
+    const slow = new WatchedStore(store, { readDelayMs: 100 });
     await verifyCheckpoint(catalog, slow, '2', {
       full: false,
       concurrency: 1,
@@ -364,42 +364,3 @@ describe.each([{ kind: 'file' as const }, { kind: 's3' as const }])('verify on a
   });
 });
 
-/** A store whose reads take `delayMs` each; it records how many were in flight at most. */
-class SlowStore implements ObjectStore {
-  most = 0;
-  private inFlight = 0;
-
-  constructor(
-    private readonly inner: ObjectStore,
-    private readonly delayMs: number,
-  ) {}
-
-  get url(): string {
-    return this.inner.url;
-  }
-  async get(key: string): Promise<Buffer> {
-    this.inFlight += 1;
-    this.most = Math.max(this.most, this.inFlight);
-    try {
-      await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-      return await this.inner.get(key);
-    } finally {
-      this.inFlight -= 1;
-    }
-  }
-  put(key: string, body: Buffer): Promise<void> {
-    return this.inner.put(key, body);
-  }
-  has(key: string): Promise<boolean> {
-    return this.inner.has(key);
-  }
-  list(prefix: string): Promise<string[]> {
-    return this.inner.list(prefix);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}

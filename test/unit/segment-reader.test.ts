@@ -245,24 +245,12 @@ describe('readPrefix', () => {
   it('verifies several segments at once, reads them one at a time, and reports the first damage in offset order', async () => {
     const segs: SegmentRef[] = [];
     for (let first = 0; first < 100; first += 10) segs.push(await writeSegment(store, first, first + 9));
-    let inFlight = 0;
-    let most = 0;
-    const counting: ObjectStore = Object.assign(Object.create(store) as ObjectStore, {
-      get: async (key: string) => {
-        most = Math.max(most, (inFlight += 1));
-        try {
-          await new Promise((r) => setTimeout(r, 5));
-          return await store.get(key);
-        } finally {
-          inFlight -= 1;
-        }
-      },
-    });
+    const counting = new WatchedStore(store, { readDelayMs: 5 });
     expect(await verifyPrefix(counting, spec(segs, 0, 100))).toMatchObject({ segments: 10, messages: 100 });
-    expect(most).toBe(VERIFY_READ_AHEAD);
-    most = 0;
+    expect(counting.mostInFlight).toBe(VERIFY_READ_AHEAD);
+    counting.mostInFlight = 0;
     expect((await collect(counting, spec(segs, 0, 100))).map((r) => r.offset)).toEqual(range(0, 100));
-    expect(most).toBe(1);
+    expect(counting.mostInFlight).toBe(1);
 
     // Segment 3 is corrupt and 7 is missing; both are fetched at once, the error is segment 3's.
     const damaged = Buffer.from(await store.get(segs[3].key));
