@@ -6,6 +6,7 @@
  */
 export { abortable, throwIfStopping } from './abortable.js';
 export { Catalog } from './catalog.js';
+export { type Clock, systemClock } from './clock.js';
 export { type Config, environmentKeys, loadConfig } from './config.js';
 export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type QueueMark } from './decision-log.js';
 export {
