@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { redisKeys } from '../core/index.js';
+import { type Clock, redisKeys, systemClock } from '../core/index.js';
 import { LeaseHolding } from './lease-holding.js';
 
 // The token never falls to or below `floor` (the newest token the store has seen), so a leader
@@ -47,6 +47,8 @@ export class LeaderLease {
     namespace: string,
     private readonly coordinatorId: string,
     private readonly leaseMs: number,
+    /** How long the lease surely lasts is measured on it. */
+    private readonly clock: Clock = systemClock,
   ) {
     this.keys = redisKeys(namespace);
     this.holding = new LeaseHolding(leaseMs);
@@ -67,7 +69,7 @@ export class LeaderLease {
 
   /** True while this process holds the lease and it cannot have run out yet. */
   get held(): boolean {
-    return this.holding.held(Date.now());
+    return this.holding.held(this.clock.now());
   }
 
   /**
@@ -76,7 +78,7 @@ export class LeaderLease {
    */
   async tryAcquire(floor = 0): Promise<boolean> {
     const claim = LeaseHolding.claim(this.coordinatorId, randomBytes(6).toString('hex'));
-    const sentAt = Date.now();
+    const sentAt = this.clock.now();
     const token = Number(await this.redis.eval(ACQUIRE, 2, this.keys.leader, this.keys.leaderToken, claim, this.leaseMs, floor));
     this.holding.acquired(token, claim, sentAt);
     return token > 0;
@@ -85,7 +87,7 @@ export class LeaderLease {
   /** Extends the lease; false means it was lost (expired and maybe taken by another). */
   async renew(): Promise<boolean> {
     if (this.token === 0) return false;
-    const sentAt = Date.now();
+    const sentAt = this.clock.now();
     const ok = Number(await this.redis.eval(RENEW, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
     this.holding.renewed(ok, sentAt);
     return ok;
