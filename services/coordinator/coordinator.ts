@@ -97,7 +97,8 @@ export class Coordinator {
   private readonly leaderListeners: Array<() => void> = [];
   private readonly stopListeners: Array<() => Promise<void>> = [];
   readonly metrics: CoordinatorMetrics;
-  private readonly clock: Clock;
+  /** What the leader's decisions read the time from (CoordinatorParts.clock). */
+  readonly clock: Clock;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;

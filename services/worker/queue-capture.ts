@@ -31,7 +31,8 @@ import {
   unwrapRelayed,
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
-import { JournalCursor, JournalGapError } from './journal-cursor.js';
+import { JournalCursor } from './journal-cursor.js';
+import { FenceNotSeenError, JournalGapError } from './errors.js';
 
 export interface QueueCaptureOptions {
   namespace: string;
@@ -55,8 +56,6 @@ interface FencePosition {
   /** Body bytes of those messages. */
   bodyBytes: number;
 }
-
-export { JournalGapError };
 
 export class QueueCapture {
   readonly vhost: string;
@@ -350,7 +349,7 @@ export class QueueCapture {
           return true;
         }
         if (signal.aborted) {
-          reject(new TidemarkError(`fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.cursor.nextOffset}) when the prepare deadline passed`));
+          reject(new FenceNotSeenError(epoch, `fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.cursor.nextOffset}) when the prepare deadline passed`));
           return true;
         }
         return false;
