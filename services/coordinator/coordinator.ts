@@ -38,7 +38,7 @@ import { queueKey } from './checkpoint-round.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { type CoordinatorParts, openCoordinatorParts } from './coordinator-parts.js';
 import { statusReply, WORKER_STATUS_DEADLINE_MS } from './coordinator-status.js';
-import { CoverageTracker, observeCoverage } from './coverage.js';
+import { COVERAGE_SETTLE_MS, CoverageTracker, observeCoverage } from './coverage.js';
 import { DecisionRedelivery } from './decision-redelivery.js';
 import type { DiscoveryResult } from './discovery.js';
 import { FenceChannels } from './fence-channels.js';
@@ -93,7 +93,7 @@ export class Coordinator {
   private readonly continuity: BrokerContinuity;
   private readonly leadership: Leadership;
   private readonly scheduler: LeaderScheduler;
-  private readonly coverage = new CoverageTracker();
+  private readonly coverage: CoverageTracker;
   private readonly leaderListeners: Array<() => void> = [];
   private readonly stopListeners: Array<() => Promise<void>> = [];
   readonly metrics: CoordinatorMetrics;
@@ -103,6 +103,7 @@ export class Coordinator {
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
     this.clock = parts.clock ?? systemClock;
+    this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
     this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
     this.leadership = new Leadership({
