@@ -86,7 +86,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
     redis,
     lease: new LeaderLease(redis, config.namespace, config.id, config.leaseTime, clock),
     decisions: new DecisionLog(redis, config.namespace),
-    membership: new Membership(redis, config.namespace, config.leaseTime),
+    membership: new Membership(redis, config.namespace, config.leaseTime, clock),
     connections,
     management,
     discovery: new Discovery({

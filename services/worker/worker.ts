@@ -123,7 +123,7 @@ export class Worker {
 
   private static async assemble(options: WorkerOptions, store: ObjectStore, redis: Redis, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
-    const membership = new Membership(redis, config.namespace, config.leaseTime);
+    const membership = new Membership(redis, config.namespace, config.leaseTime, options.clock);
     const captures = new CaptureSet({
       namespace: config.namespace,
       amqpUrl: config.amqpUrl,
