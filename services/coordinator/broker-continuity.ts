@@ -24,6 +24,7 @@
  */
 import type { ChannelModel } from 'amqplib';
 import { errorMessage } from '../core/index.js';
+import { ContinuityCheckError } from './errors.js';
 import type { IncompleteQueue } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 
@@ -85,7 +86,7 @@ export class AmqpBrokerContinuity implements BrokerContinuity {
       return true;
     } catch (err) {
       if (/\b404\b|NOT_FOUND/.test(errorMessage(err))) return false;
-      throw new Error(`could not check whether the broker restarted (vhost ${vhost}): ${errorMessage(err)}`, { cause: err });
+      throw new ContinuityCheckError(vhost, `could not check whether the broker restarted (vhost ${vhost}): ${errorMessage(err)}`, { cause: err });
     }
   }
 }

@@ -9,7 +9,18 @@
  *   keeping the process alive (broker connections open only when first used).
  */
 import type { Redis } from 'ioredis';
-import { Catalog, type Config, DecisionLog, errorMessage, firehoseVhostsOf, type Logger, Membership, ProtectionPolicy } from '../core/index.js';
+import {
+  Catalog,
+  type Clock,
+  type Config,
+  DecisionLog,
+  errorMessage,
+  firehoseVhostsOf,
+  type Logger,
+  Membership,
+  ProtectionPolicy,
+  systemClock,
+} from '../core/index.js';
 import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
@@ -35,10 +46,12 @@ export interface CoordinatorParts {
   guard?: ResourceGuard;
   /** The journal retention discovery applies; absent in some tests. */
   retention?: JournalRetention;
+  /** What the leader's decisions read the time from (lease, schedule, rounds). @default systemClock */
+  clock?: Clock;
 }
 
 /** Opens the store and Redis, then builds the parts on them. */
-export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal): Promise<CoordinatorParts> {
+export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal, clock: Clock = systemClock): Promise<CoordinatorParts> {
   const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
   let redis: Redis;
   try {
@@ -59,6 +72,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
       maxJournals: config.maxJournals,
     },
     log: log.child('guard'),
+    clock,
   });
   const retention = new JournalRetention(
     { diskShare: config.journalDiskShare, minBytes: config.journalMinBytes, maxBytes: config.journalMaxBytes, diskMargin: config.guardDiskMargin },
@@ -70,9 +84,9 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
     store,
     catalog: new Catalog(store),
     redis,
-    lease: new LeaderLease(redis, config.namespace, config.id, config.leaseTime),
+    lease: new LeaderLease(redis, config.namespace, config.id, config.leaseTime, clock),
     decisions: new DecisionLog(redis, config.namespace),
-    membership: new Membership(redis, config.namespace, config.leaseTime),
+    membership: new Membership(redis, config.namespace, config.leaseTime, clock),
     connections,
     management,
     discovery: new Discovery({
@@ -86,9 +100,11 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
       guard,
       retention,
       shedLog: new ShedJournals(redis, config.namespace),
+      clock,
       log: log.child('discovery'),
     }),
     guard,
     retention,
+    clock,
   };
 }

@@ -9,6 +9,7 @@
  * the worker pool and assignment (assignment.ts), a round's plan (round-planning.ts) and run
  * (round-runner.ts), coverage (coverage.ts), the status reply (coordinator-status.ts) and what
  * it remembers of rounds (round-history.ts). Its parts are opened in coordinator-parts.ts.
+ * (Past ~400 lines on purpose: what is left is the one leader state every duty shares; a duty moved out would take all of it along.)
  *
  * - a leader leads only after recovery and its first discovery pass, and only while its lease is
  *   certainly held (isLeader); a discovery pass queued before it was deposed is dropped;
@@ -19,12 +20,14 @@
 import {
   abortable,
   type Catalog,
+  type Clock,
   type Config,
   errorMessage,
   FailedPreconditionError,
   type Logger,
   queueKey,
   StoppingError,
+  systemClock,
   withTimeLimit,
   type WorkerClient,
 } from '../core/index.js';
@@ -35,7 +38,7 @@ import { AmqpBrokerContinuity, type BrokerContinuity } from './broker-continuity
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { type CoordinatorParts, openCoordinatorParts } from './coordinator-parts.js';
 import { statusReply, WORKER_STATUS_DEADLINE_MS } from './coordinator-status.js';
-import { CoverageTracker, observeCoverage } from './coverage.js';
+import { COVERAGE_SETTLE_MS, CoverageTracker, observeCoverage } from './coverage.js';
 import { DecisionRedelivery } from './decision-redelivery.js';
 import type { DiscoveryResult } from './discovery.js';
 import { FenceChannels } from './fence-channels.js';
@@ -90,13 +93,17 @@ export class Coordinator {
   private readonly continuity: BrokerContinuity;
   private readonly leadership: Leadership;
   private readonly scheduler: LeaderScheduler;
-  private readonly coverage = new CoverageTracker();
+  private readonly coverage: CoverageTracker;
   private readonly leaderListeners: Array<() => void> = [];
   private readonly stopListeners: Array<() => Promise<void>> = [];
   readonly metrics: CoordinatorMetrics;
+  /** What the leader's decisions read the time from (CoordinatorParts.clock). */
+  readonly clock: Clock;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
+    this.clock = parts.clock ?? systemClock;
+    this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
     this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
     this.leadership = new Leadership({
@@ -117,7 +124,7 @@ export class Coordinator {
       recover: () => this.recover(),
       discoverAndAssign: () => this.discoverAndAssign(),
       startRound: () => this.startRound(),
-    }, parts.log);
+    }, parts.log, this.clock);
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,
       protectedQueues: () => this.discovered.queues.size,
@@ -194,7 +201,7 @@ export class Coordinator {
    */
   private async recover(): Promise<void> {
     const { decisions, catalog, lease, store, membership, log } = this.parts;
-    const report = await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log });
+    const report = await recoverRounds({ decisions, catalog, store, holder: lease.holder, leaderToken: lease.token, log, clock: this.clock });
     this.needsRecovery = false;
     // A round that ended in doubt may just have become visible (metrics only: never fails recovery).
     const finished = Math.max(0, ...report.finished);
@@ -277,7 +284,7 @@ export class Coordinator {
     const { config, catalog, decisions, lease, log } = this.parts;
     // A round of ours that ended in doubt is finished (or presumed aborted) before the next one.
     if (this.needsRecovery) await this.recover();
-    const startedAtMs = Date.now();
+    const startedAtMs = this.clock.now();
     // One listing gives both the parent and the set a worker's base must belong to.
     const visibleEpochs = await catalog.epochs();
     const latest = latestOf(visibleEpochs);
@@ -317,6 +324,7 @@ export class Coordinator {
       stillLeader: () => this.isLeader,
       undelivered: (workerId, request) => this.redelivery.undelivered.remember(workerId, request),
       log,
+      clock: this.clock,
       signal: this.stopping.signal,
     });
     if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
@@ -331,7 +339,7 @@ export class Coordinator {
     } else if (result.outcome === 'aborted') {
       this.history.aborted();
     }
-    const durationMs = Date.now() - startedAtMs;
+    const durationMs = this.clock.now() - startedAtMs;
     this.metrics.roundFinished(result.outcome, durationMs);
     this.history.last = { epoch, outcome: result.outcome, reason: result.reason, startedAtMs, durationMs };
     return result;

@@ -35,7 +35,7 @@
  * observeCoverage is one pass's check: it samples, feeds the leader's CoverageTracker, and logs a
  * gap when its entry paths are new, not again as its counts grow.
  */
-import { type Logger, queueKey, splitQueueKey, type WorkerClient } from '../core/index.js';
+import { type Clock, type Logger, queueKey, splitQueueKey, systemClock, type WorkerClient } from '../core/index.js';
 import type { ManagementClient } from '../core/amqp/index.js';
 import type { ProtectedQueue } from './discovery.js';
 
@@ -105,10 +105,14 @@ export class CoverageTracker {
   /** Queues of the last pass, sampled or not; undefined before the first pass. */
   private lastPass: string[] | undefined;
 
-  constructor(readonly settleMs = COVERAGE_SETTLE_MS) {}
+  constructor(
+    readonly settleMs = COVERAGE_SETTLE_MS,
+    /** When counters have been still for long enough. */
+    private readonly clock: Clock = systemClock,
+  ) {}
 
   /** Takes one pass's samples; queues not sampled any more are forgotten. */
-  observe(samples: CoverageSample[], nowMs = Date.now()): void {
+  observe(samples: CoverageSample[], nowMs = this.clock.now()): void {
     const seen = new Set<string>();
     for (const s of samples) {
       const id = queueKey(s.vhost, s.queue);

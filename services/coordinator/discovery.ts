@@ -23,35 +23,39 @@
  *
  * A journal declared again after the queue's latest checkpoint (its earlier one was shed or
  * deleted by someone) is *renewed* (journal-renewals.ts): capture starts afresh, and the next
- * checkpoint marks the queue. Firehose provisioning is in firehose-provisioning.ts, the journal
- * policy in journal-policy.ts.
+ * checkpoint marks the queue. Declaring and binding one journal is in journal-provisioning.ts,
+ * firehose provisioning in firehose-provisioning.ts, the journal policy in journal-policy.ts.
  */
-import type { Channel } from 'amqplib';
 import type { ExchangeDefinition, QueueDefinition } from '../gen/tidemark/v1/store.js';
 import {
+  type Clock,
   errorMessage,
   fenceExchangeName,
   firehoseQueueName,
   isOwnObject,
   journalName,
   type Logger,
-  MAX_FILE_NAME_BYTES,
   NotFoundError,
   ProtectionPolicy,
   queueKey,
-  relayExchangeName,
-  relayFenceKey,
-  streamDirectoryLength,
+  systemClock,
   toFieldTable,
 } from '../core/index.js';
-import { type BindingInfo, ManagementClient, queueBindings, type VhostConnections } from '../core/amqp/index.js';
+import { ManagementClient, queueBindings, type VhostConnections } from '../core/amqp/index.js';
 import { sentinelName } from './broker-continuity.js';
 import type { JournalAdmission, ResourceGuard, WaitingQueue } from './resource-guard.js';
-import { journalArguments, type JournalRetention } from './journal-retention.js';
+import type { JournalRetention } from './journal-retention.js';
 import type { ShedJournals } from './shed-journals.js';
 import { CREATED_AT_ARGUMENT, JournalRenewals } from './journal-renewals.js';
 import { JournalPolicies } from './journal-policy.js';
 import { drainFirehose, provisionFirehose } from './firehose-provisioning.js';
+import {
+  deleteUnstartableJournal,
+  type JournalProvisioningContext,
+  type JournalRoute,
+  provisionJournal,
+  provisioningChannel,
+} from './journal-provisioning.js';
 import { uncapturablePaths } from './entry-paths.js';
 
 export interface ProtectedQueue {
@@ -98,6 +102,8 @@ export interface DiscoveryOptions {
   retention?: JournalRetention;
   /** Where shed journals are recorded for later leaders; without it only this one knows. */
   shedLog?: ShedJournals;
+  /** Stamps new journals and shed times. @default systemClock */
+  clock?: Clock;
   log: Logger;
 }
 
@@ -108,8 +114,12 @@ export class Discovery {
   private readonly uncapturable = new Map<string, string[]>();
   private readonly renewals: JournalRenewals;
   private readonly policies: JournalPolicies | undefined;
+  private readonly clock: Clock;
+  private readonly provisioning: JournalProvisioningContext;
 
   constructor(private readonly options: DiscoveryOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.provisioning = { ...options, clock: this.clock };
     this.renewals = new JournalRenewals(options.log, options.shedLog);
     this.policies = options.retention && new JournalPolicies({ ...options, retention: options.retention });
   }
@@ -217,7 +227,7 @@ export class Discovery {
     );
     for (const [name, reasons] of paths) this.uncapturable.set(queueKey(vhost, name), reasons);
     if (chosen.length === 0 && known.length === 0 && !existing.has(firehoseQueue)) return [];
-    const channel = await this.channel(vhost);
+    const channel = await provisioningChannel(this.provisioning, vhost);
     const usedExchanges = new Set<string>();
     try {
       await channel.assertExchange(fenceExchangeName(namespace), 'fanout', { durable: true });
@@ -247,7 +257,7 @@ export class Discovery {
           log.warn(`queue ${vhost}/${q.name} is not protected: ${errorMessage(err)}`);
           continue;
         }
-        await this.deleteUnstartable(channel, vhost, q.name, journal, streams, existing);
+        await deleteUnstartableJournal(this.provisioning, channel, vhost, q.name, journal, streams, existing);
         // A queue with a journal (protected, or by an earlier leader) costs nothing new.
         if (admission && !this.known.has(id) && !existing.has(journal) && !admission.admit()) {
           const shed = this.renewals.shedReason(id);
@@ -271,7 +281,7 @@ export class Discovery {
           arguments: toFieldTable(q.arguments ?? {}),
           bindings: explicit.map((b) => ({ source: b.source, routingKey: b.routingKey, arguments: toFieldTable(b.arguments ?? {}) })),
         };
-        const declaredAt = await this.provision(channel, journal, explicit, bindings, existing, route);
+        const declaredAt = await provisionJournal(this.provisioning, channel, journal, explicit, bindings, existing, route);
         if (declaredAt !== undefined) this.renewals.declared(id, declaredAt);
         explicit.forEach((b) => usedExchanges.add(b.source));
         this.known.set(id, { definition, journal, deleted: false });
@@ -281,12 +291,12 @@ export class Discovery {
         if (seen.has(id)) continue;
         if (!policy.matches(vhost, entry.definition.name)) {
           // No longer selected: stop capturing it; its journal and earlier checkpoints stay.
-          if (existing.has(entry.journal)) await this.provision(channel, entry.journal, [], bindings, existing, route);
+          if (existing.has(entry.journal)) await provisionJournal(this.provisioning, channel, entry.journal, [], bindings, existing, route);
           this.known.delete(id);
           log.warn(`${vhost}/${entry.definition.name} is no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out`);
         } else if (existing.has(entry.journal)) {
           // The source is gone: its journal must stop receiving what the queue no longer gets.
-          await this.provision(channel, entry.journal, [], bindings, existing, route);
+          await provisionJournal(this.provisioning, channel, entry.journal, [], bindings, existing, route);
           if (!entry.deleted) log.warn(`protected queue ${vhost}/${entry.definition.name} no longer exists; its journal and checkpoints are kept`);
           entry.deleted = true;
         } else {
@@ -329,37 +339,18 @@ export class Discovery {
     }
     if (!largest) return;
     const { vhost, name } = largest.entry.definition;
-    const channel = await this.channel(vhost);
+    const channel = await provisioningChannel(this.provisioning, vhost);
     try {
       await channel.deleteQueue(largest.entry.journal);
     } finally {
       await channel.close().catch(() => {});
     }
-    const shedAtMs = Date.now();
+    const shedAtMs = this.clock.now();
     const why = `its journal (${largest.messages} messages, the largest) was deleted at ${new Date(shedAtMs).toISOString()} to keep the broker's disk alarm off (${pressure})`;
     this.known.delete(largest.id);
     await this.renewals.shedNow(largest.id, why, shedAtMs);
     this.options.log.error(
       `${vhost}/${name} is not protected any more: ${why}. Its checkpoints so far are kept; it is protected again, from a new journal, once the disk has room`,
-    );
-  }
-
-  /**
-   * Deletes the journal an earlier Tidemark named `<namespace>.journal.<queue>` where that name
-   * does not fit the vhost's stream directory (services/core/names.ts): RabbitMQ never started its
-   * stream, so it holds nothing, and every publish routed to it waits for a confirm that never
-   * comes. Deleting it releases those publishes; the queue's journal is `journal` now.
-   */
-  private async deleteUnstartable(channel: Channel, vhost: string, queue: string, journal: string, streams: Set<string>, existing: Set<string>): Promise<void> {
-    const { namespace, log } = this.options;
-    const old = `${namespace}.journal.${queue}`;
-    if (old === journal || !streams.has(old) || streamDirectoryLength(vhost, old) <= MAX_FILE_NAME_BYTES) return;
-    await channel.deleteQueue(old);
-    streams.delete(old);
-    existing.delete(old);
-    log.warn(
-      `deleted stream ${vhost}/${old}: its name is too long for RabbitMQ's stream directory, so it never started and held nothing, ` +
-        `and publishes routed to it were never confirmed; queue ${vhost}/${queue} is journaled in ${journal}`,
     );
   }
 
@@ -371,65 +362,4 @@ export class Discovery {
       this.options.log.error(`vhost ${vhost} was deleted with the journal of ${entry.definition.name}: later checkpoints leave it out; earlier ones still hold it`);
     }
   }
-
-  private async channel(vhost: string): Promise<Channel> {
-    const connection = await this.options.connections.connect(vhost);
-    const channel = await connection.createChannel();
-    channel.on('error', (err) => this.options.log.warn(`provisioning channel in ${vhost}: ${errorMessage(err)}`));
-    return channel;
-  }
-
-  /**
-   * Declares the journal stream if missing and makes its bindings what `route` asks for: the
-   * source's bindings plus the fence exchange, or in firehose mode only the relay exchange (under
-   * the journal's name and the fence key); while the firehose drains, both. Returns when it
-   * declared the journal (its x-tidemark-created-at), undefined if the journal existed.
-   */
-  private async provision(
-    channel: Channel,
-    journal: string,
-    wanted: BindingInfo[],
-    all: BindingInfo[],
-    existing: Set<string>,
-    route: JournalRoute,
-  ): Promise<number | undefined> {
-    const { namespace } = this.options;
-    let declaredAt: number | undefined;
-    // An existing journal is not declared again: its arguments (x-max-age) were fixed when it was
-    // made, and a declaration with other values would fail.
-    if (!existing.has(journal)) {
-      const createdAt = Date.now();
-      await channel.assertQueue(journal, {
-        durable: true,
-        arguments: {
-          ...journalArguments(this.options.journalMaxAge, this.options.journalMaxBytes ?? 0, this.options.retention?.boundBytes),
-          [CREATED_AT_ARGUMENT]: createdAt,
-        },
-      });
-      existing.add(journal);
-      declaredAt = createdAt;
-    }
-    const own: Array<{ source: string; routingKey: string }> = [];
-    if (route !== 'firehose') own.push({ source: fenceExchangeName(namespace), routingKey: '' });
-    if (route !== 'bindings') {
-      const relay = relayExchangeName(namespace);
-      own.push({ source: relay, routingKey: journal }, { source: relay, routingKey: relayFenceKey(namespace) });
-    }
-    // Bound on every pass, whatever the listing says: a fence must never miss a protected journal.
-    for (const b of own) await channel.bindQueue(journal, b.source, b.routingKey);
-    const sources = route === 'firehose' ? [] : wanted;
-    const current = all.filter((b) => b.destination === journal && b.destinationType === 'queue' && b.source !== '');
-    const same = (a: { source: string; routingKey: string; arguments?: Record<string, unknown> }, b: BindingInfo) =>
-      a.source === b.source && a.routingKey === b.routingKey && JSON.stringify(a.arguments ?? {}) === JSON.stringify(b.arguments ?? {});
-    for (const b of sources) {
-      if (!current.some((c) => same(b, c))) await channel.bindQueue(journal, b.source, b.routingKey, b.arguments ?? {});
-    }
-    for (const c of current) {
-      if (![...own, ...sources].some((b) => same(b, c))) await channel.unbindQueue(journal, c.source, c.routingKey, c.arguments ?? {});
-    }
-    return declaredAt;
-  }
 }
-
-/** How a journal is fed: by bindings, through the firehose relay, or both while the firehose drains. */
-type JournalRoute = 'bindings' | 'firehose' | 'draining';

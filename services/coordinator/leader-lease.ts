@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { REDIS_SCRIPTS, redisKeys } from '../core/index.js';
+import { type Clock, REDIS_SCRIPTS, redisKeys, systemClock } from '../core/index.js';
 import { LeaseHolding } from './lease-holding.js';
 
 export class LeaderLease {
@@ -19,6 +19,8 @@ export class LeaderLease {
     namespace: string,
     private readonly coordinatorId: string,
     private readonly leaseMs: number,
+    /** How long the lease surely lasts is measured on it. */
+    private readonly clock: Clock = systemClock,
   ) {
     this.keys = redisKeys(namespace);
     this.holding = new LeaseHolding(leaseMs);
@@ -39,7 +41,7 @@ export class LeaderLease {
 
   /** True while this process holds the lease and it cannot have run out yet. */
   get held(): boolean {
-    return this.holding.held(Date.now());
+    return this.holding.held(this.clock.now());
   }
 
   /**
@@ -48,7 +50,7 @@ export class LeaderLease {
    */
   async tryAcquire(floor = 0): Promise<boolean> {
     const claim = LeaseHolding.claim(this.coordinatorId, randomBytes(6).toString('hex'));
-    const sentAt = Date.now();
+    const sentAt = this.clock.now();
     const token = Number(await this.redis.eval(REDIS_SCRIPTS.acquireLease, 2, this.keys.leader, this.keys.leaderToken, claim, this.leaseMs, floor));
     this.holding.acquired(token, claim, sentAt);
     return token > 0;
@@ -57,7 +59,7 @@ export class LeaderLease {
   /** Extends the lease; false means it was lost (expired and maybe taken by another). */
   async renew(): Promise<boolean> {
     if (this.token === 0) return false;
-    const sentAt = Date.now();
+    const sentAt = this.clock.now();
     const ok = Number(await this.redis.eval(REDIS_SCRIPTS.renewLease, 1, this.keys.leader, this.holder, this.leaseMs)) === 1;
     this.holding.renewed(ok, sentAt);
     return ok;

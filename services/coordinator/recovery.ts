@@ -9,7 +9,7 @@
  * 'started' record never belongs to a round still in progress.
  */
 import { createHash } from 'node:crypto';
-import { type Catalog, type CommitRecord, CorruptDataError, type DecisionLog, errorMessage, type Logger } from '../core/index.js';
+import { type Catalog, type Clock, type CommitRecord, CorruptDataError, type DecisionLog, errorMessage, type Logger, systemClock } from '../core/index.js';
 import { decodePartition, type ObjectStore } from '../core/store/index.js';
 import type { VotedPartition } from './checkpoint-round.js';
 import { isFinalFinishError, RecoveryPlan, stagedMismatch, type RecoveryReport } from './recovery-plan.js';
@@ -22,6 +22,8 @@ export interface RecoveryContext {
   holder: string;
   leaderToken: number;
   log: Logger;
+  /** The time recovery's records carry. @default systemClock */
+  clock?: Clock;
 }
 
 export type { RecoveryReport } from './recovery-plan.js';
@@ -30,7 +32,8 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
   // One listing says which epochs are visible, instead of one request per committed record.
   const visible = await context.catalog.epochs();
   const plan = new RecoveryPlan(await context.decisions.all(), visible, context.leaderToken);
-  for (let step = plan.step(Date.now()); step; step = plan.step(Date.now())) {
+  const clock = context.clock ?? systemClock;
+  for (let step = plan.step(clock.now()); step; step = plan.step(clock.now())) {
     if (step.kind === 'record') {
       await context.decisions.record(context.holder, step.record);
       plan.recorded(step);

@@ -16,7 +16,7 @@
  * {@link journalBudget} is the pure decision; {@link ResourceGuard} reads the broker and keeps the
  * recent declarations and the log of changes.
  */
-import { errorMessage, formatBytes, type Logger } from '../core/index.js';
+import { type Clock, errorMessage, formatBytes, type Logger, systemClock } from '../core/index.js';
 import type { NodeResources } from '../core/amqp/index.js';
 
 /** Broker memory one journal costs: measured about 100 KB (stream, its reader), rounded up. */
@@ -183,8 +183,8 @@ export interface ResourceGuardOptions {
   management: { nodes(): Promise<NodeResources[]> };
   limits: GuardLimits;
   log: Logger;
-  /** @default Date.now */
-  now?: () => number;
+  /** When journals were declared, for the settling window. @default systemClock */
+  clock?: Clock;
 }
 
 /** Reads the broker's headroom for each discovery pass, and logs when what it holds back changes. */
@@ -193,10 +193,10 @@ export class ResourceGuard {
   private recent: number[] = [];
   private lastNodes: NodeResources[] = [];
   private logged: { kind: string; count: number } = { kind: '', count: 0 };
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(private readonly options: ResourceGuardOptions) {
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
   }
 
   /** The nodes as last read (empty before the first pass or when the read failed). */
@@ -206,7 +206,7 @@ export class ResourceGuard {
 
   /** The allowance of the pass about to run; `journals` is how many this installation has now. */
   async open(journals: number): Promise<JournalAdmission> {
-    const now = this.now();
+    const now = this.clock.now();
     this.recent = this.recent.filter((at) => now - at < SETTLE_MS);
     let budget: JournalBudget;
     try {
@@ -222,7 +222,7 @@ export class ResourceGuard {
         },
       };
     }
-    return new JournalAdmission(budget, () => this.recent.push(this.now()));
+    return new JournalAdmission(budget, () => this.recent.push(this.clock.now()));
   }
 
   /** Logs what the pass held back when its kind or count changed since the last report. */

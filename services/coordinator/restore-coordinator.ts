@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import type { PlannedQueue, RestorePlan, RestoreRequest, RestoreSummary } from '../gen/tidemark/v1/admin.js';
 import {
+  type Clock,
   ConfigError,
   errorMessage,
   FailedPreconditionError,
@@ -69,10 +70,12 @@ function checkRestoreRequest(request: RestoreRequest): void {
 export class RestoreService {
   readonly state: RestoreStateStore;
   readonly log: Logger;
+  readonly clock: Clock;
   private readonly running = new Map<string, Promise<RestoreJob>>();
 
   constructor(readonly coordinator: Coordinator) {
     const { redis, config, log } = coordinator.restoreParts;
+    this.clock = coordinator.clock;
     this.state = new RestoreStateStore(redis, config.namespace);
     this.log = log.child('restore');
     // A new leader takes over the restores its predecessor left running.
@@ -100,7 +103,7 @@ export class RestoreService {
     const manifest = await this.resolve(request);
     const id = `r${manifest.epoch}-${randomBytes(4).toString('hex')}`;
     const stored: RestoreRequest = { ...request, checkpoint: String(manifest.epoch), at: '' };
-    const job = await this.prepare(id, stored, manifest, new Map(), Date.now());
+    const job = await this.prepare(id, stored, manifest, new Map(), this.clock.now());
     if (request.dryRun) {
       emit({ event: { $case: 'plan', value: job.plan } });
       // The stream always ends with a done event, so a reader can tell complete from cut off.
@@ -197,7 +200,7 @@ export class RestoreService {
 
   private async resolve(request: RestoreRequest): Promise<CheckpointManifest> {
     const catalog = this.coordinator.catalog;
-    if (request.at) return catalog.at(parseAtTime(request.at, Date.now()));
+    if (request.at) return catalog.at(parseAtTime(request.at, this.clock.now()));
     return catalog.resolve(request.checkpoint || 'latest');
   }
 
@@ -304,7 +307,7 @@ export class RestoreService {
       request: request as unknown as Record<string, unknown>,
       state: 'running',
       createdAtMs,
-      updatedAtMs: Date.now(),
+      updatedAtMs: this.clock.now(),
       queues: queues.length,
       messages: plan.messages,
     };

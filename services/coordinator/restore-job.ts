@@ -7,8 +7,10 @@ import type { CheckpointManifest, SegmentRef } from '../gen/tidemark/v1/store.js
 import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
 import {
+  type Clock,
   errorMessage,
   forEachLimited,
+  LeadershipLostError,
   type Logger,
   type QueueProgress,
   rendezvousOwner,
@@ -16,9 +18,11 @@ import {
   type RestoreState,
   type RestoreStateStore,
   StaleLeaderError,
+  TransientError,
   type WorkerClient,
 } from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
+import { RestoreCancelledError, RestoreInterruptedError } from './errors.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';
 
@@ -46,6 +50,8 @@ export interface RestoreJobServices {
   readonly coordinator: Coordinator;
   readonly state: RestoreStateStore;
   readonly log: Logger;
+  /** Times the job and each queue's publishing (for the measured rate). */
+  readonly clock: Clock;
 }
 
 /** A restore running on this coordinator. */
@@ -87,7 +93,7 @@ export class RestoreJob {
 
   cancel(): void {
     this.cancelled = true;
-    this.controller.abort(new Error('restore cancelled'));
+    this.controller.abort(new RestoreCancelledError('restore cancelled'));
   }
 
   /** Set when the leader stopped the job to hand it over: watchers are told to follow it elsewhere. */
@@ -100,7 +106,7 @@ export class RestoreJob {
   interrupt(reason: string): void {
     this.deposed = true;
     this.handedOver = true;
-    this.controller.abort(new Error(reason));
+    this.controller.abort(new RestoreInterruptedError(reason));
   }
 
   private emit(event: RestoreEvent): void {
@@ -113,8 +119,8 @@ export class RestoreJob {
   }
 
   async run(): Promise<void> {
-    const { state, log } = this.services;
-    const startedAt = Date.now();
+    const { state, log, clock } = this.services;
+    const startedAt = clock.now();
     const pending = this.queues.filter((q) => !q.finished?.ok);
     const slots = Math.max(1, Math.min(this.plan.concurrency, pending.length));
     await forEachLimited(pending, slots, (q) => this.runQueue(q, slots), this.controller.signal);
@@ -130,7 +136,7 @@ export class RestoreJob {
       messages: this.queues.reduce((n, q) => n + (q.finished?.ok ? q.progress.confirmed : 0), 0),
       queues: this.queues.length,
       failedQueues: failed,
-      durationMs: Date.now() - startedAt,
+      durationMs: clock.now() - startedAt,
       state: outcome,
     };
     const finished = this.queues.filter((q) => q.finished?.ok).length;
@@ -148,12 +154,12 @@ export class RestoreJob {
 
   /** Restores one queue, on another live worker (from the recorded prefix) if its worker fails. */
   private async runQueue(q: JobQueue, slots: number): Promise<void> {
-    const { coordinator, state, log } = this.services;
+    const { coordinator, state, log, clock } = this.services;
     const source = q.planned.entry.definition!;
     for (let attempt = 1; attempt <= QUEUE_ATTEMPTS && !this.controller.signal.aborted; attempt += 1) {
       if (!coordinator.isLeader) {
         this.deposed = true;
-        this.controller.abort(new Error('this coordinator is no longer the leader'));
+        this.controller.abort(new LeadershipLostError('this coordinator is no longer the leader'));
         return;
       }
       const workers = await coordinator.liveWorkers();
@@ -165,10 +171,10 @@ export class RestoreJob {
       }
       const recorded = (await state.progress(this.id)).get(q.key) ?? { started: false, confirmed: 0, offset: -1 };
       const item = this.queueTask(q, recorded, slots);
-      const began = Date.now();
+      const began = clock.now();
       try {
         const final = await this.runOnWorker(q, workers.get(workerId)!, workerId, item);
-        q.busyMs += Date.now() - began;
+        q.busyMs += clock.now() - began;
         q.publishedThisRun += final.confirmed - final.skipped;
         q.finished = { ok: final.error === '', error: final.error };
         await state.markFinished(this.id, q.key, q.finished).catch((err) => log.warn(`restore ${this.id}: recording ${q.key} finished failed: ${errorMessage(err)}`));
@@ -235,7 +241,7 @@ export class RestoreJob {
       this.progress(q, { ...progress, workerId });
       if (progress.done) return progress;
     }
-    throw new Error(`worker ${workerId} ended the task without finishing ${q.key.replace('\u0000', '/')}`);
+    throw new TransientError(`worker ${workerId} ended the task without finishing ${q.key.replace('\u0000', '/')}`);
   }
 }
 

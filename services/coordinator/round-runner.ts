@@ -7,6 +7,7 @@ import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } 
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import {
   type Catalog,
+  type Clock,
   type DecisionLog,
   errorMessage,
   failpoint,
@@ -17,6 +18,7 @@ import {
   LeadershipLostError,
   type Logger,
   retry,
+  systemClock,
   type WorkerClient,
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
@@ -43,6 +45,8 @@ export interface RoundContext {
   /** A decision that could not be delivered to a worker: the coordinator re-sends it later. */
   undelivered: (workerId: string, request: DecideRequest) => void;
   log: Logger;
+  /** Times the fence and the decision, and bounds PREPARE's retries. @default systemClock */
+  clock?: Clock;
   /** Aborts when the leader stops: the round, if still undecided, aborts (it is never left half-prepared). */
   signal?: AbortSignal;
 }
@@ -62,6 +66,7 @@ export interface RoundResult {
 
 export function runRound(context: RoundContext): Promise<RoundResult> {
   const { plan, log } = context;
+  const clock = context.clock ?? systemClock;
   const round = new CheckpointRound(plan);
   let manifest: CheckpointManifest | undefined;
   return new Promise<RoundResult>((resolve) => {
@@ -93,7 +98,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           try {
             await failpoint('coordinator.before-fence');
             await publishFences(context, effect.epoch, effect.vhosts);
-            const atMs = Date.now();
+            const atMs = clock.now();
             // After the fence is confirmed: a sentinel still there means no restart hole before the cut.
             const restarted = await context.continuity.restarted(effect.vhosts);
             for (const vhost of restarted) context.log.warn(`vhost ${vhost}: the broker restarted since the last check; round ${effect.epoch} marks its queues as possibly incomplete`);
@@ -113,7 +118,8 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
             const reply = await prepareWithRetries(
               client,
               { leaderToken: plan.leaderToken, epoch: effect.epoch, roundId: plan.roundId, queues: effect.participant.queues },
-              Date.now() + context.prepareTimeoutMs,
+              clock.now() + context.prepareTimeoutMs,
+              clock,
             );
             await failpoint('coordinator.after-vote');
             dispatch({ type: 'vote', workerId: effect.participant.workerId, reply });
@@ -124,7 +130,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
         }
         case 'record-decision': {
           // The manifest's commit time is the recorded one, so a new leader rebuilds it exactly.
-          const atMs = Date.now();
+          const atMs = clock.now();
           await context.decisions.record(context.holder, {
             epoch: effect.epoch,
             roundId: plan.roundId,
@@ -196,10 +202,10 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
  * lost to a transient fault (connection reset, worker restarting its server) is retried with
  * backoff until the round's deadline; any other failure is final.
  */
-async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number): Promise<PrepareReply> {
-  return retry(() => client.prepare(request, Math.max(1, deadline - Date.now())), {
+async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number, clock: Clock): Promise<PrepareReply> {
+  return retry(() => client.prepare(request, Math.max(1, deadline - clock.now())), {
     ...PREPARE_BACKOFF,
-    retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && Date.now() + delayMs < deadline,
+    retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && clock.now() + delayMs < deadline,
   });
 }
 

@@ -12,7 +12,7 @@
  * - a leader that has stopped working says so: a tick busy for longer than a few discovery
  *   intervals, and a lease that lapsed unrenewed, are logged (throttled).
  */
-import { errorMessage, type Logger, throttledWarn, withTimeLimit } from '../core/index.js';
+import { type Clock, errorMessage, type Logger, systemClock, throttledWarn, withTimeLimit } from '../core/index.js';
 
 /**
  * The longest one step of the leader's background work (recovery, a discovery pass, becoming
@@ -55,13 +55,15 @@ export class LeaderScheduler {
     private readonly timings: SchedulerTimings,
     private readonly duties: LeaderDuties,
     private readonly log: Logger,
+    /** When discovery passes and scheduled rounds are due. */
+    private readonly clock: Clock = systemClock,
   ) {
     this.stallWarn = throttledWarn(log, 30_000);
   }
 
   /** A new leader's first scheduled round comes one interval after it began leading. */
   startRoundClock(): void {
-    this.nextRoundAt = Date.now() + this.timings.interval;
+    this.nextRoundAt = this.clock.now() + this.timings.interval;
   }
 
   /** Runs `work` after the work queued before it; `limitMs` gives it up (see withTimeLimit). */
@@ -81,7 +83,7 @@ export class LeaderScheduler {
 
   /** One tick of the leader's timer (see the header). */
   async tick(): Promise<void> {
-    const { timings, duties, log } = this;
+    const { timings, duties, log, clock } = this;
     if (duties.stopped()) return;
     if (duties.leaseLapsed()) {
       this.stallWarn(`leader lease not renewed for more than ${timings.leaseTime} ms: not leading until a renewal succeeds`);
@@ -89,14 +91,14 @@ export class LeaderScheduler {
     }
     if (!duties.isLeader()) return;
     if (this.working) {
-      const busyMs = Date.now() - this.working.sinceMs;
+      const busyMs = clock.now() - this.working.sinceMs;
       if (busyMs > Math.max(10_000, 3 * timings.discoveryInterval)) {
         this.stallWarn(`leader busy for ${Math.round(busyMs / 1000)} s in ${this.working.step}; discovery and scheduled rounds wait`);
       }
       return;
     }
     const step = async (name: string, work: () => Promise<unknown>) => {
-      this.working = { step: name, sinceMs: Date.now() };
+      this.working = { step: name, sinceMs: clock.now() };
       await work().catch((err) => log.warn(`${name} failed, will retry: ${errorMessage(err)}`));
     };
     try {
@@ -104,12 +106,12 @@ export class LeaderScheduler {
       if (duties.needsRecovery()) {
         await step('recovery of an in-doubt round', () => this.enqueue(() => duties.recover(), STEP_LIMIT_MS, 'recovery'));
       }
-      if (Date.now() - this.lastDiscovery >= timings.discoveryInterval) {
-        this.lastDiscovery = Date.now();
+      if (clock.now() - this.lastDiscovery >= timings.discoveryInterval) {
+        this.lastDiscovery = clock.now();
         await step('discovery pass', () => this.enqueue(() => duties.discoverAndAssign(), STEP_LIMIT_MS, 'discovery pass'));
       }
-      if (timings.interval > 0 && Date.now() >= this.nextRoundAt) {
-        this.nextRoundAt = Date.now() + timings.interval;
+      if (timings.interval > 0 && clock.now() >= this.nextRoundAt) {
+        this.nextRoundAt = clock.now() + timings.interval;
         await step('scheduled round', () => duties.startRound());
       }
     } finally {

@@ -10,7 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import { redisKeys } from './names.js';
-import { StaleLeaderError } from './errors.js';
+import { DecisionConflictError, NotLeaseHolderError } from './errors.js';
 import { REDIS_SCRIPTS } from './redis/lua-scripts.js';
 import { ExchangeDefinition, type IncompleteMark } from '../gen/tidemark/v1/store.js';
 
@@ -96,7 +96,7 @@ export class DecisionLog {
       const floor = Math.max(newestVisible, await newestStaged());
       epoch = Number(await this.redis.eval(REDIS_SCRIPTS.nextEpoch, 2, this.keys.leader, this.keys.epoch, holder, floor, '0'));
     }
-    if (epoch < 0) throw new StaleLeaderError(token, token + 1);
+    if (epoch < 0) throw new NotLeaseHolderError(token, 'taking the next epoch');
     return epoch;
   }
 
@@ -105,8 +105,8 @@ export class DecisionLog {
     const result = Number(
       await this.redis.eval(REDIS_SCRIPTS.recordDecision, 2, this.keys.leader, this.keys.decisions, holder, String(record.epoch), JSON.stringify(toStored(record)), record.state),
     );
-    if (result === -1) throw new StaleLeaderError(record.leaderToken, record.leaderToken + 1);
-    if (result === -2) throw new Error(`epoch ${record.epoch} was already decided otherwise; refusing to record ${record.state}`);
+    if (result === -1) throw new NotLeaseHolderError(record.leaderToken, `recording epoch ${record.epoch} as ${record.state}`);
+    if (result === -2) throw new DecisionConflictError(record.epoch, record.state);
   }
 
   async get(epoch: number): Promise<DecisionRecord | undefined> {

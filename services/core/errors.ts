@@ -1,6 +1,7 @@
 /**
- * Errors shared by every Tidemark service. Each says what happened, what was kept safe, and what
- * to do next; `retryable` tells callers whether trying again can help.
+ * Errors shared by every Tidemark service, and core's own. Each says what happened, what was kept
+ * safe, and what to do next; `retryable` tells callers whether trying again can help. Errors that
+ * mean something only in one module live in that module's errors.ts (coordinator, worker).
  */
 
 export class TidemarkError extends Error {
@@ -87,8 +88,54 @@ export class StaleLeaderError extends TidemarkError {
   constructor(
     readonly token: number,
     readonly current: number,
+    options?: { cause?: unknown },
   ) {
-    super(`leader token ${token} is stale: token ${current} has been seen; the sender is no longer leader`);
+    super(`leader token ${token} is stale: token ${current} has been seen; the sender is no longer leader`, options);
+  }
+}
+
+/**
+ * A fenced Redis write (decision log) was refused because the leader key no longer holds this
+ * coordinator's lease: it expired, or another coordinator took it. Nothing was written; the
+ * request belongs to whichever coordinator leads now.
+ */
+export class NotLeaseHolderError extends FailedPreconditionError {
+  override name = 'NotLeaseHolderError';
+  constructor(
+    readonly token: number,
+    what: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`this coordinator no longer holds the leader lease (its token was ${token}): ${what} refused; the current leader carries on`, options);
+  }
+}
+
+/** The decision log already holds another decision for `epoch` (I4): the write was refused. */
+export class DecisionConflictError extends TidemarkError {
+  override name = 'DecisionConflictError';
+  constructor(
+    readonly epoch: number,
+    readonly state: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`epoch ${epoch} was already decided otherwise; refusing to record ${state}`, options);
+  }
+}
+
+/** A broker message is not what its queue should hold (e.g. a firehose message that is no publish trace). */
+export class MalformedMessageError extends TidemarkError {
+  override name = 'MalformedMessageError';
+}
+
+/** The error a `fail` failpoint throws (failpoints.ts). */
+export class FailpointError extends TidemarkError {
+  override name = 'FailpointError';
+  constructor(
+    /** The failpoint's name (FailpointName in failpoints.ts). */
+    readonly point: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`failpoint ${point} fired (mode fail): injected fault, configured by TIDEMARK_FAILPOINTS`, options);
   }
 }
 

@@ -15,7 +15,7 @@
  */
 import { writeSync } from 'node:fs';
 import { parseDuration } from './duration.js';
-import { ConfigError, TidemarkError } from './errors.js';
+import { ConfigError, FailpointError } from './errors.js';
 
 /** Every failpoint, with the step it sits at. */
 export const FAILPOINTS = {
@@ -41,14 +41,6 @@ export interface FailpointSpec {
   stallMs: number;
 }
 
-/** The error a `fail` failpoint throws. */
-export class FailpointError extends TidemarkError {
-  override name = 'FailpointError';
-  constructor(readonly point: FailpointName) {
-    super(`failpoint ${point} fired (mode fail): injected fault, configured by TIDEMARK_FAILPOINTS`);
-  }
-}
-
 const DEFAULT_STALL_MS = 30_000;
 
 /** Parses `name=mode[:duration][@n],...`; throws a ConfigError naming what is wrong. */
@@ -69,7 +61,7 @@ export function parseFailpoints(text: string): FailpointSpec[] {
       try {
         stallMs = parseDuration(duration);
       } catch (err) {
-        throw new ConfigError(`failpoint "${part}": ${(err as Error).message}`);
+        throw new ConfigError(`failpoint "${part}": ${(err as Error).message}`, { cause: err });
       }
     }
     const n = hit === undefined ? 1 : Number(hit);

@@ -19,6 +19,7 @@
 import type { MessageProperties, Options } from 'amqplib';
 import type { QueueConsumers } from './amqp/management-types.js';
 import { fenceExchangeName, journalName, isOwnObject } from './names.js';
+import { MalformedMessageError } from './errors.js';
 
 /** The quorum queue receiving the vhost's trace copies. */
 export function firehoseQueueName(namespace: string): string {
@@ -116,7 +117,7 @@ export interface TracedPublish {
 /** Reads a trace message's headers; throws on one that is not a publish trace. */
 export function parseTrace(headers: Record<string, unknown> | undefined): TracedPublish {
   if (!headers || typeof headers.exchange_name !== 'string') {
-    throw new Error('trace message without an exchange_name header: not a publish trace');
+    throw new MalformedMessageError('trace message without an exchange_name header: not a publish trace');
   }
   const strings = (value: unknown): string[] => (Array.isArray(value) ? value.map((v) => String(v)) : []);
   const properties = headers.properties;

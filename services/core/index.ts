@@ -6,16 +6,21 @@
  */
 export { abortable, throwIfStopping } from './abortable.js';
 export { Catalog } from './catalog.js';
+export { type Clock, systemClock } from './clock.js';
 export { type Config, environmentKeys, loadConfig } from './config.js';
 export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type QueueMark } from './decision-log.js';
 export {
   ConfigError,
   CorruptDataError,
+  DecisionConflictError,
   errorMessage,
   FailedPreconditionError,
+  FailpointError,
   IncompletePrefixError,
   LeadershipLostError,
+  MalformedMessageError,
   NotFoundError,
+  NotLeaseHolderError,
   ObjectNotFoundError,
   StaleLeaderError,
   StoppingError,

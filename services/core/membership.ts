@@ -3,6 +3,7 @@
  * lease expiry; the coordinator reads the entries whose lease has not expired.
  */
 import type { Redis } from 'ioredis';
+import { type Clock, systemClock } from './clock.js';
 import { redisKeys } from './names.js';
 
 export interface WorkerRegistration {
@@ -19,6 +20,8 @@ export class Membership {
     private readonly redis: Redis,
     namespace: string,
     private readonly leaseMs: number,
+    /** Lease expiries are scored on it (every coordinator and worker must share one time base). */
+    private readonly clock: Clock = systemClock,
   ) {
     this.keys = redisKeys(namespace);
   }
@@ -27,7 +30,7 @@ export class Membership {
   async renew(worker: WorkerRegistration): Promise<void> {
     await this.redis
       .multi()
-      .zadd(this.keys.workers, Date.now() + this.leaseMs, worker.id)
+      .zadd(this.keys.workers, this.clock.now() + this.leaseMs, worker.id)
       .hset(this.keys.workerInfo, worker.id, JSON.stringify(worker))
       .exec();
   }
@@ -39,7 +42,7 @@ export class Membership {
 
   /** Workers whose lease is live, sorted by id. */
   async live(): Promise<WorkerRegistration[]> {
-    const now = Date.now();
+    const now = this.clock.now();
     const ids = await this.redis.zrangebyscore(this.keys.workers, now, '+inf');
     if (ids.length === 0) return [];
     const infos = await this.redis.hmget(this.keys.workerInfo, ...ids);

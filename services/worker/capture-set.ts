@@ -11,6 +11,7 @@ import { VhostConnections } from '../core/amqp/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import { LaneSlots } from './lane-slots.js';
 import { QueueCapture } from './queue-capture.js';
+import { JournalReadError } from './errors.js';
 
 export interface CaptureSetOptions {
   namespace: string;
@@ -112,7 +113,7 @@ export class CaptureSet {
         await Promise.all(captures.map((capture) => this.attach(connection, capture)));
       } catch (err) {
         // Failed, not silently idle: the next assignment replaces them (on the same lane).
-        for (const capture of captures) capture.fail(new Error(`cannot connect to vhost ${vhost} to read journal ${capture.journal} of ${capture.queue}: ${errorMessage(err)}`, { cause: err }));
+        for (const capture of captures) capture.fail(new JournalReadError(`cannot connect to vhost ${vhost} to read journal ${capture.journal} of ${capture.queue}: ${errorMessage(err)}`, { cause: err }));
       } finally {
         for (const capture of captures) this.attaching.delete(capture);
       }
@@ -178,7 +179,7 @@ export class CaptureSet {
         this.options.log.debug(`attach of ${capture.vhost}/${capture.queue} through a replaced connection failed (re-attached since): ${errorMessage(err)}`);
         return;
       }
-      capture.fail(new Error(`cannot read journal ${capture.journal} of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`, { cause: err }));
+      capture.fail(new JournalReadError(`cannot read journal ${capture.journal} of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`, { cause: err }));
     }
   }
 

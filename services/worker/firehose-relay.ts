@@ -10,7 +10,17 @@
  * the journal; they carry RELAY_REDELIVERED_HEADER.
  */
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { errorMessage, firehoseQueueName, type Logger, parseTrace, relayConsumerTag, relayExchangeName, relayPublishOf } from '../core/index.js';
+import {
+  type Clock,
+  errorMessage,
+  firehoseQueueName,
+  type Logger,
+  parseTrace,
+  relayConsumerTag,
+  relayExchangeName,
+  relayPublishOf,
+  systemClock,
+} from '../core/index.js';
 import { queueExists, VhostConnections } from '../core/amqp/index.js';
 
 export interface FirehoseRelayOptions {
@@ -22,6 +32,8 @@ export interface FirehoseRelayOptions {
   workerId: string;
   /** Trace messages in flight (delivered, copy not yet confirmed). */
   window: number;
+  /** When a vhost without a firehose queue is due to be looked at again. @default systemClock */
+  clock?: Clock;
 }
 
 /** How often a vhost without a firehose queue is looked at again. */
@@ -47,14 +59,16 @@ export class FirehoseRelay {
   private readonly connections: VhostConnections;
   private readonly relays = new Map<string, VhostRelay>();
   private closed = false;
+  private readonly clock: Clock;
 
   constructor(private readonly options: FirehoseRelayOptions) {
+    this.clock = options.clock ?? systemClock;
     this.connections = new VhostConnections(options.amqpUrl, options.log, `${options.clientName} relay`);
   }
 
   /** Starts relaying in each of `vhosts` that has a firehose queue (idempotent; cheap to repeat). */
   async watch(vhosts: Iterable<string>): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.now();
     const starts: Promise<void>[] = [];
     for (const vhost of vhosts) {
       let relay = this.relays.get(vhost);
@@ -97,7 +111,7 @@ export class FirehoseRelay {
     const { namespace, log } = this.options;
     const queue = firehoseQueueName(namespace);
     if (!(await queueExists(connection, queue))) {
-      relay.checkedAtMs = Date.now();
+      relay.checkedAtMs = this.clock.now();
       return;
     }
     const input = await connection.createChannel();
@@ -166,7 +180,7 @@ export class FirehoseRelay {
     const { input, output } = relay;
     relay.input = undefined;
     relay.output = undefined;
-    relay.checkedAtMs = Date.now();
+    relay.checkedAtMs = this.clock.now();
     // Closing the input first returns its deliveries before any copy still unconfirmed could be
     // acknowledged on it.
     void input?.close().catch(() => {});

@@ -10,12 +10,8 @@
  * - Resuming from a checkpoint's cut, the record at that offset must be that checkpoint's fence:
  *   anything else means the journal was deleted or replaced, and its offsets mean nothing now.
  */
-import { MAX_UNDELIVERED_OFFSETS, TidemarkError } from '../core/index.js';
-
-/** Thrown when the journal cannot give a gap-free history; the queue votes NO until reassigned. */
-export class JournalGapError extends TidemarkError {
-  override name = 'JournalGapError';
-}
+import { MAX_UNDELIVERED_OFFSETS } from '../core/index.js';
+import { JournalGapError } from './errors.js';
 
 /** What to do with one delivery. */
 export interface Admission {

@@ -32,7 +32,8 @@ import {
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
 import { CaptureLedger, type FencePosition } from './capture-ledger.js';
-import { JournalCursor, JournalGapError } from './journal-cursor.js';
+import { JournalCursor } from './journal-cursor.js';
+import { FenceNotSeenError, JournalGapError } from './errors.js';
 
 export interface QueueCaptureOptions {
   namespace: string;
@@ -317,7 +318,7 @@ export class QueueCapture {
           return true;
         }
         if (signal.aborted) {
-          reject(new TidemarkError(`fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.cursor.nextOffset}) when the prepare deadline passed`));
+          reject(new FenceNotSeenError(epoch, `fence ${epoch} not yet seen in journal ${this.journal} (read up to offset ${this.cursor.nextOffset}) when the prepare deadline passed`));
           return true;
         }
         return false;

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import {
   abortable,
   Catalog,
+  type Clock,
   type Config,
   DecisionLog,
   errorMessage,
@@ -18,6 +19,7 @@ import {
   redisKeys,
   RestoreStateStore,
   StoppingError,
+  systemClock,
   TidemarkError,
   withTimeLimit,
 } from '../core/index.js';
@@ -46,6 +48,8 @@ import { createHash } from 'node:crypto';
 export interface WorkerOptions {
   config: Config;
   log: Logger;
+  /** What its votes, staged partitions and decision inquiries read the time from. @default systemClock */
+  clock?: Clock;
 }
 
 /**
@@ -74,6 +78,7 @@ export class Worker {
   private readonly stopping = new AbortController();
   /** Restore tasks in flight: stop() waits (a while) for them to close their connections. */
   private readonly tasks = new Set<Promise<void>>();
+  private readonly clock: Clock;
 
   private constructor(
     private readonly options: WorkerOptions,
@@ -83,6 +88,7 @@ export class Worker {
     private readonly captures: CaptureSet,
   ) {
     this.id = options.config.id;
+    this.clock = options.clock ?? systemClock;
     this.decisionLog = new DecisionLog(redis, options.config.namespace);
     this.restoreState = new RestoreStateStore(redis, options.config.namespace);
     this.catalog = new Catalog(store);
@@ -93,6 +99,7 @@ export class Worker {
       clientName: `tidemark worker ${options.config.id}`,
       workerId: options.config.id,
       window: options.config.prefetch,
+      clock: this.clock,
     });
   }
 
@@ -116,7 +123,7 @@ export class Worker {
 
   private static async assemble(options: WorkerOptions, store: ObjectStore, redis: Redis, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
-    const membership = new Membership(redis, config.namespace, config.leaseTime);
+    const membership = new Membership(redis, config.namespace, config.leaseTime, options.clock);
     const captures = new CaptureSet({
       namespace: config.namespace,
       amqpUrl: config.amqpUrl,
@@ -140,7 +147,7 @@ export class Worker {
    * flush timer. `signal` gives up joining (the worker is being stopped); stop() cleans up.
    */
   async start(address: string, signal?: AbortSignal): Promise<void> {
-    const registration = { id: this.id, address, startedAtMs: Date.now() };
+    const registration = { id: this.id, address, startedAtMs: this.clock.now() };
     this.registered = true; // from here stop() takes the worker out of the membership
     await abortable(this.membership.renew(registration), signal);
     const every = Math.max(200, Math.floor(this.options.config.leaseTime / 3));
@@ -204,7 +211,7 @@ export class Worker {
       const reply = this.prepareRound(request, AbortSignal.any([signal, this.stopping.signal]));
       const prepared = (round = participant.begin(request, reply));
       reply.then(
-        (r) => participant.voted(prepared, r.vote === Vote.VOTE_YES, Date.now()),
+        (r) => participant.voted(prepared, r.vote === Vote.VOTE_YES, this.clock.now()),
         () => participant.failed(prepared),
       );
     }
@@ -239,7 +246,7 @@ export class Worker {
       workerId: this.id,
       leaderToken: request.leaderToken,
       queues,
-      preparedAtMs: Date.now(),
+      preparedAtMs: this.clock.now(),
       roundId: request.roundId,
     });
     try {
@@ -282,7 +289,7 @@ export class Worker {
     if (this.inquiring) return;
     this.inquiring = true;
     try {
-      for (const round of this.participant.due(Date.now(), this.options.config.leaseTime)) {
+      for (const round of this.participant.due(this.clock.now(), this.options.config.leaseTime)) {
         const record = await this.decisionLog.get(round.epoch);
         const manifestRoundId = await this.catalog.get(round.epoch).then(
           (m) => m.roundId,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionLog } from '../../services/core/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
 import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
-import { StaleLeaderError } from '../../services/core/errors.js';
+import { NotLeaseHolderError } from '../../services/core/errors.js';
 import { redisKeys } from '../../services/core/names.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 
@@ -65,9 +65,9 @@ describe('fencing by lease acquisition', () => {
     expect(again.token).toBe(first.token);
     expect(again.holder).not.toBe(oldHolder);
     await expect(log.record(oldHolder, { epoch, roundId: 'old', state: 'committed', reason: '', leaderToken: first.token, atMs: Date.now() })).rejects.toBeInstanceOf(
-      StaleLeaderError,
+      NotLeaseHolderError,
     );
-    await expect(log.nextEpoch(oldHolder, first.token, 0, async () => 0)).rejects.toBeInstanceOf(StaleLeaderError);
+    await expect(log.nextEpoch(oldHolder, first.token, 0, async () => 0)).rejects.toBeInstanceOf(NotLeaseHolderError);
     expect(await log.get(epoch)).toBeUndefined();
     expect((await again.current())?.id).toBe('c1');
     await redis.del(...keysOf(namespace));

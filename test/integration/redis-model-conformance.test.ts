@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionLog, type CommitRecord, type DecisionRecord } from '../../services/core/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
-import { StaleLeaderError } from '../../services/core/errors.js';
+import { DecisionConflictError, NotLeaseHolderError } from '../../services/core/errors.js';
 import { redisKeys } from '../../services/core/names.js';
 import { RedisModel, type SimDecisionRecord } from '../sim/redis.js';
 import { testServices, uniqueName } from '../helpers/services.js';
@@ -33,8 +33,8 @@ async function recordReal(log: DecisionLog, holder: string, record: DecisionReco
   try {
     await log.record(holder, record);
   } catch (err) {
-    if (err instanceof StaleLeaderError) return -1;
-    if (err instanceof Error && err.message.includes('already decided otherwise')) return -2;
+    if (err instanceof NotLeaseHolderError) return -1;
+    if (err instanceof DecisionConflictError) return -2;
     throw err;
   }
   return before && record.state === 'started' ? 0 : 1;
@@ -124,7 +124,7 @@ describe('RedisModel against the real scripts', () => {
     await lease.release();
     model.release(holder, NOW);
     expect(model.record(holder, record(13, 'started'), NOW)).toBe(await recordReal(log, holder, record(13, 'started')));
-    await expect(log.nextEpoch(holder, 1, 0, async () => 0)).rejects.toBeInstanceOf(StaleLeaderError);
+    await expect(log.nextEpoch(holder, 1, 0, async () => 0)).rejects.toBeInstanceOf(NotLeaseHolderError);
     expect(model.nextEpoch(holder, 0, NOW, true)).toBe(-1);
   });
 });

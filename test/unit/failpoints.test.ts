@@ -1,7 +1,7 @@
 /** Failpoint specs parse strictly, stay inert unless armed, and fire once on the configured hit. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../services/core/errors.js';
-import { FAILPOINTS, FailpointError, configureFailpoints, failpoint, parseFailpoints } from '../../services/core/failpoints.js';
+import { ConfigError, FailpointError } from '../../services/core/errors.js';
+import { FAILPOINTS, configureFailpoints, failpoint, parseFailpoints } from '../../services/core/failpoints.js';
 import { loadConfig } from '../../services/core/config.js';
 
 afterEach(() => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { JournalCursor, JournalGapError } from '../../services/worker/journal-cursor.js';
+import { JournalCursor } from '../../services/worker/journal-cursor.js';
+import { JournalGapError } from '../../services/worker/errors.js';
 
 const names = { journal: 'tm.journal.q', queue: 'v/q' };
 

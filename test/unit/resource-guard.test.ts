@@ -95,7 +95,7 @@ describe('resource guard', () => {
   it('admits up to the budget per pass and keeps charging fresh journals until the broker figures can show them', async () => {
     let now = 1_000_000;
     const reading = node({ fdUsed: 800, fdTotal: 1024 }); // room for 4 journals: (819 - 800) / 4
-    const guard = new ResourceGuard({ management: { nodes: async () => [reading] }, limits, log: recordingLog(), now: () => now });
+    const guard = new ResourceGuard({ management: { nodes: async () => [reading] }, limits, log: recordingLog(), clock: { now: () => now } });
     const first = await guard.open(0);
     expect([1, 2, 3, 4, 5].map(() => first.admit())).toEqual([true, true, true, true, false]);
     // The broker has not refreshed its figures yet: the four are charged, nothing more fits.

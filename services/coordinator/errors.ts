@@ -1,0 +1,27 @@
+/**
+ * The coordinator's own errors; those every service shares are core's (services/core/errors.ts).
+ * A restore job's abort reasons are errors too: its queues' calls end with them.
+ */
+import { TidemarkError } from '../core/index.js';
+
+/** The broker could not say whether it restarted (broker-continuity.ts): the round's fences fail. */
+export class ContinuityCheckError extends TidemarkError {
+  override name = 'ContinuityCheckError';
+  constructor(
+    readonly vhost: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The operator cancelled the restore; what was published stays, and it can be resumed. */
+export class RestoreCancelledError extends TidemarkError {
+  override name = 'RestoreCancelledError';
+}
+
+/** The restore was stopped to be handed over (the leader is stopping or deposed); the next leader resumes it. */
+export class RestoreInterruptedError extends TidemarkError {
+  override name = 'RestoreInterruptedError';
+}
