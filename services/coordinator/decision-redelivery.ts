@@ -7,7 +7,7 @@
  * - each worker's decisions go in the order first queued, and a worker still unreachable keeps
  *   the rest of its queue for the next tick;
  * - decisions of workers that left membership (no client in the pool) are dropped: a worker that
- *   comes back asks for the decisions it missed (core/decision-log.ts);
+ *   comes back asks for the decisions it missed (core/state/decision-log.ts);
  * - each is sent with the leader's current token, not the one of the round that decided it.
  */
 import type { Logger, WorkerClient } from '../core/index.js';

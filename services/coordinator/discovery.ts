@@ -6,7 +6,7 @@
  * Invariant: a queue joins the protected set only after its journal is bound to the fence
  * exchange, so every fence published afterwards lands in its journal.
  *
- * In a firehose vhost (services/core/firehose.ts) journals are bound only to the relay exchange,
+ * In a firehose vhost (services/core/amqp/firehose.ts) journals are bound only to the relay exchange,
  * and the firehose queue to the trace of every exchange that reaches a protected queue.
  *
  * A protected queue that disappears from the broker stays protected as "deleted": its journal

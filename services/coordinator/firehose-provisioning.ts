@@ -1,5 +1,5 @@
 /**
- * Firehose capture's side of discovery (services/core/firehose.ts explains the mode): a vhost in
+ * Firehose capture's side of discovery (services/core/amqp/firehose.ts explains the mode): a vhost in
  * firehose mode gets the tracer, the firehose queue bound to the trace of every exchange that can
  * reach a protected queue, and the relay exchange; a vhost taken out of it has its firehose queue
  * drained, then deleted.
@@ -15,7 +15,7 @@ export interface FirehoseContext {
 }
 
 /**
- * Firehose mode (services/core/firehose.ts): the tracer on, the firehose queue bound to the
+ * Firehose mode (services/core/amqp/firehose.ts): the tracer on, the firehose queue bound to the
  * trace of every exchange that can reach a protected queue (directly or through exchange-to-
  * exchange bindings), of the default exchange and of the fence exchange, and the relay exchange.
  */

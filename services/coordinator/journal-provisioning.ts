@@ -101,7 +101,7 @@ export async function provisionJournal(
 
 /**
  * Deletes the journal an earlier Tidemark named `<namespace>.journal.<queue>` where that name
- * does not fit the vhost's stream directory (services/core/names.ts): RabbitMQ never started its
+ * does not fit the vhost's stream directory (services/core/format/names.ts): RabbitMQ never started its
  * stream, so it holds nothing, and every publish routed to it waits for a confirm that never
  * comes. Deleting it releases those publishes; the queue's journal is `journal` now.
  */

@@ -1,7 +1,7 @@
 /**
  * The coordinator's timings and retry backoffs, in one place so the simulation (test/sim) runs
  * with the very same ones instead of copies. Pure: no timers here; the waits themselves are
- * core/retry.ts.
+ * core/infrastructure/retry.ts.
  */
 import { backoffDelay } from '../core/index.js';
 

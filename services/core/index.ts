@@ -2,13 +2,15 @@
  * What core offers the other modules (client, coordinator, worker, cli). They import core through
  * this file, or through the index.ts of store/, amqp/ or redis/ for the clients of those systems,
  * which load heavy libraries the CLI does not need; core's own files import each other directly
- * (docs/ARCHITECTURE.md#layers). Re-exports only: nothing here runs when it is loaded.
+ * (docs/ARCHITECTURE.md#layers). Its folders are grouped by kind: state/, format/, store/, amqp/,
+ * redis/, grpc/ and infrastructure/ (docs/ARCHITECTURE.md#inside-core). Re-exports only: nothing
+ * here runs when it is loaded.
  */
-export { abortable, throwIfStopping } from './abortable.js';
-export { Catalog } from './catalog.js';
-export { type Clock, systemClock } from './clock.js';
-export { type Config, environmentKeys, loadConfig } from './config.js';
-export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type QueueMark } from './decision-log.js';
+export { abortable, throwIfStopping } from './infrastructure/abortable.js';
+export { Catalog } from './state/catalog.js';
+export { type Clock, systemClock } from './infrastructure/clock.js';
+export { type Config, environmentKeys, loadConfig } from './infrastructure/config.js';
+export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type QueueMark } from './state/decision-log.js';
 export {
   ConfigError,
   CorruptDataError,
@@ -27,8 +29,8 @@ export {
   TidemarkError,
   TransientError,
 } from './errors.js';
-export { configureFailpoints, failpoint } from './failpoints.js';
-export { fromFieldTable, toFieldTable, toProperties, toPublishOptions } from './field-table.js';
+export { configureFailpoints, failpoint } from './infrastructure/failpoints.js';
+export { fromFieldTable, toFieldTable, toProperties, toPublishOptions } from './format/field-table.js';
 export {
   firehoseQueueName,
   firehoseVhostsOf,
@@ -43,16 +45,16 @@ export {
   TRACE_EXCHANGE,
   traceKeyOf,
   unwrapRelayed,
-} from './firehose.js';
-export { callUnary, readStream } from './grpc-client.js';
-export { beforeDeadline, requireField, serverStream, unary } from './grpc-handlers.js';
-export { clientChannelOptions } from './grpc-options.js';
-export { startServer, stopServer } from './grpc-server.js';
-export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc-status.js';
-export { forEachLimited } from './limited.js';
-export { createLogger, type Logger, throttledWarn } from './log.js';
-export { Membership, type WorkerRegistration } from './membership.js';
-export { type MetricsServer, serveMetrics } from './metrics-server.js';
+} from './amqp/firehose.js';
+export { callUnary, readStream } from './grpc/client.js';
+export { beforeDeadline, requireField, serverStream, unary } from './grpc/handlers.js';
+export { clientChannelOptions } from './grpc/options.js';
+export { startServer, stopServer } from './grpc/server.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc/status.js';
+export { forEachLimited } from './infrastructure/limited.js';
+export { createLogger, type Logger, throttledWarn } from './infrastructure/log.js';
+export { Membership, type WorkerRegistration } from './state/membership.js';
+export { type MetricsServer, serveMetrics } from './infrastructure/metrics-server.js';
 export {
   FENCE_EPOCH_HEADER,
   FENCE_NAMESPACE_HEADER,
@@ -70,13 +72,13 @@ export {
   redisKeys,
   STREAM_OFFSET_HEADER,
   streamDirectoryLength,
-} from './names.js';
-export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './protect.js';
-export { queueKey, splitQueueKey } from './queue-key.js';
-export { assign, rendezvousOwner } from './rendezvous.js';
+} from './format/names.js';
+export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from './infrastructure/protect.js';
+export { queueKey, splitQueueKey } from './format/queue-key.js';
+export { assign, rendezvousOwner } from './state/rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './restore-state.js';
-export { backoffDelay, retry } from './retry.js';
+export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
+export { backoffDelay, retry } from './infrastructure/retry.js';
 export {
   type AdaptiveCodec,
   captureCodec,
@@ -89,9 +91,9 @@ export {
   segmentRefOf,
   sha256Hex,
   storedSegmentCount,
-} from './segment-codec.js';
-export { orderSegments, type PrefixSpec, readPrefix, verifyPrefix } from './segment-reader.js';
-export { withTimeLimit } from './time-limit.js';
-export { parseAtTime } from './time-spec.js';
-export { type ByteUnit, type ByteUnitRange, formatBytes } from './units.js';
-export { WorkerClient } from './worker-client.js';
+} from './format/segment-codec.js';
+export { orderSegments, type PrefixSpec, readPrefix, verifyPrefix } from './format/segment-reader.js';
+export { withTimeLimit } from './infrastructure/time-limit.js';
+export { parseAtTime } from './format/time-spec.js';
+export { type ByteUnit, type ByteUnitRange, formatBytes } from './format/units.js';
+export { WorkerClient } from './grpc/worker-client.js';

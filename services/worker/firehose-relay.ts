@@ -1,5 +1,5 @@
 /**
- * The firehose relay (see services/core/firehose.ts): in every vhost that has a firehose queue,
+ * The firehose relay (see services/core/amqp/firehose.ts): in every vhost that has a firehose queue,
  * this worker consumes it and copies each traced publish into the journals it belongs in.
  *
  * Every worker holding queues of such a vhost consumes the queue; it is declared with single

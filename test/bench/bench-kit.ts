@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
-import { configSchema, type Config } from '../../services/core/config.js';
-import type { AdaptiveCodec, SegmentCodec } from '../../services/core/segment-codec.js';
+import { configSchema, type Config } from '../../services/core/infrastructure/config.js';
+import type { AdaptiveCodec, SegmentCodec } from '../../services/core/format/segment-codec.js';
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 import type { TestServices } from '../helpers/services.js';
 

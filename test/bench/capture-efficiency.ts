@@ -23,13 +23,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createLogger } from '../../services/core/log.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../../services/core/names.js';
+import { createLogger } from '../../services/core/infrastructure/log.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER } from '../../services/core/format/names.js';
 import { openStore } from '../../services/core/store/open-store.js';
 import type { ObjectStore } from '../../services/core/store/object-store.js';
 import type { QueueCheckpoint, QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 import { QueueCapture } from '../../services/worker/queue-capture.js';
-import { createAdaptiveCodec } from '../../services/core/segment-codec.js';
+import { createAdaptiveCodec } from '../../services/core/format/segment-codec.js';
 import { bodyMaker, checkJournalBudget, codecCounts, codecTimes, connectAmqp, log, messageOptions, now, pairOrder, partTimes, publishWindowed, rateText, spread, TARGETS, timedAdaptiveCodec, timedStore, type BenchContext, type CodecTimes, type MessageSize, type PartTimes, type Ratio } from './bench-kit.js';
 
 const EXCHANGE = 'bench';

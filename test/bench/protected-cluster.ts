@@ -14,7 +14,7 @@ import { RoundOutcome } from '../../services/client/index.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { amqpUrlForVhost, createTestVhost, uniqueName } from '../helpers/services.js';
 import { forgetNamespace, removeVhost } from './scale.js';
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { connectAmqp, log, SIZES, type BenchContext, type MessageSize } from './bench-kit.js';
 
 export const EXCHANGE = 'bench';

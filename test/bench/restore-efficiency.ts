@@ -18,10 +18,10 @@
  * connect to the last confirm. The targets are deleted after each repetition, outside the timing.
  */
 import type { Redis } from 'ioredis';
-import { createLogger } from '../../services/core/log.js';
+import { createLogger } from '../../services/core/infrastructure/log.js';
 import type { Options } from 'amqplib';
-import { ORIGIN_CHECKPOINT_HEADER, ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER } from '../../services/core/names.js';
-import { RestoreStateStore } from '../../services/core/restore-state.js';
+import { ORIGIN_CHECKPOINT_HEADER, ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER } from '../../services/core/format/names.js';
+import { RestoreStateStore } from '../../services/core/state/restore-state.js';
 import type { QueueDefinition, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import type { RestoreProgress } from '../../services/gen/tidemark/v1/worker.js';
 import { runRestoreTask } from '../../services/worker/restore-runner.js';

@@ -18,8 +18,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { WorkerClient } from '../../services/core/worker-client.js';
-import { redisKeys } from '../../services/core/names.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
+import { redisKeys } from '../../services/core/format/names.js';
 import { openStore } from '../../services/core/store/open-store.js';
 import { CHECKPOINTS_PREFIX } from '../../services/core/store/keys.js';
 import type { TestCluster } from '../helpers/cluster.js';

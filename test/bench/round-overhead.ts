@@ -16,7 +16,7 @@
  * Both modes restart both processes the same way and alternate across repetitions, after one
  * warm-up run with rounds off.
  */
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import type { QueueCaptureStatus } from '../../services/gen/tidemark/v1/worker.js';
 import { bodyMaker, checkJournalBudget, connectAmqp, log, messageOptions, now, pairOrder, publishWindowed, rateText, sleep, spread, TARGETS, type BenchContext, type MessageSize, type Ratio } from './bench-kit.js';
 import { commitRound, EXCHANGE, overheadQueue, purge, type ProtectedCluster } from './protected-cluster.js';

@@ -6,7 +6,7 @@
  */
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { journalBudget } from '../../services/coordinator/resource-guard.js';
-import { configSchema } from '../../services/core/config.js';
+import { configSchema } from '../../services/core/infrastructure/config.js';
 
 /** Open files a test's source queue may hold beside its journal (a classic queue's index under traffic). */
 const SOURCE_QUEUE_FD_COST = 1;

@@ -4,7 +4,7 @@
  * characters mix ASCII, the characters paths and URLs treat specially, multi-byte scripts, emoji
  * and characters next to the control range. One seed gives the same names every run.
  */
-import { utf8Prefix } from '../../services/core/bounded-name.js';
+import { utf8Prefix } from '../../services/core/format/bounded-name.js';
 import { Random } from '../sim/random.js';
 
 export { Random };

@@ -1,6 +1,6 @@
 /** What a stream still holds, read from its first offset (retention checks). */
 import amqp from 'amqplib';
-import { STREAM_OFFSET_HEADER } from '../../services/core/names.js';
+import { STREAM_OFFSET_HEADER } from '../../services/core/format/names.js';
 import { amqpUrlForVhost } from './services.js';
 
 /** The first offset a stream still holds (-1 if none) and how many records it holds. */

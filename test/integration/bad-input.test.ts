@@ -10,7 +10,7 @@ import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkClient, type RestoreEvent, type RestoreRequest, type StatusReply } from '../../services/client/index.js';
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { ConfigError, FailedPreconditionError, NotFoundError, TidemarkError } from '../../services/core/errors.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';

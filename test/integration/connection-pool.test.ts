@@ -4,7 +4,7 @@
  * a connection the broker closes comes back with its captures, losing nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { declareBoundQueues } from '../helpers/broker.js';

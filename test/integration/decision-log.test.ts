@@ -5,11 +5,11 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../services/core/decision-log.js';
+import { DecisionLog } from '../../services/core/state/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
 import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { NotLeaseHolderError } from '../../services/core/errors.js';
-import { redisKeys } from '../../services/core/names.js';
+import { redisKeys } from '../../services/core/format/names.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 
 let redis: Redis;

@@ -16,9 +16,9 @@ import {
 } from '../../services/coordinator/drill.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { FailedPreconditionError } from '../../services/core/errors.js';
-import { ORIGIN_OFFSET_HEADER } from '../../services/core/names.js';
-import { encodeSegment, gzipCodec, segmentRefOf } from '../../services/core/segment-codec.js';
-import type { PrefixSpec } from '../../services/core/segment-reader.js';
+import { ORIGIN_OFFSET_HEADER } from '../../services/core/format/names.js';
+import { encodeSegment, gzipCodec, segmentRefOf } from '../../services/core/format/segment-codec.js';
+import type { PrefixSpec } from '../../services/core/format/segment-reader.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore } from '../../services/core/store/local-store.js';
 import type { Record as JournalRecord, SegmentRef } from '../../services/gen/tidemark/v1/store.js';

@@ -17,11 +17,11 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/core/worker-client.js';
-import { assign } from '../../services/core/rendezvous.js';
-import { queueKey } from '../../services/core/queue-key.js';
-import { DecisionLog } from '../../services/core/decision-log.js';
-import type { FailpointMode, FailpointName } from '../../services/core/failpoints.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
+import { assign } from '../../services/core/state/rendezvous.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
+import { DecisionLog } from '../../services/core/state/decision-log.js';
+import type { FailpointMode, FailpointName } from '../../services/core/infrastructure/failpoints.js';
 import { RoundOutcome, type CheckpointReply, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';

@@ -9,8 +9,8 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
-import { firehoseQueueName, relayConsumerTag, relayExchangeName, RELAY_REDELIVERED_HEADER } from '../../services/core/firehose.js';
-import { journalName } from '../../services/core/names.js';
+import { firehoseQueueName, relayConsumerTag, relayExchangeName, RELAY_REDELIVERED_HEADER } from '../../services/core/amqp/firehose.js';
+import { journalName } from '../../services/core/format/names.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { declareBoundQueues, type ReadMessage } from '../helpers/broker.js';
@@ -20,8 +20,8 @@ import { CausalProducer } from '../helpers/producers.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { eventually } from '../helpers/eventually.js';
-import { assign } from '../../services/core/rendezvous.js';
-import { queueKey } from '../../services/core/queue-key.js';
+import { assign } from '../../services/core/state/rendezvous.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
 
 const EXCHANGE = 'fh';
 const QUEUES = [

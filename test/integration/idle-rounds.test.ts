@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FENCE_RANGE_CODEC, isFenceRange } from '../../services/core/segment-codec.js';
+import { FENCE_RANGE_CODEC, isFenceRange } from '../../services/core/format/segment-codec.js';
 import { segmentPrefix } from '../../services/core/store/keys.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';

@@ -8,7 +8,7 @@
  */
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { journalName } from '../../services/core/names.js';
+import { journalName } from '../../services/core/format/names.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { declareBoundQueues, readStream } from '../helpers/broker.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';

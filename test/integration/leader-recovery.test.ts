@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { checkpointKey, decodeManifest } from '../../services/core/store/keys.js';
-import { redisKeys } from '../../services/core/names.js';
+import { redisKeys } from '../../services/core/format/names.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';

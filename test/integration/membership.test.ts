@@ -4,7 +4,7 @@
  * hold every confirmed message.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { RoundOutcome, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { declareBoundQueues } from '../helpers/broker.js';

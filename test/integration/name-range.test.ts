@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { TidemarkError } from '../../services/core/errors.js';
-import { journalName, streamDirectoryLength } from '../../services/core/names.js';
+import { journalName, streamDirectoryLength } from '../../services/core/format/names.js';
 import { LocalStore, S3Store, type ObjectStore } from '../../services/core/store/index.js';
 import { MAX_KEY_BYTES, checkpointKey, fenceRangeKey, partitionKey, segmentKey, segmentPrefix } from '../../services/core/store/keys.js';
 import { readQueue, withoutOrigin } from '../helpers/broker.js';

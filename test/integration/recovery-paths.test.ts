@@ -13,9 +13,9 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkerClient } from '../../services/core/worker-client.js';
+import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { StaleLeaderError } from '../../services/core/errors.js';
-import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, fenceExchangeName, redisKeys } from '../../services/core/names.js';
+import { FENCE_EPOCH_HEADER, FENCE_NAMESPACE_HEADER, FENCE_ROUND_HEADER, fenceExchangeName, redisKeys } from '../../services/core/format/names.js';
 import { TidemarkClient } from '../../services/client/index.js';
 import { RoundOutcome, type StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import { Decision, Vote, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';

@@ -7,10 +7,10 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DecisionLog, type CommitRecord, type DecisionRecord } from '../../services/core/decision-log.js';
+import { DecisionLog, type CommitRecord, type DecisionRecord } from '../../services/core/state/decision-log.js';
 import { LeaderLease } from '../../services/coordinator/leader-lease.js';
 import { DecisionConflictError, NotLeaseHolderError } from '../../services/core/errors.js';
-import { redisKeys } from '../../services/core/names.js';
+import { redisKeys } from '../../services/core/format/names.js';
 import { RedisModel, type SimDecisionRecord } from '../sim/redis.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 

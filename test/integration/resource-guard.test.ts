@@ -9,7 +9,7 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
-import { journalName } from '../../services/core/names.js';
+import { journalName } from '../../services/core/format/names.js';
 import { declareBoundQueues } from '../helpers/broker.js';
 import { brokerHealthProblems } from '../helpers/broker-health.js';
 import { runCli } from '../helpers/cli.js';

@@ -1,6 +1,6 @@
 import amqp, { type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toFieldTable } from '../../services/core/field-table.js';
+import { toFieldTable } from '../../services/core/format/field-table.js';
 import { ConfigError } from '../../services/core/errors.js';
 import type { QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 import { parseRestoreMode, preflightTargets, type PreflightTarget, type RestoreMode } from '../../services/coordinator/restore-preflight.js';

@@ -1,9 +1,9 @@
-/** A restore's durable state in a real Redis: what resume relies on (services/core/restore-state.ts). */
+/** A restore's durable state in a real Redis: what resume relies on (services/core/state/restore-state.ts). */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueKey } from '../../services/core/queue-key.js';
-import { RestoreStateStore, type RestoreRecord } from '../../services/core/restore-state.js';
-import { redisKeys } from '../../services/core/names.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
+import { RestoreStateStore, type RestoreRecord } from '../../services/core/state/restore-state.js';
+import { redisKeys } from '../../services/core/format/names.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 
 let redis: Redis;

@@ -35,7 +35,7 @@
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
 import type { RoundPlan } from '../../services/coordinator/checkpoint-round.js';
-import { queueKey } from '../../services/core/queue-key.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
 import type { AckedQueues } from '../../services/coordinator/assignment.js';
 import type { ProtectedQueue } from '../../services/coordinator/discovery.js';
 import { latestOf, priorOf, roundPlan } from '../../services/coordinator/round-planning.js';

@@ -24,7 +24,7 @@
  *   serving, and every worker that voted YES in a round learns its decision. (With the old
  *   in-doubt behaviour, KnownGaps, a round may stay `started` while its leader keeps leading.)
  */
-import { orderSegments } from '../../services/core/segment-reader.js';
+import { orderSegments } from '../../services/core/format/segment-reader.js';
 import type { Outcome } from '../../services/coordinator/checkpoint-round.js';
 import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 import type { PrepareReply } from '../../services/gen/tidemark/v1/worker.js';

@@ -1,7 +1,7 @@
 /**
  * What Redis holds for the protocol, in the simulation: the lease, the token and epoch counters
  * and the decision log, changed only by Tidemark's own Lua scripts (ACQUIRE, RENEW, RELEASE of
- * services/coordinator/leader-lease.ts; NEXT_EPOCH, RECORD of services/core/decision-log.ts),
+ * services/coordinator/leader-lease.ts; NEXT_EPOCH, RECORD of services/core/state/decision-log.ts),
  * which an in-memory Redis runs as Redis would (lua-redis.ts), under the same key names
  * (redisKeys). The methods below only pass each script its KEYS and ARGV the way the shipped
  * callers do, and keep the checker's ghost state: which acquisition of the lease a holder string

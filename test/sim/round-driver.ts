@@ -11,7 +11,7 @@
  * Four broken variants (options.ts) act here, around the machine, to prove the checker notices:
  * commit-on-timeout, manifest-before-decision, unfenced-decisions and abort-when-in-doubt.
  */
-import type { CommitRecord } from '../../services/core/decision-log.js';
+import type { CommitRecord } from '../../services/core/state/decision-log.js';
 import { assembleManifest, CheckpointRound, commitRecordOf, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
 import { MANIFEST_RETRY_FIRST_MS, nextManifestRetryMs, nextPrepareRetryMs, PREPARE_RETRY_FIRST_MS, ROUND_DEADLINE_EXTRA_MS } from '../../services/coordinator/timing.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';

@@ -1,6 +1,6 @@
 /**
  * The simulated object store, as the protocol uses it (the objects core/store/object-store.ts
- * holds and core/catalog.ts reads): immutable segments, staged partition manifests at `staging/<E>/<worker>`, and
+ * holds and core/state/catalog.ts reads): immutable segments, staged partition manifests at `staging/<E>/<worker>`, and
  * checkpoint manifests at `checkpoints/<E>`, whose presence is visibility (G1). Staged partitions
  * are never deleted (nothing in the real code deletes `staging/`), and each carries the leader
  * token of the PREPARE it answered, for `newestStaged` (Catalog.newestStaged).

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { endsLikeDigest, utf8Prefix } from '../../services/core/bounded-name.js';
+import { endsLikeDigest, utf8Prefix } from '../../services/core/format/bounded-name.js';
 import { TidemarkError } from '../../services/core/errors.js';
-import { journalName, journalNameBudget, streamDirectoryLength } from '../../services/core/names.js';
+import { journalName, journalNameBudget, streamDirectoryLength } from '../../services/core/format/names.js';
 import { MAX_KEY_BYTES, MAX_KEY_PART_BYTES, encodeKeyPart, fenceRangeKey, partitionKey, segmentKey } from '../../services/core/store/keys.js';
 import { EDGE_NAMES, Random, legalName, legalNames, nameLength } from '../helpers/legal-names.js';
 

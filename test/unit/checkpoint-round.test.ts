@@ -8,7 +8,7 @@ import {
   type RoundPlan,
   type RoundQueue,
 } from '../../services/coordinator/checkpoint-round.js';
-import { queueKey } from '../../services/core/queue-key.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
 import type { CheckpointManifest, ExchangeDefinition, QueueCheckpoint, QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 import { PrepareReply, Vote } from '../../services/gen/tidemark/v1/worker.js';
 

@@ -3,8 +3,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeKey, environmentKeys, loadConfig, normalizeStoreUrl, type Config } from '../../services/core/config.js';
-import { parseDuration } from '../../services/core/duration.js';
+import { describeKey, environmentKeys, loadConfig, normalizeStoreUrl, type Config } from '../../services/core/infrastructure/config.js';
+import { parseDuration } from '../../services/core/format/duration.js';
 import { ConfigError } from '../../services/core/errors.js';
 import { parseStoreUrl } from '../../services/core/store/open-store.js';
 import { configError } from '../helpers/errors.js';
@@ -246,7 +246,7 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(configError(() => loadConfig({ env: { TIDEMARK_METRICS_LISTEN: '9464' } })).message).toContain('metricsListen (TIDEMARK_METRICS_LISTEN)');
   });
 
-  // Regression (was a bug in services/core/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked
+  // Regression (was a bug in services/core/infrastructure/config.ts lines 27-31): amqpUrl, managementUrl and redisUrl are checked
   // with z.string().url(), which accepts any scheme, so the common mistake "localhost:5672" (parsed
   // as scheme "localhost:") passes validation and only fails later, at connect time, far from the
   // variable that caused it. Expected: a ConfigError naming amqpUrl/redisUrl at load.
@@ -261,7 +261,7 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(err.message).toContain('interval');
   });
 
-  // Regression (was a bug in services/core/config.ts, readConfigFile ~line 157 and loadConfig ~line 123): unknown keys
+  // Regression (was a bug in services/core/infrastructure/config.ts, readConfigFile ~line 157 and loadConfig ~line 123): unknown keys
   // are detected with `key in configSchema.shape`, and `in` also sees Object.prototype members,
   // so a config file key like "constructor", "toString" or "hasOwnProperty" is accepted as known
   // and silently dropped instead of being reported. Should use Object.hasOwn(configSchema.shape, key).
@@ -296,7 +296,7 @@ describe('durations', () => {
     }
   });
 
-  // Regression (was a bug in services/core/duration.ts line 3): a number is returned as is, so negative, fractional,
+  // Regression (was a bug in services/core/format/duration.ts line 3): a number is returned as is, so negative, fractional,
   // NaN or infinite numbers become durations, while the same values as strings ("-5") are refused.
   // A config file {"prepareTimeout": -1000} or a flag of -1 is accepted and every round then times
   // out at once. Expected: the same ConfigError as for "-1000".
@@ -350,7 +350,7 @@ describe('store URL normalization', () => {
     }
   });
 
-  // Regression (was a bug in services/core/config.ts normalizeStoreUrl ~line 174): the text after file:// is taken
+  // Regression (was a bug in services/core/infrastructure/config.ts normalizeStoreUrl ~line 174): the text after file:// is taken
   // as a raw path and re-encoded with pathToFileURL, so normalizing is not idempotent for paths
   // that need percent-encoding (space, %, non-ASCII): "file:///tmp/my store" → loadConfig gives
   // "file:///tmp/my%20store", and parseStoreUrl/openStore (which normalize again) turn that into

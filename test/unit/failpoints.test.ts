@@ -1,8 +1,8 @@
 /** Failpoint specs parse strictly, stay inert unless armed, and fire once on the configured hit. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, FailpointError } from '../../services/core/errors.js';
-import { FAILPOINTS, configureFailpoints, failpoint, parseFailpoints } from '../../services/core/failpoints.js';
-import { loadConfig } from '../../services/core/config.js';
+import { FAILPOINTS, configureFailpoints, failpoint, parseFailpoints } from '../../services/core/infrastructure/failpoints.js';
+import { loadConfig } from '../../services/core/infrastructure/config.js';
 
 afterEach(() => {
   configureFailpoints('');

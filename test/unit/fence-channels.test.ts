@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { FenceChannels } from '../../services/coordinator/fence-channels.js';
-import { silentLogger } from '../../services/core/log.js';
+import { silentLogger } from '../../services/core/infrastructure/log.js';
 
 type Confirm = (err: Error | null) => void;
 

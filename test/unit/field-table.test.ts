@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type { MessageProperties, Options } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { FieldTable, Properties } from '../../services/gen/tidemark/v1/store.js';
-import { fromFieldTable, toFieldTable, toProperties, toPublishOptions } from '../../services/core/field-table.js';
+import { fromFieldTable, toFieldTable, toProperties, toPublishOptions } from '../../services/core/format/field-table.js';
 import { TidemarkError } from '../../services/core/errors.js';
 
 // amqplib's own wire codec, reached without a broker: what a publish encodes and a delivery decodes.

@@ -15,7 +15,7 @@ import {
   relayView,
   relayWorkerOf,
   unwrapRelayed,
-} from '../../services/core/firehose.js';
+} from '../../services/core/amqp/firehose.js';
 
 const NS = 'tm';
 

@@ -11,9 +11,9 @@ import {
   TidemarkError,
   TransientError,
 } from '../../services/core/errors.js';
-import { beforeDeadline, requireField, serverStream, unary } from '../../services/core/grpc-handlers.js';
-import { startServer } from '../../services/core/grpc-server.js';
-import { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from '../../services/core/grpc-status.js';
+import { beforeDeadline, requireField, serverStream, unary } from '../../services/core/grpc/handlers.js';
+import { startServer } from '../../services/core/grpc/server.js';
+import { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from '../../services/core/grpc/status.js';
 import {
   CoordinatorServiceService,
   RoundOutcome,

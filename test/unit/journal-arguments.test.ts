@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { journalArguments } from '../../services/coordinator/journal-retention.js';
-import { loadConfig } from '../../services/core/config.js';
+import { loadConfig } from '../../services/core/infrastructure/config.js';
 import { ConfigError } from '../../services/core/errors.js';
 
 describe('journal stream arguments', () => {

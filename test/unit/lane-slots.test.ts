@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../services/core/config.js';
+import { loadConfig } from '../../services/core/infrastructure/config.js';
 import { LaneSlots } from '../../services/worker/lane-slots.js';
 import { configError } from '../helpers/errors.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forEachLimited } from '../../services/core/limited.js';
+import { forEachLimited } from '../../services/core/infrastructure/limited.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 

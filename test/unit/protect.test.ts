@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../services/core/errors.js';
-import { DRILL_VHOST_PREFIX, ProtectionPolicy, parseProtectSpec } from '../../services/core/protect.js';
+import { DRILL_VHOST_PREFIX, ProtectionPolicy, parseProtectSpec } from '../../services/core/infrastructure/protect.js';
 
 const NS = 'tidemark';
 

@@ -3,7 +3,7 @@
  * recovery.ts executes and the simulation (test/sim/recovery-runner.ts) runs.
  */
 import { describe, expect, it } from 'vitest';
-import type { CommitRecord, DecisionRecord } from '../../services/core/decision-log.js';
+import type { CommitRecord, DecisionRecord } from '../../services/core/state/decision-log.js';
 import { PRESUMED_ABORT_REASON, RecoveryPlan, RESEND_EPOCHS, stagedMismatch, type RecoveryStep } from '../../services/coordinator/recovery-plan.js';
 
 function commitOf(epoch: number): CommitRecord {

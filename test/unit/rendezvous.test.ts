@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assign, rendezvousOwner } from '../../services/core/rendezvous.js';
+import { assign, rendezvousOwner } from '../../services/core/state/rendezvous.js';
 
 const keys = Array.from({ length: 2000 }, (_, i) => `/\u0000queue-${i}`);
 const three = ['worker-a', 'worker-b', 'worker-c'];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NodeResources } from '../../services/core/amqp/management-types.js';
 import { JOURNAL_MEMORY_COST, ResourceGuard, SETTLE_MS, journalBudget, type GuardLimits, type WaitingQueue } from '../../services/coordinator/resource-guard.js';
-import type { Logger } from '../../services/core/log.js';
+import type { Logger } from '../../services/core/infrastructure/log.js';
 
 const GiB = 1024 ** 3;
 const limits: GuardLimits = { fdFraction: 0.8, memFraction: 0.8, diskMargin: GiB, journalFdCost: 4, maxJournals: 0 };

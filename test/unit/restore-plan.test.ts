@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBindingsMode, planRestore, type PlannedRestore, type RestoreSelection } from '../../services/coordinator/restore-plan.js';
 import { ConfigError } from '../../services/core/errors.js';
-import { rendezvousOwner } from '../../services/core/rendezvous.js';
+import { rendezvousOwner } from '../../services/core/state/rendezvous.js';
 import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 import { configError } from '../helpers/errors.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, retry } from '../../services/core/retry.js';
+import { backoffDelay, retry } from '../../services/core/infrastructure/retry.js';
 
 describe('retry', () => {
   it('doubles the delay from the first, up to the cap', () => {

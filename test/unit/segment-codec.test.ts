@@ -3,7 +3,7 @@ import { Segment, type Record as JournalRecord } from '../../services/gen/tidema
 import { CorruptDataError, TidemarkError } from '../../services/core/errors.js';
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import { COMPRESS_SPEED_TTL_MS, createAdaptiveCodec, codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/segment-codec.js';
+import { COMPRESS_SPEED_TTL_MS, createAdaptiveCodec, codecByName, decodeSegment, encodeSegment, gzipCodec, sha256Hex } from '../../services/core/format/segment-codec.js';
 import { segmentKey } from '../../services/core/store/keys.js';
 
 function record(offset: number, over: Partial<JournalRecord> = {}): JournalRecord {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TransientError } from '../../services/core/errors.js';
-import { withTimeLimit } from '../../services/core/time-limit.js';
+import { withTimeLimit } from '../../services/core/infrastructure/time-limit.js';
 
 describe('withTimeLimit', () => {
   it('passes a result that arrives in time through', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../services/core/errors.js';
-import { parseAtTime } from '../../services/core/time-spec.js';
+import { parseAtTime } from '../../services/core/format/time-spec.js';
 
 const NOW = Date.parse('2026-11-24T12:00:00.000Z');
 const at = (text: string) => parseAtTime(text, NOW);

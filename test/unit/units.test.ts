@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes } from '../../services/core/units.js';
+import { formatBytes } from '../../services/core/format/units.js';
 
 describe('formatBytes', () => {
   it('writes whole bytes below a KiB and one decimal in the largest unit reached above', () => {

@@ -7,7 +7,7 @@
  */
 import type { Channel, ChannelModel, Options } from 'amqplib';
 import type { QueueDefinition } from '../../gen/tidemark/v1/store.js';
-import { fromFieldTable } from '../field-table.js';
+import { fromFieldTable } from '../format/field-table.js';
 import { TidemarkError, errorMessage } from '../errors.js';
 
 /** What {@link probeQueue} found. */

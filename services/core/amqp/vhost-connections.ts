@@ -6,7 +6,7 @@
  * every (re)connect of a lane to re-create that lane's channels and consumers.
  */
 import amqp, { type ChannelModel } from 'amqplib';
-import type { Logger } from '../log.js';
+import type { Logger } from '../infrastructure/log.js';
 import { StoppingError, errorMessage } from '../errors.js';
 import { amqpUrlForVhost, redactUrl } from './vhost-url.js';
 

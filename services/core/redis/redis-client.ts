@@ -3,9 +3,9 @@
  * the same way by the coordinator and the worker.
  */
 import { Redis } from 'ioredis';
-import { abortable } from '../abortable.js';
+import { abortable } from '../infrastructure/abortable.js';
 import { redactUrl } from '../amqp/vhost-url.js';
-import { throttledWarn, type Logger } from '../log.js';
+import { throttledWarn, type Logger } from '../infrastructure/log.js';
 import { StoppingError, TransientError } from '../errors.js';
 
 /**

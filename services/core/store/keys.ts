@@ -13,9 +13,9 @@
  */
 import { createHash } from 'node:crypto';
 import { CheckpointManifest, PartitionManifest } from '../../gen/tidemark/v1/store.js';
-import { DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest } from '../bounded-name.js';
+import { DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest } from '../format/bounded-name.js';
 import { CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
-import { gzipCodec } from '../segment-codec.js';
+import { gzipCodec } from '../format/segment-codec.js';
 
 /** Newest manifest format version this code reads; it writes this one. */
 export const MANIFEST_FORMAT_VERSION = 1;

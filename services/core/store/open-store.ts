@@ -3,9 +3,9 @@
  * `s3://bucket/prefix` for an S3-compatible service.
  */
 import { fileURLToPath } from 'node:url';
-import { abortable, stopReason } from '../abortable.js';
-import { retry } from '../retry.js';
-import { normalizeStoreUrl, type Config } from '../config.js';
+import { abortable, stopReason } from '../infrastructure/abortable.js';
+import { retry } from '../infrastructure/retry.js';
+import { normalizeStoreUrl, type Config } from '../infrastructure/config.js';
 import { ConfigError, TidemarkError, errorMessage } from '../errors.js';
 import { LocalStore } from './local-store.js';
 import type { ObjectStore } from './object-store.js';

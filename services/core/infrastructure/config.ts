@@ -8,10 +8,10 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
-import { ConfigError } from './errors.js';
+import { parseDuration } from '../format/duration.js';
+import { ConfigError } from '../errors.js';
 import { parseFailpoints } from './failpoints.js';
-import { SEGMENT_CODEC_CHOICES } from './segment-codec.js';
+import { SEGMENT_CODEC_CHOICES } from '../format/segment-codec.js';
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {

@@ -4,7 +4,7 @@
  * SIGTERM waiting. The abandoned work may still settle later: `release` then closes what it
  * opened (a connection, a store), so nothing it made outlives the stop.
  */
-import { StoppingError } from './errors.js';
+import { StoppingError } from '../errors.js';
 
 export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined, release?: (value: T) => unknown): Promise<T> {
   if (!signal) return work;

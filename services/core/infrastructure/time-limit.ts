@@ -5,7 +5,7 @@
  * is given up with a TransientError and the next tick tries again. The abandoned call may still
  * settle later; its result is ignored.
  */
-import { TransientError } from './errors.js';
+import { TransientError } from '../errors.js';
 
 export function withTimeLimit<T>(work: Promise<T>, limitMs: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

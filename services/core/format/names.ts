@@ -4,7 +4,7 @@
  * other's objects, and so protection globs can never select Tidemark's own queues.
  */
 import { DIGEST_HEX_LENGTH, SHORT_DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest, utf8Prefix } from './bounded-name.js';
-import { TidemarkError } from './errors.js';
+import { TidemarkError } from '../errors.js';
 
 /** RabbitMQ queue names are limited to 255 bytes. */
 export const MAX_QUEUE_NAME_BYTES = 255;

@@ -2,11 +2,11 @@
  * The catalog of visible checkpoints, read from the store alone (G5): a checkpoint exists exactly
  * when its manifest object does. Manifests are immutable, so decoded ones are cached.
  */
-import type { CheckpointManifest, QueueCheckpoint, SegmentRef } from '../gen/tidemark/v1/store.js';
-import { NotFoundError, ConfigError } from './errors.js';
-import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from './store/keys.js';
-import type { ObjectStore } from './store/object-store.js';
-import { orderSegments } from './segment-reader.js';
+import type { CheckpointManifest, QueueCheckpoint, SegmentRef } from '../../gen/tidemark/v1/store.js';
+import { NotFoundError, ConfigError } from '../errors.js';
+import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from '../store/keys.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { orderSegments } from '../format/segment-reader.js';
 
 export class Catalog {
   private readonly cache = new Map<number, CheckpointManifest>();

@@ -1,4 +1,4 @@
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 /** Parses "250ms", "5s", "2m", "1h" or a bare number of milliseconds into milliseconds. */
 export function parseDuration(text: string | number): number {

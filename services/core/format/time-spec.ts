@@ -4,7 +4,7 @@
  * `parseDuration` (./duration.ts) reads one number with one unit up to hours, for timeouts; a
  * point in the past needs days and weeks and compound spans (`-1h30m`), so spans are read here.
  */
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 /**
  * How far past `nowMs` a time may lie and still be accepted: the clock of the machine that wrote

@@ -16,8 +16,8 @@
  * Finished restores expire after a week; a running one has no expiry.
  */
 import type { Redis } from 'ioredis';
-import { redisKeys } from './names.js';
-import { REDIS_SCRIPTS } from './redis/lua-scripts.js';
+import { redisKeys } from '../format/names.js';
+import { REDIS_SCRIPTS } from '../redis/lua-scripts.js';
 
 export type RestoreState = 'running' | 'cancelled' | 'interrupted' | 'done' | 'failed';
 

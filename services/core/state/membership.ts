@@ -3,8 +3,8 @@
  * lease expiry; the coordinator reads the entries whose lease has not expired.
  */
 import type { Redis } from 'ioredis';
-import { type Clock, systemClock } from './clock.js';
-import { redisKeys } from './names.js';
+import { type Clock, systemClock } from '../infrastructure/clock.js';
+import { redisKeys } from '../format/names.js';
 
 export interface WorkerRegistration {
   id: string;

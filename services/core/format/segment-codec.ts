@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants as zlibConstants, gunzip, gzip, gzipSync } from 'node:zlib';
-import { Segment, type Record as JournalRecord, type SegmentRef } from '../gen/tidemark/v1/store.js';
-import { ConfigError, CorruptDataError, TidemarkError, errorMessage } from './errors.js';
+import { Segment, type Record as JournalRecord, type SegmentRef } from '../../gen/tidemark/v1/store.js';
+import { ConfigError, CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
 
 /** Segment format version this code writes and the newest it reads. */
 export const SEGMENT_FORMAT_VERSION = 1;

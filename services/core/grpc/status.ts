@@ -13,7 +13,7 @@ import {
   TidemarkError,
   TransientError,
   errorMessage,
-} from './errors.js';
+} from '../errors.js';
 
 /** Trailer naming the Tidemark error class: marks a status as raised by a Tidemark handler, not the transport. */
 const errorClassKey = 'tidemark-error';

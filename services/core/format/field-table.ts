@@ -24,8 +24,8 @@
  * unsafe bigints) throws: nothing is dropped silently.
  */
 import type { MessageProperties, Options } from 'amqplib';
-import type { FieldTable, FieldValue, Properties } from '../gen/tidemark/v1/store.js';
-import { TidemarkError } from './errors.js';
+import type { FieldTable, FieldValue, Properties } from '../../gen/tidemark/v1/store.js';
+import { TidemarkError } from '../errors.js';
 
 /** An amqplib decimal: `places` decimal places of the unsigned integer `digits`. */
 export interface AmqpDecimal {

@@ -4,8 +4,8 @@
  * deadline nears.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { ConfigError, TransientError } from './errors.js';
-import { toServiceError } from './grpc-status.js';
+import { ConfigError, TransientError } from '../errors.js';
+import { toServiceError } from './status.js';
 
 /** A server call with an AbortSignal that fires when the client cancels or its deadline passes. */
 export type WithSignal<Call> = Call & { readonly signal: AbortSignal };

@@ -3,9 +3,9 @@
  * with INVALID_ARGUMENT) and a graceful stop.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ConfigError, errorMessage } from './errors.js';
-import { serverOptions } from './grpc-options.js';
-import { toServiceError } from './grpc-status.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { serverOptions } from './options.js';
+import { toServiceError } from './status.js';
 
 /** Stands in for a request whose bytes did not decode; carries why. */
 const undecodable = Symbol('undecodable request');

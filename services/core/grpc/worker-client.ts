@@ -5,8 +5,8 @@
  * may import core but not the worker (docs/ARCHITECTURE.md#layers).
  */
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, readStream } from './grpc-client.js';
-import { clientChannelOptions } from './grpc-options.js';
+import { callUnary, readStream } from './client.js';
+import { clientChannelOptions } from './options.js';
 import {
   WorkerServiceClient,
   type AssignReply,
@@ -18,7 +18,7 @@ import {
   type RestoreProgress,
   type RestoreTask,
   type WorkerStatus,
-} from '../gen/tidemark/v1/worker.js';
+} from '../../gen/tidemark/v1/worker.js';
 
 export interface WorkerClientOptions {
   /** The worker's id, used in error messages. @default the address */

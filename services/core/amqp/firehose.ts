@@ -17,9 +17,9 @@
  * This module holds the names and the pure conversions; the relay itself is in the worker.
  */
 import type { MessageProperties, Options } from 'amqplib';
-import type { QueueConsumers } from './amqp/management-types.js';
-import { fenceExchangeName, journalName, isOwnObject } from './names.js';
-import { MalformedMessageError } from './errors.js';
+import type { QueueConsumers } from './management-types.js';
+import { fenceExchangeName, journalName, isOwnObject } from '../format/names.js';
+import { MalformedMessageError } from '../errors.js';
 
 /** The quorum queue receiving the vhost's trace copies. */
 export function firehoseQueueName(namespace: string): string {

@@ -8,11 +8,11 @@
  * {@link readPrefix} only if it passes, so damaged data fails the queue before any of it is
  * published.
  */
-import type { Record as JournalRecord, Segment, SegmentRef } from '../gen/tidemark/v1/store.js';
-import { CorruptDataError, IncompletePrefixError } from './errors.js';
+import type { Record as JournalRecord, Segment, SegmentRef } from '../../gen/tidemark/v1/store.js';
+import { CorruptDataError, IncompletePrefixError } from '../errors.js';
 import { decodeSegment, isFenceRange } from './segment-codec.js';
 import { MAX_UNDELIVERED_OFFSETS } from './names.js';
-import type { ObjectStore } from './store/object-store.js';
+import type { ObjectStore } from '../store/object-store.js';
 
 export interface PrefixSpec {
   vhost: string;

@@ -14,8 +14,8 @@
  * undefined: the points are inert in production.
  */
 import { writeSync } from 'node:fs';
-import { parseDuration } from './duration.js';
-import { ConfigError, FailpointError } from './errors.js';
+import { parseDuration } from '../format/duration.js';
+import { ConfigError, FailpointError } from '../errors.js';
 
 /** Every failpoint, with the step it sits at. */
 export const FAILPOINTS = {

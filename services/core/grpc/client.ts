@@ -3,7 +3,7 @@
  * an async iterable, both failing with the mapped Tidemark error.
  */
 import * as grpc from '@grpc/grpc-js';
-import { fromServiceError, isServiceError } from './grpc-status.js';
+import { fromServiceError, isServiceError } from './status.js';
 
 export interface CallOptions {
   /** Time the call may take before it fails with DEADLINE_EXCEEDED; Infinity for none. */

@@ -17,8 +17,8 @@
  * inside a glob is literal (negation is only the entry-level '!').
  */
 import picomatch from 'picomatch';
-import { ConfigError } from './errors.js';
-import { isOwnObject } from './names.js';
+import { ConfigError } from '../errors.js';
+import { isOwnObject } from '../format/names.js';
 
 /**
  * Name prefix of the scratch vhosts `tidemark restore-drill` restores into. The protection policy

@@ -9,10 +9,10 @@
  * The leader writes it; a worker only reads it, to learn a decision it missed (PROTOCOL.md step 4).
  */
 import type { Redis } from 'ioredis';
-import { redisKeys } from './names.js';
-import { DecisionConflictError, NotLeaseHolderError } from './errors.js';
-import { REDIS_SCRIPTS } from './redis/lua-scripts.js';
-import { ExchangeDefinition, type IncompleteMark } from '../gen/tidemark/v1/store.js';
+import { redisKeys } from '../format/names.js';
+import { DecisionConflictError, NotLeaseHolderError } from '../errors.js';
+import { REDIS_SCRIPTS } from '../redis/lua-scripts.js';
+import { ExchangeDefinition, type IncompleteMark } from '../../gen/tidemark/v1/store.js';
 
 /** An IncompleteMark of one queue, as recorded with the decision. */
 export interface QueueMark {

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { ConfigError, errorMessage } from './errors.js';
+import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from './log.js';
 
 export interface MetricsServer {
