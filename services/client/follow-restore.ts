@@ -5,6 +5,7 @@
  */
 import { errorMessage, FailedPreconditionError, TidemarkError } from '../core/index.js';
 import type { RestoreEvent, RestoreRequest } from '../gen/tidemark/v1/admin.js';
+import { RestoreFollowLostError } from './errors.js';
 
 /** Which restore `TidemarkClient.followRestore` follows. */
 export type FollowRestoreFrom =
@@ -60,7 +61,7 @@ export async function* followRestoreEvents(
       if (!id || options.signal?.aborted || !retryable) throw err;
       lostAt ||= Date.now();
       if (Date.now() - lostAt > reconnectForMs) {
-        throw new TidemarkError(`${errorMessage(err)}; restore ${id} may still be running: follow it with "tidemark restore resume ${id}"`, { cause: err });
+        throw new RestoreFollowLostError(id, `${errorMessage(err)}; restore ${id} may still be running: follow it with "tidemark restore resume ${id}"`, { cause: err });
       }
       options.onReconnect?.(id, err);
       await new Promise((r) => setTimeout(r, retryDelayMs));

@@ -185,3 +185,5 @@ export class TidemarkClient {
     );
   }
 }
+
+export { RestoreFollowLostError } from './errors.js';

@@ -23,6 +23,7 @@ import {
 } from '../core/index.js';
 import { amqpUrlForVhost, type ManagementClient, redactUrl } from '../core/amqp/index.js';
 import type { ObjectStore } from '../core/store/index.js';
+import { DrillSetupError } from './errors.js';
 
 // The protection policy owns the prefix (it must never cover a drill); re-exported for callers.
 export { DRILL_VHOST_PREFIX };
@@ -54,7 +55,7 @@ export async function createScratchVhost(management: ManagementClient, name: str
     await management.setPermissions(name, user, { configure: '.*', write: '.*', read: '.*' });
   } catch (err) {
     const removed = await removeScratchVhost(management, name);
-    throw new TidemarkError(
+    throw new DrillSetupError(
       `cannot give user "${user}" permissions on scratch vhost ${name}: ${errorMessage(err)}; ` +
         (removed ? 'the vhost was removed again' : `removing it failed too: delete vhost ${name} by hand`),
       { cause: err },
@@ -174,7 +175,7 @@ export async function restoredDigest(amqpUrl: string, vhost: string, queue: stri
     connection = await amqp
       .connect(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `tidemark restore-drill ${vhost}` } })
       .catch((err: unknown) => {
-        throw new TidemarkError(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
+        throw new DrillSetupError(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
       });
     connection.on('error', () => {}); // the close that follows is what the reader reacts to
     const channel = await connection.createChannel();

@@ -16,12 +16,12 @@ export class ContinuityCheckError extends TidemarkError {
   }
 }
 
-/** The operator cancelled the restore; what was published stays, and it can be resumed. */
-export class RestoreCancelledError extends TidemarkError {
-  override name = 'RestoreCancelledError';
-}
-
 /** The restore was stopped to be handed over (the leader is stopping or deposed); the next leader resumes it. */
 export class RestoreInterruptedError extends TidemarkError {
   override name = 'RestoreInterruptedError';
+}
+
+/** A restore drill could not set up or reach its scratch vhost; what it says names what to clean up. */
+export class DrillSetupError extends TidemarkError {
+  override name = 'DrillSetupError';
 }

@@ -20,9 +20,10 @@ import {
   StaleLeaderError,
   TransientError,
   type WorkerClient,
+  RestoreCancelledError,
 } from '../core/index.js';
 import type { Coordinator } from './coordinator.js';
-import { RestoreCancelledError, RestoreInterruptedError } from './errors.js';
+import { RestoreInterruptedError } from './errors.js';
 import type { PlannedRestore } from './restore-plan.js';
 import type { RestoreMode } from './restore-preflight.js';
 

@@ -150,3 +150,33 @@ export class StoppingError extends TidemarkError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The operator cancelled the restore; what was published stays, and it can be resumed. */
+export class RestoreCancelledError extends TidemarkError {
+  override name = 'RestoreCancelledError';
+}
+
+/** The broker answered a probe of a queue or stream with an error other than "not found". */
+export class QueueProbeError extends TidemarkError {
+  override name = 'QueueProbeError';
+}
+
+/** The management API answered with an error or something that is not its JSON. */
+export class ManagementApiError extends TidemarkError {
+  override name = 'ManagementApiError';
+}
+
+/** A name cannot be made into a journal, a store key or a stored field (too long, empty, not representable). */
+export class NameError extends TidemarkError {
+  override name = 'NameError';
+}
+
+/** A value cannot be encoded into, or decoded from, Tidemark's formats (segments, field tables). */
+export class FormatError extends TidemarkError {
+  override name = 'FormatError';
+}
+
+/** The object store failed in a way that is neither transient nor a configuration problem. */
+export class StoreError extends TidemarkError {
+  override name = 'StoreError';
+}

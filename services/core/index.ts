@@ -14,6 +14,12 @@ export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState
 export {
   ConfigError,
   CorruptDataError,
+  FormatError,
+  ManagementApiError,
+  NameError,
+  QueueProbeError,
+  RestoreCancelledError,
+  StoreError,
   DecisionConflictError,
   errorMessage,
   FailedPreconditionError,

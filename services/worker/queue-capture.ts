@@ -26,14 +26,13 @@ import {
   type SegmentCodec,
   segmentRefOf,
   STREAM_OFFSET_HEADER,
-  TidemarkError,
   toProperties,
   unwrapRelayed,
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
 import { CaptureLedger, type FencePosition } from './capture-ledger.js';
 import { JournalCursor } from './journal-cursor.js';
-import { FenceNotSeenError, JournalGapError } from './errors.js';
+import { FenceNotSeenError, InvalidAssignmentError, JournalGapError, PrepareTimeoutError } from './errors.js';
 
 export interface QueueCaptureOptions {
   namespace: string;
@@ -79,7 +78,7 @@ export class QueueCapture {
 
   constructor(private readonly options: QueueCaptureOptions) {
     const a = options.assignment;
-    if (!a.definition) throw new TidemarkError('queue assignment without a definition');
+    if (!a.definition) throw new InvalidAssignmentError('queue assignment without a definition');
     this.definition = a.definition;
     this.vhost = a.definition.vhost;
     this.queue = a.definition.name;
@@ -299,7 +298,7 @@ export class QueueCapture {
   async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
     const fence = await this.waitForFence(epoch, roundId, signal);
     while (!this.ledger.durableThrough(fence)) {
-      if (signal.aborted) throw new TidemarkError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
+      if (signal.aborted) throw new PrepareTimeoutError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
       await this.flush();
     }
     return this.ledger.part(fence, { definition: this.definition, journal: this.journal, startOffset: this.cursor.startOffset });

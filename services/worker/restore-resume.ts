@@ -5,9 +5,10 @@
  */
 import type { ChannelModel } from 'amqplib';
 import type { QueueRestore } from '../gen/tidemark/v1/worker.js';
-import { ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER, readPrefix, TidemarkError } from '../core/index.js';
+import { ORIGIN_OFFSET_HEADER, ORIGIN_QUEUE_HEADER, ORIGIN_RESTORE_HEADER, ORIGIN_VHOST_HEADER, readPrefix } from '../core/index.js';
 import type { RestoreRunOptions } from './restore-run-options.js';
 import { prefixSpec } from './restore-verify.js';
+import { RestoreProgressError } from './errors.js';
 
 /** Where publishing of a queue starts: after the messages an earlier run got into the target. */
 export interface ResumePoint {
@@ -39,7 +40,7 @@ export async function resumePoint(connection: ChannelModel, item: QueueRestore, 
     offset = record.offset;
   }
   if (tail === undefined && count !== recorded.count) {
-    throw new TidemarkError(
+    throw new RestoreProgressError(
       `the recorded progress of ${item.source!.vhost}/${item.source!.name} (${recorded.count} message(s) up to offset ${recorded.offset}) does not match checkpoint ${options.task.checkpoint}'s data (${count}); nothing more was published`,
     );
   }

@@ -38,13 +38,14 @@ import {
   ORIGIN_VHOST_HEADER,
   queueKey,
   readPrefix,
-  TidemarkError,
+  RestoreCancelledError,
   toPublishOptions,
 } from '../core/index.js';
 import { amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 import type { RestoreRunOptions } from './restore-run-options.js';
 import { resumePoint, type ResumePoint } from './restore-resume.js';
 import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
+import { RestoreTargetError } from './errors.js';
 
 /** Header that keeps a message's user-id when the restoring user differs (the broker would refuse it). */
 const ORIGINAL_USER_ID_HEADER = 'x-tidemark-original-user-id';
@@ -63,7 +64,7 @@ export async function runRestoreTask(options: RestoreRunOptions): Promise<void> 
         // The broker closes the handshake when the vhost is missing or the user may not use it.
         const refused = /ConnectionOpenOk|NOT_ALLOWED|ACCESS_REFUSED/.test(errorMessage(err));
         const why = refused ? `vhost "${vhost}" does not exist there or the user may not use it (create it, or pick another --target-vhost)` : errorMessage(err);
-        throw new TidemarkError(`cannot connect to target broker ${redactUrl(url)}: ${why}`, { cause: err });
+        throw new RestoreTargetError(`cannot connect to target broker ${redactUrl(url)}: ${why}`, { cause: err });
       });
       connections.set(vhost, connection);
     }
@@ -137,7 +138,7 @@ async function restoreQueue(
 async function refuseNonEmptyTarget(connection: ChannelModel, item: QueueRestore): Promise<void> {
   const { holdsMessages } = await probeQueue(connection, item.targetName, item.source?.type ?? 'classic');
   if (holdsMessages) {
-    throw new TidemarkError(
+    throw new RestoreTargetError(
       `target queue ${item.targetVhost}/${item.targetName} already holds messages; restoring into it would add duplicates. ` +
         'Nothing was published to it: restore under another name (--prefix/--map), delete or purge it, or pass --mode append',
     );
@@ -153,7 +154,7 @@ async function declareTarget(connection: ChannelModel, item: QueueRestore, excha
   try {
     await channel.assertQueue(item.targetName, queueDeclareOptions(source));
   } catch (err) {
-    throw new TidemarkError(
+    throw new RestoreTargetError(
       `cannot declare target queue ${item.targetVhost}/${item.targetName} as ${source.type}: ${errorMessage(err)}. ` +
         'If it exists with other arguments, restore under another name (--prefix/--map) or delete it first; nothing was published to it',
       { cause: err },
@@ -192,7 +193,7 @@ async function publishPrefix(
     failure ??= err;
   });
   channel.on('return', (msg) => {
-    failure ??= new TidemarkError(`the broker returned a message as unroutable: target queue ${item.targetVhost}/${item.targetName} does not exist (replyText ${msg.fields.replyText ?? ''})`);
+    failure ??= new RestoreTargetError(`the broker returned a message as unroutable: target queue ${item.targetVhost}/${item.targetName} does not exist (replyText ${msg.fields.replyText ?? ''})`);
   });
   const window = Math.max(1, options.confirmWindow);
   const key = queueKey(item.source!.vhost, item.source!.name);
@@ -262,7 +263,7 @@ async function publishPrefix(
   try {
     for await (const record_ of records()) {
       if (failure) throw failure;
-      if (options.signal.aborted) throw new TidemarkError('restore cancelled');
+      if (options.signal.aborted) throw new RestoreCancelledError('restore cancelled');
       if (resume.count + sent === Math.floor(item.messages / 2) && sent > 0) await failpoint('worker.mid-restore');
       if (rate > 0) {
         const due = startedAt + (sent * 1000) / rate;
@@ -273,7 +274,7 @@ async function publishPrefix(
       const entry = { offset: record_.offset, bodyBytes: record_.body.length, acked: false };
       unconfirmed.push(entry);
       const written = channel.publish('', item.targetName, record_.body, publishOptions, (err) => {
-        if (err) failure ??= new TidemarkError(`the broker refused message at offset ${entry.offset} (nack)`);
+        if (err) failure ??= new RestoreTargetError(`the broker refused message at offset ${entry.offset} (nack)`);
         else {
           entry.acked = true;
           confirmPrefix();
@@ -299,7 +300,7 @@ async function publishPrefix(
     if (readFailure !== undefined) throw readFailure;
     if (failure) throw failure;
     if (progress.confirmed !== item.messages) {
-      throw new TidemarkError(`confirmed ${progress.confirmed} message(s) but the checkpoint holds ${item.messages}`);
+      throw new RestoreTargetError(`confirmed ${progress.confirmed} message(s) but the checkpoint holds ${item.messages}`);
     }
   } finally {
     await channel.close().catch(() => {});

@@ -4,8 +4,9 @@
  * with exactly how much of the prefix the target received.
  */
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
-import { CorruptDataError, errorMessage, IncompletePrefixError, ObjectNotFoundError, type PrefixSpec, TidemarkError, verifyPrefix } from '../core/index.js';
+import { CorruptDataError, errorMessage, IncompletePrefixError, ObjectNotFoundError, type PrefixSpec, verifyPrefix } from '../core/index.js';
 import type { RestoreRunOptions } from './restore-run-options.js';
+import { RestoreReadError } from './errors.js';
 
 /** What a queue's publishing has got confirmed so far. */
 export interface Published {
@@ -38,7 +39,7 @@ export async function verifyQueueData(item: QueueRestore, options: RestoreRunOpt
     if (options.signal.aborted) throw err;
     const damaged = damagedData(err, item);
     if (!damaged) {
-      throw new TidemarkError(
+      throw new RestoreReadError(
         `cannot read the data of ${queue} in checkpoint ${options.task.checkpoint} from the store to verify it: ${errorMessage(err)}. ` +
           `Nothing was published to ${target}; restore it again once the store answers`,
         { cause: err },

@@ -20,7 +20,6 @@ import {
   RestoreStateStore,
   StoppingError,
   systemClock,
-  TidemarkError,
   withTimeLimit,
 } from '../core/index.js';
 import { openRedis } from '../core/redis/index.js';
@@ -44,6 +43,7 @@ import { CaptureSet } from './capture-set.js';
 import { FirehoseRelay } from './firehose-relay.js';
 import { runRestoreTask } from './restore-runner.js';
 import { createHash } from 'node:crypto';
+import { InvalidAssignmentError } from './errors.js';
 
 export interface WorkerOptions {
   config: Config;
@@ -186,7 +186,7 @@ export class Worker {
     const newer = request.leaderToken > this.participant.seenToken || request.generation >= this.generation;
     this.participant.checkToken(request.leaderToken);
     for (const a of request.queues) {
-      if (!a.definition?.name || !a.journal) throw new TidemarkError('assignment names a queue without a definition or journal');
+      if (!a.definition?.name || !a.journal) throw new InvalidAssignmentError('assignment names a queue without a definition or journal');
     }
     if (newer) {
       this.generation = request.generation;

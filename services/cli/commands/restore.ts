@@ -4,12 +4,13 @@
  * failures (TidemarkClient.followRestore), and Ctrl-C cancels it there.
  */
 import { type Command, Option } from 'commander';
-import { ConfigError, errorMessage, TidemarkError } from '../../core/index.js';
+import { ConfigError, errorMessage } from '../../core/index.js';
 import type { FollowRestoreFrom, RestoreRequest, TidemarkClient } from '../../client/index.js';
 import { collect, type CliContext } from '../context.js';
 import { EXIT_INCOMPLETE, EXIT_INTERRUPTED, ExitCode } from '../exit-codes.js';
 import { restoreEventJson, restoreSummaryJson, table } from '../output.js';
 import { renderRestore } from '../restore-view.js';
+import { InterruptedError } from '../errors.js';
 
 /**
  * Shows a restore to its end. Ctrl-C cancels it in the cluster (it can be resumed later); the
@@ -24,7 +25,7 @@ async function showRestore(cli: CliContext, c: TidemarkClient, from: FollowResto
     onSigint = () => resolve();
     process.once('SIGINT', onSigint);
   }).then(async () => {
-    controller.abort(new TidemarkError('restore interrupted'));
+    controller.abort(new InterruptedError('restore interrupted'));
     if (!id) return;
     const state = await c.cancelRestore(id).catch((err) => `not cancelled (${errorMessage(err)})`);
     cli.warn(`restore ${id} ${state}; continue it with "tidemark restore resume ${id}"`);

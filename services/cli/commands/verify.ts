@@ -3,16 +3,16 @@
  * scratch vhost and reconcile). Ctrl-C stops watching; the exit code says whether the check passed.
  */
 import type { Command } from 'commander';
-import { TidemarkError } from '../../core/index.js';
 import { collect, type CliContext } from '../context.js';
 import { renderDrill } from '../drill-view.js';
 import { EXIT_INCOMPLETE, ExitCode } from '../exit-codes.js';
 import { renderVerify } from '../verify-view.js';
+import { InterruptedError, NoResultError } from '../errors.js';
 
 /** Runs `body` with a signal that Ctrl-C aborts with `reason`, for as long as `body` runs. */
 async function interruptible<T>(reason: string, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  const onSigint = () => controller.abort(new TidemarkError(reason));
+  const onSigint = () => controller.abort(new InterruptedError(reason));
   process.once('SIGINT', onSigint);
   try {
     return await body(controller.signal);
@@ -33,7 +33,7 @@ export function addVerifyCommands(program: Command, cli: CliContext): void {
       try {
         await interruptible('verify interrupted', async (signal) => {
           const done = await renderVerify(c.verify(checkpoint, Boolean(flags.full), signal), { json: Boolean(flags.json), print });
-          if (!done) throw new TidemarkError('the coordinator ended the verification without a result; run it again');
+          if (!done) throw new NoResultError('the coordinator ended the verification without a result; run it again');
           if (done.problems > 0) throw new ExitCode(EXIT_INCOMPLETE);
         });
       } finally {
@@ -51,7 +51,7 @@ export function addVerifyCommands(program: Command, cli: CliContext): void {
       try {
         await interruptible('restore drill interrupted', async (signal) => {
           const done = await renderDrill(c.restoreDrill(checkpoint, flags.queues, signal), { json: Boolean(flags.json), print, out: cli.restoreOutput() });
-          if (!done) throw new TidemarkError('the coordinator ended the drill without a result; run it again');
+          if (!done) throw new NoResultError('the coordinator ended the drill without a result; run it again');
           if (!done.ok) throw new ExitCode(EXIT_INCOMPLETE);
         });
       } finally {

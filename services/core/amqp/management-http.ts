@@ -5,7 +5,7 @@
  * Node's fetch refuses URLs with credentials in them, so the user and password are taken out of
  * the configured URL and sent as a Basic Authorization header.
  */
-import { ConfigError, NotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
+import { ConfigError, ManagementApiError, NotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
 
 /** JSON requests to one management API, authenticated, with a time limit each. */
 export class ManagementHttp {
@@ -86,7 +86,7 @@ export class ManagementHttp {
       try {
         return (text === '' ? undefined : JSON.parse(text)) as T;
       } catch (err) {
-        throw new TidemarkError(`${what} at ${this.apiUrl} answered with something that is not JSON: ${text.slice(0, 200)}`, { cause: err });
+        throw new ManagementApiError(`${what} at ${this.apiUrl} answered with something that is not JSON: ${text.slice(0, 200)}`, { cause: err });
       }
     }
     const excerpt = (await res.text().catch(() => '')).slice(0, 300);
@@ -106,7 +106,7 @@ export class ManagementHttp {
       case 504:
         throw new TransientError(`${what} failed with HTTP ${res.status} at ${this.apiUrl}: ${excerpt}; retry later`);
       default:
-        throw new TidemarkError(`${what} failed with HTTP ${res.status} at ${this.apiUrl}: ${excerpt}`);
+        throw new ManagementApiError(`${what} failed with HTTP ${res.status} at ${this.apiUrl}: ${excerpt}`);
     }
   }
 }

@@ -8,7 +8,7 @@
 import type { Channel, ChannelModel, Options } from 'amqplib';
 import type { QueueDefinition } from '../../gen/tidemark/v1/store.js';
 import { fromFieldTable } from '../format/field-table.js';
-import { TidemarkError, errorMessage } from '../errors.js';
+import { QueueProbeError, errorMessage } from '../errors.js';
 
 /** What {@link probeQueue} found. */
 export interface QueueProbe {
@@ -35,7 +35,7 @@ async function checkedQueue(connection: ChannelModel, name: string): Promise<num
     return (await channel.checkQueue(name)).messageCount;
   } catch (err) {
     if (amqpCode(err) === 404) return undefined;
-    throw new TidemarkError(`cannot inspect queue "${name}": ${brokerText(err)}`, { cause: err });
+    throw new QueueProbeError(`cannot inspect queue "${name}": ${brokerText(err)}`, { cause: err });
   } finally {
     await channel.close().catch(() => {});
   }
@@ -74,7 +74,7 @@ async function streamHoldsMessages(connection: ChannelModel, name: string, type:
       ({ consumerTag } = await channel.consume(name, onMessage, { noAck: false, arguments: { 'x-stream-offset': 'first' } }));
     } catch (err) {
       if (type === 'stream' && amqpCode(err) !== 406) {
-        throw new TidemarkError(`cannot read stream "${name}" to see whether it holds messages: ${brokerText(err)}`, { cause: err });
+        throw new QueueProbeError(`cannot read stream "${name}" to see whether it holds messages: ${brokerText(err)}`, { cause: err });
       }
       return false; // not a stream: its message count was right
     }
@@ -104,7 +104,7 @@ export async function argumentsConflict(connection: ChannelModel, name: string, 
     return undefined;
   } catch (err) {
     if (amqpCode(err) === 406) return brokerText(err);
-    throw new TidemarkError(`cannot compare the arguments of queue "${name}": ${brokerText(err)}`, { cause: err });
+    throw new QueueProbeError(`cannot compare the arguments of queue "${name}": ${brokerText(err)}`, { cause: err });
   } finally {
     await channel.close().catch(() => {});
   }

@@ -25,7 +25,7 @@
  */
 import type { MessageProperties, Options } from 'amqplib';
 import type { FieldTable, FieldValue, Properties } from '../../gen/tidemark/v1/store.js';
-import { TidemarkError } from '../errors.js';
+import { FormatError } from '../errors.js';
 
 /** An amqplib decimal: `places` decimal places of the unsigned integer `digits`. */
 export interface AmqpDecimal {
@@ -72,7 +72,7 @@ export function toFieldValue(value: unknown, path = 'value'): FieldValue {
 export function fromFieldValue(v: FieldValue | undefined, path = 'value'): unknown {
   const kind = v?.kind;
   if (kind === undefined) {
-    throw new TidemarkError(`${path}: stored field value has no kind; the table cannot be read back`);
+    throw new FormatError(`${path}: stored field value has no kind; the table cannot be read back`);
   }
   switch (kind.$case) {
     case 'stringValue':
@@ -94,7 +94,7 @@ export function fromFieldValue(v: FieldValue | undefined, path = 'value'): unkno
       return kind.value.values.map((item, i) => fromFieldValue(item, `${path}[${i}]`));
     default: {
       const never: never = kind;
-      throw new TidemarkError(`${path}: unknown stored field value kind ${JSON.stringify(never)}`);
+      throw new FormatError(`${path}: unknown stored field value kind ${JSON.stringify(never)}`);
     }
   }
 }
@@ -271,6 +271,6 @@ function describe(v: unknown): string {
   }
 }
 
-function unsupported(path: string, what: string): TidemarkError {
-  return new TidemarkError(`cannot store ${path}: ${what}`);
+function unsupported(path: string, what: string): FormatError {
+  return new FormatError(`cannot store ${path}: ${what}`);
 }

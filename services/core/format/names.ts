@@ -4,7 +4,7 @@
  * other's objects, and so protection globs can never select Tidemark's own queues.
  */
 import { DIGEST_HEX_LENGTH, SHORT_DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest, utf8Prefix } from './bounded-name.js';
-import { TidemarkError } from '../errors.js';
+import { NameError } from '../errors.js';
 
 /** RabbitMQ queue names are limited to 255 bytes. */
 export const MAX_QUEUE_NAME_BYTES = 255;
@@ -49,7 +49,7 @@ export const ORIGIN_RESTORE_HEADER = 'x-tidemark-restore';
  *   name leaves no room for 64.
  *
  * A readable name that fits maps exactly as it always has (unless it ends like a digest form).
- * Manifests keep the queue's real name beside its journal's. Throws TidemarkError when the vhost's
+ * Manifests keep the queue's real name beside its journal's. Throws NameError when the vhost's
  * name leaves no room for any journal.
  */
 export function journalName(namespace: string, vhost: string, queue: string): string {
@@ -65,7 +65,7 @@ export function journalName(namespace: string, vhost: string, queue: string): st
   const hexLength = baseBytes + 1 + DIGEST_HEX_LENGTH <= budget ? DIGEST_HEX_LENGTH : SHORT_DIGEST_HEX_LENGTH;
   const room = budget - baseBytes - 1 - hexLength;
   if (room < 0) {
-    throw new TidemarkError(
+    throw new NameError(
       `queue ${JSON.stringify(queue)} of vhost ${JSON.stringify(vhost)} cannot get a journal: the vhost's name (${Buffer.byteLength(vhost)} bytes) ` +
         `leaves ${budget} bytes for a stream name, fewer than "${base}~" and a ${SHORT_DIGEST_HEX_LENGTH}-digit digest need; give the vhost a shorter name or a shorter TIDEMARK_NAMESPACE`,
     );

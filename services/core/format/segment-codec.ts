@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants as zlibConstants, gunzip, gzip, gzipSync } from 'node:zlib';
 import { Segment, type Record as JournalRecord, type SegmentRef } from '../../gen/tidemark/v1/store.js';
-import { ConfigError, CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
+import { ConfigError, CorruptDataError, FormatError, errorMessage } from '../errors.js';
 
 /** Segment format version this code writes and the newest it reads. */
 export const SEGMENT_FORMAT_VERSION = 1;
@@ -152,7 +152,7 @@ export function sha256Hex(bytes: Uint8Array): string {
  */
 export async function encodeSegment(segment: Segment, codec: SegmentCodec | AdaptiveCodec): Promise<{ bytes: Buffer; sha256: string; codec: string }> {
   const problem = contiguityProblem(segment, segment.firstOffset, segment.lastOffset);
-  if (problem) throw new TidemarkError(`refusing to write segment of ${segment.vhost}/${segment.queue}: ${problem}`);
+  if (problem) throw new FormatError(`refusing to write segment of ${segment.vhost}/${segment.queue}: ${problem}`);
   const encoded = Buffer.from(Segment.encode(segment).finish());
   const chosen = 'pick' in codec ? codec.pick(encoded) : codec;
   const bytes = await chosen.compress(encoded);

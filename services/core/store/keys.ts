@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { CheckpointManifest, PartitionManifest } from '../../gen/tidemark/v1/store.js';
 import { DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest } from '../format/bounded-name.js';
-import { CorruptDataError, TidemarkError, errorMessage } from '../errors.js';
+import { CorruptDataError, NameError, errorMessage } from '../errors.js';
 import { gzipCodec } from '../format/segment-codec.js';
 
 /** Newest manifest format version this code reads; it writes this one. */
@@ -52,7 +52,7 @@ const PARTITION_WORKER_PART_BYTES = 200;
  * parts; nothing reads a name back from a part (manifests and segments carry the real names).
  */
 export function encodeKeyPart(name: string, maxBytes = MAX_KEY_PART_BYTES): string {
-  if (name === '') throw new TidemarkError('an empty name cannot be part of a store key');
+  if (name === '') throw new NameError('an empty name cannot be part of a store key');
   // encodeURIComponent leaves '.' alone; '.' and '..' would be path traversal in a directory store.
   if (name === '.') return '%2E';
   if (name === '..') return '%2E%2E';
@@ -70,7 +70,7 @@ export function encodeKeyPart(name: string, maxBytes = MAX_KEY_PART_BYTES): stri
 
 /** An offset or epoch as a 20-digit decimal (2^64 has 20 digits). */
 export function pad20(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 0) throw new TidemarkError(`store key number must be a non-negative safe integer, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new NameError(`store key number must be a non-negative safe integer, got ${n}`);
   return String(n).padStart(20, '0');
 }
 
@@ -81,7 +81,7 @@ export function segmentPrefix(vhost: string, queue: string): string {
 
 /** The deterministic key of a segment: re-uploading the same bytes writes the same object. */
 export function segmentKey(vhost: string, queue: string, first: number, last: number, sha256: string): string {
-  if (!/^[0-9a-f]{16,}$/.test(sha256)) throw new TidemarkError(`segment sha256 must be lowercase hex, got "${sha256}"`);
+  if (!/^[0-9a-f]{16,}$/.test(sha256)) throw new NameError(`segment sha256 must be lowercase hex, got "${sha256}"`);
   return `${segmentPrefix(vhost, queue)}${pad20(first)}-${pad20(last)}-${sha256.slice(0, 16)}.seg`;
 }
 

@@ -8,7 +8,7 @@ import type { Dirent } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, ObjectNotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
+import { ConfigError, ObjectNotFoundError, StoreError, TidemarkError, TransientError, errorMessage } from '../errors.js';
 import type { ObjectStore } from './object-store.js';
 
 /**
@@ -219,7 +219,7 @@ export class LocalStore implements ObjectStore {
     if (TRANSIENT_FS_CODES.has(codeOf(err))) {
       return new TransientError(`${message}; no object was changed, try again`, { cause: err });
     }
-    return new TidemarkError(message, { cause: err });
+    return new StoreError(message, { cause: err });
   }
 }
 

@@ -5,7 +5,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Client } from 'minio';
-import { ConfigError, ObjectNotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
+import { ConfigError, ObjectNotFoundError, StoreError, TransientError, errorMessage } from '../errors.js';
 import { MAX_KEY_BYTES } from './keys.js';
 import { checkListPrefix, checkObjectKey, compareKeys } from './local-store.js';
 import type { ObjectStore } from './object-store.js';
@@ -186,7 +186,7 @@ export class S3Store implements ObjectStore {
       const next = page.nextMarker || last;
       // A truncated page that does not move the marker forward would loop for ever.
       if (!next || next === marker) {
-        throw new TidemarkError(`listing ${prefix || '(all)'} in store ${this.url} stopped making progress at marker ${JSON.stringify(marker)}; the S3 server returned a truncated page without a new marker`);
+        throw new StoreError(`listing ${prefix || '(all)'} in store ${this.url} stopped making progress at marker ${JSON.stringify(marker)}; the S3 server returned a truncated page without a new marker`);
       }
       marker = next;
     }
@@ -226,7 +226,7 @@ export class S3Store implements ObjectStore {
     if (code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'AccessDenied') {
       return new ConfigError(`${message}: check TIDEMARK_S3_ACCESS_KEY, TIDEMARK_S3_SECRET_KEY and the bucket policy`, { cause: err });
     }
-    return new TidemarkError(message, { cause: err });
+    return new StoreError(message, { cause: err });
   }
 }
 
