@@ -23,7 +23,7 @@ import {
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
-import { DECIDE_ATTEMPTS, DECIDE_BACKOFF, DECIDE_DEADLINE_MS, MANIFEST_BACKOFF, PREPARE_BACKOFF, ROUND_DEADLINE_EXTRA_MS } from './timing.js';
+import { DECIDE_ATTEMPTS, DECIDE_BACKOFF, DECIDE_DEADLINE_MS, MANIFEST_BACKOFF, PREPARE_BACKOFF, prepareRetryFits, ROUND_DEADLINE_EXTRA_MS } from './timing.js';
 
 export interface RoundContext {
   namespace: string;
@@ -205,7 +205,7 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
 async function prepareWithRetries(client: WorkerClient, request: PrepareRequest, deadline: number, clock: Clock): Promise<PrepareReply> {
   return retry(() => client.prepare(request, Math.max(1, deadline - clock.now())), {
     ...PREPARE_BACKOFF,
-    retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && clock.now() + delayMs < deadline,
+    retryable: (err, _attempt, delayMs) => isRetryableGrpcError(err) && prepareRetryFits(clock.now(), delayMs, deadline),
   });
 }
 

@@ -30,6 +30,11 @@ export function nextPrepareRetryMs(delayMs: number): number {
   return Math.min(delayMs * 2, PREPARE_BACKOFF.maxDelayMs);
 }
 
+/** A transient PREPARE failure is retried only if the retry, after `delayMs`, starts before the deadline. */
+export function prepareRetryFits(nowMs: number, delayMs: number, deadlineMs: number): boolean {
+  return nowMs + delayMs < deadlineMs;
+}
+
 /** A manifest write that failed is retried after this, doubling (`nextManifestRetryMs`) while leading. */
 export const MANIFEST_BACKOFF = { initialDelayMs: 200, maxDelayMs: 5_000 };
 

@@ -36,6 +36,7 @@
  */
 import type { RoundPlan } from '../../services/coordinator/checkpoint-round.js';
 import { queueKey } from '../../services/core/format/queue-key.js';
+import { epochFloorAfterLoss } from '../../services/core/state/decision-log.js';
 import type { AckedQueues } from '../../services/coordinator/assignment.js';
 import type { ProtectedQueue } from '../../services/coordinator/discovery.js';
 import { latestOf, priorOf, roundPlan } from '../../services/coordinator/round-planning.js';
@@ -373,8 +374,9 @@ export class CoordinatorNode implements Node {
         if (taken.value !== -2) return then(taken.value);
         net.read(this, 'newest staged epoch', f.storeError, () => store.newestStaged().epoch, (staged) => {
           if (!staged.ok) return fail(staged.error);
-          scheduler.log(`${this.id} epoch counter missing: floor ${Math.max(newestVisible, staged.value)} (newest manifest ${newestVisible}, newest staged ${staged.value})`);
-          take(Math.max(newestVisible, staged.value), false);
+          const floor = epochFloorAfterLoss(newestVisible, staged.value);
+          scheduler.log(`${this.id} epoch counter missing: floor ${floor} (newest manifest ${newestVisible}, newest staged ${staged.value})`);
+          take(floor, false);
         });
       });
     };

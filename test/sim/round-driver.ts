@@ -13,7 +13,7 @@
  */
 import type { CommitRecord } from '../../services/core/state/decision-log.js';
 import { assembleManifest, CheckpointRound, commitRecordOf, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
-import { MANIFEST_RETRY_FIRST_MS, nextManifestRetryMs, nextPrepareRetryMs, PREPARE_RETRY_FIRST_MS, ROUND_DEADLINE_EXTRA_MS } from '../../services/coordinator/timing.js';
+import { MANIFEST_RETRY_FIRST_MS, nextManifestRetryMs, nextPrepareRetryMs, PREPARE_RETRY_FIRST_MS, prepareRetryFits, ROUND_DEADLINE_EXTRA_MS } from '../../services/coordinator/timing.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { isRetryable, type Result } from './worker-node.js';
@@ -113,7 +113,7 @@ export class RoundDriver {
     const left = Math.max(1, deadlineAt - world.scheduler.now);
     leader.rpc(worker, `PREPARE ${request.epoch}`, left, (respond) => worker.onPrepare(request, world.scheduler.now + left, respond), (result: Result<PrepareReply>) => {
       if (this.finished || this.bypassed) return;
-      if (!result.ok && isRetryable(result.error) && world.scheduler.now + delay < deadlineAt) {
+      if (!result.ok && isRetryable(result.error) && prepareRetryFits(world.scheduler.now, delay, deadlineAt)) {
         world.net.timer(leader, delay, `${leader.id} PREPARE ${request.epoch} to ${workerId} retry`, () => this.prepare(workerId, request, deadlineAt, nextPrepareRetryMs(delay)));
         return;
       }

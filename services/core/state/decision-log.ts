@@ -75,6 +75,14 @@ function fromStored(stored: StoredRecord): DecisionRecord {
   };
 }
 
+/**
+ * The floor of a new epoch when Redis has lost the epoch counter: above the newest manifest and
+ * the newest staged partition, since a deposed leader may still commit an epoch workers staged for.
+ */
+export function epochFloorAfterLoss(newestVisible: number, newestStaged: number): number {
+  return Math.max(newestVisible, newestStaged);
+}
+
 export class DecisionLog {
   private readonly keys;
 
@@ -93,7 +101,7 @@ export class DecisionLog {
   async nextEpoch(holder: string, token: number, newestVisible: number, newestStaged: () => Promise<number>): Promise<number> {
     let epoch = Number(await this.redis.eval(REDIS_SCRIPTS.nextEpoch, 2, this.keys.leader, this.keys.epoch, holder, newestVisible, '1'));
     if (epoch === -2) {
-      const floor = Math.max(newestVisible, await newestStaged());
+      const floor = epochFloorAfterLoss(newestVisible, await newestStaged());
       epoch = Number(await this.redis.eval(REDIS_SCRIPTS.nextEpoch, 2, this.keys.leader, this.keys.epoch, holder, floor, '0'));
     }
     if (epoch < 0) throw new NotLeaseHolderError(token, 'taking the next epoch');
