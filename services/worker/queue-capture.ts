@@ -47,8 +47,6 @@ export interface QueueCaptureOptions {
   codec?: SegmentCodec | AdaptiveCodec;
 }
 
-export { JournalGapError };
-
 export class QueueCapture {
   readonly vhost: string;
   readonly queue: string;
