@@ -16,14 +16,11 @@ export class WatchedStore implements ObjectStore {
   readonly gets: string[] = [];
   mostInFlight = 0;
   private inFlight = 0;
-  private readonly options: WatchOptions;
 
   constructor(
     private readonly inner: ObjectStore,
-    options: WatchOptions | WatchOptions['onRead'] = {},
-  ) {
-    this.options = typeof options === 'function' ? { onRead: options } : options;
-  }
+    private readonly options: WatchOptions = {},
+  ) {}
 
   get url(): string {
     return this.inner.url;

@@ -249,12 +249,14 @@ describe('a segment that changes in the store between verification and publishin
       refs.push({ key, firstOffset: first, lastOffset: last, records: 10, messages: 10, storedBytes: bytes.length, bodyBytes: 0, sha256, codec: 'gzip' });
     }
     // The second segment reads intact once (the verification pass), damaged after that.
-    const store = new WatchedStore(inner, (key, bytes, reads) => {
-      // Intact for the verification pass, damaged when the publish pass reads it again.
-      if (key !== refs[1].key || reads < 2) return bytes;
-      const damaged = Buffer.from(bytes);
-      damaged[damaged.length >> 1] ^= 0xff;
-      return damaged;
+    const store = new WatchedStore(inner, {
+      onRead: (key, bytes, reads) => {
+        // Intact for the verification pass, damaged when the publish pass reads it again.
+        if (key !== refs[1].key || reads < 2) return bytes;
+        const damaged = Buffer.from(bytes);
+        damaged[damaged.length >> 1] ^= 0xff;
+        return damaged;
+      },
     });
     const progress: RestoreProgress[] = [];
     await runRestoreTask({

@@ -28,8 +28,6 @@ export class CaptureModel {
   readonly ledger: CaptureLedger;
   flushing = false;
   failure: string | undefined;
-  /** The first offset not yet in a segment handed to the store (the buffer starts here). */
-  private bufferedFrom: number;
 
   constructor(
     readonly queue: SimQueue,
@@ -41,7 +39,6 @@ export class CaptureModel {
     this.cursor = new JournalCursor(start, { journal: queue.journal, queue: queue.name });
     this.cursor.attached();
     this.ledger = new CaptureLedger({ ...start, baseBodyBytes: 0 });
-    this.bufferedFrom = start.resumeOffset;
   }
 
   /** Reads up to `max` records from the journal (the broker's deliveries, QueueCapture.accept). */
@@ -63,9 +60,9 @@ export class CaptureModel {
     }
   }
 
-  /** The segment a flush would write now: every buffered record. */
+  /** The segment a flush would write now: every record read and not yet durable (one flush at a time). */
   pendingSegment(): SegmentRef | undefined {
-    const first = Math.max(this.bufferedFrom, this.ledger.durableOffset);
+    const first = this.ledger.durableOffset;
     if (this.cursor.nextOffset <= first) return undefined;
     const last = this.cursor.nextOffset - 1;
     const q = this.queue;
@@ -76,7 +73,6 @@ export class CaptureModel {
   /** The segment is in the store: its records are durable. */
   flushed(segment: SegmentRef): void {
     this.ledger.written(segment);
-    this.bufferedFrom = Math.max(this.bufferedFrom, segment.lastOffset + 1);
   }
 
   /** The fence of `epoch` for round `roundId`, once read. */

@@ -49,6 +49,16 @@ let tQuiesce = null; if (quiesce) { frozen = true; tQuiesce = Date.now(); await 
 const fch = await conn2.createConfirmChannel();
 const och = await conn2.createChannel();
 const fenceName = `F-${q}`;
+// MARKER=1 (v2): pre-fence marker M0 -> confirm -> passive declare on the same channel -> fence F
+const withMarker = process.env.MARKER === '1';
+const m0Name = `M0-${q}`;
+let m0Decl, m0DeclMs;
+if (withMarker) {
+  await new Promise((res) => fch.publish(FX, '', Buffer.from('m'), { headers: { 'x-fence': m0Name }, persistent: true }, () => res()));
+  const tM0 = Date.now();
+  m0Decl = await fch.checkQueue(q);
+  m0DeclMs = Date.now() - tM0;
+}
 const preDecl = await och.checkQueue(q);
 const Utrue = cstate.reduce((a, st) => a + st.out, 0);
 const tPub = Date.now();
@@ -68,7 +78,7 @@ for (const st of cstate) await st.ch.close();
 await sleep(300);
 const drained = await drain(conn2, q);
 const tDrain = Date.now();
-const recs = await readJournal(conn2, j, [fenceName]);
+const recs = await readJournal(conn2, j, withMarker ? [m0Name, fenceName] : [fenceName]);
 // ground truth: held at fence = still in queue at drain  ∪ acked/dlq'd with ack sent at/after tPub ∪ expired after tPub
 const held = new Set(drained);
 const ackAfter = acks.filter((a) => a.t >= (tQuiesce ?? tPub)); ackAfter.forEach((a) => held.add(a.seq));
@@ -89,11 +99,23 @@ const cands = {
 };
 const fi = recs.findIndex((r) => r.fence === fenceName);
 const trueHeldBefore = heldArr.filter((s) => recs.slice(0, fi).some((r) => r.seq === s)).length;
-const res = { scenario: name + (quiesce ? ' [quiesced]' : ' [live]'), rep, Utrue, qargs: SC.qargs, consumers, sumPrefetch, mgmtPrefetch, published: seq, brokerNacked: nacked.size,
+const fiM0 = withMarker ? recs.findIndex((r) => r.fence === m0Name) : -1;
+const dM0 = withMarker ? recs.slice(0, fiM0).filter((r) => r.seq !== null).length : 0;
+for (const [k, N] of !withMarker ? [] : [['M marker-before: D(M0) - (R@M0 + sumPrefetch)', m0Decl.messageCount + sumPrefetch], ['M-oracle D(M0) - (R@M0 + trueU)', m0Decl.messageCount + Utrue]]) {
+  const h = analyze(recs.filter((r) => r.fence !== m0Name), fenceName, heldArr, 0, k);
+  // recompute with countHead = dM0 - N (positions in data-before-F order; data before M0 are the first dM0 of them)
+  const before = recs.slice(0, recs.findIndex((r) => r.fence === fenceName)).filter((r) => r.seq !== null);
+  const pos = new Map(before.map((r, i) => [r.seq, i]));
+  const heldPos = heldArr.filter((x) => pos.has(x)).map((x) => pos.get(x)).sort((a, b) => a - b);
+  const countHead = Math.max(0, dM0 - N);
+  h.N = N; h.countHead = countHead; h.lost = heldPos.filter((p) => p < countHead).length; h.extra = Math.max(0, h.trueHead - countHead);
+  cands.__m = cands.__m || []; cands.__m.push(h);
+}
+const res = { scenario: name + (quiesce ? ' [quiesced' : ' [live') + (withMarker ? ',v2]' : ']'), rep, Utrue, qargs: SC.qargs, consumers, sumPrefetch, mgmtPrefetch, published: seq, brokerNacked: nacked.size,
   signals: { preDecl: preDecl.messageCount, same: same.r.messageCount, sameLagMs: same.t - tPub, after: R, afterLagMs: after.t - tConf, other: other.r.messageCount, otherLagMs: other.t - tConf,
     consumerCount: after.r.consumerCount, confirmMs: tConf - tPub, mgmt: mg, mgmtFetchMs: tMg - tConf },
   truth: { heldAtFence: held.size, heldBeforeFenceInJournal: trueHeldBefore, drained: drained.length, ackAfterFence: ackAfter.length, ambiguousAcks: ambiguous, expiredAfter, freezeAfterPubMs: tFreeze - tPub },
-  heads: Object.entries(cands).map(([k, N]) => analyze(recs, fenceName, heldArr, N, k)) };
+  heads: Object.entries(cands).filter(([k]) => k !== '__m').map(([k, N]) => analyze(recs, fenceName, heldArr, N, k)).concat(cands.__m ?? []), ...(withMarker ? { m0: { dM0, R: m0Decl.messageCount, declMs: m0DeclMs } } : {}) };
 console.log(JSON.stringify(res));
 await och.deleteQueue(q); await och.deleteQueue(j); await och.deleteExchange(FX); if (dlq) await och.deleteQueue(`${q}.dlq`);
 await pch.close(); await fch.close(); await och.close(); await conn.close(); await conn2.close();

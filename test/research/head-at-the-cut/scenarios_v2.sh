@@ -1,5 +1,5 @@
 cd "$(dirname "$0")"
-export SCRIPT=q2_head_v2.mjs
+export MARKER=1
 Q='"x-queue-type":"quorum"'
 run() { bash run.sh outv2_$1.jsonl "$2" ${3:-3}; }
 run drain-classic '{"name":"drain-fast-classic","preload":30000,"runMs":2500,"consumers":[{"prefetch":100,"policy":"ack"},{"prefetch":100,"policy":"ack"}]}'
