@@ -13,7 +13,7 @@
  * - a worker that refuses the leader's token as stale, with a token at or above it, means this
  *   leader is outranked: the pass reports it and the caller steps down instead of adopting it.
  */
-import { assign, type Catalog, errorMessage, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
+import { assign, type Catalog, errorMessage, headOf, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import type { RoundParticipant } from './checkpoint-round.js';
 import type { ProtectedQueue } from './discovery.js';
@@ -106,12 +106,15 @@ export async function assignQueues(input: AssignmentInput): Promise<AssignmentRe
           baseMessages: b?.messages ?? 0,
           baseBodyBytes: b?.bodyBytes ?? 0,
           startOffset: b?.startOffset ?? 0,
+          baseHeadOffset: b ? headOf(b).offset : 0,
+          baseHeadMessages: b ? headOf(b).messages : 0,
+          basePredating: b?.predating ?? 0,
         };
       });
       try {
         // A stalled worker must not hold up the pass (and the rounds queued behind it) for long.
         await pool.clients.get(worker.id)!.assign({ leaderToken: leaderToken(), generation, queues }, timeoutMs);
-        acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name })) });
+        acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name, census: undefined })) });
       } catch (err) {
         log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);
         if (ids.length > 0) failures.push(`worker ${worker.id} did not take its ${ids.length} queue(s): ${errorMessage(err)}`);

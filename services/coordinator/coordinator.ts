@@ -213,7 +213,7 @@ export class Coordinator {
     this.pool.refresh(workers);
     for (const round of report.decided) {
       const decision = round.outcome === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT;
-      for (const worker of workers) this.redelivery.undelivered.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision });
+      for (const worker of workers) this.redelivery.undelivered.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision, counted: [] });
     }
   }
 

@@ -219,6 +219,7 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
     epoch,
     roundId: context.plan.roundId,
     decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT,
+    counted: [],
   };
   await Promise.all(
     workerIds.map(async (workerId) => {

@@ -94,6 +94,12 @@ export class CaptureLedger {
       baseEpoch: this.baseEpoch,
       workerId,
       incomplete: [],
+      headOffset: queue.startOffset,
+      headMessages: 0,
+      possiblyAcked: 0,
+      headBasis: '',
+      predating: 0,
+      outsideCut: undefined,
     };
   }
 

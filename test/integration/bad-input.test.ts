@@ -265,7 +265,7 @@ describe('bad input over gRPC', () => {
     const before = await snapshot();
     // A higher token than the worker has seen: had it been taken, the real leader would be locked out.
     const token = before.worker.leaderToken + 100;
-    const unspecified = await rejection(worker.decide({ leaderToken: token, epoch, decision: Decision.DECISION_UNSPECIFIED, roundId: 'r' }, 10_000));
+    const unspecified = await rejection(worker.decide({ leaderToken: token, epoch, decision: Decision.DECISION_UNSPECIFIED, roundId: 'r', counted: [] }, 10_000));
     expect(unspecified.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(unspecified.err.message).toBe('decision must be DECISION_COMMIT or DECISION_ABORT');
     const noEpoch = await rejection(worker.prepare({ leaderToken: token, epoch: 0, queues: [], roundId: 'r' }, 10_000));

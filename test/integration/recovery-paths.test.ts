@@ -70,7 +70,7 @@ async function worker(): Promise<{ client: WorkerClient; token: number }> {
 }
 
 function prepareRequest(token: number, epoch: number, roundId: string): PrepareRequest {
-  return { leaderToken: token, epoch, roundId, queues: QUEUES.map((queue) => ({ vhost, queue })) };
+  return { leaderToken: token, epoch, roundId, queues: QUEUES.map((queue) => ({ vhost, queue, census: undefined })) };
 }
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -163,7 +163,7 @@ describe('recovery paths on the worker', () => {
       expect(reply.queues).toEqual(first.queues);
     }
     expect((await client.status(5_000)).undecidedEpochs).toEqual([5_000]);
-    await client.decide({ leaderToken: token, epoch: 5_000, roundId, decision: Decision.DECISION_ABORT }, 5_000);
+    await client.decide({ leaderToken: token, epoch: 5_000, roundId, decision: Decision.DECISION_ABORT, counted: [] }, 5_000);
     const late = await client.prepare(request, 10_000);
     expect(late.vote).toBe(Vote.VOTE_NO);
     expect(late.reason).toMatch(/already decided \(aborted\)/);
@@ -201,7 +201,7 @@ describe('recovery paths on the worker', () => {
   it('a leader outranked by a token a worker has seen takes a new lease above it', async () => {
     // What Redis losing its counter can lead to: the worker has seen a token the leader lacks.
     const { client, token } = await worker();
-    await client.decide({ leaderToken: token + 5, epoch: 7_000, roundId: 'outranking', decision: Decision.DECISION_ABORT }, 5_000);
+    await client.decide({ leaderToken: token + 5, epoch: 7_000, roundId: 'outranking', decision: Decision.DECISION_ABORT, counted: [] }, 5_000);
     client.close();
     const status = await leaderStatus((s) => s.leaderToken > token + 5 && s.workers[0]?.queues === QUEUES.length, 'a leader with a token above the one the worker saw');
     expect(status.leaderToken).toBeGreaterThan(token + 5);

@@ -73,6 +73,7 @@ class Journal {
       baseEpoch,
       workerId: 'w1',
       incomplete: [],
+      headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined,
     };
   }
 

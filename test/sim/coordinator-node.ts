@@ -219,7 +219,7 @@ export class CoordinatorNode implements Node {
       world.stats.unfinishable += report.unfinishable.length;
       for (const round of report.decided) {
         for (const workerId of world.workers.keys()) {
-          this.undelivered.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome) });
+          this.undelivered.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome), counted: [] });
         }
       }
       done(true);
@@ -391,7 +391,7 @@ export class CoordinatorNode implements Node {
     const { world } = this;
     const acked = new Map<string, AckedQueues>();
     for (const worker of world.workers.values()) {
-      acked.set(worker.id, { address: worker.id, queues: world.queues.filter((q) => q.owner === worker.id).map((q) => ({ vhost: q.vhost, queue: q.name })) });
+      acked.set(worker.id, { address: worker.id, queues: world.queues.filter((q) => q.owner === worker.id).map((q) => ({ vhost: q.vhost, queue: q.name, census: undefined })) });
     }
     const queues = new Map<string, ProtectedQueue>(world.queues.map((q) => [queueKey(q.vhost, q.name), { definition: world.definitions.get(q.name)!, journal: q.journal, deleted: false }]));
     return roundPlan({

@@ -125,7 +125,7 @@ export class RoundDriver {
   }
 
   private decide(outcome: Outcome): DecideRequest {
-    return { leaderToken: this.plan.leaderToken, epoch: this.plan.epoch, roundId: this.plan.roundId, decision: decisionOf(outcome) };
+    return { leaderToken: this.plan.leaderToken, epoch: this.plan.epoch, roundId: this.plan.roundId, decision: decisionOf(outcome), counted: [] };
   }
 
   /** One fence per vhost; the round hears of a failure as soon as one publish fails. */

@@ -68,7 +68,7 @@ function makePlan(options: PlanOptions = {}): RoundPlan {
   const assignment = options.assignment ?? DEFAULT_ASSIGNMENT;
   const participants: RoundParticipant[] = Object.entries(assignment).map(([workerId, qs]) => ({
     workerId,
-    queues: qs.map((q) => ({ vhost: q.vhost, queue: q.name })),
+    queues: qs.map((q) => ({ vhost: q.vhost, queue: q.name, census: undefined })),
   }));
   const all = options.queues ?? Object.values(assignment).flat();
   const queues = new Map<string, RoundQueue>(
@@ -124,6 +124,7 @@ function entry(q: QueueSpec, o: EntryOptions = {}): QueueCheckpoint {
     baseEpoch: o.base ?? 0,
     workerId: 'reported-by-worker',
     incomplete: [],
+    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined,
   };
 }
 

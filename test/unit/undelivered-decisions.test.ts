@@ -4,7 +4,7 @@ import { UndeliveredDecisions } from '../../services/coordinator/undelivered-dec
 import { Decision, type DecideRequest } from '../../services/gen/tidemark/v1/worker.js';
 
 function decide(epoch: number, decision = Decision.DECISION_ABORT): DecideRequest {
-  return { leaderToken: 1, epoch, roundId: `r-${epoch}`, decision };
+  return { leaderToken: 1, epoch, roundId: `r-${epoch}`, decision, counted: [] };
 }
 
 describe('UndeliveredDecisions', () => {

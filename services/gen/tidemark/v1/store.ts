@@ -170,6 +170,51 @@ export interface QueueCheckpoint {
    * stays in the queue's history.
    */
   incomplete: IncompleteMark[];
+  /**
+   * What the source queue held at the cut (its contents) begins at head_offset: the messages
+   * still ready or delivered-but-unacknowledged at the fence are data records in
+   * [head_offset, cut_offset). Conservative: records after head_offset may already have been
+   * acknowledged, none before it was still held. Equal to start_offset when no safe head is known
+   * (history fallback). Written from this version on; a manifest without it (0) means
+   * head_offset = start_offset.
+   */
+  headOffset: number;
+  /** Data messages in [start_offset, head_offset): messages minus head_messages is the contents. */
+  headMessages: number;
+  /**
+   * The first `possibly_acked` messages of the contents were delivered to a consumer before the
+   * cut and may have been acknowledged (the head's margin); a contents restore marks them.
+   */
+  possiblyAcked: number;
+  /**
+   * How the head was found, for people ("ready 120 + unacknowledged bound 20 at the marker"), or
+   * why it did not advance ("x-max-priority is set: contents unknown, restoring history").
+   */
+  headBasis: string;
+  /**
+   * Messages the source queue held before protection began that were not yet consumed at the
+   * cut, as estimated (0: none). While non-zero the contents are incomplete: those messages were
+   * never captured.
+   */
+  predating: number;
+  /**
+   * Set when this queue could not take part in the round: its entry is carried forward from its
+   * last good cut and is outside this checkpoint's consistent cut.
+   */
+  outsideCut: OutsideCut | undefined;
+}
+
+/**
+ * A queue whose part of a checkpoint is carried forward from an earlier cut, because its capture
+ * could not take part in the round.
+ */
+export interface OutsideCut {
+  /** The checkpoint whose cut the entry still holds. */
+  sinceEpoch: number;
+  /** When the queue first could not take part (coordinator clock). */
+  sinceMs: number;
+  /** Why, for people. */
+  reason: string;
 }
 
 /**
@@ -1680,6 +1725,12 @@ function createBaseQueueCheckpoint(): QueueCheckpoint {
     baseEpoch: 0,
     workerId: "",
     incomplete: [],
+    headOffset: 0,
+    headMessages: 0,
+    possiblyAcked: 0,
+    headBasis: "",
+    predating: 0,
+    outsideCut: undefined,
   };
 }
 
@@ -1714,6 +1765,24 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     }
     for (const v of message.incomplete) {
       IncompleteMark.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.headOffset !== 0) {
+      writer.uint32(88).uint64(message.headOffset);
+    }
+    if (message.headMessages !== 0) {
+      writer.uint32(96).uint64(message.headMessages);
+    }
+    if (message.possiblyAcked !== 0) {
+      writer.uint32(104).uint64(message.possiblyAcked);
+    }
+    if (message.headBasis !== "") {
+      writer.uint32(114).string(message.headBasis);
+    }
+    if (message.predating !== 0) {
+      writer.uint32(120).uint64(message.predating);
+    }
+    if (message.outsideCut !== undefined) {
+      OutsideCut.encode(message.outsideCut, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -1811,6 +1880,54 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
             message.incomplete.push(IncompleteMark.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.headOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.headMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.possiblyAcked = longToNumber(reader.uint64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.headBasis = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.predating = longToNumber(reader.uint64());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.outsideCut = OutsideCut.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1840,6 +1957,93 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     message.baseEpoch = object.baseEpoch ?? 0;
     message.workerId = object.workerId ?? "";
     message.incomplete = object.incomplete?.map((e) => IncompleteMark.fromPartial(e)) || [];
+    message.headOffset = object.headOffset ?? 0;
+    message.headMessages = object.headMessages ?? 0;
+    message.possiblyAcked = object.possiblyAcked ?? 0;
+    message.headBasis = object.headBasis ?? "";
+    message.predating = object.predating ?? 0;
+    message.outsideCut = (object.outsideCut !== undefined && object.outsideCut !== null)
+      ? OutsideCut.fromPartial(object.outsideCut)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOutsideCut(): OutsideCut {
+  return { sinceEpoch: 0, sinceMs: 0, reason: "" };
+}
+
+export const OutsideCut: MessageFns<OutsideCut> = {
+  encode(message: OutsideCut, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sinceEpoch !== 0) {
+      writer.uint32(8).uint64(message.sinceEpoch);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(16).int64(message.sinceMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutsideCut {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutsideCut();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sinceEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<OutsideCut>): OutsideCut {
+    return OutsideCut.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OutsideCut>): OutsideCut {
+    const message = createBaseOutsideCut();
+    message.sinceEpoch = object.sinceEpoch ?? 0;
+    message.sinceMs = object.sinceMs ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };

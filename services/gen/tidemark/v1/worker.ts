@@ -52,6 +52,13 @@ export interface QueueAssignment {
   baseMessages: number;
   baseBodyBytes: number;
   startOffset: number;
+  /**
+   * The base checkpoint's head (QueueCheckpoint.head_offset, head_messages, predating); a head
+   * never moves back.
+   */
+  baseHeadOffset: number;
+  baseHeadMessages: number;
+  basePredating: number;
 }
 
 export interface AssignRequest {
@@ -68,6 +75,27 @@ export interface AssignReply {
 export interface QueueRef {
   vhost: string;
   queue: string;
+  /**
+   * What the broker said of the source queue between the round's marker and its fence; absent
+   * when it could not be asked (the head then stays where it was).
+   */
+  census: QueueCensus | undefined;
+}
+
+/** The counts a worker turns into the queue's head at this cut (docs/HEAD-AT-THE-CUT.md). */
+export interface QueueCensus {
+  /** Ready messages (passive queue.declare), taken after the marker was confirmed. */
+  ready: number;
+  /** Bound on the messages delivered and not yet acknowledged: the consumers' prefetch summed. */
+  unackedBound: number;
+  /** Extra messages counted for the broker's own lag (quorum queues). */
+  margin: number;
+  /** When the marker was confirmed (coordinator clock). */
+  markerAtMs: number;
+  /** Consumers may hold a message unacknowledged this long (0: they acknowledge in order). */
+  maxHoldMs: number;
+  /** Non-empty: no head can be had from the counts this round, and why. */
+  fallback: string;
 }
 
 export interface PrepareRequest {
@@ -95,6 +123,12 @@ export interface DecideRequest {
   epoch: number;
   decision: Decision;
   roundId: string;
+  /**
+   * With COMMIT: the queues whose parts this checkpoint took from the worker's vote. A queue of
+   * the vote that is not listed is carried forward (outside the cut); its capture keeps its
+   * previous base. Empty: every queue of the vote (a leader of an older version).
+   */
+  counted: QueueRef[];
 }
 
 export interface DecideReply {
@@ -192,6 +226,9 @@ function createBaseQueueAssignment(): QueueAssignment {
     baseMessages: 0,
     baseBodyBytes: 0,
     startOffset: 0,
+    baseHeadOffset: 0,
+    baseHeadMessages: 0,
+    basePredating: 0,
   };
 }
 
@@ -217,6 +254,15 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
     }
     if (message.startOffset !== 0) {
       writer.uint32(56).uint64(message.startOffset);
+    }
+    if (message.baseHeadOffset !== 0) {
+      writer.uint32(64).uint64(message.baseHeadOffset);
+    }
+    if (message.baseHeadMessages !== 0) {
+      writer.uint32(72).uint64(message.baseHeadMessages);
+    }
+    if (message.basePredating !== 0) {
+      writer.uint32(80).uint64(message.basePredating);
     }
     return writer;
   },
@@ -290,6 +336,30 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
             message.startOffset = longToNumber(reader.uint64());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.baseHeadOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.baseHeadMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.basePredating = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -316,6 +386,9 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
     message.baseMessages = object.baseMessages ?? 0;
     message.baseBodyBytes = object.baseBodyBytes ?? 0;
     message.startOffset = object.startOffset ?? 0;
+    message.baseHeadOffset = object.baseHeadOffset ?? 0;
+    message.baseHeadMessages = object.baseHeadMessages ?? 0;
+    message.basePredating = object.basePredating ?? 0;
     return message;
   },
 };
@@ -467,7 +540,7 @@ export const AssignReply: MessageFns<AssignReply> = {
 };
 
 function createBaseQueueRef(): QueueRef {
-  return { vhost: "", queue: "" };
+  return { vhost: "", queue: "", census: undefined };
 }
 
 export const QueueRef: MessageFns<QueueRef> = {
@@ -477,6 +550,9 @@ export const QueueRef: MessageFns<QueueRef> = {
     }
     if (message.queue !== "") {
       writer.uint32(18).string(message.queue);
+    }
+    if (message.census !== undefined) {
+      QueueCensus.encode(message.census, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -510,6 +586,14 @@ export const QueueRef: MessageFns<QueueRef> = {
             message.queue = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.census = QueueCensus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -529,6 +613,124 @@ export const QueueRef: MessageFns<QueueRef> = {
     const message = createBaseQueueRef();
     message.vhost = object.vhost ?? "";
     message.queue = object.queue ?? "";
+    message.census = (object.census !== undefined && object.census !== null)
+      ? QueueCensus.fromPartial(object.census)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseQueueCensus(): QueueCensus {
+  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 0, maxHoldMs: 0, fallback: "" };
+}
+
+export const QueueCensus: MessageFns<QueueCensus> = {
+  encode(message: QueueCensus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ready !== 0) {
+      writer.uint32(8).uint64(message.ready);
+    }
+    if (message.unackedBound !== 0) {
+      writer.uint32(16).uint64(message.unackedBound);
+    }
+    if (message.margin !== 0) {
+      writer.uint32(24).uint64(message.margin);
+    }
+    if (message.markerAtMs !== 0) {
+      writer.uint32(32).int64(message.markerAtMs);
+    }
+    if (message.maxHoldMs !== 0) {
+      writer.uint32(40).uint64(message.maxHoldMs);
+    }
+    if (message.fallback !== "") {
+      writer.uint32(50).string(message.fallback);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueCensus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueCensus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ready = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.unackedBound = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.margin = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.markerAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxHoldMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.fallback = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<QueueCensus>): QueueCensus {
+    return QueueCensus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueCensus>): QueueCensus {
+    const message = createBaseQueueCensus();
+    message.ready = object.ready ?? 0;
+    message.unackedBound = object.unackedBound ?? 0;
+    message.margin = object.margin ?? 0;
+    message.markerAtMs = object.markerAtMs ?? 0;
+    message.maxHoldMs = object.maxHoldMs ?? 0;
+    message.fallback = object.fallback ?? "";
     return message;
   },
 };
@@ -740,7 +942,7 @@ export const PrepareReply: MessageFns<PrepareReply> = {
 };
 
 function createBaseDecideRequest(): DecideRequest {
-  return { leaderToken: 0, epoch: 0, decision: 0, roundId: "" };
+  return { leaderToken: 0, epoch: 0, decision: 0, roundId: "", counted: [] };
 }
 
 export const DecideRequest: MessageFns<DecideRequest> = {
@@ -756,6 +958,9 @@ export const DecideRequest: MessageFns<DecideRequest> = {
     }
     if (message.roundId !== "") {
       writer.uint32(34).string(message.roundId);
+    }
+    for (const v of message.counted) {
+      QueueRef.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -805,6 +1010,14 @@ export const DecideRequest: MessageFns<DecideRequest> = {
             message.roundId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.counted.push(QueueRef.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -826,6 +1039,7 @@ export const DecideRequest: MessageFns<DecideRequest> = {
     message.epoch = object.epoch ?? 0;
     message.decision = object.decision ?? 0;
     message.roundId = object.roundId ?? "";
+    message.counted = object.counted?.map((e) => QueueRef.fromPartial(e)) || [];
     return message;
   },
 };
