@@ -100,6 +100,8 @@ export class CaptureLedger {
       headBasis: '',
       predating: 0,
       outsideCut: undefined,
+      historyOffset: 0,
+      historyMessages: 0,
     };
   }
 

@@ -21,3 +21,9 @@ export function headOf(entry: Pick<QueueCheckpoint, 'startOffset' | 'headOffset'
 export function contentsMessages(entry: Pick<QueueCheckpoint, 'startOffset' | 'headOffset' | 'headMessages' | 'messages'>): number {
   return Math.max(0, entry.messages - headOf(entry).messages);
 }
+
+/** Where a history restore of this entry begins: its start, or where retention cut history off. */
+export function historyOf(entry: Pick<QueueCheckpoint, 'startOffset' | 'historyOffset' | 'historyMessages'>): QueueHead {
+  if (entry.historyOffset <= entry.startOffset) return { offset: entry.startOffset, messages: 0 };
+  return { offset: entry.historyOffset, messages: entry.historyMessages };
+}

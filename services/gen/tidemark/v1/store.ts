@@ -201,7 +201,16 @@ export interface QueueCheckpoint {
    * Set when this queue could not take part in the round: its entry is carried forward from its
    * last good cut and is outside this checkpoint's consistent cut.
    */
-  outsideCut: OutsideCut | undefined;
+  outsideCut:
+    | OutsideCut
+    | undefined;
+  /**
+   * Retention: records before history_offset are no longer kept, so a history restore of this
+   * entry starts there (0: at start_offset, everything is kept). history_messages is the count
+   * of data messages in [start_offset, history_offset). Never after head_offset.
+   */
+  historyOffset: number;
+  historyMessages: number;
 }
 
 /**
@@ -1731,6 +1740,8 @@ function createBaseQueueCheckpoint(): QueueCheckpoint {
     headBasis: "",
     predating: 0,
     outsideCut: undefined,
+    historyOffset: 0,
+    historyMessages: 0,
   };
 }
 
@@ -1783,6 +1794,12 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     }
     if (message.outsideCut !== undefined) {
       OutsideCut.encode(message.outsideCut, writer.uint32(130).fork()).join();
+    }
+    if (message.historyOffset !== 0) {
+      writer.uint32(136).uint64(message.historyOffset);
+    }
+    if (message.historyMessages !== 0) {
+      writer.uint32(144).uint64(message.historyMessages);
     }
     return writer;
   },
@@ -1928,6 +1945,22 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
             message.outsideCut = OutsideCut.decode(reader, reader.uint32());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.historyOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.historyMessages = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1965,6 +1998,8 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     message.outsideCut = (object.outsideCut !== undefined && object.outsideCut !== null)
       ? OutsideCut.fromPartial(object.outsideCut)
       : undefined;
+    message.historyOffset = object.historyOffset ?? 0;
+    message.historyMessages = object.historyMessages ?? 0;
     return message;
   },
 };
