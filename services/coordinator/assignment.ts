@@ -109,6 +109,7 @@ export async function assignQueues(input: AssignmentInput): Promise<AssignmentRe
           baseHeadOffset: b ? headOf(b).offset : 0,
           baseHeadMessages: b ? headOf(b).messages : 0,
           basePredating: b?.predating ?? 0,
+          baseHeadKnown: b?.headKnown ?? false,
         };
       });
       try {

@@ -11,7 +11,7 @@
  * - Capture never waits for a round; a round only asks how far the durable prefix reaches.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
+import type { QueueAssignment, QueueCensus } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, QueueDefinition, Record as JournalRecord } from '../gen/tidemark/v1/store.js';
 import {
   type AdaptiveCodec,
@@ -22,6 +22,7 @@ import {
   FENCE_NAMESPACE_HEADER,
   FENCE_ROUND_HEADER,
   fenceRangeRefOf,
+  MARKER_HEADER,
   type Logger,
   type SegmentCodec,
   segmentRefOf,
@@ -149,7 +150,7 @@ export class QueueCapture {
       throw new JournalGapError(`journal ${this.journal} delivered a message without a valid ${STREAM_OFFSET_HEADER} header`);
     }
     this.ack(msg);
-    const { epoch: fenceEpoch, roundId } = this.fenceOf(headers);
+    const { epoch: fenceEpoch, roundId, marker } = this.fenceOf(headers);
     const admission = this.cursor.admit(offset, fenceEpoch);
     // A queue with no checkpoint yet starts wherever its journal starts.
     if (admission.startedAt !== undefined) this.ledger.startedAt(admission.startedAt);
@@ -157,6 +158,7 @@ export class QueueCapture {
     if (admission.emptyOffsets) {
       const [from, to] = admission.emptyOffsets;
       this.options.log.debug(`journal ${this.journal}: offsets ${from}..${to} hold no message (stream segment start)`);
+      this.ledger.gap(to);
     }
     // A copy relayed from the firehose (docs/OPERATIONS.md) is stored as the producer published it.
     const published = unwrapRelayed(msg.fields, msg.properties);
@@ -169,7 +171,9 @@ export class QueueCapture {
       captureTimeMs: Date.now(),
       fenceEpoch,
     };
-    if (fenceEpoch > 0) {
+    if (marker !== undefined) {
+      this.ledger.markerRead(fenceEpoch, marker, offset);
+    } else if (fenceEpoch > 0) {
       this.ledger.fenceRead(fenceEpoch, roundId, offset);
       const waiters = this.fenceWaiters;
       this.fenceWaiters = [];
@@ -188,11 +192,14 @@ export class QueueCapture {
     }
   }
 
-  private fenceOf(headers: Record<string, unknown>): { epoch: number; roundId: string } {
+  /** A fence or marker of this namespace: its epoch and round id (`marker`: the round a marker is for). */
+  private fenceOf(headers: Record<string, unknown>): { epoch: number; roundId: string; marker?: string } {
     const epoch = headers[FENCE_EPOCH_HEADER];
     if (epoch === undefined || headers[FENCE_NAMESPACE_HEADER] !== this.options.namespace) return { epoch: 0, roundId: '' };
     const value = Number(epoch);
-    return { epoch: Number.isSafeInteger(value) && value > 0 ? value : 0, roundId: String(headers[FENCE_ROUND_HEADER] ?? '') };
+    const valid = Number.isSafeInteger(value) && value > 0 ? value : 0;
+    const marker = headers[MARKER_HEADER];
+    return { epoch: valid, roundId: String(headers[FENCE_ROUND_HEADER] ?? ''), ...(valid > 0 && marker !== undefined ? { marker: String(marker) } : {}) };
   }
 
   /** Acknowledges in batches: for a stream, acks only grant the broker credit to send more. */
@@ -293,13 +300,13 @@ export class QueueCapture {
    * Every offset below the cut must be in some ref, so an idle queue notes the previous round's
    * fence as a fence range every other round, without writing an object.
    */
-  async prepare(epoch: number, roundId: string, signal: AbortSignal): Promise<QueueCheckpoint> {
+  async prepare(epoch: number, roundId: string, signal: AbortSignal, census?: QueueCensus): Promise<QueueCheckpoint> {
     const fence = await this.waitForFence(epoch, roundId, signal);
     while (!this.ledger.durableThrough(fence)) {
       if (signal.aborted) throw new PrepareTimeoutError(`prepare of epoch ${epoch} for ${this.vhost}/${this.queue} ran out of time`);
       await this.flush();
     }
-    return this.ledger.part(fence, { definition: this.definition, journal: this.journal, startOffset: this.cursor.startOffset });
+    return this.ledger.part(fence, { definition: this.definition, journal: this.journal, startOffset: this.cursor.startOffset }, '', { epoch, census });
   }
 
   private waitForFence(epoch: number, roundId: string, signal: AbortSignal): Promise<FencePosition> {

@@ -232,7 +232,7 @@ export class Worker {
     let queues: QueueCheckpoint[];
     try {
       queues = await Promise.all(
-        request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, request.roundId, signal)), workerId: this.id })),
+        request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, request.roundId, signal, q.census)), workerId: this.id })),
       );
       await failpoint('worker.after-segments');
     } catch (err) {

@@ -138,7 +138,7 @@ async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string): 
   const flushes: FlushTimes = { codec: codecTimes(), put: partTimes() };
   const capture = new QueueCapture({
     namespace: stream.namespace,
-    assignment: { definition: stream.definition, journal: stream.name, resumeOffset: 0, baseEpoch: 0, baseMessages: 0, baseBodyBytes: 0, startOffset: 0, baseHeadOffset: 0, baseHeadMessages: 0, basePredating: 0 },
+    assignment: { definition: stream.definition, journal: stream.name, resumeOffset: 0, baseEpoch: 0, baseMessages: 0, baseBodyBytes: 0, startOffset: 0, baseHeadOffset: 0, baseHeadMessages: 0, basePredating: 0, baseHeadKnown: false },
     // The worker's store and codec (QueueCapture's default, a new adaptive codec), timed.
     store: timedStore(store, { put: flushes.put, get: partTimes() }),
     codec: timedAdaptiveCodec(createAdaptiveCodec(), flushes.codec),

@@ -76,6 +76,7 @@ async function tidemarkRestore(ctx: BenchContext, captured: CapturedQueue, targe
           resumeFromTail: false,
           rateLimit: 0,
           started: false,
+          possiblyAcked: 0,
         },
       ],
       exchanges: [],

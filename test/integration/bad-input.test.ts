@@ -277,7 +277,7 @@ describe('bad input over gRPC', () => {
     const noTarget = await (async () => {
       try {
         const task = { leaderToken: token, restoreId: 'r-bad', checkpoint: epoch, targetAmqpUrl: '', exchanges: [], originHeaders: true, confirmWindow: 0 };
-        const queues = [{ source: undefined, targetVhost: vhost, targetName: '', startOffset: 0, cutOffset: 1, messages: 1, bodyBytes: 0, segments: [], recreate: true, bind: false, append: false, resumeCount: 0, resumeAfterOffset: 0, resumeFromTail: false, rateLimit: 0, started: false }];
+        const queues = [{ source: undefined, targetVhost: vhost, targetName: '', startOffset: 0, cutOffset: 1, messages: 1, bodyBytes: 0, segments: [], recreate: true, bind: false, append: false, resumeCount: 0, resumeAfterOffset: 0, resumeFromTail: false, rateLimit: 0, started: false, possiblyAcked: 0 }];
         for await (const progress of worker.restore({ ...task, queues })) void progress;
         return undefined;
       } catch (err) {

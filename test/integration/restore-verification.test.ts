@@ -283,6 +283,7 @@ describe('a segment that changes in the store between verification and publishin
             resumeFromTail: false,
             rateLimit: 0,
             started: false,
+            possiblyAcked: 0,
           },
         ],
         exchanges: [],

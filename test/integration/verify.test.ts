@@ -73,7 +73,7 @@ class Journal {
       baseEpoch,
       workerId: 'w1',
       incomplete: [],
-      headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0,
+      headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0, headKnown: false,
     };
   }
 

@@ -124,7 +124,7 @@ function entry(q: QueueSpec, o: EntryOptions = {}): QueueCheckpoint {
     baseEpoch: o.base ?? 0,
     workerId: 'reported-by-worker',
     incomplete: [],
-    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0,
+    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0, headKnown: false,
   };
 }
 

@@ -17,7 +17,7 @@ function queue(vhost: string, name: string): QueueCheckpoint {
     baseEpoch: 0,
     workerId: 'w',
     incomplete: [],
-    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0,
+    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0, headKnown: false,
   };
 }
 

@@ -23,6 +23,11 @@ function queue(name: string, messages: number, extra: Partial<PlannedQueue> = {}
     targetExists: false,
     conflict: '',
     incomplete: [],
+    restoreFrom: 'contents',
+    restoreFromReason: '',
+    possiblyAcked: 0,
+    predating: 0,
+    outsideCut: undefined,
     ...extra,
   };
 }

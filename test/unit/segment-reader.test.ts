@@ -352,7 +352,7 @@ function entry(segments: SegmentRef[], startOffset: number, cutOffset: number, b
     baseEpoch,
     workerId: 'worker-1',
     incomplete: [],
-    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0,
+    headOffset: 0, headMessages: 0, possiblyAcked: 0, headBasis: '', predating: 0, outsideCut: undefined, historyOffset: 0, historyMessages: 0, headKnown: false,
   };
 }
 

@@ -46,7 +46,7 @@ const manifest: CheckpointManifest = {
       baseEpoch: 40,
       workerId: 'worker-1',
       incomplete: [{ epoch: 39, reason: 'the broker restarted', detectedAtMs: 1_699_999_999_000, afterOffset: 80 }],
-      headOffset: 20, headMessages: 5, possiblyAcked: 2, headBasis: 'ready 3 + unacknowledged bound 2 at the marker', predating: 0, outsideCut: { sinceEpoch: 39, sinceMs: 1_699_999_999_000, reason: 'journal replaced' }, historyOffset: 10, historyMessages: 2,
+      headOffset: 20, headMessages: 5, possiblyAcked: 2, headBasis: 'ready 3 + unacknowledged bound 2 at the marker', predating: 0, outsideCut: { sinceEpoch: 39, sinceMs: 1_699_999_999_000, reason: 'journal replaced' }, historyOffset: 10, historyMessages: 2, headKnown: true,
     },
   ],
   messages: 119,

@@ -17,6 +17,16 @@ export const STREAM_TIMESTAMP_DIGITS = 19;
 export const FENCE_EPOCH_HEADER = 'x-tidemark-fence';
 /** Header on fence messages carrying the round's unique id. */
 export const FENCE_ROUND_HEADER = 'x-tidemark-round';
+/**
+ * Header on a round's marker, published on the fence exchange just before the fence, carrying the
+ * round id. A marker carries FENCE_EPOCH_HEADER too, and as its FENCE_ROUND_HEADER the round id
+ * with MARKER_ROUND_SUFFIX, so a worker that predates markers stores it as a fence of no round
+ * it is asked about (never as data, never as the round's cut).
+ */
+export const MARKER_HEADER = 'x-tidemark-marker';
+export const MARKER_ROUND_SUFFIX = '.marker';
+/** Header a contents restore puts on messages that may have been acknowledged before the cut. */
+export const POSSIBLY_ACKED_HEADER = 'x-tidemark-possibly-acked';
 /** Header on fence messages carrying the namespace that published it. */
 export const FENCE_NAMESPACE_HEADER = 'x-tidemark-namespace';
 /** Header RabbitMQ adds to messages read from a stream. */

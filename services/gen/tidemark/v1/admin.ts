@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CheckpointManifest, IncompleteMark } from "./store.js";
+import { CheckpointManifest, IncompleteMark, OutsideCut } from "./store.js";
 import { RestoreProgress } from "./worker.js";
 
 export const protobufPackage = "tidemark.v1";
@@ -255,6 +255,11 @@ export interface RestoreRequest {
   confirmWindow: number;
   /** Restore the queues of vhost `from` into vhost `to` (wins over target_vhost for that vhost). */
   vhostMap: NameMapping[];
+  /**
+   * Restore everything captured up to the cut (as far back as history is retained), for replay
+   * and forensics, instead of what each queue held at the cut (its contents, the default).
+   */
+  history: boolean;
 }
 
 export interface ResumeRestoreRequest {
@@ -315,6 +320,27 @@ export interface PlannedQueue {
    * nothing suggests so. The restore still publishes everything the checkpoint holds.
    */
   incomplete: IncompleteMark[];
+  /**
+   * "contents" (what the queue held at the cut, from its head) or "history" (everything captured
+   * up to the cut), and why, for people.
+   */
+  restoreFrom: string;
+  restoreFromReason: string;
+  /**
+   * The first `possibly_acked` messages restored were delivered to a consumer before the cut and
+   * may have been acknowledged already; they carry the x-tidemark-possibly-acked header.
+   */
+  possiblyAcked: number;
+  /**
+   * Messages the queue held before protection began, not yet consumed at the cut and never
+   * captured: while non-zero the queue's contents are incomplete by about this many.
+   */
+  predating: number;
+  /**
+   * Set when the queue's entry is carried forward from an earlier cut (outside this checkpoint's
+   * consistent cut).
+   */
+  outsideCut: OutsideCut | undefined;
 }
 
 export interface RestorePlan {
@@ -2143,6 +2169,7 @@ function createBaseRestoreRequest(): RestoreRequest {
     rateLimit: 0,
     confirmWindow: 0,
     vhostMap: [],
+    history: false,
   };
 }
 
@@ -2195,6 +2222,9 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     for (const v of message.vhostMap) {
       NameMapping.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.history !== false) {
+      writer.uint32(136).bool(message.history);
     }
     return writer;
   },
@@ -2340,6 +2370,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.vhostMap.push(NameMapping.decode(reader, reader.uint32()));
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.history = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2373,6 +2411,7 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.rateLimit = object.rateLimit ?? 0;
     message.confirmWindow = object.confirmWindow ?? 0;
     message.vhostMap = object.vhostMap?.map((e) => NameMapping.fromPartial(e)) || [];
+    message.history = object.history ?? false;
     return message;
   },
 };
@@ -2831,6 +2870,11 @@ function createBasePlannedQueue(): PlannedQueue {
     targetExists: false,
     conflict: "",
     incomplete: [],
+    restoreFrom: "",
+    restoreFromReason: "",
+    possiblyAcked: 0,
+    predating: 0,
+    outsideCut: undefined,
   };
 }
 
@@ -2880,6 +2924,21 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     }
     for (const v of message.incomplete) {
       IncompleteMark.encode(v!, writer.uint32(242).fork()).join();
+    }
+    if (message.restoreFrom !== "") {
+      writer.uint32(122).string(message.restoreFrom);
+    }
+    if (message.restoreFromReason !== "") {
+      writer.uint32(130).string(message.restoreFromReason);
+    }
+    if (message.possiblyAcked !== 0) {
+      writer.uint32(136).uint64(message.possiblyAcked);
+    }
+    if (message.predating !== 0) {
+      writer.uint32(144).uint64(message.predating);
+    }
+    if (message.outsideCut !== undefined) {
+      OutsideCut.encode(message.outsideCut, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -3017,6 +3076,46 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
             message.incomplete.push(IncompleteMark.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.restoreFrom = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.restoreFromReason = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.possiblyAcked = longToNumber(reader.uint64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.predating = longToNumber(reader.uint64());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.outsideCut = OutsideCut.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3049,6 +3148,13 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     message.targetExists = object.targetExists ?? false;
     message.conflict = object.conflict ?? "";
     message.incomplete = object.incomplete?.map((e) => IncompleteMark.fromPartial(e)) || [];
+    message.restoreFrom = object.restoreFrom ?? "";
+    message.restoreFromReason = object.restoreFromReason ?? "";
+    message.possiblyAcked = object.possiblyAcked ?? 0;
+    message.predating = object.predating ?? 0;
+    message.outsideCut = (object.outsideCut !== undefined && object.outsideCut !== null)
+      ? OutsideCut.fromPartial(object.outsideCut)
+      : undefined;
     return message;
   },
 };

@@ -211,6 +211,12 @@ export interface QueueCheckpoint {
    */
   historyOffset: number;
   historyMessages: number;
+  /**
+   * True once a census located the head (now or in an earlier checkpoint it builds on): a
+   * contents restore then starts at head_offset. False: no safe head was ever found (for example
+   * a priority queue), and a contents restore restores history, saying why (head_basis).
+   */
+  headKnown: boolean;
 }
 
 /**
@@ -1742,6 +1748,7 @@ function createBaseQueueCheckpoint(): QueueCheckpoint {
     outsideCut: undefined,
     historyOffset: 0,
     historyMessages: 0,
+    headKnown: false,
   };
 }
 
@@ -1800,6 +1807,9 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
     }
     if (message.historyMessages !== 0) {
       writer.uint32(144).uint64(message.historyMessages);
+    }
+    if (message.headKnown !== false) {
+      writer.uint32(152).bool(message.headKnown);
     }
     return writer;
   },
@@ -1961,6 +1971,14 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
             message.historyMessages = longToNumber(reader.uint64());
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.headKnown = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2000,6 +2018,7 @@ export const QueueCheckpoint: MessageFns<QueueCheckpoint> = {
       : undefined;
     message.historyOffset = object.historyOffset ?? 0;
     message.historyMessages = object.historyMessages ?? 0;
+    message.headKnown = object.headKnown ?? false;
     return message;
   },
 };

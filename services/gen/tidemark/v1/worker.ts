@@ -59,6 +59,7 @@ export interface QueueAssignment {
   baseHeadOffset: number;
   baseHeadMessages: number;
   basePredating: number;
+  baseHeadKnown: boolean;
 }
 
 export interface AssignRequest {
@@ -96,6 +97,11 @@ export interface QueueCensus {
   maxHoldMs: number;
   /** Non-empty: no head can be had from the counts this round, and why. */
   fallback: string;
+  /**
+   * Messages were requeued (redelivered) since the previous census: counts may not locate the
+   * held messages until everything now in the queue has been delivered once more.
+   */
+  requeued: boolean;
 }
 
 export interface PrepareRequest {
@@ -158,6 +164,11 @@ export interface QueueRestore {
   started: boolean;
   /** Journal offset of the last message counted in resume_count; -1 when it is 0. */
   resumeAfterOffset: number;
+  /**
+   * The first `possibly_acked` messages published (counted from start_offset) get the header
+   * x-tidemark-possibly-acked: they may have been acknowledged at the source before the cut.
+   */
+  possiblyAcked: number;
 }
 
 export interface RestoreTask {
@@ -229,6 +240,7 @@ function createBaseQueueAssignment(): QueueAssignment {
     baseHeadOffset: 0,
     baseHeadMessages: 0,
     basePredating: 0,
+    baseHeadKnown: false,
   };
 }
 
@@ -263,6 +275,9 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
     }
     if (message.basePredating !== 0) {
       writer.uint32(80).uint64(message.basePredating);
+    }
+    if (message.baseHeadKnown !== false) {
+      writer.uint32(88).bool(message.baseHeadKnown);
     }
     return writer;
   },
@@ -360,6 +375,14 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
             message.basePredating = longToNumber(reader.uint64());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.baseHeadKnown = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -389,6 +412,7 @@ export const QueueAssignment: MessageFns<QueueAssignment> = {
     message.baseHeadOffset = object.baseHeadOffset ?? 0;
     message.baseHeadMessages = object.baseHeadMessages ?? 0;
     message.basePredating = object.basePredating ?? 0;
+    message.baseHeadKnown = object.baseHeadKnown ?? false;
     return message;
   },
 };
@@ -621,7 +645,7 @@ export const QueueRef: MessageFns<QueueRef> = {
 };
 
 function createBaseQueueCensus(): QueueCensus {
-  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 0, maxHoldMs: 0, fallback: "" };
+  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 0, maxHoldMs: 0, fallback: "", requeued: false };
 }
 
 export const QueueCensus: MessageFns<QueueCensus> = {
@@ -643,6 +667,9 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     }
     if (message.fallback !== "") {
       writer.uint32(50).string(message.fallback);
+    }
+    if (message.requeued !== false) {
+      writer.uint32(56).bool(message.requeued);
     }
     return writer;
   },
@@ -708,6 +735,14 @@ export const QueueCensus: MessageFns<QueueCensus> = {
             message.fallback = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.requeued = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -731,6 +766,7 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     message.markerAtMs = object.markerAtMs ?? 0;
     message.maxHoldMs = object.maxHoldMs ?? 0;
     message.fallback = object.fallback ?? "";
+    message.requeued = object.requeued ?? false;
     return message;
   },
 };
@@ -1105,6 +1141,7 @@ function createBaseQueueRestore(): QueueRestore {
     rateLimit: 0,
     started: false,
     resumeAfterOffset: 0,
+    possiblyAcked: 0,
   };
 }
 
@@ -1157,6 +1194,9 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.resumeAfterOffset !== 0) {
       writer.uint32(128).int64(message.resumeAfterOffset);
+    }
+    if (message.possiblyAcked !== 0) {
+      writer.uint32(136).uint64(message.possiblyAcked);
     }
     return writer;
   },
@@ -1302,6 +1342,14 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.resumeAfterOffset = longToNumber(reader.int64());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.possiblyAcked = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1337,6 +1385,7 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.rateLimit = object.rateLimit ?? 0;
     message.started = object.started ?? false;
     message.resumeAfterOffset = object.resumeAfterOffset ?? 0;
+    message.possiblyAcked = object.possiblyAcked ?? 0;
     return message;
   },
 };
