@@ -4,7 +4,7 @@
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
-import { formatBytes, storedSegmentCount } from '../core/index.js';
+import { contentsMessages, formatBytes, headOf, historyOf, storedSegmentCount } from '../core/index.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
@@ -72,6 +72,16 @@ export function manifestJson(m: CheckpointManifest) {
       worker: q.workerId,
       bindings: (q.definition?.bindings ?? []).map((b) => ({ source: b.source, routingKey: b.routingKey })),
       incomplete: q.incomplete.map(markJson),
+      head: {
+        known: q.headKnown,
+        offset: headOf(q).offset,
+        messagesBefore: headOf(q).messages,
+        held: q.headKnown ? contentsMessages(q) : null,
+        possiblyAcked: q.possiblyAcked,
+        predating: q.predating,
+        basis: q.headBasis,
+      },
+      historyFrom: historyOf(q).offset,
     })),
   };
 }
@@ -115,6 +125,7 @@ export function statusJson(s: StatusReply) {
       reason: q.reason,
       marks: q.marks,
     })),
+    contentsQueues: s.contentsQueues.map((q) => ({ vhost: q.vhost, queue: q.queue, predating: q.predating, headKnown: q.headKnown, reason: q.reason })),
     firehose: s.firehose.map((f) => ({
       vhost: f.vhost,
       activeWorker: f.activeWorker || null,
@@ -171,6 +182,10 @@ export function restoreEventJson(e: RestoreEvent) {
           targetExists: q.targetExists,
           conflict: q.conflict || null,
           incomplete: q.incomplete.map(markJson),
+          restoreFrom: q.restoreFrom,
+          restoreFromReason: q.restoreFromReason,
+          possiblyAcked: q.possiblyAcked,
+          predating: q.predating,
         })),
       };
     }

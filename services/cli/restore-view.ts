@@ -200,12 +200,15 @@ export function planLines(p: RestorePlan): string[] {
     lines.push(`  resuming: ${already} of ${p.messages} messages already restored, ${finished} of ${p.queues.length} queue(s) finished in an earlier run`);
   }
   for (const q of p.queues) {
-    const notes = [q.type, `${q.messages} messages`, `${q.segments} segment(s)`, `worker ${q.workerId}`];
+    const notes = [q.type, `${q.messages} messages${q.restoreFrom ? ` (${q.restoreFrom})` : ''}`, `${q.segments} segment(s)`, `worker ${q.workerId}`];
     if (q.bind) notes.push('with bindings');
     if (q.targetExists) notes.push('target exists');
     if (q.finished) notes.push('finished in an earlier run');
     else if (q.alreadyConfirmed > 0) notes.push(`${q.alreadyConfirmed} already restored`);
     lines.push(`  ${q.sourceVhost}:${q.sourceQueue} -> ${q.targetVhost}:${q.targetQueue} (${notes.join(', ')})${q.conflict ? `: CONFLICT ${q.conflict}` : ''}`);
+    if (q.restoreFromReason) lines.push(`    ${q.restoreFrom}: ${q.restoreFromReason}`);
+    if (q.possiblyAcked > 0) lines.push(`    the first ${q.possiblyAcked} may have been acknowledged before the cut (header x-tidemark-possibly-acked)`);
+    if (q.predating > 0) lines.push(`    INCOMPLETE CONTENTS: about ${q.predating} message(s) held before protection began were never captured`);
     for (const mark of q.incomplete) lines.push(`    POSSIBLY INCOMPLETE after journal offset ${mark.afterOffset} (checkpoint ${mark.epoch}): ${mark.reason}`);
   }
   return lines;

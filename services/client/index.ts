@@ -143,8 +143,8 @@ export class TidemarkClient {
   }
 
   /** Restores into a scratch vhost, reconciles every queue, removes the vhost; no deadline. */
-  restoreDrill(checkpoint: string, queues: string[], signal?: AbortSignal): AsyncGenerator<DrillEvent, void, undefined> {
-    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0 }), signal);
+  restoreDrill(checkpoint: string, queues: string[], signal?: AbortSignal, history = false): AsyncGenerator<DrillEvent, void, undefined> {
+    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0, history }), signal);
   }
 
   private async *stream<T>(open: () => grpc.ClientReadableStream<T>, signal?: AbortSignal): AsyncGenerator<T, void, undefined> {

@@ -42,6 +42,7 @@ import { COVERAGE_SETTLE_MS, CoverageTracker, observeCoverage } from './coverage
 import { DecisionRedelivery } from './decision-redelivery.js';
 import type { DiscoveryResult } from './discovery.js';
 import { FenceChannels } from './fence-channels.js';
+import { CensusHistory } from './queue-census.js';
 import { Leadership } from './leadership.js';
 import { recoverRounds } from './recovery.js';
 import { RoundHistory } from './round-history.js';
@@ -90,6 +91,8 @@ export class Coordinator {
   private readonly redelivery = new DecisionRedelivery();
   /** The leader's fence channels, kept open across rounds; closed when it stops leading. */
   private readonly fences: FenceChannels;
+  /** Each queue's counters at the last census, to see requeues and basic.gets since. */
+  private readonly censusHistory = new CensusHistory();
   private readonly continuity: BrokerContinuity;
   private readonly leadership: Leadership;
   private readonly scheduler: LeaderScheduler;
@@ -326,6 +329,14 @@ export class Coordinator {
       log,
       clock: this.clock,
       signal: this.stopping.signal,
+      census: {
+        management: {
+          consumersByQueue: (vhost) => this.parts.management.consumersByQueue(vhost),
+          censusCounters: (vhost) => this.parts.management.censusCounters(vhost),
+        },
+        history: this.censusHistory,
+        settings: { maxHoldMs: config.headMaxHold },
+      },
     });
     if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
     // The decision log only needs recent epochs; keep Redis from growing with every round.

@@ -8,17 +8,29 @@
  * forgotten the moment it closes, and the next publish opens another; a fence is never sent on a
  * channel known to be closed.
  */
-import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { errorMessage, type Logger } from '../core/index.js';
+
+/** What a passive declare of a source queue said: its ready messages and its consumers. */
+export interface DeclaredQueue {
+  ready: number;
+  consumers: number;
+}
 
 /** What a round needs of the fence channels. */
 export interface FencePublisher {
   /** Resolves once the broker confirmed the message; rejects if it nacked it or the channel closed first. */
   publish(vhost: string, exchange: string, content: Buffer, options: Options.Publish): Promise<void>;
+  /**
+   * Passive declares of `names` in `vhost`, pipelined on one channel that is not the fence
+   * channel (a failed declare closes its channel): each queue's counts, or why it could not be had.
+   */
+  declareQueues(vhost: string, names: string[]): Promise<Map<string, DeclaredQueue | Error>>;
 }
 
 export class FenceChannels implements FencePublisher {
   private readonly channels = new Map<string, Promise<ConfirmChannel>>();
+  private readonly censusChannels = new Map<string, Promise<Channel>>();
 
   constructor(
     private readonly connect: (vhost: string) => Promise<ChannelModel>,
@@ -39,10 +51,28 @@ export class FenceChannels implements FencePublisher {
     });
   }
 
+  async declareQueues(vhost: string, names: string[]): Promise<Map<string, DeclaredQueue | Error>> {
+    const result = new Map<string, DeclaredQueue | Error>();
+    if (names.length === 0) return result;
+    let channel: Channel;
+    try {
+      channel = await this.censusChannel(vhost);
+    } catch (err) {
+      for (const name of names) result.set(name, err instanceof Error ? err : new Error(String(err)));
+      return result;
+    }
+    const replies = await Promise.allSettled(names.map((name) => channel.checkQueue(name)));
+    replies.forEach((reply, i) => {
+      result.set(names[i], reply.status === 'fulfilled' ? { ready: reply.value.messageCount, consumers: reply.value.consumerCount } : new Error(errorMessage(reply.reason)));
+    });
+    return result;
+  }
+
   /** Closes every fence channel (the coordinator stops, or stops leading); later publishes open new ones. */
   async close(): Promise<void> {
-    const open = [...this.channels.values()];
+    const open: Array<Promise<Channel>> = [...this.channels.values(), ...this.censusChannels.values()];
     this.channels.clear();
+    this.censusChannels.clear();
     await Promise.all(
       open.map(async (opening) => {
         const channel = await opening.catch(() => undefined);
@@ -59,6 +89,24 @@ export class FenceChannels implements FencePublisher {
     };
     const opening = this.open(vhost, forget);
     this.channels.set(vhost, opening);
+    opening.catch(forget);
+    return opening;
+  }
+
+  private censusChannel(vhost: string): Promise<Channel> {
+    const cached = this.censusChannels.get(vhost);
+    if (cached) return cached;
+    const forget = () => {
+      if (this.censusChannels.get(vhost) === opening) this.censusChannels.delete(vhost);
+    };
+    const opening = (async () => {
+      const channel = await (await this.connect(vhost)).createChannel();
+      // A declare of a queue deleted meanwhile closes the channel (404): the next census opens another.
+      channel.on('error', () => {});
+      channel.on('close', forget);
+      return channel;
+    })();
+    this.censusChannels.set(vhost, opening);
     opening.catch(forget);
     return opening;
   }

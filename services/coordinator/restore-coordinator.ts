@@ -228,11 +228,19 @@ export class RestoreService {
     const mode = parseRestoreMode(request.mode, request.append);
     const planned = planRestore(
       manifest,
-      { queues: request.queues, prefix: request.prefix, map: request.map, targetVhost: request.targetVhost, vhostMap: request.vhostMap, bindings: parseBindingsMode(request.bindings) },
+      {
+        queues: request.queues,
+        prefix: request.prefix,
+        map: request.map,
+        targetVhost: request.targetVhost,
+        vhostMap: request.vhostMap,
+        bindings: parseBindingsMode(request.bindings),
+        history: request.history,
+      },
       [...workers.keys()].sort(),
     );
     const catalog = this.coordinator.catalog;
-    const segments = await Promise.all(planned.map((p) => catalog.segmentsOf(p.entry)));
+    const segments = await Promise.all(planned.map((p) => catalog.segmentsOf(p.entry, p.span.startOffset)));
     const keys = planned.map((p) => queueKey(p.entry.definition!.vhost, p.entry.definition!.name));
     const checks = await preflightTargets(
       request.targetAmqpUrl || config.amqpUrl,
@@ -258,7 +266,7 @@ export class RestoreService {
           targetVhost: p.targetVhost,
           targetQueue: p.targetName,
           confirmed: recorded?.confirmed ?? 0,
-          total: p.entry.messages,
+          total: p.span.messages,
           done: recorded?.finished !== undefined,
           error: recorded?.finished?.error ?? '',
           bodyBytes: 0,
@@ -267,15 +275,15 @@ export class RestoreService {
       };
     });
     const measured = await this.state.measuredRate().catch(() => undefined);
-    const remaining = queues.filter((q) => !q.finished?.ok).map((q) => ({ messages: q.planned.entry.messages - q.progress.confirmed, bodyBytes: q.planned.entry.bodyBytes }));
+    const remaining = queues.filter((q) => !q.finished?.ok).map((q) => ({ messages: q.planned.span.messages - q.progress.confirmed, bodyBytes: q.planned.span.bodyBytes }));
     const plannedQueues: PlannedQueue[] = queues.map((q, i) => ({
       sourceVhost: q.progress.sourceVhost,
       sourceQueue: q.progress.sourceQueue,
       targetVhost: q.planned.targetVhost,
       targetQueue: q.planned.targetName,
       type: q.planned.entry.definition!.type,
-      messages: q.planned.entry.messages,
-      bodyBytes: q.planned.entry.bodyBytes,
+      messages: q.planned.span.messages,
+      bodyBytes: q.planned.span.bodyBytes,
       segments: storedSegmentCount(q.segments),
       workerId: q.planned.workerId,
       bind: q.planned.bind,
@@ -284,13 +292,18 @@ export class RestoreService {
       targetExists: checks[i].exists,
       conflict: checks[i].conflict,
       incomplete: q.planned.entry.incomplete,
+      restoreFrom: q.planned.span.from,
+      restoreFromReason: q.planned.span.reason,
+      possiblyAcked: q.planned.span.possiblyAcked,
+      predating: q.planned.span.from === 'contents' ? q.planned.entry.predating : 0,
+      outsideCut: q.planned.entry.outsideCut,
     }));
     const plan: RestorePlan = {
       restoreId: id,
       checkpoint: manifest.epoch,
       dryRun: request.dryRun,
-      messages: planned.reduce((n, p) => n + p.entry.messages, 0),
-      bodyBytes: planned.reduce((n, p) => n + p.entry.bodyBytes, 0),
+      messages: planned.reduce((n, p) => n + p.span.messages, 0),
+      bodyBytes: planned.reduce((n, p) => n + p.span.bodyBytes, 0),
       queues: plannedQueues,
       estimatedMs: estimateRestoreMs(remaining, { concurrency, rateLimit: request.rateLimit, perQueueRate: measured ?? DEFAULT_QUEUE_RATE }),
       estimateBasis: measured

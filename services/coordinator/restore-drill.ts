@@ -21,7 +21,7 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
   restores.requireLeader('the restore drill');
   const manifest = await coordinator.catalog.resolve(request.checkpoint);
   // Which queues, hence which source vhosts (queue names may repeat across vhosts).
-  const selected = planRestore(manifest, { queues: request.queues, prefix: '', map: [], targetVhost: '', bindings: 'none' }, ['-']);
+  const selected = planRestore(manifest, { queues: request.queues, prefix: '', map: [], targetVhost: '', bindings: 'none', history: request.history }, ['-']);
   const scratch = new Map([...new Set(selected.map((p) => p.entry.definition!.vhost))].map((vhost) => [vhost, scratchVhostName(manifest.epoch)]));
   const user = decodeURIComponent(new URL(config.amqpUrl).username) || 'guest';
   const created: string[] = [];
@@ -47,6 +47,7 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
         mode: 'refuse',
         bindings: 'none',
         concurrency: request.concurrency,
+        history: request.history,
       }),
       relay,
       signal,
@@ -59,11 +60,17 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
     for (const planned of selected) {
       const source = planned.entry.definition!;
       const vhost = scratch.get(source.vhost)!;
-      const spec = { vhost: source.vhost, queue: source.name, startOffset: planned.entry.startOffset, cutOffset: planned.entry.cutOffset, segments: await coordinator.catalog.segmentsOf(planned.entry) };
+      const spec = {
+        vhost: source.vhost,
+        queue: source.name,
+        startOffset: planned.span.startOffset,
+        cutOffset: planned.entry.cutOffset,
+        segments: await coordinator.catalog.segmentsOf(planned.entry, planned.span.startOffset),
+      };
       // Damaged checkpoint data fails this queue's reconciliation, not the drill.
       const expected = await expectedDigest(store, spec, signal).catch((err: unknown) => {
         if (signal.aborted) throw err;
-        return { messages: planned.entry.messages, sha256: '', error: `reading the checkpoint data: ${errorMessage(err)}` };
+        return { messages: planned.span.messages, sha256: '', error: `reading the checkpoint data: ${errorMessage(err)}` };
       });
       const restored = await restoredDigest(config.amqpUrl, vhost, source.name, { type: source.type, expectedMessages: expected.messages, signal });
       const result = reconcile(source.vhost, source.name, expected, restored);

@@ -5,7 +5,7 @@
  */
 import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { NameMapping } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, globMatcher, queueKey, rendezvousOwner } from '../core/index.js';
+import { ConfigError, globMatcher, headOf, historyOf, queueKey, rendezvousOwner } from '../core/index.js';
 
 export type BindingsMode = 'auto' | 'all' | 'none';
 
@@ -18,10 +18,48 @@ export interface RestoreSelection {
   /** Source vhost → target vhost; wins over targetVhost for the vhosts it names. */
   vhostMap?: NameMapping[];
   bindings: BindingsMode;
+  /** Restore everything captured up to the cut instead of what each queue held at it. */
+  history?: boolean;
+}
+
+/** Which records of a queue's entry a restore publishes: [startOffset, cut). */
+export interface RestoreSpan {
+  from: 'contents' | 'history';
+  /** Why, for people. */
+  reason: string;
+  startOffset: number;
+  messages: number;
+  /** Body bytes, estimated pro rata when the span is not the whole history. */
+  bodyBytes: number;
+  /** The first this many messages may have been acknowledged at the source before the cut. */
+  possiblyAcked: number;
+}
+
+/**
+ * What a restore of `entry` publishes: its contents (from the head) by default, or its history
+ * (from where retention left it) when asked, or when no safe head is known.
+ */
+export function restoreSpan(entry: QueueCheckpoint, history: boolean): RestoreSpan {
+  const span = (from: RestoreSpan['from'], reason: string, at: { offset: number; messages: number }, possiblyAcked: number): RestoreSpan => {
+    const messages = Math.max(0, entry.messages - at.messages);
+    const bodyBytes = entry.messages === 0 ? 0 : Math.round((entry.bodyBytes * messages) / entry.messages);
+    return { from, reason, startOffset: at.offset, messages, bodyBytes, possiblyAcked: Math.min(possiblyAcked, messages) };
+  };
+  const kept = historyOf(entry);
+  const historyReason = kept.offset > entry.startOffset ? `history retained from offset ${kept.offset}` : 'everything captured since protection began';
+  if (history) return span('history', `--history: ${historyReason}`, kept, 0);
+  if (!entry.headKnown) {
+    const why = entry.headBasis.replace(/^history: /, '') || 'the checkpoint predates heads';
+    return span('history', `no safe head (${why}): ${historyReason}`, kept, 0);
+  }
+  const head = headOf(entry);
+  const predating = entry.predating > 0 ? `; about ${entry.predating} message(s) held before protection began were never captured` : '';
+  return span('contents', `what the queue held at the cut: ${entry.headBasis}${predating}`, head, entry.possiblyAcked);
 }
 
 export interface PlannedRestore {
   entry: QueueCheckpoint;
+  span: RestoreSpan;
   targetVhost: string;
   targetName: string;
   bind: boolean;
@@ -92,7 +130,7 @@ export function planRestore(manifest: CheckpointManifest, selection: RestoreSele
     const renamed = targetName !== source.name || targetVhost !== source.vhost;
     const bind = selection.bindings === 'all' || (selection.bindings === 'auto' && !renamed);
     const workerId = rendezvousOwner(queueKey(targetVhost, targetName), workerIds)!;
-    return { entry, targetVhost, targetName, bind, workerId };
+    return { entry, span: restoreSpan(entry, selection.history === true), targetVhost, targetName, bind, workerId };
   });
   const targets = new Map<string, string>();
   for (const p of planned) {

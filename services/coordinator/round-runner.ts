@@ -15,13 +15,19 @@ import {
   FENCE_NAMESPACE_HEADER,
   FENCE_ROUND_HEADER,
   isRetryableGrpcError,
+  MARKER_HEADER,
+  MARKER_ROUND_SUFFIX,
   LeadershipLostError,
   type Logger,
+  queueKey,
   retry,
   systemClock,
   type WorkerClient,
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
+import type { QueueCensus, QueueRef } from '../gen/tidemark/v1/worker.js';
+import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
+import { type CensusHistory, type CensusSettings, takeVhostCensus, type VhostCensusParts } from './queue-census.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
 import { DECIDE_ATTEMPTS, DECIDE_BACKOFF, DECIDE_DEADLINE_MS, MANIFEST_BACKOFF, PREPARE_BACKOFF, prepareRetryFits, ROUND_DEADLINE_EXTRA_MS } from './timing.js';
 
@@ -49,6 +55,15 @@ export interface RoundContext {
   clock?: Clock;
   /** Aborts when the leader stops: the round, if still undecided, aborts (it is never left half-prepared). */
   signal?: AbortSignal;
+  /**
+   * Takes a census of the source queues between a marker and the fence (queue-census.ts), so
+   * workers can find each queue's head. Absent: no census, heads stay where they are.
+   */
+  census?: {
+    management: Pick<VhostCensusParts, 'consumersByQueue' | 'censusCounters'>;
+    history: CensusHistory;
+    settings: CensusSettings;
+  };
 }
 
 export interface RoundResult {
@@ -69,6 +84,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
   const clock = context.clock ?? systemClock;
   const round = new CheckpointRound(plan);
   let manifest: CheckpointManifest | undefined;
+  let census = new Map<string, QueueCensus>();
   return new Promise<RoundResult>((resolve) => {
     let finished = false;
     const timer = setTimeout(() => dispatch({ type: 'deadline' }), context.prepareTimeoutMs + ROUND_DEADLINE_EXTRA_MS);
@@ -97,7 +113,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
         case 'publish-fences':
           try {
             await failpoint('coordinator.before-fence');
-            await publishFences(context, effect.epoch, effect.vhosts);
+            census = await publishFences(context, effect.epoch, effect.vhosts);
             const atMs = clock.now();
             // After the fence is confirmed: a sentinel still there means no restart hole before the cut.
             const restarted = await context.continuity.restarted(effect.vhosts);
@@ -117,7 +133,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           try {
             const reply = await prepareWithRetries(
               client,
-              { leaderToken: plan.leaderToken, epoch: effect.epoch, roundId: plan.roundId, queues: effect.participant.queues },
+              { leaderToken: plan.leaderToken, epoch: effect.epoch, roundId: plan.roundId, queues: withCensus(effect.participant.queues, census) },
               clock.now() + context.prepareTimeoutMs,
               clock,
             );
@@ -166,18 +182,65 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
   });
 }
 
-/** One fence per vhost, published with a confirm so a YES vote cannot precede it. */
-async function publishFences(context: RoundContext, epoch: number, vhosts: string[]): Promise<void> {
+/**
+ * One fence per vhost, published with a confirm so a YES vote cannot precede it; before each, the
+ * vhost's census (its marker, then the counts). Returns the census by queue id.
+ */
+async function publishFences(context: RoundContext, epoch: number, vhosts: string[]): Promise<Map<string, QueueCensus>> {
   const { plan, namespace, fences } = context;
+  const census = new Map<string, QueueCensus>();
   await Promise.all(
-    vhosts.map((vhost) =>
-      fences.publish(vhost, plan.fenceExchange, Buffer.from(JSON.stringify({ epoch, vhost, round: plan.roundId })), {
+    vhosts.map(async (vhost) => {
+      for (const [id, c] of await vhostCensus(context, epoch, vhost)) census.set(id, c);
+      await fences.publish(vhost, plan.fenceExchange, Buffer.from(JSON.stringify({ epoch, vhost, round: plan.roundId })), {
         persistent: true,
         contentType: 'application/json',
         headers: { [FENCE_EPOCH_HEADER]: epoch, [FENCE_ROUND_HEADER]: plan.roundId, [FENCE_NAMESPACE_HEADER]: namespace },
-      }),
-    ),
+      });
+    }),
   );
+  return census;
+}
+
+/** The census of a vhost's queues; a failure only costs the vhost its census this round. */
+async function vhostCensus(context: RoundContext, epoch: number, vhost: string): Promise<Map<string, QueueCensus>> {
+  const { plan, namespace, fences, census, log } = context;
+  if (!census) return new Map();
+  const clock = context.clock ?? systemClock;
+  const queues = new Map<string, QueueDefinition>();
+  for (const [id, q] of plan.queues) if (q.definition.vhost === vhost) queues.set(id, q.definition);
+  try {
+    return await takeVhostCensus(
+      vhost,
+      queues,
+      {
+        ...census.management,
+        publishMarker: () =>
+          fences.publish(vhost, plan.fenceExchange, Buffer.from(JSON.stringify({ epoch, vhost, round: plan.roundId, marker: true })), {
+            persistent: true,
+            contentType: 'application/json',
+            headers: {
+              [FENCE_EPOCH_HEADER]: epoch,
+              [FENCE_ROUND_HEADER]: `${plan.roundId}${MARKER_ROUND_SUFFIX}`,
+              [MARKER_HEADER]: plan.roundId,
+              [FENCE_NAMESPACE_HEADER]: namespace,
+            },
+          }),
+        declareQueues: (names) => fences.declareQueues(vhost, names),
+        now: () => clock.now(),
+      },
+      census.history,
+      census.settings,
+    );
+  } catch (err) {
+    log.warn(`round ${epoch}: no census of vhost ${vhost} (its heads stay where they were): ${errorMessage(err)}`);
+    return new Map();
+  }
+}
+
+/** The queues of a PREPARE with their census. */
+function withCensus(queues: QueueRef[], census: Map<string, QueueCensus>): QueueRef[] {
+  return queues.map((q) => ({ ...q, census: census.get(queueKey(q.vhost, q.queue)) }));
 }
 
 /** The decision is recorded, so the manifest must land: retry until it does or we are deposed. */

@@ -35,6 +35,7 @@ import {
   ORIGIN_OFFSET_HEADER,
   ORIGIN_QUEUE_HEADER,
   ORIGIN_RESTORE_HEADER,
+  POSSIBLY_ACKED_HEADER,
   ORIGIN_VHOST_HEADER,
   queueKey,
   readPrefix,
@@ -269,8 +270,10 @@ async function publishPrefix(
         const due = startedAt + (sent * 1000) / rate;
         if (due - Date.now() > 5) await new Promise((r) => setTimeout(r, due - Date.now()));
       }
+      // The contents' first messages may have been acknowledged at the source before the cut.
+      const possiblyAcked = resume.count + sent < item.possiblyAcked;
       sent += 1;
-      const publishOptions = publishOptionsFor(record_, item, options, user);
+      const publishOptions = publishOptionsFor(record_, item, options, user, possiblyAcked);
       const entry = { offset: record_.offset, bodyBytes: record_.body.length, acked: false };
       unconfirmed.push(entry);
       const written = channel.publish('', item.targetName, record_.body, publishOptions, (err) => {
@@ -307,8 +310,9 @@ async function publishPrefix(
   }
 }
 
-function publishOptionsFor(record: JournalRecord, item: QueueRestore, options: RestoreRunOptions, user: string) {
+function publishOptionsFor(record: JournalRecord, item: QueueRestore, options: RestoreRunOptions, user: string, possiblyAcked: boolean) {
   const extra: Record<string, unknown> = {};
+  if (possiblyAcked) extra[POSSIBLY_ACKED_HEADER] = true;
   if (options.task.originHeaders) {
     extra[ORIGIN_VHOST_HEADER] = item.source!.vhost;
     extra[ORIGIN_QUEUE_HEADER] = item.source!.name;

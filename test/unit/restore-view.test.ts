@@ -241,8 +241,8 @@ describe('renderRestore without a terminal', () => {
     const text = h.text();
     expect(text).toContain('  restore r7-abcd, mode recreate, concurrency 4, rate limit 300/s, estimated 1m20s (default rate of 1000 msg/s)\n');
     expect(text).toContain('  resuming: 700 of 1000 messages already restored, 1 of 2 queue(s) finished in an earlier run\n');
-    expect(text).toContain('  /:q1 -> /:r.q1 (classic, 500 messages, 1 segment(s), worker w1, finished in an earlier run)\n');
-    expect(text).toContain('  /:q2 -> /:r.q2 (classic, 500 messages, 1 segment(s), worker w1, target exists, 200 already restored)\n');
+    expect(text).toContain('  /:q1 -> /:r.q1 (classic, 500 messages (contents), 1 segment(s), worker w1, finished in an earlier run)\n');
+    expect(text).toContain('  /:q2 -> /:r.q2 (classic, 500 messages (contents), 1 segment(s), worker w1, target exists, 200 already restored)\n');
     expect(text).toContain('  done /:q2 -> /:r.q2: 500/500 (200 already in the target)\n');
   });
 
@@ -252,7 +252,7 @@ describe('renderRestore without a terminal', () => {
     const steps: Array<[number, RestoreEvent]> = [[0, plan([queue('q1', 10, { targetExists: true, conflict })], { dryRun: true, mode: 'refuse' })], [10, done({ messages: 0, queues: 1, durationMs: 10 })]];
     await renderRestore(h.feed(steps), { json: false, out: h.out, now: h.now });
     expect(h.text()).toContain(`plan (dry run) checkpoint 7: 1 queue(s), 10 messages, 0 B\n`);
-    expect(h.text()).toContain(`  /:q1 -> /:r.q1 (classic, 10 messages, 1 segment(s), worker w1, target exists): CONFLICT ${conflict}\n`);
+    expect(h.text()).toContain(`  /:q1 -> /:r.q1 (classic, 10 messages (contents), 1 segment(s), worker w1, target exists): CONFLICT ${conflict}\n`);
   });
 
   it('tells how to resume a cancelled restore', async () => {

@@ -1,6 +1,6 @@
 /** `checkpoint` (take one now) and `checkpoints list|show` (the catalog of visible checkpoints). */
 import type { Command } from 'commander';
-import { storedSegmentCount } from '../../core/index.js';
+import { contentsMessages, storedSegmentCount } from '../../core/index.js';
 import { RoundOutcome } from '../../client/index.js';
 import type { CliContext } from '../context.js';
 import { EXIT_INCOMPLETE, ExitCode } from '../exit-codes.js';
@@ -72,19 +72,31 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
         print(`checkpoint ${m.epoch} committed ${new Date(m.committedAtMs).toISOString()} (${m.full ? 'full' : `incremental on ${m.parentEpoch}`}), ${m.messages} messages, ${bytes(m.bodyBytes)}`);
         print(
           table([
-            ['VHOST', 'QUEUE', 'TYPE', 'MESSAGES', 'SIZE', 'CUT', 'SEGMENTS', 'STATE'],
+            ['VHOST', 'QUEUE', 'TYPE', 'HELD', 'HISTORY', 'SIZE', 'CUT', 'SEGMENTS', 'STATE'],
             ...m.queues.map((q) => [
               q.definition!.vhost,
               q.definition!.name,
               q.definition!.type,
+              q.headKnown ? String(contentsMessages(q)) : 'unknown',
               String(q.messages),
               bytes(q.bodyBytes),
               String(q.cutOffset),
               String(storedSegmentCount(q.segments)),
-              q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : 'complete',
+              q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : q.predating > 0 ? 'INCOMPLETE CONTENTS' : 'complete',
             ]),
           ]),
         );
+        print('HELD: messages in the queue at the cut (a contents restore); HISTORY: everything captured up to the cut (restore --history)');
+        const predating = m.queues.filter((q) => q.predating > 0);
+        if (predating.length > 0) {
+          print(`INCOMPLETE CONTENTS: ${predating.length} queue(s) still held messages from before protection began, which were never captured:`);
+          for (const q of predating) print(`  ${q.definition!.vhost}/${q.definition!.name}: about ${q.predating} message(s) missing until consumers take them`);
+        }
+        const unknown = m.queues.filter((q) => !q.headKnown);
+        if (unknown.length > 0) {
+          print(`HISTORY ONLY: ${unknown.length} queue(s) have no safe head, so a restore of them restores their history:`);
+          for (const q of unknown) print(`  ${q.definition!.vhost}/${q.definition!.name}: ${q.headBasis.replace(/^history: /, '') || 'checkpoint taken before heads existed'}`);
+        }
         const marked = m.queues.filter((q) => q.incomplete.length > 0);
         if (marked.length > 0) {
           print(`POSSIBLY INCOMPLETE: ${marked.length} queue(s) may lack messages the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues):`);

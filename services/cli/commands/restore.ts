@@ -86,6 +86,7 @@ export function addRestoreCommands(program: Command, cli: CliContext): void {
     .option('--concurrency <n>', 'queues restored at once over all workers (default 4 per worker)')
     .option('--rate <msgs/s>', 'limit the whole restore to this many messages per second')
     .option('--confirm-window <n>', 'unconfirmed messages per queue (default: the workers\' TIDEMARK_CONFIRM_WINDOW)')
+    .option('--history', 'restore everything captured up to the cut (replay, forensics) instead of what each queue held at the cut')
     .option('--dry-run', 'print the plan (targets checked, time estimated); publish nothing')
     .option('--json', 'print one JSON event per line')
     .action(async (flags) => {
@@ -109,6 +110,7 @@ export function addRestoreCommands(program: Command, cli: CliContext): void {
         vhostMap: pairs('--map-vhost', flags.mapVhost),
         targetAmqpUrl: flags.targetAmqp ?? '',
         dryRun: Boolean(flags.dryRun),
+        history: Boolean(flags.history),
         bindings: flags.bindings,
         noOriginHeaders: flags.originHeaders === false,
         append: Boolean(flags.append),

@@ -49,6 +49,16 @@ export function addStatusCommand(program: Command, cli: CliContext): void {
             ]),
           );
         }
+        const predating = j.contentsQueues.filter((q) => q.predating > 0);
+        if (predating.length > 0) {
+          print(`INCOMPLETE CONTENTS: ${predating.length} queue(s) still hold messages from before protection began, never captured (they leave as consumers take them):`);
+          print(table([['VHOST', 'QUEUE', 'NOT CAPTURED'], ...predating.map((q) => [q.vhost, q.queue, `about ${q.predating}`])]));
+        }
+        const unknown = j.contentsQueues.filter((q) => !q.headKnown);
+        if (unknown.length > 0) {
+          print(`HISTORY ONLY: ${unknown.length} queue(s) have no safe head; a restore of them restores their history:`);
+          print(table([['VHOST', 'QUEUE', 'WHY'], ...unknown.map((q) => [q.vhost, q.queue, q.reason.replace(/^history: /, '')])]));
+        }
         if (j.firehose.length > 0) {
           print(
             table([

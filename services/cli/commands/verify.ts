@@ -45,12 +45,13 @@ export function addVerifyCommands(program: Command, cli: CliContext): void {
     .command('restore-drill <checkpoint>')
     .description('restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost, report')
     .option('--queues <glob>', 'queues to drill, as for restore (repeatable)', collect, [])
+    .option('--history', 'drill a history restore (everything captured up to the cut) instead of a contents restore')
     .option('--json', 'print one JSON event per line')
     .action(async (checkpoint: string, flags) => {
       const c = cli.client();
       try {
         await interruptible('restore drill interrupted', async (signal) => {
-          const done = await renderDrill(c.restoreDrill(checkpoint, flags.queues, signal), { json: Boolean(flags.json), print, out: cli.restoreOutput() });
+          const done = await renderDrill(c.restoreDrill(checkpoint, flags.queues, signal, Boolean(flags.history)), { json: Boolean(flags.json), print, out: cli.restoreOutput() });
           if (!done) throw new NoResultError('the coordinator ended the drill without a result; run it again');
           if (!done.ok) throw new ExitCode(EXIT_INCOMPLETE);
         });

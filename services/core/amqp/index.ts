@@ -3,7 +3,7 @@
  * vhost URLs. An entry of its own, so that importing core does not load amqplib.
  */
 export { ManagementClient } from './management-client.js';
-export { type BindingInfo, type ExchangeInfo, type NodeResources, queueBindings, type QueueInfo } from './management-types.js';
+export { type BindingInfo, type ConsumerInfo, type ExchangeInfo, type QueueCensusCounters, type NodeResources, queueBindings, type QueueInfo } from './management-types.js';
 export { argumentsConflict, probeQueue, queueDeclareOptions, queueExists } from './queue-probe.js';
 export { VhostConnections } from './vhost-connections.js';
 export { amqpUrlForVhost, redactUrl } from './vhost-url.js';

@@ -7,11 +7,13 @@ import { NotFoundError } from '../errors.js';
 import { enc, ManagementHttp } from './management-http.js';
 import {
   type BindingInfo,
+  type ConsumerInfo,
   type ExchangeInfo,
   type ManagementOverview,
   type NodeResources,
   type Permissions,
   type QueueConsumers,
+  type QueueCensusCounters,
   type QueueCounts,
   type QueueDetails,
   type QueueInfo,
@@ -216,6 +218,48 @@ export class ManagementClient {
       counts.set(name, { published: s.publish ?? 0, messages, consumed: (s.ack ?? 0) + (s.deliver_no_ack ?? 0) + (s.get_no_ack ?? 0) });
     }
     return counts;
+  }
+
+  /**
+   * Each consumer of the vhost's queues, by queue name: its prefetch and whether it acknowledges.
+   * Consumers appear here within about 0.3 s of basic.consume (event-driven, unlike the queue
+   * statistics; docs/HEAD-AT-THE-CUT.md).
+   */
+  async consumersByQueue(vhost: string): Promise<Map<string, ConsumerInfo[]>> {
+    type Raw = { queue?: { name?: string }; prefetch_count?: number; ack_required?: boolean; consumer_tag?: string };
+    const rows = await this.http.request<Raw[]>('GET', `consumers/${enc(vhost)}`);
+    const byQueue = new Map<string, ConsumerInfo[]>();
+    for (const row of rows) {
+      const name = row.queue?.name;
+      if (name === undefined) continue;
+      const list = byQueue.get(name) ?? [];
+      list.push({ tag: String(row.consumer_tag ?? ''), prefetch: Number(row.prefetch_count ?? 0), ackRequired: row.ack_required !== false });
+      byQueue.set(name, list);
+    }
+    return byQueue;
+  }
+
+  /**
+   * The census counters of every queue of a vhost (see {@link QueueCensusCounters}): cumulative,
+   * so a change is exact once it arrives, up to the statistics interval (about 5 s) late.
+   */
+  async censusCounters(vhost: string): Promise<Map<string, QueueCensusCounters>> {
+    type Stats = { redeliver?: number; get?: number; publish_details?: { rate?: number } };
+    const rows = await this.http.paged<{ name: string; effective_policy_definition?: Record<string, unknown> | unknown[]; message_stats?: Stats }>(
+      `queues/${enc(vhost)}`,
+      'name,effective_policy_definition,message_stats.redeliver,message_stats.get,message_stats.publish_details',
+      true,
+    );
+    const counters = new Map<string, QueueCensusCounters>();
+    for (const { name, effective_policy_definition: policy, message_stats: s = {} } of rows) {
+      counters.set(name, {
+        redeliver: s.redeliver ?? 0,
+        get: s.get ?? 0,
+        publishRate: s.publish_details?.rate ?? 0,
+        policy: policy && !Array.isArray(policy) ? policy : {},
+      });
+    }
+    return counters;
   }
 
   /**

@@ -58,6 +58,27 @@ export interface ExchangeInfo {
 }
 
 /** A queue's consumers as the broker lists them, and its depth. */
+/** One consumer of a queue, as /api/consumers lists it. */
+export interface ConsumerInfo {
+  tag: string;
+  /** basic.qos prefetch of the consumer (0: no limit). */
+  prefetch: number;
+  /** False for a no-ack consumer: the broker forgets a message when it delivers it. */
+  ackRequired: boolean;
+}
+
+/** A queue's cumulative counters and effective policy, for the head census. */
+export interface QueueCensusCounters {
+  /** Messages delivered again (requeued, or redelivered after a consumer's channel closed). */
+  redeliver: number;
+  /** basic.get with acknowledgement: no prefetch bounds what such a client holds. */
+  get: number;
+  /** Publishes into the queue per second (averaged by the broker over its statistics interval). */
+  publishRate: number;
+  /** The definition of the policy that applies to the queue (empty if none). */
+  policy: Record<string, unknown>;
+}
+
 export interface QueueConsumers {
   /** Messages in the queue (ready + unacknowledged), when the broker reports it. */
   messages: number | undefined;

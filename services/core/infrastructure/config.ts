@@ -89,6 +89,13 @@ export const configSchema = z.object({
   interval: duration.default(60_000),
   /** How long a worker has to prepare before the round aborts. @default 15s */
   prepareTimeout: duration.default(15_000),
+  /**
+   * The longest a consumer may hold a message unacknowledged (docs/HEAD-AT-THE-CUT.md): a queue's
+   * head at a cut is never later than where delivery stood this long before. 0 declares that
+   * consumers acknowledge in order. @default 30m (RabbitMQ's consumer_timeout: a message held
+   * longer is requeued by the broker, which the census sees)
+   */
+  headMaxHold: duration.default(30 * 60_000),
   /** Time between discovery passes over the broker's queues and bindings. @default 5s */
   discoveryInterval: duration.default(5_000),
   /** Lease time of the coordinator's leadership and of worker membership. @default 5s */
@@ -208,6 +215,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_INTERVAL: 'interval',
   TIDEMARK_PREPARE_TIMEOUT: 'prepareTimeout',
   TIDEMARK_DISCOVERY_INTERVAL: 'discoveryInterval',
+  TIDEMARK_HEAD_MAX_HOLD: 'headMaxHold',
   TIDEMARK_LEASE_TIME: 'leaseTime',
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',

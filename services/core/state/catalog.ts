@@ -89,10 +89,12 @@ export class Catalog {
   }
 
   /**
-   * Every segment needed to read `entry` back, following base epochs down the chain to a
-   * full entry. A chain link that lost the queue is corrupt, not silently short.
+   * Every segment needed to read `entry` back from offset `from` (its start by default),
+   * following base epochs down the chain, as far as a link's cut is after `from`: a contents
+   * restore reads only what the queue held, not its whole history. A chain link that lost the
+   * queue is corrupt, not silently short.
    */
-  async segmentsOf(entry: QueueCheckpoint): Promise<SegmentRef[]> {
+  async segmentsOf(entry: QueueCheckpoint, from = entry.startOffset): Promise<SegmentRef[]> {
     const segments = [...entry.segments];
     let base = entry.baseEpoch;
     const seen = new Set<number>();
@@ -104,10 +106,12 @@ export class Catalog {
       if (!link) {
         throw new NotFoundError(`checkpoint ${base} holds no entry for ${entry.definition?.vhost}/${entry.definition?.name}, yet a later checkpoint builds on it`);
       }
+      // The link holds records before its cut: none of them is needed past `from`.
+      if (link.cutOffset <= from) break;
       segments.push(...link.segments);
       base = link.baseEpoch;
     }
-    return orderSegments(segments);
+    return orderSegments(segments.filter((s) => s.lastOffset >= from));
   }
 
   /** The same manifest with every queue entry made full (no chain), to bound chain length. */

@@ -143,6 +143,21 @@ export interface StatusReply {
    * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
    */
   incompleteQueues: IncompleteQueue[];
+  /**
+   * Queues of the latest checkpoint whose contents are incomplete (messages held before protection
+   * began, never captured) or unknown (no safe head: a restore restores their history).
+   */
+  contentsQueues: ContentsQueue[];
+}
+
+export interface ContentsQueue {
+  vhost: string;
+  queue: string;
+  /** Held messages that predate protection (0 when the contents are merely unknown). */
+  predating: number;
+  /** False: no safe head, a contents restore restores history. */
+  headKnown: boolean;
+  reason: string;
 }
 
 /**
@@ -424,6 +439,8 @@ export interface DrillRequest {
   /** As RestoreRequest.queues. */
   queues: string[];
   concurrency: number;
+  /** Drill a history restore instead of a contents restore (RestoreRequest.history). */
+  history: boolean;
 }
 
 export interface DrillQueueResult {
@@ -1191,6 +1208,7 @@ function createBaseStatusReply(): StatusReply {
     journalPressure: "",
     coverageSettleMs: 0,
     incompleteQueues: [],
+    contentsQueues: [],
   };
 }
 
@@ -1261,6 +1279,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.incompleteQueues) {
       IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
+    }
+    for (const v of message.contentsQueues) {
+      ContentsQueue.encode(v!, writer.uint32(250).fork()).join();
     }
     return writer;
   },
@@ -1454,6 +1475,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.incompleteQueues.push(IncompleteQueue.decode(reader, reader.uint32()));
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.contentsQueues.push(ContentsQueue.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1495,6 +1524,110 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.journalPressure = object.journalPressure ?? "";
     message.coverageSettleMs = object.coverageSettleMs ?? 0;
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
+    message.contentsQueues = object.contentsQueues?.map((e) => ContentsQueue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContentsQueue(): ContentsQueue {
+  return { vhost: "", queue: "", predating: 0, headKnown: false, reason: "" };
+}
+
+export const ContentsQueue: MessageFns<ContentsQueue> = {
+  encode(message: ContentsQueue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.predating !== 0) {
+      writer.uint32(24).uint64(message.predating);
+    }
+    if (message.headKnown !== false) {
+      writer.uint32(32).bool(message.headKnown);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContentsQueue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContentsQueue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.predating = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.headKnown = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ContentsQueue>): ContentsQueue {
+    return ContentsQueue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContentsQueue>): ContentsQueue {
+    const message = createBaseContentsQueue();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.predating = object.predating ?? 0;
+    message.headKnown = object.headKnown ?? false;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -4059,7 +4192,7 @@ export const VerifyEvent: MessageFns<VerifyEvent> = {
 };
 
 function createBaseDrillRequest(): DrillRequest {
-  return { checkpoint: "", queues: [], concurrency: 0 };
+  return { checkpoint: "", queues: [], concurrency: 0, history: false };
 }
 
 export const DrillRequest: MessageFns<DrillRequest> = {
@@ -4072,6 +4205,9 @@ export const DrillRequest: MessageFns<DrillRequest> = {
     }
     if (message.concurrency !== 0) {
       writer.uint32(24).uint32(message.concurrency);
+    }
+    if (message.history !== false) {
+      writer.uint32(32).bool(message.history);
     }
     return writer;
   },
@@ -4113,6 +4249,14 @@ export const DrillRequest: MessageFns<DrillRequest> = {
             message.concurrency = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.history = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4133,6 +4277,7 @@ export const DrillRequest: MessageFns<DrillRequest> = {
     message.checkpoint = object.checkpoint ?? "";
     message.queues = object.queues?.map((e) => e) || [];
     message.concurrency = object.concurrency ?? 0;
+    message.history = object.history ?? false;
     return message;
   },
 };

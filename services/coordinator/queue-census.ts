@@ -1,0 +1,146 @@
+/**
+ * The census a round takes of its source queues between its marker and its fence, from which each
+ * worker finds the queue's head at the cut (services/worker/queue-head.ts). The measurements
+ * behind every rule are in docs/HEAD-AT-THE-CUT.md.
+ *
+ * Per vhost, in this order:
+ *   1. the management API's consumers and cumulative counters are fetched (they may lag);
+ *   2. the marker is published on the fence exchange and confirmed: it lands in every journal;
+ *   3. every source queue of the round is declared passively (ready count and consumer count,
+ *      exact when the queue answers, never before the marker);
+ *   4. the fence follows (round-runner.ts).
+ *
+ * The census never touches a queue or its consumers. Whatever fails (the API, a declare) makes
+ * that queue's census a fallback: its head stays where it was, and the round goes on.
+ */
+import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
+import type { QueueCensus } from '../gen/tidemark/v1/worker.js';
+import { errorMessage, fromFieldTable } from '../core/index.js';
+import type { ConsumerInfo, QueueCensusCounters } from '../core/amqp/index.js';
+import type { DeclaredQueue } from './fence-channels.js';
+
+export interface CensusSettings {
+  /** Consumers may hold a message unacknowledged this long (0: they acknowledge in order). */
+  maxHoldMs: number;
+}
+
+/** What the broker said of one queue around the marker. */
+export interface QueueObservation {
+  definition: QueueDefinition;
+  declared: DeclaredQueue | Error | undefined;
+  /** Undefined when the management API could not be asked. */
+  consumers: ConsumerInfo[] | undefined;
+  counters: QueueCensusCounters | undefined;
+  /** Why the management API could not be asked. */
+  managementError?: string;
+}
+
+/** A classic queue's answer is exact; a few messages cover a publish racing the marker. */
+const CLASSIC_MARGIN = 2;
+/** A quorum queue answers from applied Raft state: allow this long of its publish rate. */
+const QUORUM_APPLY_LAG_MS = 50;
+const QUORUM_MIN_MARGIN = 10;
+
+/**
+ * The counters each queue had at the previous census: a requeue or a basic.get since then is
+ * seen as a rise. The first census of a leader has nothing to compare with and sees none.
+ */
+export class CensusHistory {
+  private readonly last = new Map<string, QueueCensusCounters>();
+
+  /** Records `counters` for `id` and returns the previous ones. */
+  swap(id: string, counters: QueueCensusCounters | undefined): QueueCensusCounters | undefined {
+    const previous = this.last.get(id);
+    if (counters) this.last.set(id, counters);
+    return previous;
+  }
+
+  /** Forgets queues no longer protected. */
+  retain(ids: Set<string>): void {
+    for (const id of this.last.keys()) if (!ids.has(id)) this.last.delete(id);
+  }
+}
+
+/** Why no head can be had from the counts for this queue this round, or '' if it can. */
+export function fallbackOf(o: QueueObservation, previous: QueueCensusCounters | undefined): string {
+  const d = o.definition;
+  const args = fromFieldTable(d.arguments) as Record<string, unknown>;
+  const policy = o.counters?.policy ?? {};
+  if (d.type === 'stream') return 'a stream source keeps its own history: a restore of it restores what was captured';
+  if (args['x-max-priority'] !== undefined) return 'x-max-priority is set: higher priorities leave first, so no count locates the held messages';
+  const overflow = String(args['x-overflow'] ?? policy['overflow'] ?? '');
+  if (overflow === 'reject-publish' || overflow === 'reject-publish-dlx') {
+    return `x-overflow is ${overflow}: the journal keeps messages the queue refused, so no count locates the held ones`;
+  }
+  if (o.declared === undefined) return 'the queue was not declared in the census';
+  if (o.declared instanceof Error) return `the passive declare failed: ${o.declared.message}`;
+  if (o.consumers === undefined || o.counters === undefined) return `the management API could not be asked: ${o.managementError ?? 'no answer'}`;
+  const unlimited = o.consumers.filter((c) => c.ackRequired && c.prefetch === 0).length;
+  if (unlimited > 0) return `${unlimited} consumer(s) acknowledge with no prefetch limit: nothing bounds their unacknowledged messages`;
+  if (o.consumers.length !== o.declared.consumers) {
+    return `consumers changed during the census (${o.consumers.length} by the management API, ${o.declared.consumers} by the broker)`;
+  }
+  if (previous && o.counters.get > previous.get) return 'basic.get with acknowledgement was used: nothing bounds what such a client holds';
+  return '';
+}
+
+/** The census of one queue for the PREPARE, from what was observed. */
+export function censusOf(o: QueueObservation, previous: QueueCensusCounters | undefined, markerAtMs: number, settings: CensusSettings): QueueCensus {
+  const fallback = fallbackOf(o, previous);
+  const declared = o.declared instanceof Error || o.declared === undefined ? undefined : o.declared;
+  const unackedBound = (o.consumers ?? []).filter((c) => c.ackRequired).reduce((n, c) => n + c.prefetch, 0);
+  const margin = o.definition.type === 'quorum' ? Math.max(QUORUM_MIN_MARGIN, Math.ceil(((o.counters?.publishRate ?? 0) * QUORUM_APPLY_LAG_MS) / 1000)) : CLASSIC_MARGIN;
+  return {
+    ready: declared?.ready ?? 0,
+    unackedBound,
+    margin,
+    markerAtMs,
+    maxHoldMs: settings.maxHoldMs,
+    fallback,
+    requeued: fallback === '' && previous !== undefined && o.counters !== undefined && o.counters.redeliver > previous.redeliver,
+  };
+}
+
+/** What the census of one vhost needs from the world. */
+export interface VhostCensusParts {
+  consumersByQueue: (vhost: string) => Promise<Map<string, ConsumerInfo[]>>;
+  censusCounters: (vhost: string) => Promise<Map<string, QueueCensusCounters>>;
+  /** Publishes the round's marker into every journal of the vhost and waits for its confirm. */
+  publishMarker: () => Promise<void>;
+  declareQueues: (names: string[]) => Promise<Map<string, DeclaredQueue | Error>>;
+  now: () => number;
+}
+
+/**
+ * The census of one vhost's queues (`queues` by queue id). Throws only if the marker could not be
+ * published: the round then goes on without a census for the vhost.
+ */
+export async function takeVhostCensus(
+  vhost: string,
+  queues: Map<string, QueueDefinition>,
+  parts: VhostCensusParts,
+  history: CensusHistory,
+  settings: CensusSettings,
+): Promise<Map<string, QueueCensus>> {
+  const management = Promise.all([parts.consumersByQueue(vhost), parts.censusCounters(vhost)]).then(
+    ([consumers, counters]) => ({ consumers, counters, error: undefined as string | undefined }),
+    (err: unknown) => ({ consumers: undefined, counters: undefined, error: errorMessage(err) }),
+  );
+  await parts.publishMarker();
+  const markerAtMs = parts.now();
+  const declared = await parts.declareQueues([...queues.values()].map((d) => d.name));
+  const api = await management;
+  const census = new Map<string, QueueCensus>();
+  for (const [id, definition] of queues) {
+    const counters = api.counters?.get(definition.name);
+    const observation: QueueObservation = {
+      definition,
+      declared: declared.get(definition.name),
+      consumers: api.consumers ? (api.consumers.get(definition.name) ?? []) : undefined,
+      counters: api.counters ? (counters ?? { redeliver: 0, get: 0, publishRate: 0, policy: {} }) : undefined,
+      managementError: api.error,
+    };
+    census.set(id, censusOf(observation, history.swap(id, observation.counters), markerAtMs, settings));
+  }
+  return census;
+}
