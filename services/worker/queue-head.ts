@@ -188,7 +188,7 @@ export class HeadTracker {
       if (prior.messages > 0) return keep('the count reaches before the earlier head');
       return { offset: this.startOffset, messages: 0, predating: -candidate, known: true, possiblyAcked: acked(0), basis: `${basis}; ${-candidate} held message(s) predate protection` };
     }
-    if (candidate <= prior.messages) return { ...keep('the count is not past it'), known: true, predating: 0, possiblyAcked: acked(prior.messages) };
+    if (candidate <= prior.messages) return { ...keep('this census does not place it further'), known: true, predating: 0, possiblyAcked: acked(prior.messages) };
     if (candidate >= reading.fenceMessages) {
       return { offset: reading.fenceOffset, messages: reading.fenceMessages, predating: 0, known: true, possiblyAcked: 0, basis };
     }

@@ -106,7 +106,7 @@ export async function readQueue(amqpUrl: string, vhost: string, queue: string, t
 /** Headers Tidemark adds on restore; comparisons of content leave them out. */
 export function withoutOrigin(headers: Record<string, unknown>): Record<string, unknown> {
   const copy = { ...headers };
-  for (const key of Object.keys(copy)) if (key.startsWith('x-tidemark-origin-') || key === 'x-tidemark-checkpoint' || key === 'x-tidemark-restore') delete copy[key];
+  for (const key of Object.keys(copy)) if (key.startsWith('x-tidemark-origin-') || key === 'x-tidemark-checkpoint' || key === 'x-tidemark-restore' || key === 'x-tidemark-possibly-acked') delete copy[key];
   return copy;
 }
 
