@@ -89,7 +89,7 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
     firehose: s.isLeader() ? await firehoseRelays(s.management, s.config.namespace, s.config.firehoseVhosts) : [],
     incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
     contentsQueues: (latestManifest?.queues ?? [])
-      .filter((q) => q.predating > 0 || !q.headKnown)
+      .filter((q) => q.predating > 0 || (!q.headKnown && q.definition!.type !== 'stream'))
       .map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name, predating: q.predating, headKnown: q.headKnown, reason: q.headBasis })),
     unprotected: s.isLeader() ? s.waiting().slice(0, UNPROTECTED_LISTED) : [],
     unprotectedCount: s.isLeader() ? s.waiting().length : 0,

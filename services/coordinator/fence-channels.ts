@@ -28,6 +28,9 @@ export interface FencePublisher {
   declareQueues(vhost: string, names: string[]): Promise<Map<string, DeclaredQueue | Error>>;
 }
 
+/** Channels a census may open for one vhost's declares (each failed declare costs one). */
+const DECLARE_ATTEMPTS = 4;
+
 export class FenceChannels implements FencePublisher {
   private readonly channels = new Map<string, Promise<ConfirmChannel>>();
   private readonly censusChannels = new Map<string, Promise<Channel>>();
@@ -53,18 +56,25 @@ export class FenceChannels implements FencePublisher {
 
   async declareQueues(vhost: string, names: string[]): Promise<Map<string, DeclaredQueue | Error>> {
     const result = new Map<string, DeclaredQueue | Error>();
-    if (names.length === 0) return result;
-    let channel: Channel;
-    try {
-      channel = await this.censusChannel(vhost);
-    } catch (err) {
-      for (const name of names) result.set(name, err instanceof Error ? err : new Error(String(err)));
-      return result;
+    let pending = names;
+    // A failed declare (a queue deleted meanwhile) closes the channel, and the declares pipelined
+    // behind it fail with it: those are asked again on a new channel, a few times.
+    for (let attempt = 0; pending.length > 0; attempt += 1) {
+      let channel: Channel;
+      try {
+        channel = await this.censusChannel(vhost);
+      } catch (err) {
+        for (const name of pending) result.set(name, err instanceof Error ? err : new Error(String(err)));
+        break;
+      }
+      const replies = await Promise.allSettled(pending.map((name) => channel.checkQueue(name)));
+      const first = replies.findIndex((r) => r.status === 'rejected');
+      replies.forEach((reply, i) => {
+        if (reply.status === 'fulfilled') result.set(pending[i], { ready: reply.value.messageCount, consumers: reply.value.consumerCount });
+        else if (i === first || attempt >= DECLARE_ATTEMPTS - 1) result.set(pending[i], new Error(errorMessage(reply.reason)));
+      });
+      pending = pending.filter((name) => !result.has(name));
     }
-    const replies = await Promise.allSettled(names.map((name) => channel.checkQueue(name)));
-    replies.forEach((reply, i) => {
-      result.set(names[i], reply.status === 'fulfilled' ? { ready: reply.value.messageCount, consumers: reply.value.consumerCount } : new Error(errorMessage(reply.reason)));
-    });
     return result;
   }
 

@@ -48,6 +48,9 @@ export function restoreSpan(entry: QueueCheckpoint, history: boolean): RestoreSp
   const kept = historyOf(entry);
   const historyReason = kept.offset > entry.startOffset ? `history retained from offset ${kept.offset}` : 'everything captured since protection began';
   if (history) return span('history', `--history: ${historyReason}`, kept, 0);
+  if (entry.definition?.type === 'stream') {
+    return span('history', `a stream keeps its messages for every reader, so its contents are its history: ${historyReason}`, kept, 0);
+  }
   if (!entry.headKnown) {
     const why = entry.headBasis.replace(/^history: /, '') || 'the checkpoint predates heads';
     return span('history', `no safe head (${why}): ${historyReason}`, kept, 0);

@@ -154,10 +154,11 @@ export class HeadTracker {
     // the contents before it may have been acknowledged. Unknown without a FIFO census.
     const best = census && !census.fallback && d0 !== undefined ? Math.max(0, Math.min(d0 - census.ready, reading.fenceMessages)) : undefined;
     const acked = (messages: number) => (best === undefined ? 0 : Math.max(0, best - messages));
+    // A kept head keeps its own margin at least: what may have been acknowledged then still may.
     const keep = (why: string): Head => ({
       ...prior,
       offset: Math.min(prior.offset, reading.fenceOffset),
-      possiblyAcked: prior.known ? acked(prior.messages) : 0,
+      possiblyAcked: prior.known ? Math.max(prior.possiblyAcked, acked(prior.messages)) : 0,
       basis: prior.known ? `earlier head kept: ${why}` : `history: ${why}`,
     });
     if (!census) return keep('no census this round');
