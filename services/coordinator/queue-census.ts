@@ -40,6 +40,8 @@ const CLASSIC_MARGIN = 2;
 /** A quorum queue answers from applied Raft state: allow this long of its publish rate. */
 const QUORUM_APPLY_LAG_MS = 50;
 const QUORUM_MIN_MARGIN = 10;
+/** How long the fence waits for the management API after the declares. */
+const MANAGEMENT_WAIT_MS = 2_000;
 
 /**
  * The counters each queue had at the previous census: a requeue or a basic.get since then is
@@ -129,7 +131,12 @@ export async function takeVhostCensus(
   await parts.publishMarker();
   const markerAtMs = parts.now();
   const declared = await parts.declareQueues([...queues.values()].map((d) => d.name));
-  const api = await management;
+  // The fence waits for the census: a slow management API costs this round's heads, not its fence.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ consumers: undefined; counters: undefined; error: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ consumers: undefined, counters: undefined, error: `no answer within ${MANAGEMENT_WAIT_MS} ms of the marker` }), MANAGEMENT_WAIT_MS);
+  });
+  const api = await Promise.race([management, late]).finally(() => clearTimeout(timer));
   const census = new Map<string, QueueCensus>();
   for (const [id, definition] of queues) {
     const counters = api.counters?.get(definition.name);
