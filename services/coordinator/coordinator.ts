@@ -302,6 +302,7 @@ export class Coordinator {
     }
     onEpoch?.(epoch);
     const prior = await priorEntries(catalog, latest);
+    this.censusHistory.retain(new Set(this.discovered.queues.keys()));
     const result = await runRound({
       namespace: config.namespace,
       plan: roundPlan({
