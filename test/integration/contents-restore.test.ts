@@ -49,6 +49,8 @@ const SCENARIOS: Scenario[] = [
 ];
 
 let services: TestServices;
+/** The checkpoint of the continuous run, for the drill and the history restore. */
+let busy: CheckpointManifest | undefined;
 let vhost: string;
 let cluster: TestCluster;
 let connection: ChannelModel;
@@ -325,6 +327,7 @@ describe('contents restore: a checkpoint is what the queues held', () => {
     await declareScenarios();
     const { producers, consumers } = await traffic('busy', 9_000);
     const manifest = await checkpoint();
+    busy = manifest;
     await new Promise((r) => setTimeout(r, 500));
     for (const p of producers) await p.stop();
     for (const c of consumers) await c.stop();
@@ -345,5 +348,40 @@ describe('contents restore: a checkpoint is what the queues held', () => {
       expect(lost, `${s.name}: ${report.at(-1)}`).toEqual([]);
     }
     console.log(report.join('\n'));
+  }, 180_000);
+
+  it('a dry run, a restore drill and --history see the same split of contents and history', async () => {
+    const manifest = busy!;
+    expect(manifest, 'the continuous run ran').toBeDefined();
+    const plan = async (history: boolean) => {
+      for await (const event of cluster.client.restore({ checkpoint: String(manifest.epoch), prefix: 'r3.', dryRun: true, history })) {
+        if (event.event?.$case === 'plan') return event.event.value;
+      }
+      throw new Error('no plan');
+    };
+    const contents = await plan(false);
+    const history = await plan(true);
+    for (const s of SCENARIOS) {
+      const entry = entryOf(manifest, s.name);
+      const c = contents.queues.find((q) => q.sourceQueue === s.name)!;
+      const h = history.queues.find((q) => q.sourceQueue === s.name)!;
+      expect(c.restoreFrom).toBe('contents');
+      expect(c.messages).toBe(contentsMessages(entry));
+      expect(c.possiblyAcked).toBe(entry.possiblyAcked);
+      expect(h.restoreFrom).toBe('history');
+      expect(h.messages).toBe(entry.messages);
+      // A contents restore reads what the queue held, not its whole history.
+      expect(c.segments).toBeLessThanOrEqual(h.segments);
+    }
+    for (const mode of [false, true]) {
+      let done: { ok: boolean; mismatches: number } | undefined;
+      const results: string[] = [];
+      // A drill declares its copies like the source, so TTL and max-length would drop what it reads back.
+      for await (const event of cluster.client.restoreDrill(String(manifest.epoch), ['!c.ttl', '!c.maxlen'], undefined, mode)) {
+        if (event.event?.$case === 'queue') results.push(`${event.event.value.queue}: ${event.event.value.expectedMessages}/${event.event.value.restoredMessages} ${event.event.value.error}`);
+        if (event.event?.$case === 'done') done = event.event.value;
+      }
+      expect(done?.ok, `drill (${mode ? 'history' : 'contents'}): ${results.join('; ')}`).toBe(true);
+    }
   }, 180_000);
 });
