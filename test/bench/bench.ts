@@ -2,7 +2,7 @@
  * `npm run bench`: Tidemark's throughput and latency as ratios against what the broker, Redis and
  * the store do without it, measured side by side in one run against the same services (issue 6).
  *
- * Usage: node dist/test/bench/bench.js [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency] [--reps N]
+ * Usage: node dist/test/bench/bench.js [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth] [--reps N]
  *   --quick    fewer messages, repetitions and rounds: finishes within five minutes on two cores
  *   --no-doc   print only; by default the results replace this run kind's section of BENCHMARKS.md
  *   --only     run some steps (restore needs capture, which then runs too); a custom run
@@ -15,6 +15,8 @@
  * - round_overhead       cluster capture rate, rounds every 1 s ÷ rounds off (round-overhead.ts)
  * - round_p99_over_floor round p99 ÷ 2 gRPC + Redis write + manifest PUT, at 100 and 1,000 queues (round-latency.ts)
  * - producer_impact      confirmed publish rate with a journal ÷ without (producer-impact.ts)
+ * - store_growth         store bytes, manifest bytes and the time to restore latest after 4T ÷ after T,
+ *                        steady traffic consumers keep up with, a round a second, keep-last-5 (store-growth.ts)
  * Each prints as one line: `ratio <name> <size|queues> <value> target <op><t> <met|NOT met> (<detail>)`.
  *
  * RabbitMQ comes from TIDEMARK_TEST_AMQP_URL / TIDEMARK_TEST_MANAGEMENT_URL and Redis from
@@ -35,9 +37,10 @@ import { startProtectedCluster } from './protected-cluster.js';
 import { measureRestore } from './restore-efficiency.js';
 import { measureRoundLatency } from './round-latency.js';
 import { measureRoundOverhead } from './round-overhead.js';
+import { measureStoreGrowth } from './store-growth.js';
 import { forgetNamespace, removeVhost } from './scale.js';
 
-const STEPS = ['capture', 'restore', 'producer', 'overhead', 'latency'] as const;
+const STEPS = ['capture', 'restore', 'producer', 'overhead', 'latency', 'growth'] as const;
 type Step = (typeof STEPS)[number];
 
 interface Args {
@@ -50,9 +53,11 @@ interface Args {
   rounds: number;
   counts: Counts;
   queueCounts: number[];
+  /** Seconds to the store-growth step's first measurement (the second is at 4×). */
+  growthT: number;
 }
 
-const USAGE = 'usage: bench [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency] [--reps N]';
+const USAGE = 'usage: bench [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth] [--reps N]';
 
 const FULL: Omit<Args, 'kind' | 'doc' | 'steps'> = {
   reps: 5,
@@ -65,6 +70,7 @@ const FULL: Omit<Args, 'kind' | 'doc' | 'steps'> = {
     producer: { '128B': 100_000, '4KiB': 15_000 },
   },
   queueCounts: [100, 1_000],
+  growthT: 60,
 };
 
 const QUICK: Omit<Args, 'kind' | 'doc' | 'steps'> = {
@@ -78,6 +84,7 @@ const QUICK: Omit<Args, 'kind' | 'doc' | 'steps'> = {
     producer: { '128B': 40_000, '4KiB': 10_000 },
   },
   queueCounts: [100, 1_000],
+  growthT: 30,
 };
 
 function parseArgs(argv: string[]): Args {
@@ -164,7 +171,7 @@ async function onCluster(ctx: BenchContext, args: Args, ratios: Ratio[]): Promis
   }
 }
 
-const ORDER: Ratio['name'][] = ['capture_efficiency', 'restore_efficiency', 'round_overhead', 'round_p99_over_floor', 'producer_impact'];
+const ORDER: Ratio['name'][] = ['capture_efficiency', 'restore_efficiency', 'round_overhead', 'round_p99_over_floor', 'producer_impact', 'store_growth'];
 
 function table(ratios: Ratio[]): string {
   const rows = ['| figure | at | ratio | target | met |', '|---|---|---:|---|---|'];
@@ -213,6 +220,15 @@ async function main(): Promise<number> {
     if (args.steps.has('latency')) {
       for (const queues of args.queueCounts) {
         const ratio = await measureRoundLatency(ctx, queues).catch((err: unknown) => failedRatio('round_p99_over_floor', `${queues}q`, err));
+        ratios.push(ratio);
+        console.log(ratioLine(ratio));
+      }
+    }
+    if (args.steps.has('growth')) {
+      const growth = await measureStoreGrowth(ctx, { t: args.growthT }).catch((err: unknown) =>
+        ['store_bytes', 'manifest_bytes', 'restore_ms'].map((label) => failedRatio('store_growth', label, err)),
+      );
+      for (const ratio of growth) {
         ratios.push(ratio);
         console.log(ratioLine(ratio));
       }
