@@ -28,6 +28,9 @@
  */
 import type { QueueCensus } from '../gen/tidemark/v1/worker.js';
 
+/** Runs a DataIndex keeps at most (two a round: its marker and its fence). */
+const MAX_RUNS = 20_000;
+
 /** Data records at consecutive offsets: data index `index` sits at `offset`, and so on until the next run. */
 interface Run {
   offset: number;
@@ -51,6 +54,9 @@ export class DataIndex {
     }
     if (last && last.offset > offset) this.runs = this.runs.filter((r) => r.offset < offset);
     this.runs.push({ offset, index });
+    // A head that never moves (a priority queue) would keep every run: the oldest go, and a head
+    // that would land among them keeps the earlier head instead (offsetOf answers undefined).
+    if (this.runs.length > MAX_RUNS) this.runs = this.runs.slice(this.runs.length - MAX_RUNS / 2);
   }
 
   /** Forgets everything: the capture starts over at `offset` with data index `index`. */

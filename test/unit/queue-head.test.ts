@@ -166,3 +166,15 @@ describe('the head at a cut', () => {
     expect(j.part(3, census({ ready: 200 })).headMessages).toBe(5);
   });
 });
+
+describe('DataIndex bounds', () => {
+  it('keeps at most a bounded number of runs; an index before them is unknown (the head is then kept)', () => {
+    const index = new DataIndex();
+    index.restart(0, 0);
+    for (let i = 1; i <= 30_000; i += 1) index.run(i * 3, i * 2); // a non-data record every third offset
+    expect(index.size).toBeLessThanOrEqual(20_000);
+    expect(index.offsetOf(0)).toBeUndefined();
+    expect(index.offsetOf(60_000)).toBe(90_000);
+    expect(index.offsetOf(59_999)).toBe(29_999 * 3 + 1);
+  });
+});
