@@ -284,6 +284,7 @@ export class RestoreService {
       targetExists: checks[i].exists,
       conflict: checks[i].conflict,
       incomplete: q.planned.entry.incomplete,
+      outsideCut: q.planned.entry.outsideCut,
     }));
     const plan: RestorePlan = {
       restoreId: id,

@@ -23,6 +23,7 @@ function queue(name: string, messages: number, extra: Partial<PlannedQueue> = {}
     targetExists: false,
     conflict: '',
     incomplete: [],
+    outsideCut: undefined,
     ...extra,
   };
 }

@@ -32,6 +32,7 @@ const CAUGHT_BY: Record<Variant, InvariantName> = {
   'vote-before-durable': 'exact-prefix',
   'unfenced-decisions': 'fenced-writes',
   'presume-commit': 'convergence',
+  'adopt-uncounted-base': 'exact-prefix',
 };
 const VARIANT_SEEDS = 400;
 

@@ -20,7 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CheckpointManifest, IncompleteMark } from "./store.js";
+import { CheckpointManifest, IncompleteMark, OutsideCut } from "./store.js";
 import { RestoreProgress } from "./worker.js";
 
 export const protobufPackage = "tidemark.v1";
@@ -62,6 +62,8 @@ export interface CheckpointSummary {
   bodyBytes: number;
   /** Queues of the checkpoint marked as possibly incomplete (IncompleteMark in the manifest). */
   incompleteQueues: number;
+  /** Queues of the checkpoint outside its cut: carried forward from an older cut (QueueCheckpoint.outside_cut, G8). */
+  outsideQueues: number;
 }
 
 export interface ListCheckpointsReply {
@@ -143,6 +145,23 @@ export interface StatusReply {
    * the broker confirmed (docs/OPERATIONS.md#possibly-incomplete-queues).
    */
   incompleteQueues: IncompleteQueue[];
+  /**
+   * Queues outside the latest checkpoint's cut: they could not take part in its round, and the
+   * checkpoint carries them from an older cut (docs/OPERATIONS.md#queues-outside-the-cut).
+   */
+  outsideCut: OutsideCutQueue[];
+  /** Whether any queue that cannot take part aborts the round (TIDEMARK_STRICT_ROUNDS). */
+  strictRounds: boolean;
+}
+
+/** A queue of the latest checkpoint outside its cut (G8), as QueueCheckpoint.outside_cut says. */
+export interface OutsideCutQueue {
+  vhost: string;
+  queue: string;
+  /** The checkpoint whose cut its entry still holds, and since when the queue cannot take part. */
+  sinceEpoch: number;
+  sinceMs: number;
+  reason: string;
 }
 
 /**
@@ -315,6 +334,11 @@ export interface PlannedQueue {
    * nothing suggests so. The restore still publishes everything the checkpoint holds.
    */
   incomplete: IncompleteMark[];
+  /**
+   * Set when the queue is outside the checkpoint's cut (G8): it is restored as of an older cut,
+   * checkpoint since_epoch's, and not to the same instant as the other queues.
+   */
+  outsideCut: OutsideCut | undefined;
 }
 
 export interface RestorePlan {
@@ -632,6 +656,7 @@ function createBaseCheckpointSummary(): CheckpointSummary {
     messages: 0,
     bodyBytes: 0,
     incompleteQueues: 0,
+    outsideQueues: 0,
   };
 }
 
@@ -663,6 +688,9 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     }
     if (message.incompleteQueues !== 0) {
       writer.uint32(72).uint32(message.incompleteQueues);
+    }
+    if (message.outsideQueues !== 0) {
+      writer.uint32(320).uint32(message.outsideQueues);
     }
     return writer;
   },
@@ -752,6 +780,14 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
             message.incompleteQueues = reader.uint32();
             continue;
           }
+          case 40: {
+            if (tag !== 320) {
+              break;
+            }
+
+            message.outsideQueues = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -778,6 +814,7 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
     message.incompleteQueues = object.incompleteQueues ?? 0;
+    message.outsideQueues = object.outsideQueues ?? 0;
     return message;
   },
 };
@@ -1165,6 +1202,8 @@ function createBaseStatusReply(): StatusReply {
     journalPressure: "",
     coverageSettleMs: 0,
     incompleteQueues: [],
+    outsideCut: [],
+    strictRounds: false,
   };
 }
 
@@ -1235,6 +1274,12 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.incompleteQueues) {
       IncompleteQueue.encode(v!, writer.uint32(242).fork()).join();
+    }
+    for (const v of message.outsideCut) {
+      OutsideCutQueue.encode(v!, writer.uint32(322).fork()).join();
+    }
+    if (message.strictRounds !== false) {
+      writer.uint32(328).bool(message.strictRounds);
     }
     return writer;
   },
@@ -1428,6 +1473,22 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.incompleteQueues.push(IncompleteQueue.decode(reader, reader.uint32()));
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.outsideCut.push(OutsideCutQueue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 41: {
+            if (tag !== 328) {
+              break;
+            }
+
+            message.strictRounds = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1469,6 +1530,111 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.journalPressure = object.journalPressure ?? "";
     message.coverageSettleMs = object.coverageSettleMs ?? 0;
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
+    message.outsideCut = object.outsideCut?.map((e) => OutsideCutQueue.fromPartial(e)) || [];
+    message.strictRounds = object.strictRounds ?? false;
+    return message;
+  },
+};
+
+function createBaseOutsideCutQueue(): OutsideCutQueue {
+  return { vhost: "", queue: "", sinceEpoch: 0, sinceMs: 0, reason: "" };
+}
+
+export const OutsideCutQueue: MessageFns<OutsideCutQueue> = {
+  encode(message: OutsideCutQueue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.sinceEpoch !== 0) {
+      writer.uint32(24).uint64(message.sinceEpoch);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(32).int64(message.sinceMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutsideCutQueue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutsideCutQueue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sinceEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<OutsideCutQueue>): OutsideCutQueue {
+    return OutsideCutQueue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OutsideCutQueue>): OutsideCutQueue {
+    const message = createBaseOutsideCutQueue();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.sinceEpoch = object.sinceEpoch ?? 0;
+    message.sinceMs = object.sinceMs ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -2831,6 +2997,7 @@ function createBasePlannedQueue(): PlannedQueue {
     targetExists: false,
     conflict: "",
     incomplete: [],
+    outsideCut: undefined,
   };
 }
 
@@ -2880,6 +3047,9 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     }
     for (const v of message.incomplete) {
       IncompleteMark.encode(v!, writer.uint32(242).fork()).join();
+    }
+    if (message.outsideCut !== undefined) {
+      OutsideCut.encode(message.outsideCut, writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -3017,6 +3187,14 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
             message.incomplete.push(IncompleteMark.decode(reader, reader.uint32()));
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.outsideCut = OutsideCut.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3049,6 +3227,9 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
     message.targetExists = object.targetExists ?? false;
     message.conflict = object.conflict ?? "";
     message.incomplete = object.incomplete?.map((e) => IncompleteMark.fromPartial(e)) || [];
+    message.outsideCut = (object.outsideCut !== undefined && object.outsideCut !== null)
+      ? OutsideCut.fromPartial(object.outsideCut)
+      : undefined;
     return message;
   },
 };
