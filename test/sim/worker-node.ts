@@ -23,6 +23,7 @@ import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequ
 import type { QueueCheckpoint, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import { partitionKey } from '../../services/core/store/keys.js';
 import type { Outcome } from '../../services/coordinator/checkpoint-round.js';
+import { baseOf } from '../../services/coordinator/assignment.js';
 import { answerInquiry, countedFor } from '../../services/worker/decision-inquiry.js';
 import { countedOf, failedReason, inquiryIntervalMs, Participant, type ParticipantRound, type PrepareAdmission, type QueueOutcome, splitOutcomes } from '../../services/worker/participant.js';
 import { queueKey, splitQueueKey } from '../../services/core/format/queue-key.js';
@@ -123,13 +124,16 @@ export class WorkerNode implements Node {
       const manifest = latest.value;
       for (const q of this.owned) {
         const entry = manifest?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+        // assignment.ts baseOf: a queue carried forward (G8) resumes from the checkpoint whose cut
+        // its entry still holds, whose fence is at that offset.
+        const base = entry && manifest ? baseOf(entry, manifest.epoch) : 0;
         this.install(
           q,
           entry && manifest
-            ? { startOffset: entry.startOffset, resumeOffset: entry.cutOffset, baseEpoch: manifest.epoch, baseMessages: entry.messages }
+            ? { startOffset: entry.startOffset, resumeOffset: entry.cutOffset, baseEpoch: base, baseMessages: entry.messages }
             : { startOffset: 0, resumeOffset: 0, baseEpoch: 0, baseMessages: 0 },
         );
-        if (entry && manifest) this.world.checker.baseAdopted(this.id, q.name, manifest.epoch, manifest.roundId);
+        if (entry && manifest) this.world.checker.baseAdopted(this.id, q.name, base, store.manifests.get(base)?.roundId ?? '', 'assignment');
       }
     });
   }
@@ -336,7 +340,7 @@ export class WorkerNode implements Node {
     for (const capture of this.captures.values()) {
       const takes = outcome === 'committed' && (everything || counted === undefined || counted.has(queueKey(capture.queue.vhost, capture.queue.name)));
       if (!takes) capture.abort(epoch, roundId);
-      else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId);
+      else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId, 'decision');
     }
     this.participant.learned(roundId, outcome);
   }

@@ -58,6 +58,8 @@ export interface SimStats {
   queueOutages: number;
   /** Committed checkpoints with some queue outside the cut (G8). */
   partial: number;
+  /** Of the rounds recovery finished, those that carried queues from their parent checkpoint. */
+  finishedCarrying: number;
   redisLosses: number;
 }
 
@@ -79,6 +81,7 @@ export function emptyStats(): SimStats {
     pauses: 0,
     queueOutages: 0,
     partial: 0,
+    finishedCarrying: 0,
     redisLosses: 0,
   };
 }
