@@ -206,8 +206,12 @@ export function planLines(p: RestorePlan): string[] {
     if (q.finished) notes.push('finished in an earlier run');
     else if (q.alreadyConfirmed > 0) notes.push(`${q.alreadyConfirmed} already restored`);
     lines.push(`  ${q.sourceVhost}:${q.sourceQueue} -> ${q.targetVhost}:${q.targetQueue} (${notes.join(', ')})${q.conflict ? `: CONFLICT ${q.conflict}` : ''}`);
+    const o = q.outsideCut;
+    if (o) lines.push(`    OUTSIDE THE CUT: restored as of checkpoint ${o.sinceEpoch}, not ${p.checkpoint}; it could not take part since ${new Date(o.sinceMs).toISOString()}: ${o.reason}`);
     for (const mark of q.incomplete) lines.push(`    POSSIBLY INCOMPLETE after journal offset ${mark.afterOffset} (checkpoint ${mark.epoch}): ${mark.reason}`);
   }
+  const outside = p.queues.filter((q) => q.outsideCut).length;
+  if (outside > 0) lines.push(`  ${outside} queue(s) are outside checkpoint ${p.checkpoint}'s cut: they restore an older state than the others (docs/OPERATIONS.md#queues-outside-the-cut)`);
   return lines;
 }
 
