@@ -184,19 +184,24 @@ describe('failpoints with default rounds (G8): what cannot take part is carried,
     return (assign(queues.map((q) => queueKey(vhost, q.name)), WORKERS).get('worker-1') ?? []).length;
   };
 
-  const cases: Array<{ what: string; spec: (vhost: string) => string; outside: (owned: number) => number }> = [
+  const queuePart = (vhost: string) => `worker.queue-part=fail@${ownedByWorker1(vhost) + 1}`;
+  const cases: Array<{ what: string; spec: (vhost: string) => string; outside: (owned: number) => number; coordinator?: string }> = [
     // The first part worker-1 prepares in round two fails: that queue alone is carried.
-    { what: "one queue's part fails (worker.queue-part=fail)", spec: (vhost) => `worker.queue-part=fail@${ownedByWorker1(vhost) + 1}`, outside: () => 1 },
+    { what: "one queue's part fails (worker.queue-part=fail)", spec: queuePart, outside: () => 1 },
     // Worker-1 votes NO in round two: every queue of its is carried.
     { what: 'a whole worker votes NO (worker.after-segments=fail@2)', spec: () => 'worker.after-segments=fail@2', outside: (owned) => owned },
+    // The leader dies once round two's manifest landed, before any DECIDE: the next leader (the
+    // same process, restarted) re-sends each worker what that manifest counted of its vote, or
+    // the worker asks; either way the failed queue keeps its base.
+    { what: "one queue's part fails, then the leader dies before DECIDE (coordinator.after-manifest=crash@2)", spec: queuePart, outside: () => 1, coordinator: 'coordinator.after-manifest=crash@2' },
   ];
   for (const c of cases) {
     it(`${c.what}: the round commits the others and carries it from its last good cut; the next round takes it back`, async () => {
       // The vhost name decides ownership, so the spec is made once the vhost is known: arm through a wrapper.
       let armedSpec = '';
-      await withFaultedClusterFor(
-        (vhost) => (armedSpec = c.spec(vhost)),
-        async ({ vhost, namespace, queues, cluster }) => {
+      await withFaultedCluster(
+        { 'worker-1': (vhost) => (armedSpec = c.spec(vhost)), ...(c.coordinator ? { coordinator: c.coordinator } : {}) },
+        async ({ vhost, namespace, queues, cluster, ready }) => {
           const owned = ownedByWorker1(vhost);
           const before = await publish(vhost, queues, 60);
           const first = await cluster.client.checkpoint(true);
@@ -212,7 +217,18 @@ describe('failpoints with default rounds (G8): what cannot take part is carried,
             const report = await withWorker(worker1.address, (client) => client.status(2_000));
             return report.queues.every((q) => q.buffered === 0) ? true : undefined;
           });
-          const second = await cluster.client.checkpoint(true);
+          let second: CheckpointReply;
+          if (c.coordinator) {
+            const cut = await cluster.client.checkpoint(true).catch((err: Error) => err);
+            expect(await cluster.exited('coordinator', 15_000), 'the leader crashed after the manifest').toBe('SIGKILL');
+            cluster.restart('coordinator', {});
+            await cluster.waitForStatus(ready, 'a new leader with every queue assigned');
+            const epoch = Math.max(...(await cluster.client.listCheckpoints()).map((s) => s.epoch));
+            expect(cut instanceof Error || cut.epoch === epoch, 'round two is the newest checkpoint').toBe(true);
+            second = { epoch, outcome: RoundOutcome.ROUND_OUTCOME_COMMITTED, reason: 'outside the cut (round reason not seen: its leader died)', durationMs: 0 };
+          } else {
+            second = await cluster.client.checkpoint(true);
+          }
           expect(outcomeOf(second), second.reason).toBe('committed');
           expect(second.reason).toMatch(/outside the cut/);
           const manifest = await cluster.client.getCheckpoint(String(second.epoch));
@@ -259,6 +275,7 @@ describe('failpoints with default rounds (G8): what cannot take part is carried,
             return reports.every((r) => r.undecidedEpochs.length === 0) ? true : undefined;
           });
         },
+        false,
       );
     });
   }
@@ -316,11 +333,6 @@ describe('failpoint worker.mid-restore: a restore cut short resumes to the exact
     });
   }
 });
-
-/** withFaultedCluster with default (G8) rounds, worker-1 armed with the spec `spec(vhost)` gives. */
-async function withFaultedClusterFor(spec: (vhost: string) => string, body: (context: FaultedCluster) => Promise<void>): Promise<void> {
-  await withFaultedCluster({ 'worker-1': spec }, body, false);
-}
 
 interface FaultedCluster {
   vhost: string;
