@@ -340,21 +340,19 @@ export class CheckpointRound {
     }
     const problem = this.checkYes(participant, reply);
     if (problem) return this.workerFailed(participant, `worker ${workerId} voted YES but ${problem}`);
-    const failed: string[] = [];
-    for (const q of reply.queues) {
-      const trouble = this.checkPart(q);
-      if (trouble) failed.push(`${q.definition?.vhost}/${q.definition?.name} ${trouble}`);
-    }
-    for (const f of reply.failed) failed.push(`${f.vhost}/${f.queue}: ${f.reason}`);
+    // Per queue: a part on a base that is not visible, or a queue the worker could not prepare.
+    const failed = [
+      ...reply.queues.flatMap((q) => {
+        const trouble = this.checkPart(q);
+        return trouble ? [{ id: queueKey(q.definition!.vhost, q.definition!.name), shown: `${q.definition!.vhost}/${q.definition!.name} ${trouble}`, reason: `worker ${workerId} voted YES but ${trouble}` }] : [];
+      }),
+      ...reply.failed.map((f) => ({ id: queueKey(f.vhost, f.queue), shown: `${f.vhost}/${f.queue}: ${f.reason}`, reason: `worker ${workerId}: ${f.reason}` })),
+    ];
     if (failed.length > 0) {
-      const problem = `worker ${workerId} could not prepare ${failed.join('; ')}`;
+      const problem = `worker ${workerId} could not prepare ${failed.map((f) => f.shown).join('; ')}`;
       if (this.plan.strict) return this.decide('aborted', problem);
       this.problems.push(problem);
-      for (const q of reply.queues) {
-        const trouble = this.checkPart(q);
-        if (trouble) this.fail(queueKey(q.definition!.vhost, q.definition!.name), `worker ${workerId} voted YES but ${trouble}`);
-      }
-      for (const f of reply.failed) this.fail(queueKey(f.vhost, f.queue), `worker ${workerId}: ${f.reason}`);
+      for (const f of failed) this.fail(f.id, f.reason);
     }
     this.heard.add(workerId);
     this.votes.set(workerId, reply);
