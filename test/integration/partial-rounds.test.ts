@@ -6,7 +6,9 @@
  * cut, marked outside the cut (since when, why) in the manifest, the status and the restore plan;
  * restoring the latest checkpoint gives both queues, the broken one as of that cut. Once writes
  * work again the queue comes back inside the cut with nothing lost: its capture kept its base.
+ * A journal replaced behind Tidemark's back stops only its own queue's capture, named in the mark.
  */
+import amqp from 'amqplib';
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +20,7 @@ import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { declareBoundQueues } from '../helpers/broker.js';
-import { createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
 const QUEUES = [
   { name: 'p-ok', type: 'classic' },
@@ -27,6 +29,7 @@ const QUEUES = [
 
 let services: TestServices;
 let vhost: string;
+let namespace: string;
 let cluster: TestCluster;
 
 async function publish(count: number): Promise<RoundRobinProducer> {
@@ -49,11 +52,12 @@ describe('partial rounds (G8): one queue that cannot be captured never stops the
   beforeAll(async () => {
     services = await testServices();
     vhost = uniqueName('tm-partial');
+    namespace = uniqueName('tmp');
     await createTestVhost(services.managementUrl, vhost);
     await declareBoundQueues(services.amqpUrl, vhost, 'work', QUEUES);
     cluster = await startTestCluster({
       services,
-      namespace: uniqueName('tmp'),
+      namespace,
       protect: `${vhost}:p-*`,
       store: { kind: 'file' },
       workers: 1,
@@ -143,4 +147,32 @@ describe('partial rounds (G8): one queue that cannot be captured never stops the
       heal();
     }
   }, 180_000);
+
+  it('keeps committing the others while a queue\'s journal is replaced behind Tidemark\'s back, naming the journal', async () => {
+    // A journal deleted and declared again by someone else (without the time Tidemark records)
+    // cannot be read from the queue's cut: its capture stops, and the queue stays outside the cut.
+    const journal = `${namespace}.journal.p-broken`;
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    try {
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(journal);
+      await channel.assertQueue(journal, { durable: true, arguments: { 'x-queue-type': 'stream' } });
+    } finally {
+      await connection.close();
+    }
+    const last = await cluster.client.getCheckpoint('latest');
+    await publish(20);
+    const round = await commit();
+    expect(entryOf(round.manifest, 'p-ok').outsideCut).toBeUndefined();
+    expect(entryOf(round.manifest, 'p-ok').messages).toBe(entryOf(last, 'p-ok').messages + 10);
+    expect(entryOf(round.manifest, 'p-broken').outsideCut).toMatchObject({ sinceEpoch: last.epoch, reason: expect.stringContaining(journal) });
+    // The next round too: one broken queue never stops the others.
+    await publish(20);
+    const next = await commit();
+    expect(entryOf(next.manifest, 'p-ok').messages).toBe(entryOf(last, 'p-ok').messages + 20);
+    expect(entryOf(next.manifest, 'p-broken').outsideCut).toMatchObject({ sinceEpoch: last.epoch, sinceMs: entryOf(round.manifest, 'p-broken').outsideCut!.sinceMs });
+    const status = await cluster.client.status();
+    expect(status.outsideCut.map((q) => q.queue)).toEqual(['p-broken']);
+    expect(status.lastRound?.reason).toContain('p-broken');
+  }, 120_000);
 });
