@@ -3,7 +3,7 @@
  * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
  */
 import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
-import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
+import type { CheckpointManifest, IncompleteMark, OutsideCut } from '../gen/tidemark/v1/store.js';
 import { contentsMessages, formatBytes, headOf, historyOf, storedSegmentCount } from '../core/index.js';
 
 const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
@@ -37,7 +37,13 @@ export function summaryJson(s: CheckpointSummary) {
     messages: s.messages,
     bodyBytes: s.bodyBytes,
     incompleteQueues: s.incompleteQueues,
+    outsideQueues: s.outsideQueues,
   };
+}
+
+/** An OutsideCut: the queue's entry is carried from checkpoint sinceEpoch's cut (G8); null when it is inside the cut. */
+export function outsideJson(o: OutsideCut | undefined) {
+  return o ? { sinceEpoch: o.sinceEpoch, since: iso(o.sinceMs), reason: o.reason } : null;
 }
 
 /** An IncompleteMark: why a queue's part of a checkpoint may lack messages the broker confirmed. */
@@ -82,6 +88,7 @@ export function manifestJson(m: CheckpointManifest) {
         basis: q.headBasis,
       },
       historyFrom: historyOf(q).offset,
+      outsideCut: outsideJson(q.outsideCut),
     })),
   };
 }
@@ -117,6 +124,8 @@ export function statusJson(s: StatusReply) {
       reason: g.reason,
     })),
     coverageUnchecked: s.coverageUnchecked,
+    strictRounds: s.strictRounds,
+    outsideCut: s.outsideCut.map((q) => ({ vhost: q.vhost, queue: q.queue, sinceEpoch: q.sinceEpoch, since: iso(q.sinceMs), reason: q.reason })),
     incompleteQueues: s.incompleteQueues.map((q) => ({
       vhost: q.vhost,
       queue: q.queue,
@@ -186,6 +195,7 @@ export function restoreEventJson(e: RestoreEvent) {
           restoreFromReason: q.restoreFromReason,
           possiblyAcked: q.possiblyAcked,
           predating: q.predating,
+          outsideCut: outsideJson(q.outsideCut),
         })),
       };
     }

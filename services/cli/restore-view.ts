@@ -209,8 +209,12 @@ export function planLines(p: RestorePlan): string[] {
     if (q.restoreFromReason) lines.push(`    ${q.restoreFrom}: ${q.restoreFromReason}`);
     if (q.possiblyAcked > 0) lines.push(`    the first ${q.possiblyAcked} may have been acknowledged before the cut (header x-tidemark-possibly-acked)`);
     if (q.predating > 0) lines.push(`    INCOMPLETE CONTENTS: about ${q.predating} message(s) held before protection began were never captured`);
+    const o = q.outsideCut;
+    if (o) lines.push(`    OUTSIDE THE CUT: restored as of checkpoint ${o.sinceEpoch}, not ${p.checkpoint}; it could not take part since ${new Date(o.sinceMs).toISOString()}: ${o.reason}`);
     for (const mark of q.incomplete) lines.push(`    POSSIBLY INCOMPLETE after journal offset ${mark.afterOffset} (checkpoint ${mark.epoch}): ${mark.reason}`);
   }
+  const outside = p.queues.filter((q) => q.outsideCut).length;
+  if (outside > 0) lines.push(`  ${outside} queue(s) are outside checkpoint ${p.checkpoint}'s cut: they restore an older state than the others (docs/OPERATIONS.md#queues-outside-the-cut)`);
   return lines;
 }
 

@@ -44,6 +44,7 @@ export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServe
             messages: m.messages,
             bodyBytes: m.bodyBytes,
             incompleteQueues: m.queues.filter((q) => q.incomplete.length > 0).length,
+            outsideQueues: m.queues.filter((q) => q.outsideCut).length,
           };
         }),
       );

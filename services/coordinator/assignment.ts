@@ -15,6 +15,7 @@
  */
 import { assign, type Catalog, errorMessage, headOf, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
+import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { RoundParticipant } from './checkpoint-round.js';
 import type { ProtectedQueue } from './discovery.js';
 
@@ -102,7 +103,7 @@ export async function assignQueues(input: AssignmentInput): Promise<AssignmentRe
           definition: q.definition,
           journal: q.journal,
           resumeOffset: b?.cutOffset ?? 0,
-          baseEpoch: b ? latest : 0,
+          baseEpoch: b ? baseOf(b, latest) : 0,
           baseMessages: b?.messages ?? 0,
           baseBodyBytes: b?.bodyBytes ?? 0,
           startOffset: b?.startOffset ?? 0,
@@ -135,4 +136,13 @@ export function participantsOf(acked: ReadonlyMap<string, AckedQueues>): RoundPa
 export function queuesHeldBy(acked: ReadonlyMap<string, AckedQueues>, worker: WorkerRegistration): number {
   const a = acked.get(worker.id);
   return a?.address === worker.address ? a.queues.length : 0;
+}
+
+/**
+ * The base a queue's capture resumes from, given its entry in checkpoint `latest`: `latest`, or,
+ * for an entry carried forward outside the cut (G8), the checkpoint whose cut it still holds. The
+ * record at the entry's cut offset is that checkpoint's fence, which the capture checks on resume.
+ */
+export function baseOf(entry: QueueCheckpoint, latest: number): number {
+  return entry.outsideCut?.sinceEpoch ?? latest;
 }

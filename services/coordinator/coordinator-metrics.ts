@@ -20,6 +20,8 @@ export interface CoordinatorReadings {
   coverageUnchecked(): number;
   /** Queues the newest checkpoint this leader committed marks as possibly incomplete. */
   incompleteQueues(): number;
+  /** Queues the newest committed checkpoint this leader knows carries from older cuts (G8). */
+  outsideCut(): Array<{ vhost: string; queue: string; sinceMs: number }>;
   /** Selected queues the broker resource guard gave no journal (no room on the broker). */
   unprotectedQueues(): number;
   /** Bytes each journal keeps at most (journal retention); 0 before it is known. */
@@ -99,6 +101,23 @@ export class CoordinatorMetrics {
       'Queues the newest committed checkpoint marks as possibly incomplete: their journals may lack messages the broker confirmed, e.g. around a broker restart (0 on a standby).',
       leaderOnly(() => read.incompleteQueues()),
     );
+    gauge(
+      'tidemark_outside_cut_queues',
+      'Queues outside the newest committed checkpoint\'s cut: they could not take part in its round (capture failed, worker unreachable), so it carries them from an older cut (0 on a standby).',
+      leaderOnly(() => read.outsideCut().length),
+    );
+    new Gauge({
+      name: 'tidemark_queue_outside_cut_since_timestamp_seconds',
+      help: 'For each queue outside the newest committed checkpoint\'s cut: since when it could not take part, in Unix seconds (time() minus it is how far its recovery point lags).',
+      labelNames: ['vhost', 'queue'],
+      registers,
+      collect() {
+        // Rebuilt on every scrape: a queue back inside the cut (or a standby) has no series.
+        this.reset();
+        if (!read.leader()) return;
+        for (const q of read.outsideCut()) this.set({ vhost: q.vhost, queue: q.queue }, q.sinceMs / 1000);
+      },
+    });
     gauge(
       'tidemark_journal_bound_bytes',
       'Bytes each journal keeps at most: the journal retention policy the leader sized from the broker\'s free disk (0 on a standby and before the leader read the disk).',

@@ -31,6 +31,7 @@ import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
 import { roundOutcome } from './admin-enums.js';
 import { queuesHeldBy, type AckedQueues } from './assignment.js';
 import { incompleteQueues } from './broker-continuity.js';
+import { outsideCutQueues } from './outside-cut.js';
 import type { CoverageTracker } from './coverage.js';
 import type { JournalRetention } from './journal-retention.js';
 import type { LeaderLease } from './leader-lease.js';
@@ -43,7 +44,7 @@ const UNPROTECTED_LISTED = 100;
 /** What status reads; the functions are called when their field is assembled. */
 export interface StatusSources {
   coordinatorId: string;
-  config: Pick<Config, 'interval' | 'namespace' | 'firehoseVhosts'>;
+  config: Pick<Config, 'interval' | 'namespace' | 'firehoseVhosts' | 'strictRounds'>;
   storeUrl: string;
   lease: Pick<LeaderLease, 'current'>;
   membership: Pick<Membership, 'live'>;
@@ -91,6 +92,8 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
     contentsQueues: (latestManifest?.queues ?? [])
       .filter((q) => q.predating > 0 || (!q.headKnown && q.definition!.type !== 'stream'))
       .map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name, predating: q.predating, headKnown: q.headKnown, reason: q.headBasis })),
+    outsideCut: latestManifest ? outsideCutQueues(latestManifest) : [],
+    strictRounds: s.config.strictRounds,
     unprotected: s.isLeader() ? s.waiting().slice(0, UNPROTECTED_LISTED) : [],
     unprotectedCount: s.isLeader() ? s.waiting().length : 0,
     brokerNodes: s.isLeader() ? brokerNodes(s.guard?.nodes ?? []) : [],

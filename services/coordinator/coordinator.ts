@@ -32,7 +32,6 @@ import {
   type WorkerClient,
 } from '../core/index.js';
 import type { StatusReply } from '../gen/tidemark/v1/admin.js';
-import { Decision } from '../gen/tidemark/v1/worker.js';
 import { assignQueues, type AssignmentResult, WorkerPool } from './assignment.js';
 import { AmqpBrokerContinuity, type BrokerContinuity } from './broker-continuity.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
@@ -45,8 +44,9 @@ import { FenceChannels } from './fence-channels.js';
 import { CensusHistory } from './queue-census.js';
 import { Leadership } from './leadership.js';
 import { recoverRounds } from './recovery.js';
+import { resendRequests } from './recovery-plan.js';
 import { RoundHistory } from './round-history.js';
-import { latestOf, newRoundId, priorEntries, rearmSentinels, roundPlan } from './round-planning.js';
+import { carriedSince, latestOf, newRoundId, priorEntries, rearmSentinels, roundPlan } from './round-planning.js';
 import { runRound, type RoundResult } from './round-runner.js';
 import { LeaderScheduler } from './scheduler.js';
 import { leaseTickMs, schedulerTickMs } from './timing.js';
@@ -136,6 +136,7 @@ export class Coordinator {
       coverageGaps: () => this.coverage.gaps(),
       coverageUnchecked: () => this.coverageUnchecked(),
       incompleteQueues: () => this.history.lastCommit?.incompleteQueues ?? 0,
+      outsideCut: () => this.history.lastCommit?.outside ?? [],
       unprotectedQueues: () => this.discovered.waiting.length,
       journalBoundBytes: () => parts.retention?.boundBytes ?? 0,
       journalPressure: () => (parts.retention?.pressure ?? '') !== '',
@@ -187,6 +188,7 @@ export class Coordinator {
       discovery.remember(
         manifest.queues.map((q) => ({ definition: q.definition!, journal: q.journal, deleted: true })),
         manifest.startedAtMs,
+        await carriedSince(catalog, manifest),
       );
       this.history.knownCommit(latest, manifest);
     }
@@ -215,8 +217,7 @@ export class Coordinator {
     const workers = await membership.live();
     this.pool.refresh(workers);
     for (const round of report.decided) {
-      const decision = round.outcome === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT;
-      for (const worker of workers) this.redelivery.undelivered.remember(worker.id, { leaderToken: lease.token, epoch: round.epoch, roundId: round.roundId, decision, counted: [] });
+      for (const { workerId, request } of resendRequests(round, workers.map((w) => w.id), lease.token)) this.redelivery.undelivered.remember(workerId, request);
     }
   }
 
@@ -316,6 +317,7 @@ export class Coordinator {
         discovered: this.discovered,
         assigned: this.assigned,
         prior,
+        strict: config.strictRounds,
       }),
       holder: lease.holder,
       decisions,
@@ -345,8 +347,9 @@ export class Coordinator {
     if (result.outcome === 'committed') {
       this.history.committed(epoch, result.manifest);
       if (result.manifest) {
-        await rearmSentinels(this.continuity, result.manifest, log);
-        this.parts.discovery.committed(new Set(result.manifest.queues.map((q) => queueKey(q.definition!.vhost, q.definition!.name))), result.manifest.startedAtMs);
+        await rearmSentinels(this.continuity, result.manifest, log, result.outside);
+        const inside = result.manifest.queues.filter((q) => !q.outsideCut).map((q) => queueKey(q.definition!.vhost, q.definition!.name));
+        this.parts.discovery.committed(new Set(inside), result.manifest.startedAtMs, await carriedSince(catalog, result.manifest));
       }
     } else if (result.outcome === 'aborted') {
       this.history.aborted();

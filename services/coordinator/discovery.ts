@@ -124,17 +124,21 @@ export class Discovery {
     this.policies = options.retention && new JournalPolicies({ ...options, retention: options.retention });
   }
 
-  /** A checkpoint holding `queues` (by queueKey), whose round started at `startedAtMs`, committed. */
-  committed(queues: ReadonlySet<string>, startedAtMs: number): void {
-    this.renewals.committed(queues, startedAtMs);
+  /**
+   * A checkpoint holding `queues` (by queueKey) inside its cut, whose round started at
+   * `startedAtMs`, committed; `carried` are those it carries from older cuts (JournalRenewals.committed).
+   */
+  committed(queues: ReadonlySet<string>, startedAtMs: number, carried?: ReadonlyMap<string, number>): void {
+    this.renewals.committed(queues, startedAtMs, carried);
   }
 
   /**
    * Seeds the protected set from the latest manifest, so a queue deleted while no leader ran is
    * still carried (and its journal released) by the next pass.
    */
-  remember(queues: ProtectedQueue[], startedAtMs: number): void {
-    this.committed(new Set(queues.map((q) => queueKey(q.definition.vhost, q.definition.name))), startedAtMs);
+  remember(queues: ProtectedQueue[], startedAtMs: number, carried?: ReadonlyMap<string, number>): void {
+    const inside = queues.map((q) => queueKey(q.definition.vhost, q.definition.name)).filter((id) => !carried?.has(id));
+    this.committed(new Set(inside), startedAtMs, carried);
     for (const q of queues) {
       const id = queueKey(q.definition.vhost, q.definition.name);
       if (!this.known.has(id)) this.known.set(id, { ...q, deleted: false });

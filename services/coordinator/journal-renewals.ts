@@ -34,9 +34,14 @@ export class JournalRenewals {
     private readonly shedLog?: ShedJournals,
   ) {}
 
-  /** A checkpoint holding `queues` (by queueKey), whose round started at `startedAtMs`, committed. */
-  committed(queues: ReadonlySet<string>, startedAtMs: number): void {
-    for (const id of [...this.checkpointedAt.keys()]) if (!queues.has(id)) this.checkpointedAt.delete(id);
+  /**
+   * A checkpoint holding `queues` (by queueKey), whose round started at `startedAtMs`, committed.
+   * `carried`: queues it carries from an older cut (G8), by queueKey, with when the round of that
+   * cut started, for those this leader does not know yet: their cut is still in that journal.
+   */
+  committed(queues: ReadonlySet<string>, startedAtMs: number, carried: ReadonlyMap<string, number> = new Map()): void {
+    for (const id of [...this.checkpointedAt.keys()]) if (!queues.has(id) && !carried.has(id)) this.checkpointedAt.delete(id);
+    for (const [id, at] of carried) if (!this.checkpointedAt.has(id)) this.checkpointedAt.set(id, at);
     for (const id of queues) {
       this.checkpointedAt.set(id, startedAtMs);
       // Shed, renewed, and checkpointed from its new journal since.

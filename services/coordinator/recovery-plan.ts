@@ -11,13 +11,20 @@
  *   manifest is assembled from them (`manifest`). Only damage (`isFinalFinishError`: missing or
  *   mismatched staged data) makes it unfinishable; any other failure fails the whole recovery,
  *   which runs again;
+ * - a finished round that carried queues from the parent checkpoint (G8, outside its cut) is
+ *   assembled from the parent's entries too (`parentEpoch` of the step: read it, pass it to
+ *   `manifest`), exactly as the dead leader did from its plan;
  * - the report's `decided` lists the decisions workers must hear of, among the RESEND_EPOCHS
  *   newest recorded epochs: aborts, and commits whose manifest is visible (a worker adopts a
- *   COMMIT as its base, so one is never sent for an invisible checkpoint).
+ *   COMMIT as its base, so one is never sent for an invisible checkpoint). A commit with queues
+ *   outside its cut is `partial`: each worker must hear which of its queues were counted, which
+ *   its visible manifest says (read it, `countedByWorker`, then `resendRequests`).
  */
-import { type CommitRecord, CorruptDataError, type DecisionRecord, NotFoundError } from '../core/index.js';
+import { type CommitRecord, CorruptDataError, type DecisionRecord, NotFoundError, queueKey } from '../core/index.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import type { DecideRequest, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { assembleManifest, type Outcome, type VotedPartition } from './checkpoint-round.js';
+import { decideRequest } from './outside-cut.js';
 
 /** Decisions of this many newest epochs are re-sent by a new leader. */
 export const RESEND_EPOCHS = 16;
@@ -30,7 +37,18 @@ export interface RecoveryReport {
   /** Committed epochs that could not be finished (staged data missing or corrupt): never visible. */
   unfinishable: number[];
   /** Recent rounds whose outcome workers must hear: visible commits and aborts. */
-  decided: Array<{ epoch: number; roundId: string; outcome: Outcome }>;
+  decided: DecidedRound[];
+}
+
+/** A recent round whose decision workers must hear. */
+export interface DecidedRound {
+  epoch: number;
+  roundId: string;
+  outcome: Outcome;
+  /** Committed with queues outside its cut: each worker's COMMIT lists what it counted. */
+  partial?: boolean;
+  /** For a partial commit: per worker, the queues its visible manifest took from that worker's vote (countedByWorker). */
+  counted?: Map<string, QueueRef[]>;
 }
 
 export type RecoveryStep =
@@ -40,7 +58,14 @@ export type RecoveryStep =
    * Read `commit.partitions` from the store, check each (`stagedMismatch`), publish
    * `manifest(step, partitions)`; then `finished(step)`, or `unfinishable(step)` if what failed is final.
    */
-  | { kind: 'finish'; epoch: number; record: DecisionRecord; commit: CommitRecord };
+  | {
+      kind: 'finish';
+      epoch: number;
+      record: DecisionRecord;
+      commit: CommitRecord;
+      /** The parent checkpoint whose entries the manifest carries (G8): read it for `manifest`; 0: none needed. */
+      parentEpoch: number;
+    };
 
 export class RecoveryPlan {
   readonly report: RecoveryReport = { presumedAborted: [], finished: [], unfinishable: [], decided: [] };
@@ -77,7 +102,8 @@ export class RecoveryPlan {
         };
       }
       if (record.state === 'committed' && record.commit && !this.visible.has(record.epoch)) {
-        return { kind: 'finish', epoch: record.epoch, record, commit: record.commit };
+        const carries = record.commit.outside?.some((o) => o.sinceEpoch > 0) ?? false;
+        return { kind: 'finish', epoch: record.epoch, record, commit: record.commit, parentEpoch: carries ? record.commit.parentEpoch : 0 };
       }
     }
     if (this.next === this.records.length) {
@@ -104,9 +130,13 @@ export class RecoveryPlan {
     this.report.unfinishable.push(step.epoch);
   }
 
-  /** The manifest a `finish` step publishes, from the staged partitions it read. */
-  manifest(step: Extract<RecoveryStep, { kind: 'finish' }>, partitions: VotedPartition[]): CheckpointManifest {
-    return assembleManifest(step.epoch, step.commit, step.record.atMs, partitions);
+  /**
+   * The manifest a `finish` step publishes, from the staged partitions it read and, when the step
+   * names a `parentEpoch`, that checkpoint's manifest (whose entries it carries forward).
+   */
+  manifest(step: Extract<RecoveryStep, { kind: 'finish' }>, partitions: VotedPartition[], parent?: CheckpointManifest): CheckpointManifest {
+    const entries = new Map(parent?.queues.map((q) => [queueKey(q.definition!.vhost, q.definition!.name), q]));
+    return assembleManifest(step.epoch, step.commit, step.record.atMs, partitions, undefined, (vhost, queue) => entries.get(queueKey(vhost, queue)));
   }
 
   private recordOf(epoch: number): DecisionRecord {
@@ -118,7 +148,10 @@ export class RecoveryPlan {
     const decided: RecoveryReport['decided'] = [];
     for (const record of this.records) {
       if (!record.roundId || record.epoch <= newest - RESEND_EPOCHS) continue;
-      if (record.state === 'committed' && this.visible.has(record.epoch)) decided.push({ epoch: record.epoch, roundId: record.roundId, outcome: 'committed' });
+      if (record.state === 'committed' && this.visible.has(record.epoch)) {
+        const partial = (record.commit?.outside?.length ?? 0) > 0;
+        decided.push({ epoch: record.epoch, roundId: record.roundId, outcome: 'committed', ...(partial ? { partial } : {}) });
+      }
       if (record.state === 'aborted') decided.push({ epoch: record.epoch, roundId: record.roundId, outcome: 'aborted' });
     }
     return decided;
@@ -141,4 +174,18 @@ export function stagedMismatch(partition: CommitRecord['partitions'][number], sh
  */
 export function isFinalFinishError(err: unknown): boolean {
   return err instanceof CorruptDataError || err instanceof NotFoundError;
+}
+
+/**
+ * The DECIDE each of `workerIds` gets for a recent round. A partial commit tells each worker the
+ * queues counted from its vote (none: ABORT), as the round's own leader did; a partial commit
+ * whose `counted` is unknown is not re-sent (the worker asks, and the manifest answers).
+ */
+export function resendRequests(round: DecidedRound, workerIds: Iterable<string>, leaderToken: number): Array<{ workerId: string; request: DecideRequest }> {
+  if (round.partial && !round.counted) return [];
+  const base = { leaderToken, epoch: round.epoch, roundId: round.roundId };
+  return [...workerIds].map((workerId) => ({
+    workerId,
+    request: decideRequest(base, round.outcome === 'committed', round.partial ? (round.counted!.get(workerId) ?? []) : undefined),
+  }));
 }

@@ -13,6 +13,7 @@ import { type Catalog, type Clock, type CommitRecord, CorruptDataError, type Dec
 import { decodePartition, type ObjectStore } from '../core/store/index.js';
 import type { VotedPartition } from './checkpoint-round.js';
 import { isFinalFinishError, RecoveryPlan, stagedMismatch, type RecoveryReport } from './recovery-plan.js';
+import { countedByWorker } from './outside-cut.js';
 
 export interface RecoveryContext {
   decisions: DecisionLog;
@@ -40,7 +41,8 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
       continue;
     }
     try {
-      await context.catalog.publish(plan.manifest(step, await readStaged(context, step.commit)));
+      const parent = step.parentEpoch > 0 ? await context.catalog.get(step.parentEpoch) : undefined;
+      await context.catalog.publish(plan.manifest(step, await readStaged(context, step.commit), parent));
       plan.finished(step);
       context.log.warn(`finished checkpoint ${step.epoch}: its leader recorded COMMIT but died before writing the manifest`);
     } catch (err) {
@@ -49,6 +51,10 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
       plan.unfinishable(step);
       context.log.error(`checkpoint ${step.epoch} was committed but cannot be made visible: ${errorMessage(err)}; later checkpoints do not depend on it`);
     }
+  }
+  // A partial commit's workers must hear which of their queues were counted: its manifest says.
+  for (const round of plan.report.decided) {
+    if (round.partial) round.counted = countedByWorker(await context.catalog.get(round.epoch));
   }
   return plan.report;
 }

@@ -10,6 +10,8 @@
  */
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { incompleteQueues } from './broker-continuity.js';
+import { outsideCutQueues } from './outside-cut.js';
+import type { OutsideCutQueue } from '../gen/tidemark/v1/admin.js';
 import type { RoundResult } from './round-runner.js';
 
 /** The last round a leader ran, in its own terms (coordinator-status.ts maps it for the admin API). */
@@ -27,6 +29,8 @@ export interface LastCommit {
   committedAtMs: number;
   /** Queues the checkpoint marks incomplete. */
   incompleteQueues?: number;
+  /** Queues the checkpoint carries from older cuts (G8), oldest first. */
+  outside?: OutsideCutQueue[];
 }
 
 export class RoundHistory {
@@ -43,7 +47,7 @@ export class RoundHistory {
 
   /** Checkpoint `epoch` is committed (`manifest`), whoever committed it. */
   knownCommit(epoch: number, manifest: CheckpointManifest): void {
-    this.lastCommit = { epoch, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length };
+    this.lastCommit = { epoch, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length, outside: outsideCutQueues(manifest) };
   }
 
   /** A round of this coordinator committed; `manifest` is absent if its write is left to recovery. */

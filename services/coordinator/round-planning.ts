@@ -9,11 +9,12 @@
  * - the parent is the latest VISIBLE checkpoint, and a worker's base must be visible too: a
  *   staged round that never became visible is never built on;
  * - each queue's cut and marks come over from the parent (priorEntries), except for a renewed
- *   journal, which starts afresh (RoundPlan.renewed);
+ *   journal, which starts afresh (RoundPlan.renewed); so does its whole entry, carried forward if
+ *   the queue cannot take part (G8);
  * - the round id is unique per round even where epochs repeat (Redis lost), and fences carry it.
  */
 import { randomBytes } from 'node:crypto';
-import { type Catalog, errorMessage, fenceExchangeName, type Logger, queueKey } from '../core/index.js';
+import { type Catalog, errorMessage, fenceExchangeName, type Logger, type OutsideQueue, queueKey } from '../core/index.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { type AssignmentResult, participantsOf } from './assignment.js';
 import type { BrokerContinuity } from './broker-continuity.js';
@@ -40,6 +41,8 @@ export interface RoundPlanInput {
   assigned: Pick<AssignmentResult, 'acked' | 'failures'>;
   /** The parent's entries (priorEntries). */
   prior: Map<string, PriorEntry>;
+  /** All-or-nothing rounds (config strictRounds). @default false: a queue that cannot take part is carried (G8) */
+  strict?: boolean;
 }
 
 export function roundPlan(input: RoundPlanInput): RoundPlan {
@@ -62,6 +65,7 @@ export function roundPlan(input: RoundPlanInput): RoundPlan {
     prior: input.prior,
     renewed: new Map([...discovered.renewed].filter(([id]) => queues.has(id))),
     unassignedWhy: assigned.failures.join('; '),
+    strict: input.strict ?? false,
   };
 }
 
@@ -75,11 +79,26 @@ export async function priorEntries(catalog: Catalog, epoch: number): Promise<Map
   return priorOf(epoch === 0 ? undefined : await catalog.get(epoch));
 }
 
+/**
+ * For the queues `manifest` carries from older cuts (G8), when the round of that cut started, by
+ * queueKey (JournalRenewals): read from checkpoint `since_epoch`; 0 if it cannot be read, which
+ * counts any journal as renewed since, the safe side (a mark, never a silent hole).
+ */
+export async function carriedSince(catalog: Catalog, manifest: CheckpointManifest): Promise<Map<string, number>> {
+  const carried = new Map<string, number>();
+  for (const q of manifest.queues) {
+    if (!q.outsideCut) continue;
+    const startedAtMs = await catalog.get(q.outsideCut.sinceEpoch).then((m) => m.startedAtMs, () => 0);
+    carried.set(queueKey(q.definition!.vhost, q.definition!.name), startedAtMs);
+  }
+  return carried;
+}
+
 /** Each queue's cut and marks in `manifest` (none: no parent). */
 export function priorOf(manifest: CheckpointManifest | undefined): Map<string, PriorEntry> {
   const prior = new Map<string, PriorEntry>();
   for (const q of manifest?.queues ?? []) {
-    prior.set(queueKey(q.definition!.vhost, q.definition!.name), { cutOffset: q.cutOffset, incomplete: q.incomplete });
+    prior.set(queueKey(q.definition!.vhost, q.definition!.name), { cutOffset: q.cutOffset, incomplete: q.incomplete, entry: q });
   }
   return prior;
 }
@@ -89,8 +108,11 @@ export function priorOf(manifest: CheckpointManifest | undefined): Map<string, P
  * sentinel is declared again, so the next restart is seen. If that fails the sentinel stays
  * missing and the next round marks the queues again, which is safe.
  */
-export async function rearmSentinels(continuity: BrokerContinuity, manifest: CheckpointManifest, log: Logger): Promise<void> {
+export async function rearmSentinels(continuity: BrokerContinuity, manifest: CheckpointManifest, log: Logger, outside: readonly OutsideQueue[] = []): Promise<void> {
   const vhosts = new Set(manifest.queues.filter((q) => q.incomplete.some((m) => m.epoch === manifest.epoch)).map((q) => q.definition!.vhost));
+  // A queue left out of the checkpoint (G8: it could not take part, and no checkpoint holds it
+  // yet) carries no mark: its vhost's sentinel stays missing, so the next round marks it.
+  for (const o of outside) if (o.sinceEpoch === 0) vhosts.delete(o.vhost);
   for (const vhost of vhosts) {
     await continuity.arm(vhost).catch((err) => log.warn(`declaring the restart sentinel of vhost ${vhost} failed: ${errorMessage(err)}; the next round marks its queues again`));
   }

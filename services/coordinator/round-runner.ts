@@ -3,7 +3,7 @@
  * PREPARE/DECIDE through gRPC, the decision through Redis, the manifest through the store.
  */
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
-import { Decision, type DecideRequest, type PrepareReply, type PrepareRequest } from '../gen/tidemark/v1/worker.js';
+import type { DecideRequest, PrepareReply, PrepareRequest, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import {
   type Catalog,
@@ -20,14 +20,16 @@ import {
   LeadershipLostError,
   type Logger,
   queueKey,
+  type OutsideQueue,
   retry,
   systemClock,
   type WorkerClient,
 } from '../core/index.js';
 import type { FencePublisher } from './fence-channels.js';
-import type { QueueCensus, QueueRef } from '../gen/tidemark/v1/worker.js';
+import type { QueueCensus } from '../gen/tidemark/v1/worker.js';
 import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { type CensusHistory, type CensusSettings, takeVhostCensus, type VhostCensusParts } from './queue-census.js';
+import { decideRequest } from './outside-cut.js';
 import { restartReason, type BrokerContinuity } from './broker-continuity.js';
 import { DECIDE_ATTEMPTS, DECIDE_BACKOFF, DECIDE_DEADLINE_MS, MANIFEST_BACKOFF, PREPARE_BACKOFF, prepareRetryFits, ROUND_DEADLINE_EXTRA_MS } from './timing.js';
 
@@ -77,6 +79,8 @@ export interface RoundResult {
   manifest?: CheckpointManifest;
   /** An effect failed (Redis, store, lost lease): the round's records may need recovery. */
   effectFailed?: boolean;
+  /** Committed with these queues outside its cut (G8): carried forward, or left out (since epoch 0). */
+  outside?: OutsideQueue[];
 }
 
 export function runRound(context: RoundContext): Promise<RoundResult> {
@@ -167,12 +171,18 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           dispatch({ type: 'manifest-written' });
           return;
         case 'send-decision':
-          void sendDecision(context, effect.epoch, effect.decision, effect.workerIds);
+          void sendDecision(context, effect.epoch, effect.decision, effect.workerIds, effect.counted);
           return;
-        case 'finish':
-          if (effect.outcome === 'committed') log.info(`checkpoint ${effect.epoch} committed`, { queues: manifest?.queues.length, messages: manifest?.messages });
+        case 'finish': {
+          const outside = round.outside;
+          if (effect.outcome === 'committed' && outside.length > 0) {
+            // G8: the others committed; say which queues did not, and why, every round they do not.
+            log.warn(`checkpoint ${effect.epoch} committed with ${effect.reason}`, { queues: manifest?.queues.length, messages: manifest?.messages });
+          } else if (effect.outcome === 'committed') log.info(`checkpoint ${effect.epoch} committed`, { queues: manifest?.queues.length, messages: manifest?.messages });
           else log.warn(`round ${effect.epoch} aborted: ${effect.reason}`);
-          done({ epoch: effect.epoch, outcome: effect.outcome, reason: effect.reason, manifest });
+          done({ epoch: effect.epoch, outcome: effect.outcome, reason: effect.reason, manifest, ...(outside.length > 0 ? { outside } : {}) });
+          return;
+        }
           return;
       }
     };
@@ -276,16 +286,12 @@ async function prepareWithRetries(client: WorkerClient, request: PrepareRequest,
  * Tells every participant the decision, with a few quick retries; what still fails is handed to
  * the coordinator, which re-sends it later (and the worker asks for it meanwhile).
  */
-async function sendDecision(context: RoundContext, epoch: number, decision: Outcome, workerIds: string[]): Promise<void> {
-  const request: DecideRequest = {
-    leaderToken: context.plan.leaderToken,
-    epoch,
-    roundId: context.plan.roundId,
-    decision: decision === 'committed' ? Decision.DECISION_COMMIT : Decision.DECISION_ABORT,
-    counted: [],
-  };
+async function sendDecision(context: RoundContext, epoch: number, decision: Outcome, workerIds: string[], counted?: Map<string, QueueRef[]>): Promise<void> {
+  const { leaderToken, roundId } = context.plan;
   await Promise.all(
     workerIds.map(async (workerId) => {
+      // With queues outside the cut, each COMMIT lists what it counted of the worker's vote (G8).
+      const request = decideRequest({ leaderToken, epoch, roundId }, decision === 'committed', counted && (counted.get(workerId) ?? []));
       const client = context.workers.get(workerId);
       if (client && (await deliverDecision(client, request, DECIDE_ATTEMPTS, context.log))) return;
       context.undelivered(workerId, request);

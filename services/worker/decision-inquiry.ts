@@ -6,7 +6,8 @@
  * Only if the round's manifest is visible (a base must be a visible checkpoint). It may forget
  * the round once the round can never become visible; otherwise it keeps asking.
  */
-import type { DecisionState } from '../core/index.js';
+import { type DecisionState, queueKey } from '../core/index.js';
+import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 
 export type InquiryAnswer = 'commit' | 'abort' | 'wait';
 
@@ -36,4 +37,13 @@ export function answerInquiry(round: { epoch: number; roundId: string }, facts: 
   // 'started': the leader (or the next one, by presumed abort) will decide. 'committed' without
   // a manifest: the manifest is still being written or will be by the next leader.
   return 'wait';
+}
+
+/**
+ * The queues of `workerId` a visible manifest took from its vote (inside the cut, G8), by
+ * queueKey: on a COMMIT found by asking, only these adopt the cut as their base. A queue carried
+ * forward (outside_cut) or left out keeps its previous base.
+ */
+export function countedFor(manifest: CheckpointManifest, workerId: string): Set<string> {
+  return new Set(manifest.queues.filter((q) => !q.outsideCut && q.workerId === workerId).map((q) => queueKey(q.definition!.vhost, q.definition!.name)));
 }

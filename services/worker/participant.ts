@@ -18,8 +18,9 @@
  * `T` is what the caller keeps with a round while preparing it (the real worker: the promise of
  * its vote).
  */
-import { StaleLeaderError } from '../core/index.js';
-import type { PrepareRequest } from '../gen/tidemark/v1/worker.js';
+import { queueKey, StaleLeaderError } from '../core/index.js';
+import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
+import { Decision, type DecideRequest, type PrepareRequest, type QueueFailure } from '../gen/tidemark/v1/worker.js';
 
 /** Decided round ids remembered, so a late or repeated PREPARE of one is refused. */
 export const DECIDED_KEPT = 256;
@@ -124,4 +125,40 @@ export class Participant<T> {
   private forget(round: ParticipantRound<T>): void {
     if (this.rounds.get(round.roundId) === round) this.rounds.delete(round.roundId);
   }
+}
+
+/** One queue's outcome of a PREPARE: its part of the checkpoint, or why it could not take part. */
+export type QueueOutcome = { vhost: string; queue: string; part: QueueCheckpoint } | { vhost: string; queue: string; failure: string };
+
+/**
+ * A worker votes per queue (G8): the parts it could prepare go into its partition and its YES
+ * vote, the others are listed as failed with their reasons. With no part at all the vote is NO.
+ */
+export function splitOutcomes(outcomes: readonly QueueOutcome[]): { parts: QueueCheckpoint[]; failed: QueueFailure[] } {
+  const parts: QueueCheckpoint[] = [];
+  const failed: QueueFailure[] = [];
+  for (const o of outcomes) {
+    if ('part' in o) parts.push(o.part);
+    else failed.push({ vhost: o.vhost, queue: o.queue, reason: o.failure });
+  }
+  return { parts, failed };
+}
+
+/** The reason of a NO vote in which every queue failed. */
+export function failedReason(workerId: string, failed: readonly QueueFailure[]): string {
+  const shown = failed.slice(0, 3).map((f) => `${f.vhost}/${f.queue}: ${f.reason}`);
+  const more = failed.length > 3 ? ` (and ${failed.length - 3} more queue(s))` : '';
+  return `worker ${workerId}: ${shown.join('; ')}${more}`;
+}
+
+/**
+ * The queues whose cut a decision lets this worker adopt as their base, by queueKey. A COMMIT
+ * with an empty `counted` (an older leader) takes every queue of the vote: undefined. ABORT: none.
+ * A queue of the vote not listed is outside the checkpoint's cut: its capture keeps its previous
+ * base (as on ABORT), or its next part would build on a cut no manifest holds.
+ */
+export function countedOf(request: Pick<DecideRequest, 'decision' | 'counted'>): Set<string> | undefined {
+  if (request.decision !== Decision.DECISION_COMMIT) return new Set();
+  if (request.counted.length === 0) return undefined;
+  return new Set(request.counted.map((q) => queueKey(q.vhost, q.queue)));
 }

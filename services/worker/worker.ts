@@ -16,6 +16,7 @@ import {
   type Logger,
   Membership,
   NotFoundError,
+  queueKey,
   redisKeys,
   RestoreStateStore,
   StoppingError,
@@ -24,8 +25,8 @@ import {
 } from '../core/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
-import { answerInquiry } from './decision-inquiry.js';
-import { inquiryIntervalMs, Participant, type RoundOutcome } from './participant.js';
+import { answerInquiry, countedFor } from './decision-inquiry.js';
+import { countedOf, failedReason, inquiryIntervalMs, Participant, type QueueOutcome, type RoundOutcome, splitOutcomes } from './participant.js';
 import {
   Decision,
   Vote,
@@ -34,11 +35,11 @@ import {
   type DecideRequest,
   type PrepareReply,
   type PrepareRequest,
+  type QueueFailure,
   type RestoreProgress,
   type RestoreTask,
   type WorkerStatus,
 } from '../gen/tidemark/v1/worker.js';
-import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import { CaptureSet } from './capture-set.js';
 import { FirehoseRelay } from './firehose-relay.js';
 import { runRestoreTask } from './restore-runner.js';
@@ -220,20 +221,30 @@ export class Worker {
     return reply;
   }
 
-  private no(reason: string): PrepareReply {
-    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '' };
+  private no(reason: string, failed: QueueFailure[] = []): PrepareReply {
+    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '', failed };
   }
 
+  /**
+   * Prepares each queue on its own (G8): a queue whose capture failed, or whose fence or segments
+   * did not come in time, is listed as failed, and the vote is YES with the parts of the others.
+   */
   private async prepareRound(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
-    const missing = request.queues.filter((q) => !this.captures.get(q.vhost, q.queue));
-    if (missing.length > 0) {
-      return this.no(`worker ${this.id} does not capture ${missing.map((q) => `${q.vhost}/${q.queue}`).join(', ')}`);
-    }
-    let queues: QueueCheckpoint[];
+    const outcomes: QueueOutcome[] = await Promise.all(
+      request.queues.map(async ({ vhost, queue, census }): Promise<QueueOutcome> => {
+        const capture = this.captures.get(vhost, queue);
+        if (!capture) return { vhost, queue, failure: `worker ${this.id} does not capture it` };
+        try {
+          await failpoint('worker.queue-part');
+          return { vhost, queue, part: { ...(await capture.prepare(request.epoch, request.roundId, signal, census)), workerId: this.id } };
+        } catch (err) {
+          return { vhost, queue, failure: errorMessage(err) };
+        }
+      }),
+    );
+    const { parts: queues, failed } = splitOutcomes(outcomes);
+    if (queues.length === 0) return this.no(failedReason(this.id, failed), failed);
     try {
-      queues = await Promise.all(
-        request.queues.map(async (q) => ({ ...(await this.captures.get(q.vhost, q.queue)!.prepare(request.epoch, request.roundId, signal, q.census)), workerId: this.id })),
-      );
       await failpoint('worker.after-segments');
     } catch (err) {
       return this.no(`worker ${this.id}: ${errorMessage(err)}`);
@@ -262,6 +273,7 @@ export class Worker {
       queues,
       partitionKey: key,
       partitionSha256: createHash('sha256').update(bytes).digest('hex'),
+      failed,
     };
   }
 
@@ -269,13 +281,16 @@ export class Worker {
   async decide(request: DecideRequest): Promise<void> {
     this.participant.checkToken(request.leaderToken);
     if (request.decision === Decision.DECISION_COMMIT) await failpoint('worker.after-commit');
-    this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted');
+    this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted', countedOf(request));
   }
 
-  /** COMMIT makes the round's cut each queue's base (its manifest is visible); ABORT forgets it. */
-  private apply(epoch: number, roundId: string, outcome: RoundOutcome): void {
+  /**
+   * COMMIT makes the round's cut the base (its manifest is visible) of each queue it counted
+   * (`counted`, undefined: all); every other queue forgets the round as on ABORT, keeping its base.
+   */
+  private apply(epoch: number, roundId: string, outcome: RoundOutcome, counted?: Set<string>): void {
     for (const capture of this.captures.all()) {
-      if (outcome === 'committed') capture.commit(epoch, roundId);
+      if (outcome === 'committed' && (counted === undefined || counted.has(queueKey(capture.vhost, capture.queue)))) capture.commit(epoch, roundId);
       else capture.abort(epoch, roundId);
     }
     this.participant.learned(roundId, outcome);
@@ -291,18 +306,20 @@ export class Worker {
     try {
       for (const round of this.participant.due(this.clock.now(), this.options.config.leaseTime)) {
         const record = await this.decisionLog.get(round.epoch);
-        const manifestRoundId = await this.catalog.get(round.epoch).then(
-          (m) => m.roundId,
+        const manifest = await this.catalog.get(round.epoch).then(
+          (m) => m,
           (err) => {
             if (err instanceof NotFoundError) return undefined;
             throw err;
           },
         );
+        const manifestRoundId = manifest?.roundId;
         const newestVisible = record?.state === 'committed' && manifestRoundId === undefined ? await this.catalog.latestEpoch() : undefined;
         const answer = answerInquiry(round, { record, manifestRoundId, newestVisible });
         if (answer === 'wait') continue;
         this.options.log.info(`round ${round.epoch} (${round.roundId}): asked for the decision: ${answer}`);
-        this.apply(round.epoch, round.roundId, answer === 'commit' ? 'committed' : 'aborted');
+        // The manifest says which of our queues it took from our vote: only those adopt the cut.
+        this.apply(round.epoch, round.roundId, answer === 'commit' ? 'committed' : 'aborted', manifest && countedFor(manifest, this.id));
       }
     } catch (err) {
       this.options.log.warn(`asking for round decisions failed, will retry: ${errorMessage(err)}`);

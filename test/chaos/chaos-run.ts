@@ -319,7 +319,14 @@ export class ChaosRun {
     await deleteQueues(this.options.amqpUrl, this.restoreVhost, manifest.queues.map((e) => `${prefix}${e.definition!.name}`));
     const incomplete = new Set(manifest.queues.filter((e) => e.incomplete.length > 0).map((e) => e.definition!.name));
     if (incomplete.size > 0) this.log(`checkpoint ${epoch} marks ${[...incomplete].join(', ')} as possibly incomplete: ${manifest.queues.find((e) => e.incomplete.length > 0)!.incomplete.at(-1)!.reason}`);
-    this.history.restored({ epoch, label, mustHoldConfirmedBeforeMs: manifest.startedAtMs, queues, incomplete });
+    // A queue carried from an older cut (G8) must hold what was confirmed before that cut's round.
+    const outside = new Map<string, number>();
+    for (const e of manifest.queues.filter((q) => q.outsideCut)) {
+      const since = await this.anyClient((c) => c.getCheckpoint(String(e.outsideCut!.sinceEpoch)));
+      outside.set(e.definition!.name, since.startedAtMs);
+      this.log(`checkpoint ${epoch} carries ${e.definition!.name} from checkpoint ${e.outsideCut!.sinceEpoch}: ${e.outsideCut!.reason}`);
+    }
+    this.history.restored({ epoch, label, mustHoldConfirmedBeforeMs: manifest.startedAtMs, queues, incomplete, outside });
     const verdict = this.history.check().checkpoints.at(-1)!;
     const counts = COUNTERS.map((c) => `${c}=${verdict[c]}`).join(' ');
     this.log(`checked checkpoint ${epoch} (${label}, led by ${manifest.coordinatorId}): ${verdict.restored} messages, ${counts}${verdict.examples.length > 0 ? `; ${verdict.examples.join('; ')}` : ''}`);

@@ -73,6 +73,11 @@ export interface RestoredCheckpoint {
   queues: Map<string, Array<string | undefined>>;
   /** Queues the checkpoint marks as possibly incomplete. */
   incomplete?: Set<string>;
+  /**
+   * Queues the checkpoint carries from an older cut (G8, outside its cut), with that cut's round
+   * start: what they must hold; they are outside the consistent cut, so no causal pair spans them.
+   */
+  outside?: Map<string, number>;
 }
 
 export type Counter = 'lost' | 'duplicated' | 'unexpected' | 'reordered' | 'causal' | 'lostMarked' | 'causalMarked';
@@ -237,14 +242,16 @@ export class History {
       for (const attempt of this.perQueue.get(queue) ?? []) {
         if (attempt.status !== 'confirmed' || seen.has(attempt.id)) continue;
         const counter = this.marked(restore, queue, attempt.id) ? 'lostMarked' : 'lost';
-        if (attempt.confirmedAtMs! < restore.mustHoldConfirmedBeforeMs) {
-          note(counter, `${queue} ${attempt.id} (seq ${attempt.seq}) confirmed ${restore.mustHoldConfirmedBeforeMs - attempt.confirmedAtMs!} ms before the round began`);
+        const mustHoldBeforeMs = restore.outside?.get(queue) ?? restore.mustHoldConfirmedBeforeMs;
+        if (attempt.confirmedAtMs! < mustHoldBeforeMs) {
+          note(counter, `${queue} ${attempt.id} (seq ${attempt.seq}) confirmed ${mustHoldBeforeMs - attempt.confirmedAtMs!} ms before the round ${restore.outside?.has(queue) ? 'of its carried cut ' : ''}began`);
         } else if (attempt.confirmTick! < latestAttempt) {
           note(counter, `${queue} ${attempt.id} (seq ${attempt.seq}) is missing while a message published after its confirm is restored`);
         }
       }
     }
     for (const pair of this.pairs) {
+      if (restore.outside?.has(pair.queueA) || restore.outside?.has(pair.queueB)) continue;
       if (present.get(pair.queueB)?.has(pair.b) && !present.get(pair.queueA)?.has(pair.a)) {
         note(this.marked(restore, pair.queueA, pair.a) ? 'causalMarked' : 'causal', `${pair.queueB} holds ${pair.b} but ${pair.queueA} lacks ${pair.a}`);
       }

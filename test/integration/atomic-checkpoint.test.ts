@@ -2,6 +2,9 @@
  * G1: a checkpoint is visible only when every protected queue's part is durable. Rounds in which
  * a worker is down or votes NO must leave nothing visible — no listed checkpoint and no manifest
  * object — while a restarted worker resumes capture so the next checkpoint is exact again.
+ *
+ * These are strict rounds (TIDEMARK_STRICT_ROUNDS=true): all or nothing. By default such a round
+ * commits the other queues and carries the failed ones (G8): test/integration/partial-rounds.test.ts.
  */
 import amqp from 'amqplib';
 import { existsSync } from 'node:fs';
@@ -58,7 +61,7 @@ describe('atomic checkpoints (G1)', () => {
       store: { kind: 'file' },
       workers: 3,
       prepareTimeout: '5s',
-      extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
+      extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s', TIDEMARK_STRICT_ROUNDS: 'true' },
     });
     await cluster.waitForStatus(allAssigned(3), 'six queues assigned to three workers');
   });

@@ -14,6 +14,11 @@
  * The restore failpoint (worker.mid-restore) has its own cases: the cut-short restore ends and
  * reports its failed queues, and resuming it gives the exact prefix (queue targets may hold at
  * most a confirm window of duplicates per interruption, stream targets none).
+ *
+ * The matrix runs strict rounds (TIDEMARK_STRICT_ROUNDS=true: a fault before the decision aborts
+ * the whole round). G8 has its own cases, with the default rounds: one queue's part failing
+ * (worker.queue-part) or one worker failing after its segments (worker.after-segments) leaves the
+ * others committing, carries the failed queues from their last good cut, and they come back.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -163,6 +168,119 @@ describe('failpoint matrix: every point in every mode, invariants after recovery
   }
 });
 
+describe('failpoints with default rounds (G8): what cannot take part is carried, the others commit, then it comes back', () => {
+  beforeAll(async () => {
+    services = await testServices();
+    redis = new Redis(services.redisUrl);
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+  });
+
+  /** Queues worker-1 owns in `vhost`: its parts are hit in the first round, so @n+1 fires in the second. */
+  const ownedByWorker1 = (vhost: string) => {
+    const queues = queuesFor(vhost);
+    return (assign(queues.map((q) => queueKey(vhost, q.name)), WORKERS).get('worker-1') ?? []).length;
+  };
+
+  const queuePart = (vhost: string) => `worker.queue-part=fail@${ownedByWorker1(vhost) + 1}`;
+  const cases: Array<{ what: string; spec: (vhost: string) => string; outside: (owned: number) => number; coordinator?: string }> = [
+    // The first part worker-1 prepares in round two fails: that queue alone is carried.
+    { what: "one queue's part fails (worker.queue-part=fail)", spec: queuePart, outside: () => 1 },
+    // Worker-1 votes NO in round two: every queue of its is carried.
+    { what: 'a whole worker votes NO (worker.after-segments=fail@2)', spec: () => 'worker.after-segments=fail@2', outside: (owned) => owned },
+    // The leader dies once round two's manifest landed, before any DECIDE: the next leader (the
+    // same process, restarted) re-sends each worker what that manifest counted of its vote, or
+    // the worker asks; either way the failed queue keeps its base.
+    { what: "one queue's part fails, then the leader dies before DECIDE (coordinator.after-manifest=crash@2)", spec: queuePart, outside: () => 1, coordinator: 'coordinator.after-manifest=crash@2' },
+  ];
+  for (const c of cases) {
+    it(`${c.what}: the round commits the others and carries it from its last good cut; the next round takes it back`, async () => {
+      // The vhost name decides ownership, so the spec is made once the vhost is known: arm through a wrapper.
+      let armedSpec = '';
+      await withFaultedCluster(
+        { 'worker-1': (vhost) => (armedSpec = c.spec(vhost)), ...(c.coordinator ? { coordinator: c.coordinator } : {}) },
+        async ({ vhost, namespace, queues, cluster, ready }) => {
+          const owned = ownedByWorker1(vhost);
+          const before = await publish(vhost, queues, 60);
+          const first = await cluster.client.checkpoint(true);
+          expect(outcomeOf(first), `round one (${armedSpec} not fired yet)`).toBe('committed');
+
+          // Round two: worker-1's failpoint fires; the round still commits. Its records are made
+          // durable first (the flush timer), so a worker that wrongly adopted round two's cut for
+          // a queue it was not counted in would drop segments no checkpoint holds: round three's
+          // restore would miss them.
+          const during = await publish(vhost, queues, 60);
+          const worker1 = (await cluster.client.status()).workers.find((w) => w.workerId === 'worker-1')!;
+          await until('worker-1 to flush what it read', async () => {
+            const report = await withWorker(worker1.address, (client) => client.status(2_000));
+            return report.queues.every((q) => q.buffered === 0) ? true : undefined;
+          });
+          let second: CheckpointReply;
+          if (c.coordinator) {
+            const cut = await cluster.client.checkpoint(true).catch((err: Error) => err);
+            expect(await cluster.exited('coordinator', 15_000), 'the leader crashed after the manifest').toBe('SIGKILL');
+            cluster.restart('coordinator', {});
+            await cluster.waitForStatus(ready, 'a new leader with every queue assigned');
+            const epoch = Math.max(...(await cluster.client.listCheckpoints()).map((s) => s.epoch));
+            expect(cut instanceof Error || cut.epoch === epoch, 'round two is the newest checkpoint').toBe(true);
+            second = { epoch, outcome: RoundOutcome.ROUND_OUTCOME_COMMITTED, reason: 'outside the cut (round reason not seen: its leader died)', durationMs: 0 };
+          } else {
+            second = await cluster.client.checkpoint(true);
+          }
+          expect(outcomeOf(second), second.reason).toBe('committed');
+          expect(second.reason).toMatch(/outside the cut/);
+          const manifest = await cluster.client.getCheckpoint(String(second.epoch));
+          const outside = manifest.queues.filter((q) => q.outsideCut);
+          expect(outside.length, 'queues outside the cut').toBe(c.outside(owned));
+          for (const q of outside) {
+            expect(q.outsideCut).toMatchObject({ sinceEpoch: first.epoch, reason: expect.stringContaining('failpoint') });
+            expect(q.workerId).toBe('worker-1');
+          }
+          expect(manifest.queues.map((q) => q.definition!.name).sort(), 'every queue is in the checkpoint, inside or carried').toEqual(queues.map((q) => q.name).sort());
+          // The status and the decision log say the same; every worker settles its round.
+          expect((await cluster.client.status()).outsideCut.map((q) => q.queue).sort()).toEqual(outside.map((q) => q.definition!.name).sort());
+          const record = (await new DecisionLog(redis, namespace).all()).find((r) => r.epoch === second.epoch)!;
+          expect(record.commit?.outside?.map((o) => o.queue).sort()).toEqual(outside.map((q) => q.definition!.name).sort());
+
+          // Round three: the queue takes part again, from its base in round one (its chain unbroken).
+          const after = await publish(vhost, queues, 60);
+          const third = await cluster.client.checkpoint(true);
+          expect(outcomeOf(third), third.reason).toBe('committed');
+          expect(third.reason).toBe('');
+
+          // Every checkpoint restores exactly; a carried queue as of its last good cut.
+          const restored = new RestoredQueues(services.amqpUrl, vhost);
+          for (const [reply, mustHold] of [[first, [before]], [second, [before, during]], [third, [before, during, after]]] as const) {
+            const m = await cluster.client.getCheckpoint(String(reply.epoch));
+            const prefix = `r${reply.epoch}-`;
+            await restoreWithPrefix(cluster.client, m, prefix);
+            await restored.expectExactPrefixes(m, prefix);
+            for (const q of m.queues) {
+              const ids = new Set((await restored.read(m, prefix, q.definition!.name)).map((msg) => msg.properties.messageId));
+              // A carried queue holds what its last good cut held, not what came after.
+              for (const producer of q.outsideCut ? [before] : mustHold) {
+                const missing = producer.confirmed.get(q.definition!.name)!.filter((msg) => !ids.has(msg.messageId));
+                expect(missing, `confirmed messages of ${q.definition!.name} missing from checkpoint ${m.epoch}`).toEqual([]);
+              }
+              // (Producers number their messages from 0: the count tells them apart.)
+              if (q.outsideCut) expect(ids.size, `carried ${q.definition!.name} holds nothing newer`).toBe(before.confirmed.get(q.definition!.name)!.length);
+            }
+          }
+          const status = await cluster.client.status();
+          expect(status.outsideCut).toEqual([]);
+          await until('every worker to know every decision', async () => {
+            const reports = await Promise.all(status.workers.map((w) => withWorker(w.address, (client) => client.status(2_000))));
+            return reports.every((r) => r.undecidedEpochs.length === 0) ? true : undefined;
+          });
+        },
+        false,
+      );
+    });
+  }
+});
+
 describe('failpoint worker.mid-restore: a restore cut short resumes to the exact prefix (plus in-window duplicates in queue targets)', () => {
   beforeAll(async () => {
     services = await testServices();
@@ -230,7 +348,7 @@ interface FaultedCluster {
  * own some) and a cluster of a coordinator and two workers, the named processes started with
  * their failpoints armed. Everything is stopped and deleted afterwards.
  */
-async function withFaultedCluster(armed: Record<string, string>, body: (context: FaultedCluster) => Promise<void>): Promise<void> {
+async function withFaultedCluster(armed: Record<string, string | ((vhost: string) => string)>, body: (context: FaultedCluster) => Promise<void>, strict = true): Promise<void> {
   const vhost = uniqueName('tm-fp');
   const namespace = uniqueName('tmf');
   const queues = queuesFor(vhost);
@@ -245,8 +363,8 @@ async function withFaultedCluster(armed: Record<string, string>, body: (context:
       store: { kind: 'file' },
       workers: WORKERS.length,
       prepareTimeout: `${PREPARE_TIMEOUT_MS}ms`,
-      extraEnv: { TIDEMARK_LEASE_TIME: '1500ms', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
-      processEnv: Object.fromEntries(Object.entries(armed).map(([name, spec]) => [name, { TIDEMARK_FAILPOINTS: spec }])),
+      extraEnv: { TIDEMARK_LEASE_TIME: '1500ms', TIDEMARK_DISCOVERY_INTERVAL: '1s', TIDEMARK_STRICT_ROUNDS: String(strict) },
+      processEnv: Object.fromEntries(Object.entries(armed).map(([name, spec]) => [name, { TIDEMARK_FAILPOINTS: typeof spec === 'string' ? spec : spec(vhost) }])),
     });
     const ready = (s: StatusReply) =>
       s.leader && s.protectedQueues === queues.length && s.workers.length === WORKERS.length && s.workers.every((w) => w.queues > 0);

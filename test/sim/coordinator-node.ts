@@ -45,7 +45,8 @@ import { LeaseHolding } from '../../services/coordinator/lease-holding.js';
 import { UndeliveredDecisions } from '../../services/coordinator/undelivered-decisions.js';
 import type { DecideRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
-import { decisionOf, outcomeOf, RoundDriver } from './round-driver.js';
+import { resendRequests } from '../../services/coordinator/recovery-plan.js';
+import { outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
 
@@ -218,9 +219,7 @@ export class CoordinatorNode implements Node {
       world.stats.finished += report.finished.length;
       world.stats.unfinishable += report.unfinishable.length;
       for (const round of report.decided) {
-        for (const workerId of world.workers.keys()) {
-          this.undelivered.remember(workerId, { leaderToken: this.token, epoch: round.epoch, roundId: round.roundId, decision: decisionOf(round.outcome), counted: [] });
-        }
+        for (const { workerId, request } of resendRequests(round, world.workers.keys(), this.token)) this.undelivered.remember(workerId, request);
       }
       done(true);
     });
@@ -405,6 +404,7 @@ export class CoordinatorNode implements Node {
       discovered: { queues, exchanges: [], renewed: new Map() },
       assigned: { acked, failures: [] },
       prior: priorOf(world.store.latest()),
+      strict: world.options.strictRounds,
     });
   }
 

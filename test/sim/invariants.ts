@@ -9,13 +9,21 @@
  *   ABORT only forgets the round (keeps its older base), so that is no decision: the round may
  *   still become visible (after a Redis loss). What a worker must never do, adopt a base that is
  *   not visible, is visible-base.
- * - complete-manifest (G1, I1): a visible manifest covers every protected queue exactly once, each
- *   entry exactly as its owner voted YES in that round, and is never replaced by another round's.
+ * - complete-manifest (G1, I1, G8): a visible manifest covers every protected queue at most once,
+ *   each entry inside its cut exactly as its owner voted YES in that round, and is never replaced
+ *   by another round's; a queue is left out only when the parent checkpoint does not hold it.
+ * - outside-cut (G8): an entry outside the cut is its queue's last good cut: the parent's entry,
+ *   unchanged, whose cut is the cut of checkpoint `since_epoch`, where the queue was inside; its
+ *   `since_ms` is kept from the parent's mark. (Its data is then checked like any entry, as of
+ *   that checkpoint's fence: exact-prefix.)
  * - exact-prefix (G2, G3, G4): each queue's checkpoint data, read back through the manifest chain
  *   and the stored segments, is exactly the journal's data records before that round's fence:
  *   none missing, none twice, in order; and cuts never move backwards from one epoch to the next.
  * - visible-base: a worker adopts epoch E as a queue's base only while E's manifest (of that
  *   round) is visible.
+ * - counted-base (G8): a worker adopts a decided round's cut as a queue's base only if that
+ *   round's manifest took the queue's entry from this worker's vote (inside the cut); a leader
+ *   never sends a worker ABORT for a committed round that counted one of its queues.
  * - fenced-writes (I2): a decision lands only from the current lease holder, that is the very
  *   acquisition of the lease that holds it now (not just the same token number); a manifest lands
  *   only for a round whose COMMIT a lease holder recorded before it.
@@ -33,7 +41,7 @@ import type { LeaseValue, RedisModel, SimDecisionRecord } from './redis.js';
 import type { ObjectStoreModel } from './store.js';
 import type { WorkerNode } from './worker-node.js';
 
-export type InvariantName = 'single-outcome' | 'complete-manifest' | 'exact-prefix' | 'visible-base' | 'fenced-writes' | 'convergence';
+export type InvariantName = 'single-outcome' | 'complete-manifest' | 'outside-cut' | 'exact-prefix' | 'visible-base' | 'counted-base' | 'fenced-writes' | 'convergence';
 
 export class Violation extends Error {
   override name = 'Violation';
@@ -54,13 +62,20 @@ interface RoundFate {
   visible?: string;
   /** Where a worker asked, was answered ABORT, and forgot the round (not a decision). */
   forgotten?: string;
+  /**
+   * ABORTs a leader sent to single workers, by worker. A COMMIT's worker none of whose queues were
+   * counted (G8) is told ABORT; one whose queues were counted never is.
+   */
+  abortedFor?: Map<string, string>;
+  /** Workers some of whose queues the committed round counted (its commit record, its manifest). */
+  counted?: Set<string>;
 }
 
 export class Checker {
   /** Every outcome a round was given anywhere, by round id. */
   private readonly fates = new Map<string, RoundFate>();
-  /** Rounds whose COMMIT a lease holder recorded (over every life of Redis). */
-  private readonly committed = new Set<string>();
+  /** Rounds whose COMMIT a lease holder recorded (over every life of Redis), with their commit record's queues outside the cut. */
+  private readonly committed = new Map<string, Map<string, number>>();
   /** YES votes by round id, then worker. */
   private readonly votes = new Map<string, Map<string, PrepareReply[]>>();
 
@@ -85,13 +100,28 @@ export class Checker {
     }
     if (record.state === 'started') return;
     const where = `decision log (token ${record.leaderToken})`;
-    if (record.state === 'committed') this.committed.add(record.roundId);
+    if (record.state === 'committed') {
+      this.committed.set(record.roundId, new Map((record.commit?.outside ?? []).map((o) => [o.queue, o.sinceEpoch])));
+      // The partitions recorded are those of votes with a queue inside the cut.
+      for (const p of record.commit?.partitions ?? []) this.countedWorker(record.roundId, p.workerId);
+    }
     this.decided(record.roundId, record.epoch, record.state, where);
   }
 
-  /** A leader sent DECIDE: a decision as binding as a recorded one, delivered or not. */
+  /**
+   * A leader sent DECIDE: a decision as binding as a recorded one, delivered or not. An ABORT to
+   * one worker is binding for that worker's queues: the round must not have counted any (G8).
+   */
   decisionSent(from: string, workerId: string, epoch: number, roundId: string, outcome: Outcome): void {
-    this.decided(roundId, epoch, outcome, `${from} sent DECIDE ${outcome} to ${workerId}`);
+    const where = `${from} sent DECIDE ${outcome} to ${workerId}`;
+    if (outcome === 'committed') return this.decided(roundId, epoch, outcome, where);
+    const fate = this.fate(roundId);
+    (fate.abortedFor ??= new Map()).set(workerId, fate.abortedFor.get(workerId) ?? where);
+    this.checkFate(roundId, epoch, fate);
+  }
+
+  private countedWorker(roundId: string, workerId: string): void {
+    (this.fate(roundId).counted ??= new Set()).add(workerId);
   }
 
   voted(workerId: string, roundId: string, reply: PrepareReply): void {
@@ -116,10 +146,19 @@ export class Checker {
     this.checkFate(roundId, epoch, fate);
   }
 
-  baseAdopted(workerId: string, queue: string, epoch: number, roundId: string): void {
+  /**
+   * A worker took epoch E as `queue`'s base: from a decision (DECIDE or asking), or from the
+   * assignment a (re)starting capture gets, the latest checkpoint's cut.
+   */
+  baseAdopted(workerId: string, queue: string, epoch: number, roundId: string, how: 'decision' | 'assignment'): void {
     const visible = this.store.manifests.get(epoch);
     if (visible?.roundId !== roundId) {
       throw new Violation('visible-base', `worker ${workerId} took epoch ${epoch} (round ${roundId}) as the base of ${queue}, but ${visible ? `the visible manifest is of round ${visible.roundId}` : 'no manifest of it is visible'}`);
+    }
+    const entry = visible.queues.find((e) => e.definition?.name === queue);
+    if (!entry || entry.outsideCut || (how === 'decision' && entry.workerId !== workerId)) {
+      const what = !entry ? 'it leaves the queue out' : entry.outsideCut ? `it carries the queue from checkpoint ${entry.outsideCut.sinceEpoch}, outside its cut` : `it took the queue from worker ${entry.workerId}`;
+      throw new Violation('counted-base', `worker ${workerId} took epoch ${epoch} (round ${roundId}) as the base of ${queue} (${how}), but ${what}: its next part would build on a cut no checkpoint holds`);
     }
   }
 
@@ -139,14 +178,67 @@ export class Checker {
       const name = entry.definition?.name ?? '';
       if (seen.has(name)) throw new Violation('complete-manifest', `checkpoint ${epoch} lists ${name} twice`);
       seen.add(name);
+      if (!entry.outsideCut) this.countedWorker(roundId, entry.workerId);
     }
+    this.checkFate(roundId, epoch, fate);
+    const parent = manifest.parentEpoch === 0 ? undefined : this.store.manifests.get(manifest.parentEpoch);
+    let inside = 0;
+    // What the round recorded with its COMMIT: the queues outside its cut, and since when.
+    const recorded = this.committed.get(roundId)!;
     for (const q of this.queues) {
       const entry = manifest.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
-      if (!entry) throw new Violation('complete-manifest', `checkpoint ${epoch} is visible without queue ${q.name}`);
+      const before = parent?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+      const since = recorded.get(q.name);
+      const shown = !entry ? 0 : entry.outsideCut ? entry.outsideCut.sinceEpoch : undefined;
+      if (since !== shown) {
+        const what = (e: number | undefined) => (e === undefined ? 'inside its cut' : e === 0 ? 'left out' : `carried from checkpoint ${e}`);
+        throw new Violation('complete-manifest', `checkpoint ${epoch} shows ${q.name} ${what(shown)}, but its COMMIT recorded it ${what(since)}`);
+      }
+      if (!entry) {
+        // G8: a queue that could not take part is left out only when no checkpoint holds it yet.
+        if (before) throw new Violation('complete-manifest', `checkpoint ${epoch} is visible without queue ${q.name}, which its parent ${manifest.parentEpoch} holds`);
+        continue;
+      }
+      if (entry.outsideCut) {
+        const since = this.checkOutside(manifest, q, entry, before);
+        this.checkPrefix(since, q, entry);
+        continue;
+      }
+      inside += 1;
       this.checkVoted(manifest, q, entry);
       this.checkPrefix(manifest, q, entry);
     }
-    if (seen.size !== this.queues.length) throw new Violation('complete-manifest', `checkpoint ${epoch} lists queues that are not protected`);
+    if (inside === 0) throw new Violation('complete-manifest', `checkpoint ${epoch} is visible with no queue inside its cut`);
+    if (manifest.queues.some((e) => !this.queues.some((q) => q.vhost === e.definition?.vhost && q.name === e.definition?.name))) {
+      throw new Violation('complete-manifest', `checkpoint ${epoch} lists queues that are not protected`);
+    }
+  }
+
+  /**
+   * An entry outside the cut is the queue's last good cut (G8): its parent entry unchanged (marks
+   * aside), holding the cut of checkpoint `since_epoch`, where the queue was inside. Returns that
+   * checkpoint, whose fence the entry's data is checked against.
+   */
+  private checkOutside(manifest: CheckpointManifest, q: SimQueue, entry: QueueCheckpoint, before: QueueCheckpoint | undefined): CheckpointManifest {
+    const mark = entry.outsideCut!;
+    const fail = (what: string): never => {
+      throw new Violation('outside-cut', `checkpoint ${manifest.epoch} carries ${q.name} from checkpoint ${mark.sinceEpoch}, but ${what}`);
+    };
+    if (!before) return fail(`its parent ${manifest.parentEpoch} does not hold the queue`);
+    if (!samePart(before, entry) || before.workerId !== entry.workerId) fail(`the entry (cut ${entry.cutOffset}) is not the parent's (cut ${before.cutOffset})`);
+    const since = this.store.manifests.get(mark.sinceEpoch);
+    const last = since?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+    if (!since || !last) return fail('that checkpoint is not visible or lacks the queue');
+    if (last.outsideCut) fail(`the queue was outside that checkpoint's cut too (since ${last.outsideCut.sinceEpoch})`);
+    if (last.cutOffset !== entry.cutOffset || last.messages !== entry.messages || last.startOffset !== entry.startOffset) {
+      fail(`its cut ${entry.cutOffset} (${entry.messages} messages) is not that checkpoint's ${last.cutOffset} (${last.messages})`);
+    }
+    // since_ms is when the queue first could not take part: kept while it stays outside.
+    if (before.outsideCut && (before.outsideCut.sinceEpoch !== mark.sinceEpoch || before.outsideCut.sinceMs !== mark.sinceMs)) {
+      fail(`its parent marked it outside since checkpoint ${before.outsideCut.sinceEpoch} at ${before.outsideCut.sinceMs}, now ${mark.sinceEpoch} at ${mark.sinceMs}`);
+    }
+    if (!before.outsideCut && mark.sinceEpoch !== manifest.parentEpoch) fail(`it was inside its parent ${manifest.parentEpoch}'s cut`);
+    return since;
   }
 
   /** Every entry is the queue's part of a YES vote its owner gave in this very round. */
@@ -196,8 +288,12 @@ export class Checker {
     for (const record of this.broker.journals.get(q.name)!.slice(entry.startOffset, entry.cutOffset)) if (record.kind === 'data') want.push(record.id);
     if (got.length !== want.length || got.some((id, i) => id !== want[i])) fail(`restores messages [${got.join(',')}] but the journal holds [${want.join(',')}] before the fence`);
     if (entry.messages !== want.length) fail(`counts ${entry.messages} messages, the prefix holds ${want.length}`);
+    // Cuts inside the cut of their checkpoints never run backwards; a carried entry (G8) holds an
+    // older cut by design, and says so.
+    if (entry.outsideCut) return;
     for (const other of this.store.manifests.values()) {
-      const cut = other.queues.find((e) => e.definition?.name === q.name)?.cutOffset;
+      const theirs = other.queues.find((e) => e.definition?.name === q.name);
+      const cut = theirs?.outsideCut ? undefined : theirs?.cutOffset;
       if (cut === undefined || other.epoch === manifest.epoch) continue;
       if ((other.epoch < manifest.epoch && cut > entry.cutOffset) || (other.epoch > manifest.epoch && cut < entry.cutOffset)) {
         fail(`cut ${entry.cutOffset} and checkpoint ${other.epoch}'s cut ${cut} run backwards`);
@@ -223,6 +319,14 @@ export class Checker {
     const committed = fate.visible ?? fate.committed;
     if (committed && fate.aborted) {
       throw new Violation('single-outcome', `round ${roundId} of epoch ${epoch} is committed (${committed}) and aborted (${fate.aborted})`);
+    }
+    // A round that committed nothing of a worker's vote tells it ABORT (G8); one that did, never.
+    for (const [workerId, where] of fate.abortedFor ?? []) {
+      if (committed && fate.counted?.has(workerId)) {
+        throw new Violation('single-outcome', `round ${roundId} of epoch ${epoch} is committed (${committed}) counting queues of ${workerId}, and aborted for it (${where})`);
+      }
+      // With no COMMIT known at all, an ABORT is the round's decision, as before G8.
+      if (!committed) fate.aborted ??= where;
     }
     // The earlier checker (regressions.ts): a forgotten round must never become visible.
     if (this.strictForget && fate.visible && fate.forgotten) {

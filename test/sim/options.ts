@@ -3,7 +3,7 @@
  * (only in tests that prove the checker can fail) a deliberately broken variant of the protocol.
  * A seed picks every value that is not given, so 10,000 seeds cover many shapes.
  */
-import type { Random } from './random.js';
+import { Random } from './random.js';
 
 /**
  * Deliberately broken protocols. Each one breaks a rule the real code keeps; a test asserts the
@@ -26,7 +26,13 @@ export type Variant =
   /** Decision writes are not fenced by the lease: a deposed leader can still record. */
   | 'unfenced-decisions'
   /** Recovery treats a `started` epoch as committed instead of presuming abort. */
-  | 'presume-commit';
+  | 'presume-commit'
+  /**
+   * A worker adopts a COMMIT's cut as the base of every queue that read the round's fence, not
+   * only those the checkpoint counted from its vote (G8): a queue carried forward builds its next
+   * part on a cut no manifest holds.
+   */
+  | 'adopt-uncounted-base';
 
 export const VARIANTS: readonly Variant[] = [
   'commit-on-timeout',
@@ -36,6 +42,7 @@ export const VARIANTS: readonly Variant[] = [
   'vote-before-durable',
   'unfenced-decisions',
   'presume-commit',
+  'adopt-uncounted-base',
 ];
 
 /**
@@ -142,6 +149,13 @@ export interface FaultRates {
   fenceError: number;
   /** Chance per fault tick that Redis loses everything (G5). */
   redisLoss: number;
+  /**
+   * Chance per fault tick that one queue's segment writes start failing for 200 ms to 3 s (its
+   * store prefix unwritable, say): the queue cannot take part in rounds meanwhile, the others
+   * still commit (G8). Drawn from a stream of its own, so the other faults of a seed stay as
+   * they were.
+   */
+  queueOutage: number;
 }
 
 /** A schedule's options; "seeded" values are drawn from the seed unless pinned. */
@@ -169,6 +183,8 @@ export interface SimOptions {
   faults: FaultRates;
   /** A deliberately broken protocol. @default undefined (the real one) */
   variant: Variant | undefined;
+  /** TIDEMARK_STRICT_ROUNDS: any queue that cannot take part aborts the round (no G8). @default false */
+  strictRounds: boolean;
   /** @default NO_GAPS (modelled fixed) */
   gaps: KnownGaps;
   /**
@@ -243,6 +259,8 @@ export function optionsFor(seed: number, random: Random, overrides: OptionOverri
     // (docs/RELIABILITY.md). One liveness gap stays open and unchecked by default:
     // `leaderMustOutrankWorkers`.
     redisLoss: calm ? 0 : random.pick([0, 0.02, 0.05]),
+    // Its own stream: adding it left every other draw of a seed as it was.
+    queueOutage: calm ? 0 : new Random(seed * 7_919 + 13).pick([0, 0, 0.03, 0.1]),
     ...overrides.faults,
   };
   const { faults: _faults, gaps, ...rest } = overrides;
@@ -259,6 +277,7 @@ export function optionsFor(seed: number, random: Random, overrides: OptionOverri
     prepareTimeoutMs: random.pick([300, 600, 1_000]),
     faults,
     variant: undefined,
+    strictRounds: false,
     pauseBetweenCheckAndWrite: false,
     leaderMustOutrankWorkers: false,
     strictForget: false,

@@ -16,8 +16,10 @@
  * - KnownGaps `recoveryGivesUpOnTransientErrors`: a transient store error while finishing is
  *   reported to the plan as final (`unfinishable`), as the old recovery.ts did.
  */
-import { CorruptDataError, errorMessage, ObjectNotFoundError } from '../../services/core/errors.js';
+import { CorruptDataError, errorMessage, NotFoundError, ObjectNotFoundError } from '../../services/core/errors.js';
 import type { VotedPartition } from '../../services/coordinator/checkpoint-round.js';
+import { countedByWorker } from '../../services/coordinator/outside-cut.js';
+import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import { isFinalFinishError, RecoveryPlan, stagedMismatch, type RecoveryReport, type RecoveryStep } from '../../services/coordinator/recovery-plan.js';
 import type { CoordinatorNode } from './coordinator-node.js';
 import type { SimDecisionRecord } from './redis.js';
@@ -40,7 +42,7 @@ export function recoverRounds(world: World, leader: CoordinatorNode, done: (resu
       const plan = new RecoveryPlan(all.value, listed.value, token);
       const next = (): void => {
         const step = plan.step(scheduler.now);
-        if (!step) return done({ ok: true, value: plan.report });
+        if (!step) return counted(0);
         if (step.kind === 'record') {
           if (options.variant === 'presume-commit') step.record.state = 'committed';
           const update: SimDecisionRecord = { ...step.record, roundId: step.record.roundId!, ghostAcquisition: acquisition };
@@ -53,11 +55,24 @@ export function recoverRounds(world: World, leader: CoordinatorNode, done: (resu
           return;
         }
         finish(world, leader, plan, step, (err) => {
+          if (err === undefined && step.parentEpoch > 0) world.stats.finishedCarrying += 1;
           if (err === undefined) plan.finished(step);
           else if (isFinalFinishError(err) || options.gaps.recoveryGivesUpOnTransientErrors) plan.unfinishable(step);
           else return fail(errorMessage(err));
           scheduler.log(`${leader.id} recovery: checkpoint ${step.epoch} ${err === undefined ? 'finished' : `unfinishable: ${errorMessage(err)}`}`);
           next();
+        });
+      };
+      // recovery.ts: a partial commit's workers hear what its visible manifest counted of their votes.
+      const counted = (i: number): void => {
+        const round = plan.report.decided[i];
+        if (!round) return done({ ok: true, value: plan.report });
+        if (!round.partial) return counted(i + 1);
+        net.read(leader, `recovery: read manifest ${round.epoch}`, options.faults.storeError, () => store.manifests.get(round.epoch), (read) => {
+          if (!read.ok) return fail(read.error);
+          if (!read.value) return fail(`checkpoint ${round.epoch} does not exist`);
+          round.counted = countedByWorker(read.value);
+          counted(i + 1);
         });
       };
       next();
@@ -71,8 +86,13 @@ function finish(world: World, leader: CoordinatorNode, plan: RecoveryPlan, step:
   const partitions: VotedPartition[] = [];
   const read = (i: number): void => {
     if (i === step.commit.partitions.length) {
-      const manifest = plan.manifest(step, partitions);
-      net.call(leader, `recovery: put manifest ${step.epoch}`, options.faults.storeError, 0, () => store.putManifest(manifest, leader.id), (put) => done(put.ok ? undefined : new Error(put.error)));
+      // recovery.ts: a round that carried queues (G8) is assembled with its parent's entries.
+      if (step.parentEpoch === 0) return publish(undefined);
+      net.read(leader, `recovery: get manifest ${step.parentEpoch}`, options.faults.storeError, () => store.manifests.get(step.parentEpoch), (got) => {
+        if (!got.ok) return done(new Error(got.error));
+        if (!got.value) return done(new NotFoundError(`checkpoint ${step.parentEpoch} does not exist`));
+        publish(got.value);
+      });
       return;
     }
     const p = step.commit.partitions[i];
@@ -84,6 +104,15 @@ function finish(world: World, leader: CoordinatorNode, plan: RecoveryPlan, step:
       partitions.push({ workerId: p.workerId, queues: got.value.queues });
       read(i + 1);
     });
+  };
+  const publish = (parent: CheckpointManifest | undefined): void => {
+    let manifest: CheckpointManifest;
+    try {
+      manifest = plan.manifest(step, partitions, parent);
+    } catch (err) {
+      return done(err);
+    }
+    net.call(leader, `recovery: put manifest ${step.epoch}`, options.faults.storeError, 0, () => store.putManifest(manifest, leader.id), (put) => done(put.ok ? undefined : new Error(put.error)));
   };
   read(0);
 }

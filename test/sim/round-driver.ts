@@ -15,7 +15,8 @@ import type { CommitRecord } from '../../services/core/state/decision-log.js';
 import { assembleManifest, CheckpointRound, commitRecordOf, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from '../../services/coordinator/checkpoint-round.js';
 import { MANIFEST_RETRY_FIRST_MS, nextManifestRetryMs, nextPrepareRetryMs, PREPARE_RETRY_FIRST_MS, prepareRetryFits, ROUND_DEADLINE_EXTRA_MS } from '../../services/coordinator/timing.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
-import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
+import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest, type QueueRef } from '../../services/gen/tidemark/v1/worker.js';
+import { decideRequest } from '../../services/coordinator/outside-cut.js';
 import { isRetryable, type Result } from './worker-node.js';
 import type { CoordinatorNode } from './coordinator-node.js';
 import type { Task } from './scheduler.js';
@@ -96,7 +97,8 @@ export class RoundDriver {
       case 'write-manifest':
         return this.writeManifest(effect.manifest, () => this.dispatch({ type: 'manifest-written' }));
       case 'send-decision':
-        for (const workerId of effect.workerIds) leader.sendDecision(workerId, this.decide(effect.decision));
+        if (effect.counted) world.stats.partial += 1;
+        for (const workerId of effect.workerIds) leader.sendDecision(workerId, this.decide(effect.decision, effect.counted && (effect.counted.get(workerId) ?? [])));
         return;
       case 'finish':
         return this.done(effect.outcome, effect.reason);
@@ -124,8 +126,9 @@ export class RoundDriver {
     });
   }
 
-  private decide(outcome: Outcome): DecideRequest {
-    return { leaderToken: this.plan.leaderToken, epoch: this.plan.epoch, roundId: this.plan.roundId, decision: decisionOf(outcome), counted: [] };
+  /** round-runner sendDecision: COMMIT lists what it counted of the worker's vote (decideRequest). */
+  private decide(outcome: Outcome, counted?: QueueRef[]): DecideRequest {
+    return decideRequest(this.plan, outcome === 'committed', counted);
   }
 
   /** One fence per vhost; the round hears of a failure as soon as one publish fails. */

@@ -156,6 +156,7 @@ function buildWorld(options: SimOptions, random: Random): World {
     queues,
     definitions,
     workers: new Map(),
+    outages: new Map(),
     calm: false,
     crash: (node) => crash(world, node),
     stats: emptyStats(),
@@ -185,8 +186,17 @@ function startProducers(world: World): void {
 function startChaos(world: World, nodes: Node[]): void {
   const { scheduler, random, options } = world;
   const f = options.faults;
+  // Queue outages draw from a stream of their own: the other faults of a seed stay as they were.
+  const outageRandom = new Random(options.seed * 7_919 + 29);
   const chaos = () => {
     if (world.calm) return;
+    if (outageRandom.chance(f.queueOutage)) {
+      const q = outageRandom.pick(world.queues);
+      const until = scheduler.now + outageRandom.int(200, 3_000);
+      world.outages.set(q.name, Math.max(until, world.outages.get(q.name) ?? 0));
+      world.stats.queueOutages += 1;
+      scheduler.log(`OUTAGE ${q.name}: its segment writes fail until ${until}`);
+    }
     if (random.chance(f.crash)) crash(world, random.pick(nodes));
     if (random.chance(f.pause)) {
       const node = random.pick(nodes);

@@ -19,12 +19,14 @@
  *   leader would send it).
  * All of this is volatile: a crash loses it.
  */
-import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
+import { Decision, Vote, type DecideRequest, type PrepareReply, type PrepareRequest, type QueueFailure } from '../../services/gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import { partitionKey } from '../../services/core/store/keys.js';
 import type { Outcome } from '../../services/coordinator/checkpoint-round.js';
-import { answerInquiry } from '../../services/worker/decision-inquiry.js';
-import { inquiryIntervalMs, Participant, type ParticipantRound, type PrepareAdmission } from '../../services/worker/participant.js';
+import { baseOf } from '../../services/coordinator/assignment.js';
+import { answerInquiry, countedFor } from '../../services/worker/decision-inquiry.js';
+import { countedOf, failedReason, inquiryIntervalMs, Participant, type ParticipantRound, type PrepareAdmission, type QueueOutcome, splitOutcomes } from '../../services/worker/participant.js';
+import { queueKey, splitQueueKey } from '../../services/core/format/queue-key.js';
 import { errorMessage } from '../../services/core/errors.js';
 import type { SimQueue } from './broker.js';
 import type { Task } from './scheduler.js';
@@ -42,6 +44,8 @@ export function isRetryable(error: string): boolean {
 /** What the worker keeps with a round while preparing it (the real one keeps the promise of its vote). */
 interface Preparing {
   request: PrepareRequest;
+  /** Queues that cannot take part, by name, and why (G8): the vote lists them as failed. */
+  failed: Map<string, string>;
   /** The vote, once given; every repeat of the PREPARE gets it. */
   reply: PrepareReply | undefined;
   responders: Respond<PrepareReply>[];
@@ -120,13 +124,16 @@ export class WorkerNode implements Node {
       const manifest = latest.value;
       for (const q of this.owned) {
         const entry = manifest?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+        // assignment.ts baseOf: a queue carried forward (G8) resumes from the checkpoint whose cut
+        // its entry still holds, whose fence is at that offset.
+        const base = entry && manifest ? baseOf(entry, manifest.epoch) : 0;
         this.install(
           q,
           entry && manifest
-            ? { startOffset: entry.startOffset, resumeOffset: entry.cutOffset, baseEpoch: manifest.epoch, baseMessages: entry.messages }
+            ? { startOffset: entry.startOffset, resumeOffset: entry.cutOffset, baseEpoch: base, baseMessages: entry.messages }
             : { startOffset: 0, resumeOffset: 0, baseEpoch: 0, baseMessages: 0 },
         );
-        if (entry && manifest) this.world.checker.baseAdopted(this.id, q.name, manifest.epoch, manifest.roundId);
+        if (entry && manifest) this.world.checker.baseAdopted(this.id, q.name, base, store.manifests.get(base)?.roundId ?? '', 'assignment');
       }
     });
   }
@@ -175,7 +182,9 @@ export class WorkerNode implements Node {
     if (!segment || capture.flushing) return;
     capture.flushing = true;
     const { net, store, options } = this.world;
-    net.call(this, `put segment ${capture.queue.name} ${segment.firstOffset}-${segment.lastOffset}`, options.faults.storeError, 0, () => {
+    // A queue in an outage (FaultRates.queueOutage) cannot write its segments.
+    const out = (this.world.outages.get(capture.queue.name) ?? 0) > this.world.scheduler.now;
+    net.call(this, `put segment ${capture.queue.name} ${segment.firstOffset}-${segment.lastOffset}`, out ? 1 : options.faults.storeError, 0, () => {
       const journal = this.world.broker.journals.get(capture.queue.name)!;
       store.segments.set(segment.key, {
         queue: capture.queue.name,
@@ -218,46 +227,69 @@ export class WorkerNode implements Node {
       earlier.responders.push(respond);
       return;
     }
-    const missing = request.queues.filter((q) => !this.captures.has(q.queue));
-    if (missing.length > 0) return respond({ ok: true, value: this.no(`worker ${this.id} does not capture ${missing.map((q) => q.queue).join(', ')}`) });
-    const round = this.participant.begin(request, { request, reply: undefined, responders: [respond], staging: false, deadline: undefined });
+    const round = this.participant.begin(request, { request, failed: new Map(), reply: undefined, responders: [respond], staging: false, deadline: undefined });
+    for (const q of request.queues) if (!this.captures.has(q.queue)) round.preparing.failed.set(q.queue, `worker ${this.id} does not capture it`);
     this.preparing.add(round);
     round.preparing.deadline = this.world.net.timer(this, deadlineAt - this.world.scheduler.now, `${this.id} prepare ${request.epoch} deadline`, () => {
-      // The gRPC deadline aborts the wait for the fence and the flushes, not the staging write.
-      if (!round.preparing.staging) this.answer(round, this.no(`prepare of epoch ${request.epoch} ran out of time`));
+      // The gRPC deadline aborts the wait for the fence and the flushes, not the staging write:
+      // the queues not ready fail, and the others are staged and voted (Worker.prepareRound).
+      this.advance(round, `prepare of epoch ${request.epoch} ran out of time`);
     });
     this.advance(round);
   }
 
-  /** One look at a running PREPARE: fences read? durable? then stage and vote. */
-  private advance(round: PreparedRound): void {
+  /**
+   * One look at a running PREPARE, queue by queue (G8): fence read? durable? A queue whose capture
+   * failed, or whose flush failed, cannot take part; once every queue is ready or failed, the
+   * ready ones are staged and voted YES with the failed ones listed (NO if none is ready).
+   * `outOfTime`: the deadline passed, so every queue not ready fails with that reason.
+   */
+  private advance(round: PreparedRound, outOfTime?: string): void {
     if (round.preparing.staging || !this.preparing.has(round)) return;
     const { epoch, roundId } = round;
-    const parts: QueueCheckpoint[] = [];
+    const { failed } = round.preparing;
+    const outcomes: QueueOutcome[] = [];
     let ready = true;
     for (const ref of round.preparing.request.queues) {
+      const gone = failed.get(ref.queue);
+      if (gone !== undefined) {
+        outcomes.push({ vhost: ref.vhost, queue: ref.queue, failure: gone });
+        continue;
+      }
       const capture = this.captures.get(ref.queue)!;
-      if (capture.failure) return this.answer(round, this.no(`worker ${this.id}: ${capture.failure}`));
+      if (capture.failure) {
+        failed.set(ref.queue, capture.failure);
+        outcomes.push({ vhost: ref.vhost, queue: ref.queue, failure: capture.failure });
+        continue;
+      }
       const fence = capture.fence(epoch, roundId);
-      if (!fence) {
+      const durable = fence && (this.world.options.variant === 'vote-before-durable' || capture.ledger.durableThrough(fence));
+      if (!fence || !durable) {
+        if (outOfTime) {
+          failed.set(ref.queue, outOfTime);
+          outcomes.push({ vhost: ref.vhost, queue: ref.queue, failure: outOfTime });
+          continue;
+        }
         ready = false;
+        // A failed flush the PREPARE itself asked for fails the queue (QueueCapture.prepare rethrows it).
+        if (fence) {
+          this.flush(capture, (ok) => {
+            if (ok || failed.has(ref.queue)) return;
+            failed.set(ref.queue, `segment write of ${ref.queue} failed`);
+            this.advance(round);
+          });
+        }
         continue;
       }
-      const durable = this.world.options.variant === 'vote-before-durable' || capture.ledger.durableThrough(fence);
-      if (!durable) {
-        ready = false;
-        // A failed flush the PREPARE itself asked for is a NO (QueueCapture.prepare rethrows it).
-        this.flush(capture, (ok) => {
-          if (!ok) this.answer(round, this.no(`worker ${this.id}: segment write of ${ref.queue} failed`));
-        });
-        continue;
-      }
-      parts.push(capture.part(fence, this.id));
+      outcomes.push({ vhost: ref.vhost, queue: ref.queue, part: capture.part(fence, this.id) });
     }
-    if (ready) this.stage(round, parts);
+    if (!ready) return;
+    const { parts, failed: failures } = splitOutcomes(outcomes);
+    if (parts.length === 0) return this.answer(round, this.no(failedReason(this.id, failures), failures));
+    this.stage(round, parts, failures);
   }
 
-  private stage(round: PreparedRound, queues: QueueCheckpoint[]): void {
+  private stage(round: PreparedRound, queues: QueueCheckpoint[], failed: QueueFailure[]): void {
     round.preparing.staging = true;
     const { epoch, roundId } = round;
     const { net, store, options } = this.world;
@@ -267,7 +299,7 @@ export class WorkerNode implements Node {
       store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.preparing.request.leaderToken, roundId, queues });
     }, (result) => {
       if (!result.ok) return this.answer(round, this.no(`worker ${this.id} cannot stage its partition manifest: ${result.error}`));
-      const reply: PrepareReply = { vote: Vote.VOTE_YES, reason: '', workerId: this.id, queues, partitionKey: key, partitionSha256: sha256 };
+      const reply: PrepareReply = { vote: Vote.VOTE_YES, reason: '', workerId: this.id, queues, partitionKey: key, partitionSha256: sha256, failed };
       this.world.checker.voted(this.id, roundId, reply);
       this.answer(round, reply);
     });
@@ -282,8 +314,8 @@ export class WorkerNode implements Node {
     for (const respond of round.preparing.responders) respond({ ok: true, value: reply });
   }
 
-  private no(reason: string): PrepareReply {
-    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '' };
+  private no(reason: string, failed: QueueFailure[] = []): PrepareReply {
+    return { vote: Vote.VOTE_NO, reason, workerId: this.id, queues: [], partitionKey: '', partitionSha256: '', failed };
   }
 
   /** Worker.decide. */
@@ -292,17 +324,23 @@ export class WorkerNode implements Node {
     const stale = this.stale(request.leaderToken);
     if (stale) return respond({ ok: false, error: stale });
     const outcome: Outcome = request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted';
-    this.apply(request.epoch, request.roundId, outcome, 'DECIDE');
+    this.apply(request.epoch, request.roundId, outcome, 'DECIDE', countedOf(request));
     respond({ ok: true, value: undefined });
   }
 
-  /** Worker.apply: COMMIT makes the round's cut each queue's base; ABORT forgets the round's fence. */
-  private apply(epoch: number, roundId: string, outcome: Outcome, how: string): void {
-    this.world.scheduler.log(`${this.id} applies ${outcome} of ${epoch} (${how})`);
+  /**
+   * Worker.apply: COMMIT makes the round's cut the base of each queue it counted (undefined: all);
+   * every other queue forgets the round's fence, as on ABORT. The broken variant
+   * `adopt-uncounted-base` adopts it for every queue.
+   */
+  private apply(epoch: number, roundId: string, outcome: Outcome, how: string, counted?: Set<string>): void {
+    this.world.scheduler.log(`${this.id} applies ${outcome} of ${epoch} (${how})${counted ? ` counting ${[...counted].map((id) => splitQueueKey(id).queue).join(',') || 'nothing'}` : ''}`);
     this.world.checker.learned(this.id, epoch, roundId, outcome, how !== 'DECIDE');
+    const everything = this.world.options.variant === 'adopt-uncounted-base';
     for (const capture of this.captures.values()) {
-      if (outcome === 'aborted') capture.abort(epoch, roundId);
-      else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId);
+      const takes = outcome === 'committed' && (everything || counted === undefined || counted.has(queueKey(capture.queue.vhost, capture.queue.name)));
+      if (!takes) capture.abort(epoch, roundId);
+      else if (capture.commit(epoch, roundId)) this.world.checker.baseAdopted(this.id, capture.queue.name, epoch, roundId, 'decision');
     }
     this.participant.learned(roundId, outcome);
   }
@@ -327,14 +365,16 @@ export class WorkerNode implements Node {
       const { epoch, roundId } = due[i];
       net.read(this, `ask decision ${epoch}`, options.faults.redisError, () => redis.decisions.get(epoch), (record) => {
         if (!record.ok) return stop();
-        net.read(this, `ask manifest ${epoch}`, options.faults.storeError, () => store.manifests.get(epoch)?.roundId, (manifest) => {
-          if (!manifest.ok) return stop();
+        net.read(this, `ask manifest ${epoch}`, options.faults.storeError, () => store.manifests.get(epoch), (read) => {
+          if (!read.ok) return stop();
+          const manifest = { ok: true as const, value: read.value?.roundId };
           const answer = (newestVisible: number | undefined) => {
             this.world.stats.askedDecisions += 1;
             const rec = record.value;
             const facts = { record: rec && { state: rec.state, roundId: rec.roundId }, manifestRoundId: manifest.value, newestVisible };
             const answer = answerInquiry({ epoch, roundId }, facts);
-            if (answer !== 'wait') this.apply(epoch, roundId, answer === 'commit' ? 'committed' : 'aborted', `asked: ${JSON.stringify(facts)}`);
+            // Worker.inquire: the manifest says which of our queues it took from our vote.
+            if (answer !== 'wait') this.apply(epoch, roundId, answer === 'commit' ? 'committed' : 'aborted', `asked: ${JSON.stringify(facts)}`, read.value && countedFor(read.value, this.id));
             else if (options.variant === 'adopt-base-on-commit-record' && rec?.state === 'committed' && rec.roundId === roundId) {
               this.apply(epoch, roundId, 'committed', 'asked, broken: no manifest');
             }

@@ -28,6 +28,8 @@ export interface World {
   workers: Map<string, WorkerNode>;
   /** True once faults have stopped: no new rounds, no producers, the world should settle. */
   calm: boolean;
+  /** Queues whose segment writes fail until the time given (FaultRates.queueOutage), by name. */
+  outages: Map<string, number>;
   /** Crashes a process now; it restarts a little later. */
   crash: (node: Node) => void;
   stats: SimStats;
@@ -52,6 +54,12 @@ export interface SimStats {
   leaderOutranked: number;
   crashes: number;
   pauses: number;
+  /** Queue outages begun (FaultRates.queueOutage). */
+  queueOutages: number;
+  /** Committed checkpoints with some queue outside the cut (G8). */
+  partial: number;
+  /** Of the rounds recovery finished, those that carried queues from their parent checkpoint. */
+  finishedCarrying: number;
   redisLosses: number;
 }
 
@@ -71,6 +79,9 @@ export function emptyStats(): SimStats {
     leaderOutranked: 0,
     crashes: 0,
     pauses: 0,
+    queueOutages: 0,
+    partial: 0,
+    finishedCarrying: 0,
     redisLosses: 0,
   };
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   assembleManifest,
   CheckpointRound,
+  type PriorEntry,
   type RoundEffect,
   type RoundEvent,
   type RoundParticipant,
@@ -51,6 +52,10 @@ interface PlanOptions {
   assignment?: Record<string, QueueSpec[]>;
   /** Queues the round must cover; defaults to every assigned queue. */
   queues?: QueueSpec[];
+  /** All-or-nothing (TIDEMARK_STRICT_ROUNDS); these fixtures default to it, the G8 tests turn it off. */
+  strict?: boolean;
+  /** The parent checkpoint's entries, by queue id (the round plan's prior). */
+  prior?: Map<string, PriorEntry>;
 }
 
 const DEFAULT_ASSIGNMENT: Record<string, QueueSpec[]> = {
@@ -88,6 +93,8 @@ function makePlan(options: PlanOptions = {}): RoundPlan {
     exchanges: EXCHANGES,
     parentEpoch: options.parentEpoch ?? 5,
     isVisible: (e) => visible.has(e),
+    strict: options.strict ?? true,
+    ...(options.prior ? { prior: options.prior } : {}),
   };
 }
 
@@ -963,5 +970,180 @@ describe('checkpoint round: possibly incomplete queues (I5)', () => {
     const { commit, manifest } = commitWith(makePlan(), []);
     expect(commit.marks).toBeUndefined();
     expect(manifest.queues.every((q) => q.incomplete.length === 0)).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// G8: one queue that cannot take part never stops the others
+// ---------------------------------------------------------------------------------------------
+
+describe('checkpoint round: queues outside the cut (G8)', () => {
+  /** The parent checkpoint (5) holds every default queue at cut 50, each in its own chain from 3. */
+  function priorAll(extra: Partial<QueueCheckpoint> = {}): Map<string, PriorEntry> {
+    const prior = new Map<string, PriorEntry>();
+    for (const q of Object.values(DEFAULT_ASSIGNMENT).flat()) {
+      const e = { ...entry(q, { cut: 50, messages: 5, base: 3 }), definition: plannedDef(q.vhost, q.name), workerId: 'worker-old', ...extra };
+      prior.set(queueKey(q.vhost, q.name), { cutOffset: 50, incomplete: [], entry: e });
+    }
+    return prior;
+  }
+
+  function lenient(options: PlanOptions = {}): RoundPlan {
+    return makePlan({ strict: false, prior: priorAll(), ...options });
+  }
+
+  /** Runs `plan` to the end with `votes` (worker → event), returning the effects of interest. */
+  function run(plan: RoundPlan, votes: Record<string, RoundEvent | 'deadline'>) {
+    const driver = new Driver(plan);
+    driver.prepare(2_000);
+    for (const [, v] of Object.entries(votes)) if (v !== 'deadline') driver.send(v);
+    if (Object.values(votes).includes('deadline')) driver.send({ type: 'deadline' });
+    const record = only(driver.effects, 'record-decision')[0];
+    driver.send({ type: 'decision-recorded', atMs: 3_000 });
+    const manifest = only(driver.effects, 'write-manifest')[0]?.manifest;
+    driver.send({ type: 'manifest-written' });
+    return { driver, record, manifest, send: only(driver.effects, 'send-decision')[0], finish: only(driver.effects, 'finish')[0] };
+  }
+
+  const names = (m: CheckpointManifest) => Object.fromEntries(m.queues.map((q) => [q.definition!.name, q.outsideCut ? `outside since ${q.outsideCut.sinceEpoch}` : 'inside']));
+
+  it('commits the queues of the workers that voted YES and carries a NO worker\'s queues from the parent, marked outside the cut', () => {
+    const plan = lenient();
+    const { record, manifest, send, finish } = run(plan, {
+      'worker-a': vote('worker-a', fullYes(plan, 'worker-a', () => ({ cut: 120 }))),
+      'worker-b': vote('worker-b', no('worker-b', 'journal tidemark.journal.zeta was deleted')),
+    });
+    expect(record.decision).toBe('committed');
+    expect(names(manifest)).toEqual({ alpha: 'inside', 'mid.dle': 'inside', zeta: 'outside since 5', billing: 'outside since 5' });
+    const zeta = manifest.queues.find((q) => q.definition!.name === 'zeta')!;
+    // The carried entry is the parent's entry as it was: its cut, counts and chain (base 3).
+    expect(zeta).toMatchObject({ cutOffset: 50, messages: 5, baseEpoch: 3, workerId: 'worker-old' });
+    expect(zeta.segments).toEqual(plan.prior!.get(queueKey('/', 'zeta'))!.entry!.segments);
+    expect(zeta.outsideCut).toEqual({ sinceEpoch: 5, sinceMs: 2_000, reason: 'journal tidemark.journal.zeta was deleted' });
+    expect(manifest.queues.find((q) => q.definition!.name === 'alpha')!.cutOffset).toBe(120);
+    // The commit record says which queues are outside, so a new leader rebuilds the same manifest.
+    expect(record.commit!.outside!.map((o) => `${o.queue}@${o.sinceEpoch}`)).toEqual(['zeta@5', 'billing@5']);
+    expect(record.commit!.partitions.map((p) => p.workerId)).toEqual(['worker-a']);
+    // Each worker hears what was counted of its vote: the NO worker nothing (so ABORT, keeping its base).
+    expect(send.decision).toBe('committed');
+    expect(send.counted!.get('worker-a')!.map((q) => q.queue)).toEqual(['alpha', 'mid.dle']);
+    expect(send.counted!.get('worker-b')).toEqual([]);
+    expect(finish.reason).toContain('2 queue(s) outside the cut');
+    expect(finish.reason).toContain('zeta carried from checkpoint 5');
+  });
+
+  it('counts only the queues a YES vote prepared: a queue the worker lists as failed is carried, its other queues commit', () => {
+    const plan = lenient();
+    const partial = fullYes(plan, 'worker-b');
+    partial.queues = partial.queues.filter((q) => q.definition!.name !== 'billing');
+    partial.failed = [{ vhost: 'prod', queue: 'billing', reason: 'segment write failed: access denied' }];
+    const { manifest, send } = run(plan, { 'worker-a': vote('worker-a', fullYes(plan, 'worker-a')), 'worker-b': vote('worker-b', partial) });
+    expect(names(manifest)).toEqual({ alpha: 'inside', 'mid.dle': 'inside', zeta: 'inside', billing: 'outside since 5' });
+    expect(manifest.queues.find((q) => q.definition!.name === 'billing')!.outsideCut!.reason).toBe('worker worker-b: segment write failed: access denied');
+    expect(send.counted!.get('worker-b')!.map((q) => q.queue)).toEqual(['zeta']);
+  });
+
+  it('keeps since_epoch and since_ms of a queue already outside the parent\'s cut, with the new reason', () => {
+    const plan = makePlan({ strict: false, prior: priorAll({ outsideCut: { sinceEpoch: 3, sinceMs: 700, reason: 'old reason' } }) });
+    const { manifest } = run(plan, { 'worker-a': vote('worker-a', fullYes(plan, 'worker-a')), 'worker-b': { type: 'prepare-failed', workerId: 'worker-b', reason: 'UNAVAILABLE: connection refused' } });
+    const zeta = manifest.queues.find((q) => q.definition!.name === 'zeta')!;
+    expect(zeta.outsideCut).toEqual({ sinceEpoch: 3, sinceMs: 700, reason: 'worker worker-b did not vote: UNAVAILABLE: connection refused' });
+    // Back inside: alpha voted YES this round, so its old mark is gone.
+    expect(manifest.queues.find((q) => q.definition!.name === 'alpha')!.outsideCut).toBeUndefined();
+  });
+
+  it('leaves out a queue that cannot take part and that no checkpoint holds yet, and says so', () => {
+    const prior = priorAll();
+    prior.delete(queueKey('/', 'zeta'));
+    const plan = makePlan({ strict: false, prior });
+    const { manifest, record, finish } = run(plan, { 'worker-a': vote('worker-a', fullYes(plan, 'worker-a')), 'worker-b': 'deadline' });
+    expect(names(manifest)).toEqual({ alpha: 'inside', 'mid.dle': 'inside', billing: 'outside since 5' });
+    expect(record.commit!.outside!.find((o) => o.queue === 'zeta')).toMatchObject({ sinceEpoch: 0, reason: 'prepare deadline passed without a vote from worker worker-b' });
+    expect(finish.reason).toContain('/zeta left out, no checkpoint holds it yet');
+  });
+
+  it('aborts when no queue at all is inside the cut, naming every problem', () => {
+    const plan = lenient();
+    const { record, manifest, send } = run(plan, {
+      'worker-a': vote('worker-a', no('worker-a', 'worker-a: capture stopped')),
+      'worker-b': { type: 'prepare-failed', workerId: 'worker-b', reason: 'DEADLINE_EXCEEDED' },
+    });
+    expect(record.decision).toBe('aborted');
+    expect(record.reason).toBe('worker-a: capture stopped; worker worker-b did not vote: DEADLINE_EXCEEDED');
+    expect(manifest).toBeUndefined();
+    expect(send).toMatchObject({ decision: 'aborted' });
+    expect(send.counted).toBeUndefined();
+  });
+
+  it('waits for every participant before deciding: a NO does not end the round early', () => {
+    const plan = lenient();
+    const driver = new Driver(plan);
+    driver.prepare();
+    expect(driver.send(vote('worker-b', no('worker-b', 'broken')))).toEqual([]);
+    expect(driver.round.decision).toBeUndefined();
+    expect(driver.send(vote('worker-a', fullYes(plan, 'worker-a')))).toMatchObject([{ type: 'record-decision', decision: 'committed' }]);
+  });
+
+  it('puts a queue of a YES whose base is not visible outside the cut, and commits the rest of that vote', () => {
+    const plan = lenient();
+    const bad = fullYes(plan, 'worker-a', (q) => (q.name === 'alpha' ? { base: 4 } : {}));
+    const { manifest, send } = run(plan, { 'worker-a': vote('worker-a', bad), 'worker-b': vote('worker-b', fullYes(plan, 'worker-b')) });
+    expect(names(manifest).alpha).toBe('outside since 5');
+    expect(manifest.queues.find((q) => q.definition!.name === 'alpha')!.outsideCut!.reason).toContain('not visible');
+    expect(send.counted!.get('worker-a')!.map((q) => q.queue)).toEqual(['mid.dle']);
+  });
+
+  it('carries a queue no worker was assigned, instead of aborting the round', () => {
+    const plan = makePlan({
+      strict: false,
+      prior: priorAll(),
+      assignment: { 'worker-a': [{ vhost: '/', name: 'alpha' }] },
+      queues: [{ vhost: '/', name: 'alpha' }, { vhost: '/', name: 'zeta' }],
+    });
+    plan.unassignedWhy = 'worker w9 did not take its 1 queue(s): UNAVAILABLE';
+    const { manifest } = run(plan, { 'worker-a': vote('worker-a', fullYes(plan, 'worker-a')) });
+    expect(names(manifest)).toEqual({ alpha: 'inside', zeta: 'outside since 5' });
+    expect(manifest.queues.find((q) => q.definition!.name === 'zeta')!.outsideCut!.reason).toBe('no worker was assigned it (worker w9 did not take its 1 queue(s): UNAVAILABLE)');
+  });
+
+  it('keeps a restart mark on a carried queue too: the hole after its old cut stays reported (I5)', () => {
+    const plan = lenient();
+    const driver = new Driver(plan);
+    driver.send({ type: 'start' });
+    driver.send({ type: 'fences-published', atMs: 2_000, restarted: [{ vhost: 'prod', reason: 'the broker restarted' }] });
+    driver.send(vote('worker-a', fullYes(plan, 'worker-a')));
+    driver.send(vote('worker-b', no('worker-b', 'down')));
+    driver.send({ type: 'decision-recorded', atMs: 3_000 });
+    const billing = only(driver.effects, 'write-manifest')[0].manifest.queues.find((q) => q.definition!.name === 'billing')!;
+    expect(billing.outsideCut).toBeDefined();
+    expect(billing.incomplete).toEqual([{ epoch: 9, reason: 'the broker restarted', detectedAtMs: 2_000, afterOffset: 50 }]);
+  });
+
+  it('rebuilds the same manifest from the commit record, the staged partitions and the parent checkpoint (recovery)', () => {
+    const plan = lenient();
+    const partial = fullYes(plan, 'worker-b', () => ({ cut: 130 }));
+    // A staged partition may hold a queue the leader did not count (invisible base): never used.
+    partial.queues[1] = entry({ vhost: 'prod', name: 'billing' }, { base: 4 });
+    const { record, manifest } = run(plan, { 'worker-a': vote('worker-a', no('worker-a', 'down')), 'worker-b': vote('worker-b', partial) });
+    const parent = [...plan.prior!.values()].map((p) => p.entry!);
+    const rebuilt = assembleManifest(plan.epoch, record.commit!, 3_000, [{ workerId: 'worker-b', queues: partial.queues }], undefined, (vhost, queue) =>
+      parent.find((e) => e.definition!.vhost === vhost && e.definition!.name === queue),
+    );
+    // The dead leader took definitions from discovery; recovery from the partitions and the parent.
+    const strip = (m: CheckpointManifest) => m.queues.map((q) => ({ ...q, definition: undefined, journal: '' }));
+    expect(strip(rebuilt)).toEqual(strip(manifest));
+    expect(rebuilt.messages).toBe(manifest.messages);
+    expect(names(rebuilt)).toEqual({ alpha: 'outside since 5', 'mid.dle': 'outside since 5', zeta: 'inside', billing: 'outside since 5' });
+    // Without the parent's entry it refuses rather than drop a queue silently.
+    expect(() => assembleManifest(plan.epoch, record.commit!, 3_000, [{ workerId: 'worker-b', queues: partial.queues }])).toThrow(/holds no entry for/);
+  });
+
+  it('aborts on any queue that cannot take part when strict, as before', () => {
+    const plan = makePlan({ strict: true, prior: priorAll() });
+    const partial = fullYes(plan, 'worker-b');
+    partial.queues = partial.queues.slice(0, 1);
+    partial.failed = [{ vhost: 'prod', queue: 'billing', reason: 'gap' }];
+    const { record } = run(plan, { 'worker-a': vote('worker-a', fullYes(plan, 'worker-a')), 'worker-b': vote('worker-b', partial) });
+    expect(record).toMatchObject({ decision: 'aborted', reason: 'worker worker-b could not prepare prod/billing: gap' });
   });
 });

@@ -363,3 +363,16 @@ describe('store URL normalization', () => {
     expect(parseStoreUrl(config.store)).toEqual({ kind: 'file', dir: '/tmp/my store' });
   });
 });
+
+describe('config: strict rounds (G8)', () => {
+  it('defaults to carrying a queue that cannot take part, and TIDEMARK_STRICT_ROUNDS=true makes rounds all or nothing', () => {
+    expect(loadConfig({ env: {} }).strictRounds).toBe(false);
+    expect(loadConfig({ env: { TIDEMARK_STRICT_ROUNDS: 'true' } }).strictRounds).toBe(true);
+    expect(loadConfig({ env: { TIDEMARK_STRICT_ROUNDS: 'OFF' } }).strictRounds).toBe(false);
+    expect(loadConfig({ env: { TIDEMARK_STRICT_ROUNDS: '1' } }).strictRounds).toBe(true);
+  });
+
+  it('refuses a value that is not true or false, naming the variable', () => {
+    expect(() => loadConfig({ env: { TIDEMARK_STRICT_ROUNDS: 'maybe' } })).toThrow(/TIDEMARK_STRICT_ROUNDS.*"maybe" is not true or false/);
+  });
+});

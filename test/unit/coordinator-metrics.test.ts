@@ -14,6 +14,7 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
     coverageUnchecked: () => 4,
     incompleteQueues: () => 3,
+    outsideCut: () => [{ vhost: 'v1', queue: 'stuck', sinceMs: 1_700_000_100_000 }],
     unprotectedQueues: () => 5,
     journalBoundBytes: () => 64 * 1024 * 1024,
     journalPressure: () => true,
@@ -33,6 +34,8 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_coverage_gap_queues')).toBe(2);
     expect(m.get('tidemark_coverage_unchecked_queues')).toBe(4);
     expect(m.get('tidemark_incomplete_queues')).toBe(3);
+    expect(m.get('tidemark_outside_cut_queues')).toBe(1);
+    expect(m.get('tidemark_queue_outside_cut_since_timestamp_seconds{vhost="v1",queue="stuck"}')).toBe(1_700_000_100);
     expect(m.get('tidemark_unprotected_queues')).toBe(5);
     expect(m.get('tidemark_journal_bound_bytes')).toBe(64 * 1024 * 1024);
     expect(m.get('tidemark_journal_disk_pressure')).toBe(1);

@@ -1,6 +1,8 @@
 /** A worker asking for a round's decision adopts a cut only when its manifest is visible. */
 import { describe, expect, it } from 'vitest';
-import { answerInquiry } from '../../services/worker/decision-inquiry.js';
+import { answerInquiry, countedFor } from '../../services/worker/decision-inquiry.js';
+import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
 
 const round = { epoch: 7, roundId: 'r-7' };
 
@@ -32,5 +34,14 @@ describe('answerInquiry', () => {
   it('treats a record without a round id (older versions) as this round', () => {
     expect(answerInquiry(round, { record: { state: 'started' } })).toBe('wait');
     expect(answerInquiry(round, { record: { state: 'aborted' } })).toBe('abort');
+  });
+});
+
+describe('countedFor', () => {
+  it('takes from a visible manifest only this worker\'s queues inside the cut: a carried or another worker\'s queue keeps its base', () => {
+    const q = (name: string, workerId: string, outside = false) => ({ definition: { vhost: '/', name }, workerId, outsideCut: outside ? { sinceEpoch: 3, sinceMs: 1, reason: 'x' } : undefined });
+    const manifest = { queues: [q('a', 'w1'), q('b', 'w1', true), q('c', 'w2')] } as unknown as CheckpointManifest;
+    expect(countedFor(manifest, 'w1')).toEqual(new Set([queueKey('/', 'a')]));
+    expect(countedFor(manifest, 'w3')).toEqual(new Set());
   });
 });

@@ -4,8 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { StaleLeaderError } from '../../services/core/errors.js';
-import type { PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
-import { DECIDED_KEPT, INQUIRY_AFTER_LEASES, Participant } from '../../services/worker/participant.js';
+import { Decision, type PrepareRequest } from '../../services/gen/tidemark/v1/worker.js';
+import type { QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
+import { queueKey } from '../../services/core/format/queue-key.js';
+import { countedOf, DECIDED_KEPT, failedReason, INQUIRY_AFTER_LEASES, Participant, splitOutcomes } from '../../services/worker/participant.js';
 
 function prepare(epoch: number, leaderToken = 1, roundId = `r-${epoch}`): PrepareRequest {
   return { epoch, roundId, leaderToken } as PrepareRequest;
@@ -62,5 +64,27 @@ describe('Participant', () => {
     for (let e = 1; e <= DECIDED_KEPT + 1; e += 1) p.learned(`r-${e}`, 'aborted');
     expect(p.prepare(prepare(1, 1)).kind).toBe('new');
     expect(p.prepare(prepare(2, 1)).kind).toBe('decided');
+  });
+});
+
+describe('per-queue votes and counted decisions (G8)', () => {
+  const part = (queue: string) => ({ definition: { vhost: '/', name: queue } }) as QueueCheckpoint;
+
+  it('votes the queues it could prepare and lists the others with their reasons', () => {
+    const { parts, failed } = splitOutcomes([
+      { vhost: '/', queue: 'a', part: part('a') },
+      { vhost: '/', queue: 'b', failure: 'journal tidemark.journal.b was deleted' },
+      { vhost: '/', queue: 'c', part: part('c') },
+    ]);
+    expect(parts.map((p) => p.definition!.name)).toEqual(['a', 'c']);
+    expect(failed).toEqual([{ vhost: '/', queue: 'b', reason: 'journal tidemark.journal.b was deleted' }]);
+    expect(failedReason('w1', failed)).toBe('worker w1: //b: journal tidemark.journal.b was deleted');
+  });
+
+  it('adopts a COMMIT only for the queues it counted; an empty list (an older leader) means all; ABORT means none', () => {
+    const ref = (queue: string) => ({ vhost: '/', queue, census: undefined });
+    expect(countedOf({ decision: Decision.DECISION_COMMIT, counted: [ref('a')] })).toEqual(new Set([queueKey('/', 'a')]));
+    expect(countedOf({ decision: Decision.DECISION_COMMIT, counted: [] })).toBeUndefined();
+    expect(countedOf({ decision: Decision.DECISION_ABORT, counted: [ref('a')] })).toEqual(new Set());
   });
 });

@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CommitRecord, DecisionRecord } from '../../services/core/state/decision-log.js';
-import { PRESUMED_ABORT_REASON, RecoveryPlan, RESEND_EPOCHS, stagedMismatch, type RecoveryStep } from '../../services/coordinator/recovery-plan.js';
+import { PRESUMED_ABORT_REASON, RecoveryPlan, RESEND_EPOCHS, resendRequests, stagedMismatch, type RecoveryStep } from '../../services/coordinator/recovery-plan.js';
+import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
+import { Decision } from '../../services/gen/tidemark/v1/worker.js';
 
 function commitOf(epoch: number): CommitRecord {
   return {
@@ -74,5 +76,43 @@ describe('RecoveryPlan', () => {
     const p = commitOf(4).partitions[0];
     expect(stagedMismatch(p, 'abc')).toBeUndefined();
     expect(stagedMismatch(p, 'abd')).toContain('voted with abc');
+  });
+});
+
+describe('RecoveryPlan: rounds with queues outside their cut (G8)', () => {
+  const outside = { vhost: '/', queue: 'stuck', sinceEpoch: 3, sinceMs: 50, reason: 'journal deleted' };
+  const partialRecord = (epoch: number): DecisionRecord => ({ ...record(epoch, 'committed'), commit: { ...commitOf(epoch), outside: [outside] } });
+
+  it('asks for the parent checkpoint when finishing a round that carries queues from it, and not otherwise', () => {
+    const steps = run(new RecoveryPlan([partialRecord(4), record(6, 'committed', true)], [], 2));
+    expect(steps.map((s) => (s.kind === 'finish' ? `${s.epoch}<-${s.parentEpoch}` : s.kind))).toEqual(['4<-3', '6<-0']);
+  });
+
+  it('carries the parent\'s entry into the finished manifest, marked outside the cut', () => {
+    const plan = new RecoveryPlan([partialRecord(4)], [], 2);
+    const step = plan.step(500) as Extract<RecoveryStep, { kind: 'finish' }>;
+    const parentEntry = { definition: { vhost: '/', name: 'stuck' }, cutOffset: 40, messages: 4, baseEpoch: 2, segments: [], workerId: 'w1', incomplete: [] } as unknown as QueueCheckpoint;
+    const parent = { epoch: 3, queues: [parentEntry] } as unknown as CheckpointManifest;
+    const manifest = plan.manifest(step, [], parent);
+    expect(manifest.queues).toEqual([{ ...parentEntry, outsideCut: { sinceEpoch: 3, sinceMs: 50, reason: 'journal deleted' } }]);
+  });
+
+  it('marks a visible partial commit for re-sending with what each worker counted, and re-sends ABORT to a worker none of whose queues counted', () => {
+    const plan = new RecoveryPlan([partialRecord(4), record(5, 'committed', true)], [4, 5], 2);
+    run(plan);
+    expect(plan.report.decided).toEqual([
+      { epoch: 4, roundId: 'r-4', outcome: 'committed', partial: true },
+      { epoch: 5, roundId: 'r-5', outcome: 'committed' },
+    ]);
+    const [partial, whole] = plan.report.decided;
+    // Without what the manifest counted, a partial COMMIT is not re-sent (the worker asks instead).
+    expect(resendRequests(partial, ['w0', 'w1'], 7)).toEqual([]);
+    partial.counted = new Map([['w0', [{ vhost: '/', queue: 'fine', census: undefined }]]]);
+    expect(resendRequests(partial, ['w0', 'w1'], 7).map(({ workerId, request }) => [workerId, request.decision, request.counted.map((q) => q.queue)])).toEqual([
+      ['w0', Decision.DECISION_COMMIT, ['fine']],
+      ['w1', Decision.DECISION_ABORT, []],
+    ]);
+    // A round that took every vote whole re-sends COMMIT with an empty list (every queue), as before.
+    expect(resendRequests(whole, ['w0'], 7)[0].request).toMatchObject({ decision: Decision.DECISION_COMMIT, counted: [], leaderToken: 7, epoch: 5 });
   });
 });

@@ -255,6 +255,18 @@ describe('renderRestore without a terminal', () => {
     expect(h.text()).toContain(`  /:q1 -> /:r.q1 (classic, 10 messages (contents), 1 segment(s), worker w1, target exists): CONFLICT ${conflict}\n`);
   });
 
+  it('says which queues are outside the checkpoint\'s cut, as of which checkpoint, since when and why (G8)', async () => {
+    const h = harness(false);
+    const outsideCut = { sinceEpoch: 4, sinceMs: Date.UTC(2026, 11, 6, 15, 0), reason: 'journal tidemark.journal.q2 was deleted' };
+    const steps: Array<[number, RestoreEvent]> = [[0, plan([queue('q1', 10), queue('q2', 5, { outsideCut })], { dryRun: true })], [10, done({ messages: 0, queues: 2, durationMs: 10 })]];
+    await renderRestore(h.feed(steps), { json: false, out: h.out, now: h.now });
+    expect(h.text()).toContain('    OUTSIDE THE CUT: restored as of checkpoint 4, not 7; it could not take part since 2026-12-06T15:00:00.000Z: journal tidemark.journal.q2 was deleted\n');
+    expect(h.text()).toContain("  1 queue(s) are outside checkpoint 7's cut: they restore an older state than the others");
+    expect(h.text().match(/OUTSIDE THE CUT/g)).toHaveLength(1);
+    const json = restoreEventJson(steps[0][1]) as { queues: Array<{ outsideCut: unknown }> };
+    expect(json.queues.map((q) => q.outsideCut)).toEqual([null, { sinceEpoch: 4, since: '2026-12-06T15:00:00.000Z', reason: 'journal tidemark.journal.q2 was deleted' }]);
+  });
+
   it('tells how to resume a cancelled restore', async () => {
     const h = harness(false);
     const steps: Array<[number, RestoreEvent]> = [[0, plan([queue('q1', 10)])], [100, done({ messages: 4, queues: 1, durationMs: 100, state: 'cancelled' })]];

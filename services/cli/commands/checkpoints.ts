@@ -44,7 +44,7 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
         if (list.length === 0) return print('no checkpoints yet');
         print(
           table([
-            ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND', 'INCOMPLETE'],
+            ['ID', 'COMMITTED', 'QUEUES', 'MESSAGES', 'SIZE', 'KIND', 'INCOMPLETE', 'OUTSIDE CUT'],
             ...list.map((s) => [
               String(s.epoch),
               new Date(s.committedAtMs).toISOString(),
@@ -53,6 +53,7 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
               bytes(s.bodyBytes),
               s.full ? 'full' : `incremental on ${s.parentEpoch}`,
               s.incompleteQueues > 0 ? `${s.incompleteQueues} queue(s)` : '-',
+              s.outsideQueues > 0 ? `${s.outsideQueues} queue(s)` : '-',
             ]),
           ]),
         );
@@ -82,7 +83,12 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
               bytes(q.bodyBytes),
               String(q.cutOffset),
               String(storedSegmentCount(q.segments)),
-              q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : q.predating > 0 ? 'INCOMPLETE CONTENTS' : 'complete',
+              [
+                q.outsideCut ? `OUTSIDE CUT (from ${q.outsideCut.sinceEpoch})` : '',
+                q.incomplete.length > 0 ? 'POSSIBLY INCOMPLETE' : q.predating > 0 ? 'INCOMPLETE CONTENTS' : 'complete',
+              ]
+                .filter(Boolean)
+                .join(', '),
             ]),
           ]),
         );
@@ -96,6 +102,17 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
         if (unknown.length > 0) {
           print(`HISTORY ONLY: ${unknown.length} queue(s) have no safe head, so a restore of them restores their history:`);
           for (const q of unknown) print(`  ${q.definition!.vhost}/${q.definition!.name}: ${q.headBasis.replace(/^history: /, '') || 'checkpoint taken before heads existed'}`);
+        }
+        const outside = m.queues.filter((q) => q.outsideCut);
+        if (outside.length > 0) {
+          print(
+            `OUTSIDE THE CUT: ${outside.length} queue(s) could not take part in this checkpoint's round; each is carried from its last good cut, ` +
+              'so restoring it gives an older state than the other queues (docs/OPERATIONS.md#queues-outside-the-cut):',
+          );
+          for (const q of outside) {
+            const o = q.outsideCut!;
+            print(`  ${q.definition!.vhost}/${q.definition!.name}: as of checkpoint ${o.sinceEpoch}, outside since ${new Date(o.sinceMs).toISOString()}: ${o.reason}`);
+          }
         }
         const marked = m.queues.filter((q) => q.incomplete.length > 0);
         if (marked.length > 0) {

@@ -37,6 +37,18 @@ export function addStatusCommand(program: Command, cli: CliContext): void {
             ]),
           );
         }
+        if (j.outsideCut.length > 0) {
+          print(
+            `OUTSIDE THE CUT: the latest checkpoint carries ${j.outsideCut.length} queue(s) from an older cut: they could not take part in its round, ` +
+              'and their recovery point is ageing (docs/OPERATIONS.md#queues-outside-the-cut)',
+          );
+          print(
+            table([
+              ['VHOST', 'QUEUE', 'AS OF CHECKPOINT', 'OUTSIDE SINCE', 'REASON'],
+              ...j.outsideCut.map((q) => [q.vhost, q.queue, String(q.sinceEpoch), q.since ?? '', q.reason]),
+            ]),
+          );
+        }
         if (j.incompleteQueues.length > 0) {
           print(
             `POSSIBLY INCOMPLETE: the latest checkpoint marks ${j.incompleteQueues.length} queue(s) whose journals may lack messages the broker confirmed; ` +

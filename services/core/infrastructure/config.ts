@@ -34,6 +34,15 @@ const urlWith = (...schemes: string[]) =>
 const count = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().positive());
 const wholeNumber = z.union([z.string(), z.number()]).pipe(z.coerce.number().int().nonnegative());
 /** A share of a broker resource, above 0 and at most 1. */
+/** true/false (also 1/0, yes/no, on/off, any case), from the environment or a config file. */
+const flag = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'boolean') return value;
+  const text = value.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(text)) return true;
+  if (['false', '0', 'no', 'off'].includes(text)) return false;
+  ctx.addIssue({ code: z.ZodIssueCode.custom, message: `"${value}" is not true or false` });
+  return z.NEVER;
+});
 const fraction = z.union([z.string(), z.number()]).pipe(z.coerce.number().gt(0, 'must be above 0').lte(1, 'must be at most 1 (a share of the limit)'));
 
 export const configSchema = z.object({
@@ -102,6 +111,12 @@ export const configSchema = z.object({
   leaseTime: duration.default(5_000),
   /** Every Nth checkpoint manifest is full (no chain); the rest are incremental. @default 16 */
   fullEvery: count.default(16),
+  /**
+   * All-or-nothing rounds: any queue that cannot take part (its worker votes NO for it, does not
+   * answer, or no worker took it) aborts the round for every queue. Off, such a queue is carried
+   * from its last good cut, marked outside the checkpoint's cut (G8, docs/PROTOCOL.md). @default false
+   */
+  strictRounds: flag.default(false),
   /** A worker closes a segment at this many stored bytes of records. @default 4 MiB */
   segmentBytes: count.default(4 * 1024 * 1024),
   /**
@@ -233,6 +248,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_GUARD_DISK_MARGIN: 'guardDiskMargin',
   TIDEMARK_JOURNAL_FD_COST: 'journalFdCost',
   TIDEMARK_MAX_JOURNALS: 'maxJournals',
+  TIDEMARK_STRICT_ROUNDS: 'strictRounds',
 };
 
 export interface ConfigSources {

@@ -24,6 +24,7 @@ export const FAILPOINTS = {
   'coordinator.after-vote': 'a vote has arrived (with @k: the k-th vote of the round)',
   'coordinator.after-decision': 'the decision is recorded in Redis; the manifest is not written',
   'coordinator.after-manifest': 'the manifest is written (the checkpoint is visible); COMMIT is not sent',
+  'worker.queue-part': "one queue's part of a PREPARE is about to be prepared (with @k: the k-th on this worker); fail: that queue alone cannot take part",
   'worker.after-segments': 'every record before the fence is in segments; the partition is not staged, no vote sent',
   'worker.after-vote': 'the partition is staged and the vote is being returned',
   'worker.after-commit': 'COMMIT has arrived and is not yet applied',

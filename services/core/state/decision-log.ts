@@ -22,6 +22,26 @@ export interface QueueMark {
 }
 
 /**
+ * A queue of a committed round that is outside its consistent cut (G8): it could not take part
+ * (its worker voted NO for it, did not answer, or no worker took it). Its manifest entry is its
+ * entry in the parent checkpoint, carried forward with this mark.
+ */
+export interface OutsideQueue {
+  vhost: string;
+  queue: string;
+  /**
+   * The checkpoint whose cut the carried entry still holds (kept from the parent's mark when the
+   * queue was already outside); 0 when no earlier checkpoint holds the queue: the manifest leaves
+   * it out.
+   */
+  sinceEpoch: number;
+  /** When the queue first could not take part (kept from the parent's mark), leader clock. */
+  sinceMs: number;
+  /** Why, for people. */
+  reason: string;
+}
+
+/**
  * Everything besides the votes' staged partitions that a checkpoint manifest is made of. It is
  * recorded with the COMMIT decision, so a new leader can write the manifest of a committed round
  * whose leader died before the manifest landed.
@@ -40,6 +60,12 @@ export interface CommitRecord {
   partitions: Array<{ workerId: string; key: string; sha256: string }>;
   /** The marks of the checkpoint's queues, kept and new (I5 in coordinator/checkpoint-round.ts); absent in records from before marks. */
   marks?: QueueMark[];
+  /**
+   * The queues outside the cut (G8). A partition's entry for one of them is not part of the
+   * checkpoint, and a queue listed with a `sinceEpoch` is carried from the parent checkpoint's
+   * entry. Absent (records before G8, or nothing outside): every queue is inside.
+   */
+  outside?: OutsideQueue[];
 }
 
 export type DecisionState = 'started' | 'committed' | 'aborted';

@@ -62,6 +62,8 @@ export interface CheckpointSummary {
   bodyBytes: number;
   /** Queues of the checkpoint marked as possibly incomplete (IncompleteMark in the manifest). */
   incompleteQueues: number;
+  /** Queues of the checkpoint outside its cut: carried forward from an older cut (QueueCheckpoint.outside_cut, G8). */
+  outsideQueues: number;
 }
 
 export interface ListCheckpointsReply {
@@ -148,6 +150,13 @@ export interface StatusReply {
    * began, never captured) or unknown (no safe head: a restore restores their history).
    */
   contentsQueues: ContentsQueue[];
+  /**
+   * Queues outside the latest checkpoint's cut: they could not take part in its round, and the
+   * checkpoint carries them from an older cut (docs/OPERATIONS.md#queues-outside-the-cut).
+   */
+  outsideCut: OutsideCutQueue[];
+  /** Whether any queue that cannot take part aborts the round (TIDEMARK_STRICT_ROUNDS). */
+  strictRounds: boolean;
 }
 
 export interface ContentsQueue {
@@ -157,6 +166,16 @@ export interface ContentsQueue {
   predating: number;
   /** False: no safe head, a contents restore restores history. */
   headKnown: boolean;
+  reason: string;
+}
+
+/** A queue of the latest checkpoint outside its cut (G8), as QueueCheckpoint.outside_cut says. */
+export interface OutsideCutQueue {
+  vhost: string;
+  queue: string;
+  /** The checkpoint whose cut its entry still holds, and since when the queue cannot take part. */
+  sinceEpoch: number;
+  sinceMs: number;
   reason: string;
 }
 
@@ -352,8 +371,8 @@ export interface PlannedQueue {
    */
   predating: number;
   /**
-   * Set when the queue's entry is carried forward from an earlier cut (outside this checkpoint's
-   * consistent cut).
+   * Set when the queue is outside the checkpoint's cut (G8): it is restored as of an older cut,
+   * checkpoint since_epoch's, and not to the same instant as the other queues.
    */
   outsideCut: OutsideCut | undefined;
 }
@@ -675,6 +694,7 @@ function createBaseCheckpointSummary(): CheckpointSummary {
     messages: 0,
     bodyBytes: 0,
     incompleteQueues: 0,
+    outsideQueues: 0,
   };
 }
 
@@ -706,6 +726,9 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     }
     if (message.incompleteQueues !== 0) {
       writer.uint32(72).uint32(message.incompleteQueues);
+    }
+    if (message.outsideQueues !== 0) {
+      writer.uint32(320).uint32(message.outsideQueues);
     }
     return writer;
   },
@@ -795,6 +818,14 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
             message.incompleteQueues = reader.uint32();
             continue;
           }
+          case 40: {
+            if (tag !== 320) {
+              break;
+            }
+
+            message.outsideQueues = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -821,6 +852,7 @@ export const CheckpointSummary: MessageFns<CheckpointSummary> = {
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
     message.incompleteQueues = object.incompleteQueues ?? 0;
+    message.outsideQueues = object.outsideQueues ?? 0;
     return message;
   },
 };
@@ -1209,6 +1241,8 @@ function createBaseStatusReply(): StatusReply {
     coverageSettleMs: 0,
     incompleteQueues: [],
     contentsQueues: [],
+    outsideCut: [],
+    strictRounds: false,
   };
 }
 
@@ -1282,6 +1316,12 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.contentsQueues) {
       ContentsQueue.encode(v!, writer.uint32(250).fork()).join();
+    }
+    for (const v of message.outsideCut) {
+      OutsideCutQueue.encode(v!, writer.uint32(322).fork()).join();
+    }
+    if (message.strictRounds !== false) {
+      writer.uint32(328).bool(message.strictRounds);
     }
     return writer;
   },
@@ -1483,6 +1523,22 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.contentsQueues.push(ContentsQueue.decode(reader, reader.uint32()));
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.outsideCut.push(OutsideCutQueue.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 41: {
+            if (tag !== 328) {
+              break;
+            }
+
+            message.strictRounds = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1525,6 +1581,8 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.coverageSettleMs = object.coverageSettleMs ?? 0;
     message.incompleteQueues = object.incompleteQueues?.map((e) => IncompleteQueue.fromPartial(e)) || [];
     message.contentsQueues = object.contentsQueues?.map((e) => ContentsQueue.fromPartial(e)) || [];
+    message.outsideCut = object.outsideCut?.map((e) => OutsideCutQueue.fromPartial(e)) || [];
+    message.strictRounds = object.strictRounds ?? false;
     return message;
   },
 };
@@ -1627,6 +1685,109 @@ export const ContentsQueue: MessageFns<ContentsQueue> = {
     message.queue = object.queue ?? "";
     message.predating = object.predating ?? 0;
     message.headKnown = object.headKnown ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseOutsideCutQueue(): OutsideCutQueue {
+  return { vhost: "", queue: "", sinceEpoch: 0, sinceMs: 0, reason: "" };
+}
+
+export const OutsideCutQueue: MessageFns<OutsideCutQueue> = {
+  encode(message: OutsideCutQueue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.sinceEpoch !== 0) {
+      writer.uint32(24).uint64(message.sinceEpoch);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(32).int64(message.sinceMs);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutsideCutQueue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutsideCutQueue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sinceEpoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<OutsideCutQueue>): OutsideCutQueue {
+    return OutsideCutQueue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OutsideCutQueue>): OutsideCutQueue {
+    const message = createBaseOutsideCutQueue();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.sinceEpoch = object.sinceEpoch ?? 0;
+    message.sinceMs = object.sinceMs ?? 0;
     message.reason = object.reason ?? "";
     return message;
   },
@@ -3071,7 +3232,7 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
       writer.uint32(144).uint64(message.predating);
     }
     if (message.outsideCut !== undefined) {
-      OutsideCut.encode(message.outsideCut, writer.uint32(154).fork()).join();
+      OutsideCut.encode(message.outsideCut, writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -3241,8 +3402,8 @@ export const PlannedQueue: MessageFns<PlannedQueue> = {
             message.predating = longToNumber(reader.uint64());
             continue;
           }
-          case 19: {
-            if (tag !== 154) {
+          case 40: {
+            if (tag !== 322) {
               break;
             }
 

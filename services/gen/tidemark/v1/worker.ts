@@ -115,6 +115,12 @@ export interface PrepareRequest {
   roundId: string;
 }
 
+/**
+ * A worker votes per queue: YES with the parts of the queues it could prepare (`queues`, staged
+ * in its partition) and the queues it could not (`failed`), which the round carries forward from
+ * their last good cut (G8). Every queue asked is in exactly one of the two. NO: none could take
+ * part (then `failed` may say why for each; a worker of an older version sends only `reason`).
+ */
 export interface PrepareReply {
   vote: Vote;
   reason: string;
@@ -122,6 +128,14 @@ export interface PrepareReply {
   queues: QueueCheckpoint[];
   partitionKey: string;
   partitionSha256: string;
+  failed: QueueFailure[];
+}
+
+/** A queue of a PREPARE that this worker could not prepare, and why. */
+export interface QueueFailure {
+  vhost: string;
+  queue: string;
+  reason: string;
 }
 
 export interface DecideRequest {
@@ -863,7 +877,7 @@ export const PrepareRequest: MessageFns<PrepareRequest> = {
 };
 
 function createBasePrepareReply(): PrepareReply {
-  return { vote: 0, reason: "", workerId: "", queues: [], partitionKey: "", partitionSha256: "" };
+  return { vote: 0, reason: "", workerId: "", queues: [], partitionKey: "", partitionSha256: "", failed: [] };
 }
 
 export const PrepareReply: MessageFns<PrepareReply> = {
@@ -885,6 +899,9 @@ export const PrepareReply: MessageFns<PrepareReply> = {
     }
     if (message.partitionSha256 !== "") {
       writer.uint32(50).string(message.partitionSha256);
+    }
+    for (const v of message.failed) {
+      QueueFailure.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -950,6 +967,14 @@ export const PrepareReply: MessageFns<PrepareReply> = {
             message.partitionSha256 = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.failed.push(QueueFailure.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -973,6 +998,86 @@ export const PrepareReply: MessageFns<PrepareReply> = {
     message.queues = object.queues?.map((e) => QueueCheckpoint.fromPartial(e)) || [];
     message.partitionKey = object.partitionKey ?? "";
     message.partitionSha256 = object.partitionSha256 ?? "";
+    message.failed = object.failed?.map((e) => QueueFailure.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseQueueFailure(): QueueFailure {
+  return { vhost: "", queue: "", reason: "" };
+}
+
+export const QueueFailure: MessageFns<QueueFailure> = {
+  encode(message: QueueFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<QueueFailure>): QueueFailure {
+    return QueueFailure.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<QueueFailure>): QueueFailure {
+    const message = createBaseQueueFailure();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
