@@ -2,7 +2,7 @@
  * The CLI's --json shapes (stable, documented in docs/CLI.md) and the plain-text renderings.
  * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
  */
-import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
+import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type PruneReply, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, IncompleteMark } from '../gen/tidemark/v1/store.js';
 import { formatBytes, storedSegmentCount } from '../core/index.js';
 
@@ -37,6 +37,19 @@ export function summaryJson(s: CheckpointSummary) {
     messages: s.messages,
     bodyBytes: s.bodyBytes,
     incompleteQueues: s.incompleteQueues,
+  };
+}
+
+/** `checkpoints prune --json` (docs/CLI.md): stable field names. */
+export function pruneJson(r: PruneReply) {
+  return {
+    dryRun: r.dryRun,
+    deleted: r.deleted,
+    kept: r.kept.map((k) => ({ epoch: k.epoch, reasons: k.reasons })),
+    segmentsDeleted: r.segmentsDeleted,
+    stagedDeleted: r.stagedDeleted,
+    bytesFreed: r.bytesFreed,
+    sweepSkipped: r.sweepSkipped === '' ? null : r.sweepSkipped,
   };
 }
 

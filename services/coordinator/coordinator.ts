@@ -49,6 +49,7 @@ import { latestOf, newRoundId, priorEntries, rearmSentinels, roundPlan } from '.
 import { runRound, type RoundResult } from './round-runner.js';
 import { LeaderScheduler } from './scheduler.js';
 import { leaseTickMs, schedulerTickMs } from './timing.js';
+import { CheckpointPruner } from './checkpoint-pruner.js';
 
 export type { CoordinatorParts } from './coordinator-parts.js';
 
@@ -99,11 +100,14 @@ export class Coordinator {
   readonly metrics: CoordinatorMetrics;
   /** What the leader's decisions read the time from (CoordinatorParts.clock). */
   readonly clock: Clock;
+  /** Retention and garbage collection (checkpoint-pruner.ts). */
+  readonly pruner: CheckpointPruner;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
     this.clock = parts.clock ?? systemClock;
     this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
+    this.pruner = new CheckpointPruner({ ...parts, clock: this.clock, isLeader: () => this.isLeader });
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
     this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
     this.leadership = new Leadership({
@@ -321,6 +325,7 @@ export class Coordinator {
       continuity: this.continuity,
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: this.history.consolidates(epoch, config.fullEvery),
+      historyFrom: this.history.consolidates(epoch, config.fullEvery) ? await this.pruner.historyFrom(visibleEpochs) : undefined,
       stillLeader: () => this.isLeader,
       undelivered: (workerId, request) => this.redelivery.undelivered.remember(workerId, request),
       log,
@@ -332,6 +337,7 @@ export class Coordinator {
     await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn(`trimming the decision log failed: ${errorMessage(err)}`));
     if (result.outcome === 'committed') {
       this.history.committed(epoch, result.manifest);
+      this.pruner.afterCommit();
       if (result.manifest) {
         await rearmSentinels(this.continuity, result.manifest, log);
         this.parts.discovery.committed(new Set(result.manifest.queues.map((q) => queueKey(q.definition!.vhost, q.definition!.name))), result.manifest.startedAtMs);

@@ -40,7 +40,7 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
       continue;
     }
     try {
-      await context.catalog.publish(plan.manifest(step, await readStaged(context, step.commit)));
+      await context.catalog.publish(await context.catalog.inheritHistory(plan.manifest(step, await readStaged(context, step.commit))));
       plan.finished(step);
       context.log.warn(`finished checkpoint ${step.epoch}: its leader recorded COMMIT but died before writing the manifest`);
     } catch (err) {

@@ -7,6 +7,7 @@ import { NotFoundError, ConfigError } from '../errors.js';
 import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from '../store/keys.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { orderSegments } from '../format/segment-reader.js';
+import { headOf, historyOf, type QueueHead } from './contents.js';
 
 export class Catalog {
   private readonly cache = new Map<number, CheckpointManifest>();
@@ -82,6 +83,11 @@ export class Catalog {
     throw new NotFoundError(`no checkpoint was committed at or before ${new Date(atMs).toISOString()}`);
   }
 
+  /** Drops a deleted checkpoint's manifest from the cache (store-gc.ts deletes manifests). */
+  forget(epoch: number): void {
+    this.cache.delete(epoch);
+  }
+
   /** Writes a manifest: from this moment the checkpoint is visible. */
   async publish(manifest: CheckpointManifest): Promise<void> {
     await this.store.put(checkpointKey(manifest.epoch), await encodeManifest(manifest));
@@ -110,13 +116,56 @@ export class Catalog {
     return orderSegments(segments);
   }
 
-  /** The same manifest with every queue entry made full (no chain), to bound chain length. */
-  async consolidate(manifest: CheckpointManifest): Promise<CheckpointManifest> {
+  /**
+   * The same manifest with every queue entry made full (no chain), to bound chain length. Each
+   * entry lists only the segments overlapping [keepFrom, cut), so a full manifest's size follows
+   * what its checkpoint needs, not how long the queue has been protected. keepFrom is where the
+   * entry's history is kept from: its start, or later once retention let older history go
+   * (`historyFrom`, never past the head, and never before where its chain already let go); then
+   * `history_offset`/`history_messages` say so (historyOf).
+   */
+  async consolidate(manifest: CheckpointManifest, historyFrom?: (entry: QueueCheckpoint) => QueueHead | undefined): Promise<CheckpointManifest> {
     const queues: QueueCheckpoint[] = [];
     for (const entry of manifest.queues) {
-      const segments = (await this.segmentsOf(entry)).filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= entry.startOffset);
-      queues.push({ ...entry, segments, baseEpoch: 0 });
+      const kept = await this.historyKept(entry, historyFrom?.(entry));
+      const segments = (await this.segmentsOf(entry)).filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= kept.offset);
+      const history = kept.offset > entry.startOffset ? { historyOffset: kept.offset, historyMessages: kept.messages } : { historyOffset: 0, historyMessages: 0 };
+      queues.push({ ...entry, segments, baseEpoch: 0, ...history });
     }
     return { ...manifest, queues, full: true };
+  }
+
+  /**
+   * An incremental entry read through a chain whose full link let history go must say so too, or
+   * a reader would start at start_offset, below what the chain holds. The leader applies it to
+   * every manifest it writes.
+   */
+  async inheritHistory(manifest: CheckpointManifest): Promise<CheckpointManifest> {
+    const queues: QueueCheckpoint[] = [];
+    for (const entry of manifest.queues) {
+      const kept = await this.historyKept(entry, undefined);
+      queues.push(kept.offset > entry.startOffset ? { ...entry, historyOffset: kept.offset, historyMessages: kept.messages } : entry);
+    }
+    return { ...manifest, queues };
+  }
+
+  /** Where `entry`'s kept history begins: the latest of its own, its chain's, and `wanted`. */
+  private async historyKept(entry: QueueCheckpoint, wanted: QueueHead | undefined): Promise<QueueHead> {
+    let kept = historyOf(entry);
+    for (let base = entry.baseEpoch, hops = 0; base !== 0 && hops < 10_000; hops += 1) {
+      // A missing link is the reader's to report (segmentsOf); here it only ends the walk.
+      const manifest = await this.get(base).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      const link = manifest?.queues.find((q) => q.definition?.vhost === entry.definition?.vhost && q.definition?.name === entry.definition?.name);
+      if (!link || link.startOffset !== entry.startOffset) break;
+      const linkKept = historyOf(link);
+      if (linkKept.offset > kept.offset) kept = linkKept;
+      base = link.baseEpoch;
+    }
+    const head = headOf(entry);
+    if (wanted && wanted.offset > kept.offset) kept = wanted.offset >= head.offset ? head : wanted;
+    return kept;
   }
 }
