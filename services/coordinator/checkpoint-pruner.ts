@@ -36,6 +36,8 @@ export interface CheckpointPrunerParts {
   log: Logger;
   /** False once leadership is lost: an automatic prune does not start. */
   isLeader: () => boolean;
+  /** The leader's work queue (LeaderScheduler.enqueue): manifest deletions run between rounds. */
+  exclusive: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 export class CheckpointPruner {
@@ -66,6 +68,8 @@ export class CheckpointPruner {
         for (const d of await parts.decisions.all()) if (d.state === 'started' || (d.state === 'committed' && !visible.has(d.epoch))) open.add(d.epoch);
         return open;
       },
+      forgetDecisions: (epochs) => parts.decisions.forget(epochs),
+      exclusive: parts.exclusive,
     };
   }
 

@@ -107,7 +107,6 @@ export class Coordinator {
     this.id = parts.config.id;
     this.clock = parts.clock ?? systemClock;
     this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
-    this.pruner = new CheckpointPruner({ ...parts, clock: this.clock, isLeader: () => this.isLeader });
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
     this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
     this.leadership = new Leadership({
@@ -129,6 +128,7 @@ export class Coordinator {
       discoverAndAssign: () => this.discoverAndAssign(),
       startRound: () => this.startRound(),
     }, parts.log, this.clock);
+    this.pruner = new CheckpointPruner({ ...parts, clock: this.clock, isLeader: () => this.isLeader, exclusive: (work) => this.scheduler.enqueue(work, undefined, 'deleting checkpoints') });
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,
       protectedQueues: () => this.discovered.queues.size,

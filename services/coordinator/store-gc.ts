@@ -105,6 +105,13 @@ export interface StoreGcDeps {
   protections: () => Promise<Protection[]>;
   /** Epochs the decision log holds as started, or committed without a visible manifest. */
   openEpochs: (visible: ReadonlySet<number>) => Promise<Set<number>>;
+  /**
+   * Drops the decision records of checkpoints about to be deleted, so that no recovery writes
+   * their manifests again from staged partitions (DecisionLog.forget).
+   */
+  forgetDecisions: (epochs: number[]) => Promise<void>;
+  /** Runs manifest deletions one at a time with the leader's rounds and recovery (LeaderScheduler.enqueue). */
+  exclusive: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 export interface PruneOptions {
@@ -128,14 +135,11 @@ export interface PruneReport {
 
 /** Prune (retention, then GC) once. Callers run one at a time (the leader's scheduler). */
 export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Promise<PruneReport> {
-  const { store, catalog, log } = deps;
+  const { store, log } = deps;
   const decision = await decide(deps, options);
   const report: PruneReport = { dryRun: options.dryRun, kept: decision.keep, deleted: decision.drop, segmentsDeleted: 0, stagedDeleted: 0, bytesFreed: 0, sweepSkipped: '' };
   if (!options.dryRun) {
-    for (const epoch of decision.drop) {
-      await store.delete(checkpointKey(epoch));
-      catalog.forget(epoch);
-    }
+    await deleteManifests(deps, decision.drop);
     if (decision.drop.length > 0) log.info(`retention deleted ${decision.drop.length} checkpoint(s)`, { first: decision.drop[0], last: decision.drop[decision.drop.length - 1] });
     await failpoint('gc.after-manifest-deletes');
   }
@@ -165,9 +169,24 @@ export async function deleteCheckpoint(deps: StoreGcDeps, epoch: number, graceMs
   if (!manifests.some((m) => m.epoch === epoch)) await deps.catalog.get(epoch); // NotFoundError naming the store
   const blockers = deletionBlockers(epoch, { checkpoints: manifests.map(factsOf), protections: await deps.protections(), graceMs, nowMs: deps.clock.now() });
   if (blockers.length > 0) throw new CheckpointProtectedError(epoch, blockers);
-  await deps.store.delete(checkpointKey(epoch));
-  deps.catalog.forget(epoch);
+  await deleteManifests(deps, [epoch]);
   deps.log.info(`checkpoint ${epoch} deleted by request`);
+}
+
+/**
+ * Step 1, beside rounds and recovery, never inside one: the decision records go first. A crash
+ * after that leaves a checkpoint visible whose record is gone, which is harmless (the store says
+ * what is visible); the other order could let a recovery write a deleted manifest back.
+ */
+async function deleteManifests(deps: StoreGcDeps, epochs: number[]): Promise<void> {
+  if (epochs.length === 0) return;
+  await deps.exclusive(async () => {
+    await deps.forgetDecisions(epochs);
+    for (const epoch of epochs) {
+      await deps.store.delete(checkpointKey(epoch));
+      deps.catalog.forget(epoch);
+    }
+  });
 }
 
 async function decide(deps: StoreGcDeps, options: PruneOptions): Promise<RetentionDecision> {

@@ -259,6 +259,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_RETAIN_HISTORY: 'retainHistory',
   TIDEMARK_PRUNE_INTERVAL: 'pruneInterval',
   TIDEMARK_GC_GRACE: 'gcGrace',
+  TIDEMARK_FULL_EVERY: 'fullEvery',
 };
 
 export interface ConfigSources {
