@@ -8,8 +8,8 @@ import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import { type Catalog, type Clock, type Config, type DecisionLog, errorMessage, type Logger, type QueueHead, RestoreStateStore } from '../core/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import type { Redis } from 'ioredis';
-import { historyFloorEpoch, type Protection, type RetentionPolicy } from './checkpoint-retention.js';
-import { deleteCheckpoint, type PruneReport, pruneStore, type StoreGcDeps } from './store-gc.js';
+import { gcGraceMs, historyFloorEpoch, type Protection, type RetentionPolicy } from './checkpoint-retention.js';
+import { deleteCheckpoint, openEpochsOf, type PruneReport, pruneStore, type StoreGcDeps } from './store-gc.js';
 import { readVerified } from './verified-marker.js';
 
 /** Restores that may still read their checkpoint: running, or stopped and resumable. */
@@ -36,6 +36,8 @@ export interface CheckpointPrunerParts {
   log: Logger;
   /** False once leadership is lost: an automatic prune does not start. */
   isLeader: () => boolean;
+  /** COMMITs a worker may still apply (decisions-in-flight.ts): their checkpoints are kept. */
+  decisionsInFlight: () => Protection[];
   /** The leader's work queue (LeaderScheduler.enqueue): manifest deletions run between rounds. */
   exclusive: <T>(work: () => Promise<T>) => Promise<T>;
 }
@@ -55,7 +57,7 @@ export class CheckpointPruner {
       clock: parts.clock,
       log: parts.log.child('gc'),
       protections: async () => {
-        const protections: Protection[] = [];
+        const protections: Protection[] = [...parts.decisionsInFlight()];
         const verified = await readVerified(parts.store).catch((err: unknown) => {
           throw new Error(`cannot read the verified marker, so nothing is pruned: ${errorMessage(err)}`, { cause: err });
         });
@@ -63,18 +65,15 @@ export class CheckpointPruner {
         for (const r of await restores.list(1_000)) if (RESUMABLE.has(r.state)) protections.push({ epoch: r.checkpoint, reason: `checkpoint of restore ${r.id} (${r.state})` });
         return protections;
       },
-      openEpochs: async (visible) => {
-        const open = new Set<number>();
-        for (const d of await parts.decisions.all()) if (d.state === 'started' || (d.state === 'committed' && !visible.has(d.epoch))) open.add(d.epoch);
-        return open;
-      },
+      openEpochs: async (visible) => openEpochsOf(await parts.decisions.all(), visible),
+      stillLeader: parts.isLeader,
       forgetDecisions: (epochs) => parts.decisions.forget(epochs),
       exclusive: parts.exclusive,
     };
   }
 
   get graceMs(): number {
-    return Math.max(this.parts.config.gcGrace, 2 * this.parts.config.prepareTimeout);
+    return gcGraceMs(this.parts.config.gcGrace, this.parts.config.prepareTimeout);
   }
 
   /** Prune now (retention, then GC), after any prune in progress. */

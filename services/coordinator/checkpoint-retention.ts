@@ -161,3 +161,11 @@ export function historyFloorEpoch(checkpoints: CheckpointFacts[], historyMs: num
   for (const c of checkpoints) if (c.committedAtMs <= nowMs - historyMs && c.epoch > floor) floor = c.epoch;
   return floor;
 }
+
+/**
+ * The grace period garbage collection and retention keep: the configured one, but at least twice
+ * the prepare timeout (a round's PREPARE may still be making segments durable for that long).
+ */
+export function gcGraceMs(gcGrace: number, prepareTimeout: number): number {
+  return Math.max(gcGrace, 2 * prepareTimeout);
+}

@@ -48,8 +48,9 @@ import { RoundHistory } from './round-history.js';
 import { latestOf, newRoundId, priorEntries, rearmSentinels, roundPlan } from './round-planning.js';
 import { runRound, type RoundResult } from './round-runner.js';
 import { LeaderScheduler } from './scheduler.js';
-import { leaseTickMs, schedulerTickMs } from './timing.js';
+import { DECIDE_DEADLINE_MS, leaseTickMs, schedulerTickMs } from './timing.js';
 import { CheckpointPruner } from './checkpoint-pruner.js';
+import { DecisionsInFlight } from './decisions-in-flight.js';
 
 export type { CoordinatorParts } from './coordinator-parts.js';
 
@@ -79,7 +80,9 @@ export class Coordinator {
   };
   /** What each worker acknowledged in the last assignment pass, and why others did not (a round's abort names it). */
   private assigned: Pick<AssignmentResult, 'acked' | 'failures'> = { acked: new Map(), failures: [] };
-  private readonly pool = new WorkerPool();
+  /** COMMITs workers may still apply: retention keeps their checkpoints (decisions-in-flight.ts). */
+  private readonly inFlight = new DecisionsInFlight(DECIDE_DEADLINE_MS);
+  private readonly pool = new WorkerPool(this.inFlight);
   private readonly history = new RoundHistory();
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -128,7 +131,13 @@ export class Coordinator {
       discoverAndAssign: () => this.discoverAndAssign(),
       startRound: () => this.startRound(),
     }, parts.log, this.clock);
-    this.pruner = new CheckpointPruner({ ...parts, clock: this.clock, isLeader: () => this.isLeader, exclusive: (work) => this.scheduler.enqueue(work, undefined, 'deleting checkpoints') });
+    this.pruner = new CheckpointPruner({
+      ...parts,
+      clock: this.clock,
+      isLeader: () => this.isLeader,
+      exclusive: (work) => this.scheduler.enqueue(work, undefined, 'deleting checkpoints'),
+      decisionsInFlight: () => this.inFlight.protections(Date.now(), this.redelivery.undelivered.queued()),
+    });
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,
       protectedQueues: () => this.discovered.queues.size,

@@ -3,8 +3,9 @@
  * checkpoints stay; this deletes the others, then every object no remaining checkpoint needs.
  *
  * Safe under a crash at any step, and beside concurrent rounds and restores, by its order:
- * 1. delete the manifests retention dropped (no kept manifest references them: bases of kept
- *    checkpoints are kept, so every kept chain stays whole);
+ * 1. as one piece of leader work, between rounds and recovery: decide, then delete the manifests
+ *    retention dropped, newest first (no kept manifest references them: bases of kept checkpoints
+ *    are kept, so every kept chain stays whole);
  * 2. list the store again and sweep: delete a segment only when no remaining manifest and no
  *    staged partition that may still become one lists it, it is older than the grace period (a
  *    capture may have just written it for a vote not cast yet), and it lies wholly below its
@@ -21,7 +22,7 @@
  * sweepPlan is pure, so the simulation (test/sim) runs the very rules against its store.
  */
 import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
-import { type Catalog, type Clock, errorMessage, failpoint, isFenceRange, type Logger } from '../core/index.js';
+import { type Catalog, type Clock, errorMessage, failpoint, isFenceRange, LeadershipLostError, type Logger } from '../core/index.js';
 import {
   checkpointKey,
   decodePartition,
@@ -60,6 +61,12 @@ export interface SweepPlan {
 }
 
 const SEGMENT_NAME = /^(\d{20})-(\d{20})-[0-9a-f]{16}\.seg$/;
+/**
+ * `segments/<vhost>/<queue>/<name>` with both parts as encodeKeyPart writes them. A listing from a
+ * server that decodes keys it should not (s3rver ignores encoding-type=url, so `%2F` comes back as
+ * `/`) gives keys that are not ours; those are never deleted.
+ */
+const SEGMENT_KEY = /^segments\/((?:[A-Za-z0-9\-_.!~*'()~]|%[0-9A-F]{2})+)\/((?:[A-Za-z0-9\-_.!~*'()~]|%[0-9A-F]{2})+)\/[^/]+$/;
 
 /** The segment keys a manifest lists (fence ranges name no object). */
 export function referencedKeys(manifests: Iterable<{ queues: QueueCheckpoint[] }>): Set<string> {
@@ -88,7 +95,7 @@ export function sweepPlan(input: SweepInput): SweepPlan {
     if (referenced.has(o.key) || input.stagedRefs.has(o.key) || !old(o)) return false;
     const slash = o.key.lastIndexOf('/');
     const name = SEGMENT_NAME.exec(o.key.slice(slash + 1));
-    if (!o.key.startsWith(SEGMENTS_PREFIX) || !name) return false;
+    if (!SEGMENT_KEY.test(o.key) || !name) return false;
     const cut = cuts.get(o.key.slice(0, slash + 1));
     // A queue the latest checkpoint does not hold is no longer protected: nothing captures it.
     return cut === undefined || Number(name[2]) < cut;
@@ -112,6 +119,38 @@ export interface StoreGcDeps {
   forgetDecisions: (epochs: number[]) => Promise<void>;
   /** Runs manifest deletions one at a time with the leader's rounds and recovery (LeaderScheduler.enqueue). */
   exclusive: <T>(work: () => Promise<T>) => Promise<T>;
+  /** Checked before each deletion: a deposed leader's view of the store is stale. */
+  stillLeader: () => boolean;
+}
+
+/** Epochs the decision log holds as started, or as committed without a visible manifest (pure). */
+export function openEpochsOf(records: Iterable<{ epoch: number; state: string }>, visible: ReadonlySet<number>): Set<number> {
+  const open = new Set<number>();
+  for (const d of records) if (d.state === 'started' || (d.state === 'committed' && !visible.has(d.epoch))) open.add(d.epoch);
+  return open;
+}
+
+/**
+ * The staged partitions whose segments the sweep must keep (pure): those that may still become a
+ * manifest, above the latest visible epoch or of an open round.
+ */
+export function partitionsToKeep(staging: StoredObject[], latest: number, openEpochs: ReadonlySet<number>): StoredObject[] {
+  return staging.filter((o) => {
+    const epoch = parseStagingKey(o.key);
+    return epoch !== undefined && (epoch > latest || openEpochs.has(epoch));
+  });
+}
+
+/** The newest epoch a listing of `staging/` holds a partition for (Catalog.newestStaged, pure). */
+export function newestStagedOf(staging: StoredObject[]): number {
+  let newest = 0;
+  for (const o of staging) newest = Math.max(newest, parseStagingKey(o.key) ?? 0);
+  return newest;
+}
+
+/** Thrown between deletions when leadership was lost: the rest waits for the next leader's prune. */
+function checkLeader(deps: StoreGcDeps): void {
+  if (!deps.stillLeader()) throw new LeadershipLostError('garbage collection stopped: this coordinator is no longer the leader; the next leader prunes again');
 }
 
 export interface PruneOptions {
@@ -136,10 +175,21 @@ export interface PruneReport {
 /** Prune (retention, then GC) once. Callers run one at a time (the leader's scheduler). */
 export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Promise<PruneReport> {
   const { store, log } = deps;
-  const decision = await decide(deps, options);
+  // Decided as leader work, right before deleting: a round that ran since an earlier look may
+  // have made an older checkpoint the base of a new one (a worker that had not learned a newer
+  // COMMIT votes with its older base).
+  // A first look outside: most passes drop nothing and need not hold rounds up.
+  const look = await decide(deps, options);
+  const decision =
+    options.dryRun || look.drop.length === 0
+      ? look
+      : await deps.exclusive(async () => {
+          const decided = await decide(deps, options);
+          await deleteManifests(deps, decided.drop);
+          return decided;
+        });
   const report: PruneReport = { dryRun: options.dryRun, kept: decision.keep, deleted: decision.drop, segmentsDeleted: 0, stagedDeleted: 0, bytesFreed: 0, sweepSkipped: '' };
   if (!options.dryRun) {
-    await deleteManifests(deps, decision.drop);
     if (decision.drop.length > 0) log.info(`retention deleted ${decision.drop.length} checkpoint(s)`, { first: decision.drop[0], last: decision.drop[decision.drop.length - 1] });
     await failpoint('gc.after-manifest-deletes');
   }
@@ -152,11 +202,15 @@ export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Prom
   if (options.dryRun) return report;
   let first = true;
   for (const object of plan.segments) {
+    checkLeader(deps);
     await store.delete(object.key);
     if (first) await failpoint('gc.mid-sweep');
     first = false;
   }
-  for (const object of plan.staging) await store.delete(object.key);
+  for (const object of plan.staging) {
+    checkLeader(deps);
+    await store.delete(object.key);
+  }
   if (plan.segments.length + plan.staging.length > 0) {
     log.info(`garbage collection deleted ${plan.segments.length} segment(s) and ${plan.staging.length} staged partition(s)`, { bytes: report.bytesFreed });
   }
@@ -165,28 +219,33 @@ export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Prom
 
 /** Deletes one checkpoint by hand, unless a protection holds it (CheckpointProtectedError). */
 export async function deleteCheckpoint(deps: StoreGcDeps, epoch: number, graceMs: number): Promise<void> {
-  const manifests = await visibleManifests(deps.catalog);
-  if (!manifests.some((m) => m.epoch === epoch)) await deps.catalog.get(epoch); // NotFoundError naming the store
-  const blockers = deletionBlockers(epoch, { checkpoints: manifests.map(factsOf), protections: await deps.protections(), graceMs, nowMs: deps.clock.now() });
-  if (blockers.length > 0) throw new CheckpointProtectedError(epoch, blockers);
-  await deleteManifests(deps, [epoch]);
+  await deps.exclusive(async () => {
+    const manifests = await visibleManifests(deps.catalog);
+    if (!manifests.some((m) => m.epoch === epoch)) await deps.catalog.get(epoch); // NotFoundError naming the store
+    const blockers = deletionBlockers(epoch, { checkpoints: manifests.map(factsOf), protections: await deps.protections(), graceMs, nowMs: deps.clock.now() });
+    if (blockers.length > 0) throw new CheckpointProtectedError(epoch, blockers);
+    await deleteManifests(deps, [epoch]);
+  });
   deps.log.info(`checkpoint ${epoch} deleted by request`);
 }
 
 /**
- * Step 1, beside rounds and recovery, never inside one: the decision records go first. A crash
+ * Step 1 (as leader work, LeaderScheduler.enqueue, with the decision that picked the epochs):
+ * the decision records go first. A crash
  * after that leaves a checkpoint visible whose record is gone, which is harmless (the store says
- * what is visible); the other order could let a recovery write a deleted manifest back.
+ * what is visible); the other order could let a recovery write a deleted manifest back. Newest
+ * first: a base (always an older epoch) goes only after every checkpoint read through it, so
+ * every checkpoint still visible at any moment reads back whole.
  */
 async function deleteManifests(deps: StoreGcDeps, epochs: number[]): Promise<void> {
   if (epochs.length === 0) return;
-  await deps.exclusive(async () => {
-    await deps.forgetDecisions(epochs);
-    for (const epoch of epochs) {
-      await deps.store.delete(checkpointKey(epoch));
-      deps.catalog.forget(epoch);
-    }
-  });
+  checkLeader(deps);
+  await deps.forgetDecisions(epochs);
+  for (const epoch of [...epochs].sort((a, b) => b - a)) {
+    checkLeader(deps);
+    await deps.store.delete(checkpointKey(epoch));
+    deps.catalog.forget(epoch);
+  }
 }
 
 async function decide(deps: StoreGcDeps, options: PruneOptions): Promise<RetentionDecision> {
@@ -204,13 +263,8 @@ async function planSweep(deps: StoreGcDeps, graceMs: number, dropped: ReadonlySe
   const visible = new Set(manifests.map((m) => m.epoch));
   const latest = Math.max(0, ...visible);
   const openEpochs = await deps.openEpochs(visible);
-  let newestStaged = 0;
-  for (const o of staging) newestStaged = Math.max(newestStaged, parseStagingKey(o.key) ?? 0);
-  // Partitions that may still become a manifest: above the latest visible epoch, or open.
   const stagedRefs = new Set<string>();
-  for (const o of staging) {
-    const epoch = parseStagingKey(o.key);
-    if (epoch === undefined || (epoch <= latest && !openEpochs.has(epoch))) continue;
+  for (const o of partitionsToKeep(staging, latest, openEpochs)) {
     const partition = await decodePartition(await store.get(o.key), o.key).catch((err: unknown) => {
       deps.log.warn(`garbage collection cannot read staged partition ${o.key} (${errorMessage(err)}); no segment is swept this pass`);
       return 'unreadable' as const;
@@ -218,7 +272,7 @@ async function planSweep(deps: StoreGcDeps, graceMs: number, dropped: ReadonlySe
     if (partition === 'unreadable') return { segments: [], staging: [], skipped: `staged partition ${o.key} could not be read` };
     for (const key of referencedKeys([partition])) stagedRefs.add(key);
   }
-  return sweepPlan({ manifests, segments, staging, stagedRefs, openEpochs, newestStaged, nowMs: deps.clock.now(), graceMs });
+  return sweepPlan({ manifests, segments, staging, stagedRefs, openEpochs, newestStaged: newestStagedOf(staging), nowMs: deps.clock.now(), graceMs });
 }
 
 async function visibleManifests(catalog: Catalog): Promise<CheckpointManifest[]> {

@@ -53,6 +53,10 @@ export interface SimStats {
   crashes: number;
   pauses: number;
   redisLosses: number;
+  /** Retention and GC (gc-runner.ts): checkpoints, segments and staged partitions deleted. */
+  prunedCheckpoints: number;
+  sweptSegments: number;
+  sweptStaged: number;
 }
 
 export function emptyStats(): SimStats {
@@ -72,6 +76,9 @@ export function emptyStats(): SimStats {
     crashes: 0,
     pauses: 0,
     redisLosses: 0,
+    prunedCheckpoints: 0,
+    sweptSegments: 0,
+    sweptStaged: 0,
   };
 }
 

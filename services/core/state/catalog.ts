@@ -117,20 +117,14 @@ export class Catalog {
   }
 
   /**
-   * The same manifest with every queue entry made full (no chain), to bound chain length. Each
-   * entry lists only the segments overlapping [keepFrom, cut), so a full manifest's size follows
-   * what its checkpoint needs, not how long the queue has been protected. keepFrom is where the
-   * entry's history is kept from: its start, or later once retention let older history go
-   * (`historyFrom`, never past the head, and never before where its chain already let go); then
-   * `history_offset`/`history_messages` say so (historyOf).
+   * The same manifest with every queue entry made full (no chain), to bound chain length
+   * (consolidatedEntry). `historyFrom` says where retention lets each entry's history go.
    */
   async consolidate(manifest: CheckpointManifest, historyFrom?: (entry: QueueCheckpoint) => QueueHead | undefined): Promise<CheckpointManifest> {
     const queues: QueueCheckpoint[] = [];
     for (const entry of manifest.queues) {
-      const kept = await this.historyKept(entry, historyFrom?.(entry));
-      const segments = (await this.segmentsOf(entry)).filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= kept.offset);
-      const history = kept.offset > entry.startOffset ? { historyOffset: kept.offset, historyMessages: kept.messages } : { historyOffset: 0, historyMessages: 0 };
-      queues.push({ ...entry, segments, baseEpoch: 0, ...history });
+      const kept = keptHistory(entry, await this.chainOf(entry), historyFrom?.(entry));
+      queues.push(consolidatedEntry(entry, await this.segmentsOf(entry), kept));
     }
     return { ...manifest, queues, full: true };
   }
@@ -142,30 +136,56 @@ export class Catalog {
    */
   async inheritHistory(manifest: CheckpointManifest): Promise<CheckpointManifest> {
     const queues: QueueCheckpoint[] = [];
-    for (const entry of manifest.queues) {
-      const kept = await this.historyKept(entry, undefined);
-      queues.push(kept.offset > entry.startOffset ? { ...entry, historyOffset: kept.offset, historyMessages: kept.messages } : entry);
-    }
+    for (const entry of manifest.queues) queues.push(withHistory(entry, keptHistory(entry, await this.chainOf(entry), undefined)));
     return { ...manifest, queues };
   }
 
-  /** Where `entry`'s kept history begins: the latest of its own, its chain's, and `wanted`. */
-  private async historyKept(entry: QueueCheckpoint, wanted: QueueHead | undefined): Promise<QueueHead> {
-    let kept = historyOf(entry);
-    for (let base = entry.baseEpoch, hops = 0; base !== 0 && hops < 10_000; hops += 1) {
-      // A missing link is the reader's to report (segmentsOf); here it only ends the walk.
+  /** The entries `entry` is read through, nearest first; a missing link ends it (segmentsOf reports those). */
+  private async chainOf(entry: QueueCheckpoint): Promise<QueueCheckpoint[]> {
+    const links: QueueCheckpoint[] = [];
+    const seen = new Set<number>();
+    for (let base = entry.baseEpoch; base !== 0 && !seen.has(base); ) {
+      seen.add(base);
       const manifest = await this.get(base).catch((err: unknown) => {
         if (err instanceof NotFoundError) return undefined;
         throw err;
       });
       const link = manifest?.queues.find((q) => q.definition?.vhost === entry.definition?.vhost && q.definition?.name === entry.definition?.name);
-      if (!link || link.startOffset !== entry.startOffset) break;
-      const linkKept = historyOf(link);
-      if (linkKept.offset > kept.offset) kept = linkKept;
+      if (!link) break;
+      links.push(link);
       base = link.baseEpoch;
     }
-    const head = headOf(entry);
-    if (wanted && wanted.offset > kept.offset) kept = wanted.offset >= head.offset ? head : wanted;
-    return kept;
+    return links;
   }
+}
+
+/**
+ * Where `entry`'s kept history begins (pure): the latest of its own, its chain's (links of the
+ * same journal, `chain` nearest first) and `wanted` (retention's), never past its head.
+ */
+export function keptHistory(entry: QueueCheckpoint, chain: QueueCheckpoint[], wanted: QueueHead | undefined): QueueHead {
+  let kept = historyOf(entry);
+  for (const link of chain) {
+    if (link.startOffset !== entry.startOffset) break;
+    const linkKept = historyOf(link);
+    if (linkKept.offset > kept.offset) kept = linkKept;
+  }
+  const head = headOf(entry);
+  if (wanted && wanted.offset > kept.offset) kept = wanted.offset >= head.offset ? head : wanted;
+  return kept;
+}
+
+/** `entry` saying its history begins at `kept` (history_offset/history_messages, historyOf). */
+export function withHistory(entry: QueueCheckpoint, kept: QueueHead): QueueCheckpoint {
+  return kept.offset > entry.startOffset ? { ...entry, historyOffset: kept.offset, historyMessages: kept.messages } : entry;
+}
+
+/**
+ * `entry` made full (pure), from every segment of its chain (`chainSegments`, Catalog.segmentsOf):
+ * only the segments overlapping [kept, cut), so a full manifest's size follows what its
+ * checkpoint needs, not how long the queue has been protected; base 0.
+ */
+export function consolidatedEntry(entry: QueueCheckpoint, chainSegments: SegmentRef[], kept: QueueHead): QueueCheckpoint {
+  const segments = chainSegments.filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= kept.offset);
+  return { ...withHistory(entry, kept), segments, baseEpoch: 0 };
 }
