@@ -27,6 +27,8 @@ const EXCHANGE = 'work';
 const QUEUES = ['keep-a', 'keep-b', 'doomed'];
 /** GC grace (at least twice the prepare timeout, 1.5 s). */
 const GRACE_MS = 3_000;
+/** Past the grace period and the DECIDE deadline (5 s): a checkpoint whose COMMIT a worker may still apply is kept until then. */
+const SETTLE_MS = 5_500;
 
 let services: TestServices;
 let vhost: string;
@@ -146,7 +148,7 @@ describe('retention and garbage collection (real coordinator, S3)', () => {
 
     // Everything is older than the grace period, then one more checkpoint (the sweep runs only
     // while checkpoints are being committed).
-    await pause(GRACE_MS + 500);
+    await pause(SETTLE_MS);
     await publish(['keep-a', 'keep-b'], 20);
     const newest = await checkpoint();
     const before = await listed();
@@ -212,7 +214,7 @@ describe('retention and garbage collection (real coordinator, S3)', () => {
     await refused(newest, /latest checkpoint/);
     await refused(epochs[epochs.length - 2], /grace period/);
 
-    await pause(GRACE_MS + 500);
+    await pause(SETTLE_MS);
     const manifests = await Promise.all((await listed()).map((e) => cluster.client.getCheckpoint(String(e))));
     const bases = new Set(manifests.flatMap((m) => m.queues.map((q) => q.baseEpoch)).filter((b) => b !== 0));
     const base = [...bases][0];
@@ -244,7 +246,7 @@ describe('retention and garbage collection (real coordinator, S3)', () => {
       await publish(['keep-a', 'keep-b'], 10);
       await checkpoint();
     }
-    await pause(GRACE_MS + 500);
+    await pause(SETTLE_MS);
     await checkpoint();
     await pause(1_100);
     await checkpoint();

@@ -55,6 +55,11 @@ describe('garbage collection sweep (pure)', () => {
     expect(plan.skipped).toBeUndefined();
   });
 
+  it('never deletes a listed key this layout does not write (a server that decoded %2F in its listing)', () => {
+    const decoded = 'segments///q/00000000000000000000-00000000000000000009-abababababababab.seg';
+    expect(sweepPlan(input({ manifests: [latest], segments: [obj(decoded), obj(gone)] })).segments.map((o) => o.key)).toEqual([gone]);
+  });
+
   it('never deletes a segment newer than the grace period, or one a staged partition lists', () => {
     const plan = sweepPlan(input({ manifests: [latest], segments: [obj(orphan, NOW - 1_000), obj(gone)], stagedRefs: new Set([gone]) }));
     expect(plan.segments).toEqual([]);
