@@ -41,6 +41,6 @@ export class DecisionsInFlight {
       else this.endedAt.delete(epoch);
     }
     for (const request of queued) if (request.decision === Decision.DECISION_COMMIT) epochs.add(request.epoch);
-    return [...epochs].sort((a, b) => a - b).map((epoch) => ({ epoch, reason: 'COMMIT a worker may still apply (DECIDE in flight or queued)' }));
+    return [...epochs].sort((a, b) => a - b).map((epoch) => ({ epoch, reason: 'checkpoint whose COMMIT a worker may still apply (a DECIDE in flight or queued)' }));
   }
 }
