@@ -175,10 +175,10 @@ export interface PruneReport {
 /** Prune (retention, then GC) once. Callers run one at a time (the leader's scheduler). */
 export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Promise<PruneReport> {
   const { store, log } = deps;
-  // Decided as leader work, right before deleting: a round that ran since an earlier look may
-  // have made an older checkpoint the base of a new one (a worker that had not learned a newer
-  // COMMIT votes with its older base).
-  // A first look outside: most passes drop nothing and need not hold rounds up.
+  // A first look outside the leader's work queue: most passes drop nothing and need not hold
+  // rounds up. What is deleted is decided again as leader work, right before deleting: a round
+  // that ran since the look may have made an older checkpoint the base of a new one (a worker
+  // that had not learned a newer COMMIT votes with its older base).
   const look = await decide(deps, options);
   const decision =
     options.dryRun || look.drop.length === 0
@@ -230,12 +230,11 @@ export async function deleteCheckpoint(deps: StoreGcDeps, epoch: number, graceMs
 }
 
 /**
- * Step 1 (as leader work, LeaderScheduler.enqueue, with the decision that picked the epochs):
- * the decision records go first. A crash
- * after that leaves a checkpoint visible whose record is gone, which is harmless (the store says
- * what is visible); the other order could let a recovery write a deleted manifest back. Newest
- * first: a base (always an older epoch) goes only after every checkpoint read through it, so
- * every checkpoint still visible at any moment reads back whole.
+ * Step 1 (as leader work, LeaderScheduler.enqueue, with the decision that picked the epochs): the
+ * decision records go first. A crash after that leaves a checkpoint visible whose record is gone,
+ * which is harmless (the store says what is visible); the other order could let a recovery write
+ * a deleted manifest back. Newest first: a base (always an older epoch) goes only after every
+ * checkpoint read through it, so every checkpoint still visible at any moment reads back whole.
  */
 async function deleteManifests(deps: StoreGcDeps, epochs: number[]): Promise<void> {
   if (epochs.length === 0) return;
