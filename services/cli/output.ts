@@ -2,7 +2,7 @@
  * The CLI's --json shapes (stable, documented in docs/CLI.md) and the plain-text renderings.
  * JSON field names are camelCase; times are ISO-8601 strings; ids are epoch numbers as strings.
  */
-import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
+import { RoundOutcome, type CheckpointReply, type CheckpointSummary, type PruneReply, type RestoreEvent, type RestoreSummary, type StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest, IncompleteMark, OutsideCut } from '../gen/tidemark/v1/store.js';
 import { contentsMessages, formatBytes, headOf, historyOf, storedSegmentCount } from '../core/index.js';
 
@@ -44,6 +44,19 @@ export function summaryJson(s: CheckpointSummary) {
 /** An OutsideCut: the queue's entry is carried from checkpoint sinceEpoch's cut (G8); null when it is inside the cut. */
 export function outsideJson(o: OutsideCut | undefined) {
   return o ? { sinceEpoch: o.sinceEpoch, since: iso(o.sinceMs), reason: o.reason } : null;
+}
+
+/** `checkpoints prune --json` (docs/CLI.md): stable field names. */
+export function pruneJson(r: PruneReply) {
+  return {
+    dryRun: r.dryRun,
+    deleted: r.deleted,
+    kept: r.kept.map((k) => ({ epoch: k.epoch, reasons: k.reasons })),
+    segmentsDeleted: r.segmentsDeleted,
+    stagedDeleted: r.stagedDeleted,
+    bytesFreed: r.bytesFreed,
+    sweepSkipped: r.sweepSkipped === '' ? null : r.sweepSkipped,
+  };
 }
 
 /** An IncompleteMark: why a queue's part of a checkpoint may lack messages the broker confirmed. */

@@ -10,6 +10,7 @@ import {
   type CheckpointReply,
   type CheckpointSummary,
   type DrillEvent,
+  type PruneReply,
   type RestoreEvent,
   type RestoreSummary,
   type StatusReply,
@@ -78,6 +79,16 @@ export class TidemarkClient {
   }
 
   /** Committed checkpoints, as listed from the store. */
+  /** Retention and garbage collection now; with dryRun, only what would be deleted. */
+  async pruneCheckpoints(dryRun: boolean): Promise<PruneReply> {
+    return this.call(callUnary(this.client.pruneCheckpoints.bind(this.client), { dryRun }, this.options()));
+  }
+
+  /** Deletes one checkpoint; a FailedPreconditionError says which protection holds it. */
+  async deleteCheckpoint(epoch: number): Promise<void> {
+    await this.call(callUnary(this.client.deleteCheckpoint.bind(this.client), { epoch }, this.options()));
+  }
+
   async listCheckpoints(): Promise<CheckpointSummary[]> {
     const reply = await this.call(callUnary(this.client.listCheckpoints.bind(this.client), {}, this.options()));
     return reply.checkpoints;

@@ -1,11 +1,12 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
-import { serverStream, unary } from '../core/index.js';
+import { errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
 import { runDrill } from './restore-drill.js';
 import { verifyCheckpoint } from './verify.js';
+import { recordVerified } from './verified-marker.js';
 import { roundOutcome } from './admin-enums.js';
 
 export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
@@ -57,9 +58,36 @@ export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServe
     cancelRestore: unary(async (request) => ({ state: await restores.cancel(request.restoreId) })),
     listRestores: unary(async () => ({ restores: await restores.list() })),
     verify: serverStream(async (request, emit, call) => {
-      const { store } = coordinator.restoreParts;
-      await verifyCheckpoint(coordinator.catalog, store, request.checkpoint, { full: request.full, signal: call.signal, emit });
+      const { store, log } = coordinator.restoreParts;
+      const done = await verifyCheckpoint(coordinator.catalog, store, request.checkpoint, { full: request.full, signal: call.signal, emit });
+      // Retention never deletes the newest checkpoint that passed (verified-marker.ts).
+      if (done.problems === 0) {
+        await recordVerified(store, { epoch: done.checkpoint, verifiedAtMs: Date.now(), full: done.full }).catch((err) => log.warn(`checkpoint ${done.checkpoint} verified, but recording it for retention failed: ${errorMessage(err)}`));
+      }
+    }),
+    pruneCheckpoints: unary(async (request) => {
+      leaderOnly(coordinator, 'prune checkpoints');
+      const report = await coordinator.pruner.prune(request.dryRun);
+      return {
+        dryRun: report.dryRun,
+        kept: report.kept,
+        deleted: report.deleted,
+        segmentsDeleted: report.segmentsDeleted,
+        stagedDeleted: report.stagedDeleted,
+        bytesFreed: report.bytesFreed,
+        sweepSkipped: report.sweepSkipped,
+      };
+    }),
+    deleteCheckpoint: unary(async (request) => {
+      leaderOnly(coordinator, `delete checkpoint ${request.epoch}`);
+      await coordinator.pruner.delete(request.epoch);
+      return { epoch: request.epoch };
     }),
     restoreDrill: serverStream(async (request, emit, call) => runDrill(coordinator, restores, request, emit, call.signal)),
   };
+}
+
+/** Deleting is the leader's alone: two coordinators pruning at once would each keep its own view. */
+function leaderOnly(coordinator: Coordinator, what: string): void {
+  if (!coordinator.isLeader) throw new FailedPreconditionError(`coordinator ${coordinator.id} is not the leader, so it did not ${what}; send the request to the leader (see "tidemark status")`);
 }

@@ -18,6 +18,7 @@ import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { RoundParticipant } from './checkpoint-round.js';
 import type { ProtectedQueue } from './discovery.js';
+import type { DecideRequest } from '../gen/tidemark/v1/worker.js';
 
 /** The queues a worker acknowledged, with the address it was reached at. */
 export interface AckedQueues {
@@ -30,6 +31,9 @@ export class WorkerPool {
   /** By worker id; the same map throughout, so a holder of it sees later refreshes. */
   readonly clients = new Map<string, WorkerClient>();
   private generation = 0;
+
+  /** `decisions` hears of every DECIDE sent through the pool's clients (retention, decisions-in-flight.ts). */
+  constructor(private readonly decisions?: { sending(request: DecideRequest): void; ended(request: DecideRequest, nowMs: number): void }) {}
 
   /** Numbers an assignment pass; a worker keeps the newest assignment it was sent. */
   nextGeneration(): number {
@@ -48,12 +52,23 @@ export class WorkerPool {
       }
     }
     for (const worker of workers) {
-      if (!this.clients.has(worker.id)) this.clients.set(worker.id, new WorkerClient(worker.address, { workerId: worker.id }));
+      if (!this.clients.has(worker.id)) this.clients.set(worker.id, this.tracked(new WorkerClient(worker.address, { workerId: worker.id })));
     }
   }
 
   close(): void {
     for (const client of this.clients.values()) client.close();
+  }
+
+  private tracked(client: WorkerClient): WorkerClient {
+    const decisions = this.decisions;
+    if (!decisions) return client;
+    const decide = client.decide.bind(client);
+    client.decide = (request, deadlineMs, signal) => {
+      decisions.sending(request);
+      return decide(request, deadlineMs, signal).finally(() => decisions.ended(request, Date.now()));
+    };
+    return client;
   }
 }
 

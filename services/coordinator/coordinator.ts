@@ -49,7 +49,9 @@ import { RoundHistory } from './round-history.js';
 import { carriedSince, latestOf, newRoundId, priorEntries, rearmSentinels, roundPlan } from './round-planning.js';
 import { runRound, type RoundResult } from './round-runner.js';
 import { LeaderScheduler } from './scheduler.js';
-import { leaseTickMs, schedulerTickMs } from './timing.js';
+import { DECIDE_DEADLINE_MS, leaseTickMs, schedulerTickMs } from './timing.js';
+import { CheckpointPruner } from './checkpoint-pruner.js';
+import { DecisionsInFlight } from './decisions-in-flight.js';
 
 export type { CoordinatorParts } from './coordinator-parts.js';
 
@@ -79,7 +81,9 @@ export class Coordinator {
   };
   /** What each worker acknowledged in the last assignment pass, and why others did not (a round's abort names it). */
   private assigned: Pick<AssignmentResult, 'acked' | 'failures'> = { acked: new Map(), failures: [] };
-  private readonly pool = new WorkerPool();
+  /** COMMITs workers may still apply: retention keeps their checkpoints (decisions-in-flight.ts). */
+  private readonly inFlight = new DecisionsInFlight(DECIDE_DEADLINE_MS);
+  private readonly pool = new WorkerPool(this.inFlight);
   private readonly history = new RoundHistory();
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -102,6 +106,8 @@ export class Coordinator {
   readonly metrics: CoordinatorMetrics;
   /** What the leader's decisions read the time from (CoordinatorParts.clock). */
   readonly clock: Clock;
+  /** Retention and garbage collection (checkpoint-pruner.ts). */
+  readonly pruner: CheckpointPruner;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
@@ -128,6 +134,13 @@ export class Coordinator {
       discoverAndAssign: () => this.discoverAndAssign(),
       startRound: () => this.startRound(),
     }, parts.log, this.clock);
+    this.pruner = new CheckpointPruner({
+      ...parts,
+      clock: this.clock,
+      isLeader: () => this.isLeader,
+      exclusive: (work) => this.scheduler.enqueue(work, undefined, 'deleting checkpoints'),
+      decisionsInFlight: () => this.inFlight.protections(Date.now(), this.redelivery.undelivered.queued()),
+    });
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,
       protectedQueues: () => this.discovered.queues.size,
@@ -327,6 +340,7 @@ export class Coordinator {
       continuity: this.continuity,
       prepareTimeoutMs: config.prepareTimeout,
       consolidate: this.history.consolidates(epoch, config.fullEvery),
+      historyFrom: this.history.consolidates(epoch, config.fullEvery) ? await this.pruner.historyFrom(visibleEpochs) : undefined,
       stillLeader: () => this.isLeader,
       undelivered: (workerId, request) => this.redelivery.undelivered.remember(workerId, request),
       log,
@@ -346,6 +360,7 @@ export class Coordinator {
     await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn(`trimming the decision log failed: ${errorMessage(err)}`));
     if (result.outcome === 'committed') {
       this.history.committed(epoch, result.manifest);
+      this.pruner.afterCommit();
       if (result.manifest) {
         await rearmSentinels(this.continuity, result.manifest, log, result.outside);
         const inside = result.manifest.queues.filter((q) => !q.outsideCut).map((q) => queueKey(q.definition!.vhost, q.definition!.name));

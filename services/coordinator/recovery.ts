@@ -42,7 +42,7 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
     }
     try {
       const parent = step.parentEpoch > 0 ? await context.catalog.get(step.parentEpoch) : undefined;
-      await context.catalog.publish(plan.manifest(step, await readStaged(context, step.commit), parent));
+      await context.catalog.publish(await context.catalog.inheritHistory(plan.manifest(step, await readStaged(context, step.commit), parent)));
       plan.finished(step);
       context.log.warn(`finished checkpoint ${step.epoch}: its leader recorded COMMIT but died before writing the manifest`);
     } catch (err) {

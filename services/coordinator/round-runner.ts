@@ -2,12 +2,13 @@
  * Carries out the effects of a CheckpointRound against the real world: fences through AMQP,
  * PREPARE/DECIDE through gRPC, the decision through Redis, the manifest through the store.
  */
-import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
+import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { DecideRequest, PrepareReply, PrepareRequest, QueueRef } from '../gen/tidemark/v1/worker.js';
 import { CheckpointRound, type Outcome, type RoundEffect, type RoundEvent, type RoundPlan } from './checkpoint-round.js';
 import {
   type Catalog,
   type Clock,
+  type QueueHead,
   type DecisionLog,
   errorMessage,
   failpoint,
@@ -48,6 +49,8 @@ export interface RoundContext {
   prepareTimeoutMs: number;
   /** Whether this manifest should be consolidated into a full one. */
   consolidate: boolean;
+  /** Where a consolidated entry may let history go (retention, checkpoint-pruner.ts). @default keep all */
+  historyFrom?: (entry: QueueCheckpoint) => QueueHead | undefined;
   /** False once leadership is lost: stops the manifest retry loop. */
   stillLeader: () => boolean;
   /** A decision that could not be delivered to a worker: the coordinator re-sends it later. */
@@ -165,7 +168,8 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           return;
         }
         case 'write-manifest':
-          manifest = context.consolidate ? await context.catalog.consolidate(effect.manifest) : effect.manifest;
+          // An incremental entry says where its chain's kept history begins (Catalog.inheritHistory).
+          manifest = context.consolidate ? await context.catalog.consolidate(effect.manifest, context.historyFrom) : await context.catalog.inheritHistory(effect.manifest);
           await writeUntilLanded(context, manifest);
           await failpoint('coordinator.after-manifest');
           dispatch({ type: 'manifest-written' });

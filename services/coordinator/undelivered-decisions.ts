@@ -46,6 +46,11 @@ export class UndeliveredDecisions {
     if (pending?.size === 0) this.byWorker.delete(workerId);
   }
 
+  /** Every queued decision, for retention: a COMMIT still to send names a checkpoint a worker may adopt. */
+  *queued(): IterableIterator<DecideRequest> {
+    for (const pending of this.byWorker.values()) yield* pending.values();
+  }
+
   /** `workerId` left the membership: its decisions are dropped. */
   drop(workerId: string): void {
     this.byWorker.delete(workerId);

@@ -20,6 +20,7 @@ import {
   CorruptDataError,
   errorMessage,
   forEachLimited,
+  historyOf,
   IncompletePrefixError,
   isFenceRange,
   NotFoundError,
@@ -248,10 +249,12 @@ class Verification {
       if (ref) read.push(ref);
       this.advance(ref?.storedBytes ?? 0);
     });
-    const spec = { vhost: queue.vhost, queue: queue.queue, startOffset: queue.entry.startOffset, cutOffset: queue.entry.cutOffset, segments: queue.segments };
+    // From where the entry's kept history begins: retention may have let older records go.
+    const kept = historyOf(queue.entry);
+    const spec = { vhost: queue.vhost, queue: queue.queue, startOffset: kept.offset, cutOffset: queue.entry.cutOffset, segments: queue.segments };
     let damage: VerifyProblem | undefined;
     try {
-      await verifyPrefix(counting, spec, { expectedMessages: queue.entry.messages, signal: this.options.signal });
+      await verifyPrefix(counting, spec, { expectedMessages: queue.entry.messages - kept.messages, signal: this.options.signal });
     } catch (err) {
       if (this.options.signal?.aborted) throw err;
       damage = this.prefixDamage(err, queue);
@@ -343,6 +346,7 @@ function observeGets(store: ObjectStore, onGet: (key: string) => void): ObjectSt
     put: (key, body) => store.put(key, body),
     has: (key) => store.has(key),
     list: (prefix) => store.list(prefix),
+    listObjects: (prefix) => store.listObjects(prefix),
     delete: (key) => store.delete(key),
     close: () => store.close(),
   };

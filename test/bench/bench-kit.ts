@@ -268,6 +268,7 @@ export function timedStore(store: ObjectStore, times: { put: PartTimes; get: Par
     get: (key) => timedCall(times.get, () => store.get(key)),
     has: (key) => store.has(key),
     list: (prefix) => store.list(prefix),
+    listObjects: (prefix) => store.listObjects(prefix),
     delete: (key) => store.delete(key),
     close: () => store.close(),
   };

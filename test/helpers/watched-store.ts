@@ -2,7 +2,7 @@
  * The one pass-through store for tests: forwards every call to a real store, and lets a test see,
  * slow down or tamper with what is read.
  */
-import type { ObjectStore } from '../../services/core/store/object-store.js';
+import type { ObjectStore, StoredObject } from '../../services/core/store/object-store.js';
 
 export interface WatchOptions {
   /** Replaces what a read returns; told how many times that key has been read, this read included. */
@@ -45,6 +45,9 @@ export class WatchedStore implements ObjectStore {
   }
   list(prefix: string): Promise<string[]> {
     return this.inner.list(prefix);
+  }
+  listObjects(prefix: string): Promise<StoredObject[]> {
+    return this.inner.listObjects(prefix);
   }
   delete(key: string): Promise<void> {
     return this.inner.delete(key);

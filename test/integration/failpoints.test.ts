@@ -11,6 +11,10 @@
  *   prefix before its fence (G1-G3), holding every message confirmed before its round (G4);
  * - every worker learns the decision of every round it voted in (no undecided epoch left).
  *
+ * The garbage collection failpoints (gc.after-manifest-deletes, gc.mid-sweep) have their own
+ * cases: a prune cut short there leaves every visible checkpoint verifying in full, and the next
+ * prune sweeps what the first left (the segments of a queue no kept checkpoint holds).
+ *
  * The restore failpoint (worker.mid-restore) has its own cases: the cut-short restore ends and
  * reports its failed queues, and resuming it gives the exact prefix (queue targets may hold at
  * most a confirm window of duplicates per interruption, stream targets none).
@@ -20,6 +24,8 @@
  * (worker.queue-part) or one worker failing after its segments (worker.after-segments) leaves the
  * others committing, carries the failed queues from their last good cut, and they come back.
  */
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerClient } from '../../services/core/grpc/worker-client.js';
@@ -32,7 +38,9 @@ import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { RestoredQueues, restoreWithPrefix } from '../helpers/verify.js';
 import { declareBoundQueues } from '../helpers/broker.js';
-import { createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { LocalStore } from '../../services/core/store/local-store.js';
+import { segmentPrefix } from '../../services/core/store/keys.js';
 import { eventually } from '../helpers/eventually.js';
 
 const WORKERS = ['worker-1', 'worker-2'];
@@ -333,6 +341,116 @@ describe('failpoint worker.mid-restore: a restore cut short resumes to the exact
     });
   }
 });
+
+describe('failpoints gc.after-manifest-deletes and gc.mid-sweep: a prune cut short leaves every visible checkpoint whole, and the next prune finishes', () => {
+  beforeAll(async () => {
+    services = await testServices();
+  });
+
+  for (const point of ['gc.after-manifest-deletes', 'gc.mid-sweep'] as const) {
+    for (const mode of ['crash', 'fail', 'stall'] as const) {
+      const spec = `${point}=${mode}${mode === 'stall' ? ':2s' : ''}`;
+      it(spec, async () => {
+        const vhost = uniqueName('tm-fpgc');
+        const namespace = uniqueName('tmg');
+        const queues = [{ name: 'q-kept', type: 'classic' }, { name: 'q-gone', type: 'classic' }];
+        await createTestVhost(services.managementUrl, vhost);
+        let cluster: TestCluster | undefined;
+        try {
+          await declareBoundQueues(services.amqpUrl, vhost, 'work', queues);
+          cluster = await startTestCluster({
+            services,
+            namespace,
+            protect: `${vhost}:q*`,
+            store: { kind: 'file' },
+            workers: 1,
+            prepareTimeout: '1s',
+            extraEnv: {
+              TIDEMARK_LEASE_TIME: '1500ms',
+              TIDEMARK_DISCOVERY_INTERVAL: '1s',
+              TIDEMARK_RETAIN_LAST: '1',
+              TIDEMARK_RETAIN_WITHIN: '0',
+              TIDEMARK_RETAIN_DAILY: '0',
+              TIDEMARK_RETAIN_WEEKLY: '0',
+              TIDEMARK_RETAIN_MONTHLY: '0',
+              TIDEMARK_GC_GRACE: '2s',
+              TIDEMARK_FULL_EVERY: '2',
+              TIDEMARK_PRUNE_INTERVAL: '0',
+            },
+            processEnv: { coordinator: { TIDEMARK_FAILPOINTS: spec } },
+          });
+          const c = cluster;
+          const ready = (s: StatusReply) => s.leader && s.workers.length === 1;
+          await c.waitForStatus((s) => ready(s) && s.protectedQueues === 2, 'a leader and both queues protected');
+          const commit = async () => {
+            const reply = await until('a committed checkpoint', async () => {
+              const r = await c.client.checkpoint(true);
+              return r.outcome === RoundOutcome.ROUND_OUTCOME_COMMITTED ? r : undefined;
+            });
+            return c.client.getCheckpoint(String(reply.epoch));
+          };
+          for (let i = 0; i < 3; i += 1) {
+            await publish(vhost, queues, 20);
+            await commit();
+          }
+          // q-gone goes with its journal: once no kept checkpoint holds it, its segments are swept.
+          const journal = (await c.client.getCheckpoint('latest')).queues.find((q) => q.definition!.name === 'q-gone')!.journal;
+          await deleteQueues(vhost, ['q-gone', journal]);
+          await until('a checkpoint without q-gone', async () => ((await commit()).queues.some((q) => q.definition!.name === 'q-gone') ? undefined : true));
+          // Past the grace period (2 s) and the time a worker may still apply a sent COMMIT (the
+          // DECIDE deadline, 5 s): those checkpoints are protected until then.
+          await new Promise((r) => setTimeout(r, 5_500));
+          await commit();
+
+          // The faulted prune.
+          const faulted = await c.client.pruneCheckpoints(false).catch((err: Error) => err);
+          if (mode === 'stall') expect(faulted).not.toBeInstanceOf(Error);
+          else expect(faulted, 'the prune was cut short').toBeInstanceOf(Error);
+          if (mode === 'crash') expect(await c.exited('coordinator', 15_000)).toBe('SIGKILL');
+          else await c.kill('coordinator');
+          c.restart('coordinator', {});
+          await c.waitForStatus(ready, 'the coordinator back without failpoints, leading');
+          await expectVisibleWhole(c);
+
+          // The next prune finishes the work: q-gone's segments are gone, the rest is whole.
+          await new Promise((r) => setTimeout(r, 5_500));
+          await commit();
+          const report = await c.client.pruneCheckpoints(false);
+          expect(report.sweepSkipped).toBe('');
+          const store = new LocalStore(fileURLToPath(c.storeUrl));
+          expect(await store.list(segmentPrefix(vhost, 'q-gone'))).toEqual([]);
+          await expectVisibleWhole(c);
+          const latest = await c.client.getCheckpoint('latest');
+          await restoreWithPrefix(c.client, latest, 'gc-');
+          await new RestoredQueues(services.amqpUrl, vhost).expectExactPrefixes(latest, 'gc-');
+        } finally {
+          await cluster?.stop();
+          await deleteTestVhost(services.managementUrl, vhost);
+        }
+      }, 180_000);
+    }
+  }
+});
+
+/** `tidemark verify --full` passes on every visible checkpoint. */
+async function expectVisibleWhole(cluster: TestCluster): Promise<void> {
+  for (const summary of await cluster.client.listCheckpoints()) {
+    let problems = -1;
+    const messages: string[] = [];
+    for await (const event of cluster.client.verify(String(summary.epoch), true)) {
+      if (event.event?.$case === 'problem') messages.push(event.event.value.message);
+      if (event.event?.$case === 'done') problems = event.event.value.problems;
+    }
+    expect(problems, `checkpoint ${summary.epoch}: ${messages.join('; ')}`).toBe(0);
+  }
+}
+
+async function deleteQueues(vhost: string, names: string[]): Promise<void> {
+  const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+  const channel = await connection.createChannel();
+  for (const name of names) await channel.deleteQueue(name);
+  await connection.close();
+}
 
 interface FaultedCluster {
   vhost: string;

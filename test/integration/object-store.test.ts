@@ -111,6 +111,29 @@ describe.each([local, s3])('ObjectStore contract: $name', (fixture) => {
     expect(all).toEqual(expect.arrayContaining(keys));
   });
 
+  it('lists objects with their sizes and last-modified times, as list does, newer writes later (for garbage collection)', async () => {
+    const base = ns();
+    const before = Date.now();
+    await store.put(`${base}/old`, Buffer.from('12345'));
+    await store.put(`${base}/sub/x`, Buffer.alloc(0));
+    // S3 times have whole seconds: the next write lands in a later second.
+    await new Promise((r) => setTimeout(r, 1_100));
+    await store.put(`${base}/new`, Buffer.from('1234567'));
+    const objects = await store.listObjects(`${base}/`);
+    expect(objects.map((o) => o.key)).toEqual(await store.list(`${base}/`));
+    const byKey = new Map(objects.map((o) => [o.key.slice(base.length + 1), o]));
+    expect(byKey.get('old')!.size).toBe(5);
+    expect(byKey.get('sub/x')!.size).toBe(0);
+    expect(byKey.get('new')!.size).toBe(7);
+    for (const o of objects) {
+      expect(o.lastModifiedMs).toBeGreaterThanOrEqual(before - 1_000);
+      expect(o.lastModifiedMs).toBeLessThanOrEqual(Date.now() + 1_000);
+    }
+    expect(byKey.get('new')!.lastModifiedMs).toBeGreaterThan(byKey.get('old')!.lastModifiedMs);
+    await store.delete(`${base}/old`);
+    expect((await store.listObjects(`${base}/`)).map((o) => o.key)).toEqual([`${base}/new`, `${base}/sub/x`]);
+  });
+
   it('deletes an object, and deleting a missing object succeeds', async () => {
     const base = ns();
     await store.put(`${base}/keep`, Buffer.from('k'));

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../services/core/state/catalog.js';
-import { decodePartition, encodePartition, partitionKey } from '../../services/core/store/keys.js';
+import { checkpointKey, decodePartition, encodePartition, partitionKey, segmentKey } from '../../services/core/store/keys.js';
 import { S3Store } from '../../services/core/store/s3-store.js';
 import { CheckpointManifest, PartitionManifest } from '../../services/gen/tidemark/v1/store.js';
 import { ObjectStoreModel } from '../sim/store.js';
@@ -26,7 +26,15 @@ afterAll(async () => {
   await store.close();
 });
 
-type Step = { stage: { epoch: number; worker: string; token: number } } | { publish: { epoch: number; token: number; roundId: string } };
+type Step =
+  | { stage: { epoch: number; worker: string; token: number } }
+  | { publish: { epoch: number; token: number; roundId: string } }
+  | { segment: { queue: string; first: number; last: number } }
+  | { deleteManifest: number }
+  | { deleteStaged: { epoch: number; worker: string } }
+  | { deleteSegment: { queue: string; first: number; last: number } };
+
+const SHA = '0123456789abcdef';
 
 describe('ObjectStoreModel against the real store', () => {
   it('shows the same checkpoints and staged partitions after every write', async () => {
@@ -42,14 +50,42 @@ describe('ObjectStoreModel against the real store', () => {
       { publish: { epoch: 3, token: 5, roundId: '5-3-c' } },
       { stage: { epoch: 5, worker: 'w1', token: 6 } },
       { stage: { epoch: 5, worker: 'w0', token: 7 } },
+      // Retention and garbage collection (store-gc.ts): deletes, and listings with times.
+      { segment: { queue: 'q1', first: 0, last: 9 } },
+      { segment: { queue: 'q1', first: 10, last: 19 } },
+      { deleteManifest: 2 },
+      { deleteStaged: { epoch: 3, worker: 'w0' } },
+      { deleteSegment: { queue: 'q1', first: 0, last: 9 } },
+      // Deleting what is already gone is not an error, and changes nothing.
+      { deleteManifest: 2 },
+      { deleteSegment: { queue: 'q1', first: 0, last: 9 } },
+      { deleteStaged: { epoch: 5, worker: 'w1' } },
     ];
     for (const [i, step] of steps.entries()) {
-      if ('stage' in step) {
+      const startedAt = Date.now();
+      if ('segment' in step) {
+        const { queue, first, last } = step.segment;
+        const key = segmentKey('v1', queue, first, last, SHA);
+        await store.put(key, Buffer.from('segment'));
+        model.segments.set(key, { queue, firstOffset: first, lastOffset: last, entries: [], writtenAtMs: startedAt });
+      } else if ('deleteManifest' in step) {
+        await store.delete(checkpointKey(step.deleteManifest));
+        model.deleteManifest(step.deleteManifest, 'c0');
+      } else if ('deleteStaged' in step) {
+        const key = partitionKey(step.deleteStaged.epoch, step.deleteStaged.worker);
+        await store.delete(key);
+        model.deleteObject(key, 'c0');
+      } else if ('deleteSegment' in step) {
+        const { queue, first, last } = step.deleteSegment;
+        const key = segmentKey('v1', queue, first, last, SHA);
+        await store.delete(key);
+        model.deleteObject(key, 'c0');
+      } else if ('stage' in step) {
         const { epoch, worker, token } = step.stage;
         const roundId = `${token}-${epoch}-${worker}`;
         const key = partitionKey(epoch, worker);
         await store.put(key, await encodePartition(PartitionManifest.fromPartial({ formatVersion: 1, epoch, workerId: worker, leaderToken: token, roundId })));
-        model.partitions.set(key, { sha256: model.nextSha(), epoch, workerId: worker, leaderToken: token, roundId, queues: [] });
+        model.partitions.set(key, { sha256: model.nextSha(), epoch, workerId: worker, leaderToken: token, roundId, queues: [], writtenAtMs: startedAt });
       } else {
         const { epoch, token, roundId } = step.publish;
         const manifest = CheckpointManifest.fromPartial({ formatVersion: 1, epoch, leaderToken: token, roundId });
@@ -67,6 +103,18 @@ describe('ObjectStoreModel against the real store', () => {
         latest && { epoch: latest.epoch, roundId: latest.roundId, token: latest.leaderToken },
       );
       expect(model.newestStaged(), what).toEqual(await catalog.newestStaged());
+      // The listings garbage collection reads: the same keys, each with a time the store gave it
+      // no earlier than a little before its put began (S3 times have whole seconds).
+      const segments = await store.listObjects('segments/');
+      const staged = await store.listObjects('staging/');
+      expect(model.segmentObjects().map((o) => o.key).sort(), what).toEqual(segments.map((o) => o.key));
+      expect(model.stagedObjects().map((o) => o.key).sort(), what).toEqual(staged.map((o) => o.key));
+      for (const o of [...segments, ...staged]) {
+        const modelled = [...model.segmentObjects(), ...model.stagedObjects()].find((m) => m.key === o.key)!;
+        expect(o.lastModifiedMs, `${what}: ${o.key}`).toBeGreaterThanOrEqual(modelled.lastModifiedMs - 1_000);
+        expect(o.lastModifiedMs, `${what}: ${o.key}`).toBeLessThanOrEqual(Date.now() + 1_000);
+        expect(o.size).toBeGreaterThan(0);
+      }
       for (const [key, staged] of model.partitions) {
         const real = await decodePartition(await store.get(key), key);
         expect({ epoch: staged.epoch, workerId: staged.workerId, leaderToken: staged.leaderToken, roundId: staged.roundId }, `${what}: ${key}`).toEqual({
@@ -78,5 +126,6 @@ describe('ObjectStoreModel against the real store', () => {
       }
     }
     expect(model.newestStaged()).toEqual({ epoch: 5, leaderToken: 7 });
+    expect(model.epochs()).toEqual([3]);
   });
 });

@@ -32,6 +32,11 @@
  * bounds it by the lease time. Its timings and retries (lease tick, scheduler tick, DECIDE
  * attempts, deadline and backoff) are the real ones (services/coordinator/timing.ts).
  *
+ * - every `retention.gcEveryMs` while it leads it prunes and collects garbage with the real
+ *   retention and sweep (gc-runner.ts), its manifest deletions as leader work between rounds; every
+ *   `retention.fullEvery` epochs (the real RoundHistory) a round writes a full manifest, made with
+ *   Catalog.consolidate's pure parts from the chain in the store.
+ *
  * The old behaviour of each fixed bug comes back with its KnownGaps flag (options.ts).
  */
 import type { RoundPlan } from '../../services/coordinator/checkpoint-round.js';
@@ -46,6 +51,13 @@ import { UndeliveredDecisions } from '../../services/coordinator/undelivered-dec
 import type { DecideRequest } from '../../services/gen/tidemark/v1/worker.js';
 import { recoverRounds } from './recovery-runner.js';
 import { resendRequests } from '../../services/coordinator/recovery-plan.js';
+import { runGc } from './gc-runner.js';
+import { DecisionsInFlight } from '../../services/coordinator/decisions-in-flight.js';
+import type { Protection } from '../../services/coordinator/checkpoint-retention.js';
+import { RoundHistory } from '../../services/coordinator/round-history.js';
+import { consolidatedEntry, keptHistory } from '../../services/core/state/catalog.js';
+import { orderSegments } from '../../services/core/format/segment-reader.js';
+import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 import { outcomeOf, RoundDriver } from './round-driver.js';
 import { isRetryable, type Respond, type Result, type WorkerNode } from './worker-node.js';
 import type { Node, World } from './world.js';
@@ -71,6 +83,12 @@ export class CoordinatorNode implements Node {
   /** DecisionRedelivery.undelivered: the real queue of decisions to re-send. */
   private readonly undelivered = new UndeliveredDecisions();
   private redelivering = false;
+  /** The real RoundHistory: when this leader's next round consolidates. */
+  private history = new RoundHistory();
+  /** A prune is running (gc-runner.ts); one at a time. */
+  private collecting = false;
+  /** The real DecisionsInFlight: COMMITs a worker may still apply, which retention keeps. */
+  private inFlight = new DecisionsInFlight(DECIDE_DEADLINE_MS);
 
   constructor(
     readonly id: string,
@@ -118,6 +136,14 @@ export class CoordinatorNode implements Node {
     this.needsRecovery = false;
     this.undelivered.clear();
     this.redelivering = false;
+    this.history = new RoundHistory();
+    this.collecting = false;
+    this.inFlight = new DecisionsInFlight(DECIDE_DEADLINE_MS);
+  }
+
+  /** CheckpointPruner's decisionsInFlight: sends outstanding or just ended, and the re-send queue. */
+  decisionProtections(): Protection[] {
+    return this.inFlight.protections(this.world.scheduler.now, this.undelivered.queued());
   }
 
   restart(): void {
@@ -139,6 +165,58 @@ export class CoordinatorNode implements Node {
       net.timer(this, SCHEDULER_TICK_MS, `${this.id} scheduler tick`, tick);
     };
     net.timer(this, random.int(1, SCHEDULER_TICK_MS), `${this.id} scheduler tick`, tick);
+    if (!options.gc) return;
+    const collect = () => {
+      this.collectGarbage();
+      net.timer(this, options.retention.gcEveryMs, `${this.id} gc tick`, collect);
+    };
+    net.timer(this, random.int(1, options.retention.gcEveryMs), `${this.id} gc tick`, collect);
+  }
+
+  /** CheckpointPruner.afterCommit, on a timer: one prune at a time, while leading. */
+  private collectGarbage(): void {
+    if (this.collecting || !this.stillLeader()) return;
+    this.collecting = true;
+    const life = this.incarnation;
+    runGc(this.world, this, () => {
+      if (this.incarnation === life) this.collecting = false;
+    });
+  }
+
+  /**
+   * LeaderScheduler.enqueue for the manifest deletions: they wait for the running round or
+   * recovery, and no round starts until `release`.
+   */
+  exclusive(work: (release: () => void) => void): void {
+    if (this.busy) {
+      this.world.net.timer(this, 50, `${this.id} gc waits for the round`, () => this.exclusive(work));
+      return;
+    }
+    this.busy = true;
+    const life = this.incarnation;
+    work(() => {
+      if (this.incarnation === life) this.roundEnded();
+    });
+  }
+
+  /**
+   * Catalog.consolidate with the store's chain (the real code reads it through the catalog): every
+   * entry made full by the shipped consolidatedEntry/keptHistory; undefined if a link is gone.
+   */
+  consolidated(manifest: CheckpointManifest): CheckpointManifest | undefined {
+    const queues: QueueCheckpoint[] = [];
+    for (const entry of manifest.queues) {
+      const links: QueueCheckpoint[] = [];
+      for (let base = entry.baseEpoch; base !== 0; ) {
+        const link = this.world.store.manifests.get(base)?.queues.find((q) => q.definition?.vhost === entry.definition?.vhost && q.definition?.name === entry.definition?.name);
+        if (!link || links.length > 10_000) return undefined;
+        links.push(link);
+        base = link.baseEpoch;
+      }
+      const segments = orderSegments([...entry.segments, ...links.flatMap((l) => l.segments)]);
+      queues.push(consolidatedEntry(entry, segments, keptHistory(entry, links, undefined)));
+    }
+    return { ...manifest, queues, full: true };
   }
 
   private leadershipTick(): void {
@@ -344,14 +422,16 @@ export class CoordinatorNode implements Node {
           if (!recorded.ok) return startFailed(recorded.error);
           if (recorded.value < 0) return startFailed(`recording started refused (${recorded.value})`);
           const plan = this.plan(epoch, roundId, token, startedAtMs, listed.value);
+          const consolidate = this.history.consolidates(epoch, options.retention.fullEvery);
           const driver = new RoundDriver(world, this, holder, acquisition, plan, (outcome, reason, failed) => {
             if ((outcome === 'in-doubt' || failed) && !options.gaps.inDoubtWaitsForLeaderChange) this.needsRecovery = true;
+            if (outcome === 'committed') this.history.committed(epoch, driver.written);
             if (outcome === 'committed') world.stats.committed += 1;
             else if (outcome === 'aborted') world.stats.aborted += 1;
             else world.stats.inDoubt += 1;
             world.scheduler.log(`${this.id} round ${epoch} ${outcome}${reason ? `: ${reason}` : ''}`);
             this.roundEnded();
-          });
+          }, consolidate);
           driver.start();
         });
       });
@@ -447,7 +527,11 @@ export class CoordinatorNode implements Node {
     const worker = this.world.workers.get(workerId)!;
     const outcome = outcomeOf(request.decision);
     this.world.checker.decisionSent(this.id, workerId, request.epoch, request.roundId, outcome);
+    // WorkerPool's tracked client: the send is outstanding until its reply or deadline.
+    this.inFlight.sending(request);
+    const life = this.incarnation;
     this.rpc<void>(worker, `DECIDE ${outcome} ${request.epoch}`, DECIDE_DEADLINE_MS, (respond) => worker.onDecide(request, respond), (result) => {
+      if (this.incarnation === life) this.inFlight.ended(request, this.world.scheduler.now);
       if (result.ok || !isRetryable(result.error)) return done(true);
       if (attempt >= attempts) return done(false);
       this.world.net.timer(this, decideRetryDelayMs(attempt), `${this.id} DECIDE ${request.epoch} retry`, () => this.deliver(workerId, request, attempts, done, attempt + 1));

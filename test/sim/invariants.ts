@@ -27,6 +27,9 @@
  * - fenced-writes (I2): a decision lands only from the current lease holder, that is the very
  *   acquisition of the lease that holds it now (not just the same token number); a manifest lands
  *   only for a round whose COMMIT a lease holder recorded before it.
+ * - retained-verifies (retention and GC): after every deletion from the store (a manifest, a
+ *   segment, a staged partition), every checkpoint still visible reads back whole, through its
+ *   chain and segments, exactly as exact-prefix requires.
  * - convergence: once faults stop, the world settles within the calm phase: no epoch in the
  *   decision log stays `started`, every committed one becomes visible, every worker is up and
  *   serving, and every worker that voted YES in a round learns its decision. (With the old
@@ -41,7 +44,16 @@ import type { LeaseValue, RedisModel, SimDecisionRecord } from './redis.js';
 import type { ObjectStoreModel } from './store.js';
 import type { WorkerNode } from './worker-node.js';
 
-export type InvariantName = 'single-outcome' | 'complete-manifest' | 'outside-cut' | 'exact-prefix' | 'visible-base' | 'counted-base' | 'fenced-writes' | 'convergence';
+export type InvariantName =
+  | 'single-outcome'
+  | 'complete-manifest'
+  | 'outside-cut'
+  | 'exact-prefix'
+  | 'visible-base'
+  | 'counted-base'
+  | 'fenced-writes'
+  | 'retained-verifies'
+  | 'convergence';
 
 export class Violation extends Error {
   override name = 'Violation';
@@ -241,10 +253,33 @@ export class Checker {
     return since;
   }
 
-  /** Every entry is the queue's part of a YES vote its owner gave in this very round. */
+  /**
+   * Something was deleted from the store (retention and GC): every checkpoint still visible must
+   * read back whole and exact.
+   */
+  deleted(key: string, writer: string): void {
+    for (const manifest of [...this.store.manifests.values()].sort((a, b) => a.epoch - b.epoch)) {
+      for (const q of this.queues) {
+        const entry = manifest.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
+        if (!entry) continue;
+        try {
+          this.checkPrefix(manifest, q, entry);
+        } catch (err) {
+          if (!(err instanceof Violation)) throw err;
+          throw new Violation('retained-verifies', `after ${writer} deleted ${key}: ${err.message}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Every entry is the queue's part of a YES vote its owner gave in this very round; in a full
+   * (consolidated) manifest, that part made full: the same cut and counts, base 0, and every
+   * segment the vote listed.
+   */
   private checkVoted(manifest: CheckpointManifest, q: SimQueue, entry: QueueCheckpoint): void {
     const replies = this.votes.get(manifest.roundId)?.get(q.owner) ?? [];
-    const match = replies.some((r) => r.queues.some((v) => v.definition?.name === q.name && samePart(v, entry)));
+    const match = replies.some((r) => r.queues.some((v) => v.definition?.name === q.name && (samePart(v, entry) || (manifest.full && sameAsFull(v, entry)))));
     if (entry.workerId !== q.owner || !match) {
       throw new Violation('complete-manifest', `checkpoint ${manifest.epoch}'s entry for ${q.name} (worker ${entry.workerId}, cut ${entry.cutOffset}) is not a YES vote of ${q.owner} in round ${manifest.roundId}`);
     }
@@ -356,6 +391,18 @@ export class Checker {
     }
     return undefined;
   }
+}
+
+/** `full` is `vote` consolidated: same cut, start and count, base 0, every voted segment kept. */
+function sameAsFull(vote: QueueCheckpoint, full: QueueCheckpoint): boolean {
+  const keys = new Set(full.segments.map((s) => s.key));
+  return (
+    full.baseEpoch === 0 &&
+    vote.cutOffset === full.cutOffset &&
+    vote.startOffset === full.startOffset &&
+    vote.messages === full.messages &&
+    vote.segments.every((s) => keys.has(s.key))
+  );
 }
 
 function samePart(a: QueueCheckpoint, b: QueueCheckpoint): boolean {

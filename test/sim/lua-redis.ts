@@ -93,6 +93,12 @@ export class LuaRedis {
     return value?.kind === 'hash' ? new Map(value.fields) : new Map();
   }
 
+  /** HDEL, outside a script. */
+  hdel(key: string, fields: string[], now: number): void {
+    const value = this.live(key, now);
+    if (value?.kind === 'hash') for (const field of fields) value.fields.delete(field);
+  }
+
   /** FLUSHALL: Redis lost. */
   flushall(): void {
     this.data.clear();

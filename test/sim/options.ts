@@ -32,7 +32,14 @@ export type Variant =
    * only those the checkpoint counted from its vote (G8): a queue carried forward builds its next
    * part on a cut no manifest holds.
    */
-  | 'adopt-uncounted-base';
+  | 'adopt-uncounted-base'
+  /** Retention ignores base chains: it deletes a checkpoint a kept incremental is read through. */
+  | 'gc-deletes-bases'
+  /**
+   * The sweep has no grace period and no cut floor: it deletes any segment no manifest lists, also
+   * one a capture just wrote for the next round.
+   */
+  | 'gc-without-grace';
 
 export const VARIANTS: readonly Variant[] = [
   'commit-on-timeout',
@@ -43,6 +50,8 @@ export const VARIANTS: readonly Variant[] = [
   'unfenced-decisions',
   'presume-commit',
   'adopt-uncounted-base',
+  'gc-deletes-bases',
+  'gc-without-grace',
 ];
 
 /**
@@ -218,6 +227,18 @@ export interface SimOptions {
    * @default false
    */
   leaderMustOutrankWorkers: boolean;
+  /**
+   * Retention and garbage collection in the leader (services/coordinator/checkpoint-retention.ts,
+   * store-gc.ts): every `gcEveryMs` the leader prunes with the real policy and sweep, keeping
+   * the last `keepLast` checkpoints; the real grace (gcGraceMs of `gcGraceMs` and the prepare
+   * timeout); every `fullEvery` epochs a round writes a full manifest (Catalog.consolidate's pure
+   * parts), so old checkpoints stop being bases. `gc: false` turns the pruning off (the
+   * regression seeds were found without it; consolidation stays, it takes no step).
+   * @default seeded: keepLast 1-3, fullEvery 2/3/5, gcEveryMs 300/700/1,500, gcGraceMs 0/500/2,000
+   */
+  retention: { keepLast: number; fullEvery: number; gcEveryMs: number; gcGraceMs: number };
+  /** @default true */
+  gc: boolean;
   /** The earlier checker, that counted a worker's asked-for ABORT as a decision. @default false */
   strictForget: boolean;
   /** Keep every trace line (for the replay test); otherwise only the tail. @default false */
@@ -225,7 +246,8 @@ export interface SimOptions {
 }
 
 /** Any part of the options, pinned; the rest comes from the seed. */
-export interface OptionOverrides extends Partial<Omit<SimOptions, 'faults' | 'gaps'>> {
+export interface OptionOverrides extends Partial<Omit<SimOptions, 'faults' | 'gaps' | 'retention'>> {
+  retention?: Partial<SimOptions['retention']>;
   faults?: Partial<FaultRates>;
   gaps?: Partial<KnownGaps>;
 }
@@ -235,6 +257,7 @@ export function mergeOverrides(a: OptionOverrides = {}, b: OptionOverrides = {})
   const merged: OptionOverrides = { ...a, ...b };
   if (a.faults || b.faults) merged.faults = { ...a.faults, ...b.faults };
   if (a.gaps || b.gaps) merged.gaps = { ...a.gaps, ...b.gaps };
+  if (a.retention || b.retention) merged.retention = { ...a.retention, ...b.retention };
   return merged;
 }
 
@@ -263,7 +286,7 @@ export function optionsFor(seed: number, random: Random, overrides: OptionOverri
     queueOutage: calm ? 0 : new Random(seed * 7_919 + 13).pick([0, 0, 0.03, 0.1]),
     ...overrides.faults,
   };
-  const { faults: _faults, gaps, ...rest } = overrides;
+  const { faults: _faults, gaps, retention: pinnedRetention, ...rest } = overrides;
   return {
     seed,
     coordinators: random.int(1, 2),
@@ -282,7 +305,16 @@ export function optionsFor(seed: number, random: Random, overrides: OptionOverri
     leaderMustOutrankWorkers: false,
     strictForget: false,
     fullTrace: false,
+    gc: true,
     ...rest,
+    // Drawn last, from the options' own stream, so every earlier value of a seed stays as it was.
+    retention: {
+      keepLast: random.int(1, 3),
+      fullEvery: random.pick([2, 3, 5]),
+      gcEveryMs: random.pick([300, 700, 1_500]),
+      gcGraceMs: random.pick([0, 500, 2_000]),
+      ...pinnedRetention,
+    },
     gaps: { ...NO_GAPS, ...gaps },
   };
 }

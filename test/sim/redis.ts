@@ -126,6 +126,13 @@ export class RedisModel {
     return [...this.parsed.values()].sort((a, b) => a.epoch - b.epoch);
   }
 
+  /** DecisionLog.forget: HDEL of the epochs' records (retention deletes their checkpoints). */
+  forget(epochs: number[], now: number): void {
+    this.now = now;
+    this.redis.hdel(KEYS.decisions, epochs.map(String), now);
+    for (const epoch of epochs) this.parsed.delete(epoch);
+  }
+
   wipe(): void {
     this.redis.flushall();
     this.parsed.clear();

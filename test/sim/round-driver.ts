@@ -33,6 +33,8 @@ export class RoundDriver {
   /** A broken variant took the round away from the machine. */
   private bypassed = false;
   private deadline: Task | undefined;
+  /** The manifest this round wrote (for the leader's RoundHistory), once it landed. */
+  written: CheckpointManifest | undefined;
 
   constructor(
     private readonly world: World,
@@ -44,6 +46,8 @@ export class RoundDriver {
     readonly plan: RoundPlan,
     /** `failed`: an effect could not be carried out, so what Redis holds is not known here. */
     private readonly onEnd: (end: RoundEnd, reason: string, failed: boolean) => void,
+    /** Whether this round writes a full manifest (RoundHistory.consolidates, as round-runner is told). */
+    private readonly consolidate = false,
   ) {
     this.round = new CheckpointRound(plan);
   }
@@ -94,8 +98,16 @@ export class RoundDriver {
           return this.writeManifest(this.manifestFromVotes(effect.commit!, world.scheduler.now), () => this.recordDecision(effect));
         }
         return this.recordDecision(effect);
-      case 'write-manifest':
-        return this.writeManifest(effect.manifest, () => this.dispatch({ type: 'manifest-written' }));
+      case 'write-manifest': {
+        // round-runner: consolidated (Catalog.consolidate) when due; it reads the chain first,
+        // and a chain link that is gone fails the write, leaving the round in doubt.
+        const manifest = this.consolidate ? leader.consolidated(effect.manifest) : effect.manifest;
+        if (!manifest) return this.fail(effect, 'a base checkpoint of the chain is gone');
+        return this.writeManifest(manifest, () => {
+          this.written = manifest;
+          this.dispatch({ type: 'manifest-written' });
+        });
+      }
       case 'send-decision':
         if (effect.counted) world.stats.partial += 1;
         for (const workerId of effect.workerIds) leader.sendDecision(workerId, this.decide(effect.decision, effect.counted && (effect.counted.get(workerId) ?? [])));

@@ -144,6 +144,12 @@ function buildWorld(options: SimOptions, random: Random): World {
     if (holder !== prefix && !holder?.startsWith(`${prefix}:`)) world.stats.staleManifests += 1;
     checker.manifestWritten(manifest, replaced, writer);
   };
+  store.onDelete = (key, writer) => {
+    if (key.startsWith('checkpoints/')) world.stats.prunedCheckpoints += 1;
+    else if (key.startsWith('segments/')) world.stats.sweptSegments += 1;
+    else world.stats.sweptStaged += 1;
+    checker.deleted(key, writer);
+  };
   const world: World = {
     options,
     scheduler,

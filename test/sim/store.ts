@@ -1,14 +1,17 @@
 /**
  * The simulated object store, as the protocol uses it (the objects core/store/object-store.ts
  * holds and core/state/catalog.ts reads): immutable segments, staged partition manifests at `staging/<E>/<worker>`, and
- * checkpoint manifests at `checkpoints/<E>`, whose presence is visibility (G1). Staged partitions
- * are never deleted (nothing in the real code deletes `staging/`), and each carries the leader
- * token of the PREPARE it answered, for `newestStaged` (Catalog.newestStaged).
+ * checkpoint manifests at `checkpoints/<E>`, whose presence is visibility (G1). Each staged
+ * partition carries the leader token of the PREPARE it answered, for `newestStaged`
+ * (Catalog.newestStaged). Retention and garbage collection (services/coordinator/store-gc.ts)
+ * delete manifests, segments and staged partitions; segments and partitions carry the time they
+ * were written (the store's last-modified time, which the sweep's grace period reads).
  *
  * Objects are kept decoded. A staged partition's "sha256" is a fresh token per put, because a
  * real re-stage never has the same bytes (it carries the time it was prepared). Keys are the real
  * ones (core/store/keys.ts). Writes are unconditional, as on s3rver: a put replaces an object.
  */
+import type { StoredObject } from '../../services/core/store/object-store.js';
 import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 import type { JournalEntry } from './broker.js';
 
@@ -17,6 +20,8 @@ export interface StoredSegment {
   firstOffset: number;
   lastOffset: number;
   entries: JournalEntry[];
+  /** When the put landed (virtual ms). */
+  writtenAtMs: number;
 }
 
 export interface StagedPartition {
@@ -27,6 +32,8 @@ export interface StagedPartition {
   leaderToken: number;
   roundId: string;
   queues: QueueCheckpoint[];
+  /** When the put landed (virtual ms). */
+  writtenAtMs: number;
 }
 
 export class ObjectStoreModel {
@@ -36,6 +43,8 @@ export class ObjectStoreModel {
   private puts = 0;
   /** Called after every manifest write that landed, with the one it replaced, for the checker. */
   onManifest: (manifest: CheckpointManifest, replaced: CheckpointManifest | undefined, writer: string) => void = () => {};
+  /** Called after every delete that removed an object (key), for the checker. */
+  onDelete: (key: string, writer: string) => void = () => {};
 
   /** Epochs of every visible checkpoint, ascending (Catalog.epochs). */
   epochs(): number[] {
@@ -65,6 +74,26 @@ export class ObjectStoreModel {
     const replaced = this.manifests.get(manifest.epoch);
     this.manifests.set(manifest.epoch, manifest);
     this.onManifest(manifest, replaced, writer);
+  }
+
+  /** DELETE of a checkpoint manifest: the checkpoint is no longer visible. */
+  deleteManifest(epoch: number, writer: string): void {
+    if (this.manifests.delete(epoch)) this.onDelete(`checkpoints/${epoch}`, writer);
+  }
+
+  /** DELETE of a segment or a staged partition, by key. */
+  deleteObject(key: string, writer: string): void {
+    if (this.segments.delete(key) || this.partitions.delete(key)) this.onDelete(key, writer);
+  }
+
+  /** ObjectStore.listObjects of `segments/` (the sizes do not matter here). */
+  segmentObjects(): StoredObject[] {
+    return [...this.segments.entries()].map(([key, s]) => ({ key, size: s.entries.length, lastModifiedMs: s.writtenAtMs }));
+  }
+
+  /** ObjectStore.listObjects of `staging/`. */
+  stagedObjects(): StoredObject[] {
+    return [...this.partitions.entries()].map(([key, p]) => ({ key, size: p.queues.length, lastModifiedMs: p.writtenAtMs }));
   }
 
   /** A new content token for a staged partition. */

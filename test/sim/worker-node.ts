@@ -191,6 +191,7 @@ export class WorkerNode implements Node {
         firstOffset: segment.firstOffset,
         lastOffset: segment.lastOffset,
         entries: journal.slice(segment.firstOffset, segment.lastOffset + 1),
+        writtenAtMs: this.world.scheduler.now,
       });
     }, (result) => {
       capture.flushing = false;
@@ -296,7 +297,7 @@ export class WorkerNode implements Node {
     const key = partitionKey(epoch, this.id);
     const sha256 = store.nextSha();
     net.call(this, `stage ${key}`, options.faults.storeError, 0, () => {
-      store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.preparing.request.leaderToken, roundId, queues });
+      store.partitions.set(key, { sha256, epoch, workerId: this.id, leaderToken: round.preparing.request.leaderToken, roundId, queues, writtenAtMs: this.world.scheduler.now });
     }, (result) => {
       if (!result.ok) return this.answer(round, this.no(`worker ${this.id} cannot stage its partition manifest: ${result.error}`));
       const reply: PrepareReply = { vote: Vote.VOTE_YES, reason: '', workerId: this.id, queues, partitionKey: key, partitionSha256: sha256, failed };

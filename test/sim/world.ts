@@ -61,6 +61,10 @@ export interface SimStats {
   /** Of the rounds recovery finished, those that carried queues from their parent checkpoint. */
   finishedCarrying: number;
   redisLosses: number;
+  /** Retention and GC (gc-runner.ts): checkpoints, segments and staged partitions deleted. */
+  prunedCheckpoints: number;
+  sweptSegments: number;
+  sweptStaged: number;
 }
 
 export function emptyStats(): SimStats {
@@ -83,6 +87,9 @@ export function emptyStats(): SimStats {
     partial: 0,
     finishedCarrying: 0,
     redisLosses: 0,
+    prunedCheckpoints: 0,
+    sweptSegments: 0,
+    sweptStaged: 0,
   };
 }
 

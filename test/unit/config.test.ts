@@ -272,8 +272,9 @@ describe('config: invalid input is a ConfigError that names the key', () => {
 });
 
 describe('durations', () => {
-  it('parses ms, s, m and h, and bare numbers as milliseconds', () => {
+  it('parses ms, s, m, h and d, and bare numbers as milliseconds', () => {
     expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('7d')).toBe(7 * 86_400_000);
     expect(parseDuration('5s')).toBe(5_000);
     expect(parseDuration('2m')).toBe(120_000);
     expect(parseDuration('1h')).toBe(3_600_000);
@@ -292,7 +293,7 @@ describe('durations', () => {
 
   it('rejects garbage with a message that shows the value and the accepted forms', () => {
     for (const bad of ['', 'soon', '5x', '5sec', '-5s', 's', '5s5', '1e3', '1,5s', '5 min', 'Infinity']) {
-      expect(() => parseDuration(bad), bad).toThrow(`"${bad}" is not a duration: use e.g. 500ms, 30s, 5m, 1h or milliseconds`);
+      expect(() => parseDuration(bad), bad).toThrow(`"${bad}" is not a duration: use e.g. 500ms, 30s, 5m, 1h, 7d or milliseconds`);
     }
   });
 

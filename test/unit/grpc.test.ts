@@ -93,6 +93,8 @@ const coordinator: CoordinatorServiceServer = {
   restoreDrill: serverStream(async () => {
     throw new NotFoundError('checkpoint 0 not found');
   }),
+  pruneCheckpoints: unary(async () => ({ dryRun: true, kept: [], deleted: [], segmentsDeleted: 0, stagedDeleted: 0, bytesFreed: 0, sweepSkipped: '' })),
+  deleteCheckpoint: unary(async (request) => ({ epoch: request.epoch })),
 };
 
 function progress(confirmed: number) {

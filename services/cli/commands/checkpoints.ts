@@ -1,10 +1,10 @@
-/** `checkpoint` (take one now) and `checkpoints list|show` (the catalog of visible checkpoints). */
+/** `checkpoint` (take one now) and `checkpoints list|show|prune|delete` (the catalog of visible checkpoints). */
 import type { Command } from 'commander';
-import { contentsMessages, storedSegmentCount } from '../../core/index.js';
+import { ConfigError, contentsMessages, storedSegmentCount } from '../../core/index.js';
 import { RoundOutcome } from '../../client/index.js';
 import type { CliContext } from '../context.js';
 import { EXIT_INCOMPLETE, ExitCode } from '../exit-codes.js';
-import { bytes, checkpointJson, manifestJson, outcomeName, summaryJson, table } from '../output.js';
+import { bytes, checkpointJson, manifestJson, outcomeName, pruneJson, summaryJson, table } from '../output.js';
 
 export function addCheckpointCommands(program: Command, cli: CliContext): void {
   const { print, printJson } = cli;
@@ -121,6 +121,41 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
             for (const mark of q.incomplete) print(`  ${q.definition!.vhost}/${q.definition!.name}: after offset ${mark.afterOffset}, marked in checkpoint ${mark.epoch}: ${mark.reason}`);
           }
         }
+      } finally {
+        c.close();
+      }
+    });
+  checkpoints
+    .command('prune')
+    .description('apply the retention policy now, then delete what no kept checkpoint needs')
+    .option('--dry-run', 'say what would be deleted; delete nothing')
+    .option('--json', 'print JSON')
+    .action(async (flags) => {
+      const c = cli.client();
+      try {
+        const report = await c.pruneCheckpoints(Boolean(flags.dryRun));
+        if (flags.json) return printJson(pruneJson(report));
+        const verb = report.dryRun ? 'would delete' : 'deleted';
+        print(`${report.deleted.length === 0 ? 'no checkpoint' : `${verb} checkpoint(s) ${report.deleted.join(', ')}`}; kept ${report.kept.length}`);
+        print(`${verb} ${report.segmentsDeleted} segment(s) and ${report.stagedDeleted} staged partition(s), ${bytes(report.bytesFreed)}`);
+        if (report.sweepSkipped) print(`segments not swept: ${report.sweepSkipped}`);
+        print(table([['ID', 'KEPT BECAUSE'], ...report.kept.map((k) => [String(k.epoch), k.reasons.join(', ')])]));
+      } finally {
+        c.close();
+      }
+    });
+  checkpoints
+    .command('delete <id>')
+    .description('delete one checkpoint (refused while it is protected: latest, verified, in use by a restore, a base of another)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, flags) => {
+      const epoch = Number(id);
+      if (!/^\d+$/.test(id.trim()) || !Number.isSafeInteger(epoch) || epoch <= 0) throw new ConfigError(`"${id}" is not a checkpoint id: give an epoch number (see "tidemark checkpoints list"); nothing was deleted`);
+      const c = cli.client();
+      try {
+        await c.deleteCheckpoint(epoch);
+        if (flags.json) return printJson({ deleted: epoch });
+        print(`checkpoint ${epoch} deleted; the objects only it needed go at the next prune`);
       } finally {
         c.close();
       }

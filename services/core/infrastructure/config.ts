@@ -117,6 +117,32 @@ export const configSchema = z.object({
    * from its last good cut, marked outside the checkpoint's cut (G8, docs/PROTOCOL.md). @default false
    */
   strictRounds: flag.default(false),
+  /**
+   * Retention (docs/OPERATIONS.md#retention-and-garbage-collection): keep the newest N
+   * checkpoints; 0 turns the rule off. A checkpoint any rule keeps is kept. @default 100
+   */
+  retainLast: wholeNumber.default(100),
+  /** Retention: keep every checkpoint committed within this time; 0 turns the rule off. @default 7d */
+  retainWithin: duration.default(7 * 86_400_000),
+  /** Retention: keep the newest checkpoint of each of the last D UTC days that have one. @default 7 */
+  retainDaily: wholeNumber.default(7),
+  /** Retention: keep the newest checkpoint of each of the last W ISO weeks (UTC) that have one. @default 4 */
+  retainWeekly: wholeNumber.default(4),
+  /** Retention: keep the newest checkpoint of each of the last M UTC months that have one. @default 12 */
+  retainMonthly: wholeNumber.default(12),
+  /**
+   * How long history is kept for `restore --history`: new full manifests may leave out records
+   * captured before the newest checkpoint committed this long ago (never what a queue held at the
+   * cut); 0 keeps all history. @default 7d
+   */
+  retainHistory: duration.default(7 * 86_400_000),
+  /** The leader prunes (retention, then garbage collection) after a commit at most this often; 0: only on request. @default 10m */
+  pruneInterval: duration.default(10 * 60_000),
+  /**
+   * Garbage collection never deletes an object written, or a checkpoint committed, less than this
+   * long ago (at least twice prepareTimeout): a capture or round in flight may still need it. @default 15m
+   */
+  gcGrace: duration.default(15 * 60_000),
   /** A worker closes a segment at this many stored bytes of records. @default 4 MiB */
   segmentBytes: count.default(4 * 1024 * 1024),
   /**
@@ -249,6 +275,15 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_JOURNAL_FD_COST: 'journalFdCost',
   TIDEMARK_MAX_JOURNALS: 'maxJournals',
   TIDEMARK_STRICT_ROUNDS: 'strictRounds',
+  TIDEMARK_RETAIN_LAST: 'retainLast',
+  TIDEMARK_RETAIN_WITHIN: 'retainWithin',
+  TIDEMARK_RETAIN_DAILY: 'retainDaily',
+  TIDEMARK_RETAIN_WEEKLY: 'retainWeekly',
+  TIDEMARK_RETAIN_MONTHLY: 'retainMonthly',
+  TIDEMARK_RETAIN_HISTORY: 'retainHistory',
+  TIDEMARK_PRUNE_INTERVAL: 'pruneInterval',
+  TIDEMARK_GC_GRACE: 'gcGrace',
+  TIDEMARK_FULL_EVERY: 'fullEvery',
 };
 
 export interface ConfigSources {

@@ -29,6 +29,8 @@ export const FAILPOINTS = {
   'worker.after-vote': 'the partition is staged and the vote is being returned',
   'worker.after-commit': 'COMMIT has arrived and is not yet applied',
   'worker.mid-restore': 'a restore task has published part of a queue',
+  'gc.after-manifest-deletes': 'retention deleted the checkpoints it dropped; no segment or staged partition is swept yet',
+  'gc.mid-sweep': 'garbage collection deleted the first unreferenced segment; the rest, and staged partitions, are not swept yet',
 } as const;
 
 export type FailpointName = keyof typeof FAILPOINTS;

@@ -7,6 +7,7 @@ import { NotFoundError, ConfigError } from '../errors.js';
 import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from '../store/keys.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { orderSegments } from '../format/segment-reader.js';
+import { headOf, historyOf, type QueueHead } from './contents.js';
 
 export class Catalog {
   private readonly cache = new Map<number, CheckpointManifest>();
@@ -82,6 +83,11 @@ export class Catalog {
     throw new NotFoundError(`no checkpoint was committed at or before ${new Date(atMs).toISOString()}`);
   }
 
+  /** Drops a deleted checkpoint's manifest from the cache (store-gc.ts deletes manifests). */
+  forget(epoch: number): void {
+    this.cache.delete(epoch);
+  }
+
   /** Writes a manifest: from this moment the checkpoint is visible. */
   async publish(manifest: CheckpointManifest): Promise<void> {
     await this.store.put(checkpointKey(manifest.epoch), await encodeManifest(manifest));
@@ -114,13 +120,76 @@ export class Catalog {
     return orderSegments(segments.filter((s) => s.lastOffset >= from));
   }
 
-  /** The same manifest with every queue entry made full (no chain), to bound chain length. */
-  async consolidate(manifest: CheckpointManifest): Promise<CheckpointManifest> {
+  /**
+   * The same manifest with every queue entry made full (no chain), to bound chain length
+   * (consolidatedEntry). `historyFrom` says where retention lets each entry's history go.
+   */
+  async consolidate(manifest: CheckpointManifest, historyFrom?: (entry: QueueCheckpoint) => QueueHead | undefined): Promise<CheckpointManifest> {
     const queues: QueueCheckpoint[] = [];
     for (const entry of manifest.queues) {
-      const segments = (await this.segmentsOf(entry)).filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= entry.startOffset);
-      queues.push({ ...entry, segments, baseEpoch: 0 });
+      const kept = keptHistory(entry, await this.chainOf(entry), historyFrom?.(entry));
+      queues.push(consolidatedEntry(entry, await this.segmentsOf(entry), kept));
     }
     return { ...manifest, queues, full: true };
   }
+
+  /**
+   * An incremental entry read through a chain whose full link let history go must say so too, or
+   * a reader would start at start_offset, below what the chain holds. The leader applies it to
+   * every manifest it writes.
+   */
+  async inheritHistory(manifest: CheckpointManifest): Promise<CheckpointManifest> {
+    const queues: QueueCheckpoint[] = [];
+    for (const entry of manifest.queues) queues.push(withHistory(entry, keptHistory(entry, await this.chainOf(entry), undefined)));
+    return { ...manifest, queues };
+  }
+
+  /** The entries `entry` is read through, nearest first; a missing link ends it (segmentsOf reports those). */
+  private async chainOf(entry: QueueCheckpoint): Promise<QueueCheckpoint[]> {
+    const links: QueueCheckpoint[] = [];
+    const seen = new Set<number>();
+    for (let base = entry.baseEpoch; base !== 0 && !seen.has(base); ) {
+      seen.add(base);
+      const manifest = await this.get(base).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      });
+      const link = manifest?.queues.find((q) => q.definition?.vhost === entry.definition?.vhost && q.definition?.name === entry.definition?.name);
+      if (!link) break;
+      links.push(link);
+      base = link.baseEpoch;
+    }
+    return links;
+  }
+}
+
+/**
+ * Where `entry`'s kept history begins (pure): the latest of its own, its chain's (links of the
+ * same journal, `chain` nearest first) and `wanted` (retention's), never past its head.
+ */
+export function keptHistory(entry: QueueCheckpoint, chain: QueueCheckpoint[], wanted: QueueHead | undefined): QueueHead {
+  let kept = historyOf(entry);
+  for (const link of chain) {
+    if (link.startOffset !== entry.startOffset) break;
+    const linkKept = historyOf(link);
+    if (linkKept.offset > kept.offset) kept = linkKept;
+  }
+  const head = headOf(entry);
+  if (wanted && wanted.offset > kept.offset) kept = wanted.offset >= head.offset ? head : wanted;
+  return kept;
+}
+
+/** `entry` saying its history begins at `kept` (history_offset/history_messages, historyOf). */
+export function withHistory(entry: QueueCheckpoint, kept: QueueHead): QueueCheckpoint {
+  return kept.offset > entry.startOffset ? { ...entry, historyOffset: kept.offset, historyMessages: kept.messages } : entry;
+}
+
+/**
+ * `entry` made full (pure), from every segment of its chain (`chainSegments`, Catalog.segmentsOf):
+ * only the segments overlapping [kept, cut), so a full manifest's size follows what its
+ * checkpoint needs, not how long the queue has been protected; base 0.
+ */
+export function consolidatedEntry(entry: QueueCheckpoint, chainSegments: SegmentRef[], kept: QueueHead): QueueCheckpoint {
+  const segments = chainSegments.filter((s) => s.firstOffset < entry.cutOffset && s.lastOffset >= kept.offset);
+  return { ...withHistory(entry, kept), segments, baseEpoch: 0 };
 }

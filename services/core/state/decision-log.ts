@@ -162,6 +162,15 @@ export class DecisionLog {
     if (decided.length > 0) await this.redis.hdel(this.keys.decisions, ...decided);
   }
 
+  /**
+   * Drops the records of `epochs`, whatever their state: retention deletes these checkpoints, and
+   * a committed record without its manifest would make the next leader's recovery write it again
+   * from its staged partitions (store-gc.ts).
+   */
+  async forget(epochs: number[]): Promise<void> {
+    if (epochs.length > 0) await this.redis.hdel(this.keys.decisions, ...epochs.map(String));
+  }
+
   /** Every recorded round, oldest first. */
   async all(): Promise<DecisionRecord[]> {
     const entries = await this.redis.hvals(this.keys.decisions);

@@ -5,6 +5,19 @@
  */
 export { LocalStore, type LocalStoreOptions } from './local-store.js';
 export { S3Store, type S3StoreOptions } from './s3-store.js';
-export { checkpointKey, decodePartition, encodePartition, fenceRangeKey, parseCheckpointKey, partitionKey, segmentKey } from './keys.js';
-export type { ObjectStore } from './object-store.js';
+export {
+  checkpointKey,
+  decodePartition,
+  encodePartition,
+  fenceRangeKey,
+  parseCheckpointKey,
+  parseStagingKey,
+  partitionKey,
+  SEGMENTS_PREFIX,
+  segmentKey,
+  segmentPrefix,
+  STAGING_PREFIX,
+  VERIFIED_KEY,
+} from './keys.js';
+export type { ObjectStore, StoredObject } from './object-store.js';
 export { openStore, openStoreRetrying, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';

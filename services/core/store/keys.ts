@@ -23,6 +23,8 @@ export const MANIFEST_FORMAT_VERSION = 1;
 export const SEGMENTS_PREFIX = 'segments/';
 export const STAGING_PREFIX = 'staging/';
 export const CHECKPOINTS_PREFIX = 'checkpoints/';
+/** The newest checkpoint that passed `tidemark verify` (JSON; docs/STORE-FORMAT.md). */
+export const VERIFIED_KEY = 'verified/latest';
 
 const MANIFEST_MAGIC = Buffer.from('TMMANIF1', 'ascii');
 const PARTITION_MAGIC = Buffer.from('TMPART01', 'ascii');

@@ -9,7 +9,7 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:f
 import { dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, ObjectNotFoundError, StoreError, TidemarkError, TransientError, errorMessage } from '../errors.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore, StoredObject } from './object-store.js';
 
 /**
  * Every temporary file starts with this. Keys may not contain a segment that starts with it, so a
@@ -153,6 +153,20 @@ export class LocalStore implements ObjectStore {
     const keys: string[] = [];
     await this.fs('list', prefix, () => this.walk(base, keys));
     return keys.filter((key) => key.startsWith(prefix)).sort(compareKeys);
+  }
+
+  async listObjects(prefix: string): Promise<StoredObject[]> {
+    const objects: StoredObject[] = [];
+    for (const key of await this.list(prefix)) {
+      try {
+        const info = await stat(this.pathOf(key));
+        objects.push({ key, size: info.size, lastModifiedMs: Math.floor(info.mtimeMs) });
+      } catch (err) {
+        // Deleted between the listing and the stat: not an object any more.
+        if (!isMissing(err)) throw this.wrap('stat', key, err);
+      }
+    }
+    return objects;
   }
 
   async delete(key: string): Promise<void> {

@@ -1,3 +1,12 @@
+/** One object of a listing with what garbage collection needs to know of it. */
+export interface StoredObject {
+  key: string;
+  /** Stored bytes. */
+  size: number;
+  /** When the object was last written (the store's clock, ms since the Unix epoch). */
+  lastModifiedMs: number;
+}
+
 /**
  * The object store strategy: where segments and manifests live. Keys are relative to the store's
  * root (the bucket prefix or the directory) and use '/' as separator.
@@ -16,6 +25,8 @@ export interface ObjectStore {
   has(key: string): Promise<boolean>;
   /** Every key under prefix (relative to the store root), sorted ascending. */
   list(prefix: string): Promise<string[]>;
+  /** Like list, with each object's size and last-modified time (for garbage collection). */
+  listObjects(prefix: string): Promise<StoredObject[]>;
   /** Remove an object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
   /** Release connections and handles. */

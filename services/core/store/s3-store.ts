@@ -8,7 +8,7 @@ import { Client } from 'minio';
 import { ConfigError, ObjectNotFoundError, StoreError, TransientError, errorMessage } from '../errors.js';
 import { MAX_KEY_BYTES } from './keys.js';
 import { checkListPrefix, checkObjectKey, compareKeys } from './local-store.js';
-import type { ObjectStore } from './object-store.js';
+import type { ObjectStore, StoredObject } from './object-store.js';
 
 /** S3 limits an object key (prefix included) to 1,024 bytes. */
 const MAX_S3_KEY_BYTES = 1024;
@@ -166,9 +166,13 @@ export class S3Store implements ObjectStore {
    * can fail with a 500; the client retries it once, then it surfaces as TransientError.)
    */
   async list(prefix: string): Promise<string[]> {
+    return (await this.listObjects(prefix)).map((o) => o.key);
+  }
+
+  async listObjects(prefix: string): Promise<StoredObject[]> {
     checkListPrefix(prefix, this.url);
     const fullPrefix = this.keyPrefix + prefix;
-    const keys: string[] = [];
+    const objects: StoredObject[] = [];
     let marker = '';
     for (;;) {
       const page = await this.client
@@ -180,7 +184,9 @@ export class S3Store implements ObjectStore {
       for (const object of page.objects) {
         if (!object.name) continue;
         last = object.name;
-        if (object.name.startsWith(fullPrefix)) keys.push(object.name.slice(this.keyPrefix.length));
+        if (!object.name.startsWith(fullPrefix)) continue;
+        const modified = object.lastModified ? new Date(object.lastModified).getTime() : NaN;
+        objects.push({ key: object.name.slice(this.keyPrefix.length), size: Number(object.size ?? 0), lastModifiedMs: Number.isFinite(modified) ? modified : 0 });
       }
       if (!page.isTruncated) break;
       const next = page.nextMarker || last;
@@ -190,7 +196,7 @@ export class S3Store implements ObjectStore {
       }
       marker = next;
     }
-    return keys.sort(compareKeys);
+    return objects.sort((a, b) => compareKeys(a.key, b.key));
   }
 
   async delete(key: string): Promise<void> {

@@ -494,6 +494,37 @@ export interface DrillEvent {
     | undefined;
 }
 
+export interface PruneRequest {
+  /** Say what would be deleted; delete nothing. */
+  dryRun: boolean;
+}
+
+export interface KeptCheckpoint {
+  epoch: number;
+  /** Every reason it is kept ("last 100", "daily", "base of 42", "newest verified checkpoint", ...). */
+  reasons: string[];
+}
+
+export interface PruneReply {
+  dryRun: boolean;
+  kept: KeptCheckpoint[];
+  /** Checkpoints deleted (or, in a dry run, that would be). */
+  deleted: number[];
+  segmentsDeleted: number;
+  stagedDeleted: number;
+  bytesFreed: number;
+  /** Why no segment was swept, if none was ("" when the sweep ran). */
+  sweepSkipped: string;
+}
+
+export interface DeleteCheckpointRequest {
+  epoch: number;
+}
+
+export interface DeleteCheckpointReply {
+  epoch: number;
+}
+
 function createBaseCheckpointRequest(): CheckpointRequest {
   return { wait: false };
 }
@@ -4816,6 +4847,387 @@ export const DrillEvent: MessageFns<DrillEvent> = {
   },
 };
 
+function createBasePruneRequest(): PruneRequest {
+  return { dryRun: false };
+}
+
+export const PruneRequest: MessageFns<PruneRequest> = {
+  encode(message: PruneRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dryRun !== false) {
+      writer.uint32(8).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PruneRequest>): PruneRequest {
+    return PruneRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PruneRequest>): PruneRequest {
+    const message = createBasePruneRequest();
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBaseKeptCheckpoint(): KeptCheckpoint {
+  return { epoch: 0, reasons: [] };
+}
+
+export const KeptCheckpoint: MessageFns<KeptCheckpoint> = {
+  encode(message: KeptCheckpoint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    for (const v of message.reasons) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeptCheckpoint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeptCheckpoint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reasons.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<KeptCheckpoint>): KeptCheckpoint {
+    return KeptCheckpoint.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KeptCheckpoint>): KeptCheckpoint {
+    const message = createBaseKeptCheckpoint();
+    message.epoch = object.epoch ?? 0;
+    message.reasons = object.reasons?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePruneReply(): PruneReply {
+  return {
+    dryRun: false,
+    kept: [],
+    deleted: [],
+    segmentsDeleted: 0,
+    stagedDeleted: 0,
+    bytesFreed: 0,
+    sweepSkipped: "",
+  };
+}
+
+export const PruneReply: MessageFns<PruneReply> = {
+  encode(message: PruneReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dryRun !== false) {
+      writer.uint32(8).bool(message.dryRun);
+    }
+    for (const v of message.kept) {
+      KeptCheckpoint.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.deleted.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.deleted) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.segmentsDeleted !== 0) {
+      writer.uint32(32).uint32(message.segmentsDeleted);
+    }
+    if (message.stagedDeleted !== 0) {
+      writer.uint32(40).uint32(message.stagedDeleted);
+    }
+    if (message.bytesFreed !== 0) {
+      writer.uint32(48).uint64(message.bytesFreed);
+    }
+    if (message.sweepSkipped !== "") {
+      writer.uint32(58).string(message.sweepSkipped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kept.push(KeptCheckpoint.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.deleted.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.deleted.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.segmentsDeleted = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.stagedDeleted = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.bytesFreed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sweepSkipped = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PruneReply>): PruneReply {
+    return PruneReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PruneReply>): PruneReply {
+    const message = createBasePruneReply();
+    message.dryRun = object.dryRun ?? false;
+    message.kept = object.kept?.map((e) => KeptCheckpoint.fromPartial(e)) || [];
+    message.deleted = object.deleted?.map((e) => e) || [];
+    message.segmentsDeleted = object.segmentsDeleted ?? 0;
+    message.stagedDeleted = object.stagedDeleted ?? 0;
+    message.bytesFreed = object.bytesFreed ?? 0;
+    message.sweepSkipped = object.sweepSkipped ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteCheckpointRequest(): DeleteCheckpointRequest {
+  return { epoch: 0 };
+}
+
+export const DeleteCheckpointRequest: MessageFns<DeleteCheckpointRequest> = {
+  encode(message: DeleteCheckpointRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteCheckpointRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteCheckpointRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeleteCheckpointRequest>): DeleteCheckpointRequest {
+    return DeleteCheckpointRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteCheckpointRequest>): DeleteCheckpointRequest {
+    const message = createBaseDeleteCheckpointRequest();
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteCheckpointReply(): DeleteCheckpointReply {
+  return { epoch: 0 };
+}
+
+export const DeleteCheckpointReply: MessageFns<DeleteCheckpointReply> = {
+  encode(message: DeleteCheckpointReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteCheckpointReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteCheckpointReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeleteCheckpointReply>): DeleteCheckpointReply {
+    return DeleteCheckpointReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteCheckpointReply>): DeleteCheckpointReply {
+    const message = createBaseDeleteCheckpointReply();
+    message.epoch = object.epoch ?? 0;
+    return message;
+  },
+};
+
 export type CoordinatorServiceService = typeof CoordinatorServiceService;
 export const CoordinatorServiceService = {
   /** Start a checkpoint round now; with wait, return once it is decided. */
@@ -4916,6 +5328,28 @@ export const CoordinatorServiceService = {
     responseSerialize: (value: DrillEvent): Buffer => Buffer.from(DrillEvent.encode(value).finish()),
     responseDeserialize: (value: Buffer): DrillEvent => DrillEvent.decode(value),
   },
+  /** Retention and garbage collection now (docs/OPERATIONS.md#retention-and-garbage-collection). */
+  pruneCheckpoints: {
+    path: "/tidemark.v1.CoordinatorService/PruneCheckpoints" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PruneRequest): Buffer => Buffer.from(PruneRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PruneRequest => PruneRequest.decode(value),
+    responseSerialize: (value: PruneReply): Buffer => Buffer.from(PruneReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PruneReply => PruneReply.decode(value),
+  },
+  /** Deletes one checkpoint; refused (FAILED_PRECONDITION) when a protection holds it. */
+  deleteCheckpoint: {
+    path: "/tidemark.v1.CoordinatorService/DeleteCheckpoint" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteCheckpointRequest): Buffer =>
+      Buffer.from(DeleteCheckpointRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteCheckpointRequest => DeleteCheckpointRequest.decode(value),
+    responseSerialize: (value: DeleteCheckpointReply): Buffer =>
+      Buffer.from(DeleteCheckpointReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteCheckpointReply => DeleteCheckpointReply.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServiceServer extends UntypedServiceImplementation {
@@ -4935,6 +5369,10 @@ export interface CoordinatorServiceServer extends UntypedServiceImplementation {
   verify: handleServerStreamingCall<VerifyRequest, VerifyEvent>;
   /** Restore into a scratch vhost, reconcile counts and checksums per queue, remove the vhost. */
   restoreDrill: handleServerStreamingCall<DrillRequest, DrillEvent>;
+  /** Retention and garbage collection now (docs/OPERATIONS.md#retention-and-garbage-collection). */
+  pruneCheckpoints: handleUnaryCall<PruneRequest, PruneReply>;
+  /** Deletes one checkpoint; refused (FAILED_PRECONDITION) when a protection holds it. */
+  deleteCheckpoint: handleUnaryCall<DeleteCheckpointRequest, DeleteCheckpointReply>;
 }
 
 export interface CoordinatorServiceClient extends Client {
@@ -5058,6 +5496,38 @@ export interface CoordinatorServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DrillEvent>;
+  /** Retention and garbage collection now (docs/OPERATIONS.md#retention-and-garbage-collection). */
+  pruneCheckpoints(
+    request: PruneRequest,
+    callback: (error: ServiceError | null, response: PruneReply) => void,
+  ): ClientUnaryCall;
+  pruneCheckpoints(
+    request: PruneRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PruneReply) => void,
+  ): ClientUnaryCall;
+  pruneCheckpoints(
+    request: PruneRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PruneReply) => void,
+  ): ClientUnaryCall;
+  /** Deletes one checkpoint; refused (FAILED_PRECONDITION) when a protection holds it. */
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    callback: (error: ServiceError | null, response: DeleteCheckpointReply) => void,
+  ): ClientUnaryCall;
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteCheckpointReply) => void,
+  ): ClientUnaryCall;
+  deleteCheckpoint(
+    request: DeleteCheckpointRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteCheckpointReply) => void,
+  ): ClientUnaryCall;
 }
 
 export const CoordinatorServiceClient = makeGenericClientConstructor(
