@@ -38,6 +38,8 @@ export interface CheckpointPrunerParts {
   isLeader: () => boolean;
   /** COMMITs a worker may still apply (decisions-in-flight.ts): their checkpoints are kept. */
   decisionsInFlight: () => Protection[];
+  /** Segment prefixes of the queues protected now; unknown before the first discovery pass. */
+  protectedQueues?: () => ReadonlySet<string> | undefined;
   /** The leader's work queue (LeaderScheduler.enqueue): manifest deletions run between rounds. */
   exclusive: <T>(work: () => Promise<T>) => Promise<T>;
 }
@@ -69,6 +71,7 @@ export class CheckpointPruner {
       stillLeader: parts.isLeader,
       forgetDecisions: (epochs) => parts.decisions.forget(epochs),
       exclusive: parts.exclusive,
+      protectedQueues: () => parts.protectedQueues?.() ?? undefined,
     };
   }
 

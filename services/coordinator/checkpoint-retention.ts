@@ -72,7 +72,12 @@ const DAY_MS = 86_400_000;
 
 export function factsOf(manifest: CheckpointManifest): CheckpointFacts {
   const bases = new Set<number>();
-  for (const entry of manifest.queues) if (entry.baseEpoch !== 0) bases.add(entry.baseEpoch);
+  for (const entry of manifest.queues) {
+    if (entry.baseEpoch !== 0) bases.add(entry.baseEpoch);
+    // A queue outside the cut resumes its capture from the checkpoint it is carried from (G8):
+    // that checkpoint is its workers' base, so it is kept like one.
+    if (entry.outsideCut && entry.outsideCut.sinceEpoch !== 0) bases.add(entry.outsideCut.sinceEpoch);
+  }
   return { epoch: manifest.epoch, committedAtMs: manifest.committedAtMs, bases: [...bases].sort((a, b) => a - b) };
 }
 

@@ -31,6 +31,7 @@ import {
   withTimeLimit,
   type WorkerClient,
 } from '../core/index.js';
+import { segmentPrefix } from '../core/store/index.js';
 import type { StatusReply } from '../gen/tidemark/v1/admin.js';
 import { assignQueues, type AssignmentResult, WorkerPool } from './assignment.js';
 import { AmqpBrokerContinuity, type BrokerContinuity } from './broker-continuity.js';
@@ -140,6 +141,9 @@ export class Coordinator {
       isLeader: () => this.isLeader,
       exclusive: (work) => this.scheduler.enqueue(work, undefined, 'deleting checkpoints'),
       decisionsInFlight: () => this.inFlight.protections(Date.now(), this.redelivery.undelivered.queued()),
+      // Before the first discovery pass the protected set is unknown: no absent queue is swept.
+      protectedQueues: () =>
+        this.discovered.queues.size === 0 ? undefined : new Set([...this.discovered.queues.values()].map((q) => segmentPrefix(q.definition.vhost, q.definition.name))),
     });
     this.metrics = new CoordinatorMetrics({
       leader: () => this.isLeader,

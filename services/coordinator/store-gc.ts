@@ -51,6 +51,12 @@ export interface SweepInput {
   newestStaged: number;
   nowMs: number;
   graceMs: number;
+  /**
+   * Segment prefixes (segmentPrefix) of the queues still protected. A queue the latest checkpoint
+   * does not hold may still be captured (left out of its round, G8): its segments are swept only
+   * when this set is given and lacks it. Absent: never.
+   */
+  protectedQueues?: ReadonlySet<string>;
 }
 
 export interface SweepPlan {
@@ -96,9 +102,12 @@ export function sweepPlan(input: SweepInput): SweepPlan {
     const slash = o.key.lastIndexOf('/');
     const name = SEGMENT_NAME.exec(o.key.slice(slash + 1));
     if (!SEGMENT_KEY.test(o.key) || !name) return false;
-    const cut = cuts.get(o.key.slice(0, slash + 1));
-    // A queue the latest checkpoint does not hold is no longer protected: nothing captures it.
-    return cut === undefined || Number(name[2]) < cut;
+    const prefix = o.key.slice(0, slash + 1);
+    const cut = cuts.get(prefix);
+    // A queue the latest checkpoint does not hold is gone only if it is no longer protected: one
+    // left out of its rounds (G8) is still captured, and its segments wait for its first checkpoint.
+    if (cut === undefined) return input.protectedQueues !== undefined && !input.protectedQueues.has(prefix);
+    return Number(name[2]) < cut;
   });
   return { segments, staging };
 }
@@ -121,6 +130,8 @@ export interface StoreGcDeps {
   exclusive: <T>(work: () => Promise<T>) => Promise<T>;
   /** Checked before each deletion: a deposed leader's view of the store is stale. */
   stillLeader: () => boolean;
+  /** Segment prefixes of the queues protected now (SweepInput.protectedQueues); absent: unknown. */
+  protectedQueues?: () => ReadonlySet<string> | undefined;
 }
 
 /** Epochs the decision log holds as started, or as committed without a visible manifest (pure). */
@@ -271,7 +282,7 @@ async function planSweep(deps: StoreGcDeps, graceMs: number, dropped: ReadonlySe
     if (partition === 'unreadable') return { segments: [], staging: [], skipped: `staged partition ${o.key} could not be read` };
     for (const key of referencedKeys([partition])) stagedRefs.add(key);
   }
-  return sweepPlan({ manifests, segments, staging, stagedRefs, openEpochs, newestStaged: newestStagedOf(staging), nowMs: deps.clock.now(), graceMs });
+  return sweepPlan({ manifests, segments, staging, stagedRefs, openEpochs, newestStaged: newestStagedOf(staging), nowMs: deps.clock.now(), graceMs, protectedQueues: deps.protectedQueues?.() });
 }
 
 async function visibleManifests(catalog: Catalog): Promise<CheckpointManifest[]> {

@@ -20,6 +20,7 @@
 import { factsOf, gcGraceMs, retentionPlan, type RetentionPolicy } from '../../services/coordinator/checkpoint-retention.js';
 import { newestStagedOf, openEpochsOf, partitionsToKeep, referencedKeys, sweepPlan } from '../../services/coordinator/store-gc.js';
 import type { StoredObject } from '../../services/core/store/object-store.js';
+import { segmentPrefix } from '../../services/core/store/keys.js';
 import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js';
 import type { CoordinatorNode } from './coordinator-node.js';
 import type { World } from './world.js';
@@ -93,6 +94,8 @@ export function runGc(world: World, leader: CoordinatorNode, done: () => void): 
 
 /** Step 3: list, plan the sweep with the real sweepPlan, delete one object per call. */
 function sweepStore(world: World, leader: CoordinatorNode, graceMs: number, step: (then: () => void) => void, stop: (why: string) => void, done: () => void): void {
+  // Every simulated queue stays protected: one left out of its rounds (G8) keeps its segments.
+  const protectedQueues = new Set(world.queues.map((q) => segmentPrefix(q.vhost, q.name)));
   const { net, store, redis, options, scheduler } = world;
   const f = options.faults;
   net.read(leader, 'gc: list staging', f.storeError, () => store.stagedObjects(), (staging) => {
@@ -112,7 +115,7 @@ function sweepStore(world: World, leader: CoordinatorNode, graceMs: number, step
             const plan =
               options.variant === 'gc-without-grace'
                 ? unreferenced(manifests.value, segments.value, stagedRefs)
-                : sweepPlan({ manifests: manifests.value, segments: segments.value, staging: staging.value, stagedRefs, openEpochs, newestStaged: newestStagedOf(staging.value), nowMs: scheduler.now, graceMs });
+                : sweepPlan({ manifests: manifests.value, segments: segments.value, staging: staging.value, stagedRefs, openEpochs, newestStaged: newestStagedOf(staging.value), nowMs: scheduler.now, graceMs, protectedQueues });
             const objects = [...plan.segments, ...plan.staging];
             const next = (i: number): void => {
               if (i === objects.length) return done();

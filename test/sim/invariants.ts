@@ -237,7 +237,10 @@ export class Checker {
       throw new Violation('outside-cut', `checkpoint ${manifest.epoch} carries ${q.name} from checkpoint ${mark.sinceEpoch}, but ${what}`);
     };
     if (!before) return fail(`its parent ${manifest.parentEpoch} does not hold the queue`);
-    if (!samePart(before, entry) || before.workerId !== entry.workerId) fail(`the entry (cut ${entry.cutOffset}) is not the parent's (cut ${before.cutOffset})`);
+    // A consolidated manifest makes the carried entry full (its segments from retention's history
+    // floor, base 0): the same cut and counts, which checkPrefix then reads back whole.
+    const carried = samePart(before, entry) || (manifest.full && entry.baseEpoch === 0 && sameCut(before, entry));
+    if (!carried || before.workerId !== entry.workerId) fail(`the entry (cut ${entry.cutOffset}) is not the parent's (cut ${before.cutOffset})`);
     const since = this.store.manifests.get(mark.sinceEpoch);
     const last = since?.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
     if (!since || !last) return fail('that checkpoint is not visible or lacks the queue');
@@ -263,7 +266,10 @@ export class Checker {
         const entry = manifest.queues.find((e) => e.definition?.vhost === q.vhost && e.definition?.name === q.name);
         if (!entry) continue;
         try {
-          this.checkPrefix(manifest, q, entry);
+          // A carried entry (G8) holds the cut of the checkpoint it is carried from, which stays.
+          const since = entry.outsideCut ? this.store.manifests.get(entry.outsideCut.sinceEpoch) : manifest;
+          if (!since) throw new Violation('retained-verifies', `checkpoint ${manifest.epoch} carries ${q.name} from checkpoint ${entry.outsideCut!.sinceEpoch}, which is gone`);
+          this.checkPrefix(since, q, entry);
         } catch (err) {
           if (!(err instanceof Violation)) throw err;
           throw new Violation('retained-verifies', `after ${writer} deleted ${key}: ${err.message}`);
@@ -403,6 +409,10 @@ function sameAsFull(vote: QueueCheckpoint, full: QueueCheckpoint): boolean {
     vote.messages === full.messages &&
     vote.segments.every((s) => keys.has(s.key))
   );
+}
+
+function sameCut(a: QueueCheckpoint, b: QueueCheckpoint): boolean {
+  return a.cutOffset === b.cutOffset && a.startOffset === b.startOffset && a.messages === b.messages;
 }
 
 function samePart(a: QueueCheckpoint, b: QueueCheckpoint): boolean {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { sweepPlan, type SweepInput } from '../../services/coordinator/store-gc.js';
-import { partitionKey, segmentKey } from '../../services/core/store/index.js';
+import { partitionKey, segmentKey, segmentPrefix } from '../../services/core/store/index.js';
 import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 
 const NOW = 1_800_000_000_000;
@@ -38,7 +38,9 @@ function manifest(epoch: number, committedAtMs: number, queues: QueueCheckpoint[
 }
 
 function input(over: Partial<SweepInput>): SweepInput {
-  return { manifests: [], segments: [], staging: [], stagedRefs: new Set(), openEpochs: new Set(), newestStaged: 0, nowMs: NOW, graceMs: GRACE, ...over };
+  // Only `q` is protected now; `deleted-queue` is not.
+  const protectedQueues = new Set([segmentPrefix('/', 'q')]);
+  return { manifests: [], segments: [], staging: [], stagedRefs: new Set(), openEpochs: new Set(), newestStaged: 0, nowMs: NOW, graceMs: GRACE, protectedQueues, ...over };
 }
 
 const obj = (key: string, lastModifiedMs = OLD) => ({ key, size: 10, lastModifiedMs });
@@ -54,6 +56,13 @@ describe('garbage collection sweep (pure)', () => {
     const plan = sweepPlan(input({ manifests: [latest], segments: [obj(kept), obj(orphan), obj(above), obj(gone)] }));
     expect(plan.segments.map((o) => o.key)).toEqual([orphan, gone]);
     expect(plan.skipped).toBeUndefined();
+  });
+
+  it('keeps the segments of a protected queue no checkpoint holds yet (left out of its rounds, G8), and of any absent queue while the protected set is unknown', () => {
+    const waiting = seg('new-queue', 0, 5);
+    const known = new Set([segmentPrefix('/', 'q'), segmentPrefix('/', 'new-queue')]);
+    expect(sweepPlan(input({ manifests: [latest], segments: [obj(waiting), obj(gone)], protectedQueues: known })).segments.map((o) => o.key)).toEqual([gone]);
+    expect(sweepPlan(input({ manifests: [latest], segments: [obj(waiting), obj(gone)], protectedQueues: undefined })).segments).toEqual([]);
   });
 
   it('never deletes a listed key this layout does not write (a server that decoded %2F in its listing)', () => {
