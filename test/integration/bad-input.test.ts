@@ -202,7 +202,7 @@ describe('bad input over gRPC', () => {
 
   it('an unknown method of a known service, and an unknown service, are UNIMPLEMENTED naming the method', async () => {
     for (const [address, path] of [
-      [leaderAddress, `${COORDINATOR}DeleteCheckpoint`],
+      [leaderAddress, `${COORDINATOR}DropEverything`],
       [leaderAddress, '/tidemark.v1.Nope/Status'],
       [workerAddress, `${WORKER}Purge`],
       [workerAddress, `${COORDINATOR}Status`],
