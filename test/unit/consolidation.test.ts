@@ -1,35 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { consolidatedEntry, keptHistory, withHistory } from '../../services/core/state/catalog.js';
 import { historyOf } from '../../services/core/state/contents.js';
-import type { QueueCheckpoint, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
+import { QueueCheckpoint, type SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 
 function ref(first: number, last: number): SegmentRef {
   return { key: `segments/v/q/${first}-${last}.seg`, firstOffset: first, lastOffset: last, records: last - first + 1, messages: last - first + 1, storedBytes: 1, bodyBytes: 1, sha256: 'ab', codec: 'gzip' };
 }
 
+/** A queue's entry: every field not given takes its protobuf default. */
 function entry(over: Partial<QueueCheckpoint>): QueueCheckpoint {
-  return {
-    definition: { vhost: 'v', name: 'q', type: 'classic', durable: true, autoDelete: false, arguments: undefined, bindings: [] },
+  return QueueCheckpoint.fromPartial({
+    definition: { vhost: 'v', name: 'q', type: 'classic', durable: true, autoDelete: false, bindings: [] },
     journal: 'j',
-    startOffset: 0,
     cutOffset: 100,
     messages: 90,
-    bodyBytes: 0,
-    segments: [],
-    baseEpoch: 0,
     workerId: 'w',
-    incomplete: [],
-    headOffset: 0,
-    headMessages: 0,
-    possiblyAcked: 0,
-    headBasis: '',
-    predating: 0,
-    outsideCut: undefined,
-    historyOffset: 0,
-    historyMessages: 0,
-    headKnown: false,
     ...over,
-  };
+  });
 }
 
 const chain = [ref(0, 19), ref(20, 39), ref(40, 59), ref(60, 79), ref(80, 104)];

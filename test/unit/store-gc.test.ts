@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sweepPlan, type SweepInput } from '../../services/coordinator/store-gc.js';
 import { partitionKey, segmentKey, segmentPrefix } from '../../services/core/store/index.js';
-import type { CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
+import { type CheckpointManifest, QueueCheckpoint } from '../../services/gen/tidemark/v1/store.js';
 
 const NOW = 1_800_000_000_000;
 const GRACE = 15 * 60_000;
@@ -9,28 +9,15 @@ const OLD = NOW - GRACE - 1;
 
 const seg = (queue: string, first: number, last: number) => segmentKey('/', queue, first, last, 'ab'.repeat(8));
 
+/** A queue's entry: every field not given takes its protobuf default. */
 function entry(queue: string, cut: number, keys: string[]): QueueCheckpoint {
-  return {
-    definition: { vhost: '/', name: queue, type: 'classic', durable: true, autoDelete: false, arguments: undefined, bindings: [] },
+  return QueueCheckpoint.fromPartial({
+    definition: { vhost: '/', name: queue, type: 'classic', durable: true, autoDelete: false, bindings: [] },
     journal: `j.${queue}`,
-    startOffset: 0,
     cutOffset: cut,
-    messages: 0,
-    bodyBytes: 0,
     segments: keys.map((key) => ({ key, firstOffset: 0, lastOffset: 0, records: 1, messages: 1, storedBytes: 1, bodyBytes: 1, sha256: 'ab', codec: 'gzip' })),
-    baseEpoch: 0,
     workerId: 'w1',
-    incomplete: [],
-    headOffset: 0,
-    headMessages: 0,
-    possiblyAcked: 0,
-    headBasis: '',
-    predating: 0,
-    outsideCut: undefined,
-    historyOffset: 0,
-    historyMessages: 0,
-    headKnown: false,
-  };
+  });
 }
 
 function manifest(epoch: number, committedAtMs: number, queues: QueueCheckpoint[]): CheckpointManifest {
