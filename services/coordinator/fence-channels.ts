@@ -92,33 +92,17 @@ export class FenceChannels implements FencePublisher {
   }
 
   private channel(vhost: string): Promise<ConfirmChannel> {
-    const cached = this.channels.get(vhost);
-    if (cached) return cached;
-    const forget = () => {
-      if (this.channels.get(vhost) === opening) this.channels.delete(vhost);
-    };
-    const opening = this.open(vhost, forget);
-    this.channels.set(vhost, opening);
-    opening.catch(forget);
-    return opening;
+    return cachedPerVhost(this.channels, vhost, (forget) => this.open(vhost, forget));
   }
 
   private censusChannel(vhost: string): Promise<Channel> {
-    const cached = this.censusChannels.get(vhost);
-    if (cached) return cached;
-    const forget = () => {
-      if (this.censusChannels.get(vhost) === opening) this.censusChannels.delete(vhost);
-    };
-    const opening = (async () => {
+    return cachedPerVhost(this.censusChannels, vhost, async (forget) => {
       const channel = await (await this.connect(vhost)).createChannel();
       // A declare of a queue deleted meanwhile closes the channel (404): the next census opens another.
       channel.on('error', () => {});
       channel.on('close', forget);
       return channel;
-    })();
-    this.censusChannels.set(vhost, opening);
-    opening.catch(forget);
-    return opening;
+    });
   }
 
   private async open(vhost: string, forget: () => void): Promise<ConfirmChannel> {
@@ -129,4 +113,20 @@ export class FenceChannels implements FencePublisher {
     channel.on('close', forget);
     return channel;
   }
+}
+
+/**
+ * The channel `channels` holds for `vhost`, or a new one from `open`. `open` gets the function
+ * that forgets the channel (call it when the channel closes); a failed open is forgotten too.
+ */
+function cachedPerVhost<T>(channels: Map<string, Promise<T>>, vhost: string, open: (forget: () => void) => Promise<T>): Promise<T> {
+  const cached = channels.get(vhost);
+  if (cached) return cached;
+  const forget = () => {
+    if (channels.get(vhost) === opening) channels.delete(vhost);
+  };
+  const opening = open(forget);
+  channels.set(vhost, opening);
+  opening.catch(forget);
+  return opening;
 }
