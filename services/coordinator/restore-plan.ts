@@ -48,16 +48,15 @@ export function restoreSpan(entry: QueueCheckpoint, history: boolean): RestoreSp
   const kept = historyOf(entry);
   const historyReason = kept.offset > entry.startOffset ? `history retained from offset ${kept.offset}` : 'everything captured since protection began';
   if (history) return span('history', `--history: ${historyReason}`, kept, 0);
-  if (entry.definition?.type === 'stream') {
-    return span('history', `a stream keeps its messages for every reader, so its contents are its history: ${historyReason}`, kept, 0);
-  }
   if (!entry.headKnown) {
     const why = entry.headBasis.replace(/^history: /, '') || 'the checkpoint predates heads';
     return span('history', `no safe head (${why}): ${historyReason}`, kept, 0);
   }
   const head = headOf(entry);
   const predating = entry.predating > 0 ? `; about ${entry.predating} message(s) held before protection began were never captured` : '';
-  return span('contents', `what the queue held at the cut: ${entry.headBasis}${predating}`, head, entry.possiblyAcked);
+  // A stream's contents are what its own retention (x-max-age, x-max-length-bytes) kept.
+  const held = entry.definition?.type === 'stream' ? 'what the stream retained at the cut' : 'what the queue held at the cut';
+  return span('contents', `${held}: ${entry.headBasis}${predating}`, head, entry.possiblyAcked);
 }
 
 export interface PlannedRestore {

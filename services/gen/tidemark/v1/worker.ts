@@ -85,7 +85,10 @@ export interface QueueRef {
 
 /** The counts a worker turns into the queue's head at this cut (docs/HEAD-AT-THE-CUT.md). */
 export interface QueueCensus {
-  /** Ready messages (passive queue.declare), taken after the marker was confirmed. */
+  /**
+   * Ready messages (passive queue.declare), taken after the marker was confirmed. For a stream
+   * source, the messages between its first and last offset, read after the marker.
+   */
   ready: number;
   /** Bound on the messages delivered and not yet acknowledged: the consumers' prefetch summed. */
   unackedBound: number;
@@ -102,6 +105,8 @@ export interface QueueCensus {
    * held messages until everything now in the queue has been delivered once more.
    */
   requeued: boolean;
+  /** The counts are a stream source's extent: what its own retention kept, no consumer removes any. */
+  stream: boolean;
 }
 
 export interface PrepareRequest {
@@ -659,7 +664,16 @@ export const QueueRef: MessageFns<QueueRef> = {
 };
 
 function createBaseQueueCensus(): QueueCensus {
-  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 0, maxHoldMs: 0, fallback: "", requeued: false };
+  return {
+    ready: 0,
+    unackedBound: 0,
+    margin: 0,
+    markerAtMs: 0,
+    maxHoldMs: 0,
+    fallback: "",
+    requeued: false,
+    stream: false,
+  };
 }
 
 export const QueueCensus: MessageFns<QueueCensus> = {
@@ -684,6 +698,9 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     }
     if (message.requeued !== false) {
       writer.uint32(56).bool(message.requeued);
+    }
+    if (message.stream !== false) {
+      writer.uint32(64).bool(message.stream);
     }
     return writer;
   },
@@ -757,6 +774,14 @@ export const QueueCensus: MessageFns<QueueCensus> = {
             message.requeued = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.stream = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -781,6 +806,7 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     message.maxHoldMs = object.maxHoldMs ?? 0;
     message.fallback = object.fallback ?? "";
     message.requeued = object.requeued ?? false;
+    message.stream = object.stream ?? false;
     return message;
   },
 };
