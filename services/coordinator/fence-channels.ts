@@ -47,9 +47,9 @@ const DECLARE_ATTEMPTS = 4;
 /** How long an empty stream stays silent before the census takes it as empty. */
 const STREAM_FIRST_WAIT_MS = 300;
 /** The last chunk is read until no message came for this long... */
-const STREAM_QUIET_MS = 150;
+const STREAM_QUIET_MS = 300;
 /** ...or for this long in all (a stream that never goes quiet is read this far and no further). */
-const STREAM_READ_MS = 2_000;
+const STREAM_READ_MS = 3_000;
 /** Messages a stream census reads in flight (the last chunk is usually a handful). */
 const STREAM_PREFETCH = 1_000;
 
@@ -162,16 +162,20 @@ export class FenceChannels implements FencePublisher {
 /**
  * A stream's first offset (a consumer from `first`, one message) and an upper bound on its last
  * offset (a consumer from `last`, read until quiet): both only after the round's marker, so the
- * extent covers at least what the stream held at it.
+ * extent covers at least what the stream held at it. A stream never empties itself (retention
+ * keeps the segment being written), so one that answers `first` but not `last` is an error, not
+ * an empty stream.
  */
 async function readStreamExtent(connection: ChannelModel, name: string): Promise<StreamExtent> {
   const channel = await connection.createChannel();
   // A stream deleted meanwhile closes the channel (404): the consume below rejects with it.
   channel.on('error', () => {});
   try {
-    const first = await readOffsets(channel, name, 'first', 1, STREAM_FIRST_WAIT_MS, 0);
-    if (first.length === 0) return { messages: 0 };
-    const last = await readOffsets(channel, name, 'last', STREAM_PREFETCH, STREAM_QUIET_MS, STREAM_READ_MS);
+    const first = await readOffsets(channel, name, 'first', 1, { waitMs: STREAM_FIRST_WAIT_MS, quietMs: 0, readMs: 0 });
+    const last = await readOffsets(channel, name, 'last', STREAM_PREFETCH, { waitMs: first.length === 0 ? STREAM_FIRST_WAIT_MS : STREAM_READ_MS, quietMs: STREAM_QUIET_MS, readMs: STREAM_READ_MS });
+    if (first.length === 0 && last.length === 0) return { messages: 0 };
+    if (first.length === 0) throw new Error(`no message from the start of stream ${name} within ${STREAM_FIRST_WAIT_MS} ms, though it holds some`);
+    if (last.length === 0) throw new Error(`no message from the end of stream ${name} within ${STREAM_READ_MS} ms`);
     const top = Math.max(first[0], ...last);
     return { messages: top - first[0] + 1, first: first[0], last: top };
   } finally {
@@ -180,16 +184,22 @@ async function readStreamExtent(connection: ChannelModel, name: string): Promise
 }
 
 /**
- * The `x-stream-offset` of messages consumed from `from`: the first only when `readMs` is 0, else
- * every message until none came for `quietMs` or `readMs` passed.
+ * The `x-stream-offset` of messages consumed from `from`. Waits up to `waitMs` for the first; then,
+ * with `readMs` 0, stops; else reads until none came for `quietMs` or `readMs` passed in all.
  */
-async function readOffsets(channel: Channel, name: string, from: 'first' | 'last', prefetch: number, quietMs: number, readMs: number): Promise<number[]> {
+async function readOffsets(
+  channel: Channel,
+  name: string,
+  from: 'first' | 'last',
+  prefetch: number,
+  timing: { waitMs: number; quietMs: number; readMs: number },
+): Promise<number[]> {
   await channel.prefetch(prefetch);
   const offsets: number[] = [];
   let done: () => void = () => {};
   const finished = new Promise<void>((resolve) => (done = resolve));
-  let lastAt = Date.now();
-  const startedAt = lastAt;
+  const startedAt = Date.now();
+  let lastAt: number | undefined;
   const { consumerTag } = await channel.consume(
     name,
     (msg) => {
@@ -198,13 +208,15 @@ async function readOffsets(channel: Channel, name: string, from: 'first' | 'last
       const offset = Number(msg.properties.headers?.['x-stream-offset']);
       if (Number.isSafeInteger(offset)) offsets.push(offset);
       channel.ack(msg);
-      if (readMs === 0) done();
+      if (timing.readMs === 0) done();
     },
     { noAck: false, arguments: { 'x-stream-offset': from } },
   );
   const timer = setInterval(() => {
     const now = Date.now();
-    if (now - lastAt >= quietMs || (readMs > 0 && now - startedAt >= readMs)) done();
+    if (lastAt === undefined) {
+      if (now - startedAt >= timing.waitMs) done();
+    } else if (now - lastAt >= timing.quietMs || now - startedAt >= timing.readMs) done();
   }, 20);
   try {
     await finished;

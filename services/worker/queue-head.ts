@@ -170,6 +170,8 @@ export class HeadTracker {
     if (!census) return keep('no census this round');
     if (d0 === undefined) return keep("the round's marker was not read before its fence");
     if (census.fallback) return keep(census.fallback);
+    // A stream keeps the segment it writes whatever its retention: one that was captured is never empty.
+    if (census.stream && census.ready === 0 && d0 > 0) return keep('the stream read as empty, though messages were captured from it');
     const frontier = d0 - census.ready;
     this.sample(census.markerAtMs, frontier, census.maxHoldMs);
     if (census.requeued) {

@@ -120,6 +120,8 @@ describe('the head at a cut', () => {
     expect(whole.headBasis).toMatch(/retained 105 \(the stream's offsets\) \+ margin 10 .*everything captured is still held/);
     // The stream held 20 more than was ever captured: those predate protection.
     expect(j.part(1, stream(130)).predating).toBe(20);
+    // A read that came back empty though messages were captured keeps the earlier head.
+    expect(j.part(1, stream(0)).headBasis).toMatch(/read as empty, though messages were captured/);
     j.ledger.commit(1, 'r1');
     // Retention dropped the oldest: the stream keeps 60 at the marker of 150 → head 150 − (60 + 10) = 80.
     j.data(40).marker(2).fence(2);
