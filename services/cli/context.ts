@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../core/index.js';
-import { TidemarkClient } from '../client/index.js';
+import { TidemarkClient, tokenFromEnvironment } from '../client/index.js';
 import type { RestoreViewOutput } from './restore-view.js';
 
 /** An output stream of a run: process.stdout/stderr, or a test's capture. */
@@ -39,8 +39,9 @@ export class CliContext {
     return loadConfig({ env: this.io.env, file: globals.config, flags: { coordinator: globals.coordinator, logLevel: globals.logLevel, ...flags } });
   }
 
+  /** A client of the configured coordinator, sending the token from TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. */
   client(): TidemarkClient {
-    return new TidemarkClient(this.config().coordinator);
+    return new TidemarkClient(this.config().coordinator, { token: tokenFromEnvironment(this.io.env) });
   }
 
   /** One line of data on stdout: a string as is, anything else as compact JSON. */

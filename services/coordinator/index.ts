@@ -1,8 +1,22 @@
 /** The coordinator service: start one with startCoordinator(config). */
-import { type Config, configureFailpoints, type Logger, type MetricsServer, serveMetrics, startServer, stopServer, throwIfStopping } from '../core/index.js';
+import {
+  type Config,
+  configureFailpoints,
+  type Logger,
+  type MetricsServer,
+  readTokensFile,
+  serveMetrics,
+  startServer,
+  stopServer,
+  throwIfStopping,
+  TokenTable,
+} from '../core/index.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';
+import { AdminAuthenticator, guardAdminService, parseCertRoles } from './admin-auth.js';
+import { ADMIN_MAX_REQUEST_BYTES } from './admin-limits.js';
+import { RestoreTargets } from './restore-targets.js';
 
 export { Coordinator } from './coordinator.js';
 
@@ -21,13 +35,23 @@ export interface RunningCoordinator {
  */
 export async function startCoordinator(config: Config, log: Logger, signal?: AbortSignal): Promise<RunningCoordinator> {
   configureFailpoints(config.failpoints);
+  // Who may call, and where restores may go, are checked before anything is connected.
+  const authenticator = new AdminAuthenticator({
+    tokens: new TokenTable(config.authTokensFile ? readTokensFile(config.authTokensFile) : []),
+    certRoles: parseCertRoles(config.authCertRoles),
+    disabled: config.authDisabled,
+  });
+  if (authenticator.disabled) log.warn('the admin API lets every caller do everything (TIDEMARK_AUTH_DISABLED): for development only');
+  // The service's edge: passwordEnv variables of restore targets are read here.
+  const targets = RestoreTargets.load(config.restoreTargetsFile, process.env);
   const coordinator = await Coordinator.create(config, log, signal);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   let metrics: MetricsServer | undefined;
   try {
     throwIfStopping(signal);
-    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], config.listen ?? '0.0.0.0:7700'));
+    const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets }), authenticator, log.child('auth'));
+    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], config.listen ?? '0.0.0.0:7700', { maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES }));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
     await coordinator.stop().catch(() => {});

@@ -56,6 +56,22 @@ export class FailedPreconditionError extends TidemarkError {
 }
 
 /**
+ * The caller of an admin API call could not be identified: no credentials, or a token or
+ * certificate nobody configured. Nothing was done. Maps to gRPC UNAUTHENTICATED.
+ */
+export class UnauthenticatedError extends TidemarkError {
+  override name = 'UnauthenticatedError';
+}
+
+/**
+ * The caller is known, but its role does not allow the call (or this form of it). Nothing was
+ * done. Maps to gRPC PERMISSION_DENIED.
+ */
+export class PermissionDeniedError extends TidemarkError {
+  override name = 'PermissionDeniedError';
+}
+
+/**
  * A checkpoint's segment list does not cover a queue's prefix: no segment holds `offset` (a gap,
  * or the segments end before the cut). `key` names the segment after the gap, or is empty.
  */

@@ -31,6 +31,8 @@ export {
   NotFoundError,
   NotLeaseHolderError,
   ObjectNotFoundError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   StaleLeaderError,
   StoppingError,
   TidemarkError,
@@ -57,7 +59,21 @@ export { callUnary, readStream } from './grpc/client.js';
 export { beforeDeadline, requireField, serverStream, unary } from './grpc/handlers.js';
 export { clientChannelOptions } from './grpc/options.js';
 export { startServer, stopServer } from './grpc/server.js';
-export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc/status.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from './grpc/status.js';
+export {
+  generateToken,
+  hashToken,
+  isRole,
+  parseTokenLines,
+  readTokenFile,
+  readTokensFile,
+  type Role,
+  roleAllows,
+  ROLES,
+  type TokenEntry,
+  tokenLine,
+  TokenTable,
+} from './infrastructure/auth-tokens.js';
 export { forEachLimited } from './infrastructure/limited.js';
 export { createLogger, type Logger, throttledWarn } from './infrastructure/log.js';
 export { Membership, type WorkerRegistration } from './state/membership.js';
@@ -73,6 +89,7 @@ export {
   isOwnObject,
   journalName,
   MAX_FILE_NAME_BYTES,
+  MAX_QUEUE_NAME_BYTES,
   MAX_UNDELIVERED_OFFSETS,
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
@@ -87,7 +104,7 @@ export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from 
 export { queueKey, splitQueueKey } from './format/queue-key.js';
 export { assign, rendezvousOwner } from './state/rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
+export { type QueueProgress, RestoreAssignmentError, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
 export { backoffDelay, retry } from './infrastructure/retry.js';
 export {
   type AdaptiveCodec,

@@ -30,8 +30,13 @@ export function workerHandlers(worker: Worker): WorkerServiceServer & grpc.Untyp
     restore: serverStream(async (request, emit, call) => {
       requireField(request.leaderToken, 'leader_token');
       requireField(request.restoreId, 'restore_id');
+      // The restore id becomes a Redis key; the coordinator makes it `r<epoch>-<hex>`.
+      if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(request.restoreId)) throw new ConfigError('restore_id must be 1-64 letters, digits, - and _');
+      if (request.confirmWindow > 65_535) throw new ConfigError(`confirm_window ${request.confirmWindow} is above the limit of 65535`);
       for (const q of request.queues) {
         if (!q.source?.name || !q.targetName) throw new ConfigError('every queue of a restore task needs a source and a target name');
+        // Progress is recorded only under the leader's assignment (core/state/restore-state.ts).
+        requireField(q.assignment, 'assignment of every queue of a restore task');
       }
       await worker.restore(request, emit, call.signal);
     }),

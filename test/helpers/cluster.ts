@@ -3,11 +3,12 @@
  * process running the built CLI (dist/, made by `npm run build`, which `npm test` runs first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
+import { generateToken, tokenLine } from '../../services/core/index.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
 import { repositoryRoot } from './repo.js';
@@ -36,6 +37,8 @@ export interface TestClusterOptions {
 
 export interface TestCluster {
   address: string;
+  /** The admin token the cluster accepts (in `env` as TIDEMARK_TOKEN; `client` sends it). */
+  token: string;
   /** host:port of every coordinator, by name. */
   coordinatorAddresses: Record<string, string>;
   client: TidemarkClient;
@@ -100,6 +103,11 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   const storeUrl = options.store.kind === 's3' ? `s3://${options.store.bucket}/${options.namespace}` : `file://${join(dir, 'store')}`;
   const logFile = join(dir, 'cluster.log');
   const log = createWriteStream(logFile);
+  // The admin API runs with authentication, as in production: one admin token, known to the
+  // test's client and, through TIDEMARK_TOKEN, to every CLI run with `env`.
+  const token = generateToken();
+  const tokensFile = join(dir, 'auth-tokens');
+  writeFileSync(tokensFile, `${tokenLine('admin', 'test-admin', token)}\n`, { mode: 0o600 });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     TIDEMARK_AMQP_URL: options.services.amqpUrl,
@@ -116,6 +124,8 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
+    TIDEMARK_AUTH_TOKENS_FILE: tokensFile,
+    TIDEMARK_TOKEN: token,
     ...options.extraEnv,
   };
   const processes = new Map<string, ChildProcess>();
@@ -143,7 +153,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   // cannot take a port freePort() handed to a coordinator.
   await Promise.all([...coordinatorPorts].map(([name, p]) => waitForListener(p, `${name} to listen on port ${p}; logs in ${logFile}`)));
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000 });
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, token });
 
   const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
     eventually(
@@ -166,6 +176,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
 
   return {
     address: `127.0.0.1:${port}`,
+    token,
     coordinatorAddresses: Object.fromEntries([...coordinatorPorts].map(([name, p]) => [name, `127.0.0.1:${p}`])),
     client,
     storeUrl,

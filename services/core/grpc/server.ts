@@ -73,6 +73,11 @@ export function rejectUndecodableRequests(
   return [guardedDefinition as grpc.ServiceDefinition, guardedImplementation];
 }
 
+export interface ServerLimits {
+  /** Largest request message accepted (bigger ones get RESOURCE_EXHAUSTED). @default maxMessageBytes (256 MiB) */
+  maxReceiveBytes?: number;
+}
+
 /**
  * Starts a gRPC server on `address` (host:port, port 0 picks a free one) with plaintext
  * credentials. Resolves with the bound port; a taken port is a ConfigError. Requests that do not
@@ -82,8 +87,9 @@ export function rejectUndecodableRequests(
 export async function startServer(
   services: Array<[grpc.ServiceDefinition, grpc.UntypedServiceImplementation]>,
   address: string,
+  limits: ServerLimits = {},
 ): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server(serverOptions);
+  const server = new grpc.Server({ ...serverOptions, ...(limits.maxReceiveBytes ? { 'grpc.max_receive_message_length': limits.maxReceiveBytes } : {}) });
   for (const [definition, implementation] of services) server.addService(...rejectUndecodableRequests(definition, implementation));
   try {
     const port = await new Promise<number>((resolve, reject) => {

@@ -232,6 +232,32 @@ export const configSchema = z.object({
         ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
       }
     }),
+  /**
+   * Admin API callers (docs/SECURITY.md#who-may-do-what): a file of lines `<role> <name> <sha256
+   * of the token>`, roles read, operator or admin. @default unset: no token is accepted
+   */
+  authTokensFile: z.string().optional(),
+  /**
+   * Admin API callers by client certificate: comma-separated `<certificate CN>=<role>`.
+   * @default none
+   */
+  authCertRoles: z.string().default(''),
+  /**
+   * Development only: the admin API lets every caller do everything. Without it, a coordinator
+   * with neither authTokensFile nor authCertRoles refuses to start. @default false
+   */
+  authDisabled: flag.default(false),
+  /**
+   * Restore targets by name (docs/SECURITY.md#restore-targets): a JSON file
+   * `{"<name>": {"amqpUrl": "amqps://user@host:5671", "passwordFile": "...", "passwordEnv": "..."}}`.
+   * The operator role may restore only into these and the source broker. @default none
+   */
+  restoreTargetsFile: z.string().optional(),
+  /**
+   * File holding the bearer token Prometheus must send to a metrics endpoint bound to a
+   * non-loopback address (docs/OPERATIONS.md#metrics). @default unset: metrics only on loopback
+   */
+  metricsTokenFile: z.string().optional(),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });
@@ -284,6 +310,11 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_PRUNE_INTERVAL: 'pruneInterval',
   TIDEMARK_GC_GRACE: 'gcGrace',
   TIDEMARK_FULL_EVERY: 'fullEvery',
+  TIDEMARK_AUTH_TOKENS_FILE: 'authTokensFile',
+  TIDEMARK_AUTH_CERT_ROLES: 'authCertRoles',
+  TIDEMARK_AUTH_DISABLED: 'authDisabled',
+  TIDEMARK_RESTORE_TARGETS: 'restoreTargetsFile',
+  TIDEMARK_METRICS_TOKEN_FILE: 'metricsTokenFile',
 };
 
 export interface ConfigSources {

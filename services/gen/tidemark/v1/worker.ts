@@ -188,6 +188,12 @@ export interface QueueRestore {
    * x-tidemark-possibly-acked: they may have been acknowledged at the source before the cut.
    */
   possiblyAcked: number;
+  /**
+   * The leader's assignment of this queue of this restore to this worker (written to the restore's
+   * progress in Redis before the task is sent): progress is recorded only while it still holds, so
+   * a task never advances another restore's, or another attempt's, progress.
+   */
+  assignment: string;
 }
 
 export interface RestoreTask {
@@ -1273,6 +1279,7 @@ function createBaseQueueRestore(): QueueRestore {
     started: false,
     resumeAfterOffset: 0,
     possiblyAcked: 0,
+    assignment: "",
   };
 }
 
@@ -1328,6 +1335,9 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.possiblyAcked !== 0) {
       writer.uint32(136).uint64(message.possiblyAcked);
+    }
+    if (message.assignment !== "") {
+      writer.uint32(146).string(message.assignment);
     }
     return writer;
   },
@@ -1481,6 +1491,14 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.possiblyAcked = longToNumber(reader.uint64());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.assignment = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1517,6 +1535,7 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.started = object.started ?? false;
     message.resumeAfterOffset = object.resumeAfterOffset ?? 0;
     message.possiblyAcked = object.possiblyAcked ?? 0;
+    message.assignment = object.assignment ?? "";
     return message;
   },
 };
