@@ -4,6 +4,7 @@ import {
   configureFailpoints,
   type Logger,
   type MetricsServer,
+  readTokenFile,
   readTokensFile,
   serveMetrics,
   startServer,
@@ -59,7 +60,8 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   }
   if (config.metricsListen) {
     try {
-      metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'));
+      const token = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, 'TIDEMARK_METRICS_TOKEN_FILE') : undefined;
+      metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'), { token });
     } catch (err) {
       await stopServer(server, 0);
       await coordinator.stop().catch(() => {});
