@@ -8,7 +8,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
-import { generateToken, tokenLine } from '../../services/core/index.js';
+import { generateToken, type Role, tokenLine } from '../../services/core/index.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
 import { repositoryRoot } from './repo.js';
@@ -33,6 +33,8 @@ export interface TestClusterOptions {
   processEnv?: Record<string, Record<string, string>>;
   /** Extra command-line arguments of one process only (e.g. a worker's --listen / --advertise). */
   processArgs?: Record<string, string[]>;
+  /** More admin API callers besides the cluster's own admin token: [role, name, token]. */
+  extraTokens?: Array<[Role, string, string]>;
 }
 
 export interface TestCluster {
@@ -107,7 +109,8 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   // test's client and, through TIDEMARK_TOKEN, to every CLI run with `env`.
   const token = generateToken();
   const tokensFile = join(dir, 'auth-tokens');
-  writeFileSync(tokensFile, `${tokenLine('admin', 'test-admin', token)}\n`, { mode: 0o600 });
+  const tokenLines = [tokenLine('admin', 'test-admin', token), ...(options.extraTokens ?? []).map(([role, name, t]) => tokenLine(role, name, t))];
+  writeFileSync(tokensFile, `${tokenLines.join('\n')}\n`, { mode: 0o600 });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     TIDEMARK_AMQP_URL: options.services.amqpUrl,
