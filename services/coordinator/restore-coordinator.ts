@@ -181,7 +181,13 @@ export class RestoreService {
       // Publishing again is what the original request needed: raw URLs and append are the admin's.
       if (request.targetAmqpUrl) requireRole(options.caller, { role: 'admin', what: `resuming restore ${id}, which publishes into a raw broker URL` });
       if (request.append || request.mode === 'append') requireRole(options.caller, { role: 'admin', what: `resuming restore ${id}, which appends into existing queues` });
-      targetUrl = this.resumeTargetUrl(record, options.targetAmqpUrl);
+      try {
+        targetUrl = this.resumeTargetUrl(record, options.targetAmqpUrl);
+      } catch (err) {
+        // A restore no coordinator can run now must not look running: it waits for a resume.
+        if (record.state === 'running') await this.state.setState(id, 'interrupted').catch(() => {});
+        throw err;
+      }
     }
     const job = await this.load(record, targetUrl);
     if (record.state === 'done') {

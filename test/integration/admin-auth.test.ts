@@ -306,6 +306,65 @@ describe('admin API authentication and roles', () => {
     expect(await queuesOf(vhost, 'forged.')).toEqual([]);
   });
 
+  it('a raw target password lives only in the memory of the coordinator that ran the restore: after a restart, an admin resumes it by sending the URL again', async () => {
+    const admin = client(cluster.token);
+    const rawUrl = new URL(drUrl);
+    rawUrl.password = account.password;
+    let id = '';
+    // Slow enough to be cancelled half-way: 50 messages at 10/s.
+    for await (const event of admin.restore({ checkpoint: String(manifest.epoch), targetAmqpUrl: rawUrl.toString(), targetVhost: drVhost, prefix: 'resume.', rateLimit: 10 })) {
+      if (event.event?.$case === 'plan') id = event.event.value.restoreId;
+      if (event.event?.$case === 'progress' && event.event.value.confirmed > 0) break;
+    }
+    expect(id).not.toBe('');
+    restoreIds.push(id);
+    expect(await admin.cancelRestore(id)).toBe('cancelled');
+    // The same coordinator still holds the password: a resume needs nothing more.
+    let resumed = 0;
+    for await (const event of admin.resumeRestore(id)) {
+      if (event.event?.$case === 'progress') resumed += 1;
+      if (resumed > 0) break;
+    }
+    expect(await admin.cancelRestore(id)).toBe('cancelled');
+    admin.close();
+
+    await cluster.kill('coordinator');
+    cluster.restart('coordinator');
+    await cluster.waitForStatus((s) => s.leader && s.workers.length === 1, 'the restarted coordinator to lead');
+    const restarted = client(cluster.token);
+    const operator = client(operatorToken);
+    try {
+      const lost = await (async () => {
+        for await (const event of restarted.resumeRestore(id)) void event;
+      })().catch((err: unknown) => err as Error);
+      expect(lost).toBeInstanceOf(Error);
+      expect((lost as Error).message).toContain('whose password only the coordinator that started it kept (in memory, never in Redis)');
+      expect((lost as Error).message).not.toContain(account.password);
+      const denied = await (async () => {
+        for await (const event of operator.resumeRestore(id, undefined, rawUrl.toString())) void event;
+      })().catch((err: unknown) => err as Error);
+      expect(denied).toBeInstanceOf(PermissionDeniedError);
+      const events: RestoreEvent[] = [];
+      for await (const event of restarted.resumeRestore(id, undefined, rawUrl.toString())) events.push(event);
+      expect(events[events.length - 1].event).toMatchObject({ $case: 'done', value: { state: 'done', failedQueues: 0 } });
+    } finally {
+      restarted.close();
+      operator.close();
+    }
+    for (const q of QUEUES) expect(await readQueue(rawUrl.toString(), drVhost, `resume.${q.name}`, q.type, PER_QUEUE), q.name).toHaveLength(PER_QUEUE);
+  });
+
+  it('an admin request past 1 MiB is refused RESOURCE_EXHAUSTED before it is read', async () => {
+    const admin = client(cluster.token);
+    try {
+      const huge = await restoreEvents(admin, { checkpoint: 'latest', dryRun: true, queues: Array.from({ length: 1_500 }, (_, i) => `${'q'.repeat(1_000)}${i}`) });
+      expect(grpcCode(huge.err)).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(huge.events).toEqual([]);
+    } finally {
+      admin.close();
+    }
+  });
+
   it('no password or token is in Redis, the CLI output, the logs or any process argv', async () => {
     const secrets = { 'target password': account.password, 'admin token': cluster.token, 'read token': readToken, 'operator token': operatorToken };
     const keys: string[] = [];

@@ -210,6 +210,7 @@ describe('restore operations (issue 4)', () => {
       const url = new URL(services.amqpUrl);
       url.hostname = '127.0.0.1';
       url.username = account.user;
+      url.password = '';
       // The password goes in the environment, never in argv (docs/SECURITY.md#restore-targets).
       const withPassword = (password: string) => ({ ...cluster.env, TIDEMARK_TARGET_AMQP_PASSWORD: password });
       const refused = await runCli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other], withPassword('wrong'));
