@@ -56,7 +56,7 @@ function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child
  * where the CLI run from the same directory finds it. The coordinator gets only its hash.
  */
 function localAdminToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
-  if (config.authTokensFile || config.authCertRoles || config.authDisabled) return undefined;
+  if (config.authTokensFile || config.authTokens || config.authCertRoles || config.authDisabled) return undefined;
   const dir = resolve('.tidemark');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tokenFile = resolve(DEFAULT_TOKEN_FILE);

@@ -13,6 +13,7 @@ import { addCheckpointCommands } from './commands/checkpoints.js';
 import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
 import { addStatusCommand } from './commands/status.js';
+import { addTokenCommands } from './commands/token.js';
 import { addVerifyCommands } from './commands/verify.js';
 import { CliContext, type CliIo } from './context.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitCode } from './exit-codes.js';
@@ -43,6 +44,7 @@ export function createProgram(io: CliIo): Command {
   addStatusCommand(program, cli);
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
+  addTokenCommands(program, cli);
   return program;
 }
 

@@ -4,6 +4,7 @@ import {
   configureFailpoints,
   type Logger,
   type MetricsServer,
+  parseTokenLines,
   readTokenFile,
   readTokensFile,
   serveMetrics,
@@ -38,7 +39,10 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   configureFailpoints(config.failpoints);
   // Who may call, and where restores may go, are checked before anything is connected.
   const authenticator = new AdminAuthenticator({
-    tokens: new TokenTable(config.authTokensFile ? readTokensFile(config.authTokensFile) : []),
+    tokens: new TokenTable([
+      ...(config.authTokensFile ? readTokensFile(config.authTokensFile) : []),
+      ...parseTokenLines(config.authTokens.replaceAll(';', '\n'), 'TIDEMARK_AUTH_TOKENS'),
+    ]),
     certRoles: parseCertRoles(config.authCertRoles),
     disabled: config.authDisabled,
   });

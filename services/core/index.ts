@@ -32,6 +32,7 @@ export {
   NotLeaseHolderError,
   ObjectNotFoundError,
   PermissionDeniedError,
+  RestoreAssignmentError,
   UnauthenticatedError,
   StaleLeaderError,
   StoppingError,
@@ -104,7 +105,7 @@ export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from 
 export { queueKey, splitQueueKey } from './format/queue-key.js';
 export { assign, rendezvousOwner } from './state/rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, RestoreAssignmentError, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
+export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
 export { backoffDelay, retry } from './infrastructure/retry.js';
 export {
   type AdaptiveCodec,

@@ -369,6 +369,14 @@ describe('admin API authentication and roles', () => {
     }
   });
 
+  it('a coordinator with no callers configured refuses to start, unless authentication is explicitly off', async () => {
+    const env = { ...cluster.env, TIDEMARK_AUTH_TOKENS_FILE: '', TIDEMARK_NAMESPACE: uniqueName('tmnoauth'), TIDEMARK_ID: 'no-auth' };
+    const result = await runCli(['coordinator', '--listen', '127.0.0.1:0'], env, 20_000);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('the admin API has no callers configured: set TIDEMARK_AUTH_TOKENS_FILE');
+    expect(result.stderr).toContain('TIDEMARK_AUTH_DISABLED=true');
+  });
+
   it('no password or token is in Redis, the CLI output, the logs or any process argv', async () => {
     const secrets = { 'target password': account.password, 'admin token': cluster.token, 'read token': readToken, 'operator token': operatorToken };
     const keys: string[] = [];

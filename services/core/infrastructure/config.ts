@@ -238,6 +238,11 @@ export const configSchema = z.object({
    */
   authTokensFile: z.string().optional(),
   /**
+   * Admin API callers given inline, as in authTokensFile, lines separated by newlines or `;`
+   * (hashes only, so it may sit in the environment). Adds to authTokensFile. @default none
+   */
+  authTokens: z.string().default(''),
+  /**
    * Admin API callers by client certificate: comma-separated `<certificate CN>=<role>`.
    * @default none
    */
@@ -311,6 +316,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_GC_GRACE: 'gcGrace',
   TIDEMARK_FULL_EVERY: 'fullEvery',
   TIDEMARK_AUTH_TOKENS_FILE: 'authTokensFile',
+  TIDEMARK_AUTH_TOKENS: 'authTokens',
   TIDEMARK_AUTH_CERT_ROLES: 'authCertRoles',
   TIDEMARK_AUTH_DISABLED: 'authDisabled',
   TIDEMARK_RESTORE_TARGETS: 'restoreTargetsFile',

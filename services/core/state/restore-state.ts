@@ -18,7 +18,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../format/names.js';
 import { REDIS_SCRIPTS } from '../redis/lua-scripts.js';
-import { TidemarkError } from '../errors.js';
+import { RestoreAssignmentError } from '../errors.js';
 
 export type RestoreState = 'running' | 'cancelled' | 'interrupted' | 'done' | 'failed';
 
@@ -50,21 +50,6 @@ export interface QueueProgress {
 }
 
 const FINISHED_TTL_S = 7 * 24 * 3600;
-
-/**
- * A worker tried to record progress for a queue of a restore that the leader did not assign to
- * it (another restore's id, another worker's queue, or an attempt since replaced): nothing was
- * recorded.
- */
-export class RestoreAssignmentError extends TidemarkError {
-  override name = 'RestoreAssignmentError';
-  constructor(
-    readonly restoreId: string,
-    readonly queueKey: string,
-  ) {
-    super(`restore ${restoreId} did not assign ${queueKey.replace('\u0000', '/')} to this task (another worker or a newer attempt has it, or no such restore runs); its progress was not recorded`);
-  }
-}
 
 
 export class RestoreStateStore {
