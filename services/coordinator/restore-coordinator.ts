@@ -426,6 +426,8 @@ export class RestoreService {
       .catch((err) => this.log.error(`restore ${job.id} stopped: ${errorMessage(err)}`))
       .finally(() => {
         if (this.running.get(job.id) === registered) this.running.delete(job.id);
+        // A finished restore is never resumed: its password need not be kept.
+        void job.finished.then((done) => done.state === 'done' && this.rawCredentials.delete(job.id));
       });
   }
 
