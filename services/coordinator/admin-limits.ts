@@ -4,7 +4,7 @@
  * request cannot make the coordinator plan millions of globs, open thousands of publishers or
  * write Redis keys of any shape.
  */
-import { ConfigError } from '../core/index.js';
+import { ConfigError, RESTORE_ID_PATTERN } from '../core/index.js';
 import type { RestoreRequest } from '../gen/tidemark/v1/admin.js';
 
 /** Largest admin request the coordinator accepts, bytes: requests are small, replies may not be. */
@@ -21,8 +21,6 @@ export const MAX_CONCURRENCY = 1_024;
 export const MAX_CONFIRM_WINDOW = 65_535;
 /** Highest messages-per-second rate a request may name. */
 export const MAX_RATE_LIMIT = 1_000_000_000;
-/** Restore ids: how the coordinator makes them (`r<epoch>-<hex>`), bounded: they become Redis keys. */
-export const RESTORE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 function bytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
@@ -58,7 +56,7 @@ export function checkRestoreLimits(request: RestoreRequest): void {
 
 /** Throws ConfigError unless `id` has the shape of a restore id. */
 export function checkRestoreId(id: string): void {
-  if (!RESTORE_ID.test(id)) {
+  if (!RESTORE_ID_PATTERN.test(id)) {
     throw new ConfigError(`"${id.slice(0, 70)}" is not a restore id (letters, digits, - and _, at most 64): see "tidemark restore list"; nothing was done`);
   }
 }

@@ -62,6 +62,7 @@ export { clientChannelOptions } from './grpc/options.js';
 export { startServer, stopServer } from './grpc/server.js';
 export { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from './grpc/status.js';
 export {
+  CALLER_NAME,
   generateToken,
   hashToken,
   isRole,
@@ -105,7 +106,7 @@ export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from 
 export { queueKey, splitQueueKey } from './format/queue-key.js';
 export { assign, rendezvousOwner } from './state/rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
+export { type QueueProgress, RESTORE_ID_PATTERN, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
 export { backoffDelay, retry } from './infrastructure/retry.js';
 export {
   type AdaptiveCodec,

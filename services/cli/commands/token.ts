@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ConfigError, errorMessage, generateToken, hashToken, isRole, ROLES, tokenLine } from '../../core/index.js';
+import { CALLER_NAME, ConfigError, errorMessage, generateToken, hashToken, isRole, ROLES, tokenLine } from '../../core/index.js';
 import type { CliContext } from '../context.js';
 
 export function addTokenCommands(program: Command, cli: CliContext): void {
@@ -20,10 +20,10 @@ export function addTokenCommands(program: Command, cli: CliContext): void {
     .option('--json', 'print JSON')
     .action((flags: { role: string; name: string; out: string; json?: boolean }) => {
       if (!isRole(flags.role)) throw new ConfigError(`--role must be one of ${ROLES.join(', ')}, not "${flags.role}"`);
+      // The name as the coordinator's tokens file takes it.
+      if (!CALLER_NAME.test(flags.name)) throw new ConfigError('--name must be 1-64 letters, digits and . _ @ : -');
       const token = generateToken();
-      // Checks the name as the coordinator will.
       const line = tokenLine(flags.role, flags.name, token);
-      if (!/^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$/.test(flags.name)) throw new ConfigError('--name must be 1-64 letters, digits and . _ @ : -');
       try {
         writeFileSync(flags.out, `${token}\n`, { mode: 0o600, flag: 'wx' });
       } catch (err) {

@@ -33,7 +33,8 @@ export interface TokenEntry {
   hash: Buffer;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$/;
+/** What a caller's name may be: it is shown in logs and errors. */
+export const CALLER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@:-]{0,63}$/;
 const HEX_SHA256 = /^(?:sha256:)?([0-9a-f]{64})$/i;
 
 export function hashToken(token: string): Buffer {
@@ -65,7 +66,7 @@ export function parseTokenLines(text: string, source: string): TokenEntry[] {
     if (fields.length !== 3) throw new ConfigError(`${where} must be "<role> <name> <sha256 of the token>" (3 fields, found ${fields.length}); nothing was started`);
     const [role, name, hash] = fields;
     if (!isRole(role)) throw new ConfigError(`${where}: the role must be one of ${ROLES.join(', ')}; nothing was started`);
-    if (!NAME.test(name)) throw new ConfigError(`${where}: the name must be 1-64 letters, digits and . _ @ : - ; nothing was started`);
+    if (!CALLER_NAME.test(name)) throw new ConfigError(`${where}: the name must be 1-64 letters, digits and . _ @ : - ; nothing was started`);
     const hex = HEX_SHA256.exec(hash)?.[1];
     if (!hex) {
       throw new ConfigError(

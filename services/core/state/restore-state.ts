@@ -51,6 +51,12 @@ export interface QueueProgress {
 
 const FINISHED_TTL_S = 7 * 24 * 3600;
 
+/**
+ * What a restore id may be (the coordinator makes `r<epoch>-<hex>`): ids become Redis keys, so
+ * callers are held to this before one is used.
+ */
+export const RESTORE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
 
 export class RestoreStateStore {
   private readonly keys;
