@@ -75,7 +75,14 @@ export class AdminAuthenticator {
   constructor(private readonly options: AdminAuthOptions) {
     this.certRoles = options.certRoles ?? new Map();
     this.certificateIdentity = options.certificateIdentity ?? certificateCommonName;
-    if (!options.disabled && options.tokens.size === 0 && this.certRoles.size === 0) {
+    const configured = options.tokens.size > 0 || this.certRoles.size > 0;
+    if (options.disabled && configured) {
+      throw new ConfigError(
+        'TIDEMARK_AUTH_DISABLED=true contradicts the callers configured in TIDEMARK_AUTH_TOKENS_FILE / TIDEMARK_AUTH_TOKENS / TIDEMARK_AUTH_CERT_ROLES: ' +
+          'unset one of them; nothing was started',
+      );
+    }
+    if (!options.disabled && !configured) {
       throw new ConfigError(
         'the admin API has no callers configured: set TIDEMARK_AUTH_TOKENS_FILE (lines "<role> <name> <sha256 of token>") or TIDEMARK_AUTH_CERT_ROLES, ' +
           'or, for development only, TIDEMARK_AUTH_DISABLED=true; nothing was started (docs/SECURITY.md#who-may-do-what)',

@@ -124,6 +124,8 @@ describe('admin API: identifying callers', () => {
   it('refuses to start with no callers configured unless auth is explicitly disabled', () => {
     expect(configError(() => new AdminAuthenticator({ tokens: new TokenTable([]) })).message).toContain('TIDEMARK_AUTH_DISABLED=true');
     expect(new AdminAuthenticator({ tokens: new TokenTable([]), disabled: true }).identify(call())).toMatchObject({ role: 'admin', via: 'auth disabled' });
+    // Disabled with callers configured is a contradiction, not a silent open door.
+    expect(configError(() => new AdminAuthenticator({ tokens, disabled: true })).message).toContain('TIDEMARK_AUTH_DISABLED=true contradicts the callers configured');
   });
 });
 
