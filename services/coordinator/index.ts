@@ -22,6 +22,21 @@ import { RestoreTargets } from './restore-targets.js';
 
 export { Coordinator } from './coordinator.js';
 
+/**
+ * Whether the admin port serves TLS. The transport part of issue 14 sets it from its TLS
+ * settings; until then the admin API is never offered beyond loopback by default.
+ */
+const ADMIN_TLS_CONFIGURED = false;
+
+/**
+ * The admin API's address when --listen is not given: every interface only once callers must
+ * authenticate and the port speaks TLS (tokens must not cross a network in plaintext), else
+ * loopback.
+ */
+export function defaultAdminListen(security: { authenticated: boolean; tls: boolean }): string {
+  return security.authenticated && security.tls ? '0.0.0.0:7700' : '127.0.0.1:7700';
+}
+
 export interface RunningCoordinator {
   coordinator: Coordinator;
   port: number;
@@ -56,7 +71,9 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   try {
     throwIfStopping(signal);
     const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets }), authenticator, log.child('auth'));
-    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], config.listen ?? '0.0.0.0:7700', { maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES }));
+    const listen = config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: ADMIN_TLS_CONFIGURED });
+    if (!config.listen && listen.startsWith('127.')) log.info(`the admin API listens on ${listen} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
+    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen, { maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES }));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
     await coordinator.stop().catch(() => {});

@@ -205,3 +205,13 @@ describe('bounded admin requests', () => {
     for (const bad of ['', 'r1:queues', '*', 'a'.repeat(65), 'r1 x', '../r1']) expect(() => checkRestoreId(bad), bad).toThrow(ConfigError);
   });
 });
+
+describe('the admin API default address', () => {
+  it('is loopback unless callers authenticate and the port speaks TLS', async () => {
+    const { defaultAdminListen } = await import('../../services/coordinator/index.js');
+    expect(defaultAdminListen({ authenticated: false, tls: false })).toBe('127.0.0.1:7700');
+    expect(defaultAdminListen({ authenticated: true, tls: false })).toBe('127.0.0.1:7700');
+    expect(defaultAdminListen({ authenticated: false, tls: true })).toBe('127.0.0.1:7700');
+    expect(defaultAdminListen({ authenticated: true, tls: true })).toBe('0.0.0.0:7700');
+  });
+});

@@ -80,7 +80,10 @@ export const configSchema = z.object({
     .string()
     .regex(/^[a-z][a-z0-9-]{0,31}$/, 'namespace must be lowercase letters, digits and dashes, starting with a letter')
     .default('tidemark'),
-  /** Address a service listens on. @default 0.0.0.0:7700 (coordinator), 127.0.0.1:0 (worker) */
+  /**
+   * Address a service listens on. @default coordinator: 0.0.0.0:7700 once TLS and authentication
+   * are configured, else 127.0.0.1:7700; worker: 127.0.0.1:0
+   */
   listen: z.string().optional(),
   /**
    * Address the coordinator serves Prometheus metrics on, at GET /metrics, e.g. `0.0.0.0:9464`
