@@ -342,7 +342,8 @@ class Verification {
 function observeGets(store: ObjectStore, onGet: (key: string) => void): ObjectStore {
   return {
     url: store.url,
-    get: (key) => store.get(key).finally(() => onGet(key)),
+    vault: store.vault,
+    get: (key, options) => store.get(key, options).finally(() => onGet(key)),
     put: (key, body) => store.put(key, body),
     has: (key) => store.has(key),
     list: (prefix) => store.list(prefix),

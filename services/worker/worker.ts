@@ -259,7 +259,7 @@ export class Worker {
       queues,
       preparedAtMs: this.clock.now(),
       roundId: request.roundId,
-    });
+    }, this.store.vault);
     try {
       await this.store.put(key, bytes);
     } catch (err) {

@@ -264,8 +264,9 @@ async function timedCall<T>(times: PartTimes, call: () => Promise<T>): Promise<T
 export function timedStore(store: ObjectStore, times: { put: PartTimes; get: PartTimes }): ObjectStore {
   return {
     url: store.url,
+    vault: store.vault,
     put: (key, body) => timedCall(times.put, () => store.put(key, body)),
-    get: (key) => timedCall(times.get, () => store.get(key)),
+    get: (key, options) => timedCall(times.get, () => store.get(key, options)),
     has: (key) => store.has(key),
     list: (prefix) => store.list(prefix),
     listObjects: (prefix) => store.listObjects(prefix),

@@ -10,6 +10,7 @@ export {
   decodePartition,
   encodePartition,
   fenceRangeKey,
+  MAX_MANIFEST_BYTES,
   parseCheckpointKey,
   parseStagingKey,
   partitionKey,
@@ -19,5 +20,5 @@ export {
   STAGING_PREFIX,
   VERIFIED_KEY,
 } from './keys.js';
-export type { ObjectStore, StoredObject } from './object-store.js';
+export type { GetOptions, ObjectStore, StoredObject } from './object-store.js';
 export { openStore, openStoreRetrying, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';
