@@ -195,7 +195,7 @@ export class UnauthenticatedDataError extends CorruptDataError {
  * wrapped by a master key that is not configured, or the configured master key cannot unwrap it.
  * `keyId` names the key (never its bytes). Nothing was read or published.
  */
-export class KeyUnavailableError extends TidemarkError {
+export class KeyUnavailableError extends FailedPreconditionError {
   override name = 'KeyUnavailableError';
   constructor(
     message: string,

@@ -91,6 +91,11 @@ export class Catalog {
     return manifest;
   }
 
+  /** True when checkpoint `epoch`'s manifest was read (or written) here, sealed. */
+  encryptedSeen(epoch: number): boolean {
+    return this.protections.get(epoch) === 'encrypted';
+  }
+
   /** Whether checkpoint `epoch`'s manifest is sealed or plaintext (reads it if not yet read). */
   async protection(epoch: number): Promise<ManifestProtection> {
     await this.get(epoch);

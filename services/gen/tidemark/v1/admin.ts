@@ -443,6 +443,18 @@ export interface VerifyDone {
   records: number;
   problems: number;
   durationMs: number;
+  /**
+   * The checkpoint's manifest is encrypted and authenticated (sealed with a data key); false:
+   * plaintext, trusted as far as the store is (docs/SECURITY.md).
+   */
+  encrypted: boolean;
+  /** Of `manifests`, how many are plaintext (written before the store was encrypted). */
+  plaintextManifests: number;
+  /**
+   * Of the segments read, how many are plaintext: still authenticated when an encrypted manifest
+   * records their sha256.
+   */
+  plaintextSegments: number;
 }
 
 export interface VerifyEvent {
@@ -4147,7 +4159,19 @@ export const VerifyProgress: MessageFns<VerifyProgress> = {
 };
 
 function createBaseVerifyDone(): VerifyDone {
-  return { checkpoint: 0, full: false, manifests: 0, segments: 0, bytes: 0, records: 0, problems: 0, durationMs: 0 };
+  return {
+    checkpoint: 0,
+    full: false,
+    manifests: 0,
+    segments: 0,
+    bytes: 0,
+    records: 0,
+    problems: 0,
+    durationMs: 0,
+    encrypted: false,
+    plaintextManifests: 0,
+    plaintextSegments: 0,
+  };
 }
 
 export const VerifyDone: MessageFns<VerifyDone> = {
@@ -4175,6 +4199,15 @@ export const VerifyDone: MessageFns<VerifyDone> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(64).int64(message.durationMs);
+    }
+    if (message.encrypted !== false) {
+      writer.uint32(72).bool(message.encrypted);
+    }
+    if (message.plaintextManifests !== 0) {
+      writer.uint32(80).uint32(message.plaintextManifests);
+    }
+    if (message.plaintextSegments !== 0) {
+      writer.uint32(88).uint32(message.plaintextSegments);
     }
     return writer;
   },
@@ -4256,6 +4289,30 @@ export const VerifyDone: MessageFns<VerifyDone> = {
             message.durationMs = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.encrypted = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.plaintextManifests = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.plaintextSegments = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4281,6 +4338,9 @@ export const VerifyDone: MessageFns<VerifyDone> = {
     message.records = object.records ?? 0;
     message.problems = object.problems ?? 0;
     message.durationMs = object.durationMs ?? 0;
+    message.encrypted = object.encrypted ?? false;
+    message.plaintextManifests = object.plaintextManifests ?? 0;
+    message.plaintextSegments = object.plaintextSegments ?? 0;
     return message;
   },
 };
