@@ -30,8 +30,7 @@ import {
   sha256Hex,
   verifyPrefix,
 } from '../core/index.js';
-import { checkpointKey, type ObjectStore, parseCheckpointKey } from '../core/store/index.js';
-import { isSealed } from '../core/crypto/vault.js';
+import { checkpointKey, isSealed, type ObjectStore, parseCheckpointKey } from '../core/store/index.js';
 
 export interface VerifyCheckpointOptions {
   /** Also decode every record and check offsets and message counts (check 3). */
