@@ -113,6 +113,9 @@ export class Worker {
     const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis | undefined;
     try {
+      // An encrypted store: this process's data key is made (and stored wrapped) now, not on the
+      // first segment a capture waits for; a master key or store problem shows at start.
+      await store.vault?.prepare();
       redis = await openRedis(config.redisUrl, log.child('redis'), signal);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {

@@ -168,7 +168,7 @@ export const msText = (n: number) => `${int(n)} ms`;
 
 /** A figure the issue sets a target for. */
 export interface Ratio {
-  name: 'capture_efficiency' | 'restore_efficiency' | 'round_overhead' | 'round_p99_over_floor' | 'producer_impact' | 'store_growth';
+  name: 'capture_efficiency' | 'restore_efficiency' | 'round_overhead' | 'round_p99_over_floor' | 'producer_impact' | 'store_growth' | 'encryption_cost';
   /** Message size or queue count. */
   label: string;
   value: number;
@@ -186,6 +186,7 @@ export const TARGETS: Partial<Record<Ratio['name'], { op: '>=' | '<='; value: nu
   round_overhead: { op: '>=', value: 0.97 },
   round_p99_over_floor: { op: '<=', value: 3 },
   store_growth: { op: '<=', value: 1.1 },
+  encryption_cost: { op: '>=', value: 0.9 },
 };
 
 export function met(r: Ratio): boolean | undefined {

@@ -45,7 +45,7 @@ export interface CapturedQueue {
   store: ObjectStore;
 }
 
-interface Stream {
+export interface Stream {
   url: string;
   namespace: string;
   name: string;
@@ -57,7 +57,7 @@ interface Stream {
 }
 
 /** Declares a stream bound to the bench exchange and fills it: `restoreCount` messages, fence 1, the rest up to `count`, fence 2. */
-async function fillStream(url: string, namespace: string, size: MessageSize, count: number, restoreCount: number): Promise<Stream> {
+export async function fillStream(url: string, namespace: string, size: MessageSize, count: number, restoreCount: number): Promise<Stream> {
   const name = `journal-${size.label.toLowerCase()}`;
   const connection = await connectAmqp(url);
   try {
@@ -131,9 +131,15 @@ interface FlushTimes {
   put: PartTimes;
 }
 
-/** The worker's capture of the stream into a fresh store in `dir`; milliseconds until fence 2's prefix is durable. */
-async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string): Promise<{ ms: number; captured: CapturedQueue; flushes: FlushTimes }> {
-  const store = await openStore({ store: pathToFileURL(dir).href, s3Region: 'us-east-1' });
+/**
+ * The worker's capture of the stream into a fresh store in `dir`; milliseconds until fence 2's
+ * prefix is durable. With `masterKey` (hex), the store is encrypted as a worker's with
+ * TIDEMARK_MASTER_KEY is (encryption-cost.ts).
+ */
+export async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string, masterKey?: string): Promise<{ ms: number; captured: CapturedQueue; flushes: FlushTimes }> {
+  const store = await openStore({ store: pathToFileURL(dir).href, s3Region: 'us-east-1', masterKey });
+  // As a worker does when it starts (worker.ts), before any capture.
+  await store.vault?.prepare();
   const connection = await connectAmqp(stream.url);
   const flushes: FlushTimes = { codec: codecTimes(), put: partTimes() };
   const capture = new QueueCapture({

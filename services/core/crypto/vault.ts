@@ -13,15 +13,15 @@
  * KeyProvider and stored alone at `keys/<id>.key`. Objects name their data key in the header, so
  * rotating the master key rewrites only those small objects, never a segment ({@link Vault.rotate}).
  *
- * Nonces are derived, not random (SIV-style): the first 12 bytes of HMAC-SHA256 under a key
- * derived from the data key, over the purpose and the plaintext. The same plaintext sealed under
+ * Nonces are derived, not random (SIV-style): the first 12 bytes of HMAC-SHA256 of the
+ * plaintext, under a key derived from the data key for the object's purpose. The same plaintext sealed under
  * the same data key gives the same bytes, so a segment re-uploaded by the same process keeps its
  * content-addressed name and the upload stays idempotent; different plaintexts get different
  * nonces (a nonce collision needs an HMAC collision on 96 bits, ~2^48 objects per data key, and
  * would reveal only that two objects are equal were the plaintexts equal). The cost is that equal
  * plaintexts under one data key are visibly equal, which a content-addressed store shows anyway.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes, webcrypto } from 'node:crypto';
 import { CorruptDataError, KeyUnavailableError, ObjectNotFoundError, UnauthenticatedDataError, errorMessage } from '../errors.js';
 import { KEY_BYTES, type KeyProvider } from './key-provider.js';
 
@@ -78,17 +78,31 @@ function parseHeader(bytes: Buffer): Header | undefined {
   return { keyId: bytes.subarray(at + 2, nonceAt).toString('latin1'), nonce: bytes.subarray(nonceAt, end), end };
 }
 
+const { subtle } = webcrypto;
+
 interface DataKey {
   id: string;
   /** AES-256-GCM key. */
-  cipherKey: Buffer;
-  /** HMAC key of the derived nonces. */
-  nonceKey: Buffer;
+  cipherKey: webcrypto.CryptoKey;
+  /** HMAC-SHA256 key of the derived nonces, one per purpose. */
+  nonceKeys: Record<SealPurpose, webcrypto.CryptoKey>;
 }
 
-function derive(id: string, secret: Buffer): DataKey {
+const PURPOSES: SealPurpose[] = ['segment', 'partition', 'checkpoint'];
+
+/**
+ * The keys a data key gives, through HKDF-SHA256. They are WebCrypto keys because WebCrypto runs
+ * the cipher and the HMAC on libuv's thread pool, as zlib does: sealing a segment does not stall
+ * the event loop that reads journal messages.
+ */
+async function derive(id: string, secret: Buffer): Promise<DataKey> {
   const sub = (info: string) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), info, 32));
-  return { id, cipherKey: sub('tidemark object cipher'), nonceKey: sub('tidemark object nonce') };
+  const cipherKey = await subtle.importKey('raw', sub('tidemark object cipher'), 'AES-GCM', false, ['encrypt', 'decrypt']);
+  const nonceKeys = {} as Record<SealPurpose, webcrypto.CryptoKey>;
+  for (const purpose of PURPOSES) {
+    nonceKeys[purpose] = await subtle.importKey('raw', sub(`tidemark object nonce ${purpose}`), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  }
+  return { id, cipherKey, nonceKeys };
 }
 
 /** What a data key object holds (JSON). */
@@ -144,13 +158,10 @@ export class Vault {
   async seal(plain: Buffer, purpose: SealPurpose): Promise<Buffer> {
     const key = await this.currentKey();
     const id = Buffer.from(key.id, 'latin1');
-    const nonce = createHmac('sha256', key.nonceKey).update(purpose).update('\0').update(plain).digest().subarray(0, NONCE_BYTES);
+    const nonce = Buffer.from(await subtle.sign('HMAC', key.nonceKeys[purpose], plain)).subarray(0, NONCE_BYTES);
     const header = Buffer.concat([SEAL_MAGIC, Buffer.from([ALGORITHM_AES_256_GCM, id.length]), id, nonce]);
-    const cipher = createCipheriv('aes-256-gcm', key.cipherKey, nonce);
-    cipher.setAAD(Buffer.concat([header, Buffer.from(purpose)]));
-    const body = cipher.update(plain);
-    const last = cipher.final();
-    return Buffer.concat([header, body, last, cipher.getAuthTag()]);
+    const sealed = await subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: Buffer.concat([header, Buffer.from(purpose)]), tagLength: TAG_BYTES * 8 }, key.cipherKey, plain);
+    return Buffer.concat([header, Buffer.from(sealed)]);
   }
 
   /**
@@ -168,11 +179,12 @@ export class Vault {
     }
     const key = await this.dataKey(header.keyId);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.cipherKey, header.nonce);
-      decipher.setAAD(Buffer.concat([bytes.subarray(0, header.end), Buffer.from(purpose)]));
-      decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-      const body = decipher.update(bytes.subarray(header.end, bytes.length - TAG_BYTES));
-      return Buffer.concat([body, decipher.final()]);
+      const plain = await subtle.decrypt(
+        { name: 'AES-GCM', iv: header.nonce, additionalData: Buffer.concat([bytes.subarray(0, header.end), Buffer.from(purpose)]), tagLength: TAG_BYTES * 8 },
+        key.cipherKey,
+        bytes.subarray(header.end),
+      );
+      return Buffer.from(plain);
     } catch (err) {
       throw new UnauthenticatedDataError(
         `${purpose} ${objectKey} failed authentication under data key ${header.keyId}: it was altered or forged (or is not a ${purpose}); nothing from it was used`,
@@ -180,6 +192,14 @@ export class Vault {
         { cause: err },
       );
     }
+  }
+
+  /**
+   * Makes this process's data key now (stored, wrapped) rather than at the first write: a worker
+   * calls it as it starts, so a key or store problem shows then, and no capture waits for it.
+   */
+  async prepare(): Promise<void> {
+    await this.currentKey();
   }
 
   /**
@@ -230,7 +250,7 @@ export class Vault {
     const secret = randomBytes(KEY_BYTES);
     const wrapped = await this.provider.wrap(secret, contextOf(id));
     await this.store.put(dataKeyObjectKey(id), keyObjectBytes({ format: 1, id, masterKeyId: wrapped.masterKeyId, wrapped: wrapped.blob.toString('base64'), createdAtMs: now }));
-    const key = derive(id, secret);
+    const key = await derive(id, secret);
     this.opened.set(id, Promise.resolve(key));
     return key;
   }
