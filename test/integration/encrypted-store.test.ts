@@ -20,6 +20,8 @@ import { Catalog } from '../../services/core/state/catalog.js';
 import { checkpointKey, decodePartition, encodePartition, partitionKey, segmentKey } from '../../services/core/store/keys.js';
 import { LocalStore, S3Store, type ObjectStore } from '../../services/core/store/index.js';
 import { openStore } from '../../services/core/store/open-store.js';
+import { pruneStore } from '../../services/coordinator/store-gc.js';
+import { silentLogger } from '../../services/core/infrastructure/log.js';
 import type { CheckpointManifest, Record as JournalRecord, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import { testServices, uniqueName } from '../helpers/services.js';
 
@@ -336,6 +338,50 @@ describe.each([local, s3])('encrypted store on the $name', (fixture) => {
     expect(stale).toBeInstanceOf(KeyUnavailableError);
     expect((stale as Error).message).toContain(masterKeyId(next.key));
     expect((await env.plain.list(KEYS_PREFIX)).length).toBeGreaterThan(0);
+  });
+});
+
+describe('garbage collection of an encrypted store', () => {
+  it('deletes dropped checkpoints and the segments only they needed, never a data key object', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidemark-enc-gc-'));
+    try {
+      const { path } = await keyFile();
+      const store = await openStore({ store: `file://${join(dir, 'store')}`, s3Region: 'us-east-1', masterKeyFile: path });
+      const catalog = new Catalog(store);
+      const old = await writeSegment(store, 0, 5);
+      await catalog.publish({ ...manifestOf(1, [old]), committedAtMs: Date.now() });
+      // A second process with its own data key writes the segment of the kept checkpoint.
+      const other = await openStore({ store: `file://${join(dir, 'store')}`, s3Region: 'us-east-1', masterKeyFile: path });
+      const kept = await writeSegment(other, 5, 5);
+      // Committed within the grace period of the clock below, its segments written before it.
+      await catalog.publish({ ...manifestOf(2, [kept]), parentEpoch: 1, committedAtMs: Date.now() + 8_000 });
+      const keysBefore = await store.list(KEYS_PREFIX);
+      expect(keysBefore).toHaveLength(2);
+
+      const report = await pruneStore(
+        {
+          store,
+          catalog,
+          clock: { now: () => Date.now() + 10_000 },
+          log: silentLogger,
+          protections: async () => [],
+          openEpochs: async () => new Set(),
+          forgetDecisions: async () => {},
+          exclusive: (work) => work(),
+          stillLeader: () => true,
+        },
+        { policy: { keepLast: 1, keepWithinMs: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, historyMs: 0 }, graceMs: 5_000, dryRun: false },
+      );
+      expect(report.deleted).toEqual([1]);
+      expect(report.segmentsDeleted).toBe(1);
+      expect(await store.has(old.key)).toBe(false);
+      expect(await store.list(KEYS_PREFIX)).toEqual(keysBefore);
+      expect(await bodiesOf(store, await new Catalog(store).get(2))).toHaveLength(5);
+      await other.close();
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
