@@ -114,8 +114,8 @@ export class Worker {
     let redis: Redis | undefined;
     try {
       // An encrypted store: this process's data key is made (and stored wrapped) now, not on the
-      // first segment a capture waits for; a master key or store problem shows at start.
-      await store.vault?.prepare();
+      // first segment a capture waits for. A failure here is retried by that first write.
+      await store.vault?.prepare().catch((err: unknown) => log.warn(`cannot store this worker's data key yet (${errorMessage(err)}); the first segment written tries again`));
       redis = await openRedis(config.redisUrl, log.child('redis'), signal);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {

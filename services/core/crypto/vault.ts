@@ -194,7 +194,7 @@ export class Vault {
 
   /**
    * Makes this process's data key now (stored, wrapped) rather than at the first write: a worker
-   * calls it as it starts, so a key or store problem shows then, and no capture waits for it.
+   * calls it as it starts, so that no capture waits for it.
    */
   async prepare(): Promise<void> {
     await this.currentKey();
