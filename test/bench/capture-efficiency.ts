@@ -125,10 +125,12 @@ async function bareConsume(stream: Stream, prefetch: number): Promise<number> {
 }
 
 /** Where a capture's time went: its segment flushes run one at a time, so their sum is the time the flush chain was busy. */
-interface FlushTimes {
+export interface FlushTimes {
   /** The codec's pick and the picked codec's compression, and which codec each segment got. */
   codec: CodecTimes;
   put: PartTimes;
+  /** Sealing segments (encrypted stores only). */
+  seal: PartTimes;
 }
 
 /**
@@ -141,12 +143,12 @@ export async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: st
   // As a worker does when it starts (worker.ts), before any capture.
   await store.vault?.prepare();
   const connection = await connectAmqp(stream.url);
-  const flushes: FlushTimes = { codec: codecTimes(), put: partTimes() };
+  const flushes: FlushTimes = { codec: codecTimes(), put: partTimes(), seal: partTimes() };
   const capture = new QueueCapture({
     namespace: stream.namespace,
     assignment: { definition: stream.definition, journal: stream.name, resumeOffset: 0, baseEpoch: 0, baseMessages: 0, baseBodyBytes: 0, startOffset: 0, baseHeadOffset: 0, baseHeadMessages: 0, basePredating: 0, baseHeadKnown: false },
     // The worker's store and codec (QueueCapture's default, a new adaptive codec), timed.
-    store: timedStore(store, { put: flushes.put, get: partTimes() }),
+    store: timedStore(store, { put: flushes.put, get: partTimes(), seal: flushes.seal }),
     codec: timedAdaptiveCodec(createAdaptiveCodec(), flushes.codec),
     log: createLogger('bench/capture', 'warn'),
     segmentBytes: ctx.defaults.segmentBytes,

@@ -20,11 +20,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { RestoreStateStore } from '../../services/core/state/restore-state.js';
-import { checkJournalBudget, codecCounts, log, pairOrder, rateText, spread, TARGETS, type BenchContext, type MessageSize, type Ratio } from './bench-kit.js';
+import type { Vault } from '../../services/core/crypto/vault.js';
+import type { ObjectStore } from '../../services/core/store/object-store.js';
+import { checkJournalBudget, codecCounts, log, now, pairOrder, rateText, spread, TARGETS, type BenchContext, type MessageSize, type Ratio } from './bench-kit.js';
 import { fillStream, tidemarkCapture, type CapturedQueue } from './capture-efficiency.js';
 import { deleteQueues, tidemarkRestore, type Target } from './restore-efficiency.js';
 
 type Side = 'plain' | 'encrypted';
+
+/** The same store, adding the time its vault spends opening segments to `spent`. */
+function timedOpen(store: ObjectStore, spent: { ms: number }): ObjectStore {
+  const vault = store.vault!;
+  const open: Vault['open'] = async (bytes, purpose, key) => {
+    const started = now();
+    try {
+      return await vault.open(bytes, purpose, key);
+    } finally {
+      spent.ms += now() - started;
+    }
+  };
+  return {
+    url: store.url,
+    // The restore path calls only open.
+    vault: { open } as Pick<Vault, 'open'> as Vault,
+    get: (key, options) => store.get(key, options),
+    put: (key, body) => store.put(key, body),
+    has: (key) => store.has(key),
+    list: (prefix) => store.list(prefix),
+    listObjects: (prefix) => store.listObjects(prefix),
+    delete: (key) => store.delete(key),
+    close: () => store.close(),
+  };
+}
 
 export async function measureEncryption(ctx: BenchContext, target: Target, namespace: string, size: MessageSize, redis: Redis): Promise<Ratio[]> {
   const count = ctx.counts.capture[size.label];
@@ -46,6 +73,8 @@ export async function measureEncryption(ctx: BenchContext, target: Target, names
   });
   try {
     const capture = { plain: [] as number[], encrypted: [] as number[], paired: [] as number[] };
+    /** Time spent sealing segments ÷ the capture's time: encryption's own share, whatever the host's noise. */
+    const sealShare: number[] = [];
     for (let rep = 0; rep <= ctx.reps; rep += 1) {
       const rate: Partial<Record<Side, number>> = {};
       const flushed: Partial<Record<Side, string>> = {};
@@ -56,7 +85,8 @@ export async function measureEncryption(ctx: BenchContext, target: Target, names
           await forget(side);
           kept[side] = { dir, captured };
           rate[side] = (count * 1000) / ms;
-          flushed[side] = `${flushes.put.calls} segments (${codecCounts(flushes.codec.picked)}), encode+compress ${Math.round(flushes.codec.total.ms)} ms, put ${Math.round(flushes.put.ms)} ms`;
+          flushed[side] = `${flushes.put.calls} segments (${codecCounts(flushes.codec.picked)}), encode+compress ${Math.round(flushes.codec.total.ms)} ms, ${side === 'encrypted' ? `seal ${Math.round(flushes.seal.ms)} ms, ` : ''}put ${Math.round(flushes.put.ms)} ms`;
+          if (side === 'encrypted' && rep > 0) sealShare.push(flushes.seal.ms / ms);
         } catch (err) {
           rmSync(dir, { recursive: true, force: true });
           throw err;
@@ -72,13 +102,18 @@ export async function measureEncryption(ctx: BenchContext, target: Target, names
     const state = new RestoreStateStore(redis, namespace);
     const restore = { plain: [] as number[], encrypted: [] as number[], paired: [] as number[] };
     const messages = kept.plain!.captured.entry.messages;
+    /** Time spent opening (decrypting, authenticating) segments ÷ the encrypted restore's time. */
+    const openShare: number[] = [];
     for (let rep = 0; rep <= ctx.reps; rep += 1) {
       const rate: Partial<Record<Side, number>> = {};
       const names = { plain: `enc-plain-${size.label.toLowerCase()}-${rep}`, encrypted: `enc-sealed-${size.label.toLowerCase()}-${rep}` };
       try {
         for (const side of pairOrder<Side>(rep, 'plain', 'encrypted')) {
-          const run = await tidemarkRestore(ctx, kept[side]!.captured, target, names[side], state);
+          const opening = { ms: 0 };
+          const captured = kept[side]!.captured;
+          const run = await tidemarkRestore(ctx, side === 'encrypted' ? { ...captured, store: timedOpen(captured.store, opening) } : captured, target, names[side], state);
           rate[side] = (messages * 1000) / run.ms;
+          if (side === 'encrypted' && rep > 0) openShare.push(opening.ms / run.ms);
         }
       } finally {
         await deleteQueues(target.url, Object.values(names));
@@ -103,8 +138,8 @@ export async function measureEncryption(ctx: BenchContext, target: Target, names
       };
     };
     return [
-      ratio('capture', capture, `${count} messages`),
-      ratio('restore', restore, `${messages} messages, every segment authenticated twice (verify, publish)`),
+      ratio('capture', capture, `${count} messages; sealing took ${(100 * spread(sealShare).median).toFixed(1)}% of the encrypted capture's time`),
+      ratio('restore', restore, `${messages} messages, every segment opened twice (verify, publish), opening took ${(100 * spread(openShare).median).toFixed(1)}% of the encrypted restore's time`),
     ];
   } finally {
     await done();
