@@ -8,7 +8,7 @@
 import amqp from 'amqplib';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -315,6 +315,14 @@ describe('an encrypted cluster', () => {
     expect(finished.get(A)?.error).toBe('');
     const restored = await readQueue(services.amqpUrl, vhost, `rotated.${A}`, 'classic', 30);
     expect(restored.map((m) => m.body.toString())).toEqual(published.get(A));
+    // No master key in any process's log, nor in a data key object.
+    const logs = await readFile(cluster.logFile, 'utf8');
+    for (const { key } of [keyA, keyB]) {
+      for (const spelled of [key.toString('hex'), key.toString('base64')]) {
+        expect(logs).not.toContain(spelled);
+        for (const k of await plain.list('keys/')) expect((await plain.get(k)).toString()).not.toContain(spelled);
+      }
+    }
     // And a store reader with only the old key is told which key it needs.
     const old = await openStore({ store: cluster.storeUrl, s3Region: 'us-east-1', masterKeyFile: keyA.path });
     try {
