@@ -14,12 +14,13 @@
  * rotating the master key rewrites only those small objects, never a segment ({@link Vault.rotate}).
  *
  * Nonces are derived, not random (SIV-style): the first 12 bytes of HMAC-SHA256 of the
- * plaintext, under a key derived from the data key for the object's purpose. The same plaintext sealed under
- * the same data key gives the same bytes, so a segment re-uploaded by the same process keeps its
- * content-addressed name and the upload stays idempotent; different plaintexts get different
- * nonces (a nonce collision needs an HMAC collision on 96 bits, ~2^48 objects per data key, and
- * would reveal only that two objects are equal were the plaintexts equal). The cost is that equal
- * plaintexts under one data key are visibly equal, which a content-addressed store shows anyway.
+ * plaintext, under a key derived from the data key for the object's purpose. The same plaintext
+ * sealed under the same data key gives the same bytes, so a segment re-uploaded by the same
+ * process keeps its content-addressed name and the upload stays idempotent. Two different
+ * plaintexts would share a nonce (which breaks GCM) only on a 96-bit HMAC collision: about 2^48
+ * objects under one data key, which seals at most a day of one process's objects. The price is
+ * that equal plaintexts under one data key are visibly equal, as content-addressed names show
+ * anyway.
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { CorruptDataError, KeyUnavailableError, ObjectNotFoundError, UnauthenticatedDataError, errorMessage } from '../errors.js';
