@@ -249,6 +249,10 @@ describe.each([local, s3])('encrypted store on the $name', (fixture) => {
     altered[altered.length - 20] ^= 0x01;
     await env.plain.put(checkpointKey(12), altered);
     await expect(new Catalog(store).get(12)).rejects.toThrow(UnauthenticatedDataError);
+    // A damaged newest manifest does not stop the next checkpoint, which keeps the store's floor.
+    await new Catalog(store).publish(manifestOf(20, []));
+    expect((await new Catalog(store).get(20)).encryptedSinceEpoch).toBe(11);
+    await env.plain.delete(checkpointKey(20));
 
     await env.plain.put(checkpointKey(13), await env.plain.get(checkpointKey(11)));
     await expect(new Catalog(store).get(13)).rejects.toThrow(/holds checkpoint 11, not 13: it was copied or forged/);

@@ -118,21 +118,35 @@ export class Catalog {
     }
   }
 
-  /** The first encrypted epoch, from the newest sealed manifest; undefined while none exists. */
+  /**
+   * The first encrypted epoch, from the newest sealed manifest that opens; undefined while none
+   * exists. A sealed manifest that is damaged does not stop new checkpoints: the scan goes on
+   * down, and if none opens, the lowest damaged one's epoch is the floor (encryption had begun by
+   * then). A missing master key does stop it (KeyUnavailableError): nothing can be decided then.
+   */
   async encryptionFloor(): Promise<number | undefined> {
     if (this.encryptedSince !== undefined || !this.store.vault) return this.encryptedSince;
     const epochs = (await this.epochs()).filter((e) => e > this.scannedPlaintextTo);
+    let damaged: number | undefined;
     for (const e of [...epochs].reverse()) {
       const key = checkpointKey(e);
       const bytes = await this.store.get(key, { maxBytes: MAX_MANIFEST_BYTES }).catch((err: unknown) => {
-        if (err instanceof ObjectNotFoundError) return undefined;
+        if (err instanceof ObjectNotFoundError || err instanceof CorruptDataError) return undefined;
         throw err;
       });
       if (!bytes || !isSealed(bytes)) continue;
-      const { manifest } = await openManifest(bytes, key, this.store.vault);
-      this.encryptedSince ??= manifest.encryptedSinceEpoch || e;
+      const opened = await openManifest(bytes, key, this.store.vault).catch((err: unknown) => {
+        if (err instanceof CorruptDataError) return undefined;
+        throw err;
+      });
+      if (!opened) {
+        damaged = e;
+        continue;
+      }
+      this.encryptedSince ??= opened.manifest.encryptedSinceEpoch || e;
       return this.encryptedSince;
     }
+    if (damaged !== undefined) return damaged;
     if (epochs.length > 0) this.scannedPlaintextTo = epochs[epochs.length - 1];
     return undefined;
   }
