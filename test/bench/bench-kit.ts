@@ -271,8 +271,8 @@ export function timedStore(store: ObjectStore, times: { put: PartTimes; get: Par
   const seal = times.seal;
   return {
     url: store.url,
-    // encodeSegment calls only sealSegment on the capture path.
-    vault: vault && seal ? ({ sealSegment: (plain) => timedCall(seal, () => vault.sealSegment(plain)) } as Pick<Vault, 'sealSegment'> as Vault) : vault,
+    // encodeSegment calls only seal on the capture path.
+    vault: vault && seal ? ({ seal: (plain, purpose, options) => timedCall(seal, () => vault.seal(plain, purpose, options)) } as Pick<Vault, 'seal'> as Vault) : vault,
     put: (key, body) => timedCall(times.put, () => store.put(key, body)),
     get: (key, options) => timedCall(times.get, () => store.get(key, options)),
     has: (key) => store.has(key),

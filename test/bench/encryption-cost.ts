@@ -138,7 +138,7 @@ export async function measureEncryption(ctx: BenchContext, target: Target, names
       };
     };
     return [
-      ratio('capture', capture, `${count} messages; segments were being sealed (on the sealing thread, waits included) ${(100 * spread(sealShare).median).toFixed(1)}% of the encrypted capture's time`),
+      ratio('capture', capture, `${count} messages; sealing took ${(100 * spread(sealShare).median).toFixed(1)}% of the encrypted capture's time`),
       ratio('restore', restore, `${messages} messages, every segment opened twice (verify, publish), opening took ${(100 * spread(openShare).median).toFixed(1)}% of the encrypted restore's time`),
     ];
   } finally {

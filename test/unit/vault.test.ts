@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,10 +37,9 @@ describe('Vault', () => {
     const plain = randomBytes(3 * 1024 * 1024 + 7);
     const inline = await vault.seal(plain, 'segment');
     const given = Buffer.from(plain);
-    const { bytes: threaded, sha256 } = await vault.sealSegment(given);
+    const threaded = await vault.seal(given, 'segment', { takeOver: true });
     expect(given.length).toBe(0); // moved to the thread, not copied
     expect(threaded.equals(inline)).toBe(true);
-    expect(sha256).toBe(createHash('sha256').update(inline).digest('hex'));
     expect((await vault.open(threaded, 'segment', 'k')).equals(plain)).toBe(true);
   });
 

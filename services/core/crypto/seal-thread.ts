@@ -26,7 +26,7 @@ export interface SealJob {
 // loaded (compiled in dist/, or TypeScript under the test runner).
 const SOURCE = `
 const { parentPort } = require('node:worker_threads');
-const { createCipheriv, createHash, createHmac } = require('node:crypto');
+const { createCipheriv, createHmac } = require('node:crypto');
 parentPort.on('message', ({ id, job, plain }) => {
   try {
     const input = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
@@ -40,22 +40,15 @@ parentPort.on('message', ({ id, job, plain }) => {
     for (let from = 0; from < input.length; from += job.sliceBytes) at += cipher.update(input.subarray(from, from + job.sliceBytes)).copy(sealed, at);
     at += cipher.final().copy(sealed, at);
     cipher.getAuthTag().copy(sealed, at);
-    const sha256 = createHash('sha256').update(sealed).digest('hex');
-    parentPort.postMessage({ id, sealed, sha256 }, [sealed.buffer]);
+    parentPort.postMessage({ id, sealed }, [sealed.buffer]);
   } catch (err) {
     parentPort.postMessage({ id, error: String(err && err.message || err) });
   }
 });
 `;
 
-/** A sealed object and the lowercase hex sha256 of its bytes (what a SegmentRef records). */
-export interface SealedObject {
-  bytes: Buffer;
-  sha256: string;
-}
-
 interface Pending {
-  resolve: (sealed: SealedObject) => void;
+  resolve: (sealed: Buffer) => void;
   reject: (err: Error) => void;
 }
 
@@ -70,11 +63,11 @@ function started(): Worker | undefined {
   try {
     const worker = new Worker(SOURCE, { eval: true });
     worker.unref();
-    worker.on('message', (message: { id: number; sealed?: Uint8Array; sha256?: string; error?: string }) => {
+    worker.on('message', (message: { id: number; sealed?: Uint8Array; error?: string }) => {
       const job = pending.get(message.id);
       if (!job) return;
       pending.delete(message.id);
-      if (message.sealed && message.sha256) job.resolve({ bytes: Buffer.from(message.sealed.buffer, message.sealed.byteOffset, message.sealed.byteLength), sha256: message.sha256 });
+      if (message.sealed) job.resolve(Buffer.from(message.sealed.buffer, message.sealed.byteOffset, message.sealed.byteLength));
       else job.reject(new Error(message.error ?? 'sealing failed'));
     });
     const fail = (err: Error) => {
@@ -94,17 +87,16 @@ function started(): Worker | undefined {
 }
 
 /**
- * Seals `plain` on the sealing thread, and takes the sealed bytes' sha256 there too, taking
- * `plain` over: its memory is moved there, so the caller must not use it again. Undefined when no
- * thread is available (seal on the calling thread).
+ * Seals `plain` on the sealing thread, taking it over: its memory is moved there, so the caller
+ * must not use `plain` again. Undefined when no thread is available (seal on the calling thread).
  */
-export function sealOnThread(plain: Buffer, job: SealJob): Promise<SealedObject> | undefined {
+export function sealOnThread(plain: Buffer, job: SealJob): Promise<Buffer> | undefined {
   const worker = started();
   if (!worker) return undefined;
   // Only a buffer that owns all of its memory can be moved; anything else goes as a copy.
   const owned = plain.byteOffset === 0 && plain.buffer.byteLength === plain.length ? plain : Buffer.from(plain);
   const id = nextId++;
-  return new Promise<SealedObject>((resolve, reject) => {
+  return new Promise<Buffer>((resolve, reject) => {
     pending.set(id, { resolve, reject });
     worker.postMessage({ id, job, plain: owned }, [owned.buffer as ArrayBuffer]);
   });

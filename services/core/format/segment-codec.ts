@@ -181,11 +181,10 @@ export async function encodeSegment(segment: Segment, codec: SegmentCodec | Adap
   const encoded = Buffer.from(Segment.encode(segment).finish());
   const chosen = 'pick' in codec ? codec.pick(encoded) : codec;
   const compressed = await chosen.compress(encoded);
-  if (!vault) return { bytes: compressed, sha256: sha256Hex(compressed), codec: chosen.name };
-  // Sealed after compression (ciphertext does not compress); the checksum covers the stored
-  // bytes. `compressed` is not used again (for identity it is `encoded`): the vault takes it over.
-  const sealed = await vault.sealSegment(compressed);
-  return { bytes: sealed.bytes, sha256: sealed.sha256, codec: chosen.name };
+  // Sealed after compression (ciphertext does not compress); the checksum covers the stored bytes.
+  // `compressed` is not used again (for identity it is `encoded`): the vault may take it over.
+  const bytes = vault ? await vault.seal(compressed, 'segment', { takeOver: true }) : compressed;
+  return { bytes, sha256: sha256Hex(bytes), codec: chosen.name };
 }
 
 /** The manifest's reference to a stored segment of `records` (fences counted as records, not messages). */
