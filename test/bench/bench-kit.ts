@@ -272,7 +272,7 @@ export function timedStore(store: ObjectStore, times: { put: PartTimes; get: Par
   return {
     url: store.url,
     // encodeSegment calls only seal on the capture path.
-    vault: vault && seal ? ({ seal: (plain, purpose, options) => timedCall(seal, () => vault.seal(plain, purpose, options)) } as Pick<Vault, 'seal'> as Vault) : vault,
+    vault: vault && seal ? ({ seal: (plain, purpose) => timedCall(seal, () => vault.seal(plain, purpose)) } as Pick<Vault, 'seal'> as Vault) : vault,
     put: (key, body) => timedCall(times.put, () => store.put(key, body)),
     get: (key, options) => timedCall(times.get, () => store.get(key, options)),
     has: (key) => store.has(key),

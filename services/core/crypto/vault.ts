@@ -25,7 +25,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { CorruptDataError, KeyUnavailableError, ObjectNotFoundError, UnauthenticatedDataError, errorMessage } from '../errors.js';
 import { KEY_BYTES, type KeyProvider } from './key-provider.js';
-import { sealOnThread } from './seal-thread.js';
 
 /** What the vault needs of the object store: where wrapped data keys are kept. */
 export interface KeyStore {
@@ -43,8 +42,6 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 /** Plaintext encrypted per cipher call while sealing. */
 const SEAL_SLICE_BYTES = 256 * 1024;
-/** Objects at least this large are sealed on the sealing thread when the caller lets go of them. */
-const THREAD_SEAL_MIN_BYTES = 256 * 1024;
 
 /** Where wrapped data keys live. Garbage collection never deletes under it (store-gc.ts). */
 export const KEYS_PREFIX = 'keys/';
@@ -155,20 +152,10 @@ export class Vault {
     this.lifetimeMs = options.dataKeyLifetimeMs ?? 86_400_000;
   }
 
-  /**
-   * Encrypts `plain` as an object of `purpose`. With `takeOver`, the caller gives `plain` up (it
-   * must not use it again): a large one is then sealed on the sealing thread (seal-thread.ts),
-   * beside the event loop rather than on it.
-   */
-  async seal(plain: Buffer, purpose: SealPurpose, options: { takeOver?: boolean } = {}): Promise<Buffer> {
+  /** Encrypts `plain` as an object of `purpose`. */
+  async seal(plain: Buffer, purpose: SealPurpose): Promise<Buffer> {
     const key = await this.currentKey();
     const id = Buffer.from(key.id, 'latin1');
-    if (options.takeOver && plain.length >= THREAD_SEAL_MIN_BYTES) {
-      const headerStart = Buffer.concat([SEAL_MAGIC, Buffer.from([ALGORITHM_AES_256_GCM, id.length]), id]);
-      const job = { headerStart, cipherKey: key.cipherKey, nonceKey: key.nonceKeys[purpose], purpose, nonceBytes: NONCE_BYTES, tagBytes: TAG_BYTES, sliceBytes: SEAL_SLICE_BYTES };
-      const sealed = sealOnThread(plain, job);
-      if (sealed) return sealed;
-    }
     const nonce = createHmac('sha256', key.nonceKeys[purpose]).update(plain).digest().subarray(0, NONCE_BYTES);
     const header = Buffer.concat([SEAL_MAGIC, Buffer.from([ALGORITHM_AES_256_GCM, id.length]), id, nonce]);
     const cipher = createCipheriv('aes-256-gcm', key.cipherKey, nonce);

@@ -182,8 +182,7 @@ export async function encodeSegment(segment: Segment, codec: SegmentCodec | Adap
   const chosen = 'pick' in codec ? codec.pick(encoded) : codec;
   const compressed = await chosen.compress(encoded);
   // Sealed after compression (ciphertext does not compress); the checksum covers the stored bytes.
-  // `compressed` is not used again (for identity it is `encoded`): the vault may take it over.
-  const bytes = vault ? await vault.seal(compressed, 'segment', { takeOver: true }) : compressed;
+  const bytes = vault ? await vault.seal(compressed, 'segment') : compressed;
   return { bytes, sha256: sha256Hex(bytes), codec: chosen.name };
 }
 
