@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { ConfigError, errorMessage } from '../core/index.js';
 import { addCheckpointCommands } from './commands/checkpoints.js';
+import { addKeyCommands } from './commands/keys.js';
 import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
 import { addStatusCommand } from './commands/status.js';
@@ -45,6 +46,7 @@ export function createProgram(io: CliIo): Command {
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
   addTokenCommands(program, cli);
+  addKeyCommands(program, cli);
   return program;
 }
 

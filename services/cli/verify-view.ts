@@ -41,6 +41,9 @@ export function verifyEventJson(event: VerifyEvent) {
         records: d.records,
         problems: d.problems,
         durationMs: d.durationMs,
+        encrypted: d.encrypted,
+        plaintextManifests: d.plaintextManifests,
+        plaintextSegments: d.plaintextSegments,
       };
     }
     default:
@@ -88,5 +91,15 @@ function summaryLine(d: VerifyDone): string {
   const parts = [`${d.manifests} manifest(s)`, `${d.segments} segment(s)`, bytes(d.bytes)];
   if (d.full) parts.push(`${d.records} record(s) decoded`);
   parts.push(d.problems === 0 ? 'no problems' : `${d.problems} PROBLEM(S)`);
-  return `checkpoint ${d.checkpoint} verified: ${parts.join(', ')}`;
+  return `checkpoint ${d.checkpoint} verified: ${parts.join(', ')}; ${protectionOf(d)}`;
+}
+
+/** Whether the checkpoint is encrypted and authenticated, and what of its chain is not. */
+function protectionOf(d: VerifyDone): string {
+  if (!d.encrypted) return 'plaintext: not encrypted, trusted as far as the store is';
+  const older = [
+    d.plaintextManifests > 0 ? `${d.plaintextManifests} older plaintext manifest(s)` : '',
+    d.plaintextSegments > 0 ? `${d.plaintextSegments} plaintext segment(s), authenticated by the manifests' checksums` : '',
+  ].filter(Boolean);
+  return `encrypted and authenticated${older.length > 0 ? ` (${older.join(', ')})` : ''}`;
 }

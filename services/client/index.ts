@@ -11,6 +11,7 @@ import {
   type CheckpointSummary,
   type DrillEvent,
   type PruneReply,
+  type RotateKeysReply,
   type RestoreEvent,
   type RestoreSummary,
   type StatusReply,
@@ -94,6 +95,11 @@ export class TidemarkClient {
   /** Retention and garbage collection now; with dryRun, only what would be deleted. */
   async pruneCheckpoints(dryRun: boolean): Promise<PruneReply> {
     return this.call(callUnary(this.client.pruneCheckpoints.bind(this.client), { dryRun }, this.options()));
+  }
+
+  /** Re-wraps every data key of the store with the coordinator's current master key (docs/SECURITY.md). */
+  async rotateKeys(): Promise<RotateKeysReply> {
+    return this.call(callUnary(this.client.rotateKeys.bind(this.client), {}, this.options()));
   }
 
   /** Deletes one checkpoint; a FailedPreconditionError says which protection holds it. */

@@ -159,6 +159,8 @@ export const ADMIN_RPC_ROLES: { [K in AdminRpc]: Role | ((request: RequestOf<K>)
   restoreDrill: 'operator',
   pruneCheckpoints: (request) => (request.dryRun ? { role: 'operator', what: 'a prune dry run' } : { role: 'admin', what: 'pruning checkpoints' }),
   deleteCheckpoint: 'admin',
+  // Re-wraps every data key of the store with the coordinator's current master key.
+  rotateKeys: 'admin',
 };
 
 /** Which role an RPC needs for this request. Throws for an RPC missing from the table. */

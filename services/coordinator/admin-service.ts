@@ -103,6 +103,20 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
       if (request.concurrency > MAX_CONCURRENCY) throw new ConfigError(`concurrency ${request.concurrency} is above the limit of ${MAX_CONCURRENCY}; nothing was done`);
       await runDrill(coordinator, restores, request, emit, call.signal);
     }),
+    rotateKeys: unary(async () => {
+      const { vault } = coordinator.restoreParts.store;
+      if (!vault) {
+        throw new FailedPreconditionError(`coordinator ${coordinator.id} has no master key configured, so there is nothing to rotate: set TIDEMARK_MASTER_KEY_FILE to the new key and TIDEMARK_MASTER_KEY_PREVIOUS_FILES to the old one(s), restart it, and run "tidemark keys rotate" again`);
+      }
+      const report = await vault.rotate();
+      coordinator.restoreParts.log.info(`key rotation: ${report.rewrapped} data key(s) re-wrapped with master key ${report.masterKeyId}, ${report.current} already were, ${report.failed.length} failed`);
+      return {
+        masterKeyId: report.masterKeyId,
+        rewrapped: report.rewrapped,
+        current: report.current,
+        failed: report.failed.map((f) => ({ dataKeyId: f.id, masterKeyId: f.masterKeyId, reason: f.reason })),
+      };
+    }),
   };
 }
 

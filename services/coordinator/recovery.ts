@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { type Catalog, type Clock, type CommitRecord, CorruptDataError, type DecisionLog, errorMessage, type Logger, systemClock } from '../core/index.js';
-import { decodePartition, type ObjectStore } from '../core/store/index.js';
+import { decodePartition, MAX_MANIFEST_BYTES, type ObjectStore } from '../core/store/index.js';
 import type { VotedPartition } from './checkpoint-round.js';
 import { isFinalFinishError, RecoveryPlan, stagedMismatch, type RecoveryReport } from './recovery-plan.js';
 import { countedByWorker } from './outside-cut.js';
@@ -63,10 +63,10 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
 async function readStaged(context: RecoveryContext, commit: CommitRecord): Promise<VotedPartition[]> {
   return Promise.all(
     commit.partitions.map(async (p) => {
-      const bytes = await context.store.get(p.key);
+      const bytes = await context.store.get(p.key, { maxBytes: MAX_MANIFEST_BYTES });
       const mismatch = stagedMismatch(p, createHash('sha256').update(bytes).digest('hex'));
       if (mismatch) throw new CorruptDataError(mismatch, p.key);
-      const partition = await decodePartition(bytes, p.key);
+      const partition = await decodePartition(bytes, p.key, context.store.vault);
       return { workerId: p.workerId, queues: partition.queues };
     }),
   );

@@ -26,6 +26,7 @@ import { type Catalog, type Clock, errorMessage, failpoint, isFenceRange, Leader
 import {
   checkpointKey,
   decodePartition,
+  MAX_MANIFEST_BYTES,
   type ObjectStore,
   parseStagingKey,
   SEGMENTS_PREFIX,
@@ -275,7 +276,7 @@ async function planSweep(deps: StoreGcDeps, graceMs: number, dropped: ReadonlySe
   const openEpochs = await deps.openEpochs(visible);
   const stagedRefs = new Set<string>();
   for (const o of partitionsToKeep(staging, latest, openEpochs)) {
-    const partition = await decodePartition(await store.get(o.key), o.key).catch((err: unknown) => {
+    const partition = await decodePartition(await store.get(o.key, { maxBytes: MAX_MANIFEST_BYTES }), o.key, store.vault).catch((err: unknown) => {
       deps.log.warn(`garbage collection cannot read staged partition ${o.key} (${errorMessage(err)}); no segment is swept this pass`);
       return 'unreadable' as const;
     });

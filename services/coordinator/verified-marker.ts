@@ -16,7 +16,14 @@ export interface VerifiedMarker {
 /** The marker, or undefined if no checkpoint was ever verified. */
 export async function readVerified(store: ObjectStore): Promise<VerifiedMarker | undefined> {
   if (!(await store.has(VERIFIED_KEY))) return undefined;
-  const bytes = await store.get(VERIFIED_KEY);
+  // A line of JSON: anything larger was not written by Tidemark (and is not read whole).
+  let bytes: Buffer;
+  try {
+    bytes = await store.get(VERIFIED_KEY, { maxBytes: 4096 });
+  } catch (err) {
+    if (!(err instanceof CorruptDataError)) throw err;
+    throw new CorruptDataError(`${VERIFIED_KEY} in ${store.url} is not a verified marker (${errorMessage(err)}): run "tidemark verify latest" to write it again`, VERIFIED_KEY, { cause: err });
+  }
   try {
     const value = JSON.parse(bytes.toString('utf8')) as { format_version?: number; epoch?: number; verified_at_ms?: number; full?: boolean };
     if (value.format_version !== 1 || !Number.isSafeInteger(value.epoch) || (value.epoch ?? 0) <= 0) throw new Error('unexpected content');

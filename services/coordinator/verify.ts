@@ -26,10 +26,11 @@ import {
   NotFoundError,
   ObjectNotFoundError,
   orderSegments,
+  OversizedObjectError,
   sha256Hex,
   verifyPrefix,
 } from '../core/index.js';
-import { checkpointKey, type ObjectStore, parseCheckpointKey } from '../core/store/index.js';
+import { checkpointKey, isSealed, type ObjectStore, parseCheckpointKey } from '../core/store/index.js';
 
 export interface VerifyCheckpointOptions {
   /** Also decode every record and check offsets and message counts (check 3). */
@@ -111,6 +112,9 @@ class Verification {
   private progressSentAt = 0;
   private problems = 0;
   private records = 0;
+  /** Epochs whose manifests were read plaintext, and segment keys read plaintext. */
+  private readonly plaintextManifests = new Set<number>();
+  private readonly plaintextSegments = new Set<string>();
 
   constructor(
     private readonly store: ObjectStore,
@@ -131,7 +135,10 @@ class Verification {
     let read = this.reads.get(epoch);
     if (!read) {
       read = this.manifests.get(epoch).then(
-        (manifest): ManifestRead => ({ manifest }),
+        async (manifest): Promise<ManifestRead> => {
+          if ((await this.manifests.protection(epoch)) === 'plaintext') this.plaintextManifests.add(epoch);
+          return { manifest };
+        },
         (err: unknown): ManifestRead => {
           if (err instanceof NotFoundError) return { problem: `the manifest of checkpoint ${epoch} (${checkpointKey(epoch)}) is missing from the store ${this.store.url}` };
           if (err instanceof CorruptDataError) return { problem: err.message };
@@ -216,18 +223,24 @@ class Verification {
   private async checkObject(ref: SegmentRef, queue: QueueData): Promise<void> {
     this.claimed.add(ref.key);
     let bytes: Buffer;
+    const where = `${queue.vhost}/${queue.queue}`;
+    const damaged = (what: string) =>
+      this.problem({ key: ref.key, vhost: queue.vhost, queue: queue.queue, message: `segment ${ref.key} of ${where} is corrupt: ${what}. ${this.segmentAdvice(ref, queue)}` });
     try {
-      bytes = await this.store.get(ref.key);
+      // Never more than the manifest records: a replaced or planted object is not read whole.
+      bytes = await this.store.get(ref.key, ref.storedBytes > 0 ? { maxBytes: ref.storedBytes } : {});
     } catch (err) {
+      if (err instanceof OversizedObjectError) {
+        damaged(`it is larger in the store than the ${ref.storedBytes} bytes its manifest records (overwritten or planted)`);
+        return;
+      }
       if (!(err instanceof ObjectNotFoundError)) throw err;
       this.problem(this.missingSegment(ref, queue));
       return;
     } finally {
       this.advance(ref.storedBytes);
     }
-    const where = `${queue.vhost}/${queue.queue}`;
-    const damaged = (what: string) =>
-      this.problem({ key: ref.key, vhost: queue.vhost, queue: queue.queue, message: `segment ${ref.key} of ${where} is corrupt: ${what}. ${this.segmentAdvice(ref, queue)}` });
+    if (!isSealed(bytes)) this.plaintextSegments.add(ref.key);
     // Size first: a truncated object is the likelier damage, and says so more plainly than a hash.
     if (bytes.length !== ref.storedBytes) {
       damaged(`it is ${bytes.length} bytes in the store, but its manifest records ${ref.storedBytes} (truncated or overwritten)`);
@@ -243,7 +256,8 @@ class Verification {
   private async decodeQueue(queue: QueueData): Promise<void> {
     const read: SegmentRef[] = [];
     const refs = new Map(queue.segments.map((ref) => [ref.key, ref]));
-    const counting = observeGets(this.store, (key) => {
+    const counting = observeGets(this.store, (key, bytes) => {
+      if (bytes && !isSealed(bytes)) this.plaintextSegments.add(key);
       this.claimed.add(key);
       const ref = refs.get(key);
       if (ref) read.push(ref);
@@ -331,6 +345,9 @@ class Verification {
       records: this.records,
       problems: this.problems,
       durationMs,
+      encrypted: this.manifests.encryptedSeen(this.epoch),
+      plaintextManifests: this.plaintextManifests.size,
+      plaintextSegments: this.plaintextSegments.size,
     };
   }
 }
@@ -339,10 +356,21 @@ class Verification {
  * `store` with each read reported to `onGet` when it ends, found or not: what verifyPrefix read
  * is what it checked, so those objects need no second read.
  */
-function observeGets(store: ObjectStore, onGet: (key: string) => void): ObjectStore {
+function observeGets(store: ObjectStore, onGet: (key: string, bytes?: Buffer) => void): ObjectStore {
   return {
     url: store.url,
-    get: (key) => store.get(key).finally(() => onGet(key)),
+    vault: store.vault,
+    get: (key, options) =>
+      store.get(key, options).then(
+        (bytes) => {
+          onGet(key, bytes);
+          return bytes;
+        },
+        (err: unknown) => {
+          onGet(key);
+          throw err;
+        },
+      ),
     put: (key, body) => store.put(key, body),
     has: (key) => store.has(key),
     list: (prefix) => store.list(prefix),

@@ -211,3 +211,36 @@ export class FormatError extends TidemarkError {
 export class StoreError extends TidemarkError {
   override name = 'StoreError';
 }
+
+/**
+ * Stored data failed authentication: an encrypted object whose tag does not verify (altered,
+ * forged, or sealed for another purpose), or a plaintext object where only encrypted ones may be.
+ * Nothing from it was used. A CorruptDataError, so every path that refuses damaged data refuses it.
+ */
+export class UnauthenticatedDataError extends CorruptDataError {
+  override name = 'UnauthenticatedDataError';
+}
+
+/**
+ * A key needed to read or write encrypted objects is not available: the object's data key is
+ * wrapped by a master key that is not configured, or the configured master key cannot unwrap it.
+ * `keyId` names the key (never its bytes). Nothing was read or published.
+ */
+export class KeyUnavailableError extends FailedPreconditionError {
+  override name = 'KeyUnavailableError';
+  constructor(
+    message: string,
+    readonly keyId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * An object is larger than it may be (its manifest's recorded size, or a cap for its kind), or
+ * decompresses to more than that: it was not read whole or not decompressed further. `key` names it.
+ */
+export class OversizedObjectError extends CorruptDataError {
+  override name = 'OversizedObjectError';
+}

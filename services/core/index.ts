@@ -15,6 +15,9 @@ export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState
 export {
   ConfigError,
   CorruptDataError,
+  KeyUnavailableError,
+  OversizedObjectError,
+  UnauthenticatedDataError,
   FormatError,
   ManagementApiError,
   NameError,

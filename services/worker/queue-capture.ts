@@ -287,6 +287,7 @@ export class QueueCapture {
     const { bytes, sha256, codec } = await encodeSegment(
       { formatVersion: 1, vhost: this.vhost, queue: this.queue, journal: this.journal, firstOffset: first, lastOffset: last, records },
       this.codec,
+      this.options.store.vault,
     );
     const key = segmentKey(this.vhost, this.queue, first, last, sha256);
     await this.options.store.put(key, bytes);

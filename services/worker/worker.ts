@@ -113,6 +113,9 @@ export class Worker {
     const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis | undefined;
     try {
+      // An encrypted store: this process's data key is made (and stored wrapped) now, not on the
+      // first segment a capture waits for. A failure here is retried by that first write.
+      await store.vault?.prepare().catch((err: unknown) => log.warn(`cannot store this worker's data key yet (${errorMessage(err)}); the first segment written tries again`));
       redis = await openRedis(config.redisUrl, log.child('redis'), signal);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {
@@ -259,7 +262,7 @@ export class Worker {
       queues,
       preparedAtMs: this.clock.now(),
       roundId: request.roundId,
-    });
+    }, this.store.vault);
     try {
       await this.store.put(key, bytes);
     } catch (err) {

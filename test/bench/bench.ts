@@ -2,7 +2,7 @@
  * `npm run bench`: Tidemark's throughput and latency as ratios against what the broker, Redis and
  * the store do without it, measured side by side in one run against the same services (issue 6).
  *
- * Usage: node dist/test/bench/bench.js [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth] [--reps N]
+ * Usage: node dist/test/bench/bench.js [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth,encryption] [--reps N]
  *   --quick    fewer messages, repetitions and rounds: finishes within five minutes on two cores
  *   --no-doc   print only; by default the results replace this run kind's section of BENCHMARKS.md
  *   --only     run some steps (restore needs capture, which then runs too); a custom run
@@ -17,6 +17,8 @@
  * - producer_impact      confirmed publish rate with a journal ÷ without (producer-impact.ts)
  * - store_growth         store bytes, manifest bytes and the time to restore latest after 4T ÷ after T,
  *                        steady traffic consumers keep up with, a round a second, keep-last-5 (store-growth.ts)
+ * - encryption_cost      capture and restore with a master key ÷ without, the worker's own code on
+ *                        both sides, side by side (encryption-cost.ts)
  * Each prints as one line: `ratio <name> <size|queues> <value> target <op><t> <met|NOT met> (<detail>)`.
  *
  * RabbitMQ comes from TIDEMARK_TEST_AMQP_URL / TIDEMARK_TEST_MANAGEMENT_URL and Redis from
@@ -38,9 +40,10 @@ import { measureRestore } from './restore-efficiency.js';
 import { measureRoundLatency } from './round-latency.js';
 import { measureRoundOverhead } from './round-overhead.js';
 import { measureStoreGrowth } from './store-growth.js';
+import { measureEncryption } from './encryption-cost.js';
 import { forgetNamespace, removeVhost } from './scale.js';
 
-const STEPS = ['capture', 'restore', 'producer', 'overhead', 'latency', 'growth'] as const;
+const STEPS = ['capture', 'restore', 'producer', 'overhead', 'latency', 'growth', 'encryption'] as const;
 type Step = (typeof STEPS)[number];
 
 interface Args {
@@ -57,7 +60,7 @@ interface Args {
   growthT: number;
 }
 
-const USAGE = 'usage: bench [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth] [--reps N]';
+const USAGE = 'usage: bench [--quick] [--no-doc] [--only capture,restore,producer,overhead,latency,growth,encryption] [--reps N]';
 
 const FULL: Omit<Args, 'kind' | 'doc' | 'steps'> = {
   reps: 5,
@@ -154,6 +157,30 @@ async function captureAndRestore(ctx: BenchContext, args: Args, ratios: Ratio[])
   await done();
 }
 
+/** Encryption's cost: capture and restore with a master key ÷ without, on a vhost of its own. */
+async function encryption(ctx: BenchContext, ratios: Ratio[]): Promise<void> {
+  const { services } = ctx;
+  const vhost = uniqueName('tm-bench-enc');
+  const namespace = uniqueName('tmbenchenc');
+  const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+  const done = ctx.cleanUps.add(`vhost ${vhost} and Redis keys ${namespace}:*`, async () => {
+    redis.disconnect();
+    await removeVhost(services.managementUrl, vhost);
+    await forgetNamespace(services.redisUrl, namespace);
+  });
+  await redis.connect();
+  await createTestVhost(services.managementUrl, vhost);
+  const url = amqpUrlForVhost(services.amqpUrl, vhost);
+  for (const size of SIZES) {
+    const measured = await measureEncryption(ctx, { url, vhost }, namespace, size, redis).catch((err: unknown) => ['capture', 'restore'].map((what) => failedRatio('encryption_cost', `${what}-${size.label}`, err)));
+    for (const ratio of measured) {
+      ratios.push(ratio);
+      console.log(ratioLine(ratio));
+    }
+  }
+  await done();
+}
+
 /** Steps 3 and 5 on one cluster: producer impact first (steady state), then round overhead (restarts). */
 async function onCluster(ctx: BenchContext, args: Args, ratios: Ratio[]): Promise<void> {
   const pc = await startProtectedCluster(ctx);
@@ -171,7 +198,7 @@ async function onCluster(ctx: BenchContext, args: Args, ratios: Ratio[]): Promis
   }
 }
 
-const ORDER: Ratio['name'][] = ['capture_efficiency', 'restore_efficiency', 'round_overhead', 'round_p99_over_floor', 'producer_impact', 'store_growth'];
+const ORDER: Ratio['name'][] = ['capture_efficiency', 'restore_efficiency', 'round_overhead', 'round_p99_over_floor', 'producer_impact', 'store_growth', 'encryption_cost'];
 
 function table(ratios: Ratio[]): string {
   const rows = ['| figure | at | ratio | target | met |', '|---|---|---:|---|---|'];
@@ -224,6 +251,7 @@ async function main(): Promise<number> {
         console.log(ratioLine(ratio));
       }
     }
+    if (args.steps.has('encryption')) await encryption(ctx, ratios);
     if (args.steps.has('growth')) {
       const growth = await measureStoreGrowth(ctx, { t: args.growthT }).catch((err: unknown) =>
         ['store_bytes', 'manifest_bytes', 'restore_ms'].map((label) => failedRatio('store_growth', label, err)),

@@ -45,7 +45,7 @@ export interface CapturedQueue {
   store: ObjectStore;
 }
 
-interface Stream {
+export interface Stream {
   url: string;
   namespace: string;
   name: string;
@@ -57,7 +57,7 @@ interface Stream {
 }
 
 /** Declares a stream bound to the bench exchange and fills it: `restoreCount` messages, fence 1, the rest up to `count`, fence 2. */
-async function fillStream(url: string, namespace: string, size: MessageSize, count: number, restoreCount: number): Promise<Stream> {
+export async function fillStream(url: string, namespace: string, size: MessageSize, count: number, restoreCount: number): Promise<Stream> {
   const name = `journal-${size.label.toLowerCase()}`;
   const connection = await connectAmqp(url);
   try {
@@ -125,22 +125,30 @@ async function bareConsume(stream: Stream, prefetch: number): Promise<number> {
 }
 
 /** Where a capture's time went: its segment flushes run one at a time, so their sum is the time the flush chain was busy. */
-interface FlushTimes {
+export interface FlushTimes {
   /** The codec's pick and the picked codec's compression, and which codec each segment got. */
   codec: CodecTimes;
   put: PartTimes;
+  /** Sealing segments (encrypted stores only). */
+  seal: PartTimes;
 }
 
-/** The worker's capture of the stream into a fresh store in `dir`; milliseconds until fence 2's prefix is durable. */
-async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string): Promise<{ ms: number; captured: CapturedQueue; flushes: FlushTimes }> {
-  const store = await openStore({ store: pathToFileURL(dir).href, s3Region: 'us-east-1' });
+/**
+ * The worker's capture of the stream into a fresh store in `dir`; milliseconds until fence 2's
+ * prefix is durable. With `masterKey` (hex), the store is encrypted as a worker's with
+ * TIDEMARK_MASTER_KEY is (encryption-cost.ts).
+ */
+export async function tidemarkCapture(stream: Stream, ctx: BenchContext, dir: string, masterKey?: string): Promise<{ ms: number; captured: CapturedQueue; flushes: FlushTimes }> {
+  const store = await openStore({ store: pathToFileURL(dir).href, s3Region: 'us-east-1', masterKey });
+  // As a worker does when it starts (worker.ts), before any capture.
+  await store.vault?.prepare();
   const connection = await connectAmqp(stream.url);
-  const flushes: FlushTimes = { codec: codecTimes(), put: partTimes() };
+  const flushes: FlushTimes = { codec: codecTimes(), put: partTimes(), seal: partTimes() };
   const capture = new QueueCapture({
     namespace: stream.namespace,
     assignment: { definition: stream.definition, journal: stream.name, resumeOffset: 0, baseEpoch: 0, baseMessages: 0, baseBodyBytes: 0, startOffset: 0, baseHeadOffset: 0, baseHeadMessages: 0, basePredating: 0, baseHeadKnown: false },
     // The worker's store and codec (QueueCapture's default, a new adaptive codec), timed.
-    store: timedStore(store, { put: flushes.put, get: partTimes() }),
+    store: timedStore(store, { put: flushes.put, get: partTimes(), seal: flushes.seal }),
     codec: timedAdaptiveCodec(createAdaptiveCodec(), flushes.codec),
     log: createLogger('bench/capture', 'warn'),
     segmentBytes: ctx.defaults.segmentBytes,

@@ -29,7 +29,7 @@ import { uniqueName } from '../helpers/services.js';
 import { bodyMaker, codecCounts, connectAmqp, log, messageOptions, now, publishWindowed, rateText, spread, TARGETS, type BenchContext, type MessageSize, type Ratio } from './bench-kit.js';
 import type { CapturedQueue } from './capture-efficiency.js';
 
-interface Target {
+export interface Target {
   /** AMQP URL of the bench's vhost. */
   url: string;
   vhost: string;
@@ -45,7 +45,7 @@ interface RestoreTimes {
 }
 
 /** The worker's restore of the captured queue into `name`. */
-async function tidemarkRestore(ctx: BenchContext, captured: CapturedQueue, target: Target, name: string, state: RestoreStateStore): Promise<RestoreTimes> {
+export async function tidemarkRestore(ctx: BenchContext, captured: CapturedQueue, target: Target, name: string, state: RestoreStateStore): Promise<RestoreTimes> {
   const { entry, store } = captured;
   const restoreId = uniqueName('bench');
   let last: RestoreProgress | undefined;
@@ -154,7 +154,7 @@ async function firstMessages(url: string, names: string[]): Promise<string[]> {
   }
 }
 
-async function deleteQueues(url: string, names: string[]): Promise<void> {
+export async function deleteQueues(url: string, names: string[]): Promise<void> {
   const connection = await connectAmqp(url);
   try {
     const channel = await connection.createChannel();

@@ -2,7 +2,7 @@
  * The one pass-through store for tests: forwards every call to a real store, and lets a test see,
  * slow down or tamper with what is read.
  */
-import type { ObjectStore, StoredObject } from '../../services/core/store/object-store.js';
+import type { GetOptions, ObjectStore, StoredObject } from '../../services/core/store/object-store.js';
 
 export interface WatchOptions {
   /** Replaces what a read returns; told how many times that key has been read, this read included. */
@@ -25,13 +25,16 @@ export class WatchedStore implements ObjectStore {
   get url(): string {
     return this.inner.url;
   }
-  async get(key: string): Promise<Buffer> {
+  get vault() {
+    return this.inner.vault;
+  }
+  async get(key: string, options?: GetOptions): Promise<Buffer> {
     this.gets.push(key);
     this.inFlight += 1;
     this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
     try {
       if (this.options.readDelayMs) await new Promise((resolve) => setTimeout(resolve, this.options.readDelayMs));
-      const bytes = await this.inner.get(key);
+      const bytes = await this.inner.get(key, options);
       return this.options.onRead ? this.options.onRead(key, bytes, this.gets.filter((k) => k === key).length) : bytes;
     } finally {
       this.inFlight -= 1;

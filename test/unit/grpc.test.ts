@@ -95,6 +95,7 @@ const coordinator: CoordinatorServiceServer = {
   }),
   pruneCheckpoints: unary(async () => ({ dryRun: true, kept: [], deleted: [], segmentsDeleted: 0, stagedDeleted: 0, bytesFreed: 0, sweepSkipped: '' })),
   deleteCheckpoint: unary(async (request) => ({ epoch: request.epoch })),
+  rotateKeys: unary(async () => ({ masterKeyId: 'mk-0', rewrapped: 0, current: 0, failed: [] })),
 };
 
 function progress(confirmed: number) {

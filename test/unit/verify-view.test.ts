@@ -11,7 +11,7 @@ const KEY = 'segments/prod/orders/00000000000000000010-00000000000000000019-0123
 const progress = (value: VerifyProgress): VerifyEvent => ({ event: { $case: 'progress', value } });
 const problem = (value: VerifyProblem): VerifyEvent => ({ event: { $case: 'problem', value } });
 const done = (value: Partial<VerifyDone> = {}): VerifyEvent => ({
-  event: { $case: 'done', value: { checkpoint: 12, full: true, manifests: 3, segments: 40, bytes: 1_258_291, records: 5000, problems: 0, durationMs: 850, ...value } },
+  event: { $case: 'done', value: { checkpoint: 12, full: true, manifests: 3, segments: 40, bytes: 1_258_291, records: 5000, problems: 0, durationMs: 850, encrypted: false, plaintextManifests: 3, plaintextSegments: 40, ...value } },
 });
 
 const missing = problem({ key: KEY, vhost: 'prod', queue: 'orders', message: 'segment is missing' });
@@ -43,6 +43,9 @@ describe('verifyEventJson', () => {
       records: 5000,
       problems: 0,
       durationMs: 850,
+      encrypted: false,
+      plaintextManifests: 3,
+      plaintextSegments: 40,
     });
   });
 
@@ -65,7 +68,7 @@ describe('renderVerify', () => {
     const { lines, drawn, result } = await render(stream, false, false);
     expect(lines).toEqual([
       `PROBLEM prod/orders ${KEY}: segment is missing`,
-      'checkpoint 12 verified: 3 manifest(s), 40 segment(s), 1.2 MiB, 5000 record(s) decoded, 1 PROBLEM(S)',
+      'checkpoint 12 verified: 3 manifest(s), 40 segment(s), 1.2 MiB, 5000 record(s) decoded, 1 PROBLEM(S); plaintext: not encrypted, trusted as far as the store is',
     ]);
     expect(drawn).toBe('');
     expect(result).toEqual((done({ problems: 1 }).event as { value: VerifyDone }).value);
@@ -85,7 +88,16 @@ describe('renderVerify', () => {
 
   it('says "no problems", and leaves out records when the check did not decode them', async () => {
     const { lines } = await render([done({ full: false, records: 0, segments: 2, bytes: 900, manifests: 1 })], false, false);
-    expect(lines).toEqual(['checkpoint 12 verified: 1 manifest(s), 2 segment(s), 900 B, no problems']);
+    expect(lines).toEqual(['checkpoint 12 verified: 1 manifest(s), 2 segment(s), 900 B, no problems; plaintext: not encrypted, trusted as far as the store is']);
+  });
+
+  it('says whether the checkpoint is encrypted and authenticated, and what of its chain is plaintext', async () => {
+    const sealed = await render([done({ problems: 0, encrypted: true, plaintextManifests: 0, plaintextSegments: 0 })], false, false);
+    expect(sealed.lines[0]).toMatch(/; encrypted and authenticated$/);
+    const mixed = await render([done({ problems: 0, encrypted: true, plaintextManifests: 1, plaintextSegments: 7 })], false, false);
+    expect(mixed.lines[0]).toMatch(/; encrypted and authenticated \(1 older plaintext manifest\(s\), 7 plaintext segment\(s\), authenticated by the manifests' checksums\)$/);
+    const json = await render([done({ encrypted: true, plaintextManifests: 1, plaintextSegments: 7 })], true, false);
+    expect(JSON.parse(json.lines[0])).toMatchObject({ type: 'done', encrypted: true, plaintextManifests: 1, plaintextSegments: 7 });
   });
 
   it('names only what a problem names, and returns undefined for a stream cut off before done', async () => {

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants as zlibConstants, gunzip, gzip, gzipSync } from 'node:zlib';
 import { Segment, type Record as JournalRecord, type SegmentRef } from '../../gen/tidemark/v1/store.js';
-import { ConfigError, CorruptDataError, FormatError, errorMessage } from '../errors.js';
+import { ConfigError, CorruptDataError, FormatError, OversizedObjectError, errorMessage } from '../errors.js';
+import { isSealed, requireVault, type Vault } from '../crypto/vault.js';
 
 /** Segment format version this code writes and the newest it reads. */
 export const SEGMENT_FORMAT_VERSION = 1;
@@ -18,7 +19,28 @@ export interface SegmentCodec {
   /** Stable name stored in manifests, e.g. `gzip`. */
   readonly name: string;
   compress(b: Buffer): Promise<Buffer>;
-  decompress(b: Buffer): Promise<Buffer>;
+  /** Rejects (ERR_BUFFER_TOO_LARGE) rather than produce more than `maxBytes`. @default no limit */
+  decompress(b: Buffer, maxBytes?: number): Promise<Buffer>;
+}
+
+/** A decompression's output was cut off at its limit (see {@link decompressBounded}). */
+function tooLarge(): Error {
+  return Object.assign(new RangeError('output exceeds its limit'), { code: 'ERR_BUFFER_TOO_LARGE' });
+}
+
+/**
+ * Decompresses with an output limit; a larger output (a decompression bomb, or a ref that lies
+ * about its records) throws OversizedObjectError naming the object, before memory runs out.
+ */
+export async function decompressBounded(codec: SegmentCodec, b: Buffer, maxBytes: number, what: string, key: string): Promise<Buffer> {
+  try {
+    return await codec.decompress(b, maxBytes);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new OversizedObjectError(`${what} ${key} decompresses to more than ${maxBytes} bytes, more than it can hold: it was not used (damaged, or planted to exhaust memory)`, key, { cause: err });
+    }
+    throw err;
+  }
 }
 
 const gzipAsync = promisify(gzip);
@@ -33,14 +55,17 @@ const gunzipAsync = promisify(gunzip);
 export const gzipCodec: SegmentCodec = {
   name: 'gzip',
   compress: (b) => gzipAsync(b, { level: zlibConstants.Z_BEST_SPEED }),
-  decompress: (b) => gunzipAsync(b),
+  decompress: (b, maxBytes) => gunzipAsync(b, maxBytes === undefined ? {} : { maxOutputLength: Math.max(1, maxBytes) }),
 };
 
 /** No compression: the stored bytes are the encoded segment. For payloads gzip cannot shrink. */
 export const identityCodec: SegmentCodec = {
   name: 'identity',
   compress: async (b) => b,
-  decompress: async (b) => b,
+  decompress: async (b, maxBytes) => {
+    if (maxBytes !== undefined && b.length > maxBytes) throw tooLarge();
+    return b;
+  },
 };
 
 /** A codec that picks gzip or identity per segment. */
@@ -150,12 +175,14 @@ export function sha256Hex(bytes: Uint8Array): string {
  * Encode and compress a segment. Refuses a segment whose records are not exactly
  * first_offset..last_offset: such an object could never be read back.
  */
-export async function encodeSegment(segment: Segment, codec: SegmentCodec | AdaptiveCodec): Promise<{ bytes: Buffer; sha256: string; codec: string }> {
+export async function encodeSegment(segment: Segment, codec: SegmentCodec | AdaptiveCodec, vault?: Vault): Promise<{ bytes: Buffer; sha256: string; codec: string }> {
   const problem = contiguityProblem(segment, segment.firstOffset, segment.lastOffset);
   if (problem) throw new FormatError(`refusing to write segment of ${segment.vhost}/${segment.queue}: ${problem}`);
   const encoded = Buffer.from(Segment.encode(segment).finish());
   const chosen = 'pick' in codec ? codec.pick(encoded) : codec;
-  const bytes = await chosen.compress(encoded);
+  const compressed = await chosen.compress(encoded);
+  // Sealed after compression (ciphertext does not compress); the checksum covers the stored bytes.
+  const bytes = vault ? await vault.seal(compressed, 'segment') : compressed;
   return { bytes, sha256: sha256Hex(bytes), codec: chosen.name };
 }
 
@@ -222,10 +249,32 @@ export interface ExpectedSegment {
   key: string;
   firstOffset: number;
   lastOffset: number;
+  /** Records the ref promises (fences included): bounds the decompressed size. @default unknown */
+  records?: number;
+  /** Body bytes the ref promises: bounds the decompressed size. @default unknown */
+  bodyBytes?: number;
 }
 
-/** Verify and decode a stored segment; any failure throws CorruptDataError naming the key. */
-export async function decodeSegment(bytes: Buffer, expected: ExpectedSegment): Promise<Segment> {
+/** The most a segment may decompress to, whatever its ref says. */
+export const MAX_SEGMENT_DECODED_BYTES = 1024 ** 3;
+/**
+ * What one record may take besides its body once decoded: AMQP properties and headers fit in one
+ * frame (RabbitMQ's frame_max, 128 KiB by default), plus exchange, routing key and framing.
+ */
+const RECORD_OVERHEAD_BYTES = 160 * 1024;
+
+/** The most a segment with this ref may decompress to (its body bytes, plus a bound per record). */
+export function segmentDecodedLimit(expected: Pick<ExpectedSegment, 'records' | 'bodyBytes'>): number {
+  if (expected.records === undefined || expected.bodyBytes === undefined) return MAX_SEGMENT_DECODED_BYTES;
+  return Math.min(MAX_SEGMENT_DECODED_BYTES, expected.bodyBytes + expected.records * RECORD_OVERHEAD_BYTES + 64 * 1024);
+}
+
+/**
+ * Verify and decode a stored segment; any failure throws CorruptDataError naming the key. A sealed
+ * segment is opened with `vault` (its tag checked) before anything is decompressed; a plaintext
+ * one is accepted with or without a vault, since the manifest that names it records its sha256.
+ */
+export async function decodeSegment(bytes: Buffer, expected: ExpectedSegment, vault?: Vault): Promise<Segment> {
   const { key } = expected;
   const corrupt = (what: string, cause?: unknown) =>
     new CorruptDataError(`segment ${key} is corrupt: ${what}; nothing from it was used`, key, { cause });
@@ -240,10 +289,12 @@ export async function decodeSegment(bytes: Buffer, expected: ExpectedSegment): P
   } catch (err) {
     throw corrupt(errorMessage(err), err);
   }
+  const compressed = isSealed(bytes) ? await requireVault(vault, 'segment', key).open(bytes, 'segment', key) : bytes;
   let plain: Buffer;
   try {
-    plain = await codec.decompress(bytes);
+    plain = await decompressBounded(codec, compressed, segmentDecodedLimit(expected), 'segment', key);
   } catch (err) {
+    if (err instanceof OversizedObjectError) throw err;
     throw corrupt(`${codec.name} decompression failed: ${errorMessage(err)}`, err);
   }
   let segment: Segment;

@@ -177,19 +177,27 @@ function planPrefix(spec: PrefixSpec, fromOffset: number): { refs: SegmentRef[];
 }
 
 /**
- * Reads one segment and checks it (decodeSegment: sha256, codec, protobuf, version, offsets) and
+ * Reads one segment (no larger than its ref's stored size) and checks it (decodeSegment: sha256,
+ * authentication tag when sealed, bounded decompression, protobuf, version, offsets) and
  * that it belongs to the queue. A missing object rejects with the store's ObjectNotFoundError,
  * which names the key.
  */
 async function fetchSegment(store: ObjectStore, ref: SegmentRef, spec: PrefixSpec): Promise<Segment> {
-  const bytes = await store.get(ref.key);
-  const segment = await decodeSegment(bytes, {
-    key: ref.key,
-    sha256: ref.sha256,
-    codec: ref.codec,
-    firstOffset: ref.firstOffset,
-    lastOffset: ref.lastOffset,
-  });
+  // Never more than the manifest recorded: a replaced or planted object is refused unread.
+  const bytes = await store.get(ref.key, ref.storedBytes > 0 ? { maxBytes: ref.storedBytes } : {});
+  const segment = await decodeSegment(
+    bytes,
+    {
+      key: ref.key,
+      sha256: ref.sha256,
+      codec: ref.codec,
+      firstOffset: ref.firstOffset,
+      lastOffset: ref.lastOffset,
+      records: ref.records,
+      bodyBytes: ref.bodyBytes,
+    },
+    store.vault,
+  );
   if (segment.vhost !== spec.vhost || segment.queue !== spec.queue) {
     throw new CorruptDataError(
       `segment ${ref.key} is corrupt: it holds records of ${segment.vhost}/${segment.queue}, not ${spec.vhost}/${spec.queue}; nothing from it was used`,

@@ -60,6 +60,18 @@ export const configSchema = z.object({
   s3AccessKey: z.string().optional(),
   /** S3 secret key. */
   s3SecretKey: z.string().optional(),
+  /**
+   * Encryption at rest (docs/SECURITY.md): the master key itself, 32 bytes in base64 or hex.
+   * Prefer masterKeyFile; never put it in a config file. @default unset: the store is written in plaintext
+   */
+  masterKey: z.string().optional(),
+  /** A file (owner-only, mode 0600) holding the master key, 32 bytes in base64 or hex. @default unset */
+  masterKeyFile: z.string().optional(),
+  /**
+   * Comma-separated files of previous master keys, used only to read data keys they still wrap
+   * while `tidemark keys rotate` re-wraps them. @default none
+   */
+  masterKeyPreviousFiles: z.string().optional(),
   /** S3 region. @default us-east-1 */
   s3Region: z.string().default('us-east-1'),
   /** Coordinator address for clients and the CLI. @default localhost:7700 */
@@ -283,6 +295,9 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_S3_ACCESS_KEY: 's3AccessKey',
   TIDEMARK_S3_SECRET_KEY: 's3SecretKey',
   TIDEMARK_S3_REGION: 's3Region',
+  TIDEMARK_MASTER_KEY: 'masterKey',
+  TIDEMARK_MASTER_KEY_FILE: 'masterKeyFile',
+  TIDEMARK_MASTER_KEY_PREVIOUS_FILES: 'masterKeyPreviousFiles',
   TIDEMARK_COORDINATOR: 'coordinator',
   TIDEMARK_PROTECT: 'protect',
   TIDEMARK_FIREHOSE_VHOSTS: 'firehoseVhosts',

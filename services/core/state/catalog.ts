@@ -3,14 +3,32 @@
  * when its manifest object does. Manifests are immutable, so decoded ones are cached.
  */
 import type { CheckpointManifest, QueueCheckpoint, SegmentRef } from '../../gen/tidemark/v1/store.js';
-import { NotFoundError, ConfigError } from '../errors.js';
-import { STAGING_PREFIX, checkpointKey, decodeManifest, decodePartition, encodeManifest, parseCheckpointKey, parseStagingKey } from '../store/keys.js';
+import { NotFoundError, ConfigError, CorruptDataError, ObjectNotFoundError, UnauthenticatedDataError } from '../errors.js';
+import {
+  MAX_MANIFEST_BYTES,
+  STAGING_PREFIX,
+  checkpointKey,
+  decodePartition,
+  encodeManifest,
+  openManifest,
+  parseCheckpointKey,
+  parseStagingKey,
+} from '../store/keys.js';
+import { isSealed } from '../crypto/vault.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { orderSegments } from '../format/segment-reader.js';
 import { headOf, historyOf, type QueueHead } from './contents.js';
 
+/** How a checkpoint's manifest is kept: sealed (encrypted and authenticated) or plaintext. */
+export type ManifestProtection = 'encrypted' | 'plaintext';
+
 export class Catalog {
   private readonly cache = new Map<number, CheckpointManifest>();
+  private readonly protections = new Map<number, ManifestProtection>();
+  /** The first epoch written encrypted, as the newest sealed manifest records it; undefined until one is read. */
+  private encryptedSince?: number;
+  /** Every checkpoint at or below this epoch was found plaintext by encryptionFloor. */
+  private scannedPlaintextTo = 0;
 
   constructor(readonly store: ObjectStore) {}
 
@@ -36,7 +54,10 @@ export class Catalog {
     if (epoch === 0) return { epoch: 0, leaderToken: 0 };
     let leaderToken = 0;
     for (const key of keys.filter((k) => parseStagingKey(k) === epoch)) {
-      const partition = await decodePartition(await this.store.get(key), key).catch(() => undefined);
+      const partition = await this.store
+        .get(key, { maxBytes: MAX_MANIFEST_BYTES })
+        .then((bytes) => decodePartition(bytes, key, this.store.vault))
+        .catch(() => undefined);
       leaderToken = Math.max(leaderToken, partition?.leaderToken ?? 0);
     }
     return { epoch, leaderToken };
@@ -54,9 +75,80 @@ export class Catalog {
     if (!(await this.store.has(key))) {
       throw new NotFoundError(`checkpoint ${epoch} does not exist in ${this.store.url}: list them with "tidemark checkpoints list"`);
     }
-    const manifest = await decodeManifest(await this.store.get(key), key);
+    const bytes = await this.store.get(key, { maxBytes: MAX_MANIFEST_BYTES });
+    const { manifest, encrypted } = await openManifest(bytes, key, this.store.vault);
+    // The epoch inside is authenticated when sealed: an old manifest copied to a new name is refused.
+    if (manifest.epoch !== epoch) {
+      throw new CorruptDataError(`checkpoint manifest ${key} holds checkpoint ${manifest.epoch}, not ${epoch}: it was copied or forged; it was not used`, key);
+    }
+    if (encrypted) {
+      this.encryptedSince ??= manifest.encryptedSinceEpoch || epoch;
+    } else if (this.store.vault) {
+      await this.checkPlaintext(epoch, key);
+    }
     this.cache.set(epoch, manifest);
+    this.protections.set(epoch, encrypted ? 'encrypted' : 'plaintext');
     return manifest;
+  }
+
+  /** True when checkpoint `epoch`'s manifest was read (or written) here, sealed. */
+  encryptedSeen(epoch: number): boolean {
+    return this.protections.get(epoch) === 'encrypted';
+  }
+
+  /** Whether checkpoint `epoch`'s manifest is sealed or plaintext (reads it if not yet read). */
+  async protection(epoch: number): Promise<ManifestProtection> {
+    await this.get(epoch);
+    return this.protections.get(epoch)!;
+  }
+
+  /**
+   * With a master key configured, a plaintext manifest is trusted only if it predates the store's
+   * encryption: its epoch is below the first encrypted checkpoint, as the newest sealed manifest
+   * records it (an attacker cannot change that record, nor plant a sealed manifest). Until a
+   * sealed manifest exists, plaintext ones are read as before.
+   */
+  private async checkPlaintext(epoch: number, key: string): Promise<void> {
+    const since = await this.encryptionFloor();
+    if (since !== undefined && epoch >= since) {
+      throw new UnauthenticatedDataError(
+        `checkpoint manifest ${key} is not encrypted, but every checkpoint of this store from ${since} on is (as its encrypted manifests record): it was forged or replaced; it was not used. Delete it, and check who can write to the store`,
+        key,
+      );
+    }
+  }
+
+  /**
+   * The first encrypted epoch, from the newest sealed manifest that opens; undefined while none
+   * exists. A sealed manifest that is damaged does not stop new checkpoints: the scan goes on
+   * down, and if none opens, the lowest damaged one's epoch is the floor (encryption had begun by
+   * then). A missing master key does stop it (KeyUnavailableError): nothing can be decided then.
+   */
+  async encryptionFloor(): Promise<number | undefined> {
+    if (this.encryptedSince !== undefined || !this.store.vault) return this.encryptedSince;
+    const epochs = (await this.epochs()).filter((e) => e > this.scannedPlaintextTo);
+    let damaged: number | undefined;
+    for (const e of [...epochs].reverse()) {
+      const key = checkpointKey(e);
+      const bytes = await this.store.get(key, { maxBytes: MAX_MANIFEST_BYTES }).catch((err: unknown) => {
+        if (err instanceof ObjectNotFoundError || err instanceof CorruptDataError) return undefined;
+        throw err;
+      });
+      if (!bytes || !isSealed(bytes)) continue;
+      const opened = await openManifest(bytes, key, this.store.vault).catch((err: unknown) => {
+        if (err instanceof CorruptDataError) return undefined;
+        throw err;
+      });
+      if (!opened) {
+        damaged = e;
+        continue;
+      }
+      this.encryptedSince ??= opened.manifest.encryptedSinceEpoch || e;
+      return this.encryptedSince;
+    }
+    if (damaged !== undefined) return damaged;
+    if (epochs.length > 0) this.scannedPlaintextTo = epochs[epochs.length - 1];
+    return undefined;
   }
 
   /** Resolves "latest", an epoch number, or undefined-if-empty. */
@@ -86,12 +178,23 @@ export class Catalog {
   /** Drops a deleted checkpoint's manifest from the cache (store-gc.ts deletes manifests). */
   forget(epoch: number): void {
     this.cache.delete(epoch);
+    this.protections.delete(epoch);
   }
 
   /** Writes a manifest: from this moment the checkpoint is visible. */
   async publish(manifest: CheckpointManifest): Promise<void> {
-    await this.store.put(checkpointKey(manifest.epoch), await encodeManifest(manifest));
-    this.cache.set(manifest.epoch, manifest);
+    const { vault } = this.store;
+    let written = manifest;
+    if (vault) {
+      // Carried from the store's first encrypted checkpoint (or this one is it), so that no
+      // plaintext manifest from there on is ever trusted (checkPlaintext).
+      const since = (await this.encryptionFloor()) ?? manifest.epoch;
+      written = { ...manifest, encryptedSinceEpoch: since };
+      this.encryptedSince = since;
+    }
+    await this.store.put(checkpointKey(manifest.epoch), await encodeManifest(written, vault));
+    this.cache.set(manifest.epoch, written);
+    this.protections.set(manifest.epoch, vault ? 'encrypted' : 'plaintext');
   }
 
   /**

@@ -10,6 +10,7 @@ export {
   decodePartition,
   encodePartition,
   fenceRangeKey,
+  MAX_MANIFEST_BYTES,
   parseCheckpointKey,
   parseStagingKey,
   partitionKey,
@@ -19,5 +20,7 @@ export {
   STAGING_PREFIX,
   VERIFIED_KEY,
 } from './keys.js';
-export type { ObjectStore, StoredObject } from './object-store.js';
+export type { GetOptions, ObjectStore, StoredObject } from './object-store.js';
 export { openStore, openStoreRetrying, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';
+export { isSealed, KEYS_PREFIX, Vault, type RotationReport, type SealPurpose } from '../crypto/vault.js';
+export { LocalKeyProvider, loadMasterKeys, masterKeyId, type KeyProvider, type WrappedKey } from '../crypto/key-provider.js';

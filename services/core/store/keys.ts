@@ -14,8 +14,9 @@
 import { createHash } from 'node:crypto';
 import { CheckpointManifest, PartitionManifest } from '../../gen/tidemark/v1/store.js';
 import { DIGEST_HEX_LENGTH, endsLikeDigest, nameDigest } from '../format/bounded-name.js';
-import { CorruptDataError, NameError, errorMessage } from '../errors.js';
-import { gzipCodec } from '../format/segment-codec.js';
+import { CorruptDataError, NameError, OversizedObjectError, UnauthenticatedDataError, errorMessage } from '../errors.js';
+import { decompressBounded, gzipCodec } from '../format/segment-codec.js';
+import { isSealed, requireVault, type Vault } from '../crypto/vault.js';
 
 /** Newest manifest format version this code reads; it writes this one. */
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -126,23 +127,65 @@ export function partitionKey(epoch: number, workerId: string): string {
   return `${stagingPrefix(epoch)}${encodeKeyPart(workerId, PARTITION_WORKER_PART_BYTES)}${PARTITION_SUFFIX}`;
 }
 
-/** Frame a checkpoint manifest: `TMMANIF1`, sha256 of the rest (32 raw bytes), gzip(protobuf). */
-export function encodeManifest(m: CheckpointManifest): Promise<Buffer> {
-  return frame(MANIFEST_MAGIC, Buffer.from(CheckpointManifest.encode(m).finish()));
+/** The most bytes a stored checkpoint or partition manifest may have: larger ones are refused unread. */
+export const MAX_MANIFEST_BYTES = 256 * 1024 ** 2;
+
+/** The most a manifest may decompress to: 64 times its stored size plus 16 MiB, at most 1 GiB. */
+export function manifestDecodedLimit(storedBytes: number): number {
+  return Math.min(1024 ** 3, 16 * 1024 ** 2 + 64 * storedBytes);
+}
+
+/** A decoded manifest and whether it was sealed (encrypted and authenticated) in the store. */
+export interface OpenedManifest<T> {
+  manifest: T;
+  encrypted: boolean;
+}
+
+/**
+ * Frame a checkpoint manifest: `TMMANIF1`, sha256 of the rest (32 raw bytes), gzip(protobuf);
+ * sealed whole by `vault` when one is given (crypto/vault.ts).
+ */
+export async function encodeManifest(m: CheckpointManifest, vault?: Vault): Promise<Buffer> {
+  const framed = await frame(MANIFEST_MAGIC, Buffer.from(CheckpointManifest.encode(m).finish()));
+  return vault ? vault.seal(framed, 'checkpoint') : framed;
 }
 
 /** Verify and decode a checkpoint manifest; throws CorruptDataError naming the key. */
-export async function decodeManifest(bytes: Buffer, key: string): Promise<CheckpointManifest> {
-  return unframe(bytes, key, MANIFEST_MAGIC, 'checkpoint manifest', (b) => CheckpointManifest.decode(b));
+export async function decodeManifest(bytes: Buffer, key: string, vault?: Vault): Promise<CheckpointManifest> {
+  return (await openManifest(bytes, key, vault)).manifest;
 }
 
-/** Frame a partition manifest: `TMPART01`, sha256 of the rest (32 raw bytes), gzip(protobuf). */
-export function encodePartition(p: PartitionManifest): Promise<Buffer> {
-  return frame(PARTITION_MAGIC, Buffer.from(PartitionManifest.encode(p).finish()));
+/**
+ * Verify (the tag of a sealed one, the checksum) and decode a checkpoint manifest, saying whether
+ * it was sealed. A plaintext one is decoded as before: whether it may be trusted when a master key
+ * is configured is the catalog's call (Catalog.get), which knows when encryption began.
+ */
+export async function openManifest(bytes: Buffer, key: string, vault?: Vault): Promise<OpenedManifest<CheckpointManifest>> {
+  const encrypted = isSealed(bytes);
+  const framed = encrypted ? await requireVault(vault, 'checkpoint manifest', key).open(bytes, 'checkpoint', key) : bytes;
+  const manifest = await unframe(framed, key, MANIFEST_MAGIC, 'checkpoint manifest', (b) => CheckpointManifest.decode(b));
+  return { manifest, encrypted };
 }
 
-/** Verify and decode a partition manifest; throws CorruptDataError naming the key. */
-export async function decodePartition(bytes: Buffer, key: string): Promise<PartitionManifest> {
+/** Frame a partition manifest: `TMPART01`, sha256 of the rest (32 raw bytes), gzip(protobuf); sealed by `vault` if given. */
+export async function encodePartition(p: PartitionManifest, vault?: Vault): Promise<Buffer> {
+  const framed = await frame(PARTITION_MAGIC, Buffer.from(PartitionManifest.encode(p).finish()));
+  return vault ? vault.seal(framed, 'partition') : framed;
+}
+
+/**
+ * Verify and decode a partition manifest; throws CorruptDataError naming the key. With a vault, a
+ * plaintext partition is refused (UnauthenticatedDataError): partitions are short-lived, and one
+ * planted in staging/ could otherwise become a checkpoint through recovery.
+ */
+export async function decodePartition(bytes: Buffer, key: string, vault?: Vault): Promise<PartitionManifest> {
+  if (isSealed(bytes)) {
+    const framed = await requireVault(vault, 'partition manifest', key).open(bytes, 'partition', key);
+    return unframe(framed, key, PARTITION_MAGIC, 'partition manifest', (b) => PartitionManifest.decode(b));
+  }
+  if (vault) {
+    throw new UnauthenticatedDataError(`partition manifest ${key} is not encrypted, but this store is (a master key is configured): it was not written by a Tidemark worker of this store, or predates its encryption; it was not used`, key);
+  }
   return unframe(bytes, key, PARTITION_MAGIC, 'partition manifest', (b) => PartitionManifest.decode(b));
 }
 
@@ -174,8 +217,9 @@ async function unframe<T extends { formatVersion: number }>(
   }
   let proto: Buffer;
   try {
-    proto = await gzipCodec.decompress(body);
+    proto = await decompressBounded(gzipCodec, body, manifestDecodedLimit(bytes.length), what, key);
   } catch (err) {
+    if (err instanceof OversizedObjectError) throw err;
     throw corrupt(`gzip decompression failed: ${errorMessage(err)}`, err);
   }
   let message: T;

@@ -8,14 +8,22 @@ import type { Dirent } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, ObjectNotFoundError, StoreError, TidemarkError, TransientError, errorMessage } from '../errors.js';
-import type { ObjectStore, StoredObject } from './object-store.js';
+import { ConfigError, ObjectNotFoundError, OversizedObjectError, StoreError, TidemarkError, TransientError, errorMessage } from '../errors.js';
+import type { Vault } from '../crypto/vault.js';
+import type { GetOptions, ObjectStore, StoredObject } from './object-store.js';
 
 /**
  * Every temporary file starts with this. Keys may not contain a segment that starts with it, so a
  * listing can skip temporary files without ever hiding an object.
  */
 const TEMP_PREFIX = '.tidemark-tmp-';
+
+/**
+ * Objects and directories are the owner's alone: a store holds message bodies (docs/SECURITY.md).
+ * Directories and files that already exist keep their modes.
+ */
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
 
 /** File-system errors that come from momentary pressure, not from the request or the data. */
 const TRANSIENT_FS_CODES = new Set(['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EINTR']);
@@ -83,6 +91,7 @@ export class LocalStore implements ObjectStore {
   /** Absolute path of the root directory. */
   readonly root: string;
   private readonly fsync: boolean;
+  vault?: Vault;
 
   constructor(root: string, options: LocalStoreOptions = {}) {
     this.root = resolve(root);
@@ -93,7 +102,7 @@ export class LocalStore implements ObjectStore {
   /** Creates the root directory if it is missing (openStore calls it; put creates it anyway). */
   async init(): Promise<void> {
     await this.fs('create the store directory', this.root, async () => {
-      await mkdir(this.root, { recursive: true });
+      await mkdir(this.root, { recursive: true, mode: DIR_MODE });
       if (this.fsync) await syncDir(dirname(this.root));
     });
   }
@@ -102,12 +111,12 @@ export class LocalStore implements ObjectStore {
     const path = this.pathOf(key);
     const dir = dirname(path);
     await this.fs('write', key, async () => {
-      await mkdir(dir, { recursive: true });
+      await mkdir(dir, { recursive: true, mode: DIR_MODE });
       // Same directory as the target, so the rename is atomic: readers see the old object or the
       // new one, never a prefix of it.
       const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       try {
-        const handle = await open(temp, 'wx');
+        const handle = await open(temp, 'wx', FILE_MODE);
         try {
           await handle.writeFile(body);
           if (this.fsync) await handle.sync();
@@ -125,11 +134,20 @@ export class LocalStore implements ObjectStore {
     });
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, options: GetOptions = {}): Promise<Buffer> {
     const path = this.pathOf(key);
     try {
-      return await readFile(path);
+      if (options.maxBytes === undefined) return await readFile(path);
+      const handle = await open(path, 'r');
+      try {
+        const { size } = await handle.stat();
+        if (size > options.maxBytes) throw oversized(key, this.url, size, options.maxBytes);
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
     } catch (err) {
+      if (err instanceof OversizedObjectError) throw err;
       if (isMissing(err)) throw new ObjectNotFoundError(key, this.url, { cause: err });
       throw this.wrap('read', key, err);
     }
@@ -235,6 +253,14 @@ export class LocalStore implements ObjectStore {
     }
     return new StoreError(message, { cause: err });
   }
+}
+
+/** The error of an object larger than a read allows. */
+export function oversized(key: string, store: string, size: number, maxBytes: number): OversizedObjectError {
+  return new OversizedObjectError(
+    `object ${key} in store ${store} is ${size} bytes, more than the ${maxBytes} bytes it may be (its manifest's record, or the cap for its kind): it was not read; it may have been replaced or planted`,
+    key,
+  );
 }
 
 /** Keys sort by UTF-16 code units, the same order the S3 store returns. */

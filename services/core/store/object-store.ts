@@ -1,3 +1,14 @@
+import type { Vault } from '../crypto/vault.js';
+
+/** Options of {@link ObjectStore.get}. */
+export interface GetOptions {
+  /**
+   * Refuse (OversizedObjectError) an object larger than this, before reading it whole: its size
+   * recorded in a manifest, or a cap for its kind. @default no limit
+   */
+  maxBytes?: number;
+}
+
 /** One object of a listing with what garbage collection needs to know of it. */
 export interface StoredObject {
   key: string;
@@ -19,8 +30,11 @@ export interface ObjectStore {
   readonly url: string;
   /** Write an object whole; when the promise resolves the object is durable and readable. */
   put(key: string, body: Buffer): Promise<void>;
-  /** Read an object whole; rejects with ObjectNotFoundError if it does not exist. */
-  get(key: string): Promise<Buffer>;
+  /**
+   * Read an object whole; rejects with ObjectNotFoundError if it does not exist, and with
+   * OversizedObjectError if it is larger than `options.maxBytes` (checked before it is read).
+   */
+  get(key: string, options?: GetOptions): Promise<Buffer>;
   /** True if the object exists. */
   has(key: string): Promise<boolean>;
   /** Every key under prefix (relative to the store root), sorted ascending. */
@@ -29,6 +43,11 @@ export interface ObjectStore {
   listObjects(prefix: string): Promise<StoredObject[]>;
   /** Remove an object; removing a missing object is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * How objects carrying message data or cut metadata are encrypted and authenticated
+   * (crypto/vault.ts); undefined when no master key is configured. Set by openStore.
+   */
+  vault?: Vault;
   /** Release connections and handles. */
   close(): Promise<void>;
 }

@@ -10,9 +10,12 @@ import { ConfigError, TidemarkError, errorMessage } from '../errors.js';
 import { LocalStore } from './local-store.js';
 import type { ObjectStore } from './object-store.js';
 import { S3Store } from './s3-store.js';
+import { loadMasterKeys } from '../crypto/key-provider.js';
+import { Vault } from '../crypto/vault.js';
 
 /** The configuration keys that choose and reach the object store. */
-export type StoreConfig = Pick<Config, 'store' | 's3Endpoint' | 's3AccessKey' | 's3SecretKey' | 's3Region'>;
+export type StoreConfig = Pick<Config, 'store' | 's3Endpoint' | 's3AccessKey' | 's3SecretKey' | 's3Region'> &
+  Partial<Pick<Config, 'masterKey' | 'masterKeyFile' | 'masterKeyPreviousFiles'>>;
 
 /** Where a store URL points, before anything is opened. */
 export type StoreLocation =
@@ -48,6 +51,15 @@ export function parseStoreUrl(store: string): StoreLocation {
  * the S3 service could not be reached and trying again may help.
  */
 export async function openStore(config: StoreConfig): Promise<ObjectStore> {
+  // With a master key configured, objects carrying message data or cut metadata are sealed.
+  // Read first: a missing or unsafe key file fails before anything is created.
+  const provider = loadMasterKeys(config);
+  const store = await openPlainStore(config);
+  if (provider) store.vault = new Vault(store, provider);
+  return store;
+}
+
+async function openPlainStore(config: StoreConfig): Promise<ObjectStore> {
   const location = parseStoreUrl(config.store);
   if (location.kind === 'file') {
     const store = new LocalStore(location.dir);

@@ -5,10 +5,11 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Client } from 'minio';
-import { ConfigError, ObjectNotFoundError, StoreError, TransientError, errorMessage } from '../errors.js';
+import { ConfigError, ObjectNotFoundError, OversizedObjectError, StoreError, TransientError, errorMessage } from '../errors.js';
+import type { Vault } from '../crypto/vault.js';
 import { MAX_KEY_BYTES } from './keys.js';
-import { checkListPrefix, checkObjectKey, compareKeys } from './local-store.js';
-import type { ObjectStore, StoredObject } from './object-store.js';
+import { checkListPrefix, checkObjectKey, compareKeys, oversized } from './local-store.js';
+import type { GetOptions, ObjectStore, StoredObject } from './object-store.js';
 
 /** S3 limits an object key (prefix included) to 1,024 bytes. */
 const MAX_S3_KEY_BYTES = 1024;
@@ -60,6 +61,7 @@ export class S3Store implements ObjectStore {
   private readonly region: string;
   private readonly client: Client;
   private readonly agent: HttpAgent;
+  vault?: Vault;
 
   constructor(options: S3StoreOptions) {
     const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
@@ -124,14 +126,31 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, options: GetOptions = {}): Promise<Buffer> {
     const name = this.nameOf(key);
+    const { maxBytes } = options;
     try {
       const stream = await this.client.getObject(this.bucket, name);
+      // The response's Content-Length is the object's size: checked before the body is read, and
+      // the count of bytes read is checked too, should a server not send it.
+      const length = Number((stream as { headers?: Record<string, unknown> }).headers?.['content-length'] ?? NaN);
+      if (maxBytes !== undefined && Number.isFinite(length) && length > maxBytes) {
+        stream.destroy();
+        throw oversized(key, this.url, length, maxBytes);
+      }
       const chunks: Buffer[] = [];
-      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      let read = 0;
+      for await (const chunk of stream) {
+        read += (chunk as Buffer).length;
+        if (maxBytes !== undefined && read > maxBytes) {
+          stream.destroy();
+          throw oversized(key, this.url, read, maxBytes);
+        }
+        chunks.push(chunk as Buffer);
+      }
       return Buffer.concat(chunks);
     } catch (err) {
+      if (err instanceof OversizedObjectError) throw err;
       const code = s3Code(err);
       if (code === 'NoSuchKey' || code === 'NotFound') throw new ObjectNotFoundError(key, this.url, { cause: err });
       throw this.wrap(`read ${key}`, err);

@@ -455,6 +455,18 @@ export interface VerifyDone {
   records: number;
   problems: number;
   durationMs: number;
+  /**
+   * The checkpoint's manifest is encrypted and authenticated (sealed with a data key); false:
+   * plaintext, trusted as far as the store is (docs/SECURITY.md).
+   */
+  encrypted: boolean;
+  /** Of `manifests`, how many are plaintext (written before the store was encrypted). */
+  plaintextManifests: number;
+  /**
+   * Of the segments read, how many are plaintext: still authenticated when an encrypted manifest
+   * records their sha256.
+   */
+  plaintextSegments: number;
 }
 
 export interface VerifyEvent {
@@ -535,6 +547,27 @@ export interface DeleteCheckpointRequest {
 
 export interface DeleteCheckpointReply {
   epoch: number;
+}
+
+export interface RotateKeysRequest {
+}
+
+export interface KeyRotationFailure {
+  dataKeyId: string;
+  /** The master key that wraps it ("" when unknown). */
+  masterKeyId: string;
+  reason: string;
+}
+
+export interface RotateKeysReply {
+  /** The master key every data key is wrapped with now (its id, never the key). */
+  masterKeyId: string;
+  /** Data keys re-wrapped by this call. */
+  rewrapped: number;
+  /** Data keys already wrapped by the current master key. */
+  current: number;
+  /** Data keys left as they were; run the rotation again once their master key is configured. */
+  failed: KeyRotationFailure[];
 }
 
 function createBaseCheckpointRequest(): CheckpointRequest {
@@ -4184,7 +4217,19 @@ export const VerifyProgress: MessageFns<VerifyProgress> = {
 };
 
 function createBaseVerifyDone(): VerifyDone {
-  return { checkpoint: 0, full: false, manifests: 0, segments: 0, bytes: 0, records: 0, problems: 0, durationMs: 0 };
+  return {
+    checkpoint: 0,
+    full: false,
+    manifests: 0,
+    segments: 0,
+    bytes: 0,
+    records: 0,
+    problems: 0,
+    durationMs: 0,
+    encrypted: false,
+    plaintextManifests: 0,
+    plaintextSegments: 0,
+  };
 }
 
 export const VerifyDone: MessageFns<VerifyDone> = {
@@ -4212,6 +4257,15 @@ export const VerifyDone: MessageFns<VerifyDone> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(64).int64(message.durationMs);
+    }
+    if (message.encrypted !== false) {
+      writer.uint32(72).bool(message.encrypted);
+    }
+    if (message.plaintextManifests !== 0) {
+      writer.uint32(80).uint32(message.plaintextManifests);
+    }
+    if (message.plaintextSegments !== 0) {
+      writer.uint32(88).uint32(message.plaintextSegments);
     }
     return writer;
   },
@@ -4293,6 +4347,30 @@ export const VerifyDone: MessageFns<VerifyDone> = {
             message.durationMs = longToNumber(reader.int64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.encrypted = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.plaintextManifests = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.plaintextSegments = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4318,6 +4396,9 @@ export const VerifyDone: MessageFns<VerifyDone> = {
     message.records = object.records ?? 0;
     message.problems = object.problems ?? 0;
     message.durationMs = object.durationMs ?? 0;
+    message.encrypted = object.encrypted ?? false;
+    message.plaintextManifests = object.plaintextManifests ?? 0;
+    message.plaintextSegments = object.plaintextSegments ?? 0;
     return message;
   },
 };
@@ -5265,6 +5346,219 @@ export const DeleteCheckpointReply: MessageFns<DeleteCheckpointReply> = {
   },
 };
 
+function createBaseRotateKeysRequest(): RotateKeysRequest {
+  return {};
+}
+
+export const RotateKeysRequest: MessageFns<RotateKeysRequest> = {
+  encode(_: RotateKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateKeysRequest>): RotateKeysRequest {
+    return RotateKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateKeysRequest>): RotateKeysRequest {
+    const message = createBaseRotateKeysRequest();
+    return message;
+  },
+};
+
+function createBaseKeyRotationFailure(): KeyRotationFailure {
+  return { dataKeyId: "", masterKeyId: "", reason: "" };
+}
+
+export const KeyRotationFailure: MessageFns<KeyRotationFailure> = {
+  encode(message: KeyRotationFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dataKeyId !== "") {
+      writer.uint32(10).string(message.dataKeyId);
+    }
+    if (message.masterKeyId !== "") {
+      writer.uint32(18).string(message.masterKeyId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyRotationFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyRotationFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dataKeyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.masterKeyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<KeyRotationFailure>): KeyRotationFailure {
+    return KeyRotationFailure.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KeyRotationFailure>): KeyRotationFailure {
+    const message = createBaseKeyRotationFailure();
+    message.dataKeyId = object.dataKeyId ?? "";
+    message.masterKeyId = object.masterKeyId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRotateKeysReply(): RotateKeysReply {
+  return { masterKeyId: "", rewrapped: 0, current: 0, failed: [] };
+}
+
+export const RotateKeysReply: MessageFns<RotateKeysReply> = {
+  encode(message: RotateKeysReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.masterKeyId !== "") {
+      writer.uint32(10).string(message.masterKeyId);
+    }
+    if (message.rewrapped !== 0) {
+      writer.uint32(16).uint32(message.rewrapped);
+    }
+    if (message.current !== 0) {
+      writer.uint32(24).uint32(message.current);
+    }
+    for (const v of message.failed) {
+      KeyRotationFailure.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateKeysReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateKeysReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.masterKeyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rewrapped = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.current = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.failed.push(KeyRotationFailure.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateKeysReply>): RotateKeysReply {
+    return RotateKeysReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateKeysReply>): RotateKeysReply {
+    const message = createBaseRotateKeysReply();
+    message.masterKeyId = object.masterKeyId ?? "";
+    message.rewrapped = object.rewrapped ?? 0;
+    message.current = object.current ?? 0;
+    message.failed = object.failed?.map((e) => KeyRotationFailure.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type CoordinatorServiceService = typeof CoordinatorServiceService;
 export const CoordinatorServiceService = {
   /** Start a checkpoint round now; with wait, return once it is decided. */
@@ -5387,6 +5681,19 @@ export const CoordinatorServiceService = {
       Buffer.from(DeleteCheckpointReply.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteCheckpointReply => DeleteCheckpointReply.decode(value),
   },
+  /**
+   * Re-wraps every data key of the store with the coordinator's current master key; no segment or
+   * manifest is rewritten (docs/SECURITY.md#key-rotation).
+   */
+  rotateKeys: {
+    path: "/tidemark.v1.CoordinatorService/RotateKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateKeysRequest): Buffer => Buffer.from(RotateKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateKeysRequest => RotateKeysRequest.decode(value),
+    responseSerialize: (value: RotateKeysReply): Buffer => Buffer.from(RotateKeysReply.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateKeysReply => RotateKeysReply.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServiceServer extends UntypedServiceImplementation {
@@ -5410,6 +5717,11 @@ export interface CoordinatorServiceServer extends UntypedServiceImplementation {
   pruneCheckpoints: handleUnaryCall<PruneRequest, PruneReply>;
   /** Deletes one checkpoint; refused (FAILED_PRECONDITION) when a protection holds it. */
   deleteCheckpoint: handleUnaryCall<DeleteCheckpointRequest, DeleteCheckpointReply>;
+  /**
+   * Re-wraps every data key of the store with the coordinator's current master key; no segment or
+   * manifest is rewritten (docs/SECURITY.md#key-rotation).
+   */
+  rotateKeys: handleUnaryCall<RotateKeysRequest, RotateKeysReply>;
 }
 
 export interface CoordinatorServiceClient extends Client {
@@ -5564,6 +5876,25 @@ export interface CoordinatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteCheckpointReply) => void,
+  ): ClientUnaryCall;
+  /**
+   * Re-wraps every data key of the store with the coordinator's current master key; no segment or
+   * manifest is rewritten (docs/SECURITY.md#key-rotation).
+   */
+  rotateKeys(
+    request: RotateKeysRequest,
+    callback: (error: ServiceError | null, response: RotateKeysReply) => void,
+  ): ClientUnaryCall;
+  rotateKeys(
+    request: RotateKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateKeysReply) => void,
+  ): ClientUnaryCall;
+  rotateKeys(
+    request: RotateKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateKeysReply) => void,
   ): ClientUnaryCall;
 }
 

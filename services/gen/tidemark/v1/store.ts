@@ -288,6 +288,12 @@ export interface CheckpointManifest {
   bodyBytes: number;
   /** The round's unique id, as carried by its fence messages. */
   roundId: string;
+  /**
+   * Set in encrypted (sealed) manifests: the first checkpoint of this store written encrypted.
+   * Checkpoints from that epoch on must be encrypted; a plaintext manifest at or above it is
+   * refused as forged (docs/SECURITY.md). 0 in plaintext manifests.
+   */
+  encryptedSinceEpoch?: number | undefined;
 }
 
 function createBaseFieldValue(): FieldValue {
@@ -2415,6 +2421,7 @@ function createBaseCheckpointManifest(): CheckpointManifest {
     messages: 0,
     bodyBytes: 0,
     roundId: "",
+    encryptedSinceEpoch: undefined,
   };
 }
 
@@ -2461,6 +2468,9 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
     }
     if (message.roundId !== "") {
       writer.uint32(114).string(message.roundId);
+    }
+    if (message.encryptedSinceEpoch !== undefined) {
+      writer.uint32(120).uint64(message.encryptedSinceEpoch);
     }
     return writer;
   },
@@ -2590,6 +2600,14 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
             message.roundId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.encryptedSinceEpoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2621,6 +2639,7 @@ export const CheckpointManifest: MessageFns<CheckpointManifest> = {
     message.messages = object.messages ?? 0;
     message.bodyBytes = object.bodyBytes ?? 0;
     message.roundId = object.roundId ?? "";
+    message.encryptedSinceEpoch = object.encryptedSinceEpoch ?? undefined;
     return message;
   },
 };
