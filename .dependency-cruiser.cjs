@@ -14,7 +14,7 @@ const MODULES = 'core|client|coordinator|worker|cli';
  * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, apart
  * because they load heavy libraries (minio, amqplib, ioredis) that the CLI must not wait for.
  */
-const CORE_ENTRIES = 'store|amqp|redis';
+const CORE_ENTRIES = 'store|amqp|redis|tls';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

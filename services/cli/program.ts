@@ -26,6 +26,9 @@ export function createProgram(io: CliIo): Command {
     .option('--config <file>', 'JSON config file (overrides TIDEMARK_* variables; flags override it)')
     .option('--coordinator <host:port>', 'coordinator address (TIDEMARK_COORDINATOR)')
     .option('--log-level <level>', 'debug, info, warn or error (TIDEMARK_LOG_LEVEL)')
+    .option('--tls-ca <file>', 'CA certificate that signed the peer certificates (TIDEMARK_TLS_CA)')
+    .option('--tls-cert <file>', 'this process\'s certificate: a service\'s own, or the CLI\'s client certificate (TIDEMARK_TLS_CERT)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (TIDEMARK_TLS_KEY)')
     // Before any command is added: commands copy their parent's settings when created.
     .configureOutput({
       writeOut: (s) => void io.stdout.write(s),

@@ -16,6 +16,8 @@ import {
   DecisionLog,
   errorMessage,
   firehoseVhostsOf,
+  type GrpcTls,
+  loadGrpcTls,
   type Logger,
   Membership,
   ProtectionPolicy,
@@ -48,10 +50,17 @@ export interface CoordinatorParts {
   retention?: JournalRetention;
   /** What the leader's decisions read the time from (lease, schedule, rounds). @default systemClock */
   clock?: Clock;
+  /**
+   * The coordinator's certificate material: its admin API's server certificate, and the client
+   * certificate it shows workers (docs/SECURITY.md#transport-security). @default plaintext
+   */
+  tls?: GrpcTls;
 }
 
 /** Opens the store and Redis, then builds the parts on them. */
 export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal, clock: Clock = systemClock): Promise<CoordinatorParts> {
+  // First: a missing certificate is a configuration error, found before anything is opened.
+  const tls = loadGrpcTls(config, 'coordinator');
   const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
   let redis: Redis;
   try {
@@ -81,6 +90,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
   return {
     config,
     log,
+    tls,
     store,
     catalog: new Catalog(store),
     redis,

@@ -1,5 +1,17 @@
 /** The coordinator service: start one with startCoordinator(config). */
-import { type Config, configureFailpoints, type Logger, type MetricsServer, serveMetrics, startServer, stopServer, throwIfStopping } from '../core/index.js';
+import {
+  chooseListen,
+  type Config,
+  configureFailpoints,
+  type Logger,
+  logListenChoice,
+  type MetricsServer,
+  serveMetrics,
+  serverCredentials,
+  startServer,
+  stopServer,
+  throwIfStopping,
+} from '../core/index.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';
@@ -27,7 +39,21 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   let metrics: MetricsServer | undefined;
   try {
     throwIfStopping(signal);
-    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], config.listen ?? '0.0.0.0:7700'));
+    const tls = coordinator.tls;
+    // Every interface only once the admin API is protected: TLS, and callers authenticated.
+    // MERGE: the admin API's caller authentication (issue 14, part 2) sets `callersAuthenticated`.
+    const callersAuthenticated = false;
+    const listen = chooseListen({
+      explicit: config.listen,
+      port: 7700,
+      protectedCalls: tls.enabled && callersAuthenticated,
+      service: 'coordinator admin API',
+      why: tls.enabled ? 'its callers are not authenticated' : 'TLS is off (TIDEMARK_TLS=off)',
+    });
+    logListenChoice(listen, log);
+    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], listen.address, {
+      credentials: serverCredentials(tls, 'optional'),
+    }));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
     await coordinator.stop().catch(() => {});
@@ -51,7 +77,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     await coordinator.stop().catch(() => {});
     throw err;
   }
-  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
+  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port} (${coordinator.tls.enabled ? 'TLS' : 'plaintext, TIDEMARK_TLS=off'})`);
   return {
     coordinator,
     port,

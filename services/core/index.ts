@@ -57,6 +57,23 @@ export { callUnary, readStream } from './grpc/client.js';
 export { beforeDeadline, requireField, serverStream, unary } from './grpc/handlers.js';
 export { clientChannelOptions } from './grpc/options.js';
 export { startServer, stopServer } from './grpc/server.js';
+export { chooseListen, isLoopback, type ListenChoice, logListenChoice } from './grpc/listen-address.js';
+export {
+  certificateIdentity,
+  type CallWithAuthContext,
+  type CertificateIdentity,
+  coordinatorChannel,
+  describeIdentity,
+  type GrpcTls,
+  identityHasName,
+  identityOfCertificate,
+  loadGrpcTls,
+  onlyPeerNamed,
+  serverCredentials,
+  type TlsRole,
+  type TlsSettings,
+  workerChannel,
+} from './grpc/tls.js';
 export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc/status.js';
 export { forEachLimited } from './infrastructure/limited.js';
 export { createLogger, type Logger, throttledWarn } from './infrastructure/log.js';

@@ -20,6 +20,8 @@ import amqp from 'amqplib';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 import { TidemarkClient } from '../../services/client/index.js';
+import { loadConfig, loadGrpcTls } from '../../services/core/index.js';
+import { ensureLocalCertificates } from '../../services/core/tls/index.js';
 import { readQueue } from '../helpers/broker.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 
@@ -94,7 +96,11 @@ async function main(): Promise<number> {
     TIDEMARK_LOG_LEVEL: 'warn',
     // The demo's consumers acknowledge in order (docs/HEAD-AT-THE-CUT.md): the head needs no hold bound.
     TIDEMARK_HEAD_MAX_HOLD: '0',
+    // Mutual TLS on a local CA, as `cluster up` sets up for a newcomer (docs/SECURITY.md#transport-security).
+    TIDEMARK_TLS_DIR: join(dir, 'tls'),
   };
+  // Made here rather than by `cluster up` so that the demo's own client can read them at once.
+  await ensureLocalCertificates(join(dir, 'tls'));
 
   step(`demo vhost ${VHOST}: exchange "${EXCHANGE}" and ${QUEUES.length} queues`);
   await management.deleteVhost(VHOST);
@@ -114,7 +120,7 @@ async function main(): Promise<number> {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const client = new TidemarkClient(`127.0.0.1:${port}`);
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { tls: loadGrpcTls(loadConfig({ env }), 'client') });
   let failed = true;
   try {
     for (let i = 0; ; i += 1) {

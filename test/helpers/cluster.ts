@@ -8,6 +8,8 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
+import { loadConfig, loadGrpcTls } from '../../services/core/index.js';
+import { testTlsDir } from './tls.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
 import { repositoryRoot } from './repo.js';
@@ -32,6 +34,12 @@ export interface TestClusterOptions {
   processEnv?: Record<string, Record<string, string>>;
   /** Extra command-line arguments of one process only (e.g. a worker's --listen / --advertise). */
   processArgs?: Record<string, string[]>;
+  /**
+   * Mutual TLS on the run's test CA (helpers/tls.ts), as an operator gets by default; off, the
+   * processes speak plaintext (TIDEMARK_TLS=off), for tests where transport security is not the
+   * subject. @default false
+   */
+  tls?: boolean;
 }
 
 export interface TestCluster {
@@ -41,7 +49,10 @@ export interface TestCluster {
   client: TidemarkClient;
   storeUrl: string;
   logFile: string;
+  /** The environment of every process, and of CLI runs against the cluster. */
   env: NodeJS.ProcessEnv;
+  /** With `tls`, the directory of the test CA and certificates (ca.pem, <role>.pem, <role>-key.pem). */
+  tlsDir?: string;
   /** SIGKILL one process by name ('coordinator', 'worker-1', ...). */
   kill(name: string): Promise<void>;
   /**
@@ -116,6 +127,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
+    ...(options.tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
     ...options.extraEnv,
   };
   const processes = new Map<string, ChildProcess>();
@@ -143,7 +155,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   // cannot take a port freePort() handed to a coordinator.
   await Promise.all([...coordinatorPorts].map(([name, p]) => waitForListener(p, `${name} to listen on port ${p}; logs in ${logFile}`)));
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000 });
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: loadGrpcTls(loadConfig({ env }), 'client') });
 
   const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
     eventually(
@@ -171,6 +183,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     storeUrl,
     logFile,
     env,
+    tlsDir: options.tls ? env.TIDEMARK_TLS_DIR : undefined,
     kill: (name) => stopProcess(name, 'SIGKILL'),
     restart: (name, ownEnv) => {
       if (ownEnv) processEnv.set(name, ownEnv);

@@ -416,6 +416,8 @@ describe('the tidemark CLI against a two-worker cluster', () => {
         TIDEMARK_STORE: `file://${join(dir, 'store')}`,
         TIDEMARK_NAMESPACE: namespace,
         TIDEMARK_INTERVAL: '0',
+        // TLS is on by default: cluster up makes a local CA here, and the CLI below finds it.
+        TIDEMARK_TLS_DIR: join(dir, 'tls'),
       };
       up = spawn(process.execPath, [CLI, 'cluster', 'up', '--workers', '2', '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       up.stdout!.on('data', (chunk: Buffer) => void (output += chunk.toString()));

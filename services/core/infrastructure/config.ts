@@ -80,7 +80,10 @@ export const configSchema = z.object({
     .string()
     .regex(/^[a-z][a-z0-9-]{0,31}$/, 'namespace must be lowercase letters, digits and dashes, starting with a letter')
     .default('tidemark'),
-  /** Address a service listens on. @default 0.0.0.0:7700 (coordinator), 127.0.0.1:0 (worker) */
+  /**
+   * Address a service listens on. @default 127.0.0.1:7700 (coordinator; 0.0.0.0:7700 once TLS and
+   * caller authentication are configured), 127.0.0.1:0 (worker)
+   */
   listen: z.string().optional(),
   /**
    * Address the coordinator serves Prometheus metrics on, at GET /metrics, e.g. `0.0.0.0:9464`
@@ -234,6 +237,21 @@ export const configSchema = z.object({
     }),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  // Transport security of gRPC (docs/SECURITY.md#transport-security).
+  /** TLS on every gRPC server and client; off (TIDEMARK_TLS=off) only for development: plaintext, loopback by default. @default true */
+  tls: flag.default(true),
+  /** CA certificate file (PEM) that peers' certificates must chain to. @default <tlsDir>/ca.pem if present */
+  tlsCa: z.string().min(1).optional(),
+  /** This process's certificate file (PEM): server certificate of a service, client certificate of the CLI. @default <tlsDir>/<role>.pem if present */
+  tlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of tlsCert; never logged. @default <tlsDir>/<role>-key.pem if present */
+  tlsKey: z.string().min(1).optional(),
+  /** Directory of the local CA that `tidemark cluster up` generates; fills in unset tlsCa/tlsCert/tlsKey. @default .tidemark/tls */
+  tlsDir: z.string().min(1).default('.tidemark/tls'),
+  /** Name (DNS SAN, or CN) the coordinator's certificate carries: workers serve only it, clients accept only it. @default tidemark-coordinator */
+  tlsCoordinatorName: z.string().min(1).default('tidemark-coordinator'),
+  /** Name (DNS SAN, or CN) every worker's certificate carries: the coordinator talks only to it. @default tidemark-worker */
+  tlsWorkerName: z.string().min(1).default('tidemark-worker'),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -284,6 +302,13 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_PRUNE_INTERVAL: 'pruneInterval',
   TIDEMARK_GC_GRACE: 'gcGrace',
   TIDEMARK_FULL_EVERY: 'fullEvery',
+  TIDEMARK_TLS: 'tls',
+  TIDEMARK_TLS_CA: 'tlsCa',
+  TIDEMARK_TLS_CERT: 'tlsCert',
+  TIDEMARK_TLS_KEY: 'tlsKey',
+  TIDEMARK_TLS_DIR: 'tlsDir',
+  TIDEMARK_TLS_COORDINATOR_NAME: 'tlsCoordinatorName',
+  TIDEMARK_TLS_WORKER_NAME: 'tlsWorkerName',
 };
 
 export interface ConfigSources {
@@ -317,6 +342,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 const FLAG_KEYS: ReadonlySet<string> = new Set([
   'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
   'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',
+  'tlsCa', 'tlsCert', 'tlsKey',
 ]);
 
 /**
