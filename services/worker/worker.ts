@@ -27,6 +27,7 @@ import { openRedis } from '../core/redis/index.js';
 import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry, countedFor } from './decision-inquiry.js';
 import { countedOf, failedReason, inquiryIntervalMs, Participant, type QueueOutcome, type RoundOutcome, splitOutcomes } from './participant.js';
+import { LeaderConfirmation } from './leader-confirmation.js';
 import {
   Decision,
   Vote,
@@ -72,6 +73,8 @@ export class Worker {
   /** Rounds and leader tokens; a round's vote is a promise a repeated PREPARE awaits too (idempotence). */
   private participant = new Participant<Promise<PrepareReply>>();
   private readonly decisionLog: DecisionLog;
+  /** Confirms a new leader token against the lease in Redis before it is adopted. */
+  private readonly confirmation: LeaderConfirmation;
   private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
   private readonly relay: FirehoseRelay;
@@ -91,6 +94,7 @@ export class Worker {
     this.id = options.config.id;
     this.clock = options.clock ?? systemClock;
     this.decisionLog = new DecisionLog(redis, options.config.namespace);
+    this.confirmation = new LeaderConfirmation(redis, options.config.namespace);
     this.restoreState = new RestoreStateStore(redis, options.config.namespace);
     this.catalog = new Catalog(store);
     this.relay = new FirehoseRelay({
@@ -182,7 +186,13 @@ export class Worker {
     await this.store.close();
   }
 
+  /** A token above every one seen is adopted only if it is the current lease's (leader-confirmation.ts). */
+  private confirmToken(token: number): Promise<void> {
+    return this.confirmation.confirm(token, this.participant.seenToken);
+  }
+
   async assign(request: AssignRequest): Promise<AssignReply> {
+    await this.confirmToken(request.leaderToken);
     // A new leader's first assignment wins even if its generation counter restarted.
     const newer = request.leaderToken > this.participant.seenToken || request.generation >= this.generation;
     this.participant.checkToken(request.leaderToken);
@@ -204,6 +214,7 @@ export class Worker {
    * same vote (and the same staged partition); one of a round already decided gets NO.
    */
   async prepare(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
+    await this.confirmToken(request.leaderToken);
     const { participant } = this;
     const admitted = participant.prepare(request);
     if (admitted.kind === 'decided') return this.no(admitted.reason);
@@ -279,6 +290,7 @@ export class Worker {
 
   /** Phase two. Idempotent: a repeated or late decision changes nothing more. */
   async decide(request: DecideRequest): Promise<void> {
+    await this.confirmToken(request.leaderToken);
     this.participant.checkToken(request.leaderToken);
     if (request.decision === Decision.DECISION_COMMIT) await failpoint('worker.after-commit');
     this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted', countedOf(request));
@@ -329,6 +341,7 @@ export class Worker {
   }
 
   async restore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
+    await this.confirmToken(task.leaderToken);
     this.participant.checkToken(task.leaderToken);
     if (this.stopping.signal.aborted) throw this.stopping.signal.reason;
     const running = this.runRestore(task, emit, AbortSignal.any([signal, this.stopping.signal]));

@@ -200,8 +200,14 @@ describe('recovery paths on the worker', () => {
 
   it('a leader outranked by a token a worker has seen takes a new lease above it', async () => {
     // What Redis losing its counter can lead to: the worker has seen a token the leader lacks.
+    // A worker adopts only the token of the lease held at the time, so a lease with token + 5
+    // holds for that call; then Redis loses it, and its counter falls back.
     const { client, token } = await worker();
+    const keys = redisKeys(namespace);
+    const issued = await redis.get(keys.leaderToken);
+    await redis.multi().set(keys.leader, `${token + 5}:lost-leader:0`, 'PX', 5_000).set(keys.leaderToken, String(token + 5)).exec();
     await client.decide({ leaderToken: token + 5, epoch: 7_000, roundId: 'outranking', decision: Decision.DECISION_ABORT, counted: [] }, 5_000);
+    await redis.multi().del(keys.leader).set(keys.leaderToken, issued!).exec();
     client.close();
     const status = await leaderStatus((s) => s.leaderToken > token + 5 && s.workers[0]?.queues === QUEUES.length, 'a leader with a token above the one the worker saw');
     expect(status.leaderToken).toBeGreaterThan(token + 5);
