@@ -17,13 +17,14 @@ import {
   errorMessage,
   firehoseVhostsOf,
   type GrpcTls,
+  loadBackendTls,
   loadGrpcTls,
   type Logger,
   Membership,
   ProtectionPolicy,
   systemClock,
 } from '../core/index.js';
-import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
+import { configureAmqpTls, ManagementClient, VhostConnections } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
 import { Discovery } from './discovery.js';
@@ -61,10 +62,12 @@ export interface CoordinatorParts {
 export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal, clock: Clock = systemClock): Promise<CoordinatorParts> {
   // First: a missing certificate is a configuration error, found before anything is opened.
   const tls = loadGrpcTls(config, 'coordinator');
+  const backends = loadBackendTls(config);
+  configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
   const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
   let redis: Redis;
   try {
-    redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+    redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);
   } catch (err) {
     await store.close().catch(() => {});
     throw err;

@@ -11,6 +11,7 @@ export { Catalog } from './state/catalog.js';
 export { contentsMessages, headOf, historyOf, type QueueHead } from './state/contents.js';
 export { type Clock, systemClock } from './infrastructure/clock.js';
 export { type Config, environmentKeys, loadConfig } from './infrastructure/config.js';
+export { type BackendTls, loadBackendTls, readTlsMaterial, type TlsMaterial } from './infrastructure/backend-tls.js';
 export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type OutsideQueue, type QueueMark } from './state/decision-log.js';
 export {
   ConfigError,

@@ -13,6 +13,7 @@ import {
   DecisionLog,
   errorMessage,
   failpoint,
+  loadBackendTls,
   type Logger,
   Membership,
   NotFoundError,
@@ -23,6 +24,7 @@ import {
   systemClock,
   withTimeLimit,
 } from '../core/index.js';
+import { configureAmqpTls } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry, countedFor } from './decision-inquiry.js';
@@ -114,10 +116,13 @@ export class Worker {
    */
   static async create(options: WorkerOptions, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
+    // First: an unreadable certificate file is a configuration error, found before anything is opened.
+    const backends = loadBackendTls(config);
+    configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
     const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis | undefined;
     try {
-      redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+      redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {
       redis?.disconnect();

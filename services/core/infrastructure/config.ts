@@ -252,6 +252,23 @@ export const configSchema = z.object({
   tlsCoordinatorName: z.string().min(1).default('tidemark-coordinator'),
   /** Name (DNS SAN, or CN) every worker's certificate carries: the coordinator talks only to it. @default tidemark-worker */
   tlsWorkerName: z.string().min(1).default('tidemark-worker'),
+  // TLS to RabbitMQ, Redis and S3 (infrastructure/backend-tls.ts); the URL scheme turns TLS on.
+  /** CA file (PEM) for amqps:// connections to the protected broker. @default the system's roots */
+  amqpTlsCa: z.string().min(1).optional(),
+  /** Client certificate file (PEM) for amqps:// connections to the protected broker. @default none */
+  amqpTlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of amqpTlsCert. @default none */
+  amqpTlsKey: z.string().min(1).optional(),
+  /** Authenticate to the protected broker by client certificate (SASL EXTERNAL), not the URL's password. @default false */
+  amqpExternalAuth: flag.default(false),
+  /** CA file (PEM) for rediss:// connections. @default the system's roots */
+  redisTlsCa: z.string().min(1).optional(),
+  /** Client certificate file (PEM) for rediss:// connections. @default none */
+  redisTlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of redisTlsCert. @default none */
+  redisTlsKey: z.string().min(1).optional(),
+  /** CA file (PEM) for an https:// S3 endpoint. @default the system's roots */
+  s3TlsCa: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -309,6 +326,14 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_TLS_DIR: 'tlsDir',
   TIDEMARK_TLS_COORDINATOR_NAME: 'tlsCoordinatorName',
   TIDEMARK_TLS_WORKER_NAME: 'tlsWorkerName',
+  TIDEMARK_AMQP_TLS_CA: 'amqpTlsCa',
+  TIDEMARK_AMQP_TLS_CERT: 'amqpTlsCert',
+  TIDEMARK_AMQP_TLS_KEY: 'amqpTlsKey',
+  TIDEMARK_AMQP_EXTERNAL_AUTH: 'amqpExternalAuth',
+  TIDEMARK_REDIS_TLS_CA: 'redisTlsCa',
+  TIDEMARK_REDIS_TLS_CERT: 'redisTlsCert',
+  TIDEMARK_REDIS_TLS_KEY: 'redisTlsKey',
+  TIDEMARK_S3_TLS_CA: 's3TlsCa',
 };
 
 export interface ConfigSources {
