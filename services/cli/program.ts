@@ -13,6 +13,7 @@ import { addCheckpointCommands } from './commands/checkpoints.js';
 import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
 import { addStatusCommand } from './commands/status.js';
+import { addTlsCommands } from './commands/tls.js';
 import { addVerifyCommands } from './commands/verify.js';
 import { CliContext, type CliIo } from './context.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitCode } from './exit-codes.js';
@@ -46,6 +47,7 @@ export function createProgram(io: CliIo): Command {
   addStatusCommand(program, cli);
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
+  addTlsCommands(program, cli);
   return program;
 }
 

@@ -189,7 +189,7 @@ describe('TLS settings', () => {
   it('a service without certificates refuses to start, saying how to get them or how to go plaintext', () => {
     const config = loadConfig({ env: { TIDEMARK_TLS_DIR: join(dir, 'empty') } });
     expect(() => loadGrpcTls(config, 'worker')).toThrow(ConfigError);
-    expect(() => loadGrpcTls(config, 'worker')).toThrow(/TLS is on \(the default\).*TIDEMARK_TLS_CA.*tidemark cluster up.*TIDEMARK_TLS=off/);
+    expect(() => loadGrpcTls(config, 'worker')).toThrow(/TLS is on \(the default\).*TIDEMARK_TLS_CA.*tidemark tls init.*TIDEMARK_TLS=off/);
     expect(loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS: 'off' } }), 'worker')).toEqual({ enabled: false });
   });
 

@@ -77,7 +77,7 @@ export function loadGrpcTls(settings: TlsSettings, role: TlsRole): GrpcTls {
     throw new ConfigError(
       `TLS is on (the default) but the ${role} has no ${missing} and ${dir} holds no ${role} certificate; nothing was started. ` +
         'Set TIDEMARK_TLS_CA, TIDEMARK_TLS_CERT and TIDEMARK_TLS_KEY (docs/SECURITY.md#transport-security), ' +
-        'or generate a local CA with "tidemark cluster up" (it writes .tidemark/tls), ' +
+        'or generate a local CA into the TLS directory with "tidemark tls init" ("tidemark cluster up" does it on its own), ' +
         'or, for development only, set TIDEMARK_TLS=off (plaintext, listening on loopback).',
     );
   }
