@@ -73,7 +73,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
     throw err;
   }
   const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
-  const management = new ManagementClient(config.managementUrl);
+  const management = new ManagementClient(config.managementUrl, { ca: backends.management?.ca });
   const guard = new ResourceGuard({
     management,
     limits: {

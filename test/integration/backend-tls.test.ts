@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:tls';
 import amqp from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { amqpSocketOptions, configureAmqpTls } from '../../services/core/amqp/amqp-tls.js';
+import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { ConfigError, TransientError } from '../../services/core/errors.js';
 import { loadBackendTls, type TlsMaterial } from '../../services/core/infrastructure/backend-tls.js';
 import { loadConfig } from '../../services/core/infrastructure/config.js';
@@ -124,6 +125,17 @@ describe('RabbitMQ over TLS (amqps://, TIDEMARK_AMQP_TLS_CA/CERT/KEY, TIDEMARK_A
 
   it('EXTERNAL authentication needs a client certificate', () => {
     expect(() => loadBackendTls(loadConfig({ env: { TIDEMARK_AMQP_EXTERNAL_AUTH: 'true' } }))).toThrow(/TIDEMARK_AMQP_TLS_CERT/);
+  });
+});
+
+describe('the management API over TLS (https://, TIDEMARK_MANAGEMENT_TLS_CA)', () => {
+  it('answers through an endpoint whose certificate the configured CA signed, and is refused without that CA', async () => {
+    const port = await tlsProxy(services.managementUrl, false);
+    const upstream = new URL(services.managementUrl);
+    const url = `https://${upstream.username}:${upstream.password}@localhost:${port}`;
+    expect((await new ManagementClient(url, { ca: Buffer.from(ca.cert), timeoutMs: 5_000 }).overview()).rabbitmqVersion).toMatch(/^\d+\./);
+    await expect(new ManagementClient(url, { timeoutMs: 5_000 }).overview()).rejects.toThrow(/at https:\/\/localhost:\d+\/api\/ failed: .*CERT/);
+    await expect(new ManagementClient(url, { ca: Buffer.from(foreign.cert), timeoutMs: 5_000 }).overview()).rejects.toThrow(/failed/);
   });
 });
 

@@ -1,9 +1,9 @@
 /**
  * TLS to the systems Tidemark uses (docs/SECURITY.md#transport-security): a CA to trust, and a
  * client certificate and key, for RabbitMQ (AMQP, with EXTERNAL authentication by certificate),
- * Redis and S3 (a CA). Read once at start-up from files named in the
+ * Redis, and a CA for the management API and S3. Read once at start-up from files named in the
  * configuration; the key is never logged. TLS itself is chosen by the URL scheme (amqps://,
- * rediss://, an https:// S3 endpoint); these settings say whom to trust and who Tidemark is.
+ * rediss://, https:// management and S3 endpoints); these settings say whom to trust and who Tidemark is.
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, errorMessage } from '../errors.js';
@@ -46,13 +46,14 @@ export interface BackendTls {
   amqp?: TlsMaterial;
   /** Authenticate to RabbitMQ with the client certificate (SASL EXTERNAL) instead of the URL's password. */
   amqpExternal: boolean;
+  management?: TlsMaterial;
   redis?: TlsMaterial;
   s3?: TlsMaterial;
 }
 
 export type BackendTlsConfig = Pick<
   Config,
-  'amqpTlsCa' | 'amqpTlsCert' | 'amqpTlsKey' | 'amqpExternalAuth' | 'redisTlsCa' | 'redisTlsCert' | 'redisTlsKey' | 's3TlsCa'
+  'amqpTlsCa' | 'amqpTlsCert' | 'amqpTlsKey' | 'amqpExternalAuth' | 'managementTlsCa' | 'redisTlsCa' | 'redisTlsCert' | 'redisTlsKey' | 's3TlsCa'
 >;
 
 export function loadBackendTls(config: BackendTlsConfig): BackendTls {
@@ -63,6 +64,7 @@ export function loadBackendTls(config: BackendTlsConfig): BackendTls {
   return {
     amqp,
     amqpExternal: config.amqpExternalAuth,
+    management: readTlsMaterial({ ca: config.managementTlsCa }, 'management API', 'TIDEMARK_MANAGEMENT_TLS'),
     redis: readTlsMaterial({ ca: config.redisTlsCa, cert: config.redisTlsCert, key: config.redisTlsKey }, 'Redis', 'TIDEMARK_REDIS_TLS'),
     s3: readTlsMaterial({ ca: config.s3TlsCa }, 'S3', 'TIDEMARK_S3_TLS'),
   };

@@ -261,6 +261,8 @@ export const configSchema = z.object({
   amqpTlsKey: z.string().min(1).optional(),
   /** Authenticate to the protected broker by client certificate (SASL EXTERNAL), not the URL's password. @default false */
   amqpExternalAuth: flag.default(false),
+  /** CA file (PEM) for an https:// management API. @default the system's roots */
+  managementTlsCa: z.string().min(1).optional(),
   /** CA file (PEM) for rediss:// connections. @default the system's roots */
   redisTlsCa: z.string().min(1).optional(),
   /** Client certificate file (PEM) for rediss:// connections. @default none */
@@ -330,6 +332,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_AMQP_TLS_CERT: 'amqpTlsCert',
   TIDEMARK_AMQP_TLS_KEY: 'amqpTlsKey',
   TIDEMARK_AMQP_EXTERNAL_AUTH: 'amqpExternalAuth',
+  TIDEMARK_MANAGEMENT_TLS_CA: 'managementTlsCa',
   TIDEMARK_REDIS_TLS_CA: 'redisTlsCa',
   TIDEMARK_REDIS_TLS_CERT: 'redisTlsCert',
   TIDEMARK_REDIS_TLS_KEY: 'redisTlsKey',
