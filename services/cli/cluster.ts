@@ -57,10 +57,9 @@ async function localTlsCertificates(config: Config): Promise<void> {
     coordinator: config.tlsCoordinatorName,
     worker: config.tlsWorkerName,
   });
-  process.stderr.write(
-    `cluster up: mutual TLS with the local CA in ${resolve(config.tlsDir)}${made ? ' (generated now)' : ''}; ` +
-      'tidemark commands run from this directory find its client certificate (elsewhere set TIDEMARK_TLS_DIR to it)\n',
-  );
+  const dir = resolve(config.tlsDir);
+  const howToFind = dir === resolve('.tidemark/tls') ? 'tidemark commands run from this directory find its client certificate' : `tidemark commands find its client certificate with TIDEMARK_TLS_DIR=${dir}`;
+  process.stderr.write(`cluster up: mutual TLS with the local CA in ${dir}${made ? ' (generated now)' : ''}; ${howToFind}\n`);
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
