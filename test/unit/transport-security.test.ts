@@ -3,6 +3,7 @@
  * an in-process gRPC server and client, with certificates generated here by the local CA module;
  * the configuration of TLS, the listen-address rule, and the leader token confirmation's logic.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { TidemarkClient, transportSecurityProblem } from '../../services/client/
 import { ConfigError, FailedPreconditionError, StaleLeaderError, TransientError } from '../../services/core/errors.js';
 import { chooseListen, isLoopback } from '../../services/core/grpc/listen-address.js';
 import { startServer } from '../../services/core/grpc/server.js';
-import { type CertificateIdentity, certificateIdentity, type GrpcTls, identityHasName, loadGrpcTls, onlyPeerNamed, serverCredentials } from '../../services/core/grpc/tls.js';
+import { type CertificateIdentity, certificateIdentity, type GrpcTls, identityHasName, identityOfCertificate, loadGrpcTls, onlyPeerNamed, serverCredentials } from '../../services/core/grpc/tls.js';
 import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { loadConfig } from '../../services/core/infrastructure/config.js';
 import { redisKeys } from '../../services/core/format/names.js';
@@ -20,6 +21,7 @@ import { createLocalCa, ensureLocalCertificates, type IssuedCertificate, type Lo
 import { CoordinatorServiceService, StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import { WorkerServiceService, WorkerStatus } from '../../services/gen/tidemark/v1/worker.js';
 import { LeaderConfirmation } from '../../services/worker/leader-confirmation.js';
+import { run } from '../../services/cli/program.js';
 
 const names = { coordinatorName: 'tidemark-coordinator', workerName: 'tidemark-worker' };
 let ca: LocalCa;
@@ -208,6 +210,24 @@ describe('TLS settings', () => {
     const client = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir, TIDEMARK_TLS_CERT: own } }), 'client');
     expect(client.enabled && client.cert?.toString()).toBe(issued.client.cert);
     expect(() => loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir, TIDEMARK_TLS_KEY: join(dir, 'missing.pem') } }), 'client')).toThrow(/cannot read the private key .*missing\.pem \(TIDEMARK_TLS_KEY\)/);
+  });
+
+  it('tidemark tls init generates the local CA once, and keeps it after', async () => {
+    const tlsDir = join(dir, 'init');
+    const tidemark = async (argv: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await run(argv, { env: {}, stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+      return { code, stdout, stderr };
+    };
+    const first = await tidemark(['tls', 'init', '--dir', tlsDir]);
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout).toMatch(/generated a local CA and certificates in .*init \(owner-only files\)/);
+    const ca = statSync(join(tlsDir, 'ca.pem')).mtimeMs;
+    expect((await tidemark(['tls', 'init', '--dir', tlsDir])).stdout).toMatch(/already holds a local CA and certificates: kept/);
+    expect(statSync(join(tlsDir, 'ca.pem')).mtimeMs).toBe(ca);
+    const worker = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir } }), 'worker');
+    expect(worker.enabled && identityOfCertificate(new X509Certificate(worker.cert!).raw)).toMatchObject({ dnsNames: ['tidemark-worker', 'localhost'] });
   });
 
   it('writes the local CA owner-only: directory 0700, every file 0600', async () => {
