@@ -41,8 +41,7 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     throwIfStopping(signal);
     // Loopback unless told; with TLS a worker serves only the coordinator (mutual TLS), so any
     // address the operator chooses is protected, and only a plaintext one is warned about.
-    const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
-    if (config.listen === undefined) listen.address = '127.0.0.1:0';
+    const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, exposeByDefault: false, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
     logListenChoice(listen, log);
     ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
       credentials: serverCredentials(tls, 'required'),

@@ -191,4 +191,15 @@ describe('leader token confirmation (plaintext development mode, where a forger 
     expect(round.outcome, round.reason).toBe(RoundOutcome.ROUND_OUTCOME_COMMITTED);
     expect((await cluster.client.getCheckpoint(String(round.epoch))).queues.every((q) => !q.outsideCut)).toBe(true);
   });
+
+  it('a plaintext worker told to listen on every interface does, and logs the risk', async () => {
+    const exposed = spawnCli(['worker', '--listen', '0.0.0.0:0', '--advertise', '127.0.0.1:1'], { ...cluster.env, TIDEMARK_ID: 'exposed-worker' });
+    try {
+      await cluster.waitForStatus((s) => s.workers.some((w) => w.workerId === 'exposed-worker'), 'the exposed worker to join');
+    } finally {
+      exposed.child.kill('SIGTERM');
+    }
+    const { stderr } = await exposed.result;
+    expect(stderr).toMatch(/WARN .*the worker listens on 0\.0\.0\.0:0, reachable from the network, although TLS is off \(TIDEMARK_TLS=off\): anyone who can reach this address can call it/);
+  });
 });

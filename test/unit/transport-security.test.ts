@@ -256,6 +256,8 @@ describe('the default listen address', () => {
   it('is loopback unless the calls are protected, and any interface when they are', () => {
     expect(chooseListen({ port: 7700, protectedCalls: false, service: 's', why: 'w' })).toEqual({ address: '127.0.0.1:7700' });
     expect(chooseListen({ port: 7700, protectedCalls: true, service: 's', why: 'w' })).toEqual({ address: '0.0.0.0:7700' });
+    // A worker: protected by mutual TLS, still on loopback unless told (it advertises that address).
+    expect(chooseListen({ port: 0, protectedCalls: true, exposeByDefault: false, service: 's', why: 'w' })).toEqual({ address: '127.0.0.1:0' });
   });
 
   it('honours an explicit exposed address without protection, with a warning saying the risk', () => {

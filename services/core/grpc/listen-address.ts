@@ -24,12 +24,22 @@ export interface ListenChoice {
 
 /**
  * The listen address of a service: `explicit` (--listen) if given, else every interface on
- * `port` only when `protectedCalls` (TLS on and, for the admin API, callers authenticated), else
- * loopback. An explicit non-loopback address without that protection is honoured with a warning.
+ * `port` when `exposeByDefault`, else loopback. An explicit non-loopback address is honoured,
+ * with a warning unless `protectedCalls` (TLS on and, for the admin API, callers authenticated).
  */
-export function chooseListen(options: { explicit?: string; port: number; protectedCalls: boolean; service: string; why: string }): ListenChoice {
-  const { explicit, port, protectedCalls, service, why } = options;
-  if (explicit === undefined) return { address: protectedCalls ? `0.0.0.0:${port}` : `127.0.0.1:${port}` };
+export function chooseListen(options: {
+  explicit?: string;
+  port: number;
+  /** The calls are protected: reachable from the network without a warning. */
+  protectedCalls: boolean;
+  /** Listen on every interface when no address is given. @default protectedCalls */
+  exposeByDefault?: boolean;
+  service: string;
+  /** Why the calls are not protected, for the warning. */
+  why: string;
+}): ListenChoice {
+  const { explicit, port, protectedCalls, exposeByDefault = protectedCalls, service, why } = options;
+  if (explicit === undefined) return { address: exposeByDefault ? `0.0.0.0:${port}` : `127.0.0.1:${port}` };
   if (protectedCalls || isLoopback(explicit)) return { address: explicit };
   return {
     address: explicit,
