@@ -18,10 +18,11 @@ import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { FailedPreconditionError } from '../../services/core/errors.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { Decision } from '../../services/gen/tidemark/v1/worker.js';
-import { declareBoundQueues } from '../helpers/broker.js';
+import amqp from 'amqplib';
+import { declareBoundQueues, readQueue } from '../helpers/broker.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
-import { createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
+import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { foreignCertificate } from '../helpers/tls.js';
 
 const QUEUES = [
@@ -30,6 +31,8 @@ const QUEUES = [
 ];
 
 let services: TestServices;
+/** The vhost of the newest cluster. */
+let vhost: string;
 const vhosts: string[] = [];
 const scratch = mkdtempSync(join(tmpdir(), 'tidemark-tls-it-'));
 
@@ -43,7 +46,7 @@ afterAll(async () => {
 });
 
 async function protectedCluster(tls: boolean): Promise<TestCluster> {
-  const vhost = uniqueName('tm-tls');
+  vhost = uniqueName('tm-tls');
   vhosts.push(vhost);
   await createTestVhost(services.managementUrl, vhost);
   await declareBoundQueues(services.amqpUrl, vhost, 'events', QUEUES);
@@ -83,13 +86,25 @@ describe('mutual TLS between coordinator, workers and the CLI (the default)', ()
     await cluster?.stop();
   });
 
-  it('rounds commit over mutual TLS, and the CLI with the generated CA and client certificate drives them', async () => {
+  it('rounds commit and restores stream over mutual TLS, driven by the CLI with the generated CA and client certificate', async () => {
+    const connection = await amqp.connect(amqpUrlForVhost(services.amqpUrl, vhost));
+    const channel = await connection.createConfirmChannel();
+    for (let i = 0; i < 5; i += 1) for (const q of QUEUES) channel.publish('events', q.name, Buffer.from(`${q.name}-${i}`), { messageId: `${q.name}-${i}` });
+    await channel.waitForConfirms();
+    await connection.close();
     const round = await runCli(['checkpoint', '--wait', '--json'], cluster.env);
     expect(round.code, round.stderr).toBe(0);
     expect(JSON.parse(round.stdout)).toMatchObject({ outcome: 'committed' });
     const status = await runCli(['status', '--json'], cluster.env);
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ leader: true, workers: [{ reachable: true }] });
+    // The worker's Restore stream, coordinator to worker, over mutual TLS.
+    const restore = await runCli(['restore', '--checkpoint', 'latest', '--prefix', 'back.'], cluster.env);
+    expect(restore.code, restore.stderr).toBe(0);
+    for (const q of QUEUES) {
+      const messages = await readQueue(services.amqpUrl, vhost, `back.${q.name}`, q.type, 5);
+      expect(messages.map((m) => m.properties.messageId)).toEqual([0, 1, 2, 3, 4].map((i) => `${q.name}-${i}`));
+    }
   });
 
   it('a plaintext CLI fails clearly against the TLS coordinator', async () => {
