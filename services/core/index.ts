@@ -1,7 +1,7 @@
 /**
  * What core offers the other modules (client, coordinator, worker, cli). They import core through
  * this file, or through the index.ts of store/, amqp/ or redis/ for the clients of those systems,
- * which load heavy libraries the CLI does not need; core's own files import each other directly
+ * and of tls/ for the local CA, which load heavy libraries the CLI does not need; core's own files import each other directly
  * (docs/ARCHITECTURE.md#layers). Its folders are grouped by kind: state/, format/, store/, amqp/,
  * redis/, grpc/ and infrastructure/ (docs/ARCHITECTURE.md#inside-core). Re-exports only: nothing
  * here runs when it is loaded.
