@@ -3,6 +3,7 @@ import {
   chooseListen,
   type Config,
   configureFailpoints,
+  expiryWarning,
   type Logger,
   logListenChoice,
   type MetricsServer,
@@ -51,6 +52,8 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
       why: tls.enabled ? 'its callers are not authenticated' : 'TLS is off (TIDEMARK_TLS=off)',
     });
     logListenChoice(listen, log);
+    const expiring = expiryWarning(tls);
+    if (expiring) log.warn(expiring);
     ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], listen.address, {
       credentials: serverCredentials(tls, 'optional'),
     }));

@@ -65,6 +65,7 @@ export {
   type CertificateIdentity,
   coordinatorChannel,
   describeIdentity,
+  expiryWarning,
   type GrpcTls,
   identityHasName,
   identityOfCertificate,

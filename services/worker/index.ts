@@ -4,6 +4,7 @@ import {
   chooseListen,
   type Config,
   configureFailpoints,
+  expiryWarning,
   loadGrpcTls,
   type Logger,
   logListenChoice,
@@ -43,6 +44,8 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     // address the operator chooses is protected, and only a plaintext one is warned about.
     const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, exposeByDefault: false, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
     logListenChoice(listen, log);
+    const expiring = expiryWarning(tls);
+    if (expiring) log.warn(expiring);
     ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
       credentials: serverCredentials(tls, 'required'),
       refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),

@@ -13,7 +13,7 @@ import { TidemarkClient, transportSecurityProblem } from '../../services/client/
 import { ConfigError, FailedPreconditionError, StaleLeaderError, TransientError } from '../../services/core/errors.js';
 import { chooseListen, isLoopback } from '../../services/core/grpc/listen-address.js';
 import { startServer } from '../../services/core/grpc/server.js';
-import { type CertificateIdentity, certificateIdentity, type GrpcTls, identityHasName, identityOfCertificate, loadGrpcTls, onlyPeerNamed, serverCredentials } from '../../services/core/grpc/tls.js';
+import { type CertificateIdentity, certificateIdentity, type GrpcTls, identityHasName, identityOfCertificate, expiryWarning, loadGrpcTls, onlyPeerNamed, serverCredentials } from '../../services/core/grpc/tls.js';
 import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { loadConfig } from '../../services/core/infrastructure/config.js';
 import { redisKeys } from '../../services/core/format/names.js';
@@ -206,8 +206,10 @@ describe('TLS settings', () => {
     const worker = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir } }), 'worker');
     expect(worker.enabled && worker.cert?.toString()).toContain('BEGIN CERTIFICATE');
     const own = join(dir, 'own.pem');
+    const ownKey = join(dir, 'own-key.pem');
     writeFileSync(own, issued.client.cert);
-    const client = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir, TIDEMARK_TLS_CERT: own } }), 'client');
+    writeFileSync(ownKey, issued.client.key);
+    const client = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir, TIDEMARK_TLS_CERT: own, TIDEMARK_TLS_KEY: ownKey } }), 'client');
     expect(client.enabled && client.cert?.toString()).toBe(issued.client.cert);
     expect(() => loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir, TIDEMARK_TLS_KEY: join(dir, 'missing.pem') } }), 'client')).toThrow(/cannot read the private key .*missing\.pem \(TIDEMARK_TLS_KEY\)/);
   });
@@ -228,6 +230,31 @@ describe('TLS settings', () => {
     expect(statSync(join(tlsDir, 'ca.pem')).mtimeMs).toBe(ca);
     const worker = loadGrpcTls(loadConfig({ env: { TIDEMARK_TLS_DIR: tlsDir } }), 'worker');
     expect(worker.enabled && identityOfCertificate(new X509Certificate(worker.cert!).raw)).toMatchObject({ dnsNames: ['tidemark-worker', 'localhost'] });
+  });
+
+  it('a service refuses to start with a key not its certificate\'s, an expired certificate, or one without its role\'s name', async () => {
+    const files = (name: string, cert: IssuedCertificate, key = cert.key) => {
+      writeFileSync(join(dir, `${name}.pem`), cert.cert);
+      writeFileSync(join(dir, `${name}-key.pem`), key);
+      writeFileSync(join(dir, 'ca-for-checks.pem'), ca.cert);
+      return loadConfig({ env: { TIDEMARK_TLS_CA: join(dir, 'ca-for-checks.pem'), TIDEMARK_TLS_CERT: join(dir, `${name}.pem`), TIDEMARK_TLS_KEY: join(dir, `${name}-key.pem`) } });
+    };
+    expect(loadGrpcTls(files('good', issued.worker), 'worker')).toMatchObject({ enabled: true, certificateExpiry: expect.any(Date) });
+    expect(() => loadGrpcTls(files('swapped', issued.worker, issued.coordinator.key), 'worker')).toThrow(/private key \(TIDEMARK_TLS_KEY\) is not the key of the certificate .*swapped\.pem/);
+    const expired = await ca.issue('tidemark-worker', { server: true, validDays: 0 });
+    expect(() => loadGrpcTls(files('expired', expired), 'worker')).toThrow(/expired\.pem \(TIDEMARK_TLS_CERT\) expired on \d{4}-.*Issue a new one/);
+    expect(() => loadGrpcTls(files('wrong-role', issued.worker), 'coordinator')).toThrow(
+      /the coordinator's certificate .*wrong-role\.pem carries the names tidemark-worker, localhost, not tidemark-coordinator: its peers would refuse it.*TIDEMARK_TLS_COORDINATOR_NAME/,
+    );
+    // A client's certificate may carry any name.
+    expect(loadGrpcTls(files('client-any', issued.worker), 'client').enabled).toBe(true);
+  });
+
+  it('warns of a certificate that expires within 30 days', async () => {
+    const soon = { ...material(issued.worker), certificateExpiry: new Date(Date.now() + 5 * 86_400_000 + 60_000) };
+    expect(expiryWarning(soon)).toMatch(/expires on \d{4}-.*in 5 day\(s\): issue a new one and restart before then/);
+    expect(expiryWarning({ ...soon, certificateExpiry: new Date(Date.now() + 31 * 86_400_000) })).toBeUndefined();
+    expect(expiryWarning({ enabled: false })).toBeUndefined();
   });
 
   it('writes the local CA owner-only: directory 0700, every file 0600', async () => {

@@ -12,7 +12,7 @@
  *   admin callers, by token or by `certificateIdentity`, is the admin API's own layer).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -48,6 +48,8 @@ export type GrpcTls =
       /** Names the coordinator and worker certificates carry. */
       coordinatorName: string;
       workerName: string;
+      /** When this process's certificate expires, if it has one. */
+      certificateExpiry?: Date;
     };
 
 function readPem(path: string, what: string, variable: string): Buffer {
@@ -84,14 +86,65 @@ export function loadGrpcTls(settings: TlsSettings, role: TlsRole): GrpcTls {
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new ConfigError(`a client certificate needs both TIDEMARK_TLS_CERT and TIDEMARK_TLS_KEY; only ${certFile ? 'the certificate' : 'the key'} is set. Set both, or neither.`);
   }
+  const cert = certFile ? readPem(certFile, 'certificate', 'TIDEMARK_TLS_CERT') : undefined;
+  const key = keyFile ? readPem(keyFile, 'private key', 'TIDEMARK_TLS_KEY') : undefined;
+  const roleName = role === 'coordinator' ? settings.tlsCoordinatorName : role === 'worker' ? settings.tlsWorkerName : undefined;
+  const certificateExpiry = cert && key ? checkCertificate(cert, key, certFile!, role, roleName) : undefined;
   return {
     enabled: true,
     ca: caFile ? readPem(caFile, 'CA certificate', 'TIDEMARK_TLS_CA') : undefined,
-    cert: certFile ? readPem(certFile, 'certificate', 'TIDEMARK_TLS_CERT') : undefined,
-    key: keyFile ? readPem(keyFile, 'private key', 'TIDEMARK_TLS_KEY') : undefined,
+    cert,
+    key,
     coordinatorName: settings.tlsCoordinatorName,
     workerName: settings.tlsWorkerName,
+    certificateExpiry,
   };
+}
+
+/**
+ * Finds at start-up what would otherwise fail every handshake later with an opaque error: a key
+ * that is not the certificate's, a certificate out of its validity period, and a service's
+ * certificate without its role's name (its peers would refuse it). Returns when it expires.
+ */
+function checkCertificate(cert: Buffer, key: Buffer, certFile: string, role: TlsRole, roleName: string | undefined): Date {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (err) {
+    throw new ConfigError(`${certFile} (TIDEMARK_TLS_CERT) is not a PEM certificate: ${errorMessage(err)}; nothing was started`, { cause: err });
+  }
+  let matches: boolean;
+  try {
+    matches = x509.checkPrivateKey(createPrivateKey(key));
+  } catch (err) {
+    throw new ConfigError(`the private key of ${certFile} (TIDEMARK_TLS_KEY) is not a PEM private key: ${errorMessage(err)}; nothing was started`, { cause: err });
+  }
+  if (!matches) throw new ConfigError(`the private key (TIDEMARK_TLS_KEY) is not the key of the certificate ${certFile} (TIDEMARK_TLS_CERT); nothing was started. Give the key the certificate was issued for.`);
+  const now = Date.now();
+  const notAfter = new Date(x509.validTo);
+  if (notAfter.getTime() < now) throw new ConfigError(`the certificate ${certFile} (TIDEMARK_TLS_CERT) expired on ${notAfter.toISOString()}; nothing was started. Issue a new one.`);
+  if (new Date(x509.validFrom).getTime() > now) {
+    throw new ConfigError(`the certificate ${certFile} (TIDEMARK_TLS_CERT) is not valid before ${new Date(x509.validFrom).toISOString()}; nothing was started. Check this machine's clock.`);
+  }
+  if (roleName !== undefined && !identityHasName(identityOfCertificate(x509.raw), roleName)) {
+    const setting = role === 'coordinator' ? 'TIDEMARK_TLS_COORDINATOR_NAME' : 'TIDEMARK_TLS_WORKER_NAME';
+    throw new ConfigError(
+      `the ${role}'s certificate ${certFile} carries ${describeIdentity(identityOfCertificate(x509.raw)).replace(/^a certificate naming /, 'the names ')}, not ${roleName}: ` +
+        `its peers would refuse it; nothing was started. Issue one naming ${roleName} (docs/SECURITY.md#your-own-ca), or set ${setting} on every process.`,
+    );
+  }
+  return notAfter;
+}
+
+/** A certificate expiring within this long is warned about at start-up. */
+export const EXPIRY_WARNING_MS = 30 * 86_400_000;
+
+/** A warning when this process's certificate expires within EXPIRY_WARNING_MS; undefined otherwise. */
+export function expiryWarning(tls: GrpcTls, nowMs = Date.now()): string | undefined {
+  if (!tls.enabled || !tls.certificateExpiry) return undefined;
+  const left = tls.certificateExpiry.getTime() - nowMs;
+  if (left > EXPIRY_WARNING_MS) return undefined;
+  return `this process's TLS certificate (TIDEMARK_TLS_CERT) expires on ${tls.certificateExpiry.toISOString()}, in ${Math.max(0, Math.floor(left / 86_400_000))} day(s): issue a new one and restart before then, or its peers will refuse it`;
 }
 
 /** What a verified peer certificate says about who holds it. */
