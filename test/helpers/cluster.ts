@@ -8,7 +8,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
-import { loadConfig, loadGrpcTls } from '../../services/core/index.js';
+import { type GrpcTls, loadConfig, loadGrpcTls } from '../../services/core/index.js';
 import { testTlsDir } from './tls.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
@@ -35,9 +35,8 @@ export interface TestClusterOptions {
   /** Extra command-line arguments of one process only (e.g. a worker's --listen / --advertise). */
   processArgs?: Record<string, string[]>;
   /**
-   * Mutual TLS on the run's test CA (helpers/tls.ts), as an operator gets by default; off, the
-   * processes speak plaintext (TIDEMARK_TLS=off), for tests where transport security is not the
-   * subject. @default false
+   * Mutual TLS on the run's test CA (helpers/tls.ts), as an operator gets by default; false, the
+   * processes speak plaintext (TIDEMARK_TLS=off). @default true
    */
   tls?: boolean;
 }
@@ -53,6 +52,10 @@ export interface TestCluster {
   env: NodeJS.ProcessEnv;
   /** With `tls`, the directory of the test CA and certificates (ca.pem, <role>.pem, <role>-key.pem). */
   tlsDir?: string;
+  /** Certificate material to call the workers as the coordinator does: `new WorkerClient(address, { tls: cluster.workerTls })`. */
+  workerTls: GrpcTls;
+  /** Certificate material of a CLI client of the admin API: `new TidemarkClient(address, { tls: cluster.clientTls })`. */
+  clientTls: GrpcTls;
   /** SIGKILL one process by name ('coordinator', 'worker-1', ...). */
   kill(name: string): Promise<void>;
   /**
@@ -107,6 +110,7 @@ async function waitForListener(port: number, what: string, timeoutMs = 30_000): 
 export async function startTestCluster(options: TestClusterOptions): Promise<TestCluster> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first (npm test does)`);
   const port = await freePort();
+  const tls = options.tls ?? true;
   const dir = mkdtempSync(join(tmpdir(), `${options.namespace}-`));
   const storeUrl = options.store.kind === 's3' ? `s3://${options.store.bucket}/${options.namespace}` : `file://${join(dir, 'store')}`;
   const logFile = join(dir, 'cluster.log');
@@ -127,7 +131,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
-    ...(options.tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
+    ...(tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
     ...options.extraEnv,
   };
   const processes = new Map<string, ChildProcess>();
@@ -155,7 +159,9 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   // cannot take a port freePort() handed to a coordinator.
   await Promise.all([...coordinatorPorts].map(([name, p]) => waitForListener(p, `${name} to listen on port ${p}; logs in ${logFile}`)));
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: loadGrpcTls(loadConfig({ env }), 'client') });
+  const clientTls = loadGrpcTls(loadConfig({ env }), 'client');
+  const workerTls = loadGrpcTls(loadConfig({ env }), 'coordinator');
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: clientTls });
 
   const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
     eventually(
@@ -183,7 +189,9 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     storeUrl,
     logFile,
     env,
-    tlsDir: options.tls ? env.TIDEMARK_TLS_DIR : undefined,
+    tlsDir: tls ? env.TIDEMARK_TLS_DIR : undefined,
+    workerTls,
+    clientTls,
     kill: (name) => stopProcess(name, 'SIGKILL'),
     restart: (name, ownEnv) => {
       if (ownEnv) processEnv.set(name, ownEnv);
