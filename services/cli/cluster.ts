@@ -4,9 +4,11 @@
  * on SIGINT/SIGTERM (a second signal makes them exit at once), and stops everything if one dies.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Config, environmentKeys } from '../core/index.js';
+import { type Config, environmentKeys, generateToken, readTokenFile, tokenLine } from '../core/index.js';
+import { DEFAULT_TOKEN_FILE } from '../client/index.js';
 
 export interface ClusterOptions {
   config: Config;
@@ -77,9 +79,33 @@ function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child
   return child;
 }
 
+/**
+ * A local cluster's admin token, unless the configuration names callers itself: kept in
+ * `.tidemark/admin-token` of the working directory (owner-only; reused by the next `cluster up`),
+ * where the CLI run from the same directory finds it. The coordinator gets only its hash.
+ */
+function localAdminToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  if (config.authTokensFile || config.authTokens || config.authCertRoles || config.authDisabled) return undefined;
+  const dir = resolve('.tidemark');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tokenFile = resolve(DEFAULT_TOKEN_FILE);
+  let token: string;
+  if (existsSync(tokenFile)) token = readTokenFile(tokenFile, `${DEFAULT_TOKEN_FILE}, written by an earlier "tidemark cluster up"`);
+  else {
+    token = generateToken();
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(tokenFile, 0o600);
+  const tokensFile = resolve(dir, 'auth-tokens');
+  writeFileSync(tokensFile, `# written by "tidemark cluster up": the hash of ${DEFAULT_TOKEN_FILE}\n${tokenLine('admin', 'cluster-up', token)}\n`, { mode: 0o600 });
+  env.TIDEMARK_AUTH_TOKENS_FILE = tokensFile;
+  return tokenFile;
+}
+
 export async function clusterUp(options: ClusterOptions): Promise<number> {
   await localTlsCertificates(options.config);
   const env = childEnv(options.config, options.port);
+  const tokenFile = localAdminToken(options.config, env);
   const children: Array<{ name: string; child: ChildProcess }> = [];
   const coordinator = startChild('coordinator', ['coordinator', '--listen', `127.0.0.1:${options.port}`], env);
   children.push({ name: 'coordinator', child: coordinator });
@@ -105,6 +131,9 @@ export async function clusterUp(options: ClusterOptions): Promise<number> {
     for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   process.stderr.write(`cluster up: coordinator at localhost:${options.port}, ${options.workers} worker(s); Ctrl-C stops them\n`);
+  if (tokenFile) {
+    process.stderr.write(`cluster up: admin token in ${tokenFile}; the tidemark CLI run from this directory uses it (elsewhere: TIDEMARK_TOKEN_FILE=${tokenFile})\n`);
+  }
   options.onReady?.(`localhost:${options.port}`);
   const exits = children.map(
     ({ name, child }) =>

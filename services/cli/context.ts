@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { type Config, loadConfig, loadGrpcTls } from '../core/index.js';
-import { TidemarkClient } from '../client/index.js';
+import { TidemarkClient, tokenFromEnvironment } from '../client/index.js';
 import type { RestoreViewOutput } from './restore-view.js';
 
 /** An output stream of a run: process.stdout/stderr, or a test's capture. */
@@ -43,10 +43,13 @@ export class CliContext {
     });
   }
 
-  /** A client of the configured coordinator, over TLS unless TIDEMARK_TLS=off (docs/SECURITY.md#transport-security). */
+  /**
+   * A client of the configured coordinator: over TLS unless TIDEMARK_TLS=off
+   * (docs/SECURITY.md#transport-security), sending the token from TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE.
+   */
   client(): TidemarkClient {
     const config = this.config();
-    return new TidemarkClient(config.coordinator, { tls: loadGrpcTls(config, 'client') });
+    return new TidemarkClient(config.coordinator, { tls: loadGrpcTls(config, 'client'), token: tokenFromEnvironment(this.io.env) });
   }
 
   /** One line of data on stdout: a string as is, anything else as compact JSON. */

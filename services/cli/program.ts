@@ -14,6 +14,7 @@ import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
 import { addStatusCommand } from './commands/status.js';
 import { addTlsCommands } from './commands/tls.js';
+import { addTokenCommands } from './commands/token.js';
 import { addVerifyCommands } from './commands/verify.js';
 import { CliContext, type CliIo } from './context.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitCode } from './exit-codes.js';
@@ -48,6 +49,7 @@ export function createProgram(io: CliIo): Command {
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
   addTlsCommands(program, cli);
+  addTokenCommands(program, cli);
   return program;
 }
 

@@ -12,7 +12,14 @@ export type FollowRestoreFrom =
   /** Plans and (unless a dry run) starts a new restore, as `restore`. */
   | { request: Partial<RestoreRequest> }
   /** Watches an existing restore, continuing it first if it stopped, as `resumeRestore`. */
-  | { restoreId: string };
+  | {
+      restoreId: string;
+      /**
+       * For a restore into a raw broker URL whose password no live coordinator holds (after a
+       * failover): the URL with its password (admin role). @default none
+       */
+      targetAmqpUrl?: string;
+    };
 
 export interface FollowRestoreOptions {
   /**

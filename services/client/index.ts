@@ -60,6 +60,11 @@ export interface TidemarkClientOptions {
    * does). @default plaintext
    */
   tls?: GrpcTls;
+  /**
+   * Bearer token sent with every call (docs/SECURITY.md#who-may-do-what); see
+   * tokenFromEnvironment for TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. @default none
+   */
+  token?: string;
 }
 
 /** A waited checkpoint runs a whole 2PC round; it gets at least this long. */
@@ -69,6 +74,7 @@ export class TidemarkClient {
   private readonly client: CoordinatorServiceClient;
   private readonly deadlineMs: number;
   private readonly tls: GrpcTls;
+  private readonly metadata: () => grpc.Metadata;
 
   /** @param address the coordinator's host:port, e.g. localhost:7700 */
   constructor(
@@ -77,6 +83,12 @@ export class TidemarkClient {
   ) {
     this.deadlineMs = options.deadlineMs ?? 30_000;
     this.tls = options.tls ?? { enabled: false };
+    const token = options.token;
+    this.metadata = () => {
+      const metadata = new grpc.Metadata();
+      if (token) metadata.set('authorization', `Bearer ${token}`);
+      return metadata;
+    };
     const channel = coordinatorChannel(this.tls);
     this.client = new CoordinatorServiceClient(address, channel.credentials, channel.options);
   }
@@ -119,12 +131,16 @@ export class TidemarkClient {
    * the signal's reason.
    */
   restore(request: Partial<RestoreRequest>, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
-    return this.stream(() => this.client.restore(RestoreRequest.fromPartial(request)), signal);
+    return this.stream(() => this.client.restore(RestoreRequest.fromPartial(request), this.metadata()), signal);
   }
 
-  /** Watches a restore by id, resuming it first if it is not running (cancelled, or cut short by a crash). */
-  resumeRestore(restoreId: string, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
-    return this.stream(() => this.client.resumeRestore({ restoreId }), signal);
+  /**
+   * Watches a restore by id, resuming it first if it is not running (cancelled, or cut short by a
+   * crash). `targetAmqpUrl`: for a restore into a raw broker URL, that URL with its password, in
+   * case the coordinator does not hold it (docs/SECURITY.md#restore-targets).
+   */
+  resumeRestore(restoreId: string, signal?: AbortSignal, targetAmqpUrl = ''): AsyncGenerator<RestoreEvent, void, undefined> {
+    return this.stream(() => this.client.resumeRestore({ restoreId, targetAmqpUrl }, this.metadata()), signal);
   }
 
   /**
@@ -144,8 +160,10 @@ export class TidemarkClient {
    */
   followRestore(from: FollowRestoreFrom, options: FollowRestoreOptions = {}): AsyncGenerator<RestoreEvent, void, undefined> {
     const { signal } = options;
-    const first = 'restoreId' in from ? this.resumeRestore(from.restoreId, signal) : this.restore(from.request, signal);
-    return followRestoreEvents(first, (restoreId) => this.resumeRestore(restoreId, signal), options);
+    // A raw target's password goes along on reconnects: the next leader does not have it.
+    const targetAmqpUrl = ('restoreId' in from ? from.targetAmqpUrl : from.request.targetAmqpUrl) ?? '';
+    const first = 'restoreId' in from ? this.resumeRestore(from.restoreId, signal, targetAmqpUrl) : this.restore(from.request, signal);
+    return followRestoreEvents(first, (restoreId) => this.resumeRestore(restoreId, signal, targetAmqpUrl), options);
   }
 
   /** Stops a running restore; resolves to its state afterwards ("cancelled", or how it had ended). */
@@ -159,12 +177,12 @@ export class TidemarkClient {
 
   /** Checks a checkpoint's manifests and objects (with `full`, every record); no deadline. */
   verify(checkpoint: string, full: boolean, signal?: AbortSignal): AsyncGenerator<VerifyEvent, void, undefined> {
-    return this.stream(() => this.client.verify({ checkpoint, full }), signal);
+    return this.stream(() => this.client.verify({ checkpoint, full }, this.metadata()), signal);
   }
 
   /** Restores into a scratch vhost, reconciles every queue, removes the vhost; no deadline. */
   restoreDrill(checkpoint: string, queues: string[], signal?: AbortSignal, history = false): AsyncGenerator<DrillEvent, void, undefined> {
-    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0, history }), signal);
+    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0, history }, this.metadata()), signal);
   }
 
   private async *stream<T>(open: () => grpc.ClientReadableStream<T>, signal?: AbortSignal): AsyncGenerator<T, void, undefined> {
@@ -181,7 +199,7 @@ export class TidemarkClient {
   }
 
   private options(deadlineMs = this.deadlineMs) {
-    return { deadlineMs, what: this.what() };
+    return { deadlineMs, what: this.what(), metadata: this.metadata() };
   }
 
   private what(): string {
@@ -234,3 +252,4 @@ export function transportSecurityProblem(address: string, tlsEnabled: boolean, f
 }
 
 export { RestoreFollowLostError } from './errors.js';
+export { DEFAULT_TOKEN_FILE, tokenFromEnvironment } from './credentials.js';

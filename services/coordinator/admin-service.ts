@@ -1,6 +1,6 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
-import { errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
+import { ConfigError, errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
@@ -8,9 +8,17 @@ import { runDrill } from './restore-drill.js';
 import { verifyCheckpoint } from './verify.js';
 import { recordVerified } from './verified-marker.js';
 import { roundOutcome } from './admin-enums.js';
+import { callerOf } from './admin-auth.js';
+import { checkRestoreId, MAX_CONCURRENCY, MAX_NAME_BYTES, MAX_QUEUE_SELECTORS } from './admin-limits.js';
+import { RestoreTargets } from './restore-targets.js';
 
-export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
-  const restores = new RestoreService(coordinator);
+export interface AdminHandlerOptions {
+  /** Restore targets named in configuration. @default none */
+  targets?: RestoreTargets;
+}
+
+export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOptions = {}): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
+  const restores = new RestoreService(coordinator, options.targets ?? RestoreTargets.none());
   return {
     checkpoint: unary(async (request) => {
       const startedAt = Date.now();
@@ -54,8 +62,14 @@ export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServe
     getCheckpoint: unary(async (request) => coordinator.catalog.resolve(request.id)),
     status: unary(async () => coordinator.status()),
     restore: serverStream(async (request, emit, call) => restores.start(request, emit, call.signal)),
-    resumeRestore: serverStream(async (request, emit, call) => restores.resume(request.restoreId, emit, call.signal)),
-    cancelRestore: unary(async (request) => ({ state: await restores.cancel(request.restoreId) })),
+    resumeRestore: serverStream(async (request, emit, call) => {
+      checkRestoreId(request.restoreId);
+      await restores.resume(request.restoreId, emit, call.signal, { caller: callerOf(call), targetAmqpUrl: request.targetAmqpUrl || undefined });
+    }),
+    cancelRestore: unary(async (request) => {
+      checkRestoreId(request.restoreId);
+      return { state: await restores.cancel(request.restoreId) };
+    }),
     listRestores: unary(async () => ({ restores: await restores.list() })),
     verify: serverStream(async (request, emit, call) => {
       const { store, log } = coordinator.restoreParts;
@@ -83,7 +97,12 @@ export function adminHandlers(coordinator: Coordinator): CoordinatorServiceServe
       await coordinator.pruner.delete(request.epoch);
       return { epoch: request.epoch };
     }),
-    restoreDrill: serverStream(async (request, emit, call) => runDrill(coordinator, restores, request, emit, call.signal)),
+    restoreDrill: serverStream(async (request, emit, call) => {
+      if (request.queues.length > MAX_QUEUE_SELECTORS) throw new ConfigError(`${request.queues.length} queue selectors are more than the ${MAX_QUEUE_SELECTORS} a drill takes; nothing was done`);
+      if (request.queues.some((q) => Buffer.byteLength(q) > MAX_NAME_BYTES)) throw new ConfigError(`a queue selector is longer than ${MAX_NAME_BYTES} bytes; nothing was done`);
+      if (request.concurrency > MAX_CONCURRENCY) throw new ConfigError(`concurrency ${request.concurrency} is above the limit of ${MAX_CONCURRENCY}; nothing was done`);
+      await runDrill(coordinator, restores, request, emit, call.signal);
+    }),
   };
 }
 

@@ -93,7 +93,7 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
     firehose: s.isLeader() ? await firehoseRelays(s.management, s.config.namespace, s.config.firehoseVhosts) : [],
     incompleteQueues: latestManifest ? incompleteQueues(latestManifest) : [],
     contentsQueues: (latestManifest?.queues ?? [])
-      .filter((q) => q.predating > 0 || (!q.headKnown && q.definition!.type !== 'stream'))
+      .filter((q) => q.predating > 0 || !q.headKnown)
       .map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name, predating: q.predating, headKnown: q.headKnown, reason: q.headBasis })),
     outsideCut: latestManifest ? outsideCutQueues(latestManifest) : [],
     strictRounds: s.config.strictRounds,

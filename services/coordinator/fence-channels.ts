@@ -17,6 +17,18 @@ export interface DeclaredQueue {
   consumers: number;
 }
 
+/**
+ * The offsets a stream source retained when it was read: its first and last message. Read by
+ * consuming, which a stream allows without changing it for anyone (G6): offsets are dense, so
+ * `last - first + 1` bounds the messages it held from above.
+ */
+export interface StreamExtent {
+  /** Messages between the first and the last offset read; 0 for an empty stream. */
+  messages: number;
+  first?: number;
+  last?: number;
+}
+
 /** What a round needs of the fence channels. */
 export interface FencePublisher {
   /** Resolves once the broker confirmed the message; rejects if it nacked it or the channel closed first. */
@@ -26,10 +38,20 @@ export interface FencePublisher {
    * channel (a failed declare closes its channel): each queue's counts, or why it could not be had.
    */
   declareQueues(vhost: string, names: string[]): Promise<Map<string, DeclaredQueue | Error>>;
+  /** The extent of each stream source in `names` (a channel of its own per stream), or why it could not be read. */
+  streamExtents(vhost: string, names: string[]): Promise<Map<string, StreamExtent | Error>>;
 }
 
 /** Channels a census may open for one vhost's declares (each failed declare costs one). */
 const DECLARE_ATTEMPTS = 4;
+/** How long an empty stream stays silent before the census takes it as empty. */
+const STREAM_FIRST_WAIT_MS = 300;
+/** The last chunk is read until no message came for this long... */
+const STREAM_QUIET_MS = 300;
+/** ...or for this long in all (a stream that never goes quiet is read this far and no further). */
+const STREAM_READ_MS = 3_000;
+/** Messages a stream census reads in flight (the last chunk is usually a handful). */
+const STREAM_PREFETCH = 1_000;
 
 export class FenceChannels implements FencePublisher {
   private readonly channels = new Map<string, Promise<ConfirmChannel>>();
@@ -78,6 +100,28 @@ export class FenceChannels implements FencePublisher {
     return result;
   }
 
+  async streamExtents(vhost: string, names: string[]): Promise<Map<string, StreamExtent | Error>> {
+    const result = new Map<string, StreamExtent | Error>();
+    if (names.length === 0) return result;
+    let connection: ChannelModel;
+    try {
+      connection = await this.connect(vhost);
+    } catch (err) {
+      for (const name of names) result.set(name, err instanceof Error ? err : new Error(String(err)));
+      return result;
+    }
+    await Promise.all(
+      names.map(async (name) => {
+        try {
+          result.set(name, await readStreamExtent(connection, name));
+        } catch (err) {
+          result.set(name, new Error(errorMessage(err)));
+        }
+      }),
+    );
+    return result;
+  }
+
   /** Closes every fence channel (the coordinator stops, or stops leading); later publishes open new ones. */
   async close(): Promise<void> {
     const open: Array<Promise<Channel>> = [...this.channels.values(), ...this.censusChannels.values()];
@@ -113,6 +157,74 @@ export class FenceChannels implements FencePublisher {
     channel.on('close', forget);
     return channel;
   }
+}
+
+/**
+ * A stream's first offset (a consumer from `first`, one message) and an upper bound on its last
+ * offset (a consumer from `last`, read until quiet): both only after the round's marker, so the
+ * extent covers at least what the stream held at it. A stream never empties itself (retention
+ * keeps the segment being written), so one that answers `first` but not `last` is an error, not
+ * an empty stream.
+ */
+async function readStreamExtent(connection: ChannelModel, name: string): Promise<StreamExtent> {
+  const channel = await connection.createChannel();
+  // A stream deleted meanwhile closes the channel (404): the consume below rejects with it.
+  channel.on('error', () => {});
+  try {
+    const first = await readOffsets(channel, name, 'first', 1, { waitMs: STREAM_FIRST_WAIT_MS, quietMs: 0, readMs: 0 });
+    const last = await readOffsets(channel, name, 'last', STREAM_PREFETCH, { waitMs: first.length === 0 ? STREAM_FIRST_WAIT_MS : STREAM_READ_MS, quietMs: STREAM_QUIET_MS, readMs: STREAM_READ_MS });
+    if (first.length === 0 && last.length === 0) return { messages: 0 };
+    if (first.length === 0) throw new Error(`no message from the start of stream ${name} within ${STREAM_FIRST_WAIT_MS} ms, though it holds some`);
+    if (last.length === 0) throw new Error(`no message from the end of stream ${name} within ${STREAM_READ_MS} ms`);
+    const top = Math.max(first[0], ...last);
+    return { messages: top - first[0] + 1, first: first[0], last: top };
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
+/**
+ * The `x-stream-offset` of messages consumed from `from`. Waits up to `waitMs` for the first; then,
+ * with `readMs` 0, stops; else reads until none came for `quietMs` or `readMs` passed in all.
+ */
+async function readOffsets(
+  channel: Channel,
+  name: string,
+  from: 'first' | 'last',
+  prefetch: number,
+  timing: { waitMs: number; quietMs: number; readMs: number },
+): Promise<number[]> {
+  await channel.prefetch(prefetch);
+  const offsets: number[] = [];
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const startedAt = Date.now();
+  let lastAt: number | undefined;
+  const { consumerTag } = await channel.consume(
+    name,
+    (msg) => {
+      if (!msg) return done(); // cancelled by the broker (the stream was deleted)
+      lastAt = Date.now();
+      const offset = Number(msg.properties.headers?.['x-stream-offset']);
+      if (Number.isSafeInteger(offset)) offsets.push(offset);
+      channel.ack(msg);
+      if (timing.readMs === 0) done();
+    },
+    { noAck: false, arguments: { 'x-stream-offset': from } },
+  );
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (lastAt === undefined) {
+      if (now - startedAt >= timing.waitMs) done();
+    } else if (now - lastAt >= timing.quietMs || now - startedAt >= timing.readMs) done();
+  }, 20);
+  try {
+    await finished;
+  } finally {
+    clearInterval(timer);
+    await channel.cancel(consumerTag).catch(() => {});
+  }
+  return offsets;
 }
 
 /**

@@ -7,17 +7,33 @@ import {
   type Logger,
   logListenChoice,
   type MetricsServer,
+  parseTokenLines,
+  readTokenFile,
+  readTokensFile,
   serveMetrics,
   serverCredentials,
   startServer,
   stopServer,
   throwIfStopping,
+  TokenTable,
 } from '../core/index.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';
+import { AdminAuthenticator, guardAdminService, parseCertRoles } from './admin-auth.js';
+import { ADMIN_MAX_REQUEST_BYTES } from './admin-limits.js';
+import { RestoreTargets } from './restore-targets.js';
 
 export { Coordinator } from './coordinator.js';
+
+/**
+ * The admin API's address when --listen is not given: every interface only once callers must
+ * authenticate and the port speaks TLS (tokens must not cross a network in plaintext), else
+ * loopback.
+ */
+export function defaultAdminListen(security: { authenticated: boolean; tls: boolean }): string {
+  return security.authenticated && security.tls ? '0.0.0.0:7700' : '127.0.0.1:7700';
+}
 
 export interface RunningCoordinator {
   coordinator: Coordinator;
@@ -34,6 +50,18 @@ export interface RunningCoordinator {
  */
 export async function startCoordinator(config: Config, log: Logger, signal?: AbortSignal): Promise<RunningCoordinator> {
   configureFailpoints(config.failpoints);
+  // Who may call, and where restores may go, are checked before anything is connected.
+  const authenticator = new AdminAuthenticator({
+    tokens: new TokenTable([
+      ...(config.authTokensFile ? readTokensFile(config.authTokensFile) : []),
+      ...parseTokenLines(config.authTokens.replaceAll(';', '\n'), 'TIDEMARK_AUTH_TOKENS'),
+    ]),
+    certRoles: parseCertRoles(config.authCertRoles),
+    disabled: config.authDisabled,
+  });
+  if (authenticator.disabled) log.warn('the admin API lets every caller do everything (TIDEMARK_AUTH_DISABLED): for development only');
+  // The service's edge: passwordEnv variables of restore targets are read here.
+  const targets = RestoreTargets.load(config.restoreTargetsFile, process.env);
   const coordinator = await Coordinator.create(config, log, signal);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
@@ -41,20 +69,21 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   try {
     throwIfStopping(signal);
     const tls = coordinator.tls;
-    // Every interface only once the admin API is protected: TLS, and callers authenticated.
-    // MERGE: the admin API's caller authentication (issue 14, part 2) sets `callersAuthenticated`.
-    const callersAuthenticated = false;
+    const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets }), authenticator, log.child('auth'));
+    // An address the operator gives is used as given, with a warning if it is exposed unprotected.
     const listen = chooseListen({
-      explicit: config.listen,
+      explicit: config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: tls.enabled }),
       port: 7700,
-      protectedCalls: tls.enabled && callersAuthenticated,
+      protectedCalls: tls.enabled && !authenticator.disabled,
       service: 'coordinator admin API',
-      why: tls.enabled ? 'its callers are not authenticated' : 'TLS is off (TIDEMARK_TLS=off)',
+      why: tls.enabled ? 'its callers are not authenticated (TIDEMARK_AUTH_DISABLED)' : 'TLS is off (TIDEMARK_TLS=off)',
     });
     logListenChoice(listen, log);
+    if (!config.listen && listen.address.startsWith('127.')) log.info(`the admin API listens on ${listen.address} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
     const expiring = expiryWarning(tls);
     if (expiring) log.warn(expiring);
-    ({ server, port } = await startServer([[CoordinatorServiceService, adminHandlers(coordinator)]], listen.address, {
+    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen.address, {
+      maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES,
       credentials: serverCredentials(tls, 'optional'),
     }));
   } catch (err) {
@@ -64,7 +93,8 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   }
   if (config.metricsListen) {
     try {
-      metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'));
+      const token = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, 'TIDEMARK_METRICS_TOKEN_FILE') : undefined;
+      metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'), { token });
     } catch (err) {
       await stopServer(server, 0);
       await coordinator.stop().catch(() => {});

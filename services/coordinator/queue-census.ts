@@ -7,17 +7,19 @@
  *   1. the management API's consumers and cumulative counters are fetched (they may lag);
  *   2. the marker is published on the fence exchange and confirmed: it lands in every journal;
  *   3. every source queue of the round is declared passively (ready count and consumer count,
- *      exact when the queue answers, never before the marker);
+ *      exact when the queue answers, never before the marker); a stream source is read instead,
+ *      its first and last offsets, which bound what it retained;
  *   4. the fence follows (round-runner.ts).
  *
- * The census never touches a queue or its consumers. Whatever fails (the API, a declare) makes
+ * The census never takes a message from a queue or touches its consumers (reading a stream
+ * leaves it as it was for every other reader). Whatever fails (the API, a declare) makes
  * that queue's census a fallback: its head stays where it was, and the round goes on.
  */
 import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
 import type { QueueCensus } from '../gen/tidemark/v1/worker.js';
 import { errorMessage, fromFieldTable } from '../core/index.js';
 import type { ConsumerInfo, QueueCensusCounters } from '../core/amqp/index.js';
-import type { DeclaredQueue } from './fence-channels.js';
+import type { DeclaredQueue, StreamExtent } from './fence-channels.js';
 
 export interface CensusSettings {
   /** Consumers may hold a message unacknowledged this long (0: they acknowledge in order). */
@@ -33,6 +35,8 @@ export interface QueueObservation {
   counters: QueueCensusCounters | undefined;
   /** Why the management API could not be asked. */
   managementError?: string;
+  /** A stream source's extent read after the marker, or why it could not be read. */
+  extent?: StreamExtent | Error;
 }
 
 /** A classic queue's answer is exact; a few messages cover a publish racing the marker. */
@@ -40,6 +44,13 @@ const CLASSIC_MARGIN = 2;
 /** A quorum queue answers from applied Raft state: allow this long of its publish rate. */
 const QUORUM_APPLY_LAG_MS = 50;
 const QUORUM_MIN_MARGIN = 10;
+/**
+ * A stream's copy of a message routed before the marker may commit after the census read the
+ * stream's last offset (its writer and the journal's are separate): allow this long of its rate.
+ */
+const STREAM_COMMIT_LAG_MS = 200;
+/** A stream's margin when the management API could not give its publish rate. */
+const STREAM_UNKNOWN_RATE_MARGIN = 1_000;
 /** How long the fence waits for the management API after the declares. */
 const MANAGEMENT_WAIT_MS = 2_000;
 
@@ -68,7 +79,11 @@ export function fallbackOf(o: QueueObservation, previous: QueueCensusCounters | 
   const d = o.definition;
   const args = fromFieldTable(d.arguments) as Record<string, unknown>;
   const policy = o.counters?.policy ?? {};
-  if (d.type === 'stream') return 'a stream source keeps its own history: a restore of it restores what was captured';
+  if (d.type === 'stream') {
+    if (o.extent === undefined) return 'the stream was not read in the census';
+    if (o.extent instanceof Error) return `the stream could not be read: ${o.extent.message}`;
+    return '';
+  }
   if (args['x-max-priority'] !== undefined) return 'x-max-priority is set: higher priorities leave first, so no count locates the held messages';
   const overflow = String(args['x-overflow'] ?? policy['overflow'] ?? '');
   if (overflow === 'reject-publish' || overflow === 'reject-publish-dlx') {
@@ -89,6 +104,7 @@ export function fallbackOf(o: QueueObservation, previous: QueueCensusCounters | 
 /** The census of one queue for the PREPARE, from what was observed. */
 export function censusOf(o: QueueObservation, previous: QueueCensusCounters | undefined, markerAtMs: number, settings: CensusSettings): QueueCensus {
   const fallback = fallbackOf(o, previous);
+  if (o.definition.type === 'stream') return streamCensusOf(o, fallback, markerAtMs);
   const declared = o.declared instanceof Error || o.declared === undefined ? undefined : o.declared;
   const unackedBound = (o.consumers ?? []).filter((c) => c.ackRequired).reduce((n, c) => n + c.prefetch, 0);
   const margin = o.definition.type === 'quorum' ? Math.max(QUORUM_MIN_MARGIN, Math.ceil(((o.counters?.publishRate ?? 0) * QUORUM_APPLY_LAG_MS) / 1000)) : CLASSIC_MARGIN;
@@ -100,6 +116,26 @@ export function censusOf(o: QueueObservation, previous: QueueCensusCounters | un
     maxHoldMs: settings.maxHoldMs,
     fallback,
     requeued: fallback === '' && previous !== undefined && o.counters !== undefined && o.counters.redeliver > previous.redeliver,
+    stream: false,
+  };
+}
+
+/**
+ * A stream source's census: its held messages are what it retained (its own x-max-age and
+ * x-max-length-bytes decide), counted from its offsets. No consumer removes any, so neither the
+ * prefetch bound nor the hold bound applies, and nothing is ever requeued.
+ */
+function streamCensusOf(o: QueueObservation, fallback: string, markerAtMs: number): QueueCensus {
+  const extent = o.extent instanceof Error ? undefined : o.extent;
+  return {
+    ready: extent?.messages ?? 0,
+    unackedBound: 0,
+    margin: o.counters ? Math.max(QUORUM_MIN_MARGIN, Math.ceil((o.counters.publishRate * STREAM_COMMIT_LAG_MS) / 1000)) : STREAM_UNKNOWN_RATE_MARGIN,
+    markerAtMs,
+    maxHoldMs: 0,
+    fallback,
+    requeued: false,
+    stream: true,
   };
 }
 
@@ -110,6 +146,8 @@ export interface VhostCensusParts {
   /** Publishes the round's marker into every journal of the vhost and waits for its confirm. */
   publishMarker: () => Promise<void>;
   declareQueues: (names: string[]) => Promise<Map<string, DeclaredQueue | Error>>;
+  /** Reads the extent of stream sources (after the marker). */
+  streamExtents: (names: string[]) => Promise<Map<string, StreamExtent | Error>>;
   now: () => number;
 }
 
@@ -130,7 +168,11 @@ export async function takeVhostCensus(
   );
   await parts.publishMarker();
   const markerAtMs = parts.now();
-  const declared = await parts.declareQueues([...queues.values()].map((d) => d.name));
+  const streams = [...queues.values()].filter((d) => d.type === 'stream').map((d) => d.name);
+  const [declared, extents] = await Promise.all([
+    parts.declareQueues([...queues.values()].filter((d) => d.type !== 'stream').map((d) => d.name)),
+    parts.streamExtents(streams),
+  ]);
   // The fence waits for the census: a slow management API costs this round's heads, not its fence.
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<{ consumers: undefined; counters: undefined; error: string }>((resolve) => {
@@ -146,6 +188,7 @@ export async function takeVhostCensus(
       consumers: api.consumers ? (api.consumers.get(definition.name) ?? []) : undefined,
       counters: api.counters ? (counters ?? { redeliver: 0, get: 0, publishRate: 0, policy: {} }) : undefined,
       managementError: api.error,
+      extent: extents.get(definition.name),
     };
     census.set(id, censusOf(observation, history.swap(id, observation.counters), markerAtMs, settings));
   }

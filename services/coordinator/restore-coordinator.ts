@@ -33,6 +33,10 @@ import { parseBindingsMode, planRestore } from './restore-plan.js';
 import { DEFAULT_QUEUE_RATE, estimateRestoreMs } from './restore-estimate.js';
 import { parseRestoreMode, preflightTargets } from './restore-preflight.js';
 import { RestoreJob, type JobQueue, type Listener } from './restore-job.js';
+import { hasPassword, withoutPassword } from '../core/amqp/index.js';
+import { type AdminCaller, requireRole } from './admin-auth.js';
+import { RestoreTargets } from './restore-targets.js';
+import { checkRestoreLimits } from './admin-limits.js';
 
 /** Queues restored at once per live worker when the request does not say. */
 const DEFAULT_CONCURRENCY_PER_WORKER = 4;
@@ -61,9 +65,21 @@ function checkRestoreRequest(request: RestoreRequest): void {
       // The text may hold a password: it is not echoed.
     }
     if (protocol !== 'amqp:' && protocol !== 'amqps:') {
-      throw new ConfigError('--target-amqp must be an amqp:// or amqps:// URL, e.g. amqp://user:password@host:5672; nothing was restored');
+      throw new ConfigError('--target-amqp must be an amqp:// or amqps:// URL, e.g. amqp://user@host:5672; nothing was restored');
     }
   }
+  if (request.targetAmqpUrl !== '' && request.target !== '') {
+    throw new ConfigError('a restore takes either a configured target (--target) or a raw broker URL (--target-amqp), not both; nothing was restored');
+  }
+  checkRestoreLimits(request);
+}
+
+/** How a resumed restore gets the credentials of its target back (docs/SECURITY.md#restore-targets). */
+export interface ResumeOptions {
+  /** Who asked; undefined for the coordinator's own resumes (a new leader taking over). */
+  caller?: AdminCaller;
+  /** The raw target URL again, with its password, for a restore whose password no coordinator holds. */
+  targetAmqpUrl?: string;
 }
 
 /** The leader's restores: start, resume, cancel, list. */
@@ -72,8 +88,18 @@ export class RestoreService {
   readonly log: Logger;
   readonly clock: Clock;
   private readonly running = new Map<string, Promise<RestoreJob>>();
+  /**
+   * Raw target URLs with their passwords, by restore id: kept in this process's memory only
+   * (Redis holds the URL without its password), so that a cancelled or interrupted restore can be
+   * resumed here. After a failover the next leader does not have them: the caller resumes such a
+   * restore with the URL's password again.
+   */
+  private readonly rawCredentials = new Map<string, string>();
 
-  constructor(readonly coordinator: Coordinator) {
+  constructor(
+    readonly coordinator: Coordinator,
+    readonly targets: RestoreTargets = RestoreTargets.none(),
+  ) {
     const { redis, config, log } = coordinator.restoreParts;
     this.clock = coordinator.clock;
     this.state = new RestoreStateStore(redis, config.namespace);
@@ -100,10 +126,13 @@ export class RestoreService {
     checkRestoreRequest(request);
     // Workers only take tasks carrying the current leader's token.
     if (!request.dryRun) this.requireLeader('the restore');
+    const targetUrl = request.target ? this.targets.url(request.target) : request.targetAmqpUrl;
     const manifest = await this.resolve(request);
     const id = `r${manifest.epoch}-${randomBytes(4).toString('hex')}`;
-    const stored: RestoreRequest = { ...request, checkpoint: String(manifest.epoch), at: '' };
-    const job = await this.prepare(id, stored, manifest, new Map(), this.clock.now());
+    // What Redis keeps: the target's name, or a raw URL without its password.
+    const stored: RestoreRequest = { ...request, checkpoint: String(manifest.epoch), at: '', targetAmqpUrl: request.targetAmqpUrl && withoutPassword(request.targetAmqpUrl) };
+    const job = await this.prepare(id, stored, manifest, new Map(), this.clock.now(), targetUrl);
+    job.record.rawTargetPassword = hasPassword(request.targetAmqpUrl);
     if (request.dryRun) {
       emit({ event: { $case: 'plan', value: job.plan } });
       // The stream always ends with a done event, so a reader can tell complete from cut off.
@@ -111,6 +140,7 @@ export class RestoreService {
       return;
     }
     this.refuseConflicts(job);
+    if (job.record.rawTargetPassword) this.rawCredentials.set(id, request.targetAmqpUrl);
     await this.state.create(job.record);
     const started = Promise.resolve(job);
     this.running.set(id, started);
@@ -123,10 +153,10 @@ export class RestoreService {
    * registered before anything is awaited, so two resumes at once (the CLI's and the new leader's
    * own) share one job rather than publish twice.
    */
-  async resume(id: string, emit: Listener, signal: AbortSignal): Promise<void> {
+  async resume(id: string, emit: Listener, signal: AbortSignal, options: ResumeOptions = {}): Promise<void> {
     let job = this.running.get(id);
     if (!job) {
-      const starting = this.reload(id);
+      const starting = this.reload(id, options);
       this.running.set(id, starting);
       job = starting;
       starting.then(
@@ -141,11 +171,25 @@ export class RestoreService {
   }
 
   /** A stored restore as a job: a finished one only reports how it ended. */
-  private async reload(id: string): Promise<RestoreJob> {
+  private async reload(id: string, options: ResumeOptions): Promise<RestoreJob> {
     const record = await this.state.get(id);
     if (!record) throw new NotFoundError(`restore ${id} is not known: see "tidemark restore list" (finished restores are kept for 7 days)`);
-    if (record.state !== 'done') this.requireLeader('the resume');
-    const job = await this.load(record);
+    const request = record.request as unknown as RestoreRequest;
+    let targetUrl = '';
+    if (record.state !== 'done') {
+      this.requireLeader('the resume');
+      // Publishing again is what the original request needed: raw URLs and append are the admin's.
+      if (request.targetAmqpUrl) requireRole(options.caller, { role: 'admin', what: `resuming restore ${id}, which publishes into a raw broker URL` });
+      if (request.append || request.mode === 'append') requireRole(options.caller, { role: 'admin', what: `resuming restore ${id}, which appends into existing queues` });
+      try {
+        targetUrl = this.resumeTargetUrl(record, options.targetAmqpUrl);
+      } catch (err) {
+        // A restore no coordinator can run now must not look running: it waits for a resume.
+        if (record.state === 'running') await this.state.setState(id, 'interrupted').catch(() => {});
+        throw err;
+      }
+    }
+    const job = await this.load(record, targetUrl);
     if (record.state === 'done') {
       job.ended = true;
       job.report({ restoreId: id, messages: job.plan.messages, queues: job.queues.length, failedQueues: 0, durationMs: 0, state: 'done' });
@@ -204,8 +248,37 @@ export class RestoreService {
     return catalog.resolve(request.checkpoint || 'latest');
   }
 
+  /**
+   * The URL a resumed restore publishes to: its configured target's (credentials read again), its
+   * raw URL with the password this coordinator kept or the caller sent again, or '' (the source).
+   */
+  private resumeTargetUrl(record: RestoreRecord, supplied: string | undefined): string {
+    const request = record.request as unknown as RestoreRequest;
+    if (request.target) return this.targets.url(request.target);
+    if (supplied) {
+      let same = false;
+      try {
+        same = request.targetAmqpUrl !== '' && withoutPassword(supplied) === request.targetAmqpUrl;
+      } catch {
+        // Not a URL: refused below, without echoing it.
+      }
+      if (!same) throw new ConfigError(`the --target-amqp URL given does not name the broker restore ${record.id} publishes into (${request.targetAmqpUrl || 'the source broker'}); nothing was restored`);
+      this.rawCredentials.set(record.id, supplied);
+      return supplied;
+    }
+    if (!request.targetAmqpUrl) return '';
+    const kept = this.rawCredentials.get(record.id);
+    if (kept) return kept;
+    if (!record.rawTargetPassword) return request.targetAmqpUrl;
+    throw new FailedPreconditionError(
+      `restore ${record.id} publishes into ${request.targetAmqpUrl}, whose password only the coordinator that started it kept (in memory, never in Redis), ` +
+        `and this coordinator does not have it: resume it with "tidemark restore resume ${record.id} --target-amqp ${request.targetAmqpUrl}" and the password in ` +
+        'TIDEMARK_TARGET_AMQP_PASSWORD or TIDEMARK_TARGET_AMQP_PASSWORD_FILE; nothing was restored',
+    );
+  }
+
   /** Rebuilds a stored restore; queues that failed are tried again. */
-  private async load(record: RestoreRecord): Promise<RestoreJob> {
+  private async load(record: RestoreRecord, targetUrl: string): Promise<RestoreJob> {
     const request = record.request as unknown as RestoreRequest;
     const manifest = await this.coordinator.catalog.resolve(String(record.checkpoint));
     const progress = await this.state.progress(record.id);
@@ -215,11 +288,21 @@ export class RestoreService {
         p.finished = undefined;
       }
     }
-    return this.prepare(record.id, request, manifest, progress, record.createdAtMs);
+    const job = await this.prepare(record.id, request, manifest, progress, record.createdAtMs, targetUrl);
+    job.record.rawTargetPassword = record.rawTargetPassword;
+    return job;
   }
 
   /** Plans a restore (new or resumed), checks its targets and estimates its duration. */
-  private async prepare(id: string, request: RestoreRequest, manifest: CheckpointManifest, progress: Map<string, QueueProgress>, createdAtMs: number): Promise<RestoreJob> {
+  private async prepare(
+    id: string,
+    request: RestoreRequest,
+    manifest: CheckpointManifest,
+    progress: Map<string, QueueProgress>,
+    createdAtMs: number,
+    /** The target broker's URL with its credentials, '' for the source broker; never stored. */
+    targetUrl: string,
+  ): Promise<RestoreJob> {
     const { config } = this.coordinator.restoreParts;
     const workers = await this.coordinator.liveWorkers();
     if (workers.size === 0) {
@@ -236,6 +319,7 @@ export class RestoreService {
         vhostMap: request.vhostMap,
         bindings: parseBindingsMode(request.bindings),
         history: request.history,
+        namespace: config.namespace,
       },
       [...workers.keys()].sort(),
     );
@@ -243,7 +327,7 @@ export class RestoreService {
     const segments = await Promise.all(planned.map((p) => catalog.segmentsOf(p.entry, p.span.startOffset)));
     const keys = planned.map((p) => queueKey(p.entry.definition!.vhost, p.entry.definition!.name));
     const checks = await preflightTargets(
-      request.targetAmqpUrl || config.amqpUrl,
+      targetUrl || config.amqpUrl,
       planned.map((p, i) => ({ vhost: p.targetVhost, name: p.targetName, definition: p.entry.definition!, started: progress.get(keys[i])?.started ?? false })),
       mode,
     );
@@ -324,7 +408,7 @@ export class RestoreService {
       queues: queues.length,
       messages: plan.messages,
     };
-    return new RestoreJob(record, plan, queues, request, mode, manifest, this);
+    return new RestoreJob(record, plan, queues, request, mode, manifest, this, targetUrl);
   }
 
   /** Every conflict at once, before anything is published. */
@@ -342,6 +426,8 @@ export class RestoreService {
       .catch((err) => this.log.error(`restore ${job.id} stopped: ${errorMessage(err)}`))
       .finally(() => {
         if (this.running.get(job.id) === registered) this.running.delete(job.id);
+        // A finished restore is never resumed: its password need not be kept.
+        void job.finished.then((done) => done.state === 'done' && this.rawCredentials.delete(job.id));
       });
   }
 

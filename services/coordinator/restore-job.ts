@@ -3,6 +3,7 @@
  * the plan's concurrency at once; a queue whose worker fails is tried again on a live worker from
  * its recorded progress; watchers hear the plan, every queue's progress and the end.
  */
+import { randomBytes } from 'node:crypto';
 import type { CheckpointManifest, SegmentRef } from '../gen/tidemark/v1/store.js';
 import type { RestoreDone, RestoreEvent, RestorePlan, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import type { QueueRestore, RestoreProgress } from '../gen/tidemark/v1/worker.js';
@@ -75,6 +76,8 @@ export class RestoreJob {
     private readonly mode: RestoreMode,
     private readonly manifest: CheckpointManifest,
     private readonly services: RestoreJobServices,
+    /** The target broker with its credentials ('' for the workers' own broker): sent to workers, never stored. */
+    private readonly targetUrl = '',
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -170,8 +173,11 @@ export class RestoreJob {
         await sleep(1_000 * attempt, this.controller.signal);
         continue;
       }
+      // Only this attempt's worker may record the queue's progress from now on.
+      const assignment = `${workerId}/${randomBytes(6).toString('hex')}`;
+      await state.assign(this.id, q.key, assignment);
       const recorded = (await state.progress(this.id)).get(q.key) ?? { started: false, confirmed: 0, offset: -1 };
-      const item = this.queueTask(q, recorded, slots);
+      const item = { ...this.queueTask(q, recorded, slots), assignment };
       const began = clock.now();
       try {
         const final = await this.runOnWorker(q, workers.get(workerId)!, workerId, item);
@@ -221,6 +227,8 @@ export class RestoreJob {
       resumeFromTail: origin && entry.definition!.type === 'stream',
       rateLimit: this.request.rateLimit > 0 ? Math.max(1, Math.floor(this.request.rateLimit / slots)) : 0,
       started: recorded.started,
+      // Set per attempt by runQueue.
+      assignment: '',
     };
   }
 
@@ -232,7 +240,7 @@ export class RestoreJob {
         leaderToken: coordinator.leaderToken,
         restoreId: this.id,
         checkpoint: this.manifest.epoch,
-        targetAmqpUrl: this.request.targetAmqpUrl,
+        targetAmqpUrl: this.targetUrl,
         queues: [item],
         exchanges: this.manifest.exchanges,
         originHeaders: !this.request.noOriginHeaders,

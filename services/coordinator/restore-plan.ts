@@ -5,7 +5,7 @@
  */
 import type { CheckpointManifest, QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { NameMapping } from '../gen/tidemark/v1/admin.js';
-import { ConfigError, globMatcher, headOf, historyOf, queueKey, rendezvousOwner } from '../core/index.js';
+import { ConfigError, globMatcher, headOf, historyOf, isOwnObject, MAX_QUEUE_NAME_BYTES, queueKey, rendezvousOwner } from '../core/index.js';
 
 export type BindingsMode = 'auto' | 'all' | 'none';
 
@@ -20,6 +20,8 @@ export interface RestoreSelection {
   bindings: BindingsMode;
   /** Restore everything captured up to the cut instead of what each queue held at it. */
   history?: boolean;
+  /** Tidemark's namespace: target names inside it (its journals, its fence exchange) are refused. @default none checked */
+  namespace?: string;
 }
 
 /** Which records of a queue's entry a restore publishes: [startOffset, cut). */
@@ -48,16 +50,15 @@ export function restoreSpan(entry: QueueCheckpoint, history: boolean): RestoreSp
   const kept = historyOf(entry);
   const historyReason = kept.offset > entry.startOffset ? `history retained from offset ${kept.offset}` : 'everything captured since protection began';
   if (history) return span('history', `--history: ${historyReason}`, kept, 0);
-  if (entry.definition?.type === 'stream') {
-    return span('history', `a stream keeps its messages for every reader, so its contents are its history: ${historyReason}`, kept, 0);
-  }
   if (!entry.headKnown) {
     const why = entry.headBasis.replace(/^history: /, '') || 'the checkpoint predates heads';
     return span('history', `no safe head (${why}): ${historyReason}`, kept, 0);
   }
   const head = headOf(entry);
   const predating = entry.predating > 0 ? `; about ${entry.predating} message(s) held before protection began were never captured` : '';
-  return span('contents', `what the queue held at the cut: ${entry.headBasis}${predating}`, head, entry.possiblyAcked);
+  // A stream's contents are what its own retention (x-max-age, x-max-length-bytes) kept.
+  const held = entry.definition?.type === 'stream' ? 'what the stream retained at the cut' : 'what the queue held at the cut';
+  return span('contents', `${held}: ${entry.headBasis}${predating}`, head, entry.possiblyAcked);
 }
 
 export interface PlannedRestore {
@@ -99,6 +100,25 @@ export function parseBindingsMode(text: string): BindingsMode {
   return mode;
 }
 
+/**
+ * A restore may not publish into names RabbitMQ reserves (`amq.*`), into Tidemark's own objects
+ * (its journals would then capture restored messages as if produced), or past RabbitMQ's 255-byte
+ * name limit.
+ */
+function refuseReservedTarget(p: PlannedRestore, namespace: string | undefined): void {
+  const source = p.entry.definition!.name;
+  const target = `${p.targetVhost}/${p.targetName}`;
+  if (p.targetName.startsWith('amq.')) {
+    throw new ConfigError(`${source} would restore into ${target}: names starting with "amq." are reserved by RabbitMQ; choose another --map/--prefix; nothing was restored`);
+  }
+  if (namespace !== undefined && isOwnObject(namespace, p.targetName)) {
+    throw new ConfigError(`${source} would restore into ${target}, a name of Tidemark's own objects ("${namespace}." prefix: journals, fences); choose another --map/--prefix; nothing was restored`);
+  }
+  if (Buffer.byteLength(p.targetName) > MAX_QUEUE_NAME_BYTES) {
+    throw new ConfigError(`${source} would restore into a queue name of ${Buffer.byteLength(p.targetName)} bytes; RabbitMQ allows ${MAX_QUEUE_NAME_BYTES}: choose a shorter --map/--prefix; nothing was restored`);
+  }
+}
+
 export function planRestore(manifest: CheckpointManifest, selection: RestoreSelection, workerIds: string[]): PlannedRestore[] {
   const matchers = selection.queues.filter((q) => q.trim() !== '').map(compile);
   const includes = matchers.filter((m) => !m.exclude);
@@ -135,6 +155,7 @@ export function planRestore(manifest: CheckpointManifest, selection: RestoreSele
     const workerId = rendezvousOwner(queueKey(targetVhost, targetName), workerIds)!;
     return { entry, span: restoreSpan(entry, selection.history === true), targetVhost, targetName, bind, workerId };
   });
+  for (const p of planned) refuseReservedTarget(p, selection.namespace);
   const targets = new Map<string, string>();
   for (const p of planned) {
     const key = queueKey(p.targetVhost, p.targetName);

@@ -241,6 +241,7 @@ async function vhostCensus(context: RoundContext, epoch: number, vhost: string):
             },
           }),
         declareQueues: (names) => fences.declareQueues(vhost, names),
+        streamExtents: (names) => fences.streamExtents(vhost, names),
         now: () => clock.now(),
       },
       census.history,

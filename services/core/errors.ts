@@ -56,6 +56,37 @@ export class FailedPreconditionError extends TidemarkError {
 }
 
 /**
+ * The caller of an admin API call could not be identified: no credentials, or a token or
+ * certificate nobody configured. Nothing was done. Maps to gRPC UNAUTHENTICATED.
+ */
+export class UnauthenticatedError extends TidemarkError {
+  override name = 'UnauthenticatedError';
+}
+
+/**
+ * The caller is known, but its role does not allow the call (or this form of it). Nothing was
+ * done. Maps to gRPC PERMISSION_DENIED.
+ */
+export class PermissionDeniedError extends TidemarkError {
+  override name = 'PermissionDeniedError';
+}
+
+/**
+ * A worker tried to record progress for a queue of a restore that the leader did not assign to
+ * it (another restore's id, another worker's queue, or an attempt since replaced): nothing was
+ * recorded (core/state/restore-state.ts).
+ */
+export class RestoreAssignmentError extends TidemarkError {
+  override name = 'RestoreAssignmentError';
+  constructor(
+    readonly restoreId: string,
+    readonly queueKey: string,
+  ) {
+    super(`restore ${restoreId} did not assign ${queueKey.replace('\u0000', '/')} to this task (another worker or a newer attempt has it, or no such restore runs); its progress was not recorded`);
+  }
+}
+
+/**
  * A checkpoint's segment list does not cover a queue's prefix: no segment holds `offset` (a gap,
  * or the segments end before the cut). `key` names the segment after the gap, or is empty.
  */

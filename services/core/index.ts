@@ -32,6 +32,9 @@ export {
   NotFoundError,
   NotLeaseHolderError,
   ObjectNotFoundError,
+  PermissionDeniedError,
+  RestoreAssignmentError,
+  UnauthenticatedError,
   StaleLeaderError,
   StoppingError,
   TidemarkError,
@@ -76,7 +79,22 @@ export {
   type TlsSettings,
   workerChannel,
 } from './grpc/tls.js';
-export { fromServiceError, isConnectFailure, isRetryableGrpcError } from './grpc/status.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from './grpc/status.js';
+export {
+  CALLER_NAME,
+  generateToken,
+  hashToken,
+  isRole,
+  parseTokenLines,
+  readTokenFile,
+  readTokensFile,
+  type Role,
+  roleAllows,
+  ROLES,
+  type TokenEntry,
+  tokenLine,
+  TokenTable,
+} from './infrastructure/auth-tokens.js';
 export { forEachLimited } from './infrastructure/limited.js';
 export { createLogger, type Logger, throttledWarn } from './infrastructure/log.js';
 export { Membership, type WorkerRegistration } from './state/membership.js';
@@ -92,6 +110,7 @@ export {
   isOwnObject,
   journalName,
   MAX_FILE_NAME_BYTES,
+  MAX_QUEUE_NAME_BYTES,
   MAX_UNDELIVERED_OFFSETS,
   ORIGIN_CHECKPOINT_HEADER,
   ORIGIN_OFFSET_HEADER,
@@ -106,7 +125,7 @@ export { DRILL_VHOST_PREFIX, globMatcher, isDrillVhost, ProtectionPolicy } from 
 export { queueKey, splitQueueKey } from './format/queue-key.js';
 export { assign, rendezvousOwner } from './state/rendezvous.js';
 export { REDIS_SCRIPTS, type RedisScriptName } from './redis/lua-scripts.js';
-export { type QueueProgress, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
+export { type QueueProgress, RESTORE_ID_PATTERN, type RestoreRecord, type RestoreState, RestoreStateStore } from './state/restore-state.js';
 export { backoffDelay, retry } from './infrastructure/retry.js';
 export {
   type AdaptiveCodec,

@@ -170,6 +170,8 @@ export class HeadTracker {
     if (!census) return keep('no census this round');
     if (d0 === undefined) return keep("the round's marker was not read before its fence");
     if (census.fallback) return keep(census.fallback);
+    // A stream keeps the segment it writes whatever its retention: one that was captured is never empty.
+    if (census.stream && census.ready === 0 && d0 > 0) return keep('the stream read as empty, though messages were captured from it');
     const frontier = d0 - census.ready;
     this.sample(census.markerAtMs, frontier, census.maxHoldMs);
     if (census.requeued) {
@@ -181,7 +183,9 @@ export class HeadTracker {
       this.frozenUntil = undefined;
     }
     let candidate = d0 - (census.ready + census.unackedBound + census.margin);
-    let basis = `ready ${census.ready} + unacknowledged bound ${census.unackedBound} + margin ${census.margin} at the marker`;
+    let basis = census.stream
+      ? `retained ${census.ready} (the stream's offsets) + margin ${census.margin} at the marker`
+      : `ready ${census.ready} + unacknowledged bound ${census.unackedBound} + margin ${census.margin} at the marker`;
     if (census.maxHoldMs > 0) {
       const old = this.latestAtOrBefore(census.markerAtMs - census.maxHoldMs);
       if (!old) return keep(`no marker ${census.maxHoldMs} ms old yet (the hold bound)`);
@@ -193,7 +197,9 @@ export class HeadTracker {
     if (candidate < 0) {
       // More held messages than records: the rest were in the queue before protection began.
       if (prior.messages > 0) return keep('the count reaches before the earlier head');
-      return { offset: this.startOffset, messages: 0, predating: -candidate, known: true, possiblyAcked: acked(0), basis: `${basis}; ${-candidate} held message(s) predate protection` };
+      const predating = census.stream ? streamPredating(census, reading) : -candidate;
+      const why = predating > 0 ? `${predating} held message(s) predate protection` : 'everything captured is still held';
+      return { offset: this.startOffset, messages: 0, predating, known: true, possiblyAcked: acked(0), basis: `${basis}; ${why}` };
     }
     if (candidate <= prior.messages) return { ...keep('this census does not place it further'), known: true, predating: 0, possiblyAcked: acked(prior.messages) };
     if (candidate >= reading.fenceMessages) {
@@ -224,4 +230,15 @@ export class HeadTracker {
     for (const s of this.samples) if (s.atMs <= atMs) found = s;
     return found;
   }
+}
+
+/**
+ * How many messages a stream source retained from before protection began. Its extent was read
+ * between the marker and the fence, so it counts at most the records captured by the fence besides
+ * those: the excess over them is certain. (The margin covers copies committing late, which makes
+ * the head earlier; counting it here would mark every stream incomplete for as long as its
+ * retention keeps everything captured.)
+ */
+function streamPredating(census: QueueCensus, reading: RoundReading): number {
+  return Math.max(0, census.ready - reading.fenceMessages);
 }

@@ -1,6 +1,6 @@
 /** The worker's gRPC handlers: validation at the edge, then the Worker does the work. */
 import type * as grpc from '@grpc/grpc-js';
-import { beforeDeadline, ConfigError, requireField, serverStream, unary } from '../core/index.js';
+import { beforeDeadline, ConfigError, requireField, RESTORE_ID_PATTERN, serverStream, unary } from '../core/index.js';
 import { Decision, type WorkerServiceServer } from '../gen/tidemark/v1/worker.js';
 import type { Worker } from './worker.js';
 
@@ -30,8 +30,13 @@ export function workerHandlers(worker: Worker): WorkerServiceServer & grpc.Untyp
     restore: serverStream(async (request, emit, call) => {
       requireField(request.leaderToken, 'leader_token');
       requireField(request.restoreId, 'restore_id');
+      // The restore id becomes a Redis key; the coordinator makes it `r<epoch>-<hex>`.
+      if (!RESTORE_ID_PATTERN.test(request.restoreId)) throw new ConfigError('restore_id must be 1-64 letters, digits, - and _');
+      if (request.confirmWindow > 65_535) throw new ConfigError(`confirm_window ${request.confirmWindow} is above the limit of 65535`);
       for (const q of request.queues) {
         if (!q.source?.name || !q.targetName) throw new ConfigError('every queue of a restore task needs a source and a target name');
+        // Progress is recorded only under the leader's assignment (core/state/restore-state.ts).
+        requireField(q.assignment, 'assignment of every queue of a restore task');
       }
       await worker.restore(request, emit, call.signal);
     }),

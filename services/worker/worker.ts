@@ -361,6 +361,8 @@ export class Worker {
   }
 
   private async runRestore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
+    // Progress is recorded under the leader's assignment of each queue to this task (restore-state.ts).
+    const assignments = new Map(task.queues.map((q) => [queueKey(q.source!.vhost, q.source!.name), q.assignment]));
     await runRestoreTask({
       task,
       store: this.store,
@@ -371,8 +373,8 @@ export class Worker {
       emit,
       signal,
       progress: {
-        markStarted: (queueKey) => this.restoreState.markStarted(task.restoreId, queueKey),
-        advance: (queueKey, confirmed, offset) => this.restoreState.advance(task.restoreId, queueKey, confirmed, offset),
+        markStarted: (key) => this.restoreState.markStarted(task.restoreId, key, assignments.get(key) ?? ''),
+        advance: (key, confirmed, offset) => this.restoreState.advance(task.restoreId, key, confirmed, offset, assignments.get(key) ?? ''),
       },
     });
   }

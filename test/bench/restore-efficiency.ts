@@ -77,6 +77,7 @@ async function tidemarkRestore(ctx: BenchContext, captured: CapturedQueue, targe
           rateLimit: 0,
           started: false,
           possiblyAcked: 0,
+          assignment: '',
         },
       ],
       exchanges: [],

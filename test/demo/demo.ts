@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 import amqp from 'amqplib';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
-import { TidemarkClient } from '../../services/client/index.js';
+import { TidemarkClient, tokenFromEnvironment } from '../../services/client/index.js';
 import { loadConfig, loadGrpcTls } from '../../services/core/index.js';
 import { ensureLocalCertificates } from '../../services/core/tls/index.js';
 import { readQueue } from '../helpers/broker.js';
@@ -120,10 +120,23 @@ async function main(): Promise<number> {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { tls: loadGrpcTls(loadConfig({ env }), 'client') });
+  // cluster up writes its admin token to .tidemark/admin-token, where the CLI (and this client) find it.
+  const tls = loadGrpcTls(loadConfig({ env }), 'client');
+  let client = new TidemarkClient(`127.0.0.1:${port}`, { tls });
   let failed = true;
   try {
     for (let i = 0; ; i += 1) {
+      const token = (() => {
+        try {
+          return tokenFromEnvironment(env);
+        } catch {
+          return undefined;
+        }
+      })();
+      if (token && i % 4 === 0) {
+        client.close();
+        client = new TidemarkClient(`127.0.0.1:${port}`, { tls, token });
+      }
       const status = await client.status().catch(() => undefined);
       const assigned = status?.workers.reduce((n, w) => n + w.queues, 0) ?? 0;
       if (status?.leader && status.workers.length === 3 && status.protectedQueues === QUEUES.length && assigned === QUEUES.length) break;

@@ -3,12 +3,12 @@
  * process running the built CLI (dist/, made by `npm run build`, which `npm test` runs first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
-import { type GrpcTls, loadConfig, loadGrpcTls } from '../../services/core/index.js';
+import { generateToken, type GrpcTls, loadConfig, loadGrpcTls, type Role, tokenLine } from '../../services/core/index.js';
 import { testTlsDir } from './tls.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
@@ -39,10 +39,14 @@ export interface TestClusterOptions {
    * processes speak plaintext (TIDEMARK_TLS=off). @default true
    */
   tls?: boolean;
+  /** More admin API callers besides the cluster's own admin token: [role, name, token]. */
+  extraTokens?: Array<[Role, string, string]>;
 }
 
 export interface TestCluster {
   address: string;
+  /** The admin token the cluster accepts (in `env` as TIDEMARK_TOKEN; `client` sends it). */
+  token: string;
   /** host:port of every coordinator, by name. */
   coordinatorAddresses: Record<string, string>;
   client: TidemarkClient;
@@ -115,6 +119,12 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   const storeUrl = options.store.kind === 's3' ? `s3://${options.store.bucket}/${options.namespace}` : `file://${join(dir, 'store')}`;
   const logFile = join(dir, 'cluster.log');
   const log = createWriteStream(logFile);
+  // The admin API runs with authentication, as in production: one admin token, known to the
+  // test's client and, through TIDEMARK_TOKEN, to every CLI run with `env`.
+  const token = generateToken();
+  const tokensFile = join(dir, 'auth-tokens');
+  const tokenLines = [tokenLine('admin', 'test-admin', token), ...(options.extraTokens ?? []).map(([role, name, t]) => tokenLine(role, name, t))];
+  writeFileSync(tokensFile, `${tokenLines.join('\n')}\n`, { mode: 0o600 });
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     TIDEMARK_AMQP_URL: options.services.amqpUrl,
@@ -132,6 +142,8 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
     ...(tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
+    TIDEMARK_AUTH_TOKENS_FILE: tokensFile,
+    TIDEMARK_TOKEN: token,
     ...options.extraEnv,
   };
   const processes = new Map<string, ChildProcess>();
@@ -161,7 +173,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
   const clientTls = loadGrpcTls(loadConfig({ env }), 'client');
   const workerTls = loadGrpcTls(loadConfig({ env }), 'coordinator');
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: clientTls });
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: clientTls, token });
 
   const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
     eventually(
@@ -184,6 +196,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
 
   return {
     address: `127.0.0.1:${port}`,
+    token,
     coordinatorAddresses: Object.fromEntries([...coordinatorPorts].map(([name, p]) => [name, `127.0.0.1:${p}`])),
     client,
     storeUrl,

@@ -6,6 +6,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { GrpcTls } from '../../services/core/grpc/tls.js';
 import { createLocalCa, ensureLocalCertificates, type IssuedCertificate, type LocalCa } from '../../services/core/tls/index.js';
 
 let dir: Promise<string> | undefined;
@@ -26,4 +27,9 @@ let foreign: Promise<LocalCa> | undefined;
 export async function foreignCertificate(name: string): Promise<IssuedCertificate> {
   foreign ??= createLocalCa('Foreign CA');
   return (await foreign).issue(name, { server: true });
+}
+
+/** The same TLS material without a client certificate: a caller the server cannot identify by one. */
+export function withoutCertificate(tls: GrpcTls): GrpcTls {
+  return tls.enabled ? { ...tls, cert: undefined, key: undefined } : tls;
 }

@@ -138,7 +138,7 @@ describe('bad input over gRPC', () => {
       extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
     });
     // Either coordinator may win the lease: find out which one leads.
-    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, tls: cluster.clientTls }));
+    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, tls: cluster.clientTls, token: cluster.token }));
     const until = Date.now() + 60_000;
     let leading: StatusReply | undefined;
     while (Date.now() < until && !leading) {
@@ -284,7 +284,7 @@ describe('bad input over gRPC', () => {
     const noTarget = await (async () => {
       try {
         const task = { leaderToken: token, restoreId: 'r-bad', checkpoint: epoch, targetAmqpUrl: '', exchanges: [], originHeaders: true, confirmWindow: 0 };
-        const queues = [{ source: undefined, targetVhost: vhost, targetName: '', startOffset: 0, cutOffset: 1, messages: 1, bodyBytes: 0, segments: [], recreate: true, bind: false, append: false, resumeCount: 0, resumeAfterOffset: 0, resumeFromTail: false, rateLimit: 0, started: false, possiblyAcked: 0 }];
+        const queues = [{ source: undefined, targetVhost: vhost, targetName: '', startOffset: 0, cutOffset: 1, messages: 1, bodyBytes: 0, segments: [], recreate: true, bind: false, append: false, resumeCount: 0, resumeAfterOffset: 0, resumeFromTail: false, rateLimit: 0, started: false, possiblyAcked: 0, assignment: '' }];
         for await (const progress of worker.restore({ ...task, queues })) void progress;
         return undefined;
       } catch (err) {

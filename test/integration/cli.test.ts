@@ -242,7 +242,7 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^checkpoint ${epochs[0]} committed \\S+ \\(full\\), ${firstTotal} messages, `));
     expect(result.stdout).toMatch(/^VHOST\s+QUEUE\s+TYPE\s+HELD\s+HISTORY\s+SIZE\s+CUT\s+SEGMENTS\s+STATE$/m);
-    // HELD is the contents (a stream's history; "unknown" while no head is known), HISTORY everything captured.
+    // HELD is the contents (for a stream what it retained; "unknown" while no head is known), HISTORY everything captured.
     for (const q of QUEUES) expect(result.stdout).toMatch(new RegExp(`^${vhost}\\s+${q.name}\\s+${q.type}\\s+(\\d+|unknown)\\s+${FIRST.get(q.name)}\\s.*\\scomplete$`, 'm'));
     expect(result.stdout).not.toContain('POSSIBLY INCOMPLETE');
   });
@@ -262,8 +262,9 @@ describe('the tidemark CLI against a two-worker cluster', () => {
       expect(q.messages).toBe(FIRST.get(q.source.queue)! + SECOND);
       expect(q.worker).toMatch(/^worker-[12]$/);
       expect(typeof q.bind).toBe('boolean');
-      // No head is known yet (the hold bound is longer than this test), so each restores its history.
-      expect(q.restoreFrom).toBe('history');
+      // No head is known yet for queues (the hold bound is longer than this test), so each restores
+      // its history; the stream's head follows its own retention (none: everything it holds).
+      expect(q.restoreFrom).toBe(q.source.queue === 'q-stream' ? 'contents' : 'history');
       expect(q.restoreFromReason).toEqual(expect.any(String));
     }
     expect(events.filter((e) => e.type === 'progress')).toEqual([]);

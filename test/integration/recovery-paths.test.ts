@@ -47,7 +47,7 @@ async function leaderStatus(ready: (s: StatusReply) => boolean, what: string): P
   const deadline = Date.now() + 30_000;
   for (;;) {
     for (const address of Object.values(cluster.coordinatorAddresses)) {
-      const client = new TidemarkClient(address, { deadlineMs: 2_000, tls: cluster.clientTls });
+      const client = new TidemarkClient(address, { deadlineMs: 2_000, tls: cluster.clientTls, token: cluster.token });
       const status = await client.status().catch(() => undefined);
       client.close();
       if (status?.leader && ready(status)) return status;
@@ -61,7 +61,7 @@ async function leaderStatus(ready: (s: StatusReply) => boolean, what: string): P
 async function leaderClient(): Promise<TidemarkClient> {
   const status = await leaderStatus(() => true, 'a leader');
   const address = Object.entries(cluster.coordinatorAddresses).find(([name]) => name === status.coordinatorId)![1];
-  return new TidemarkClient(address, { tls: cluster.clientTls });
+  return new TidemarkClient(address, { tls: cluster.clientTls, token: cluster.token });
 }
 
 async function worker(): Promise<{ client: WorkerClient; token: number }> {

@@ -210,14 +210,16 @@ describe('restore operations (issue 4)', () => {
       const url = new URL(services.amqpUrl);
       url.hostname = '127.0.0.1';
       url.username = account.user;
-      url.password = 'wrong';
-      const refused = await cli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other]);
+      url.password = '';
+      // The password goes in the environment, never in argv (docs/SECURITY.md#restore-targets).
+      const withPassword = (password: string) => ({ ...cluster.env, TIDEMARK_TARGET_AMQP_PASSWORD: password });
+      const refused = await runCli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other], withPassword('wrong'));
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/cannot|refused/i);
       expect(refused.stderr).not.toContain('wrong');
 
+      const result = await runCli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other, '--json'], withPassword(account.password));
       url.password = account.password;
-      const result = await cli(['restore', '--checkpoint', String(first.epoch), '--target-amqp', url.toString(), '--target-vhost', other, '--json']);
       expect(result.code, result.stderr).toBe(0);
       expect(lastEvent(result)).toMatchObject({ type: 'done', failedQueues: 0, messages: PER_QUEUE * QUEUES.length });
       // The same messages, in the same order, as a restore into this file's own vhost.
@@ -352,7 +354,7 @@ describe('restore operations (issue 4)', () => {
     // The next leader (here the same coordinator, restarted) takes the lease once the dead one's
     // runs out, and resumes the restore by itself.
     cluster.restart('coordinator');
-    const standby = new TidemarkClient(cluster.address, { tls: cluster.clientTls });
+    const standby = new TidemarkClient(cluster.address, { tls: cluster.clientTls, token: cluster.token });
     try {
       let done: Record<string, unknown> | undefined;
       const until = Date.now() + 60_000;

@@ -284,6 +284,7 @@ describe('a segment that changes in the store between verification and publishin
             rateLimit: 0,
             started: false,
             possiblyAcked: 0,
+            assignment: '',
           },
         ],
         exchanges: [],

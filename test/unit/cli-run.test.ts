@@ -87,3 +87,37 @@ describe('tidemark run in process', () => {
     expect(down.stderr.split('\n').filter(Boolean)).toHaveLength(1);
   });
 });
+
+describe('tidemark credentials on the command line', () => {
+  it('token create writes the token to an owner-only file and prints only its hash line; it never overwrites a file', async () => {
+    const { mkdtempSync, readFileSync, statSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { hashToken } = await import('../../services/core/infrastructure/auth-tokens.js');
+    const out = join(mkdtempSync(join(tmpdir(), 'tm-token-')), 'ci.token');
+    const made = await tidemark(['token', 'create', '--role', 'operator', '--name', 'ci', '--out', out]);
+    expect(made.code, made.stderr).toBe(0);
+    const token = readFileSync(out, 'utf8').trim();
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(made.stdout).toBe(`operator ci ${hashToken(token).toString('hex')}\n`);
+    expect(made.stdout + made.stderr).not.toContain(token);
+    const again = await tidemark(['token', 'create', '--role', 'operator', '--name', 'ci', '--out', out]);
+    expect(again.code).toBe(2);
+    expect(readFileSync(out, 'utf8').trim()).toBe(token);
+    expect((await tidemark(['token', 'create', '--role', 'root', '--name', 'x', '--out', `${out}.2`])).stderr).toContain('--role must be one of read, operator, admin');
+  });
+
+  it('restore refuses a --target-amqp URL with a password in it (argv is public), without echoing it', async () => {
+    const result = await tidemark(['--coordinator', NOWHERE, 'restore', '--checkpoint', 'latest', '--target-amqp', 'amqp://u:hunter2@broker:5672']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--target-amqp holds a password, which would be visible in the process list');
+    expect(result.stderr).toContain('TIDEMARK_TARGET_AMQP_PASSWORD');
+    expect(result.stderr).not.toContain('hunter2');
+  });
+
+  it('sends the token from TIDEMARK_TOKEN_FILE, and says which file it cannot read', async () => {
+    const result = await tidemark(['--coordinator', NOWHERE, 'status'], { TIDEMARK_TOKEN_FILE: '/nonexistent/token' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('cannot read the token file /nonexistent/token (TIDEMARK_TOKEN_FILE)');
+  });
+});

@@ -37,7 +37,8 @@ describe('the census of a queue', () => {
 
   it('falls back where counts cannot locate the held messages', () => {
     const cases: Array<[Partial<QueueObservation>, RegExp]> = [
-      [{ definition: definition('q', 'stream') }, /stream/],
+      [{ definition: definition('q', 'stream') }, /the stream was not read in the census/],
+      [{ definition: definition('q', 'stream'), extent: new Error('NOT_FOUND') }, /the stream could not be read: NOT_FOUND/],
       [{ definition: definition('q', 'classic', { 'x-max-priority': 10 }) }, /x-max-priority/],
       [{ definition: definition('q', 'classic', { 'x-overflow': 'reject-publish' }) }, /reject-publish/],
       [{ counters: { redeliver: 0, get: 0, publishRate: 0, policy: { overflow: 'reject-publish-dlx' } } }, /reject-publish-dlx/],
@@ -50,6 +51,17 @@ describe('the census of a queue', () => {
     expect(fallbackOf(observation(), undefined)).toBe('');
     // basic.get with acknowledgement since the previous census.
     expect(fallbackOf(observation({ counters: { redeliver: 0, get: 3, publishRate: 0, policy: {} } }), { redeliver: 0, get: 1, publishRate: 0, policy: {} })).toMatch(/basic.get/);
+  });
+
+  it('counts what a stream source retained from its offsets, with no prefetch or hold bound', () => {
+    const stream = observation({ definition: definition('s', 'stream'), declared: undefined, consumers: [], extent: { messages: 300, first: 200, last: 499 } });
+    expect(fallbackOf(stream, undefined)).toBe('');
+    expect(censusOf(stream, undefined, 7, { maxHoldMs: 60_000 })).toEqual({ ready: 300, unackedBound: 0, margin: 10, markerAtMs: 7, maxHoldMs: 0, fallback: '', requeued: false, stream: true });
+    // A fast stream gets a margin for copies committing after the read; an unknown rate a generous one.
+    expect(censusOf({ ...stream, counters: { redeliver: 9, get: 0, publishRate: 5_000, policy: {} } }, undefined, 0, { maxHoldMs: 0 }).margin).toBe(1_000);
+    expect(censusOf({ ...stream, counters: undefined }, undefined, 0, { maxHoldMs: 0 }).margin).toBe(1_000);
+    expect(censusOf({ ...stream, counters: { redeliver: 0, get: 0, publishRate: 100, policy: {} } }, undefined, 0, { maxHoldMs: 0 }).margin).toBe(20);
+    expect(censusOf({ ...stream, extent: { messages: 0 } }, undefined, 0, { maxHoldMs: 0 }).ready).toBe(0);
   });
 
   it('sees a requeue as a rise of the redeliver counter since the previous census', () => {
@@ -65,6 +77,7 @@ describe('the census of a vhost', () => {
   const queues = new Map([
     ['/|a', definition('a')],
     ['/|b', definition('b')],
+    ['/|s', definition('s', 'stream')],
   ]);
 
   it('publishes the marker before the declares and keeps each queue\'s counters for the next census', async () => {
@@ -78,10 +91,15 @@ describe('the census of a vhost', () => {
         order.push('declare');
         return new Map(names.map((n) => [n, { ready: 7, consumers: n === 'a' ? 1 : 0 }]));
       },
+      streamExtents: async (names: string[]) => {
+        order.push(`read ${names.join(',')}`);
+        return new Map(names.map((n) => [n, { messages: 12, first: 3, last: 14 }]));
+      },
       now: () => 42,
     };
     const census = await takeVhostCensus('/', queues, parts, history, { maxHoldMs: 1_000 });
-    expect(order).toEqual(['marker', 'declare']);
+    expect(order).toEqual(['marker', 'declare', 'read s']);
+    expect(census.get('/|s')).toMatchObject({ ready: 12, unackedBound: 0, maxHoldMs: 0, fallback: '' });
     expect(census.get('/|a')).toMatchObject({ ready: 7, unackedBound: 3, markerAtMs: 42, maxHoldMs: 1_000, fallback: '' });
     expect(census.get('/|b')).toMatchObject({ ready: 7, unackedBound: 0, fallback: '' });
     expect(history.swap('/|a', undefined)).toEqual({ redeliver: 1, get: 0, publishRate: 0, policy: {} });
@@ -98,11 +116,14 @@ describe('the census of a vhost', () => {
         censusCounters: async () => new Map(),
         publishMarker: async () => {},
         declareQueues: async (names: string[]) => new Map(names.map((n) => [n, { ready: 1, consumers: 0 }])),
+        streamExtents: async (names: string[]) => new Map(names.map((n) => [n, { messages: 4, first: 0, last: 3 }])),
         now: () => 0,
       },
       new CensusHistory(),
       { maxHoldMs: 0 },
     );
     expect(census.get('/|a')?.fallback).toMatch(/management API could not be asked: 503 Service Unavailable/);
+    // A stream's count needs no management API; only its margin grows without a publish rate.
+    expect(census.get('/|s')).toMatchObject({ ready: 4, fallback: '', margin: 1_000 });
   });
 });

@@ -7,7 +7,7 @@ import type { QueueDefinition } from '../../services/gen/tidemark/v1/store.js';
 const definition: QueueDefinition = { vhost: '/', name: 'q', type: 'classic', durable: true, autoDelete: false, arguments: undefined, bindings: [] };
 
 function census(extra: Partial<QueueCensus> = {}): QueueCensus {
-  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 1_000, maxHoldMs: 0, fallback: '', requeued: false, ...extra };
+  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 1_000, maxHoldMs: 0, fallback: '', requeued: false, stream: false, ...extra };
 }
 
 /** A journal read by a ledger: `m` data messages, `F`/`M` fences/markers of the given epochs. */
@@ -109,6 +109,28 @@ describe('the head at a cut', () => {
     expect(second.predating).toBe(0);
     expect(second.headMessages).toBe(12);
     expect(second.headOffset).toBe(500 + 2 + 12); // the first marker and fence sit at 510 and 511
+  });
+
+  it('a stream source starts where its own retention left it, and counts what predates protection only beyond the captured records', () => {
+    const stream = (ready: number) => census({ ready, margin: 10, stream: true });
+    // 100 captured before the marker, 10 between marker and fence; the extent read in between saw 5 of those 10.
+    const j = new Journal().data(100).marker(1).data(10).fence(1);
+    const whole = j.part(1, stream(105));
+    expect(whole).toMatchObject({ headMessages: 0, headOffset: 0, predating: 0, headKnown: true });
+    expect(whole.headBasis).toMatch(/retained 105 \(the stream's offsets\) \+ margin 10 .*everything captured is still held/);
+    // The stream held 20 more than was ever captured: those predate protection.
+    expect(j.part(1, stream(130)).predating).toBe(20);
+    // A read that came back empty though messages were captured keeps the earlier head.
+    expect(j.part(1, stream(0)).headBasis).toMatch(/read as empty, though messages were captured/);
+    j.ledger.commit(1, 'r1');
+    // Retention dropped the oldest: the stream keeps 60 at the marker of 150 → head 150 − (60 + 10) = 80.
+    j.data(40).marker(2).fence(2);
+    const trimmed = j.part(2, stream(60));
+    expect(trimmed).toMatchObject({ headMessages: 80, headOffset: 80, predating: 0, headKnown: true });
+    // Past the first marker and fence (at offsets 100 and 111), index 120 sits at offset 122.
+    j.ledger.commit(2, 'r2');
+    j.data(5).marker(3).fence(3);
+    expect(j.part(3, stream(30)).headOffset).toBe(155 - 40 + 2);
   });
 
   it('with a hold bound, uses the frontier of a marker old enough, and waits for one', () => {

@@ -268,3 +268,22 @@ describe('restore plan: workers', () => {
     expect(planned[0].entry).toBe(m.queues[8]);
   });
 });
+
+describe('restore plan: names a restore may not publish into', () => {
+  it('refuses targets named amq.* (RabbitMQ reserves them), by --prefix or --map', () => {
+    expect(configError(() => plan({ prefix: 'amq.' })).message).toContain('names starting with "amq." are reserved by RabbitMQ');
+    expect(configError(() => plan({ queues: ['/:q1'], map: [{ from: 'q1', to: 'amq.gen-x' }] })).message).toContain('/amq.gen-x');
+  });
+
+  it("refuses targets inside Tidemark's namespace (its journals and fences), and allows them without a namespace to check", () => {
+    const error = configError(() => planRestore(manifest(), selection({ queues: ['/:q1'], map: [{ from: 'q1', to: 'tidemark.journal.q1' }], namespace: 'tidemark' }), WORKERS));
+    expect(error.message).toContain("a name of Tidemark's own objects");
+    expect(configError(() => planRestore(manifest(), selection({ prefix: 'tidemark.', namespace: 'tidemark' }), WORKERS)).message).toContain('"tidemark." prefix');
+    // Another installation's namespace is just a name.
+    expect(targets(planRestore(manifest(), selection({ queues: ['/:q1'], prefix: 'other.', namespace: 'tidemark' }), WORKERS))).toEqual({ '/|q1': '/|other.q1' });
+  });
+
+  it('refuses a target name past 255 bytes', () => {
+    expect(configError(() => plan({ queues: ['/:q1'], prefix: 'p'.repeat(254) })).message).toContain('256 bytes; RabbitMQ allows 255');
+  });
+});

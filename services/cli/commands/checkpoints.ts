@@ -78,7 +78,7 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
               q.definition!.vhost,
               q.definition!.name,
               q.definition!.type,
-              q.definition!.type === 'stream' ? String(q.messages) : q.headKnown ? String(contentsMessages(q)) : 'unknown',
+              q.headKnown ? String(contentsMessages(q)) : 'unknown',
               String(q.messages),
               bytes(q.bodyBytes),
               String(q.cutOffset),
@@ -92,13 +92,13 @@ export function addCheckpointCommands(program: Command, cli: CliContext): void {
             ]),
           ]),
         );
-        print('HELD: messages in the queue at the cut (a contents restore; a stream holds its history); HISTORY: everything captured up to the cut (restore --history)');
+        print('HELD: messages in the queue at the cut (a contents restore; for a stream, what its own retention kept); HISTORY: everything captured up to the cut (restore --history)');
         const predating = m.queues.filter((q) => q.predating > 0);
         if (predating.length > 0) {
           print(`INCOMPLETE CONTENTS: ${predating.length} queue(s) still held messages from before protection began, which were never captured:`);
           for (const q of predating) print(`  ${q.definition!.vhost}/${q.definition!.name}: about ${q.predating} message(s) missing until consumers take them`);
         }
-        const unknown = m.queues.filter((q) => !q.headKnown && q.definition!.type !== 'stream');
+        const unknown = m.queues.filter((q) => !q.headKnown);
         if (unknown.length > 0) {
           print(`HISTORY ONLY: ${unknown.length} queue(s) have no safe head, so a restore of them restores their history:`);
           for (const q of unknown) print(`  ${q.definition!.vhost}/${q.definition!.name}: ${q.headBasis.replace(/^history: /, '') || 'checkpoint taken before heads existed'}`);

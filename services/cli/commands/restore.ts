@@ -4,7 +4,7 @@
  * failures (TidemarkClient.followRestore), and Ctrl-C cancels it there.
  */
 import { type Command, Option } from 'commander';
-import { ConfigError, errorMessage } from '../../core/index.js';
+import { ConfigError, errorMessage, readTokenFile } from '../../core/index.js';
 import type { FollowRestoreFrom, RestoreRequest, TidemarkClient } from '../../client/index.js';
 import { collect, type CliContext } from '../context.js';
 import { EXIT_INCOMPLETE, EXIT_INTERRUPTED, ExitCode } from '../exit-codes.js';
@@ -58,6 +58,29 @@ async function showRestore(cli: CliContext, c: TidemarkClient, from: FollowResto
   }
 }
 
+/**
+ * A raw target URL (--target-amqp) with its password from TIDEMARK_TARGET_AMQP_PASSWORD or
+ * TIDEMARK_TARGET_AMQP_PASSWORD_FILE: never from argv, which every user of the machine can read.
+ */
+function rawTargetUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (!flag) return '';
+  let url: URL;
+  try {
+    url = new URL(flag);
+  } catch {
+    throw new ConfigError('--target-amqp must be an amqp:// or amqps:// URL, e.g. amqp://user@host:5672 (the password in TIDEMARK_TARGET_AMQP_PASSWORD); nothing was restored');
+  }
+  if (url.password) {
+    throw new ConfigError(
+      '--target-amqp holds a password, which would be visible in the process list: give the URL without it and the password in TIDEMARK_TARGET_AMQP_PASSWORD or TIDEMARK_TARGET_AMQP_PASSWORD_FILE; nothing was restored',
+    );
+  }
+  let password = env.TIDEMARK_TARGET_AMQP_PASSWORD;
+  if (!password && env.TIDEMARK_TARGET_AMQP_PASSWORD_FILE) password = readTokenFile(env.TIDEMARK_TARGET_AMQP_PASSWORD_FILE, 'TIDEMARK_TARGET_AMQP_PASSWORD_FILE');
+  if (password) url.password = encodeURIComponent(password);
+  return url.toString();
+}
+
 /** A positive whole number flag; 0 when absent. */
 function count(value: string | undefined, flag: string, min: number): number {
   if (value === undefined) return 0;
@@ -80,7 +103,8 @@ export function addRestoreCommands(program: Command, cli: CliContext): void {
     .option('--append', 'same as --mode append')
     .option('--target-vhost <vhost>', 'restore into this vhost')
     .option('--map-vhost <A=B>', 'restore the queues of vhost A into vhost B (repeatable; wins over --target-vhost)', collect, [])
-    .option('--target-amqp <url>', 'restore into another broker')
+    .option('--target <name>', 'restore into a target named in the coordinator\'s configuration (TIDEMARK_RESTORE_TARGETS)')
+    .option('--target-amqp <url>', 'restore into another broker, URL without password (admin role; password in TIDEMARK_TARGET_AMQP_PASSWORD or _FILE)')
     .addOption(new Option('--bindings <mode>', 'recreate bindings: auto (queues that keep their name), all, none').choices(['auto', 'all', 'none']).default('auto'))
     .option('--no-origin-headers', 'leave out the x-tidemark-origin-* headers')
     .option('--concurrency <n>', 'queues restored at once over all workers (default 4 per worker)')
@@ -108,7 +132,8 @@ export function addRestoreCommands(program: Command, cli: CliContext): void {
         map,
         targetVhost: flags.targetVhost ?? '',
         vhostMap: pairs('--map-vhost', flags.mapVhost),
-        targetAmqpUrl: flags.targetAmqp ?? '',
+        target: flags.target ?? '',
+        targetAmqpUrl: rawTargetUrl(flags.targetAmqp, cli.io.env),
         dryRun: Boolean(flags.dryRun),
         history: Boolean(flags.history),
         bindings: flags.bindings,
@@ -133,11 +158,12 @@ export function addRestoreCommands(program: Command, cli: CliContext): void {
   restoreCommand
     .command('resume <id>')
     .description('follow a restore, continuing it first if it stopped (cancelled, or cut short by a crash)')
+    .option('--target-amqp <url>', 'for a restore into a raw broker URL whose password the coordinator lost (failover): the URL again, password in TIDEMARK_TARGET_AMQP_PASSWORD')
     .option('--json', 'print one JSON event per line')
     .action(async (id: string, flags) => {
       const c = cli.client();
       try {
-        await showRestore(cli, c, { restoreId: id }, json(flags));
+        await showRestore(cli, c, { restoreId: id, targetAmqpUrl: rawTargetUrl(flags.targetAmqp ?? restoreCommand.opts().targetAmqp, cli.io.env) }, json(flags));
       } finally {
         c.close();
       }

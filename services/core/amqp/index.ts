@@ -7,4 +7,4 @@ export { ManagementClient } from './management-client.js';
 export { type BindingInfo, type ConsumerInfo, type ExchangeInfo, type QueueCensusCounters, type NodeResources, queueBindings, type QueueInfo } from './management-types.js';
 export { argumentsConflict, probeQueue, queueDeclareOptions, queueExists } from './queue-probe.js';
 export { VhostConnections } from './vhost-connections.js';
-export { amqpUrlForVhost, redactUrl } from './vhost-url.js';
+export { amqpUrlForVhost, hasPassword, redactUrl, withoutPassword, withPassword } from './vhost-url.js';

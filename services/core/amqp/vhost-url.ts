@@ -22,3 +22,26 @@ export function redactUrl(url: string): string {
     return '<invalid url>';
   }
 }
+
+/** The URL with no password in it (the user stays): what may be stored or shown of a broker URL. */
+export function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  parsed.password = '';
+  return parsed.toString();
+}
+
+/** True when the URL carries a password. */
+export function hasPassword(url: string): boolean {
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** The URL with `password` set (percent-encoded as a URL needs). */
+export function withPassword(url: string, password: string): string {
+  const parsed = new URL(url);
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
+}

@@ -73,6 +73,11 @@ export function rejectUndecodableRequests(
   return [guardedDefinition as grpc.ServiceDefinition, guardedImplementation];
 }
 
+export interface ServerLimits {
+  /** Largest request message accepted (bigger ones get RESOURCE_EXHAUSTED). @default maxMessageBytes (256 MiB) */
+  maxReceiveBytes?: number;
+}
+
 /**
  * Answers PERMISSION_DENIED, before the handler, every call `refuse` gives a reason for (e.g. a
  * worker's caller that is not the coordinator, tls.ts onlyPeerNamed).
@@ -95,7 +100,7 @@ export function guardCalls(
   return guarded;
 }
 
-export interface StartServerOptions {
+export interface StartServerOptions extends ServerLimits {
   /** How the server secures its connections (tls.ts serverCredentials). @default plaintext */
   credentials?: grpc.ServerCredentials;
   /** A reason to refuse a call (PERMISSION_DENIED), checked before any handler. @default serve every call */
@@ -113,7 +118,7 @@ export async function startServer(
   address: string,
   options: StartServerOptions = {},
 ): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server(serverOptions);
+  const server = new grpc.Server({ ...serverOptions, ...(options.maxReceiveBytes ? { 'grpc.max_receive_message_length': options.maxReceiveBytes } : {}) });
   for (const [definition, implementation] of services) {
     const [guardedDefinition, guardedImplementation] = rejectUndecodableRequests(definition, implementation);
     server.addService(guardedDefinition, options.refuse ? guardCalls(guardedImplementation, options.refuse) : guardedImplementation);

@@ -9,9 +9,11 @@ import {
   CorruptDataError,
   FailedPreconditionError,
   NotFoundError,
+  PermissionDeniedError,
   StaleLeaderError,
   TidemarkError,
   TransientError,
+  UnauthenticatedError,
   errorMessage,
 } from '../errors.js';
 
@@ -34,6 +36,8 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
   } else if (err instanceof FailedPreconditionError) code = grpc.status.FAILED_PRECONDITION;
   else if (err instanceof CorruptDataError) code = grpc.status.DATA_LOSS;
   else if (err instanceof TransientError) code = grpc.status.UNAVAILABLE;
+  else if (err instanceof UnauthenticatedError) code = grpc.status.UNAUTHENTICATED;
+  else if (err instanceof PermissionDeniedError) code = grpc.status.PERMISSION_DENIED;
   return { code, details: errorMessage(err), metadata };
 }
 
@@ -76,6 +80,10 @@ export function fromServiceError(err: grpc.ServiceError, what: string): Tidemark
       return new ConfigError(message, options);
     case grpc.status.NOT_FOUND:
       return new NotFoundError(message, options);
+    case grpc.status.UNAUTHENTICATED:
+      return new UnauthenticatedError(message, options);
+    case grpc.status.PERMISSION_DENIED:
+      return new PermissionDeniedError(message, options);
     case grpc.status.DATA_LOSS:
       return new CorruptDataError(message, '', options);
     case grpc.status.FAILED_PRECONDITION: {

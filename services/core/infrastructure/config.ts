@@ -81,8 +81,8 @@ export const configSchema = z.object({
     .regex(/^[a-z][a-z0-9-]{0,31}$/, 'namespace must be lowercase letters, digits and dashes, starting with a letter')
     .default('tidemark'),
   /**
-   * Address a service listens on. @default 127.0.0.1:7700 (coordinator; 0.0.0.0:7700 once TLS and
-   * caller authentication are configured), 127.0.0.1:0 (worker)
+   * Address a service listens on. @default coordinator: 0.0.0.0:7700 once TLS and authentication
+   * are configured, else 127.0.0.1:7700; worker: 127.0.0.1:0
    */
   listen: z.string().optional(),
   /**
@@ -235,6 +235,37 @@ export const configSchema = z.object({
         ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
       }
     }),
+  /**
+   * Admin API callers (docs/SECURITY.md#who-may-do-what): a file of lines `<role> <name> <sha256
+   * of the token>`, roles read, operator or admin. @default unset: no token is accepted
+   */
+  authTokensFile: z.string().optional(),
+  /**
+   * Admin API callers given inline, as in authTokensFile, lines separated by newlines or `;`
+   * (hashes only, so it may sit in the environment). Adds to authTokensFile. @default none
+   */
+  authTokens: z.string().default(''),
+  /**
+   * Admin API callers by client certificate: comma-separated `<certificate CN>=<role>`.
+   * @default none
+   */
+  authCertRoles: z.string().default(''),
+  /**
+   * Development only: the admin API lets every caller do everything. Without it, a coordinator
+   * with neither authTokensFile nor authCertRoles refuses to start. @default false
+   */
+  authDisabled: flag.default(false),
+  /**
+   * Restore targets by name (docs/SECURITY.md#restore-targets): a JSON file
+   * `{"<name>": {"amqpUrl": "amqps://user@host:5671", "passwordFile": "...", "passwordEnv": "..."}}`.
+   * The operator role may restore only into these and the source broker. @default none
+   */
+  restoreTargetsFile: z.string().optional(),
+  /**
+   * File holding the bearer token Prometheus must send to a metrics endpoint bound to a
+   * non-loopback address (docs/OPERATIONS.md#metrics). @default unset: metrics only on loopback
+   */
+  metricsTokenFile: z.string().optional(),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   // Transport security of gRPC (docs/SECURITY.md#transport-security).
@@ -337,6 +368,12 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_REDIS_TLS_CERT: 'redisTlsCert',
   TIDEMARK_REDIS_TLS_KEY: 'redisTlsKey',
   TIDEMARK_S3_TLS_CA: 's3TlsCa',
+  TIDEMARK_AUTH_TOKENS_FILE: 'authTokensFile',
+  TIDEMARK_AUTH_TOKENS: 'authTokens',
+  TIDEMARK_AUTH_CERT_ROLES: 'authCertRoles',
+  TIDEMARK_AUTH_DISABLED: 'authDisabled',
+  TIDEMARK_RESTORE_TARGETS: 'restoreTargetsFile',
+  TIDEMARK_METRICS_TOKEN_FILE: 'metricsTokenFile',
 };
 
 export interface ConfigSources {

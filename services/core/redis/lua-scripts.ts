@@ -16,6 +16,7 @@ export const REDIS_SCRIPTS = {
   nextEpoch: script('next-epoch.lua'),
   recordDecision: script('record-decision.lua'),
   advanceRestore: script('advance-restore.lua'),
+  markRestoreStarted: script('mark-restore-started.lua'),
 } as const;
 
 export type RedisScriptName = keyof typeof REDIS_SCRIPTS;

@@ -18,6 +18,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys } from '../format/names.js';
 import { REDIS_SCRIPTS } from '../redis/lua-scripts.js';
+import { RestoreAssignmentError } from '../errors.js';
 
 export type RestoreState = 'running' | 'cancelled' | 'interrupted' | 'done' | 'failed';
 
@@ -32,6 +33,11 @@ export interface RestoreRecord {
   updatedAtMs: number;
   queues: number;
   messages: number;
+  /**
+   * The request's raw target URL had a password, which is not stored (request.targetAmqpUrl is
+   * kept without it): a resume needs it from the coordinator's memory or from the caller.
+   */
+  rawTargetPassword?: boolean;
 }
 
 export interface QueueProgress {
@@ -44,6 +50,12 @@ export interface QueueProgress {
 }
 
 const FINISHED_TTL_S = 7 * 24 * 3600;
+
+/**
+ * What a restore id may be (the coordinator makes `r<epoch>-<hex>`): ids become Redis keys, so
+ * callers are held to this before one is used.
+ */
+export const RESTORE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 
 export class RestoreStateStore {
@@ -105,12 +117,33 @@ export class RestoreStateStore {
     return byQueue;
   }
 
-  async markStarted(id: string, queueKey: string): Promise<void> {
-    await this.redis.hset(this.keys.restoreQueues(id), `s:${queueKey}`, '1');
+  /**
+   * The leader hands a queue of a restore to a worker (`assignment` names the worker and the
+   * attempt): from now on only a writer holding this assignment records the queue's progress.
+   */
+  async assign(id: string, queueKey: string, assignment: string): Promise<void> {
+    await this.redis.hset(this.keys.restoreQueues(id), `a:${queueKey}`, assignment);
   }
 
-  async advance(id: string, queueKey: string, confirmed: number, offset: number): Promise<void> {
-    await this.redis.eval(REDIS_SCRIPTS.advanceRestore, 1, this.keys.restoreQueues(id), `c:${queueKey}`, confirmed, offset);
+  /**
+   * Marks the queue started. With `assignment` (a worker's writes), refused with
+   * RestoreAssignmentError unless the leader assigned the queue of this restore to it.
+   */
+  async markStarted(id: string, queueKey: string, assignment?: string): Promise<void> {
+    if (assignment === undefined) {
+      await this.redis.hset(this.keys.restoreQueues(id), `s:${queueKey}`, '1');
+      return;
+    }
+    const written = await this.redis.eval(REDIS_SCRIPTS.markRestoreStarted, 1, this.keys.restoreQueues(id), `s:${queueKey}`, `a:${queueKey}`, assignment);
+    if (Number(written) < 0) throw new RestoreAssignmentError(id, queueKey);
+  }
+
+  /** Moves the confirmed prefix forward; with `assignment`, only for the assigned writer (as markStarted). */
+  async advance(id: string, queueKey: string, confirmed: number, offset: number, assignment?: string): Promise<void> {
+    const args: Array<string | number> = [`c:${queueKey}`, confirmed, offset];
+    if (assignment !== undefined) args.push(`a:${queueKey}`, assignment);
+    const written = await this.redis.eval(REDIS_SCRIPTS.advanceRestore, 1, this.keys.restoreQueues(id), ...args);
+    if (Number(written) < 0) throw new RestoreAssignmentError(id, queueKey);
   }
 
   async markFinished(id: string, queueKey: string, finished: { ok: boolean; error: string }): Promise<void> {

@@ -294,10 +294,22 @@ export interface RestoreRequest {
    * and forensics, instead of what each queue held at the cut (its contents, the default).
    */
   history: boolean;
+  /**
+   * A restore target named in the coordinator's configuration (TIDEMARK_RESTORE_TARGETS), whose
+   * credentials the coordinator reads from a file or the environment: the operator role may restore
+   * there. target_amqp_url (a raw broker URL) needs the admin role. At most one of them is set.
+   */
+  target: string;
 }
 
 export interface ResumeRestoreRequest {
   restoreId: string;
+  /**
+   * For a restore into a raw target URL (RestoreRequest.target_amqp_url) whose password no live
+   * coordinator holds (they are kept in the memory of the coordinator that ran it, never in
+   * Redis): the same URL again, with its password. Needs the admin role.
+   */
+  targetAmqpUrl: string;
 }
 
 export interface CancelRestoreRequest {
@@ -2495,6 +2507,7 @@ function createBaseRestoreRequest(): RestoreRequest {
     confirmWindow: 0,
     vhostMap: [],
     history: false,
+    target: "",
   };
 }
 
@@ -2550,6 +2563,9 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     }
     if (message.history !== false) {
       writer.uint32(136).bool(message.history);
+    }
+    if (message.target !== "") {
+      writer.uint32(146).string(message.target);
     }
     return writer;
   },
@@ -2703,6 +2719,14 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
             message.history = reader.bool();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2737,18 +2761,22 @@ export const RestoreRequest: MessageFns<RestoreRequest> = {
     message.confirmWindow = object.confirmWindow ?? 0;
     message.vhostMap = object.vhostMap?.map((e) => NameMapping.fromPartial(e)) || [];
     message.history = object.history ?? false;
+    message.target = object.target ?? "";
     return message;
   },
 };
 
 function createBaseResumeRestoreRequest(): ResumeRestoreRequest {
-  return { restoreId: "" };
+  return { restoreId: "", targetAmqpUrl: "" };
 }
 
 export const ResumeRestoreRequest: MessageFns<ResumeRestoreRequest> = {
   encode(message: ResumeRestoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.restoreId !== "") {
       writer.uint32(10).string(message.restoreId);
+    }
+    if (message.targetAmqpUrl !== "") {
+      writer.uint32(18).string(message.targetAmqpUrl);
     }
     return writer;
   },
@@ -2774,6 +2802,14 @@ export const ResumeRestoreRequest: MessageFns<ResumeRestoreRequest> = {
             message.restoreId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targetAmqpUrl = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2792,6 +2828,7 @@ export const ResumeRestoreRequest: MessageFns<ResumeRestoreRequest> = {
   fromPartial(object: DeepPartial<ResumeRestoreRequest>): ResumeRestoreRequest {
     const message = createBaseResumeRestoreRequest();
     message.restoreId = object.restoreId ?? "";
+    message.targetAmqpUrl = object.targetAmqpUrl ?? "";
     return message;
   },
 };

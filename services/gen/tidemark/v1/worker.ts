@@ -85,7 +85,10 @@ export interface QueueRef {
 
 /** The counts a worker turns into the queue's head at this cut (docs/HEAD-AT-THE-CUT.md). */
 export interface QueueCensus {
-  /** Ready messages (passive queue.declare), taken after the marker was confirmed. */
+  /**
+   * Ready messages (passive queue.declare), taken after the marker was confirmed. For a stream
+   * source, the messages between its first and last offset, read after the marker.
+   */
   ready: number;
   /** Bound on the messages delivered and not yet acknowledged: the consumers' prefetch summed. */
   unackedBound: number;
@@ -102,6 +105,8 @@ export interface QueueCensus {
    * held messages until everything now in the queue has been delivered once more.
    */
   requeued: boolean;
+  /** The counts are a stream source's extent: what its own retention kept, no consumer removes any. */
+  stream: boolean;
 }
 
 export interface PrepareRequest {
@@ -183,6 +188,12 @@ export interface QueueRestore {
    * x-tidemark-possibly-acked: they may have been acknowledged at the source before the cut.
    */
   possiblyAcked: number;
+  /**
+   * The leader's assignment of this queue of this restore to this worker (written to the restore's
+   * progress in Redis before the task is sent): progress is recorded only while it still holds, so
+   * a task never advances another restore's, or another attempt's, progress.
+   */
+  assignment: string;
 }
 
 export interface RestoreTask {
@@ -659,7 +670,16 @@ export const QueueRef: MessageFns<QueueRef> = {
 };
 
 function createBaseQueueCensus(): QueueCensus {
-  return { ready: 0, unackedBound: 0, margin: 0, markerAtMs: 0, maxHoldMs: 0, fallback: "", requeued: false };
+  return {
+    ready: 0,
+    unackedBound: 0,
+    margin: 0,
+    markerAtMs: 0,
+    maxHoldMs: 0,
+    fallback: "",
+    requeued: false,
+    stream: false,
+  };
 }
 
 export const QueueCensus: MessageFns<QueueCensus> = {
@@ -684,6 +704,9 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     }
     if (message.requeued !== false) {
       writer.uint32(56).bool(message.requeued);
+    }
+    if (message.stream !== false) {
+      writer.uint32(64).bool(message.stream);
     }
     return writer;
   },
@@ -757,6 +780,14 @@ export const QueueCensus: MessageFns<QueueCensus> = {
             message.requeued = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.stream = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -781,6 +812,7 @@ export const QueueCensus: MessageFns<QueueCensus> = {
     message.maxHoldMs = object.maxHoldMs ?? 0;
     message.fallback = object.fallback ?? "";
     message.requeued = object.requeued ?? false;
+    message.stream = object.stream ?? false;
     return message;
   },
 };
@@ -1247,6 +1279,7 @@ function createBaseQueueRestore(): QueueRestore {
     started: false,
     resumeAfterOffset: 0,
     possiblyAcked: 0,
+    assignment: "",
   };
 }
 
@@ -1302,6 +1335,9 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     }
     if (message.possiblyAcked !== 0) {
       writer.uint32(136).uint64(message.possiblyAcked);
+    }
+    if (message.assignment !== "") {
+      writer.uint32(146).string(message.assignment);
     }
     return writer;
   },
@@ -1455,6 +1491,14 @@ export const QueueRestore: MessageFns<QueueRestore> = {
             message.possiblyAcked = longToNumber(reader.uint64());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.assignment = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1491,6 +1535,7 @@ export const QueueRestore: MessageFns<QueueRestore> = {
     message.started = object.started ?? false;
     message.resumeAfterOffset = object.resumeAfterOffset ?? 0;
     message.possiblyAcked = object.possiblyAcked ?? 0;
+    message.assignment = object.assignment ?? "";
     return message;
   },
 };
