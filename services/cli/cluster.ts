@@ -29,10 +29,39 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const [variable, key] of Object.entries(environmentKeys)) {
     const value = config[key];
-    if (value !== undefined && key !== 'id') env[variable] = String(value);
+    // Each process takes its own role's certificate from the TLS directory (localTlsCertificates).
+    if (value !== undefined && !NOT_PASSED_ON.has(key)) env[variable] = String(value);
   }
+  for (const key of NOT_PASSED_ON) delete env[Object.entries(environmentKeys).find(([, k]) => k === key)![0]];
+  env.TIDEMARK_TLS_DIR = resolve(config.tlsDir);
   env.TIDEMARK_COORDINATOR = `localhost:${port}`;
   return env;
+}
+
+/** Keys not handed to the children: the id is each child's own, and so are its certificate files. */
+const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey']);
+
+/**
+ * With TLS on, the cluster runs with mutual TLS on the local CA of `config.tlsDir`, generated
+ * the first time (owner-only files; core/tls/local-ca.ts): the coordinator, each worker and the
+ * CLI in this directory take their own role's certificate from it.
+ */
+async function localTlsCertificates(config: Config): Promise<void> {
+  if (!config.tls) {
+    process.stderr.write('cluster up: TLS is off (TIDEMARK_TLS=off): plaintext gRPC on loopback, for development only\n');
+    return;
+  }
+  if (config.tlsCa || config.tlsCert || config.tlsKey) {
+    process.stderr.write(`cluster up: each process uses its own certificate from ${resolve(config.tlsDir)}; TIDEMARK_TLS_CA/CERT/KEY are not passed on\n`);
+  }
+  const { ensureLocalCertificates } = await import('../core/tls/index.js');
+  const made = await ensureLocalCertificates(resolve(config.tlsDir), {
+    coordinator: config.tlsCoordinatorName,
+    worker: config.tlsWorkerName,
+  });
+  const dir = resolve(config.tlsDir);
+  const howToFind = dir === resolve('.tidemark/tls') ? 'tidemark commands run from this directory find its client certificate' : `tidemark commands find its client certificate with TIDEMARK_TLS_DIR=${dir}`;
+  process.stderr.write(`cluster up: mutual TLS with the local CA in ${dir}${made ? ' (generated now)' : ''}; ${howToFind}\n`);
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
@@ -74,6 +103,7 @@ function localAdminToken(config: Config, env: NodeJS.ProcessEnv): string | undef
 }
 
 export async function clusterUp(options: ClusterOptions): Promise<number> {
+  await localTlsCertificates(options.config);
   const env = childEnv(options.config, options.port);
   const tokenFile = localAdminToken(options.config, env);
   const children: Array<{ name: string; child: ChildProcess }> = [];

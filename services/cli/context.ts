@@ -4,7 +4,7 @@
  * configuration and a coordinator client on demand.
  */
 import type { Command } from 'commander';
-import { type Config, loadConfig } from '../core/index.js';
+import { type Config, loadConfig, loadGrpcTls } from '../core/index.js';
 import { TidemarkClient, tokenFromEnvironment } from '../client/index.js';
 import type { RestoreViewOutput } from './restore-view.js';
 
@@ -35,13 +35,21 @@ export class CliContext {
 
   /** The configuration from env, --config file and flags (the global ones plus `flags`). */
   config(flags: Record<string, unknown> = {}): Config {
-    const globals = this.program.opts<{ config?: string; coordinator?: string; logLevel?: string }>();
-    return loadConfig({ env: this.io.env, file: globals.config, flags: { coordinator: globals.coordinator, logLevel: globals.logLevel, ...flags } });
+    const globals = this.program.opts<{ config?: string; coordinator?: string; logLevel?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }>();
+    return loadConfig({
+      env: this.io.env,
+      file: globals.config,
+      flags: { coordinator: globals.coordinator, logLevel: globals.logLevel, tlsCa: globals.tlsCa, tlsCert: globals.tlsCert, tlsKey: globals.tlsKey, ...flags },
+    });
   }
 
-  /** A client of the configured coordinator, sending the token from TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. */
+  /**
+   * A client of the configured coordinator: over TLS unless TIDEMARK_TLS=off
+   * (docs/SECURITY.md#transport-security), sending the token from TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE.
+   */
   client(): TidemarkClient {
-    return new TidemarkClient(this.config().coordinator, { token: tokenFromEnvironment(this.io.env) });
+    const config = this.config();
+    return new TidemarkClient(config.coordinator, { tls: loadGrpcTls(config, 'client'), token: tokenFromEnvironment(this.io.env) });
   }
 
   /** One line of data on stdout: a string as is, anything else as compact JSON. */

@@ -14,6 +14,7 @@ import { addKeyCommands } from './commands/keys.js';
 import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
 import { addStatusCommand } from './commands/status.js';
+import { addTlsCommands } from './commands/tls.js';
 import { addTokenCommands } from './commands/token.js';
 import { addVerifyCommands } from './commands/verify.js';
 import { CliContext, type CliIo } from './context.js';
@@ -28,6 +29,9 @@ export function createProgram(io: CliIo): Command {
     .option('--config <file>', 'JSON config file (overrides TIDEMARK_* variables; flags override it)')
     .option('--coordinator <host:port>', 'coordinator address (TIDEMARK_COORDINATOR)')
     .option('--log-level <level>', 'debug, info, warn or error (TIDEMARK_LOG_LEVEL)')
+    .option('--tls-ca <file>', 'CA certificate that signed the peer certificates (TIDEMARK_TLS_CA)')
+    .option('--tls-cert <file>', 'this process\'s certificate: a service\'s own, or the CLI\'s client certificate (TIDEMARK_TLS_CERT)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (TIDEMARK_TLS_KEY)')
     // Before any command is added: commands copy their parent's settings when created.
     .configureOutput({
       writeOut: (s) => void io.stdout.write(s),
@@ -45,6 +49,7 @@ export function createProgram(io: CliIo): Command {
   addStatusCommand(program, cli);
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
+  addTlsCommands(program, cli);
   addTokenCommands(program, cli);
   addKeyCommands(program, cli);
   return program;

@@ -3,7 +3,7 @@
  * program driving checkpoints and restores) uses. Errors arrive as Tidemark error classes.
  */
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, clientChannelOptions, fromServiceError, isConnectFailure, readStream, TidemarkError, TransientError } from '../core/index.js';
+import { callUnary, coordinatorChannel, fromServiceError, type GrpcTls, isConnectFailure, readStream, TidemarkError, TransientError } from '../core/index.js';
 import {
   CoordinatorServiceClient,
   RestoreRequest,
@@ -56,6 +56,12 @@ export interface TidemarkClientOptions {
   /** Deadline of each call except `checkpoint(true)` and `restore`. @default 30000 */
   deadlineMs?: number;
   /**
+   * TLS to the coordinator: its CA, a client certificate if any, and the name its certificate
+   * must carry (loadGrpcTls(config, 'client') reads them from the configuration, as the CLI
+   * does). @default plaintext
+   */
+  tls?: GrpcTls;
+  /**
    * Bearer token sent with every call (docs/SECURITY.md#who-may-do-what); see
    * tokenFromEnvironment for TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. @default none
    */
@@ -68,6 +74,7 @@ const waitedCheckpointDeadlineMs = 10 * 60_000;
 export class TidemarkClient {
   private readonly client: CoordinatorServiceClient;
   private readonly deadlineMs: number;
+  private readonly tls: GrpcTls;
   private readonly metadata: () => grpc.Metadata;
 
   /** @param address the coordinator's host:port, e.g. localhost:7700 */
@@ -76,13 +83,15 @@ export class TidemarkClient {
     options: TidemarkClientOptions = {},
   ) {
     this.deadlineMs = options.deadlineMs ?? 30_000;
+    this.tls = options.tls ?? { enabled: false };
     const token = options.token;
     this.metadata = () => {
       const metadata = new grpc.Metadata();
       if (token) metadata.set('authorization', `Bearer ${token}`);
       return metadata;
     };
-    this.client = new CoordinatorServiceClient(address, grpc.credentials.createInsecure(), clientChannelOptions);
+    const channel = coordinatorChannel(this.tls);
+    this.client = new CoordinatorServiceClient(address, channel.credentials, channel.options);
   }
 
   /** Starts a checkpoint round; with `wait`, resolves once it is committed or aborted. */
@@ -214,11 +223,38 @@ export class TidemarkClient {
   /** A coordinator that cannot be reached gets a message telling the operator how to start one. */
   private mapError(err: TidemarkError): TidemarkError {
     if (!isConnectFailure(err)) return err;
+    const tlsProblem = transportSecurityProblem(this.address, this.tls.enabled, err.message);
+    if (tlsProblem) return new TransientError(tlsProblem, { cause: err.cause });
     return new TransientError(
       `cannot reach the coordinator at ${this.address}: start one with "tidemark cluster up" or "tidemark coordinator", or set TIDEMARK_COORDINATOR / --coordinator`,
       { cause: err.cause },
     );
   }
+}
+
+/**
+ * Why a connection to the coordinator failed, when TLS is the reason: a certificate the client
+ * does not trust or that names another role, or one side speaking TLS and the other plaintext.
+ * Undefined when the failure says nothing of TLS (refused, unresolvable, timed out).
+ */
+export function transportSecurityProblem(address: string, tlsEnabled: boolean, failure: string): string | undefined {
+  const last = /Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note|$)/s.exec(failure)?.[1]?.trim() ?? failure;
+  if (tlsEnabled && /wrong version number|packet length too long|http request/i.test(last)) {
+    return `cannot connect to the coordinator at ${address} over TLS: it answers in plaintext (TIDEMARK_TLS=off on its side). Turn TLS on there, or, for development only, set TIDEMARK_TLS=off here too`;
+  }
+  if (tlsEnabled && /certificate|SSL|TLS|refusing to talk/i.test(last)) {
+    return (
+      `cannot connect to the coordinator at ${address} over TLS: ${last}. ` +
+      "Check that TIDEMARK_TLS_CA (or --tls-ca) names the CA that signed the coordinator's certificate and TIDEMARK_TLS_COORDINATOR_NAME the name it carries (docs/SECURITY.md#transport-security)"
+    );
+  }
+  if (!tlsEnabled && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|Name resolution/i.test(last)) {
+    return (
+      `cannot reach the coordinator at ${address} in plaintext (TIDEMARK_TLS=off here): it closed the connection (${last}). ` +
+      'A coordinator with TLS (the default) needs TLS here too: unset TIDEMARK_TLS and set TIDEMARK_TLS_CA (or --tls-ca) to its CA'
+    );
+  }
+  return undefined;
 }
 
 export { RestoreFollowLostError } from './errors.js';

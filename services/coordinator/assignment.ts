@@ -13,7 +13,7 @@
  * - a worker that refuses the leader's token as stale, with a token at or above it, means this
  *   leader is outranked: the pass reports it and the caller steps down instead of adopting it.
  */
-import { assign, type Catalog, errorMessage, headOf, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
+import { assign, type Catalog, errorMessage, type GrpcTls, headOf, type Logger, queueKey, StaleLeaderError, WorkerClient, type WorkerRegistration } from '../core/index.js';
 import type { QueueAssignment, QueueRef } from '../gen/tidemark/v1/worker.js';
 import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import type { RoundParticipant } from './checkpoint-round.js';
@@ -33,7 +33,11 @@ export class WorkerPool {
   private generation = 0;
 
   /** `decisions` hears of every DECIDE sent through the pool's clients (retention, decisions-in-flight.ts). */
-  constructor(private readonly decisions?: { sending(request: DecideRequest): void; ended(request: DecideRequest, nowMs: number): void }) {}
+  constructor(
+    private readonly decisions?: { sending(request: DecideRequest): void; ended(request: DecideRequest, nowMs: number): void },
+    /** The coordinator's certificate material, for mutual TLS with workers. @default plaintext */
+    readonly tls?: GrpcTls,
+  ) {}
 
   /** Numbers an assignment pass; a worker keeps the newest assignment it was sent. */
   nextGeneration(): number {
@@ -52,7 +56,7 @@ export class WorkerPool {
       }
     }
     for (const worker of workers) {
-      if (!this.clients.has(worker.id)) this.clients.set(worker.id, this.tracked(new WorkerClient(worker.address, { workerId: worker.id })));
+      if (!this.clients.has(worker.id)) this.clients.set(worker.id, this.tracked(new WorkerClient(worker.address, { workerId: worker.id, tls: this.tls })));
     }
   }
 

@@ -16,12 +16,15 @@ import {
   DecisionLog,
   errorMessage,
   firehoseVhostsOf,
+  type GrpcTls,
+  loadBackendTls,
+  loadGrpcTls,
   type Logger,
   Membership,
   ProtectionPolicy,
   systemClock,
 } from '../core/index.js';
-import { ManagementClient, VhostConnections } from '../core/amqp/index.js';
+import { configureAmqpTls, ManagementClient, VhostConnections } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { type ObjectStore, openStoreRetrying } from '../core/store/index.js';
 import { Discovery } from './discovery.js';
@@ -48,20 +51,29 @@ export interface CoordinatorParts {
   retention?: JournalRetention;
   /** What the leader's decisions read the time from (lease, schedule, rounds). @default systemClock */
   clock?: Clock;
+  /**
+   * The coordinator's certificate material: its admin API's server certificate, and the client
+   * certificate it shows workers (docs/SECURITY.md#transport-security). @default plaintext
+   */
+  tls?: GrpcTls;
 }
 
 /** Opens the store and Redis, then builds the parts on them. */
 export async function openCoordinatorParts(config: Config, log: Logger, signal?: AbortSignal, clock: Clock = systemClock): Promise<CoordinatorParts> {
+  // First: a missing certificate is a configuration error, found before anything is opened.
+  const tls = loadGrpcTls(config, 'coordinator');
+  const backends = loadBackendTls(config);
+  configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
   const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
   let redis: Redis;
   try {
-    redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+    redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);
   } catch (err) {
     await store.close().catch(() => {});
     throw err;
   }
   const connections = new VhostConnections(config.amqpUrl, log.child('amqp'), `tidemark coordinator ${config.id}`);
-  const management = new ManagementClient(config.managementUrl);
+  const management = new ManagementClient(config.managementUrl, { ca: backends.management?.ca });
   const guard = new ResourceGuard({
     management,
     limits: {
@@ -81,6 +93,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
   return {
     config,
     log,
+    tls,
     store,
     catalog: new Catalog(store),
     redis,

@@ -18,6 +18,7 @@ import {
   type Config,
   errorMessage,
   firehoseQueueName,
+  type GrpcTls,
   firehoseVhostsOf,
   type Membership,
   relayUnknown,
@@ -53,6 +54,8 @@ export interface StatusSources {
   guard?: Pick<ResourceGuard, 'nodes'>;
   retention?: Pick<JournalRetention, 'boundBytes' | 'pressure'>;
   clients: ReadonlyMap<string, WorkerClient>;
+  /** Certificate material for workers not in `clients`. @default plaintext */
+  workerTls?: GrpcTls;
   coverage: CoverageTracker;
   isLeader(): boolean;
   /** Queues each worker acknowledged in the last assignment pass. */
@@ -74,7 +77,7 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
     leader: s.isLeader(),
     leaderToken: current?.token ?? 0,
     workers: await Promise.all(
-      workers.map(async (w) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...(await workerHealth(s.clients, w)) })),
+      workers.map(async (w) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...(await workerHealth(s.clients, w, s.workerTls)) })),
     ),
     protectedQueues: s.protectedQueues(),
     latestCheckpoint: latest,
@@ -110,8 +113,12 @@ function lastRoundReply(round: LastRound | undefined): StatusReply['lastRound'] 
 }
 
 /** Asks a worker how its captures are doing: capture errors surface in status. */
-export async function workerHealth(clients: ReadonlyMap<string, WorkerClient>, worker: WorkerRegistration): Promise<{ reachable: boolean; error: string }> {
-  const client = clients.get(worker.id) ?? new WorkerClient(worker.address, { workerId: worker.id });
+export async function workerHealth(
+  clients: ReadonlyMap<string, WorkerClient>,
+  worker: WorkerRegistration,
+  tls?: GrpcTls,
+): Promise<{ reachable: boolean; error: string }> {
+  const client = clients.get(worker.id) ?? new WorkerClient(worker.address, { workerId: worker.id, tls });
   try {
     const report = await client.status(WORKER_STATUS_DEADLINE_MS);
     const failing = report.queues.filter((q) => q.error !== '');

@@ -20,6 +20,7 @@
 import {
   abortable,
   type Catalog,
+  type GrpcTls,
   type Clock,
   type Config,
   errorMessage,
@@ -84,7 +85,7 @@ export class Coordinator {
   private assigned: Pick<AssignmentResult, 'acked' | 'failures'> = { acked: new Map(), failures: [] };
   /** COMMITs workers may still apply: retention keeps their checkpoints (decisions-in-flight.ts). */
   private readonly inFlight = new DecisionsInFlight(DECIDE_DEADLINE_MS);
-  private readonly pool = new WorkerPool(this.inFlight);
+  private readonly pool: WorkerPool;
   private readonly history = new RoundHistory();
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -112,6 +113,7 @@ export class Coordinator {
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
+    this.pool = new WorkerPool(this.inFlight, parts.tls);
     this.clock = parts.clock ?? systemClock;
     this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
@@ -172,6 +174,11 @@ export class Coordinator {
   /** Leading, and the lease is certainly still ours (renewed less than a lease time ago). */
   get isLeader(): boolean {
     return this.leading && this.parts.lease.held;
+  }
+
+  /** The certificate material of the admin API and of calls to workers (plaintext when off). */
+  get tls(): GrpcTls {
+    return this.parts.tls ?? { enabled: false };
   }
 
   get catalog(): Catalog {
@@ -392,6 +399,7 @@ export class Coordinator {
       guard,
       retention,
       clients: this.pool.clients,
+      workerTls: this.parts.tls,
       coverage: this.coverage,
       isLeader: () => this.isLeader,
       acked: () => this.assigned.acked,

@@ -21,7 +21,7 @@ import {
   readPrefix,
   TidemarkError,
 } from '../core/index.js';
-import { amqpUrlForVhost, type ManagementClient, redactUrl } from '../core/amqp/index.js';
+import { amqpSocketOptions, amqpUrlForVhost, type ManagementClient, redactUrl } from '../core/amqp/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import { DrillSetupError } from './errors.js';
 
@@ -173,7 +173,7 @@ export async function restoredDigest(amqpUrl: string, vhost: string, queue: stri
   try {
     const url = amqpUrlForVhost(amqpUrl, vhost);
     connection = await amqp
-      .connect(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `tidemark restore-drill ${vhost}` } })
+      .connect(url, amqpSocketOptions(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `tidemark restore-drill ${vhost}` } }))
       .catch((err: unknown) => {
         throw new DrillSetupError(`cannot connect to ${redactUrl(url)}: ${errorMessage(err)}`, { cause: err });
       });

@@ -1,13 +1,17 @@
 /** The coordinator service: start one with startCoordinator(config). */
 import {
+  chooseListen,
   type Config,
   configureFailpoints,
+  expiryWarning,
   type Logger,
+  logListenChoice,
   type MetricsServer,
   parseTokenLines,
   readTokenFile,
   readTokensFile,
   serveMetrics,
+  serverCredentials,
   startServer,
   stopServer,
   throwIfStopping,
@@ -21,12 +25,6 @@ import { ADMIN_MAX_REQUEST_BYTES } from './admin-limits.js';
 import { RestoreTargets } from './restore-targets.js';
 
 export { Coordinator } from './coordinator.js';
-
-/**
- * Whether the admin port serves TLS. The transport part of issue 14 sets it from its TLS
- * settings; until then the admin API is never offered beyond loopback by default.
- */
-const ADMIN_TLS_CONFIGURED = false;
 
 /**
  * The admin API's address when --listen is not given: every interface only once callers must
@@ -70,10 +68,24 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   let metrics: MetricsServer | undefined;
   try {
     throwIfStopping(signal);
+    const tls = coordinator.tls;
     const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets }), authenticator, log.child('auth'));
-    const listen = config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: ADMIN_TLS_CONFIGURED });
-    if (!config.listen && listen.startsWith('127.')) log.info(`the admin API listens on ${listen} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
-    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen, { maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES }));
+    // An address the operator gives is used as given, with a warning if it is exposed unprotected.
+    const listen = chooseListen({
+      explicit: config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: tls.enabled }),
+      port: 7700,
+      protectedCalls: tls.enabled && !authenticator.disabled,
+      service: 'coordinator admin API',
+      why: tls.enabled ? 'its callers are not authenticated (TIDEMARK_AUTH_DISABLED)' : 'TLS is off (TIDEMARK_TLS=off)',
+    });
+    logListenChoice(listen, log);
+    if (!config.listen && listen.address.startsWith('127.')) log.info(`the admin API listens on ${listen.address} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
+    const expiring = expiryWarning(tls);
+    if (expiring) log.warn(expiring);
+    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen.address, {
+      maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES,
+      credentials: serverCredentials(tls, 'optional'),
+    }));
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
     await coordinator.stop().catch(() => {});
@@ -98,7 +110,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     await coordinator.stop().catch(() => {});
     throw err;
   }
-  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port}`);
+  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port} (${coordinator.tls.enabled ? 'TLS' : 'plaintext, TIDEMARK_TLS=off'})`);
   return {
     coordinator,
     port,

@@ -10,7 +10,7 @@
 import amqp, { type ChannelModel } from 'amqplib';
 import type { QueueDefinition } from '../gen/tidemark/v1/store.js';
 import { ConfigError, errorMessage, forEachLimited, TransientError } from '../core/index.js';
-import { amqpUrlForVhost, argumentsConflict, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
+import { amqpSocketOptions, amqpUrlForVhost, argumentsConflict, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 
 /**
  * What a restore does with target queues that already exist:
@@ -83,7 +83,7 @@ export async function preflightTargets(amqpUrl: string, targets: PreflightTarget
     const url = amqpUrlForVhost(amqpUrl, vhost);
     let connection: ChannelModel;
     try {
-      connection = await amqp.connect(url, { clientProperties: { connection_name: 'tidemark restore preflight' } });
+      connection = await amqp.connect(url, amqpSocketOptions(url, { clientProperties: { connection_name: 'tidemark restore preflight' } }));
     } catch (err) {
       const refused = refusedConnection(err, vhost, url);
       if (refused === undefined) {

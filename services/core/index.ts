@@ -1,7 +1,7 @@
 /**
  * What core offers the other modules (client, coordinator, worker, cli). They import core through
  * this file, or through the index.ts of store/, amqp/ or redis/ for the clients of those systems,
- * which load heavy libraries the CLI does not need; core's own files import each other directly
+ * and of tls/ for the local CA, which load heavy libraries the CLI does not need; core's own files import each other directly
  * (docs/ARCHITECTURE.md#layers). Its folders are grouped by kind: state/, format/, store/, amqp/,
  * redis/, grpc/ and infrastructure/ (docs/ARCHITECTURE.md#inside-core). Re-exports only: nothing
  * here runs when it is loaded.
@@ -11,6 +11,7 @@ export { Catalog } from './state/catalog.js';
 export { contentsMessages, headOf, historyOf, type QueueHead } from './state/contents.js';
 export { type Clock, systemClock } from './infrastructure/clock.js';
 export { type Config, environmentKeys, loadConfig } from './infrastructure/config.js';
+export { type BackendTls, loadBackendTls, readTlsMaterial, type TlsMaterial } from './infrastructure/backend-tls.js';
 export { type CommitRecord, DecisionLog, type DecisionRecord, type DecisionState, type OutsideQueue, type QueueMark } from './state/decision-log.js';
 export {
   ConfigError,
@@ -63,6 +64,24 @@ export { callUnary, readStream } from './grpc/client.js';
 export { beforeDeadline, requireField, serverStream, unary } from './grpc/handlers.js';
 export { clientChannelOptions } from './grpc/options.js';
 export { startServer, stopServer } from './grpc/server.js';
+export { chooseListen, isLoopback, type ListenChoice, logListenChoice } from './grpc/listen-address.js';
+export {
+  certificateIdentity,
+  type CallWithAuthContext,
+  type CertificateIdentity,
+  coordinatorChannel,
+  describeIdentity,
+  expiryWarning,
+  type GrpcTls,
+  identityHasName,
+  identityOfCertificate,
+  loadGrpcTls,
+  onlyPeerNamed,
+  serverCredentials,
+  type TlsRole,
+  type TlsSettings,
+  workerChannel,
+} from './grpc/tls.js';
 export { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from './grpc/status.js';
 export {
   CALLER_NAME,

@@ -1,6 +1,19 @@
 /** The worker service: start one with startWorker(config). */
 import { hostname } from 'node:os';
-import { type Config, configureFailpoints, type Logger, startServer, stopServer, throwIfStopping } from '../core/index.js';
+import {
+  chooseListen,
+  type Config,
+  configureFailpoints,
+  expiryWarning,
+  loadGrpcTls,
+  type Logger,
+  logListenChoice,
+  onlyPeerNamed,
+  serverCredentials,
+  startServer,
+  stopServer,
+  throwIfStopping,
+} from '../core/index.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
 import { workerHandlers } from './worker-service.js';
@@ -20,18 +33,30 @@ export interface RunningWorker {
  */
 export async function startWorker(config: Config, log: Logger, signal?: AbortSignal): Promise<RunningWorker> {
   configureFailpoints(config.failpoints);
+  // First: a missing certificate is a configuration error, found before anything is opened.
+  const tls = loadGrpcTls(config, 'worker');
   const worker = await Worker.create({ config, log }, signal);
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   try {
     throwIfStopping(signal);
-    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], config.listen ?? '127.0.0.1:0'));
+    // Loopback unless told; with TLS a worker serves only the coordinator (mutual TLS), so any
+    // address the operator chooses is protected, and only a plaintext one is warned about.
+    const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, exposeByDefault: false, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
+    logListenChoice(listen, log);
+    const expiring = expiryWarning(tls);
+    if (expiring) log.warn(expiring);
+    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
+      credentials: serverCredentials(tls, 'required'),
+      refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),
+    }));
   } catch (err) {
     await worker.stop().catch(() => {});
     throw err;
   }
   // Only now is the port known, so only now can the worker tell the leader where it is.
   const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
+  log.info(`worker ${config.id} serving on port ${port} (${tls.enabled ? `mutual TLS: only callers named ${config.tlsCoordinatorName}` : 'plaintext, TIDEMARK_TLS=off'})`);
   try {
     await worker.start(address, signal);
   } catch (err) {

@@ -42,7 +42,7 @@ import {
   RestoreCancelledError,
   toPublishOptions,
 } from '../core/index.js';
-import { amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
+import { amqpSocketOptions, amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
 import type { RestoreRunOptions } from './restore-run-options.js';
 import { resumePoint, type ResumePoint } from './restore-resume.js';
 import { changedSinceVerified, damagedData, prefixSpec, verifyQueueData, type Published } from './restore-verify.js';
@@ -61,7 +61,7 @@ export async function runRestoreTask(options: RestoreRunOptions): Promise<void> 
     let connection = connections.get(vhost);
     if (!connection) {
       const url = amqpUrlForVhost(baseUrl, vhost);
-      connection = amqp.connect(url, { clientProperties: { connection_name: `tidemark restore ${task.restoreId}` } }).catch((err) => {
+      connection = amqp.connect(url, amqpSocketOptions(url, { clientProperties: { connection_name: `tidemark restore ${task.restoreId}` } })).catch((err) => {
         // The broker closes the handshake when the vhost is missing or the user may not use it.
         const refused = /ConnectionOpenOk|NOT_ALLOWED|ACCESS_REFUSED/.test(errorMessage(err));
         const why = refused ? `vhost "${vhost}" does not exist there or the user may not use it (create it, or pick another --target-vhost)` : errorMessage(err);

@@ -13,6 +13,7 @@ import {
   DecisionLog,
   errorMessage,
   failpoint,
+  loadBackendTls,
   type Logger,
   Membership,
   NotFoundError,
@@ -23,10 +24,12 @@ import {
   systemClock,
   withTimeLimit,
 } from '../core/index.js';
+import { configureAmqpTls } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
 import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry, countedFor } from './decision-inquiry.js';
 import { countedOf, failedReason, inquiryIntervalMs, Participant, type QueueOutcome, type RoundOutcome, splitOutcomes } from './participant.js';
+import { LeaderConfirmation } from './leader-confirmation.js';
 import {
   Decision,
   Vote,
@@ -72,6 +75,8 @@ export class Worker {
   /** Rounds and leader tokens; a round's vote is a promise a repeated PREPARE awaits too (idempotence). */
   private participant = new Participant<Promise<PrepareReply>>();
   private readonly decisionLog: DecisionLog;
+  /** Confirms a new leader token against the lease in Redis before it is adopted. */
+  private readonly confirmation: LeaderConfirmation;
   private readonly restoreState: RestoreStateStore;
   private readonly catalog: Catalog;
   private readonly relay: FirehoseRelay;
@@ -91,6 +96,7 @@ export class Worker {
     this.id = options.config.id;
     this.clock = options.clock ?? systemClock;
     this.decisionLog = new DecisionLog(redis, options.config.namespace);
+    this.confirmation = new LeaderConfirmation(redis, options.config.namespace);
     this.restoreState = new RestoreStateStore(redis, options.config.namespace);
     this.catalog = new Catalog(store);
     this.relay = new FirehoseRelay({
@@ -110,13 +116,16 @@ export class Worker {
    */
   static async create(options: WorkerOptions, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
+    // First: an unreadable certificate file is a configuration error, found before anything is opened.
+    const backends = loadBackendTls(config);
+    configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
     const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
     let redis: Redis | undefined;
     try {
       // An encrypted store: this process's data key is made (and stored wrapped) now, not on the
       // first segment a capture waits for. A failure here is retried by that first write.
       await store.vault?.prepare().catch((err: unknown) => log.warn(`cannot store this worker's data key yet (${errorMessage(err)}); the first segment written tries again`));
-      redis = await openRedis(config.redisUrl, log.child('redis'), signal);
+      redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {
       redis?.disconnect();
@@ -185,7 +194,13 @@ export class Worker {
     await this.store.close();
   }
 
+  /** A token above every one seen is adopted only if it is the current lease's (leader-confirmation.ts). */
+  private confirmToken(token: number): Promise<void> {
+    return this.confirmation.confirm(token, this.participant.seenToken);
+  }
+
   async assign(request: AssignRequest): Promise<AssignReply> {
+    await this.confirmToken(request.leaderToken);
     // A new leader's first assignment wins even if its generation counter restarted.
     const newer = request.leaderToken > this.participant.seenToken || request.generation >= this.generation;
     this.participant.checkToken(request.leaderToken);
@@ -207,6 +222,7 @@ export class Worker {
    * same vote (and the same staged partition); one of a round already decided gets NO.
    */
   async prepare(request: PrepareRequest, signal: AbortSignal): Promise<PrepareReply> {
+    await this.confirmToken(request.leaderToken);
     const { participant } = this;
     const admitted = participant.prepare(request);
     if (admitted.kind === 'decided') return this.no(admitted.reason);
@@ -282,6 +298,7 @@ export class Worker {
 
   /** Phase two. Idempotent: a repeated or late decision changes nothing more. */
   async decide(request: DecideRequest): Promise<void> {
+    await this.confirmToken(request.leaderToken);
     this.participant.checkToken(request.leaderToken);
     if (request.decision === Decision.DECISION_COMMIT) await failpoint('worker.after-commit');
     this.apply(request.epoch, request.roundId, request.decision === Decision.DECISION_COMMIT ? 'committed' : 'aborted', countedOf(request));
@@ -332,6 +349,7 @@ export class Worker {
   }
 
   async restore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
+    await this.confirmToken(task.leaderToken);
     this.participant.checkToken(task.leaderToken);
     if (this.stopping.signal.aborted) throw this.stopping.signal.reason;
     const running = this.runRestore(task, emit, AbortSignal.any([signal, this.stopping.signal]));

@@ -84,7 +84,7 @@ export async function startProtectedCluster(ctx: BenchContext): Promise<Protecte
 export async function captureErrors(pc: ProtectedCluster): Promise<string[]> {
   const info = (await pc.cluster.client.status()).workers[0];
   if (!info) return ['no worker in the cluster status'];
-  const worker = new WorkerClient(info.address, { workerId: info.workerId });
+  const worker = new WorkerClient(info.address, { workerId: info.workerId, tls: pc.cluster.workerTls });
   try {
     return (await worker.status(5_000)).queues.filter((q) => q.error).map((q) => `${q.queue}: ${q.error}`);
   } finally {

@@ -55,7 +55,7 @@ async function measureFloor(cluster: TestCluster, namespace: string, redisUrl: s
   const status = await cluster.client.status();
   const info = status.workers[0];
   if (!info) throw new Error('no worker in the cluster status');
-  const worker = new WorkerClient(info.address, { workerId: info.workerId });
+  const worker = new WorkerClient(info.address, { workerId: info.workerId, tls: cluster.workerTls });
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   const store = await openStore({ store: cluster.storeUrl, s3Region: 'us-east-1' });
   try {

@@ -54,7 +54,7 @@ async function attachedWorker(pc: ProtectedCluster, queue: string): Promise<{ wo
     if (reported && reported !== address) {
       worker?.close();
       address = reported;
-      worker = new WorkerClient(address, { workerId: status!.workers[0].workerId });
+      worker = new WorkerClient(address, { workerId: status!.workers[0].workerId, tls: pc.cluster.workerTls });
     }
     // Only a live worker answers: the killed one's address may still be listed for a lease time.
     const own = await worker?.status(1_000).catch(() => undefined);

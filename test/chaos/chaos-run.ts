@@ -145,7 +145,7 @@ export class ChaosRun {
       extraEnv: { TIDEMARK_LEASE_TIME: '2s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
       processArgs: { [LINKED_WORKER]: ['--listen', `127.0.0.1:${workerPort}`, '--advertise', this.link.address] },
     });
-    for (const [name, address] of Object.entries(this.cluster.coordinatorAddresses)) this.clients.set(name, new TidemarkClient(address, { deadlineMs: 5_000, token: this.cluster.token }));
+    for (const [name, address] of Object.entries(this.cluster.coordinatorAddresses)) this.clients.set(name, new TidemarkClient(address, { deadlineMs: 5_000, tls: this.cluster.clientTls, token: this.cluster.token }));
     this.log(`vhost ${this.vhost}, cluster log ${this.cluster.logFile}, redis ${this.redis.url} (log in ${this.dir}), s3 ${this.s3.endpoint}, ${LINKED_WORKER} behind ${this.link.address}`);
     await this.until('a leader with all queues assigned', 60_000, async () => {
       const { client } = await this.leader();

@@ -20,6 +20,8 @@ import amqp from 'amqplib';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { amqpUrlForVhost } from '../../services/core/amqp/vhost-url.js';
 import { TidemarkClient, tokenFromEnvironment } from '../../services/client/index.js';
+import { loadConfig, loadGrpcTls } from '../../services/core/index.js';
+import { ensureLocalCertificates } from '../../services/core/tls/index.js';
 import { readQueue } from '../helpers/broker.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 
@@ -94,7 +96,11 @@ async function main(): Promise<number> {
     TIDEMARK_LOG_LEVEL: 'warn',
     // The demo's consumers acknowledge in order (docs/HEAD-AT-THE-CUT.md): the head needs no hold bound.
     TIDEMARK_HEAD_MAX_HOLD: '0',
+    // Mutual TLS on a local CA, as `cluster up` sets up for a newcomer (docs/SECURITY.md#transport-security).
+    TIDEMARK_TLS_DIR: join(dir, 'tls'),
   };
+  // Made here rather than by `cluster up` so that the demo's own client can read them at once.
+  await ensureLocalCertificates(join(dir, 'tls'));
 
   step(`demo vhost ${VHOST}: exchange "${EXCHANGE}" and ${QUEUES.length} queues`);
   await management.deleteVhost(VHOST);
@@ -115,7 +121,8 @@ async function main(): Promise<number> {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   // cluster up writes its admin token to .tidemark/admin-token, where the CLI (and this client) find it.
-  let client = new TidemarkClient(`127.0.0.1:${port}`);
+  const tls = loadGrpcTls(loadConfig({ env }), 'client');
+  let client = new TidemarkClient(`127.0.0.1:${port}`, { tls });
   let failed = true;
   try {
     for (let i = 0; ; i += 1) {
@@ -128,7 +135,7 @@ async function main(): Promise<number> {
       })();
       if (token && i % 4 === 0) {
         client.close();
-        client = new TidemarkClient(`127.0.0.1:${port}`, { token });
+        client = new TidemarkClient(`127.0.0.1:${port}`, { tls, token });
       }
       const status = await client.status().catch(() => undefined);
       const assigned = status?.workers.reduce((n, w) => n + w.queues, 0) ?? 0;

@@ -8,7 +8,8 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidemarkClient } from '../../services/client/index.js';
-import { generateToken, type Role, tokenLine } from '../../services/core/index.js';
+import { generateToken, type GrpcTls, loadConfig, loadGrpcTls, type Role, tokenLine } from '../../services/core/index.js';
+import { testTlsDir } from './tls.js';
 import type { StatusReply } from '../../services/gen/tidemark/v1/admin.js';
 import type { TestServices } from './services.js';
 import { repositoryRoot } from './repo.js';
@@ -33,6 +34,11 @@ export interface TestClusterOptions {
   processEnv?: Record<string, Record<string, string>>;
   /** Extra command-line arguments of one process only (e.g. a worker's --listen / --advertise). */
   processArgs?: Record<string, string[]>;
+  /**
+   * Mutual TLS on the run's test CA (helpers/tls.ts), as an operator gets by default; false, the
+   * processes speak plaintext (TIDEMARK_TLS=off). @default true
+   */
+  tls?: boolean;
   /** More admin API callers besides the cluster's own admin token: [role, name, token]. */
   extraTokens?: Array<[Role, string, string]>;
 }
@@ -46,7 +52,14 @@ export interface TestCluster {
   client: TidemarkClient;
   storeUrl: string;
   logFile: string;
+  /** The environment of every process, and of CLI runs against the cluster. */
   env: NodeJS.ProcessEnv;
+  /** With `tls`, the directory of the test CA and certificates (ca.pem, <role>.pem, <role>-key.pem). */
+  tlsDir?: string;
+  /** Certificate material to call the workers as the coordinator does: `new WorkerClient(address, { tls: cluster.workerTls })`. */
+  workerTls: GrpcTls;
+  /** Certificate material of a CLI client of the admin API: `new TidemarkClient(address, { tls: cluster.clientTls })`. */
+  clientTls: GrpcTls;
   /** SIGKILL one process by name ('coordinator', 'worker-1', ...). */
   kill(name: string): Promise<void>;
   /**
@@ -101,6 +114,7 @@ async function waitForListener(port: number, what: string, timeoutMs = 30_000): 
 export async function startTestCluster(options: TestClusterOptions): Promise<TestCluster> {
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first (npm test does)`);
   const port = await freePort();
+  const tls = options.tls ?? true;
   const dir = mkdtempSync(join(tmpdir(), `${options.namespace}-`));
   const storeUrl = options.store.kind === 's3' ? `s3://${options.store.bucket}/${options.namespace}` : `file://${join(dir, 'store')}`;
   const logFile = join(dir, 'cluster.log');
@@ -127,6 +141,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
+    ...(tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
     TIDEMARK_AUTH_TOKENS_FILE: tokensFile,
     TIDEMARK_TOKEN: token,
     ...options.extraEnv,
@@ -156,7 +171,9 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   // cannot take a port freePort() handed to a coordinator.
   await Promise.all([...coordinatorPorts].map(([name, p]) => waitForListener(p, `${name} to listen on port ${p}; logs in ${logFile}`)));
   for (let i = 1; i <= options.workers; i += 1) launch(`worker-${i}`);
-  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, token });
+  const clientTls = loadGrpcTls(loadConfig({ env }), 'client');
+  const workerTls = loadGrpcTls(loadConfig({ env }), 'coordinator');
+  const client = new TidemarkClient(`127.0.0.1:${port}`, { deadlineMs: 60_000, tls: clientTls, token });
 
   const waitForStatus = (predicate: (status: StatusReply) => boolean, what: string, timeoutMs = 60_000) =>
     eventually(
@@ -185,6 +202,9 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     storeUrl,
     logFile,
     env,
+    tlsDir: tls ? env.TIDEMARK_TLS_DIR : undefined,
+    workerTls,
+    clientTls,
     kill: (name) => stopProcess(name, 'SIGKILL'),
     restart: (name, ownEnv) => {
       if (ownEnv) processEnv.set(name, ownEnv);

@@ -23,6 +23,7 @@ import type { CheckpointManifest } from '../../services/gen/tidemark/v1/store.js
 import type { RestoreProgress } from '../../services/gen/tidemark/v1/worker.js';
 import { declareBoundQueues, readQueue } from '../helpers/broker.js';
 import { jsonLines, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
+import { withoutCertificate } from '../helpers/tls.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { createTestUser, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
@@ -58,7 +59,7 @@ async function cli(args: string[], token: string, extraEnv: Record<string, strin
 }
 
 function client(token?: string): TidemarkClient {
-  return new TidemarkClient(cluster.address, { token, deadlineMs: 30_000 });
+  return new TidemarkClient(cluster.address, { tls: cluster.clientTls, token, deadlineMs: 30_000 });
 }
 
 async function restoreEvents(c: TidemarkClient, request: Partial<RestoreRequest>): Promise<{ events: RestoreEvent[]; err?: Error }> {
@@ -142,7 +143,13 @@ describe('admin API authentication and roles', () => {
   });
 
   it('no token or a wrong one is UNAUTHENTICATED, from the client library and from the CLI', async () => {
-    const anonymous = client();
+    // The test CA's client certificate has no role here: it identifies a caller, who is refused.
+    const certified = client();
+    const unmapped = (await certified.status().catch((err: unknown) => err)) as Error;
+    expect(unmapped).toBeInstanceOf(UnauthenticatedError);
+    expect(unmapped.message).toContain('the client certificate "tidemark-client" has no role: map it in TIDEMARK_AUTH_CERT_ROLES');
+    certified.close();
+    const anonymous = new TidemarkClient(cluster.address, { tls: withoutCertificate(cluster.clientTls), deadlineMs: 30_000 });
     const none = (await anonymous.status().catch((err: unknown) => err)) as Error;
     expect(none).toBeInstanceOf(UnauthenticatedError);
     expect(grpcCode(none)).toBe(grpc.status.UNAUTHENTICATED);
@@ -258,7 +265,7 @@ describe('admin API authentication and roles', () => {
     expect(id).toBeDefined();
     const before = await redis.hgetall(`${namespace}:restore:${id}:queues`);
     const status = await cluster.client.status();
-    const worker = new WorkerClient(status.workers[0].address);
+    const worker = new WorkerClient(status.workers[0].address, { tls: cluster.workerTls });
     const source = manifest.queues.find((q) => q.definition!.name === 'a-one')!;
     const progress: RestoreProgress[] = [];
     let failure: Error | undefined;

@@ -10,6 +10,7 @@ import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkClient, type RestoreEvent, type RestoreRequest, type StatusReply } from '../../services/client/index.js';
+import { coordinatorChannel, workerChannel } from '../../services/core/grpc/tls.js';
 import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
 import { ConfigError, FailedPreconditionError, NotFoundError, TidemarkError } from '../../services/core/errors.js';
@@ -34,8 +35,14 @@ let worker: WorkerClient;
 let epoch: number;
 
 /** Sends raw bytes as the request of a unary method; resolves with the status, or the reply bytes. */
+/** A raw client of the worker (with the coordinator's certificate) or of the coordinator (a CLI's). */
+function rawClient(address: string): grpc.Client {
+  const channel = address === workerAddress ? workerChannel(cluster.workerTls) : coordinatorChannel(cluster.clientTls);
+  return new grpc.Client(address, channel.credentials, channel.options);
+}
+
 function unaryRaw(address: string, path: string, bytes: Buffer): Promise<grpc.ServiceError | Buffer> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = rawClient(address);
   return new Promise<grpc.ServiceError | Buffer>((resolve) => {
     client.makeUnaryRequest(path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, reply) => resolve(err ?? reply!));
   }).finally(() => client.close());
@@ -43,7 +50,7 @@ function unaryRaw(address: string, path: string, bytes: Buffer): Promise<grpc.Se
 
 /** Sends raw bytes as the request of a server-streaming method; resolves with the final status. */
 function streamRaw(address: string, path: string, bytes: Buffer): Promise<{ status: grpc.ServiceError | undefined; messages: number }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = rawClient(address);
   return new Promise<{ status: grpc.ServiceError | undefined; messages: number }>((resolve) => {
     const call = client.makeServerStreamRequest(path, identity, identity, bytes, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
     let messages = 0;
@@ -131,7 +138,7 @@ describe('bad input over gRPC', () => {
       extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
     });
     // Either coordinator may win the lease: find out which one leads.
-    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, token: cluster.token }));
+    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, tls: cluster.clientTls, token: cluster.token }));
     const until = Date.now() + 60_000;
     let leading: StatusReply | undefined;
     while (Date.now() < until && !leading) {
@@ -146,7 +153,7 @@ describe('bad input over gRPC', () => {
     if (!leading) throw new Error(`no leader with its queue assigned and a standby; logs in ${cluster.logFile}`);
     leaderAddress = leader.address;
     workerAddress = leading.workers[0].address;
-    worker = new WorkerClient(workerAddress, { workerId: leading.workers[0].workerId });
+    worker = new WorkerClient(workerAddress, { workerId: leading.workers[0].workerId, tls: cluster.workerTls });
 
     for (let i = 0; i < 5; i += 1) channel.publish('app', QUEUE, Buffer.from(`m${i}`), { persistent: true });
     await channel.waitForConfirms();

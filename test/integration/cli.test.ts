@@ -7,7 +7,7 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -417,6 +417,8 @@ describe('the tidemark CLI against a two-worker cluster', () => {
         TIDEMARK_STORE: `file://${join(dir, 'store')}`,
         TIDEMARK_NAMESPACE: namespace,
         TIDEMARK_INTERVAL: '0',
+        // TLS is on by default: cluster up makes a local CA here, and the CLI below finds it.
+        TIDEMARK_TLS_DIR: join(dir, 'tls'),
       };
       up = spawn(process.execPath, [CLI, 'cluster', 'up', '--workers', '2', '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
       up.stdout!.on('data', (chunk: Buffer) => void (output += chunk.toString()));
@@ -442,6 +444,13 @@ describe('the tidemark CLI against a two-worker cluster', () => {
 
       pids = await childPids(up.pid!);
       expect(pids, 'cluster up runs a coordinator and two workers as child processes').toHaveLength(3);
+      // Mutual TLS on the local CA it generated, owner-only; a plaintext CLI is turned away.
+      expect(output).toMatch(/mutual TLS with the local CA in .*tls \(generated now\)/);
+      expect(statSync(join(dir, 'tls')).mode & 0o777).toBe(0o700);
+      expect(statSync(join(dir, 'tls', 'client-key.pem')).mode & 0o777).toBe(0o600);
+      const plaintext = await tidemark(['status', '--coordinator', address], { ...env, TIDEMARK_TLS: 'off' });
+      expect(plaintext.code).not.toBe(0);
+      expect(plaintext.stderr).toMatch(/needs TLS here too/);
 
       up.kill('SIGTERM');
       const exit = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000))]);

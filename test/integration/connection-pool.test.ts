@@ -86,7 +86,7 @@ async function expectExact(manifest: CheckpointManifest, prefix: string): Promis
 
 async function captureErrors(): Promise<string[]> {
   const worker = (await cluster.client.status()).workers.find((w) => w.workerId === 'worker-1')!;
-  const client = new WorkerClient(worker.address, { workerId: worker.workerId });
+  const client = new WorkerClient(worker.address, { workerId: worker.workerId, tls: cluster.workerTls });
   try {
     return (await client.status(5_000)).queues.filter((q) => q.error !== '').map((q) => `${q.queue}: ${q.error}`);
   } finally {

@@ -168,7 +168,7 @@ describe('failpoint matrix: every point in every mode, invariants after recovery
         // Every worker hears (or asks for) every decision.
         const status = await cluster.client.status();
         await until('every worker to know every decision', async () => {
-          const reports = await Promise.all(status.workers.map((w) => withWorker(w.address, (client) => client.status(2_000))));
+          const reports = await Promise.all(status.workers.map((w) => withWorker(cluster, w.address, (client) => client.status(2_000))));
           return reports.every((r) => r.undecidedEpochs.length === 0) ? true : undefined;
         });
       });
@@ -222,7 +222,7 @@ describe('failpoints with default rounds (G8): what cannot take part is carried,
           const during = await publish(vhost, queues, 60);
           const worker1 = (await cluster.client.status()).workers.find((w) => w.workerId === 'worker-1')!;
           await until('worker-1 to flush what it read', async () => {
-            const report = await withWorker(worker1.address, (client) => client.status(2_000));
+            const report = await withWorker(cluster, worker1.address, (client) => client.status(2_000));
             return report.queues.every((q) => q.buffered === 0) ? true : undefined;
           });
           let second: CheckpointReply;
@@ -279,7 +279,7 @@ describe('failpoints with default rounds (G8): what cannot take part is carried,
           const status = await cluster.client.status();
           expect(status.outsideCut).toEqual([]);
           await until('every worker to know every decision', async () => {
-            const reports = await Promise.all(status.workers.map((w) => withWorker(w.address, (client) => client.status(2_000))));
+            const reports = await Promise.all(status.workers.map((w) => withWorker(cluster, w.address, (client) => client.status(2_000))));
             return reports.every((r) => r.undecidedEpochs.length === 0) ? true : undefined;
           });
         },
@@ -514,8 +514,8 @@ function outcomeOf(reply: CheckpointReply): 'committed' | 'aborted' | 'pending' 
   return 'pending';
 }
 
-async function withWorker<T>(address: string, call: (client: WorkerClient) => Promise<T>): Promise<T> {
-  const client = new WorkerClient(address);
+async function withWorker<T>(cluster: TestCluster, address: string, call: (client: WorkerClient) => Promise<T>): Promise<T> {
+  const client = new WorkerClient(address, { tls: cluster.workerTls });
   try {
     return await call(client);
   } finally {

@@ -32,7 +32,7 @@ async function owners(): Promise<Map<string, string>> {
   const status = await cluster.client.status();
   const byQueue = new Map<string, string>();
   for (const w of status.workers) {
-    const client = new WorkerClient(w.address, { workerId: w.workerId });
+    const client = new WorkerClient(w.address, { workerId: w.workerId, tls: cluster.workerTls });
     try {
       for (const q of (await client.status(5_000)).queues) {
         expect(byQueue.has(q.queue), `${q.queue} captured by two workers`).toBe(false);

@@ -47,7 +47,7 @@ async function leaderStatus(ready: (s: StatusReply) => boolean, what: string): P
   const deadline = Date.now() + 30_000;
   for (;;) {
     for (const address of Object.values(cluster.coordinatorAddresses)) {
-      const client = new TidemarkClient(address, { deadlineMs: 2_000, token: cluster.token });
+      const client = new TidemarkClient(address, { deadlineMs: 2_000, tls: cluster.clientTls, token: cluster.token });
       const status = await client.status().catch(() => undefined);
       client.close();
       if (status?.leader && ready(status)) return status;
@@ -61,12 +61,12 @@ async function leaderStatus(ready: (s: StatusReply) => boolean, what: string): P
 async function leaderClient(): Promise<TidemarkClient> {
   const status = await leaderStatus(() => true, 'a leader');
   const address = Object.entries(cluster.coordinatorAddresses).find(([name]) => name === status.coordinatorId)![1];
-  return new TidemarkClient(address, { token: cluster.token });
+  return new TidemarkClient(address, { tls: cluster.clientTls, token: cluster.token });
 }
 
 async function worker(): Promise<{ client: WorkerClient; token: number }> {
   const status = await leaderStatus((s) => s.workers.length === 1 && s.workers[0].queues === QUEUES.length, 'the worker capturing both queues');
-  return { client: new WorkerClient(status.workers[0].address, { workerId: 'worker-1' }), token: status.leaderToken };
+  return { client: new WorkerClient(status.workers[0].address, { workerId: 'worker-1', tls: cluster.workerTls }), token: status.leaderToken };
 }
 
 function prepareRequest(token: number, epoch: number, roundId: string): PrepareRequest {
@@ -122,7 +122,7 @@ describe('recovery paths on the worker', () => {
     const second = await leaderStatus((s) => s.coordinatorId !== leader && s.workers[0]?.queues === QUEUES.length, 'the new leader to assign the worker');
     expect(second.leaderToken).toBeGreaterThan(first.leaderToken);
     cluster.restart(leader);
-    const client = new WorkerClient(second.workers[0].address, { workerId: 'worker-1' });
+    const client = new WorkerClient(second.workers[0].address, { workerId: 'worker-1', tls: cluster.workerTls });
     await expect(client.prepare(prepareRequest(first.leaderToken, 1_000, 'stale'), 5_000)).rejects.toBeInstanceOf(StaleLeaderError);
     client.close();
 
@@ -139,7 +139,7 @@ describe('recovery paths on the worker', () => {
         address = info ? (JSON.parse(info) as { address: string }).address : address;
         return address !== client.address;
       });
-      const restarted = new WorkerClient(address, { workerId: 'worker-1' });
+      const restarted = new WorkerClient(address, { workerId: 'worker-1', tls: cluster.workerTls });
       expect((await restarted.status(5_000)).leaderToken, 'no leader has reached the restarted worker yet').toBe(second.leaderToken);
       await expect(restarted.prepare(prepareRequest(first.leaderToken, 1_000, 'stale'), 5_000)).rejects.toThrow(/leader token \d+ is stale/);
       restarted.close();
@@ -200,8 +200,14 @@ describe('recovery paths on the worker', () => {
 
   it('a leader outranked by a token a worker has seen takes a new lease above it', async () => {
     // What Redis losing its counter can lead to: the worker has seen a token the leader lacks.
+    // A worker adopts only the token of the lease held at the time, so a lease with token + 5
+    // holds for that call; then Redis loses it, and its counter falls back.
     const { client, token } = await worker();
+    const keys = redisKeys(namespace);
+    const issued = await redis.get(keys.leaderToken);
+    await redis.multi().set(keys.leader, `${token + 5}:lost-leader:0`, 'PX', 5_000).set(keys.leaderToken, String(token + 5)).exec();
     await client.decide({ leaderToken: token + 5, epoch: 7_000, roundId: 'outranking', decision: Decision.DECISION_ABORT, counted: [] }, 5_000);
+    await redis.multi().del(keys.leader).set(keys.leaderToken, issued!).exec();
     client.close();
     const status = await leaderStatus((s) => s.leaderToken > token + 5 && s.workers[0]?.queues === QUEUES.length, 'a leader with a token above the one the worker saw');
     expect(status.leaderToken).toBeGreaterThan(token + 5);

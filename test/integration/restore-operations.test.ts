@@ -354,7 +354,7 @@ describe('restore operations (issue 4)', () => {
     // The next leader (here the same coordinator, restarted) takes the lease once the dead one's
     // runs out, and resumes the restore by itself.
     cluster.restart('coordinator');
-    const standby = new TidemarkClient(cluster.address, { token: cluster.token });
+    const standby = new TidemarkClient(cluster.address, { tls: cluster.clientTls, token: cluster.token });
     try {
       let done: Record<string, unknown> | undefined;
       const until = Date.now() + 60_000;

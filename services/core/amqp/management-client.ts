@@ -3,6 +3,7 @@
  * bindings, queue counters for coverage, node resources, and the few admin calls tests and
  * restores need. The HTTP side is management-http.ts; the shapes it returns, management-types.ts.
  */
+import { httpsFetchWithCa } from './https-fetch.js';
 import { NotFoundError } from '../errors.js';
 import { enc, ManagementHttp } from './management-http.js';
 import {
@@ -29,6 +30,8 @@ export interface ManagementClientOptions {
   timeoutMs?: number;
   /** Page size for queue and exchange listings (the API allows at most 500). @default 500 */
   pageSize?: number;
+  /** CA certificates (PEM) an https:// management API's certificate must chain to. @default the system's roots */
+  ca?: Buffer;
 }
 
 const NODE_COLUMNS =
@@ -43,7 +46,7 @@ export class ManagementClient {
 
   /** @param url management base URL with credentials, e.g. `http://guest:guest@localhost:15672`. */
   constructor(url: string, options: ManagementClientOptions = {}) {
-    this.http = new ManagementHttp(url, options.timeoutMs ?? 10_000, Math.min(options.pageSize ?? 500, 500));
+    this.http = new ManagementHttp(url, options.timeoutMs ?? 10_000, Math.min(options.pageSize ?? 500, 500), options.ca ? httpsFetchWithCa(options.ca) : fetch);
     this.apiUrl = this.http.apiUrl;
   }
 

@@ -5,6 +5,7 @@
  * Node's fetch refuses URLs with credentials in them, so the user and password are taken out of
  * the configured URL and sent as a Basic Authorization header.
  */
+import type { FetchLike } from './https-fetch.js';
 import { ConfigError, ManagementApiError, NotFoundError, TidemarkError, TransientError, errorMessage } from '../errors.js';
 
 /** JSON requests to one management API, authenticated, with a time limit each. */
@@ -22,6 +23,8 @@ export class ManagementHttp {
     url: string,
     private readonly timeoutMs: number,
     private readonly pageSize: number,
+    /** How requests are sent: fetch, or one trusting a CA of its own (https-fetch.ts). @default fetch */
+    private readonly send: FetchLike = fetch,
   ) {
     let parsed: URL;
     try {
@@ -66,9 +69,9 @@ export class ManagementHttp {
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const url = this.apiUrl + path;
     const what = `${method} /api/${path.split('?')[0]}`;
-    let res: Response;
+    let res: Awaited<ReturnType<FetchLike>>;
     try {
-      res = await fetch(url, {
+      res = await this.send(url, {
         method,
         headers: {
           authorization: this.authorization,

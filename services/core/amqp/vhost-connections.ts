@@ -8,6 +8,7 @@
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../infrastructure/log.js';
 import { StoppingError, errorMessage } from '../errors.js';
+import { amqpSocketOptions } from './amqp-tls.js';
 import { amqpUrlForVhost, redactUrl } from './vhost-url.js';
 
 /**
@@ -82,7 +83,7 @@ export class VhostConnections {
 
   private async open(link: Link): Promise<ChannelModel> {
     const url = amqpUrlForVhost(this.baseUrl, link.vhost);
-    const connection = await amqp.connect(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `${this.clientName} ${this.describe(link)}` } });
+    const connection = await amqp.connect(url, amqpSocketOptions(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: `${this.clientName} ${this.describe(link)}` } }));
     if (this.closed) {
       // close() ran while this connect was in flight: the connection would outlive the service.
       await connection.close().catch(() => {});

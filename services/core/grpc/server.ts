@@ -79,21 +79,54 @@ export interface ServerLimits {
 }
 
 /**
- * Starts a gRPC server on `address` (host:port, port 0 picks a free one) with plaintext
- * credentials. Resolves with the bound port; a taken port is a ConfigError. Requests that do not
- * decode are answered INVALID_ARGUMENT ({@link rejectUndecodableRequests}); unknown services and
- * methods get grpc-js's UNIMPLEMENTED naming the method.
+ * Answers PERMISSION_DENIED, before the handler, every call `refuse` gives a reason for (e.g. a
+ * worker's caller that is not the coordinator, tls.ts onlyPeerNamed).
+ */
+export function guardCalls(
+  implementation: grpc.UntypedServiceImplementation,
+  refuse: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => string | undefined,
+): grpc.UntypedServiceImplementation {
+  const guarded: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+      const reason = refuse(call);
+      if (reason === undefined) return (handler as (...args: unknown[]) => unknown).call(implementation, call, callback);
+      const status = { code: grpc.status.PERMISSION_DENIED, details: reason };
+      // A unary handler answers through its callback; a server stream through an 'error' event.
+      if (callback) callback(status);
+      else call.emit('error', status);
+    }) as grpc.UntypedServiceImplementation[string];
+  }
+  return guarded;
+}
+
+export interface StartServerOptions extends ServerLimits {
+  /** How the server secures its connections (tls.ts serverCredentials). @default plaintext */
+  credentials?: grpc.ServerCredentials;
+  /** A reason to refuse a call (PERMISSION_DENIED), checked before any handler. @default serve every call */
+  refuse?: (call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) => string | undefined;
+}
+
+/**
+ * Starts a gRPC server on `address` (host:port, port 0 picks a free one) with `credentials`
+ * (plaintext unless given). Resolves with the bound port; a taken port is a ConfigError. Requests
+ * that do not decode are answered INVALID_ARGUMENT ({@link rejectUndecodableRequests}); unknown
+ * services and methods get grpc-js's UNIMPLEMENTED naming the method.
  */
 export async function startServer(
   services: Array<[grpc.ServiceDefinition, grpc.UntypedServiceImplementation]>,
   address: string,
-  limits: ServerLimits = {},
+  options: StartServerOptions = {},
 ): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server({ ...serverOptions, ...(limits.maxReceiveBytes ? { 'grpc.max_receive_message_length': limits.maxReceiveBytes } : {}) });
-  for (const [definition, implementation] of services) server.addService(...rejectUndecodableRequests(definition, implementation));
+  const server = new grpc.Server({ ...serverOptions, ...(options.maxReceiveBytes ? { 'grpc.max_receive_message_length': options.maxReceiveBytes } : {}) });
+  for (const [definition, implementation] of services) {
+    const [guardedDefinition, guardedImplementation] = rejectUndecodableRequests(definition, implementation);
+    server.addService(guardedDefinition, options.refuse ? guardCalls(guardedImplementation, options.refuse) : guardedImplementation);
+  }
+  const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure();
   try {
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+      server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
     });
     return { server, port };
   } catch (err) {

@@ -4,9 +4,8 @@
  * core because it is the worker's contract (worker.proto) seen from outside, and the coordinator
  * may import core but not the worker (docs/ARCHITECTURE.md#layers).
  */
-import * as grpc from '@grpc/grpc-js';
 import { callUnary, readStream } from './client.js';
-import { clientChannelOptions } from './options.js';
+import { type GrpcTls, workerChannel } from './tls.js';
 import {
   WorkerServiceClient,
   type AssignReply,
@@ -23,6 +22,11 @@ import {
 export interface WorkerClientOptions {
   /** The worker's id, used in error messages. @default the address */
   workerId?: string;
+  /**
+   * The coordinator's certificate material (tls.ts loadGrpcTls): the worker must present a
+   * certificate naming the worker name, and is shown the coordinator's. @default plaintext
+   */
+  tls?: GrpcTls;
 }
 
 export class WorkerClient {
@@ -33,7 +37,8 @@ export class WorkerClient {
     readonly address: string,
     options: WorkerClientOptions = {},
   ) {
-    this.client = new WorkerServiceClient(address, grpc.credentials.createInsecure(), clientChannelOptions);
+    const channel = workerChannel(options.tls ?? { enabled: false });
+    this.client = new WorkerServiceClient(address, channel.credentials, channel.options);
     this.what = options.workerId ? `worker ${options.workerId} at ${address}` : `worker at ${address}`;
   }
 

@@ -280,6 +280,40 @@ export const configSchema = z.object({
   metricsTokenFile: z.string().optional(),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  // Transport security of gRPC (docs/SECURITY.md#transport-security).
+  /** TLS on every gRPC server and client; off (TIDEMARK_TLS=off) only for development: plaintext, loopback by default. @default true */
+  tls: flag.default(true),
+  /** CA certificate file (PEM) that peers' certificates must chain to. @default <tlsDir>/ca.pem if present */
+  tlsCa: z.string().min(1).optional(),
+  /** This process's certificate file (PEM): server certificate of a service, client certificate of the CLI. @default <tlsDir>/<role>.pem if present */
+  tlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of tlsCert; never logged. @default <tlsDir>/<role>-key.pem if present */
+  tlsKey: z.string().min(1).optional(),
+  /** Directory of the local CA that `tidemark cluster up` generates; fills in unset tlsCa/tlsCert/tlsKey. @default .tidemark/tls */
+  tlsDir: z.string().min(1).default('.tidemark/tls'),
+  /** Name (DNS SAN, or CN) the coordinator's certificate carries: workers serve only it, clients accept only it. @default tidemark-coordinator */
+  tlsCoordinatorName: z.string().min(1).default('tidemark-coordinator'),
+  /** Name (DNS SAN, or CN) every worker's certificate carries: the coordinator talks only to it. @default tidemark-worker */
+  tlsWorkerName: z.string().min(1).default('tidemark-worker'),
+  // TLS to RabbitMQ, Redis and S3 (infrastructure/backend-tls.ts); the URL scheme turns TLS on.
+  /** CA file (PEM) for amqps:// connections to the protected broker. @default the system's roots */
+  amqpTlsCa: z.string().min(1).optional(),
+  /** Client certificate file (PEM) for amqps:// connections to the protected broker. @default none */
+  amqpTlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of amqpTlsCert. @default none */
+  amqpTlsKey: z.string().min(1).optional(),
+  /** Authenticate to the protected broker by client certificate (SASL EXTERNAL), not the URL's password. @default false */
+  amqpExternalAuth: flag.default(false),
+  /** CA file (PEM) for an https:// management API. @default the system's roots */
+  managementTlsCa: z.string().min(1).optional(),
+  /** CA file (PEM) for rediss:// connections. @default the system's roots */
+  redisTlsCa: z.string().min(1).optional(),
+  /** Client certificate file (PEM) for rediss:// connections. @default none */
+  redisTlsCert: z.string().min(1).optional(),
+  /** Private key file (PEM) of redisTlsCert. @default none */
+  redisTlsKey: z.string().min(1).optional(),
+  /** CA file (PEM) for an https:// S3 endpoint. @default the system's roots */
+  s3TlsCa: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -333,6 +367,22 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_PRUNE_INTERVAL: 'pruneInterval',
   TIDEMARK_GC_GRACE: 'gcGrace',
   TIDEMARK_FULL_EVERY: 'fullEvery',
+  TIDEMARK_TLS: 'tls',
+  TIDEMARK_TLS_CA: 'tlsCa',
+  TIDEMARK_TLS_CERT: 'tlsCert',
+  TIDEMARK_TLS_KEY: 'tlsKey',
+  TIDEMARK_TLS_DIR: 'tlsDir',
+  TIDEMARK_TLS_COORDINATOR_NAME: 'tlsCoordinatorName',
+  TIDEMARK_TLS_WORKER_NAME: 'tlsWorkerName',
+  TIDEMARK_AMQP_TLS_CA: 'amqpTlsCa',
+  TIDEMARK_AMQP_TLS_CERT: 'amqpTlsCert',
+  TIDEMARK_AMQP_TLS_KEY: 'amqpTlsKey',
+  TIDEMARK_AMQP_EXTERNAL_AUTH: 'amqpExternalAuth',
+  TIDEMARK_MANAGEMENT_TLS_CA: 'managementTlsCa',
+  TIDEMARK_REDIS_TLS_CA: 'redisTlsCa',
+  TIDEMARK_REDIS_TLS_CERT: 'redisTlsCert',
+  TIDEMARK_REDIS_TLS_KEY: 'redisTlsKey',
+  TIDEMARK_S3_TLS_CA: 's3TlsCa',
   TIDEMARK_AUTH_TOKENS_FILE: 'authTokensFile',
   TIDEMARK_AUTH_TOKENS: 'authTokens',
   TIDEMARK_AUTH_CERT_ROLES: 'authCertRoles',
@@ -372,6 +422,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 const FLAG_KEYS: ReadonlySet<string> = new Set([
   'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
   'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',
+  'tlsCa', 'tlsCert', 'tlsKey',
 ]);
 
 /**

@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { abortable } from '../infrastructure/abortable.js';
 import { redactUrl } from '../amqp/vhost-url.js';
 import { throttledWarn, type Logger } from '../infrastructure/log.js';
-import { StoppingError, TransientError } from '../errors.js';
+import { ConfigError, StoppingError, TransientError } from '../errors.js';
+import type { TlsMaterial } from '../infrastructure/backend-tls.js';
 
 /**
  * How long disconnect() waits for Redis to acknowledge the close before dropping the socket. A
@@ -15,12 +16,24 @@ import { StoppingError, TransientError } from '../errors.js';
 const DISCONNECT_TIMEOUT_MS = 200;
 
 /**
+ * ioredis options for TLS with `tls` (CA, client certificate): only for a rediss:// URL, since
+ * certificates given for a plaintext URL would be silently unused.
+ */
+export function redisTlsOptions(redisUrl: string, tls: TlsMaterial | undefined): { tls?: TlsMaterial } {
+  if (!tls) return {};
+  if (!redisUrl.startsWith('rediss://')) {
+    throw new ConfigError(`TIDEMARK_REDIS_TLS_* is set but TIDEMARK_REDIS_URL (${redactUrl(redisUrl)}) is plaintext: use a rediss:// URL. Nothing was started.`);
+  }
+  return { tls: { ...tls } };
+}
+
+/**
  * Connects to Redis. `signal` gives up a connect that does not answer (the service is being
  * stopped while it starts); on any failure the client is disconnected, since a client left
  * behind keeps reconnecting, and the process alive, for ever.
  */
-export async function openRedis(redisUrl: string, log: Logger, signal?: AbortSignal): Promise<Redis> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2, disconnectTimeout: DISCONNECT_TIMEOUT_MS });
+export async function openRedis(redisUrl: string, log: Logger, signal?: AbortSignal, tls?: TlsMaterial): Promise<Redis> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2, disconnectTimeout: DISCONNECT_TIMEOUT_MS, ...redisTlsOptions(redisUrl, tls) });
   const warn = throttledWarn(log);
   let lastError: Error | undefined;
   redis.on('error', (err: Error) => {

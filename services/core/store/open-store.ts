@@ -5,6 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { abortable, stopReason } from '../infrastructure/abortable.js';
 import { retry } from '../infrastructure/retry.js';
+import { readTlsMaterial } from '../infrastructure/backend-tls.js';
 import { normalizeStoreUrl, type Config } from '../infrastructure/config.js';
 import { ConfigError, TidemarkError, errorMessage } from '../errors.js';
 import { LocalStore } from './local-store.js';
@@ -15,7 +16,7 @@ import { Vault } from '../crypto/vault.js';
 
 /** The configuration keys that choose and reach the object store. */
 export type StoreConfig = Pick<Config, 'store' | 's3Endpoint' | 's3AccessKey' | 's3SecretKey' | 's3Region'> &
-  Partial<Pick<Config, 'masterKey' | 'masterKeyFile' | 'masterKeyPreviousFiles'>>;
+  Partial<Pick<Config, 'masterKey' | 'masterKeyFile' | 'masterKeyPreviousFiles' | 's3TlsCa'>>;
 
 /** Where a store URL points, before anything is opened. */
 export type StoreLocation =
@@ -83,6 +84,7 @@ async function openPlainStore(config: StoreConfig): Promise<ObjectStore> {
     accessKey,
     secretKey,
     region: config.s3Region,
+    ca: readTlsMaterial({ ca: config.s3TlsCa }, 'S3', 'TIDEMARK_S3_TLS')?.ca,
   });
   try {
     await store.ensureBucket();

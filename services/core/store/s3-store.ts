@@ -50,6 +50,8 @@ export interface S3StoreOptions {
    * @default 1
    */
   retries?: number;
+  /** CA certificates (PEM) an https:// endpoint's certificate must chain to. @default the system's roots */
+  ca?: Buffer;
 }
 
 /** An {@link ObjectStore} in an S3 bucket. */
@@ -85,7 +87,7 @@ export class S3Store implements ObjectStore {
       throw new ConfigError(`S3 part size ${partSize} is invalid: it must be a whole number of bytes, at least 5 MiB`);
     }
     // Our own agent, so close() can release its sockets instead of leaving them to the global one.
-    this.agent = endpoint.useSSL ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.agent = endpoint.useSSL ? new HttpsAgent({ keepAlive: true, ca: options.ca }) : new HttpAgent({ keepAlive: true });
     this.client = new Client({
       endPoint: endpoint.host,
       port: endpoint.port,
