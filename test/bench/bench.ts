@@ -128,11 +128,11 @@ async function redisVersion(url: string): Promise<string> {
   }
 }
 
-/** Steps 1 and 2: capture and restore against one vhost of streams, one size at a time. */
-async function captureAndRestore(ctx: BenchContext, args: Args, ratios: Ratio[]): Promise<void> {
+/** A vhost and a Redis namespace of a step's own, removed when the step ends (`done`) or the bench stops. */
+async function benchVhost(ctx: BenchContext, vhostPrefix: string, namespacePrefix: string) {
   const { services } = ctx;
-  const vhost = uniqueName('tm-bench');
-  const namespace = uniqueName('tmbench');
+  const vhost = uniqueName(vhostPrefix);
+  const namespace = uniqueName(namespacePrefix);
   const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   const done = ctx.cleanUps.add(`vhost ${vhost} and Redis keys ${namespace}:*`, async () => {
     redis.disconnect();
@@ -141,7 +141,12 @@ async function captureAndRestore(ctx: BenchContext, args: Args, ratios: Ratio[])
   });
   await redis.connect();
   await createTestVhost(services.managementUrl, vhost);
-  const url = amqpUrlForVhost(services.amqpUrl, vhost);
+  return { vhost, namespace, redis, url: amqpUrlForVhost(services.amqpUrl, vhost), done };
+}
+
+/** Steps 1 and 2: capture and restore against one vhost of streams, one size at a time. */
+async function captureAndRestore(ctx: BenchContext, args: Args, ratios: Ratio[]): Promise<void> {
+  const { vhost, namespace, redis, url, done } = await benchVhost(ctx, 'tm-bench', 'tmbench');
   for (const size of SIZES) {
     const captured = await measureCapture(ctx, url, namespace, size).then(
       ({ ratio, captured }) => (ratios.push(ratio), console.log(ratioLine(ratio)), captured),
@@ -159,18 +164,7 @@ async function captureAndRestore(ctx: BenchContext, args: Args, ratios: Ratio[])
 
 /** Encryption's cost: capture and restore with a master key ÷ without, on a vhost of its own. */
 async function encryption(ctx: BenchContext, ratios: Ratio[]): Promise<void> {
-  const { services } = ctx;
-  const vhost = uniqueName('tm-bench-enc');
-  const namespace = uniqueName('tmbenchenc');
-  const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  const done = ctx.cleanUps.add(`vhost ${vhost} and Redis keys ${namespace}:*`, async () => {
-    redis.disconnect();
-    await removeVhost(services.managementUrl, vhost);
-    await forgetNamespace(services.redisUrl, namespace);
-  });
-  await redis.connect();
-  await createTestVhost(services.managementUrl, vhost);
-  const url = amqpUrlForVhost(services.amqpUrl, vhost);
+  const { vhost, namespace, redis, url, done } = await benchVhost(ctx, 'tm-bench-enc', 'tmbenchenc');
   for (const size of SIZES) {
     const measured = await measureEncryption(ctx, { url, vhost }, namespace, size, redis).catch((err: unknown) => ['capture', 'restore'].map((what) => failedRatio('encryption_cost', `${what}-${size.label}`, err)));
     for (const ratio of measured) {
