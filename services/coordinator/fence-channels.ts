@@ -161,70 +161,108 @@ export class FenceChannels implements FencePublisher {
 
 /**
  * A stream's first offset (a consumer from `first`, one message) and an upper bound on its last
- * offset (a consumer from `last`, read until quiet): both only after the round's marker, so the
- * extent covers at least what the stream held at it. A stream never empties itself (retention
- * keeps the segment being written), so one that answers `first` but not `last` is an error, not
- * an empty stream.
+ * offset, both read after the round's marker, so the extent covers at least what the stream held
+ * at it (docs/PROTOCOL.md, "The head at the cut"). A stream never empties itself (retention keeps
+ * the segment being written), so one that answers `first` but not its tail is an error, not an
+ * empty stream.
  */
 async function readStreamExtent(connection: ChannelModel, name: string): Promise<StreamExtent> {
   const channel = await connection.createChannel();
   // A stream deleted meanwhile closes the channel (404): the consume below rejects with it.
   channel.on('error', () => {});
   try {
-    const first = await readOffsets(channel, name, 'first', 1, { waitMs: STREAM_FIRST_WAIT_MS, quietMs: 0, readMs: 0 });
-    const last = await readOffsets(channel, name, 'last', STREAM_PREFETCH, { waitMs: first.length === 0 ? STREAM_FIRST_WAIT_MS : STREAM_READ_MS, quietMs: STREAM_QUIET_MS, readMs: STREAM_READ_MS });
-    if (first.length === 0 && last.length === 0) return { messages: 0 };
-    if (first.length === 0) throw new Error(`no message from the start of stream ${name} within ${STREAM_FIRST_WAIT_MS} ms, though it holds some`);
-    if (last.length === 0) throw new Error(`no message from the end of stream ${name} within ${STREAM_READ_MS} ms`);
-    const top = Math.max(first[0], ...last);
-    return { messages: top - first[0] + 1, first: first[0], last: top };
+    const first = await readFirstOffset(channel, name);
+    const last = await readLastOffset(channel, name, first === undefined ? STREAM_FIRST_WAIT_MS : STREAM_READ_MS);
+    if (first === undefined && last === undefined) return { messages: 0 };
+    if (first === undefined) throw new Error(`no message from the start of stream ${name} within ${STREAM_FIRST_WAIT_MS} ms, though it holds some`);
+    if (last === undefined) throw new Error(`no message from the end of stream ${name} within ${STREAM_READ_MS} ms`);
+    const top = Math.max(first, last);
+    return { messages: top - first + 1, first, last: top };
   } finally {
     await channel.close().catch(() => {});
   }
 }
 
+/** The offset of the stream's first message, or undefined if none came within STREAM_FIRST_WAIT_MS. */
+async function readFirstOffset(channel: Channel, name: string): Promise<number | undefined> {
+  await channel.prefetch(1);
+  let found: number | undefined;
+  await consumeUntil(channel, name, 'first', (offset) => {
+    // Messages already in flight still arrive until the cancel: only the first counts.
+    found ??= offset;
+    return true;
+  }, (waitedMs) => waitedMs >= STREAM_FIRST_WAIT_MS);
+  return found;
+}
+
 /**
- * The `x-stream-offset` of messages consumed from `from`. Waits up to `waitMs` for the first; then,
- * with `readMs` 0, stops; else reads until none came for `quietMs` or `readMs` passed in all.
+ * An upper bound on the stream's last offset when this read began. Two consumers: one from `next`,
+ * whose first message is the first written after it subscribed (so the one before was the last),
+ * and one from `last`, which delivers the stream's last chunk. A stream being written ends the
+ * read at the first message from `next`, a quiet one when `last` has gone quiet. Undefined if
+ * nothing came within `waitMs`.
  */
-async function readOffsets(
+async function readLastOffset(channel: Channel, name: string, waitMs: number): Promise<number | undefined> {
+  await channel.prefetch(STREAM_PREFETCH);
+  let top: number | undefined;
+  let next: number | undefined;
+  let lastAt: number | undefined;
+  const startedAt = Date.now();
+  const note = (offset: number) => {
+    top = top === undefined ? offset : Math.max(top, offset);
+    lastAt = Date.now();
+  };
+  const stop = () => {
+    const now = Date.now();
+    if (next !== undefined) return true;
+    if (lastAt === undefined) return now - startedAt >= waitMs;
+    return now - lastAt >= STREAM_QUIET_MS || now - startedAt >= STREAM_READ_MS;
+  };
+  await Promise.all([
+    consumeUntil(channel, name, 'next', (offset) => {
+      next ??= offset;
+      return true;
+    }, stop),
+    consumeUntil(channel, name, 'last', (offset) => {
+      note(offset);
+      return next !== undefined;
+    }, stop),
+  ]);
+  if (next !== undefined) return Math.max(next - 1, top ?? next - 1);
+  return top;
+}
+
+/**
+ * Consumes `name` from `from`, passing each message's `x-stream-offset` to `onOffset` (true ends
+ * the read); `stop` is asked every 20 ms with the time waited. Cancels the consumer at the end.
+ */
+async function consumeUntil(
   channel: Channel,
   name: string,
-  from: 'first' | 'last',
-  prefetch: number,
-  timing: { waitMs: number; quietMs: number; readMs: number },
-): Promise<number[]> {
-  await channel.prefetch(prefetch);
-  const offsets: number[] = [];
+  from: 'first' | 'last' | 'next',
+  onOffset: (offset: number) => boolean,
+  stop: (waitedMs: number) => boolean,
+): Promise<void> {
   let done: () => void = () => {};
   const finished = new Promise<void>((resolve) => (done = resolve));
   const startedAt = Date.now();
-  let lastAt: number | undefined;
   const { consumerTag } = await channel.consume(
     name,
     (msg) => {
       if (!msg) return done(); // cancelled by the broker (the stream was deleted)
-      lastAt = Date.now();
       const offset = Number(msg.properties.headers?.['x-stream-offset']);
-      if (Number.isSafeInteger(offset)) offsets.push(offset);
       channel.ack(msg);
-      if (timing.readMs === 0) done();
+      if (Number.isSafeInteger(offset) && onOffset(offset)) done();
     },
     { noAck: false, arguments: { 'x-stream-offset': from } },
   );
-  const timer = setInterval(() => {
-    const now = Date.now();
-    if (lastAt === undefined) {
-      if (now - startedAt >= timing.waitMs) done();
-    } else if (now - lastAt >= timing.quietMs || now - startedAt >= timing.readMs) done();
-  }, 20);
+  const timer = setInterval(() => stop(Date.now() - startedAt) && done(), 20);
   try {
     await finished;
   } finally {
     clearInterval(timer);
     await channel.cancel(consumerTag).catch(() => {});
   }
-  return offsets;
 }
 
 /**
