@@ -339,7 +339,7 @@ export class ChaosRun {
   private async readJournals(journals: Array<{ queue: string; journal: string }>): Promise<void> {
     const ids = new Map<string, Set<string>>();
     for (const { queue, journal } of journals) {
-      const read = await drainQueue(this.options.amqpUrl, this.vhost, journal, 'stream', 0, { idleMs: 2_000, timeoutMs: 120_000 });
+      const read = await drainQueue(this.options.amqpUrl, this.vhost, journal, 'stream', 0, { idleMs: 2_000, timeoutMs: 120_000, dataOnly: true });
       ids.set(queue, new Set(read.filter((id): id is string => id !== undefined)));
     }
     this.history.journals(ids);
