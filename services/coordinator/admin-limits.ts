@@ -26,14 +26,23 @@ function bytes(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
-function checkNames(values: readonly string[], what: string): void {
+function checkNames(values: readonly string[], what: string, outcome = 'nothing was restored'): void {
   for (const value of values) {
-    if (bytes(value) > MAX_NAME_BYTES) throw new ConfigError(`${what} "${value.slice(0, 40)}…" is longer than ${MAX_NAME_BYTES} bytes; nothing was restored`);
+    if (bytes(value) > MAX_NAME_BYTES) throw new ConfigError(`${what} "${value.slice(0, 40)}…" is longer than ${MAX_NAME_BYTES} bytes; ${outcome}`);
   }
 }
 
-function checkCount(value: number, max: number, what: string): void {
-  if (value > max) throw new ConfigError(`${what} ${value} is above the limit of ${max}; nothing was restored`);
+function checkCount(value: number, max: number, what: string, outcome = 'nothing was restored'): void {
+  if (value > max) throw new ConfigError(`${what} ${value} is above the limit of ${max}; ${outcome}`);
+}
+
+/** Throws ConfigError when a restore drill's request is beyond the bounds above. */
+export function checkDrillLimits(request: { queues: readonly string[]; concurrency: number }): void {
+  if (request.queues.length > MAX_QUEUE_SELECTORS) {
+    throw new ConfigError(`${request.queues.length} queue selectors are more than the ${MAX_QUEUE_SELECTORS} a drill takes; nothing was done`);
+  }
+  checkNames(request.queues, 'queue selector', 'nothing was done');
+  checkCount(request.concurrency, MAX_CONCURRENCY, 'concurrency', 'nothing was done');
 }
 
 /** Throws ConfigError when a restore request is beyond the bounds above. */

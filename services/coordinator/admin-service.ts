@@ -1,6 +1,6 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
-import { ConfigError, errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
+import { errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
 import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
@@ -9,7 +9,7 @@ import { verifyCheckpoint } from './verify.js';
 import { recordVerified } from './verified-marker.js';
 import { roundOutcome } from './admin-enums.js';
 import { callerOf } from './admin-auth.js';
-import { checkRestoreId, MAX_CONCURRENCY, MAX_NAME_BYTES, MAX_QUEUE_SELECTORS } from './admin-limits.js';
+import { checkDrillLimits, checkRestoreId } from './admin-limits.js';
 import { RestoreTargets } from './restore-targets.js';
 
 export interface AdminHandlerOptions {
@@ -98,9 +98,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
       return { epoch: request.epoch };
     }),
     restoreDrill: serverStream(async (request, emit, call) => {
-      if (request.queues.length > MAX_QUEUE_SELECTORS) throw new ConfigError(`${request.queues.length} queue selectors are more than the ${MAX_QUEUE_SELECTORS} a drill takes; nothing was done`);
-      if (request.queues.some((q) => Buffer.byteLength(q) > MAX_NAME_BYTES)) throw new ConfigError(`a queue selector is longer than ${MAX_NAME_BYTES} bytes; nothing was done`);
-      if (request.concurrency > MAX_CONCURRENCY) throw new ConfigError(`concurrency ${request.concurrency} is above the limit of ${MAX_CONCURRENCY}; nothing was done`);
+      checkDrillLimits(request);
       await runDrill(coordinator, restores, request, emit, call.signal);
     }),
     rotateKeys: unary(async () => {

@@ -25,6 +25,7 @@ import { Catalog } from '../../services/core/state/catalog.js';
 import type { ObjectStore, StoredObject } from '../../services/core/store/object-store.js';
 import { runRestoreTask } from '../../services/worker/restore-runner.js';
 import { RoundOutcome, type VerifyDone } from '../../services/gen/tidemark/v1/admin.js';
+import { QueueRestore } from '../../services/gen/tidemark/v1/worker.js';
 import type { CheckpointManifest, SegmentRef } from '../../services/gen/tidemark/v1/store.js';
 import { readQueue } from '../helpers/broker.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
@@ -235,7 +236,7 @@ describe('an encrypted cluster', () => {
           checkpoint: second.epoch,
           targetAmqpUrl: '',
           queues: [
-            {
+            QueueRestore.fromPartial({
               source: entry.definition!,
               targetVhost: vhost,
               targetName: 'wrongkey.a',
@@ -245,16 +246,7 @@ describe('an encrypted cluster', () => {
               bodyBytes: entry.bodyBytes,
               segments: entry.segments,
               recreate: true,
-              bind: false,
-              append: false,
-              resumeCount: 0,
-              resumeAfterOffset: 0,
-              resumeFromTail: false,
-              rateLimit: 0,
-              started: false,
-              possiblyAcked: 0,
-              assignment: '',
-            },
+            }),
           ],
           exchanges: [],
           originHeaders: true,
