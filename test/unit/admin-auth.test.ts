@@ -11,7 +11,7 @@ import {
   parseCertRoles,
   requireRole,
 } from '../../services/coordinator/admin-auth.js';
-import { checkRestoreId, checkRestoreLimits } from '../../services/coordinator/admin-limits.js';
+import { checkDrillLimits, checkRestoreId, checkRestoreLimits } from '../../services/coordinator/admin-limits.js';
 import { RestoreTargets } from '../../services/coordinator/restore-targets.js';
 import { generateToken, hashToken, parseTokenLines, TokenTable, tokenLine } from '../../services/core/infrastructure/auth-tokens.js';
 import { ConfigError, PermissionDeniedError, UnauthenticatedError } from '../../services/core/errors.js';
@@ -198,6 +198,13 @@ describe('bounded admin requests', () => {
     expect(configError(() => checkRestoreLimits(request({ concurrency: 5_000 }))).message).toContain('--concurrency 5000 is above the limit of 1024');
     expect(configError(() => checkRestoreLimits(request({ confirmWindow: 100_000 }))).message).toContain('--confirm-window');
     expect(() => checkRestoreLimits(request({ queues: ['a', 'b'], concurrency: 8, confirmWindow: 256 }))).not.toThrow();
+  });
+
+  it('bounds a restore drill\'s selectors and concurrency the same way', () => {
+    expect(configError(() => checkDrillLimits({ queues: Array.from({ length: 1_001 }, (_, i) => `q${i}`), concurrency: 1 })).message).toContain('a drill takes; nothing was done');
+    expect(configError(() => checkDrillLimits({ queues: ['q'.repeat(1_025)], concurrency: 1 })).message).toContain('longer than 1024 bytes; nothing was done');
+    expect(configError(() => checkDrillLimits({ queues: [], concurrency: 5_000 })).message).toContain('concurrency 5000 is above the limit of 1024');
+    expect(() => checkDrillLimits({ queues: ['!c.ttl'], concurrency: 4 })).not.toThrow();
   });
 
   it('accepts restore ids as the coordinator makes them and nothing that could shape a Redis key', () => {
