@@ -13,16 +13,16 @@
  * KeyProvider and stored alone at `keys/<id>.key`. Objects name their data key in the header, so
  * rotating the master key rewrites only those small objects, never a segment ({@link Vault.rotate}).
  *
- * Nonces are derived, not random (SIV-style): the first 12 bytes of HMAC-SHA256 of the
- * plaintext, under a key derived from the data key for the object's purpose. The same plaintext
- * sealed under the same data key gives the same bytes, so a segment re-uploaded by the same
- * process keeps its content-addressed name and the upload stays idempotent. Two different
- * plaintexts would share a nonce (which breaks GCM) only on a 96-bit HMAC collision: about 2^48
- * objects under one data key, which seals at most a day of one process's objects. The price is
- * that equal plaintexts under one data key are visibly equal, as content-addressed names show
- * anyway.
+ * Nonces are random, 12 bytes from the system's CSPRNG per object: GCM's standard construction,
+ * safe for 2^32 objects under one key (NIST SP 800-38D), and a data key seals at most one
+ * process-day of objects. Sealing the same plaintext twice gives different bytes, so a segment
+ * uploaded again (a flush retried after a failed put) gets a new content-addressed name; the
+ * first attempt, if it was stored at all, is referenced by no manifest and garbage collection
+ * sweeps it. Objects written by earlier versions carry nonces derived from HMAC-SHA256 of their
+ * plaintext; the nonce is in the header, so they open unchanged. The HMAC pass cost more than
+ * the cipher on a two-core host (docs/SECURITY.md#what-encryption-costs).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { CorruptDataError, KeyUnavailableError, ObjectNotFoundError, UnauthenticatedDataError, errorMessage } from '../errors.js';
 import { KEY_BYTES, type KeyProvider } from './key-provider.js';
 
@@ -40,8 +40,11 @@ export const SEAL_MAGIC = Buffer.from('TMSEAL01', 'ascii');
 const ALGORITHM_AES_256_GCM = 1;
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
-/** Plaintext encrypted per cipher call while sealing. */
-const SEAL_SLICE_BYTES = 256 * 1024;
+/**
+ * Plaintext encrypted per cipher call while sealing: node:crypto allocates an output buffer per
+ * call, and 64 KiB slices sealed a 4 MiB segment in about half the CPU time of 256 KiB ones here.
+ */
+const SEAL_SLICE_BYTES = 64 * 1024;
 
 /** Where wrapped data keys live. Garbage collection never deletes under it (store-gc.ts). */
 export const KEYS_PREFIX = 'keys/';
@@ -85,22 +88,15 @@ interface DataKey {
   id: string;
   /** AES-256-GCM key. */
   cipherKey: Buffer;
-  /** HMAC-SHA256 keys of the derived nonces, one per purpose. */
-  nonceKeys: Record<SealPurpose, Buffer>;
 }
 
 /**
- * The keys a data key gives, through HKDF-SHA256. node:crypto's one-shot cipher and HMAC run on
- * the calling thread; WebCrypto would move them to the thread pool, but copies every input and
- * costs about 60 % more CPU, and CPU is what a busy two-core host runs out of first.
+ * The cipher key a data key gives, through HKDF-SHA256. node:crypto's cipher runs on the calling
+ * thread; WebCrypto would move it to the thread pool, but copies every input, and measured here
+ * it made capture slower: the pool's thread competes with the broker for the second core.
  */
 function derive(id: string, secret: Buffer): DataKey {
-  const sub = (info: string) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), info, 32));
-  return {
-    id,
-    cipherKey: sub('tidemark object cipher'),
-    nonceKeys: { segment: sub('tidemark object nonce segment'), partition: sub('tidemark object nonce partition'), checkpoint: sub('tidemark object nonce checkpoint') },
-  };
+  return { id, cipherKey: Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), 'tidemark object cipher', 32)) };
 }
 
 /** What a data key object holds (JSON). */
@@ -156,7 +152,7 @@ export class Vault {
   async seal(plain: Buffer, purpose: SealPurpose): Promise<Buffer> {
     const key = await this.currentKey();
     const id = Buffer.from(key.id, 'latin1');
-    const nonce = createHmac('sha256', key.nonceKeys[purpose]).update(plain).digest().subarray(0, NONCE_BYTES);
+    const nonce = randomBytes(NONCE_BYTES);
     const header = Buffer.concat([SEAL_MAGIC, Buffer.from([ALGORITHM_AES_256_GCM, id.length]), id, nonce]);
     const cipher = createCipheriv('aes-256-gcm', key.cipherKey, nonce);
     cipher.setAAD(Buffer.concat([header, Buffer.from(purpose)]));
