@@ -99,17 +99,7 @@ export class AdminAuthenticator {
     if (this.options.disabled) return { name: 'anyone', role: 'admin', via: 'auth disabled' };
     const headers = call.metadata.get('authorization');
     if (headers.length > 1) throw new UnauthenticatedError('the call carries more than one authorization header; send one "authorization: Bearer <token>"; nothing was done');
-    if (headers.length === 1) {
-      const token = BEARER.exec(String(headers[0]))?.[1];
-      if (!token) throw new UnauthenticatedError('the authorization metadata must be "Bearer <token>"; nothing was done');
-      const entry = this.options.tokens.match(token);
-      if (!entry) {
-        throw new UnauthenticatedError(
-          'the bearer token is not one this coordinator knows (TIDEMARK_AUTH_TOKENS_FILE); check TIDEMARK_TOKEN or TIDEMARK_TOKEN_FILE; nothing was done',
-        );
-      }
-      return { name: entry.name, role: entry.role, via: 'token' };
-    }
+    if (headers.length === 1) return this.identifyBearer(String(headers[0]), 'metadata', 'check TIDEMARK_TOKEN or TIDEMARK_TOKEN_FILE');
     const identity = this.certificateIdentity(call);
     if (identity !== undefined) {
       const role = this.certRoles.get(identity);
@@ -117,6 +107,21 @@ export class AdminAuthenticator {
       return { name: identity, role, via: 'certificate' };
     }
     throw new UnauthenticatedError('no credentials: the admin API needs a token (set TIDEMARK_TOKEN or TIDEMARK_TOKEN_FILE) or a client certificate with a role; nothing was done');
+  }
+
+  /**
+   * The caller of an `authorization: Bearer <token>` value (the admin API's metadata, the status
+   * page's HTTP header); UnauthenticatedError for a missing, malformed or unknown token. `what`
+   * names the carrier in errors, `fix` says what to check. Never echoes a token.
+   */
+  identifyBearer(authorization: string | undefined, what = 'header', fix = 'check the token'): AdminCaller {
+    if (this.options.disabled) return { name: 'anyone', role: 'admin', via: 'auth disabled' };
+    if (authorization === undefined) throw new UnauthenticatedError(`no credentials: send an "authorization: Bearer <token>" ${what}; nothing was done`);
+    const token = BEARER.exec(authorization)?.[1];
+    if (!token) throw new UnauthenticatedError(`the authorization ${what} must be "Bearer <token>"; nothing was done`);
+    const entry = this.options.tokens.match(token);
+    if (!entry) throw new UnauthenticatedError(`the bearer token is not one this coordinator knows (TIDEMARK_AUTH_TOKENS_FILE); ${fix}; nothing was done`);
+    return { name: entry.name, role: entry.role, via: 'token' };
   }
 }
 

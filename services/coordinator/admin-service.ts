@@ -1,7 +1,7 @@
 /** The coordinator's admin API handlers (CoordinatorService). */
 import type * as grpc from '@grpc/grpc-js';
-import { errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
-import { RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
+import { type Catalog, errorMessage, FailedPreconditionError, serverStream, unary } from '../core/index.js';
+import { type CheckpointSummary, RoundOutcome, type CoordinatorServiceServer } from '../gen/tidemark/v1/admin.js';
 import type { Coordinator } from './coordinator.js';
 import { RestoreService } from './restore-coordinator.js';
 import { runDrill } from './restore-drill.js';
@@ -15,10 +15,12 @@ import { RestoreTargets } from './restore-targets.js';
 export interface AdminHandlerOptions {
   /** Restore targets named in configuration. @default none */
   targets?: RestoreTargets;
+  /** The coordinator's one RestoreService (the status page reads it too). @default a new one */
+  restores?: RestoreService;
 }
 
 export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOptions = {}): CoordinatorServiceServer & grpc.UntypedServiceImplementation {
-  const restores = new RestoreService(coordinator, options.targets ?? RestoreTargets.none());
+  const restores = options.restores ?? new RestoreService(coordinator, options.targets ?? RestoreTargets.none());
   return {
     checkpoint: unary(async (request) => {
       const startedAt = Date.now();
@@ -38,27 +40,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
         durationMs: Date.now() - startedAt,
       };
     }),
-    listCheckpoints: unary(async () => {
-      const epochs = await coordinator.catalog.epochs();
-      const checkpoints = await Promise.all(
-        epochs.map(async (epoch) => {
-          const m = await coordinator.catalog.get(epoch);
-          return {
-            epoch,
-            parentEpoch: m.parentEpoch,
-            full: m.full,
-            startedAtMs: m.startedAtMs,
-            committedAtMs: m.committedAtMs,
-            queues: m.queues.length,
-            messages: m.messages,
-            bodyBytes: m.bodyBytes,
-            incompleteQueues: m.queues.filter((q) => q.incomplete.length > 0).length,
-            outsideQueues: m.queues.filter((q) => q.outsideCut).length,
-          };
-        }),
-      );
-      return { checkpoints };
-    }),
+    listCheckpoints: unary(async () => ({ checkpoints: await checkpointSummaries(coordinator.catalog) })),
     getCheckpoint: unary(async (request) => coordinator.catalog.resolve(request.id)),
     status: unary(async () => coordinator.status()),
     restore: serverStream(async (request, emit, call) => restores.start(request, emit, call.signal)),
@@ -121,4 +103,26 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
 /** Deleting is the leader's alone: two coordinators pruning at once would each keep its own view. */
 function leaderOnly(coordinator: Coordinator, what: string): void {
   if (!coordinator.isLeader) throw new FailedPreconditionError(`coordinator ${coordinator.id} is not the leader, so it did not ${what}; send the request to the leader (see "tidemark status")`);
+}
+
+/** ListCheckpoints' rows, oldest first: one per visible checkpoint (the status page's timeline too). */
+export async function checkpointSummaries(catalog: Catalog): Promise<CheckpointSummary[]> {
+  const epochs = await catalog.epochs();
+  return Promise.all(
+    epochs.map(async (epoch) => {
+      const m = await catalog.get(epoch);
+      return {
+        epoch,
+        parentEpoch: m.parentEpoch,
+        full: m.full,
+        startedAtMs: m.startedAtMs,
+        committedAtMs: m.committedAtMs,
+        queues: m.queues.length,
+        messages: m.messages,
+        bodyBytes: m.bodyBytes,
+        incompleteQueues: m.queues.filter((q) => q.incomplete.length > 0).length,
+        outsideQueues: m.queues.filter((q) => q.outsideCut).length,
+      };
+    }),
+  );
 }

@@ -8,8 +8,8 @@ import type { QueueCheckpoint } from '../gen/tidemark/v1/store.js';
 import { type Catalog, type Clock, type Config, type DecisionLog, errorMessage, type Logger, type QueueHead, RestoreStateStore } from '../core/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import type { Redis } from 'ioredis';
-import { gcGraceMs, historyFloorEpoch, type Protection, type RetentionPolicy } from './checkpoint-retention.js';
-import { deleteCheckpoint, openEpochsOf, type PruneReport, pruneStore, type StoreGcDeps } from './store-gc.js';
+import { gcGraceMs, historyFloorEpoch, type Protection, type RetentionDecision, type RetentionPolicy } from './checkpoint-retention.js';
+import { decide, deleteCheckpoint, openEpochsOf, type PruneReport, pruneStore, type StoreGcDeps } from './store-gc.js';
 import { readVerified } from './verified-marker.js';
 
 /** Restores that may still read their checkpoint: running, or stopped and resumable. */
@@ -82,6 +82,11 @@ export class CheckpointPruner {
   /** Prune now (retention, then GC), after any prune in progress. */
   prune(dryRun: boolean): Promise<PruneReport> {
     return this.serial(() => pruneStore(this.deps, { policy: this.policy, graceMs: this.graceMs, dryRun }));
+  }
+
+  /** What a prune now would keep (with why) and delete, for the status page; deletes nothing. */
+  plan(): Promise<RetentionDecision> {
+    return decide(this.deps, { policy: this.policy, graceMs: this.graceMs });
   }
 
   /** Delete one checkpoint by hand; refuses a protected one (CheckpointProtectedError). */

@@ -29,6 +29,7 @@ import {
 } from '../core/index.js';
 import type { ManagementClient, NodeResources } from '../core/amqp/index.js';
 import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { WorkerStatus } from '../gen/tidemark/v1/worker.js';
 import { roundOutcome } from './admin-enums.js';
 import { queuesHeldBy, type AckedQueues } from './assignment.js';
 import { incompleteQueues } from './broker-continuity.js';
@@ -118,14 +119,23 @@ export async function workerHealth(
   worker: WorkerRegistration,
   tls?: GrpcTls,
 ): Promise<{ reachable: boolean; error: string }> {
+  const { report, error } = await workerReport(clients, worker, tls);
+  if (!report) return { reachable: false, error };
+  const failing = report.queues.filter((q) => q.error !== '');
+  return { reachable: true, error: failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}` };
+}
+
+/** A worker's own report on its captures (with WORKER_STATUS_DEADLINE_MS), or why there is none. */
+export async function workerReport(
+  clients: ReadonlyMap<string, WorkerClient>,
+  worker: WorkerRegistration,
+  tls?: GrpcTls,
+): Promise<{ worker: WorkerRegistration; report?: WorkerStatus; error: string }> {
   const client = clients.get(worker.id) ?? new WorkerClient(worker.address, { workerId: worker.id, tls });
   try {
-    const report = await client.status(WORKER_STATUS_DEADLINE_MS);
-    const failing = report.queues.filter((q) => q.error !== '');
-    const error = failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}`;
-    return { reachable: true, error };
+    return { worker, report: await client.status(WORKER_STATUS_DEADLINE_MS), error: '' };
   } catch (err) {
-    return { reachable: false, error: errorMessage(err) };
+    return { worker, error: errorMessage(err) };
   } finally {
     if (!clients.has(worker.id)) client.close();
   }

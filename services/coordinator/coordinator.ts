@@ -38,7 +38,7 @@ import { assignQueues, type AssignmentResult, WorkerPool } from './assignment.js
 import { AmqpBrokerContinuity, type BrokerContinuity } from './broker-continuity.js';
 import { CoordinatorMetrics } from './coordinator-metrics.js';
 import { type CoordinatorParts, openCoordinatorParts } from './coordinator-parts.js';
-import { statusReply, WORKER_STATUS_DEADLINE_MS } from './coordinator-status.js';
+import { statusReply, WORKER_STATUS_DEADLINE_MS, workerReport } from './coordinator-status.js';
 import { COVERAGE_SETTLE_MS, CoverageTracker, observeCoverage } from './coverage.js';
 import { DecisionRedelivery } from './decision-redelivery.js';
 import type { DiscoveryResult } from './discovery.js';
@@ -408,6 +408,12 @@ export class Coordinator {
       coverageUnchecked: () => this.coverageUnchecked(),
       waiting: () => this.discovered.waiting,
     });
+  }
+
+  /** Each live worker's own report on its captures (the status page's per-queue view); asking does not change the pool. */
+  async captureReports(): Promise<Array<Awaited<ReturnType<typeof workerReport>>>> {
+    const workers = await this.parts.membership.live();
+    return Promise.all(workers.map((w) => workerReport(this.pool.clients, w, this.parts.tls)));
   }
 
   /** Calls `listener` when stop() begins, while Redis and the store are still open; stop() waits for it a while. */

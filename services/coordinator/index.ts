@@ -23,6 +23,9 @@ import { adminHandlers } from './admin-service.js';
 import { AdminAuthenticator, guardAdminService, parseCertRoles } from './admin-auth.js';
 import { ADMIN_MAX_REQUEST_BYTES } from './admin-limits.js';
 import { RestoreTargets } from './restore-targets.js';
+import { RestoreService } from './restore-coordinator.js';
+import { startStatusPage } from './status-page.js';
+import type { StatusPageServer } from './status-page-server.js';
 
 export { Coordinator } from './coordinator.js';
 
@@ -40,6 +43,8 @@ export interface RunningCoordinator {
   port: number;
   /** The port of the metrics endpoint, when `metricsListen` is set. */
   metricsPort?: number;
+  /** The status page's URL, when `statusListen` is set. */
+  statusPageUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -66,10 +71,14 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   let metrics: MetricsServer | undefined;
+  let page: StatusPageServer | undefined;
+  let restores: RestoreService;
   try {
     throwIfStopping(signal);
     const tls = coordinator.tls;
-    const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets }), authenticator, log.child('auth'));
+    // One RestoreService: the admin API runs restores, the status page lists them.
+    restores = new RestoreService(coordinator, targets);
+    const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets, restores }), authenticator, log.child('auth'));
     // An address the operator gives is used as given, with a warning if it is exposed unprotected.
     const listen = chooseListen({
       explicit: config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: tls.enabled }),
@@ -103,8 +112,10 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     log.info(`coordinator ${coordinator.id} serving metrics on port ${metrics.port} (GET /metrics)`);
   }
   try {
+    page = await startStatusPage(config, { coordinator, restores, authenticator, tls: coordinator.tls }, log.child('status-page'));
     await coordinator.start(signal);
   } catch (err) {
+    await page?.close();
     await metrics?.close();
     await stopServer(server, 0);
     await coordinator.stop().catch(() => {});
@@ -115,7 +126,9 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     coordinator,
     port,
     metricsPort: metrics?.port,
+    statusPageUrl: page?.url,
     async stop() {
+      await page?.close();
       await metrics?.close();
       await stopServer(server, 2_000);
       await coordinator.stop();

@@ -259,7 +259,8 @@ async function deleteManifests(deps: StoreGcDeps, epochs: number[]): Promise<voi
   }
 }
 
-async function decide(deps: StoreGcDeps, options: PruneOptions): Promise<RetentionDecision> {
+/** What retention keeps (and why) and may delete now, with every protection a prune applies; deletes nothing. */
+export async function decide(deps: StoreGcDeps, options: Pick<PruneOptions, 'policy' | 'graceMs'>): Promise<RetentionDecision> {
   const manifests = await visibleManifests(deps.catalog);
   return retentionPlan({ checkpoints: manifests.map(factsOf), policy: options.policy, protections: await deps.protections(), graceMs: options.graceMs, nowMs: deps.clock.now() });
 }

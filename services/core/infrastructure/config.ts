@@ -105,6 +105,15 @@ export const configSchema = z.object({
     .string()
     .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:9464')
     .optional(),
+  /**
+   * Address the coordinator serves its status page on (HTTPS with its server certificate; plain
+   * HTTP only with TLS off), e.g. `127.0.0.1:7780` (docs/OPERATIONS.md#status-page).
+   * @default unset: no status page
+   */
+  statusListen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:7780')
+    .optional(),
   /** Address other processes use to reach this worker. @default the listen address with its bound port */
   advertise: z.string().optional(),
   /** This process's id in membership and logs. @default hostname-pid */
@@ -389,6 +398,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_AUTH_DISABLED: 'authDisabled',
   TIDEMARK_RESTORE_TARGETS: 'restoreTargetsFile',
   TIDEMARK_METRICS_TOKEN_FILE: 'metricsTokenFile',
+  TIDEMARK_STATUS_LISTEN: 'statusListen',
 };
 
 export interface ConfigSources {
@@ -422,7 +432,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 const FLAG_KEYS: ReadonlySet<string> = new Set([
   'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
   'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',
-  'tlsCa', 'tlsCert', 'tlsKey',
+  'tlsCa', 'tlsCert', 'tlsKey', 'statusListen',
 ]);
 
 /**
