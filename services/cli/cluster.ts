@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Config, environmentKeys, generateToken, readTokenFile, tokenLine } from '../core/index.js';
@@ -38,8 +39,25 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Keys not handed to the children: the id is each child's own, and so are its certificate files. */
-const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey']);
+/** Keys not handed to the children: the id is each child's own, and so are its certificate files; the status page is the coordinator's. */
+const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey', 'statusListen']);
+
+/** The status page's port when --status-listen is not given and it is free. */
+const STATUS_PAGE_PORT = 7780;
+
+/** Resolves to a loopback port that is free now: `preferred` if it is, else one the system picks. */
+function freeLoopbackPort(preferred: number): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | undefined>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(undefined));
+      server.listen(port, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolve(typeof address === 'object' && address ? address.port : undefined));
+      });
+    });
+  return tryListen(preferred).then(async (port) => port ?? (await tryListen(0)) ?? preferred);
+}
 
 /**
  * With TLS on, the cluster runs with mutual TLS on the local CA of `config.tlsDir`, generated
@@ -84,30 +102,44 @@ function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): Child
  * `.tidemark/admin-token` of the working directory (owner-only; reused by the next `cluster up`),
  * where the CLI run from the same directory finds it. The coordinator gets only its hash.
  */
-function localAdminToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+function localAdminToken(config: Config, env: NodeJS.ProcessEnv): { admin: string; status: string } | undefined {
   if (config.authTokensFile || config.authTokens || config.authCertRoles || config.authDisabled) return undefined;
   const dir = resolve('.tidemark');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tokenFile = resolve(DEFAULT_TOKEN_FILE);
+  const token = ownerOnlyToken(tokenFile, DEFAULT_TOKEN_FILE);
+  // The status page's sign-in: a read-only token, so the browser never holds the admin one.
+  const statusFile = resolve(dir, 'status-token');
+  const statusToken = ownerOnlyToken(statusFile, '.tidemark/status-token');
+  const tokensFile = resolve(dir, 'auth-tokens');
+  writeFileSync(
+    tokensFile,
+    `# written by "tidemark cluster up": the hashes of ${DEFAULT_TOKEN_FILE} and .tidemark/status-token\n${tokenLine('admin', 'cluster-up', token)}\n${tokenLine('read', 'status-page', statusToken)}\n`,
+    { mode: 0o600 },
+  );
+  env.TIDEMARK_AUTH_TOKENS_FILE = tokensFile;
+  return { admin: tokenFile, status: statusFile };
+}
+
+/** The token in `file`, made there (owner-only) when the file does not exist yet. */
+function ownerOnlyToken(file: string, name: string): string {
   let token: string;
-  if (existsSync(tokenFile)) token = readTokenFile(tokenFile, `${DEFAULT_TOKEN_FILE}, written by an earlier "tidemark cluster up"`);
+  if (existsSync(file)) token = readTokenFile(file, `${name}, written by an earlier "tidemark cluster up"`);
   else {
     token = generateToken();
-    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
   }
-  chmodSync(tokenFile, 0o600);
-  const tokensFile = resolve(dir, 'auth-tokens');
-  writeFileSync(tokensFile, `# written by "tidemark cluster up": the hash of ${DEFAULT_TOKEN_FILE}\n${tokenLine('admin', 'cluster-up', token)}\n`, { mode: 0o600 });
-  env.TIDEMARK_AUTH_TOKENS_FILE = tokensFile;
-  return tokenFile;
+  chmodSync(file, 0o600);
+  return token;
 }
 
 export async function clusterUp(options: ClusterOptions): Promise<number> {
   await localTlsCertificates(options.config);
   const env = childEnv(options.config, options.port);
-  const tokenFile = localAdminToken(options.config, env);
+  const tokenFiles = localAdminToken(options.config, env);
+  const statusListen = options.config.statusListen ?? `127.0.0.1:${await freeLoopbackPort(STATUS_PAGE_PORT)}`;
   const children: Array<{ name: string; child: ChildProcess }> = [];
-  const coordinator = startChild('coordinator', ['coordinator', '--listen', `127.0.0.1:${options.port}`], env);
+  const coordinator = startChild('coordinator', ['coordinator', '--listen', `127.0.0.1:${options.port}`, '--status-listen', statusListen], env);
   children.push({ name: 'coordinator', child: coordinator });
   for (let i = 1; i <= options.workers; i += 1) {
     const name = `worker-${i}`;
@@ -131,9 +163,13 @@ export async function clusterUp(options: ClusterOptions): Promise<number> {
     for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   process.stderr.write(`cluster up: coordinator at localhost:${options.port}, ${options.workers} worker(s); Ctrl-C stops them\n`);
-  if (tokenFile) {
-    process.stderr.write(`cluster up: admin token in ${tokenFile}; the tidemark CLI run from this directory uses it (elsewhere: TIDEMARK_TOKEN_FILE=${tokenFile})\n`);
+  if (tokenFiles) {
+    process.stderr.write(`cluster up: admin token in ${tokenFiles.admin}; the tidemark CLI run from this directory uses it (elsewhere: TIDEMARK_TOKEN_FILE=${tokenFiles.admin})\n`);
   }
+  const pageUrl = `${options.config.tls ? 'https' : 'http'}://${statusListen.replace(/^0\.0\.0\.0:/, 'localhost:')}/`;
+  const certificateNote = options.config.tls ? ` (its certificate is from the local CA ${resolve(options.config.tlsDir, 'ca.pem')}: trust it, or accept the browser's warning)` : '';
+  const signIn = tokenFiles ? `the read-only token in ${tokenFiles.status}` : 'a token of the read role or higher from your TIDEMARK_AUTH_TOKENS_FILE';
+  process.stderr.write(`cluster up: status page at ${pageUrl}${certificateNote}; sign in with ${signIn}\n`);
   options.onReady?.(`localhost:${options.port}`);
   const exits = children.map(
     ({ name, child }) =>

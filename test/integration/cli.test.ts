@@ -7,7 +7,8 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -437,6 +438,21 @@ describe('the tidemark CLI against a two-worker cluster', () => {
         await new Promise((r) => setTimeout(r, 300));
       }
       expect(workers, `cluster up never reported 2 workers; its output:\n${output}`).toBe(2);
+      // The status page on loopback, and the read-only token cluster up wrote for it (issue 15).
+      const pageUrl = /status page at (https:\/\/127\.0\.0\.1:\d+\/)/.exec(output)?.[1];
+      expect(pageUrl, output).toBeDefined();
+      expect(output).toMatch(/sign in with the read-only token in \S*\.tidemark\/status-token/);
+      const statusToken = readFileSync('.tidemark/status-token', 'utf8').trim();
+      expect(output).not.toContain(statusToken);
+      const page = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        httpsGet(`${pageUrl}api/status`, { ca: readFileSync(join(dir!, 'tls', 'ca.pem')), headers: { authorization: `Bearer ${statusToken}` } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        }).on('error', reject);
+      });
+      expect(page.status, page.body).toBe(200);
+      expect(JSON.parse(page.body).caller).toEqual({ name: 'status-page', role: 'read' });
       // Nothing is protected in this cluster: a round aborts, and the CLI exits 3 with the reason.
       const aborted = await tidemark(['checkpoint', '--wait', '--json', '--coordinator', address], env);
       expect(aborted.code, aborted.stderr).toBe(3);

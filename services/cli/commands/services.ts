@@ -72,6 +72,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     .option('--protect <patterns>', 'queues to protect: vhost:glob,!vhost:glob (TIDEMARK_PROTECT)')
     .option('--interval <duration>', 'time between scheduled checkpoints, 0 for none (TIDEMARK_INTERVAL)')
     .option('--prepare-timeout <duration>', 'prepare deadline of a round (TIDEMARK_PREPARE_TIMEOUT)')
+    .option('--status-listen <host:port>', 'serve the status page here (TIDEMARK_STATUS_LISTEN); off unless set')
     .action(async (flags) => {
       const cfg = cli.config(flags);
       const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
@@ -92,6 +93,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     .option('--protect <patterns>', 'queues to protect (TIDEMARK_PROTECT)')
     .option('--interval <duration>', 'time between scheduled checkpoints (TIDEMARK_INTERVAL)')
     .option('--port <port>', 'coordinator port (default: the port of TIDEMARK_COORDINATOR, else 7700)')
+    .option('--status-listen <host:port>', 'status page address (TIDEMARK_STATUS_LISTEN; default 127.0.0.1:7780, or a free loopback port)')
     .action(async (flags) => {
       const workers = Number(flags.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError(`--workers must be a whole number from 1 to 64, not "${flags.workers}"`);
