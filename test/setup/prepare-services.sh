@@ -6,7 +6,9 @@
 #   Debian default of 1024 runs out, and past it the node stays broken until restarted), raised in
 #   /etc/security/limits.d/rabbitmq.conf and applied by restarting the node when it runs with less;
 # - the management plugin is enabled (discovery, bindings and the resource guard read it);
-# - Redis answers on 6379.
+# - Redis answers on 6379;
+# - Debian's Chromium is at /usr/bin/chromium (the status page's browser test drives it with
+#   playwright-core), installed with apt-get when missing and this user may.
 #
 # A service named by a TIDEMARK_TEST_* URL is someone else's: it is left alone. Without root (or
 # sudo) nothing is changed; a missing piece is reported and the script fails before any test runs.
@@ -158,6 +160,25 @@ ensure_redis() {
   log "Redis answers"
 }
 
+CHROMIUM=/usr/bin/chromium
+
+ensure_chromium() {
+  if [ -x "$CHROMIUM" ]; then
+    log "Chromium is installed ($CHROMIUM)"
+    return
+  fi
+  if can_root && command -v apt-get >/dev/null 2>&1; then
+    log "installing Chromium (apt-get install chromium) for the status page's browser test"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
+      { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } ||
+      die "apt-get could not install chromium; install Debian's chromium package by hand (the status page test needs $CHROMIUM)"
+    [ -x "$CHROMIUM" ] || die "chromium was installed but $CHROMIUM is missing; the status page test needs it there"
+    log "Chromium is installed ($CHROMIUM)"
+    return
+  fi
+  die "$CHROMIUM is missing and this user cannot install it: run 'apt-get install chromium' as root (the status page's browser test drives it)"
+}
+
 main() {
   if [ "${TIDEMARK_TEST_PREPARE:-true}" = false ]; then
     log "TIDEMARK_TEST_PREPARE=false: not preparing services"
@@ -165,6 +186,7 @@ main() {
   fi
   if [ -z "${TIDEMARK_TEST_AMQP_URL:-}" ]; then ensure_rabbitmq; else log "RabbitMQ from TIDEMARK_TEST_AMQP_URL: left alone"; fi
   if [ -z "${TIDEMARK_TEST_REDIS_URL:-}" ]; then ensure_redis; else log "Redis from TIDEMARK_TEST_REDIS_URL: left alone"; fi
+  ensure_chromium
 }
 
 # Sourcing the file (for trying a step by hand) defines the functions without running anything.
