@@ -110,7 +110,7 @@ function renderStatus(view) {
       if (q.coverageGap) coverage.push(['bad', `gap: ${formatCount(q.coverageGap.uncaptured)} uncaptured (${q.coverageGap.reason})`]);
       if (q.incomplete) coverage.push(['warn', `possibly incomplete since #${q.incomplete.sinceEpoch}: ${q.incomplete.reason}`]);
       if (q.outsideCut) coverage.push(['warn', `outside the cut: ${q.outsideCut.reason}`]);
-      if (q.contents) coverage.push(['warn', q.contents.headKnown ? `contents miss ${formatCount(q.contents.predating)} message(s) held before protection` : 'contents unknown: a restore gives its history']);
+      if (q.contents) coverage.push(['warn', q.contents.headKnown ? `contents miss ${formatCount(q.contents.predating)} message(s) held before protection` : 'contents unknown (restores history)']);
       // "No gap seen" rather than "covered": the leader checks coverage only once a queue has been idle.
       if (coverage.length === 0) coverage.push(['ok', 'no gap seen']);
       return el(
