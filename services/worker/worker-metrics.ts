@@ -82,7 +82,10 @@ export class WorkerMetrics {
     this.restoreQueues = new Counter({ name: 'tidemark_restore_queues_total', help: 'Queues restore tasks on this worker finished, by outcome (done, failed).', labelNames: ['outcome'], registers });
     gauge('tidemark_restore_tasks_running', 'Restore tasks this worker runs now.', () => read.restoresRunning());
     for (const outcome of ['done', 'failed']) this.restoreQueues.inc({ outcome }, 0);
-    for (const op of STORE_OPS) this.storeSeconds.zero({ op });
+    for (const op of STORE_OPS) {
+      this.storeSeconds.zero({ op });
+      this.storeErrors.inc({ op, kind: 'other' }, 0);
+    }
     this.uploadErrors.inc({ kind: 'other' }, 0);
   }
 
