@@ -126,7 +126,16 @@ export function statusJson(s: StatusReply) {
           durationMs: s.lastRound.durationMs,
         }
       : null,
-    workers: s.workers.map((w) => ({ id: w.workerId, address: w.address, queues: w.queues, reachable: w.reachable, error: w.error || null })),
+    workers: s.workers.map((w) => ({
+      id: w.workerId,
+      address: w.address,
+      queues: w.queues,
+      reachable: w.reachable,
+      error: w.error || null,
+      lagMessages: w.lagMessages,
+      maxLagSeconds: w.maxLagSeconds,
+    })),
+    captureLag: s.captureLag.map((q) => ({ vhost: q.vhost, queue: q.queue, worker: q.workerId, lagMessages: q.lagMessages, lagSeconds: q.lagSeconds })),
     coverageGaps: s.coverageGaps.map((g) => ({
       vhost: g.vhost,
       queue: g.queue,

@@ -55,7 +55,11 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
     listRestores: unary(async () => ({ restores: await restores.list() })),
     verify: serverStream(async (request, emit, call) => {
       const { store, log } = coordinator.restoreParts;
-      const done = await verifyCheckpoint(coordinator.catalog, store, request.checkpoint, { full: request.full, signal: call.signal, emit });
+      const done = await verifyCheckpoint(coordinator.catalog, store, request.checkpoint, { full: request.full, signal: call.signal, emit }).catch((err: unknown) => {
+        coordinator.metrics.verified(undefined);
+        throw err;
+      });
+      coordinator.metrics.verified(done);
       // Retention never deletes the newest checkpoint that passed (verified-marker.ts).
       if (done.problems === 0) {
         await recordVerified(store, { epoch: done.checkpoint, verifiedAtMs: Date.now(), full: done.full }).catch((err) => log.warn(`checkpoint ${done.checkpoint} verified, but recording it for retention failed: ${errorMessage(err)}`));

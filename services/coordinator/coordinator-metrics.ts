@@ -4,7 +4,8 @@
  * state `tidemark status` does. Each coordinator has its own registry (not prom-client's global
  * one), so several coordinators in one process (tests) keep their numbers apart.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { VerifyDone } from '../gen/tidemark/v1/admin.js';
 import { gapPaths, type QueueCoverage } from './coverage.js';
 import type { RoundResult } from './round-runner.js';
 
@@ -15,7 +16,9 @@ export interface CoordinatorReadings {
   /** Live workers in membership; may fail (Redis down), which leaves the previous value. */
   workers(): Promise<number>;
   /** The newest checkpoint this leader knows committed; undefined before it knows one. */
-  lastCommit(): { epoch: number; committedAtMs: number } | undefined;
+  lastCommit(): { epoch: number; committedAtMs: number; messages?: number; bodyBytes?: number } | undefined;
+  /** The scheduled round interval in ms (0: rounds only on demand). */
+  intervalMs(): number;
   coverageGaps(): QueueCoverage[];
   coverageUnchecked(): number;
   /** Queues the newest checkpoint this leader committed marks as possibly incomplete. */
@@ -32,14 +35,23 @@ export interface CoordinatorReadings {
 
 /** Round durations from tens of milliseconds (a few queues) to a minute (thousands, slow store). */
 const ROUND_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** How a restore job ended (restore-job.ts RestoreState, but for `running`). */
+const RESTORE_OUTCOMES = ['done', 'failed', 'cancelled', 'interrupted'] as const;
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly rounds: Counter<'outcome'>;
   private readonly roundSeconds: Histogram<'outcome'>;
+  private readonly restores: Counter<'outcome'>;
+  private readonly verifications: Counter<'outcome'>;
+  private readonly verifiedBytes: Counter;
+  private readonly verifiedSegments: Counter;
+  private readonly verifiedRecords: Counter;
 
   constructor(read: CoordinatorReadings) {
     const registers = [this.registry];
+    // Process metrics under their usual names (process_*, nodejs_*), as every Node service exports them.
+    collectDefaultMetrics({ register: this.registry });
     // A standby reports 0 for what only the leader knows: max() across coordinators is the leader's value.
     const leaderOnly = (value: () => number) => () => (read.leader() ? value() : 0);
     const gauge = (name: string, help: string, value: () => number) =>
@@ -76,6 +88,29 @@ export class CoordinatorMetrics {
       'Commit time of the newest committed checkpoint, in Unix seconds (0 on a standby, or before any).',
       leaderOnly(() => (read.lastCommit()?.committedAtMs ?? 0) / 1000),
     );
+    gauge(
+      'tidemark_checkpoint_interval_seconds',
+      'The scheduled checkpoint interval (TIDEMARK_INTERVAL), 0 when rounds run only on demand: alerts compare the last commit\'s age with it.',
+      () => read.intervalMs() / 1000,
+    );
+    gauge('tidemark_last_checkpoint_messages', 'Messages the newest committed checkpoint holds over all its queues (0 on a standby, or before any).', leaderOnly(() => read.lastCommit()?.messages ?? 0));
+    gauge(
+      'tidemark_last_checkpoint_body_bytes',
+      'Message body bytes the newest committed checkpoint holds over all its queues: what a restore of it publishes (0 on a standby, or before any).',
+      leaderOnly(() => read.lastCommit()?.bodyBytes ?? 0),
+    );
+    this.restores = new Counter({ name: 'tidemark_restores_total', help: 'Restores this coordinator ran to an end, by outcome (done, failed, cancelled, interrupted).', labelNames: ['outcome'], registers });
+    for (const outcome of RESTORE_OUTCOMES) this.restores.inc({ outcome }, 0);
+    this.verifications = new Counter({
+      name: 'tidemark_verifications_total',
+      help: 'Checkpoint verifications (tidemark verify) this coordinator ran, by outcome: ok, problems (found damage), error (could not run).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['ok', 'problems', 'error']) this.verifications.inc({ outcome }, 0);
+    this.verifiedBytes = new Counter({ name: 'tidemark_verify_checked_bytes_total', help: 'Stored bytes of the segments verifications read and checked.', registers });
+    this.verifiedSegments = new Counter({ name: 'tidemark_verify_checked_segments_total', help: 'Segments verifications read and checked.', registers });
+    this.verifiedRecords = new Counter({ name: 'tidemark_verify_checked_records_total', help: 'Records full verifications (--full) decoded and checked.', registers });
     gauge('tidemark_protected_queues', 'Queues the leader protects (0 on a standby).', leaderOnly(() => read.protectedQueues()));
     new Gauge({
       name: 'tidemark_workers',
@@ -156,6 +191,23 @@ export class CoordinatorMetrics {
         for (const gap of read.coverageGaps()) for (const path of gapPaths(gap)) this.set({ vhost: gap.vhost, queue: gap.queue, path }, 1);
       },
     });
+  }
+
+  /** Counts a restore job that ended (restore-job.ts). */
+  restoreFinished(outcome: (typeof RESTORE_OUTCOMES)[number]): void {
+    this.restores.inc({ outcome });
+  }
+
+  /** Counts a verification: its done event, or undefined when it could not run. */
+  verified(done: VerifyDone | undefined): void {
+    if (!done) {
+      this.verifications.inc({ outcome: 'error' });
+      return;
+    }
+    this.verifications.inc({ outcome: done.problems > 0 ? 'problems' : 'ok' });
+    this.verifiedBytes.inc(done.bytes);
+    this.verifiedSegments.inc(done.segments);
+    this.verifiedRecords.inc(done.records);
   }
 
   /** Counts a round that ran to an outcome (committed, aborted or in doubt). */

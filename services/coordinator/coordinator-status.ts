@@ -28,7 +28,7 @@ import {
   type WorkerRegistration,
 } from '../core/index.js';
 import type { ManagementClient, NodeResources } from '../core/amqp/index.js';
-import type { BrokerNode, StatusReply } from '../gen/tidemark/v1/admin.js';
+import type { BrokerNode, CaptureLag, StatusReply } from '../gen/tidemark/v1/admin.js';
 import type { WorkerStatus } from '../gen/tidemark/v1/worker.js';
 import { roundOutcome } from './admin-enums.js';
 import { queuesHeldBy, type AckedQueues } from './assignment.js';
@@ -73,13 +73,16 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
   const latest = await s.catalog.latestEpoch();
   const latestManifest = latest > 0 ? await s.catalog.get(latest) : undefined;
   const current = await s.lease.current().catch(() => undefined);
+  const reports = await Promise.all(workers.map(async (w) => ({ w, health: await workerHealth(s.clients, w, s.workerTls) })));
   return {
     coordinatorId: s.coordinatorId,
     leader: s.isLeader(),
     leaderToken: current?.token ?? 0,
-    workers: await Promise.all(
-      workers.map(async (w) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...(await workerHealth(s.clients, w, s.workerTls)) })),
-    ),
+    workers: reports.map(({ w, health: { lagging: _, ...health } }) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...health })),
+    captureLag: reports
+      .flatMap((r) => r.health.lagging)
+      .sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagMessages - a.lagMessages)
+      .slice(0, CAPTURE_LAG_LISTED),
     protectedQueues: s.protectedQueues(),
     latestCheckpoint: latest,
     latestCheckpointAtMs: latestManifest?.committedAtMs ?? 0,
@@ -106,6 +109,9 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
   };
 }
 
+/** Queues status lists as lagging at most: the furthest behind. */
+const CAPTURE_LAG_LISTED = 100;
+
 /** How long status (and the coverage check) waits for each worker's own report. */
 export const WORKER_STATUS_DEADLINE_MS = 2_000;
 
@@ -113,16 +119,25 @@ function lastRoundReply(round: LastRound | undefined): StatusReply['lastRound'] 
   return round && { ...round, outcome: roundOutcome(round.outcome) };
 }
 
-/** Asks a worker how its captures are doing: capture errors surface in status. */
+/** Asks a worker how its captures are doing: capture errors and lag surface in status. */
 export async function workerHealth(
   clients: ReadonlyMap<string, WorkerClient>,
   worker: WorkerRegistration,
   tls?: GrpcTls,
-): Promise<{ reachable: boolean; error: string }> {
+): Promise<{ reachable: boolean; error: string; lagMessages: number; maxLagSeconds: number; lagging: CaptureLag[] }> {
   const { report, error } = await workerReport(clients, worker, tls);
-  if (!report) return { reachable: false, error };
+  if (!report) return { reachable: false, error, lagMessages: 0, maxLagSeconds: 0, lagging: [] };
   const failing = report.queues.filter((q) => q.error !== '');
-  return { reachable: true, error: failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}` };
+  const lagging = report.queues
+    .filter((q) => q.lagMessages > 0)
+    .map((q) => ({ vhost: q.vhost, queue: q.queue, workerId: worker.id, lagMessages: q.lagMessages, lagSeconds: q.lagSeconds }));
+  return {
+    reachable: true,
+    error: failing.length === 0 ? '' : `${failing.length} queue(s) not capturing: ${failing.slice(0, 3).map((q) => q.error).join('; ')}`,
+    lagMessages: lagging.reduce((n, q) => n + q.lagMessages, 0),
+    maxLagSeconds: Math.max(0, ...lagging.map((q) => q.lagSeconds)),
+    lagging,
+  };
 }
 
 /** A worker's own report on its captures (with WORKER_STATUS_DEADLINE_MS), or why there is none. */

@@ -152,6 +152,7 @@ export class Coordinator {
       protectedQueues: () => this.discovered.queues.size,
       workers: async () => (await parts.membership.live()).length,
       lastCommit: () => this.history.lastCommit,
+      intervalMs: () => parts.config.interval,
       coverageGaps: () => this.coverage.gaps(),
       coverageUnchecked: () => this.coverageUnchecked(),
       incompleteQueues: () => this.history.lastCommit?.incompleteQueues ?? 0,

@@ -132,6 +132,7 @@ export class RestoreJob {
     const unfinished = this.queues.some((q) => !q.finished);
     const outcome: RestoreState = this.cancelled ? 'cancelled' : this.deposed || unfinished ? 'interrupted' : failed > 0 ? 'failed' : 'done';
     await state.setState(this.id, outcome).catch((err) => log.warn(`restore ${this.id}: recording its state ${outcome} failed: ${errorMessage(err)}`));
+    this.services.coordinator.metrics.restoreFinished(outcome);
     const busy = this.queues.reduce((n, q) => n + q.busyMs, 0);
     const published = this.queues.reduce((n, q) => n + q.publishedThisRun, 0);
     if (outcome === 'done' && busy > 0 && published >= 1_000) await state.recordRate((published * 1000) / busy).catch(() => {});

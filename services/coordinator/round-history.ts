@@ -31,6 +31,9 @@ export interface LastCommit {
   incompleteQueues?: number;
   /** Queues the checkpoint carries from older cuts (G8), oldest first. */
   outside?: OutsideCutQueue[];
+  /** Messages and body bytes the checkpoint holds over all its queues. */
+  messages?: number;
+  bodyBytes?: number;
 }
 
 export class RoundHistory {
@@ -47,7 +50,14 @@ export class RoundHistory {
 
   /** Checkpoint `epoch` is committed (`manifest`), whoever committed it. */
   knownCommit(epoch: number, manifest: CheckpointManifest): void {
-    this.lastCommit = { epoch, committedAtMs: manifest.committedAtMs, incompleteQueues: incompleteQueues(manifest).length, outside: outsideCutQueues(manifest) };
+    this.lastCommit = {
+      epoch,
+      committedAtMs: manifest.committedAtMs,
+      incompleteQueues: incompleteQueues(manifest).length,
+      outside: outsideCutQueues(manifest),
+      messages: manifest.queues.reduce((n, q) => n + q.messages, 0),
+      bodyBytes: manifest.queues.reduce((n, q) => n + q.bodyBytes, 0),
+    };
   }
 
   /** A round of this coordinator committed; `manifest` is absent if its write is left to recovery. */

@@ -6,11 +6,12 @@
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import type { QueueAssignment } from '../gen/tidemark/v1/worker.js';
-import { captureCodec, errorMessage, type Logger, queueKey, type SegmentCodecChoice } from '../core/index.js';
+import { captureCodec, errorMessage, forEachLimited, type Logger, queueKey, type SegmentCodecChoice } from '../core/index.js';
 import { VhostConnections } from '../core/amqp/index.js';
 import type { ObjectStore } from '../core/store/index.js';
 import { LaneSlots } from './lane-slots.js';
-import { QueueCapture } from './queue-capture.js';
+import { QueueCapture, type SegmentUploadObserver } from './queue-capture.js';
+import { probeJournalTail } from './journal-tail.js';
 import { JournalReadError } from './errors.js';
 
 export interface CaptureSetOptions {
@@ -25,7 +26,12 @@ export interface CaptureSetOptions {
   clientName: string;
   /** Most capture channels on one AMQP connection; a vhost opens as many connections as it needs. */
   channelsPerConnection: number;
+  /** Hears every segment upload of every capture (metrics). @default nobody */
+  uploads?: SegmentUploadObserver;
 }
+
+/** Journals the lag probe reads at once. */
+const TAIL_PROBES_AT_ONCE = 4;
 
 export class CaptureSet {
   private readonly captures = new Map<string, QueueCapture>();
@@ -42,9 +48,13 @@ export class CaptureSet {
   private readonly attachedVia = new Map<QueueCapture, ChannelModel>();
   /** apply() runs one at a time: two overlapping assignments must not both start a queue. */
   private applying: Promise<void> = Promise.resolve();
+  /** The lag probe's own connections: its channels never take a capture lane's room. */
+  private readonly probeConnections: VhostConnections;
+  private probing = false;
 
   constructor(private readonly options: CaptureSetOptions) {
     this.connections = new VhostConnections(options.amqpUrl, options.log, options.clientName);
+    this.probeConnections = new VhostConnections(options.amqpUrl, options.log, `${options.clientName} lag probe`);
   }
 
   get(vhost: string, queue: string): QueueCapture | undefined {
@@ -94,6 +104,7 @@ export class CaptureSet {
         segmentBytes: this.options.segmentBytes,
         codec: captureCodec(this.options.segmentCodec),
         prefetch: this.options.prefetch,
+        uploads: this.options.uploads,
       });
       if (!existing) this.captures.set(id, capture);
       started.push(capture);
@@ -198,11 +209,32 @@ export class CaptureSet {
     for (const capture of this.captures.values()) capture.tick();
   }
 
+  /**
+   * The lag probe: reads where every captured journal's tail is (journal-tail.ts), a few at a
+   * time, and tells its capture. A pass still running when the next is due makes that one skip,
+   * so with many queues each is simply probed less often. Failures only leave a queue unprobed.
+   */
+  async probeTails(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      const reading = this.all().filter((c) => c.reading);
+      await forEachLimited(reading, TAIL_PROBES_AT_ONCE, async (capture) => {
+        const connection = await this.probeConnections.connect(capture.vhost).catch(() => undefined);
+        const tail = connection && (await probeJournalTail(connection, capture.journal));
+        if (tail !== undefined) capture.tailProbed(tail, Date.now());
+      });
+    } finally {
+      this.probing = false;
+    }
+  }
+
   async close(): Promise<void> {
     for (const capture of this.captures.values()) await capture.detach();
     this.captures.clear();
     this.channels.clear();
     this.attachedVia.clear();
     await this.connections.close();
+    await this.probeConnections.close();
   }
 }

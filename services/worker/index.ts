@@ -8,7 +8,10 @@ import {
   loadGrpcTls,
   type Logger,
   logListenChoice,
+  type MetricsServer,
   onlyPeerNamed,
+  readTokenFile,
+  serveMetrics,
   serverCredentials,
   startServer,
   stopServer,
@@ -24,6 +27,8 @@ export interface RunningWorker {
   worker: Worker;
   /** host:port the leader reaches this worker at. */
   address: string;
+  /** The port of the metrics endpoint, when `metricsListen` is set. */
+  metricsPort?: number;
   stop(): Promise<void>;
 }
 
@@ -57,9 +62,17 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   // Only now is the port known, so only now can the worker tell the leader where it is.
   const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
   log.info(`worker ${config.id} serving on port ${port} (${tls.enabled ? `mutual TLS: only callers named ${config.tlsCoordinatorName}` : 'plaintext, TIDEMARK_TLS=off'})`);
+  // The same setting and token rules as the coordinator's endpoint (docs/OPERATIONS.md#metrics).
+  let metrics: MetricsServer | undefined;
   try {
+    if (config.metricsListen) {
+      const token = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, 'TIDEMARK_METRICS_TOKEN_FILE') : undefined;
+      metrics = await serveMetrics(worker.metrics.registry, config.metricsListen, log.child('metrics'), { token });
+      log.info(`worker ${config.id} serving metrics on port ${metrics.port} (GET /metrics)`);
+    }
     await worker.start(address, signal);
   } catch (err) {
+    await metrics?.close();
     server.forceShutdown();
     await worker.stop().catch(() => {});
     throw err;
@@ -67,9 +80,11 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   return {
     worker,
     address,
+    metricsPort: metrics?.port,
     async stop() {
       // Restores and prepares in flight end first, so their calls do not take the server's grace period.
       worker.interrupt();
+      await metrics?.close();
       await stopServer(server, 2_000);
       await worker.stop();
     },

@@ -31,6 +31,7 @@ import {
   unwrapRelayed,
 } from '../core/index.js';
 import { fenceRangeKey, type ObjectStore, segmentKey } from '../core/store/index.js';
+import { CaptureLag, type Lag } from './capture-lag.js';
 import { CaptureLedger, type FencePosition } from './capture-ledger.js';
 import { JournalCursor } from './journal-cursor.js';
 import { FenceNotSeenError, InvalidAssignmentError, JournalGapError, PrepareTimeoutError } from './errors.js';
@@ -46,6 +47,14 @@ export interface QueueCaptureOptions {
   prefetch: number;
   /** How segments are compressed. @default a new adaptive codec (gzip when it pays and keeps up, else identity) */
   codec?: SegmentCodec | AdaptiveCodec;
+  /** Hears every segment upload (metrics). @default nobody */
+  uploads?: SegmentUploadObserver;
+}
+
+/** What a capture tells about its segment uploads (worker-metrics.ts counts them). */
+export interface SegmentUploadObserver {
+  uploaded(storedBytes: number, seconds: number): void;
+  failed(err: unknown, seconds: number): void;
 }
 
 export class QueueCapture {
@@ -62,6 +71,8 @@ export class QueueCapture {
   private readonly cursor: JournalCursor;
   /** What is durable, and where each fence sits (capture-ledger.ts). */
   private readonly ledger: CaptureLedger;
+  /** How far the capture is behind its journal's tail (capture-lag.ts). */
+  private readonly lag = new CaptureLag();
 
   private buffer: JournalRecord[] = [];
   private bufferBytes = 0;
@@ -126,7 +137,43 @@ export class QueueCapture {
       buffered: this.buffer.length,
       error: this.failure?.message ?? '',
       messages: this.ledger.messages,
+      ...this.lagNow(),
     };
+  }
+
+  /** Body and header bytes of the records read and not yet in a segment (64 bytes counted per record). */
+  get bufferedBytes(): number {
+    return this.bufferBytes;
+  }
+
+  /** Records below this journal offset are durable in the store. */
+  get durableOffset(): number {
+    return this.ledger.durableOffset;
+  }
+
+  /** Reading its journal: attached, and not stopped by an error. */
+  get reading(): boolean {
+    return this.channel !== undefined && !this.failure;
+  }
+
+  /** The lag probe saw the journal's tail at or above `tail` at `atMs` (journal-tail.ts). */
+  tailProbed(tail: number, atMs: number): void {
+    this.lag.tailSeen(tail, atMs);
+  }
+
+  /**
+   * How far behind the journal's tail capture is, at `nowMs`. Caught up to the first offset not
+   * durable, past the fences and markers buffered there: a cut needs those covered, not stored, so
+   * an idle queue's last fence, which waits for the next message to be written, is no lag.
+   */
+  lagNow(nowMs = Date.now()): { lagMessages: number; lagSeconds: number } {
+    let caughtUp = this.buffer.length === 0 ? Math.max(this.ledger.durableOffset, this.cursor.nextOffset) : this.ledger.durableOffset;
+    for (const record of this.buffer) {
+      if (record.fenceEpoch === 0) break;
+      caughtUp = Math.max(caughtUp, record.offset + 1);
+    }
+    const lag: Lag = this.lag.at(caughtUp, nowMs);
+    return { lagMessages: lag.messages, lagSeconds: lag.seconds };
   }
 
   private onDelivery(msg: ConsumeMessage | null): void {
@@ -184,6 +231,7 @@ export class QueueCapture {
     this.buffer.push(record);
     this.bufferBytes += msg.content.length + 64;
     this.cursor.accepted(offset);
+    this.lag.tailSeen(offset + 1, record.captureTimeMs);
     // One flush at a time is asked for by size: it takes the whole buffer when it starts, so a
     // second one queued behind it would only write the few records that came in meanwhile.
     if (this.bufferBytes >= this.options.segmentBytes && !this.sizeFlushQueued) {
@@ -290,7 +338,14 @@ export class QueueCapture {
       this.options.store.vault,
     );
     const key = segmentKey(this.vhost, this.queue, first, last, sha256);
-    await this.options.store.put(key, bytes);
+    const startedAt = performance.now();
+    try {
+      await this.options.store.put(key, bytes);
+    } catch (err) {
+      this.options.uploads?.failed(err, (performance.now() - startedAt) / 1000);
+      throw err;
+    }
+    this.options.uploads?.uploaded(bytes.length, (performance.now() - startedAt) / 1000);
     this.ledger.written(segmentRefOf(key, records, bytes, sha256, codec));
   }
 

@@ -26,7 +26,7 @@ import {
 } from '../core/index.js';
 import { configureAmqpTls } from '../core/amqp/index.js';
 import { openRedis } from '../core/redis/index.js';
-import { encodePartition, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
+import { encodePartition, meteredStore, type ObjectStore, openStoreRetrying, partitionKey } from '../core/store/index.js';
 import { answerInquiry, countedFor } from './decision-inquiry.js';
 import { countedOf, failedReason, inquiryIntervalMs, Participant, type QueueOutcome, type RoundOutcome, splitOutcomes } from './participant.js';
 import { LeaderConfirmation } from './leader-confirmation.js';
@@ -48,6 +48,7 @@ import { FirehoseRelay } from './firehose-relay.js';
 import { runRestoreTask } from './restore-runner.js';
 import { createHash } from 'node:crypto';
 import { InvalidAssignmentError } from './errors.js';
+import { type CaptureReading, WorkerMetrics } from './worker-metrics.js';
 
 export interface WorkerOptions {
   config: Config;
@@ -63,6 +64,9 @@ export interface WorkerOptions {
  */
 const STOP_STEP_LIMIT_MS = 3_000;
 
+/** How often the lag probe reads where every captured journal's tail is (capture-set.ts). */
+const LAG_PROBE_INTERVAL_MS = 10_000;
+
 export class Worker {
   readonly id: string;
   private generation = 0;
@@ -71,6 +75,7 @@ export class Worker {
   private registered = false;
   private flusher: NodeJS.Timeout | undefined;
   private inquirer: NodeJS.Timeout | undefined;
+  private prober: NodeJS.Timeout | undefined;
   private inquiring = false;
   /** Rounds and leader tokens; a round's vote is a promise a repeated PREPARE awaits too (idempotence). */
   private participant = new Participant<Promise<PrepareReply>>();
@@ -92,6 +97,8 @@ export class Worker {
     private readonly redis: Redis,
     private readonly membership: Membership,
     private readonly captures: CaptureSet,
+    /** Prometheus metrics, served when `metricsListen` is set (index.ts). */
+    readonly metrics: WorkerMetrics,
   ) {
     this.id = options.config.id;
     this.clock = options.clock ?? systemClock;
@@ -137,10 +144,14 @@ export class Worker {
   private static async assemble(options: WorkerOptions, store: ObjectStore, redis: Redis, signal?: AbortSignal): Promise<Worker> {
     const { config, log } = options;
     const membership = new Membership(redis, config.namespace, config.leaseTime, options.clock);
+    let worker: Worker | undefined;
+    const metrics = new WorkerMetrics({ captures: () => worker?.captureReadings() ?? [], restoresRunning: () => worker?.tasks.size ?? 0 });
+    const metered = meteredStore(store, metrics.store);
     const captures = new CaptureSet({
       namespace: config.namespace,
       amqpUrl: config.amqpUrl,
-      store,
+      store: metered,
+      uploads: metrics.uploads,
       log: log.child('capture'),
       segmentBytes: config.segmentBytes,
       segmentCodec: config.segmentCodec,
@@ -148,7 +159,7 @@ export class Worker {
       channelsPerConnection: config.channelsPerConnection,
       clientName: `tidemark worker ${config.id}`,
     });
-    const worker = new Worker(options, store, redis, membership, captures);
+    worker = new Worker(options, metered, redis, membership, captures, metrics);
     // A restarted worker must still refuse leaders deposed before it started: the newest token
     // issued so far is the floor (if Redis lost it, new tokens start above the store's newest).
     worker.participant = new Participant(Number((await abortable(redis.get(redisKeys(config.namespace).leaderToken), signal)) ?? 0) || 0);
@@ -169,6 +180,7 @@ export class Worker {
     }, every);
     this.flusher = setInterval(() => this.captures.tick(), this.options.config.flushInterval);
     this.inquirer = setInterval(() => void this.inquire(), inquiryIntervalMs(this.options.config.leaseTime));
+    this.prober = setInterval(() => void this.captures.probeTails().catch((err) => this.options.log.debug(`lag probe failed: ${errorMessage(err)}`)), LAG_PROBE_INTERVAL_MS);
     this.options.log.info(`worker ${this.id} serving at ${address}`);
   }
 
@@ -186,6 +198,7 @@ export class Worker {
     clearInterval(this.heartbeat);
     clearInterval(this.flusher);
     clearInterval(this.inquirer);
+    clearInterval(this.prober);
     await withTimeLimit(Promise.allSettled(this.tasks), STOP_STEP_LIMIT_MS, 'waiting for restore tasks to stop').catch((err) => this.options.log.warn(errorMessage(err)));
     if (this.registered) await withTimeLimit(this.membership.leave(this.id), STOP_STEP_LIMIT_MS, 'leaving the membership').catch(() => {});
     await this.relay.close();
@@ -366,6 +379,7 @@ export class Worker {
   private async runRestore(task: RestoreTask, emit: (progress: RestoreProgress) => void, signal: AbortSignal): Promise<void> {
     // Progress is recorded under the leader's assignment of each queue to this task (restore-state.ts).
     const assignments = new Map(task.queues.map((q) => [queueKey(q.source!.vhost, q.source!.name), q.assignment]));
+    const counted = this.metrics.restoreTask();
     await runRestoreTask({
       task,
       store: this.store,
@@ -373,12 +387,24 @@ export class Worker {
       workerId: this.id,
       confirmWindow: task.confirmWindow || this.options.config.confirmWindow,
       log: this.options.log.child('restore'),
-      emit,
+      emit: (progress) => {
+        counted(progress);
+        emit(progress);
+      },
       signal,
       progress: {
         markStarted: (key) => this.restoreState.markStarted(task.restoreId, key, assignments.get(key) ?? ''),
         advance: (key, confirmed, offset) => this.restoreState.advance(task.restoreId, key, confirmed, offset, assignments.get(key) ?? ''),
       },
+    });
+  }
+
+  /** What a metrics scrape reads of each capture. */
+  captureReadings(): CaptureReading[] {
+    const now = Date.now();
+    return this.captures.all().map((c) => {
+      const { lagMessages, lagSeconds } = c.lagNow(now);
+      return { vhost: c.vhost, queue: c.queue, durableOffset: c.durableOffset, bufferedBytes: c.bufferedBytes, failed: c.error !== undefined, lagMessages, lagSeconds };
     });
   }
 

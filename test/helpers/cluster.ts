@@ -41,6 +41,11 @@ export interface TestClusterOptions {
   tls?: boolean;
   /** More admin API callers besides the cluster's own admin token: [role, name, token]. */
   extraTokens?: Array<[Role, string, string]>;
+  /**
+   * Every coordinator and worker serves Prometheus metrics on a loopback port of its own
+   * (TIDEMARK_METRICS_LISTEN), kept across restarts: `metricsPorts` has them. @default false
+   */
+  metrics?: boolean;
 }
 
 export interface TestCluster {
@@ -49,6 +54,8 @@ export interface TestCluster {
   token: string;
   /** host:port of every coordinator, by name. */
   coordinatorAddresses: Record<string, string>;
+  /** With `metrics`, the metrics port of every process, by name ('coordinator', 'worker-1', ...). */
+  metricsPorts: Record<string, number>;
   client: TidemarkClient;
   storeUrl: string;
   logFile: string;
@@ -150,6 +157,11 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   const coordinatorPorts = new Map<string, number>([['coordinator', port]]);
   for (let i = 2; i <= (options.coordinators ?? 1); i += 1) coordinatorPorts.set(`coordinator-${i}`, await freePort());
   const processEnv = new Map(Object.entries(options.processEnv ?? {}));
+  const metricsPorts: Record<string, number> = {};
+  if (options.metrics) {
+    for (const name of [...coordinatorPorts.keys(), ...Array.from({ length: options.workers }, (_, i) => `worker-${i + 1}`)]) metricsPorts[name] = await freePort();
+  }
+  const metricsEnv = (name: string): Record<string, string> => (metricsPorts[name] ? { TIDEMARK_METRICS_LISTEN: `127.0.0.1:${metricsPorts[name]}` } : {});
   const args = (name: string) => {
     const own = options.processArgs?.[name] ?? [];
     const coordinatorPort = coordinatorPorts.get(name);
@@ -158,7 +170,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
   };
   const launch = (name: string) => {
     const child = spawn(process.execPath, [cli, ...args(name)], {
-      env: { ...env, ...processEnv.get(name), TIDEMARK_ID: name },
+      env: { ...env, ...metricsEnv(name), ...processEnv.get(name), TIDEMARK_ID: name },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const tag = (chunk: Buffer) => log.write(chunk.toString().replace(/^(?=.)/gm, `[${name}] `));
@@ -198,6 +210,7 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     address: `127.0.0.1:${port}`,
     token,
     coordinatorAddresses: Object.fromEntries([...coordinatorPorts].map(([name, p]) => [name, `127.0.0.1:${p}`])),
+    metricsPorts,
     client,
     storeUrl,
     logFile,

@@ -13,6 +13,8 @@ export interface ProtectedVhostOptions {
   queues: ReadonlyArray<{ name: string; type: string }>;
   workers: number;
   processEnv?: TestClusterOptions['processEnv'];
+  /** Every process serves metrics (TestClusterOptions.metrics). @default false */
+  metrics?: boolean;
 }
 
 export interface ProtectedVhost {
@@ -44,6 +46,7 @@ export async function startProtectedVhost(options: ProtectedVhostOptions): Promi
       workers: options.workers,
       extraEnv: { TIDEMARK_DISCOVERY_INTERVAL: '1s' },
       processEnv: options.processEnv,
+      metrics: options.metrics,
     });
     await cluster.waitForStatus(
       (s) => s.protectedQueues === queues.length && s.workers.reduce((n, w) => n + w.queues, 0) === queues.length,

@@ -169,7 +169,10 @@ describe('the tidemark CLI against a two-worker cluster', () => {
       expect(w.id).toMatch(/^worker-[12]$/);
       expect(w.address).toMatch(/^[\w.-]+:\d+$/);
       expect(typeof w.queues).toBe('number');
+      expect(w.lagMessages).toBe(0);
+      expect(w.maxLagSeconds).toBe(0);
     }
+    expect(status.captureLag).toEqual([]);
     expect(status.workers.reduce((n: number, w: { queues: number }) => n + w.queues, 0)).toBe(QUEUES.length);
   });
 
@@ -178,9 +181,10 @@ describe('the tidemark CLI against a two-worker cluster', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^coordinator coordinator \(leader, token \d+\), store file:\/\//);
     expect(result.stdout).toContain(`protected queues: ${QUEUES.length}; latest checkpoint: none`);
-    expect(result.stdout).toMatch(/^WORKER\s+ADDRESS\s+QUEUES\s+HEALTH$/m);
-    expect(result.stdout).toMatch(/^worker-1\s+\S+:\d+\s+\d+\s+ok$/m);
-    expect(result.stdout).toMatch(/^worker-2\s+\S+:\d+\s+\d+\s+ok$/m);
+    expect(result.stdout).toMatch(/^WORKER\s+ADDRESS\s+QUEUES\s+LAG\s+HEALTH$/m);
+    // Nothing published yet: every capture is caught up.
+    expect(result.stdout).toMatch(/^worker-1\s+\S+:\d+\s+\d+\s+0\s+ok$/m);
+    expect(result.stdout).toMatch(/^worker-2\s+\S+:\d+\s+\d+\s+0\s+ok$/m);
     expect(() => JSON.parse(result.stdout)).toThrow();
   });
 

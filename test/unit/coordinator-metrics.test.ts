@@ -10,7 +10,8 @@ function readings(overrides: Partial<CoordinatorReadings> = {}): CoordinatorRead
     leader: () => true,
     protectedQueues: () => 12,
     workers: async () => 3,
-    lastCommit: () => ({ epoch: 42, committedAtMs: 1_700_000_000_500 }),
+    lastCommit: () => ({ epoch: 42, committedAtMs: 1_700_000_000_500, messages: 900, bodyBytes: 123_456 }),
+    intervalMs: () => 60_000,
     coverageGaps: () => [gap('orders', 7), gap('audit', 2)],
     coverageUnchecked: () => 4,
     incompleteQueues: () => 3,
@@ -42,6 +43,35 @@ describe('coordinator metrics', () => {
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="orders"}')).toBe(7);
     expect(m.get('tidemark_coverage_gap_messages{vhost="v1",queue="audit"}')).toBe(2);
     expect(m.get('tidemark_coverage_gap_path{vhost="v1",queue="orders",path="published past its bindings (to the default exchange?)"}')).toBe(1);
+    expect(m.get('tidemark_checkpoint_interval_seconds')).toBe(60);
+    expect(m.get('tidemark_last_checkpoint_messages')).toBe(900);
+    expect(m.get('tidemark_last_checkpoint_body_bytes')).toBe(123_456);
+    expect(m.get('process_cpu_seconds_total')).toBeGreaterThan(0);
+  });
+
+  it('counts restores by outcome and verifications with what they checked', async () => {
+    const metrics = new CoordinatorMetrics(readings());
+    let m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_restores_total{outcome="failed"}')).toBe(0);
+    expect(m.get('tidemark_verifications_total{outcome="problems"}')).toBe(0);
+
+    metrics.restoreFinished('done');
+    metrics.restoreFinished('failed');
+    metrics.restoreFinished('done');
+    const done = { checkpoint: 7, full: true, manifests: 2, segments: 5, bytes: 4_096, records: 300, problems: 0, durationMs: 12, encrypted: false, plaintextManifests: 0, plaintextSegments: 0 };
+    metrics.verified(done);
+    metrics.verified({ ...done, problems: 2 });
+    metrics.verified(undefined);
+    m = samples(await metrics.registry.metrics());
+    expect(m.get('tidemark_restores_total{outcome="done"}')).toBe(2);
+    expect(m.get('tidemark_restores_total{outcome="failed"}')).toBe(1);
+    expect(m.get('tidemark_restores_total{outcome="cancelled"}')).toBe(0);
+    expect(m.get('tidemark_verifications_total{outcome="ok"}')).toBe(1);
+    expect(m.get('tidemark_verifications_total{outcome="problems"}')).toBe(1);
+    expect(m.get('tidemark_verifications_total{outcome="error"}')).toBe(1);
+    expect(m.get('tidemark_verify_checked_bytes_total')).toBe(8_192);
+    expect(m.get('tidemark_verify_checked_segments_total')).toBe(10);
+    expect(m.get('tidemark_verify_checked_records_total')).toBe(600);
   });
 
   it('counts rounds and their durations by outcome, both outcomes present from the start', async () => {

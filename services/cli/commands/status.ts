@@ -3,6 +3,9 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { bytes, statusJson, table } from '../output.js';
 
+/** Queues at least this many seconds behind their journal are listed (a busy queue is always a flush or so behind). */
+const LAG_LISTED_SECONDS = 5;
+
 export function addStatusCommand(program: Command, cli: CliContext): void {
   const { print, printJson } = cli;
   program
@@ -24,10 +27,15 @@ export function addStatusCommand(program: Command, cli: CliContext): void {
           j.workers.length === 0
             ? 'workers: none'
             : table([
-                ['WORKER', 'ADDRESS', 'QUEUES', 'HEALTH'],
-                ...j.workers.map((w) => [w.id, w.address, String(w.queues), w.error ? w.error : w.reachable ? 'ok' : 'unreachable']),
+                ['WORKER', 'ADDRESS', 'QUEUES', 'LAG', 'HEALTH'],
+                ...j.workers.map((w) => [w.id, w.address, String(w.queues), w.reachable ? lag(w.lagMessages, w.maxLagSeconds) : '-', w.error ? w.error : w.reachable ? 'ok' : 'unreachable']),
               ]),
         );
+        const behind = j.captureLag.filter((q) => q.lagSeconds >= LAG_LISTED_SECONDS);
+        if (behind.length > 0) {
+          print(`CAPTURE LAG: ${behind.length} queue(s) are ${LAG_LISTED_SECONDS} s or more behind their journals; what is not durable is in no checkpoint yet (docs/OPERATIONS.md#capture-lag)`);
+          print(table([['VHOST', 'QUEUE', 'WORKER', 'BEHIND'], ...behind.map((q) => [q.vhost, q.queue, q.worker, lag(q.lagMessages, q.lagSeconds)])]));
+        }
         if (j.coverageGaps.length > 0) {
           print(`COVERAGE GAPS: ${j.coverageGaps.length} queue(s) receive messages their journals do not (see REASON); checkpoints do not hold them`);
           print(
@@ -100,4 +108,9 @@ export function addStatusCommand(program: Command, cli: CliContext): void {
         c.close();
       }
     });
+}
+
+/** "120 msgs, 14.2 s": offsets not yet durable and how long the oldest has waited; "0" when caught up. */
+function lag(messages: number, seconds: number): string {
+  return messages === 0 ? '0' : `${messages} msgs, ${seconds.toFixed(1)} s`;
 }

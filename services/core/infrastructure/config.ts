@@ -98,7 +98,7 @@ export const configSchema = z.object({
    */
   listen: z.string().optional(),
   /**
-   * Address the coordinator serves Prometheus metrics on, at GET /metrics, e.g. `0.0.0.0:9464`
+   * Address the coordinator or worker serves Prometheus metrics on, at GET /metrics, e.g. `0.0.0.0:9464`
    * (docs/OPERATIONS.md#metrics). @default unset: no metrics endpoint
    */
   metricsListen: z

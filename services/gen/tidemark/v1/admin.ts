@@ -84,6 +84,21 @@ export interface WorkerInfo {
   queues: number;
   reachable: boolean;
   error: string;
+  /**
+   * Capture lag over the worker's queues (docs/OPERATIONS.md#capture-lag): journal offsets not yet
+   * durable in all, and the largest lag in seconds of any one queue.
+   */
+  lagMessages: number;
+  maxLagSeconds: number;
+}
+
+/** A queue whose capture is behind its journal's tail (docs/OPERATIONS.md#capture-lag). */
+export interface CaptureLag {
+  vhost: string;
+  queue: string;
+  workerId: string;
+  lagMessages: number;
+  lagSeconds: number;
 }
 
 export interface RoundInfo {
@@ -157,6 +172,11 @@ export interface StatusReply {
   outsideCut: OutsideCutQueue[];
   /** Whether any queue that cannot take part aborts the round (TIDEMARK_STRICT_ROUNDS). */
   strictRounds: boolean;
+  /**
+   * Queues whose capture is behind, from the workers' own reports: the furthest behind (in
+   * seconds) first, at most 100.
+   */
+  captureLag: CaptureLag[];
 }
 
 export interface ContentsQueue {
@@ -1087,7 +1107,7 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseWorkerInfo(): WorkerInfo {
-  return { workerId: "", address: "", queues: 0, reachable: false, error: "" };
+  return { workerId: "", address: "", queues: 0, reachable: false, error: "", lagMessages: 0, maxLagSeconds: 0 };
 }
 
 export const WorkerInfo: MessageFns<WorkerInfo> = {
@@ -1106,6 +1126,12 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     }
     if (message.error !== "") {
       writer.uint32(42).string(message.error);
+    }
+    if (message.lagMessages !== 0) {
+      writer.uint32(48).uint64(message.lagMessages);
+    }
+    if (message.maxLagSeconds !== 0) {
+      writer.uint32(57).double(message.maxLagSeconds);
     }
     return writer;
   },
@@ -1163,6 +1189,22 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
             message.error = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.lagMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.maxLagSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1185,6 +1227,111 @@ export const WorkerInfo: MessageFns<WorkerInfo> = {
     message.queues = object.queues ?? 0;
     message.reachable = object.reachable ?? false;
     message.error = object.error ?? "";
+    message.lagMessages = object.lagMessages ?? 0;
+    message.maxLagSeconds = object.maxLagSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseCaptureLag(): CaptureLag {
+  return { vhost: "", queue: "", workerId: "", lagMessages: 0, lagSeconds: 0 };
+}
+
+export const CaptureLag: MessageFns<CaptureLag> = {
+  encode(message: CaptureLag, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vhost !== "") {
+      writer.uint32(10).string(message.vhost);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(26).string(message.workerId);
+    }
+    if (message.lagMessages !== 0) {
+      writer.uint32(32).uint64(message.lagMessages);
+    }
+    if (message.lagSeconds !== 0) {
+      writer.uint32(41).double(message.lagSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CaptureLag {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCaptureLag();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vhost = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lagMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.lagSeconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CaptureLag>): CaptureLag {
+    return CaptureLag.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CaptureLag>): CaptureLag {
+    const message = createBaseCaptureLag();
+    message.vhost = object.vhost ?? "";
+    message.queue = object.queue ?? "";
+    message.workerId = object.workerId ?? "";
+    message.lagMessages = object.lagMessages ?? 0;
+    message.lagSeconds = object.lagSeconds ?? 0;
     return message;
   },
 };
@@ -1319,6 +1466,7 @@ function createBaseStatusReply(): StatusReply {
     contentsQueues: [],
     outsideCut: [],
     strictRounds: false,
+    captureLag: [],
   };
 }
 
@@ -1398,6 +1546,9 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     if (message.strictRounds !== false) {
       writer.uint32(328).bool(message.strictRounds);
+    }
+    for (const v of message.captureLag) {
+      CaptureLag.encode(v!, writer.uint32(338).fork()).join();
     }
     return writer;
   },
@@ -1615,6 +1766,14 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.strictRounds = reader.bool();
             continue;
           }
+          case 42: {
+            if (tag !== 338) {
+              break;
+            }
+
+            message.captureLag.push(CaptureLag.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1659,6 +1818,7 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.contentsQueues = object.contentsQueues?.map((e) => ContentsQueue.fromPartial(e)) || [];
     message.outsideCut = object.outsideCut?.map((e) => OutsideCutQueue.fromPartial(e)) || [];
     message.strictRounds = object.strictRounds ?? false;
+    message.captureLag = object.captureLag?.map((e) => CaptureLag.fromPartial(e)) || [];
     return message;
   },
 };

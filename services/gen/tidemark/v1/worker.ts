@@ -241,6 +241,16 @@ export interface QueueCaptureStatus {
    * counted): what capture has seen of the queue, for coverage.
    */
   messages: number;
+  /**
+   * Capture lag (docs/OPERATIONS.md#capture-lag): journal offsets known to exist (read, or seen
+   * by the worker's tail probe) that are not yet durable in the store; fences count as offsets.
+   */
+  lagMessages: number;
+  /**
+   * How long the oldest of those offsets has been known to exist without being durable, in
+   * seconds (0 when capture is caught up).
+   */
+  lagSeconds: number;
 }
 
 export interface WorkerStatus {
@@ -1919,7 +1929,18 @@ export const WorkerStatusRequest: MessageFns<WorkerStatusRequest> = {
 };
 
 function createBaseQueueCaptureStatus(): QueueCaptureStatus {
-  return { vhost: "", queue: "", journal: "", nextOffset: 0, durableOffset: 0, buffered: 0, error: "", messages: 0 };
+  return {
+    vhost: "",
+    queue: "",
+    journal: "",
+    nextOffset: 0,
+    durableOffset: 0,
+    buffered: 0,
+    error: "",
+    messages: 0,
+    lagMessages: 0,
+    lagSeconds: 0,
+  };
 }
 
 export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
@@ -1947,6 +1968,12 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
     }
     if (message.messages !== 0) {
       writer.uint32(64).uint64(message.messages);
+    }
+    if (message.lagMessages !== 0) {
+      writer.uint32(72).uint64(message.lagMessages);
+    }
+    if (message.lagSeconds !== 0) {
+      writer.uint32(81).double(message.lagSeconds);
     }
     return writer;
   },
@@ -2028,6 +2055,22 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
             message.messages = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.lagMessages = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.lagSeconds = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2053,6 +2096,8 @@ export const QueueCaptureStatus: MessageFns<QueueCaptureStatus> = {
     message.buffered = object.buffered ?? 0;
     message.error = object.error ?? "";
     message.messages = object.messages ?? 0;
+    message.lagMessages = object.lagMessages ?? 0;
+    message.lagSeconds = object.lagSeconds ?? 0;
     return message;
   },
 };
