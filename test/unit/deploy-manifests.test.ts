@@ -109,6 +109,14 @@ describe('deploy/kubernetes', () => {
     expect(find(objects, 'StatefulSet', 'tidemark-worker').spec.serviceName).toBe('tidemark-worker');
   });
 
+  it('runs the tidemark image of this version (package.json), also after kustomize sets the tag', () => {
+    const { version } = JSON.parse(readFileSync(join(repositoryRoot(), 'package.json'), 'utf8')) as { version: string };
+    const images = objects.flatMap((o) => [...(o.spec?.template?.spec?.initContainers ?? []), ...(o.spec?.template?.spec?.containers ?? [])].map((c: K8sObject) => c.image));
+    expect(images.length).toBeGreaterThan(3);
+    expect(new Set(images)).toEqual(new Set([`tidemark:${version}`]));
+    expect(kustomization.images).toEqual([{ name: 'tidemark', newTag: version }]);
+  });
+
   it('passes no secret as a literal value: no credential in env values or ConfigMaps', () => {
     const literals = objects.flatMap((o) => [
       ...Object.entries(o.kind === 'ConfigMap' ? (o.data ?? {}) : {}).map(([k, v]) => `${k}=${v}`),
