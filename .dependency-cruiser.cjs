@@ -13,9 +13,9 @@ const MODULES = 'core|client|coordinator|worker|cli';
 /**
  * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, and the
  * local CA, apart because they load heavy libraries (minio, amqplib, ioredis, @peculiar/x509) that
- * the CLI must not wait for.
+ * the CLI must not wait for; and client-side, the little the typed client needs.
  */
-const CORE_ENTRIES = 'store|amqp|redis|tls';
+const CORE_ENTRIES = 'store|amqp|redis|tls|client-side';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -72,6 +72,18 @@ module.exports = {
         'is the door for other modules, and going through it from inside makes cycles.',
       from: { path: `^services/(${MODULES})/`, pathNot: `^services/(${MODULES})/index\\.ts$` },
       to: { path: '^services/$1/index\\.ts$' },
+    },
+    {
+      // services/client ships as the @tidemark/client package (clients/typescript/package.json),
+      // whose only dependencies are these two: anything else it reached, by value or by type,
+      // would be missing where the package is installed.
+      name: 'client-package-dependencies',
+      severity: 'error',
+      comment:
+        'services/client (the @tidemark/client package) may reach only @grpc/grpc-js, @bufbuild/protobuf and ' +
+        "Node's own modules. Import core through services/core/client-side/index.ts, and keep what it re-exports free of other packages.",
+      from: { path: '^services/client/' },
+      to: { reachable: true, path: 'node_modules/', pathNot: 'node_modules/(@grpc/grpc-js|@bufbuild/protobuf|@types/node)/' },
     },
     {
       name: 'not-to-unresolvable',

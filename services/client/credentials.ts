@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readTokenFile } from '../core/index.js';
+import { readTokenFile } from '../core/client-side/index.js';
 
 /** The token file `tidemark cluster up` writes, relative to the working directory. */
 export const DEFAULT_TOKEN_FILE = '.tidemark/admin-token';

@@ -1,5 +1,5 @@
 /** The typed client's own errors; the ones a call can end with are core's (services/core/errors.ts). */
-import { TidemarkError } from '../core/index.js';
+import { TidemarkError } from '../core/client-side/index.js';
 
 /**
  * A followed restore's coordinator could not be reached again within the reconnect time. The

@@ -3,7 +3,7 @@
  * program watching it: when the coordinator goes away mid-restore (a crash, a leader change) the
  * next leader carries the restore on, and a watcher only has to find it again by id.
  */
-import { errorMessage, FailedPreconditionError, TidemarkError } from '../core/index.js';
+import { errorMessage, FailedPreconditionError, TidemarkError } from '../core/client-side/index.js';
 import type { RestoreEvent, RestoreRequest } from '../gen/tidemark/v1/admin.js';
 import { RestoreFollowLostError } from './errors.js';
 

@@ -3,7 +3,7 @@
  * program driving checkpoints and restores) uses. Errors arrive as Tidemark error classes.
  */
 import * as grpc from '@grpc/grpc-js';
-import { callUnary, coordinatorChannel, fromServiceError, type GrpcTls, isConnectFailure, readStream, TidemarkError, TransientError } from '../core/index.js';
+import { callUnary, coordinatorChannel, fromServiceError, type GrpcTls, isConnectFailure, readStream, TidemarkError, TransientError } from '../core/client-side/index.js';
 import {
   CoordinatorServiceClient,
   RestoreRequest,

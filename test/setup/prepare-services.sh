@@ -9,6 +9,8 @@
 # - Redis answers on 6379;
 # - Debian's Chromium is at /usr/bin/chromium (the status page's browser test drives it with
 #   playwright-core), installed with apt-get when missing and this user may.
+# - the Python client's tools are installed from Debian's packages (python3-grpcio, python3-protobuf,
+#   protobuf-compiler, protobuf-compiler-grpc): its test regenerates clients/python and runs its example.
 #
 # A service named by a TIDEMARK_TEST_* URL is someone else's: it is left alone. Without root (or
 # sudo) nothing is changed; a missing piece is reported and the script fails before any test runs.
@@ -179,6 +181,29 @@ ensure_chromium() {
   die "$CHROMIUM is missing and this user cannot install it: run 'apt-get install chromium' as root (the status page's browser test drives it)"
 }
 
+PYTHON_PACKAGES=(python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc)
+
+python_client_tools_present() {
+  /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 &&
+    command -v protoc >/dev/null 2>&1 && command -v grpc_python_plugin >/dev/null 2>&1
+}
+
+# test/integration/python-client.test.ts: Debian's grpcio and protoc with its gRPC plugin.
+ensure_python_client_tools() {
+  if python_client_tools_present; then
+    log "Python client tools present (python3-grpcio, protoc, grpc_python_plugin)"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 && can_root ||
+    die "the Python client test needs Debian's ${PYTHON_PACKAGES[*]}; install them (apt-get install ${PYTHON_PACKAGES[*]})"
+  log "installing ${PYTHON_PACKAGES[*]} with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PYTHON_PACKAGES[@]}" >/dev/null ||
+    { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PYTHON_PACKAGES[@]}" >/dev/null; } ||
+    die "apt-get could not install ${PYTHON_PACKAGES[*]}; install them by hand"
+  python_client_tools_present || die "${PYTHON_PACKAGES[*]} are installed but /usr/bin/python3 cannot import grpc or protoc/grpc_python_plugin are missing"
+  log "Python client tools installed"
+}
+
 main() {
   if [ "${TIDEMARK_TEST_PREPARE:-true}" = false ]; then
     log "TIDEMARK_TEST_PREPARE=false: not preparing services"
@@ -187,6 +212,7 @@ main() {
   if [ -z "${TIDEMARK_TEST_AMQP_URL:-}" ]; then ensure_rabbitmq; else log "RabbitMQ from TIDEMARK_TEST_AMQP_URL: left alone"; fi
   if [ -z "${TIDEMARK_TEST_REDIS_URL:-}" ]; then ensure_redis; else log "Redis from TIDEMARK_TEST_REDIS_URL: left alone"; fi
   ensure_chromium
+  ensure_python_client_tools
 }
 
 # Sourcing the file (for trying a step by hand) defines the functions without running anything.

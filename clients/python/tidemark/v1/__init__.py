@@ -1,0 +1,1 @@
+# Generated package of proto/tidemark/v1 (clients/python/generate.sh).
