@@ -34,8 +34,8 @@ export interface QueueView {
   /** Capture error, '' when capturing. */
   error: string;
   /**
-   * Capture lag, when the worker reports it (QueueCaptureStatus lag_messages / lag_seconds);
-   * null until workers do: the page shows "—".
+   * How far capture is behind the journal's tail (docs/OPERATIONS.md#capture-lag); null for a
+   * queue no worker reports on.
    */
   lagMessages: number | null;
   lagSeconds: number | null;
@@ -132,9 +132,6 @@ export function queueViews(
   };
   for (const { worker, capture } of captures) {
     const view = row(capture.vhost, capture.queue);
-    // LAG: lag_messages / lag_seconds are being added to QueueCaptureStatus; until the generated
-    // type has them they are undefined here and the page shows "—".
-    const lag = capture as QueueCaptureStatus & { lagMessages?: number; lagSeconds?: number };
     Object.assign(view, {
       worker,
       journal: capture.journal,
@@ -143,8 +140,9 @@ export function queueViews(
       durableOffset: capture.durableOffset,
       buffered: capture.buffered,
       error: capture.error,
-      lagMessages: lag.lagMessages ?? null,
-      lagSeconds: lag.lagSeconds ?? null,
+      // How far capture is behind the journal's tail (docs/OPERATIONS.md#capture-lag).
+      lagMessages: capture.lagMessages,
+      lagSeconds: capture.lagSeconds,
     });
   }
   for (const q of latest?.queues ?? []) {

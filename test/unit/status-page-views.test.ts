@@ -34,8 +34,8 @@ describe('status page queue view', () => {
     expect(rows[1]).toMatchObject({ incomplete: { sinceEpoch: 6, reason: 'node restarted' }, contents: { headKnown: false, reason: 'no marker' }, coverageGap: null });
   });
 
-  it('shows lag as unknown (null) until workers report it, and passes it on once they do', () => {
-    expect(queueViews([{ worker: 'w1', capture: capture('a') }], undefined, quiet)[0]).toMatchObject({ lagMessages: null, lagSeconds: null });
+  it('passes on the lag workers report', () => {
+    expect(queueViews([{ worker: 'w1', capture: capture('a') }], undefined, quiet)[0]).toMatchObject({ lagMessages: 0, lagSeconds: 0 });
     const reported = { ...capture('a'), lagMessages: 42, lagSeconds: 3 };
     expect(queueViews([{ worker: 'w1', capture: reported }], undefined, quiet)[0]).toMatchObject({ lagMessages: 42, lagSeconds: 3 });
   });

@@ -102,7 +102,7 @@ function renderStatus(view) {
   fillRows(
     'queues',
     view.queues.map((q) => {
-      // LAG: filled once workers report lag_messages / lag_seconds; "—" until then.
+      // No lag for a queue no worker reports on (only in a checkpoint).
       const lag = q.lagMessages === null ? '—' : `${formatCount(q.lagMessages)} msg${q.lagSeconds === null ? '' : ` · ${q.lagSeconds} s`}`;
       const cut = q.outsideCut ? `outside (from #${q.outsideCut.sinceEpoch})` : q.cut ? `#${q.cut.epoch}: ${formatCount(q.cut.messages)} msg, ${formatBytes(q.cut.bodyBytes)}` : 'not in a checkpoint yet';
       const coverage = [];
