@@ -11,11 +11,11 @@
  */
 const MODULES = 'core|client|coordinator|worker|cli';
 /**
- * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, and the
- * local CA, apart because they load heavy libraries (minio, amqplib, ioredis, @peculiar/x509) that
- * the CLI must not wait for.
+ * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, the
+ * local CA, and gRPC health and reflection, apart because they load heavy libraries (minio,
+ * amqplib, ioredis, @peculiar/x509, grpc-health-check, @grpc/reflection) that the CLI must not wait for.
  */
-const CORE_ENTRIES = 'store|amqp|redis|tls';
+const CORE_ENTRIES = 'store|amqp|redis|tls|health';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
