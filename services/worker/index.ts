@@ -1,6 +1,6 @@
 /** The worker service: start one with startWorker(config). */
-import { hostname } from 'node:os';
 import {
+  advertiseAddress,
   chooseListen,
   type Config,
   configureFailpoints,
@@ -14,9 +14,11 @@ import {
   stopServer,
   throwIfStopping,
 } from '../core/index.js';
+import { serveHealthOnly } from '../core/health/index.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
 import { workerHandlers } from './worker-service.js';
+import { workerHealth } from './worker-health.js';
 
 export { Worker } from './worker.js';
 
@@ -24,6 +26,8 @@ export interface RunningWorker {
   worker: Worker;
   /** host:port the leader reaches this worker at. */
   address: string;
+  /** The port of the plaintext health endpoint, when `healthListen` is set. */
+  healthPort?: number;
   stop(): Promise<void>;
 }
 
@@ -36,6 +40,9 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   // First: a missing certificate is a configuration error, found before anything is opened.
   const tls = loadGrpcTls(config, 'worker');
   const worker = await Worker.create({ config, log }, signal);
+  // Health (grpc.health.v1): on the worker's port behind its mutual TLS, and on healthListen for probes.
+  const health = workerHealth(worker, config, log.child('health'));
+  let healthOnly: Awaited<ReturnType<typeof serveHealthOnly>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   try {
@@ -46,11 +53,21 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     logListenChoice(listen, log);
     const expiring = expiryWarning(tls);
     if (expiring) log.warn(expiring);
-    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
+    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)], ...health.health.status.service()], listen.address, {
       credentials: serverCredentials(tls, 'required'),
       refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),
     }));
+    if (config.healthListen) {
+      try {
+        healthOnly = await serveHealthOnly(health.health.status, config.healthListen);
+      } catch (err) {
+        server.forceShutdown();
+        throw err;
+      }
+      log.info(`worker ${config.id} serving gRPC health in plaintext on port ${healthOnly.port} (healthListen)`);
+    }
   } catch (err) {
+    await health.close().catch(() => {});
     await worker.stop().catch(() => {});
     throw err;
   }
@@ -60,24 +77,26 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   try {
     await worker.start(address, signal);
   } catch (err) {
+    await healthOnly?.stop();
     server.forceShutdown();
+    await health.close().catch(() => {});
     await worker.stop().catch(() => {});
     throw err;
   }
+  health.health.start();
   return {
     worker,
     address,
+    healthPort: healthOnly?.port,
     async stop() {
+      // NOT_SERVING first: probes see the worker going before its port closes.
+      health.health.stop();
+      await healthOnly?.stop();
       // Restores and prepares in flight end first, so their calls do not take the server's grace period.
       worker.interrupt();
       await stopServer(server, 2_000);
+      await health.close();
       await worker.stop();
     },
   };
-}
-
-function advertiseAddress(listen: string, port: number): string {
-  const host = listen.slice(0, listen.lastIndexOf(':'));
-  const reachable = host === '0.0.0.0' || host === '::' || host === '[::]' ? hostname() : host;
-  return `${reachable}:${port}`;
 }

@@ -157,6 +157,13 @@ export interface StatusReply {
   outsideCut: OutsideCutQueue[];
   /** Whether any queue that cannot take part aborts the round (TIDEMARK_STRICT_ROUNDS). */
   strictRounds: boolean;
+  /** Id of the coordinator holding the leader lease; empty when none does. */
+  leaderId: string;
+  /**
+   * host:port where clients reach the leader's admin API (its TIDEMARK_ADVERTISE), as the leader
+   * published it; empty when unknown. Clients send leader-only calls there (docs/API.md).
+   */
+  leaderAddress: string;
 }
 
 export interface ContentsQueue {
@@ -1319,6 +1326,8 @@ function createBaseStatusReply(): StatusReply {
     contentsQueues: [],
     outsideCut: [],
     strictRounds: false,
+    leaderId: "",
+    leaderAddress: "",
   };
 }
 
@@ -1398,6 +1407,12 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     if (message.strictRounds !== false) {
       writer.uint32(328).bool(message.strictRounds);
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(402).string(message.leaderId);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(410).string(message.leaderAddress);
     }
     return writer;
   },
@@ -1615,6 +1630,22 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.strictRounds = reader.bool();
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 51: {
+            if (tag !== 410) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1659,6 +1690,8 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.contentsQueues = object.contentsQueues?.map((e) => ContentsQueue.fromPartial(e)) || [];
     message.outsideCut = object.outsideCut?.map((e) => OutsideCutQueue.fromPartial(e)) || [];
     message.strictRounds = object.strictRounds ?? false;
+    message.leaderId = object.leaderId ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
     return message;
   },
 };
