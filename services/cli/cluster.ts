@@ -38,8 +38,11 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Keys not handed to the children: the id is each child's own, and so are its certificate files. */
-const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey']);
+/**
+ * Keys not handed to the children: the id is each child's own, and so are its certificate files,
+ * the address it is reached at and its health port (one address cannot serve them all).
+ */
+const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey', 'advertise', 'healthListen']);
 
 /**
  * With TLS on, the cluster runs with mutual TLS on the local CA of `config.tlsDir`, generated
