@@ -26,7 +26,11 @@ export class CoordinatorRoute {
   readonly addresses: readonly string[];
   private preferred: string;
 
-  constructor(list: string) {
+  /** @param followLeader send a call a standby refused on to the leader (false: the caller gets the NotLeaderError) */
+  constructor(
+    list: string,
+    private readonly followLeader = true,
+  ) {
     this.addresses = parseCoordinatorList(list);
     this.preferred = this.addresses[0];
   }
@@ -48,6 +52,7 @@ export class CoordinatorRoute {
   next(err: unknown, tried: ReadonlySet<string>): string | undefined {
     const untried = this.addresses.find((a) => !tried.has(a));
     if (err instanceof NotLeaderError) {
+      if (!this.followLeader) return undefined;
       if (err.leaderAddress && !tried.has(err.leaderAddress)) {
         this.preferred = err.leaderAddress;
         return err.leaderAddress;

@@ -68,6 +68,11 @@ export interface TidemarkClientOptions {
    * tokenFromEnvironment for TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. @default none
    */
   token?: string;
+  /**
+   * Send a call a standby refused (NotLeaderError) on to the leader it names, or to the next
+   * coordinator of the list; false hands the caller the NotLeaderError. @default true
+   */
+  followLeader?: boolean;
 }
 
 /** A waited checkpoint runs a whole 2PC round; it gets at least this long. */
@@ -91,7 +96,7 @@ export class TidemarkClient {
     readonly address: string,
     options: TidemarkClientOptions = {},
   ) {
-    this.route = new CoordinatorRoute(address);
+    this.route = new CoordinatorRoute(address, options.followLeader ?? true);
     this.deadlineMs = options.deadlineMs ?? 30_000;
     this.tls = options.tls ?? { enabled: false };
     const token = options.token;

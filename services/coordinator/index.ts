@@ -27,7 +27,7 @@ import { adminHandlers } from './admin-service.js';
 import { AdminAuthenticator, guardAdminService, parseCertRoles } from './admin-auth.js';
 import { ADMIN_MAX_REQUEST_BYTES } from './admin-limits.js';
 import { RestoreTargets } from './restore-targets.js';
-import { coordinatorHealth } from './coordinator-health.js';
+import { COORDINATOR_SERVICE, coordinatorHealth } from './coordinator-health.js';
 
 export { Coordinator } from './coordinator.js';
 
@@ -167,7 +167,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
  */
 function reflection(log: Logger): ServiceEntry[] {
   try {
-    return reflectionServices(['tidemark/v1/admin.proto']);
+    return reflectionServices(['tidemark/v1/admin.proto'], [COORDINATOR_SERVICE]);
   } catch (err) {
     log.warn('server reflection is off', { reason: errorMessage(err) });
     return [];

@@ -235,6 +235,18 @@ describe('the typed client finds the leader', () => {
     }
   });
 
+  it('with followLeader off, the standby\'s refusal reaches the caller with the leader\'s address', async () => {
+    const client = new TidemarkClient(standbyAddress, { deadlineMs: 5_000, followLeader: false });
+    try {
+      const err = await client.checkpoint(true).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(NotLeaderError);
+      expect((err as NotLeaderError).leaderAddress).toBe(leaderAddress);
+      expect(client.currentAddress).toBe(standbyAddress);
+    } finally {
+      client.close();
+    }
+  });
+
   it('when no address answers, the error names every coordinator tried', async () => {
     const client = new TidemarkClient(`${deadAddress}`, { deadlineMs: 5_000 });
     const other = new TidemarkClient(`${deadAddress},127.0.0.1:${await freePort()}`, { deadlineMs: 5_000 });

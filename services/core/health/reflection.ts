@@ -32,13 +32,15 @@ export function findProtoDir(from: string = fileURLToPath(import.meta.url)): str
 
 /**
  * Reflection over the given files of proto/ (e.g. `tidemark/v1/admin.proto`) and the health
- * service. Only the listed files' services are offered; their imports are resolved too.
+ * service, offering `services` (full names) and health. Imports are resolved too; protobufjs
+ * merges a package's files into one descriptor (`tidemark_v1.proto`), which grpcurl reads alike.
  */
-export function reflectionServices(files: readonly string[], protoDir: string = findProtoDir()): ServiceEntry[] {
+export function reflectionServices(files: readonly string[], services: readonly string[], protoDir: string = findProtoDir()): ServiceEntry[] {
   const definition = protoLoader.loadSync([...files, 'health/v1/health.proto'], {
     includeDirs: [protoDir, dirname(dirname(dirname(healthProtoPath)))],
     keepCase: true,
   });
-  const reflection = new ReflectionService(definition);
+  // Only what this server serves: admin.proto imports worker.proto, whose WorkerService it does not.
+  const reflection = new ReflectionService(definition, { services: [...services, 'grpc.health.v1.Health'] });
   return servicesOf((server) => reflection.addToServer(server as never));
 }
