@@ -400,11 +400,9 @@ export class Coordinator {
   notLeader(what: string): NotLeaderError {
     const leader = this.leaders.leader;
     const address = leader?.address && leader.id !== this.id ? leader.address : undefined;
-    const where = leader
-      ? address
-        ? `the leader is ${leader.id} at ${address}`
-        : `the leader is ${leader.id}, which has not published its address yet`
-      : 'no coordinator leads right now (retry in a few seconds)';
+    let where = 'no coordinator leads right now (retry in a few seconds)';
+    if (leader?.id === this.id) where = 'it holds the lease but is still taking over (recovery); retry in a few seconds';
+    else if (leader) where = address ? `the leader is ${leader.id} at ${address}` : `the leader is ${leader.id}, which has not published its address yet`;
     return new NotLeaderError(`coordinator ${this.id} is a standby, so it ${what}; ${where}. Send the request to the leader (see "tidemark status")`, address);
   }
 

@@ -51,6 +51,16 @@ export class HealthStatus {
   }
 }
 
+/** The one method of the client used here, as makeClientConstructor builds it. */
+interface HealthCheckClient extends grpc.Client {
+  check(
+    request: { service: string },
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+    callback: (error: grpc.ServiceError | null, response: { status: ServingStatus }) => void,
+  ): grpc.ClientUnaryCall;
+}
+
 /** Client of grpc.health.v1.Health. */
 const HealthClient = grpc.makeClientConstructor(healthDefinition as unknown as grpc.ServiceDefinition, 'grpc.health.v1.Health');
 
@@ -66,10 +76,9 @@ export interface HealthCheckOptions {
 
 /** Asks a server's health service; rejects with the mapped Tidemark error when the call fails. */
 export async function checkHealth(address: string, options: HealthCheckOptions): Promise<ServingStatus> {
-  const client = new HealthClient(address, options.credentials, options.channelOptions);
+  const client = new HealthClient(address, options.credentials, options.channelOptions) as unknown as HealthCheckClient;
   try {
-    const check = (client as unknown as { check: Parameters<typeof callUnary<{ service: string }, { status: ServingStatus }>>[0] }).check.bind(client);
-    const reply = await callUnary(check, { service: options.service ?? OVERALL_HEALTH }, { deadlineMs: options.deadlineMs ?? 5_000, what: `health service at ${address}` });
+    const reply = await callUnary(client.check.bind(client), { service: options.service ?? OVERALL_HEALTH }, { deadlineMs: options.deadlineMs ?? 5_000, what: `health service at ${address}` });
     return reply.status;
   } finally {
     client.close();
