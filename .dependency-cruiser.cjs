@@ -11,11 +11,12 @@
  */
 const MODULES = 'core|client|coordinator|worker|cli';
 /**
- * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, and the
- * local CA, apart because they load heavy libraries (minio, amqplib, ioredis, @peculiar/x509) that
- * the CLI must not wait for; and client-side, the little the typed client needs.
+ * Core's entries besides its index.ts: the clients of the object store, RabbitMQ and Redis, the
+ * local CA, and gRPC health and reflection, apart because they load heavy libraries (minio,
+ * amqplib, ioredis, @peculiar/x509, grpc-health-check, @grpc/reflection) that the CLI must not
+ * wait for; and client-side, the little the typed client needs.
  */
-const CORE_ENTRIES = 'store|amqp|redis|tls|client-side';
+const CORE_ENTRIES = 'store|amqp|redis|tls|health|client-side';
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

@@ -39,8 +39,12 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Keys not handed to the children: the id is each child's own, and so are its certificate files; the status page is the coordinator's. */
-const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey', 'statusListen']);
+/**
+ * Keys not handed to the children: the id is each child's own, and so are its certificate files,
+ * the address it is reached at and its health port (one address cannot serve them all); the
+ * status page is the coordinator's.
+ */
+const NOT_PASSED_ON: ReadonlySet<string> = new Set(['id', 'tlsCa', 'tlsCert', 'tlsKey', 'advertise', 'healthListen', 'statusListen']);
 
 /** The status page's port when --status-listen is not given and it is free. */
 const STATUS_PAGE_PORT = 7780;

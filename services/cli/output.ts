@@ -111,6 +111,8 @@ export function statusJson(s: StatusReply) {
     coordinator: s.coordinatorId,
     leader: s.leader,
     leaderToken: s.leaderToken,
+    leaderId: s.leaderId || null,
+    leaderAddress: s.leaderAddress || null,
     store: s.store,
     intervalMs: s.intervalMs,
     protectedQueues: s.protectedQueues,

@@ -10,6 +10,7 @@
 import { Command } from 'commander';
 import { ConfigError, errorMessage } from '../core/index.js';
 import { addCheckpointCommands } from './commands/checkpoints.js';
+import { addHealthCommand } from './commands/health.js';
 import { addKeyCommands } from './commands/keys.js';
 import { addRestoreCommands } from './commands/restore.js';
 import { addServiceCommands } from './commands/services.js';
@@ -27,7 +28,7 @@ export function createProgram(io: CliIo): Command {
   const program = new Command('tidemark')
     .description('Online, consistent, point-in-time backups of RabbitMQ queues')
     .option('--config <file>', 'JSON config file (overrides TIDEMARK_* variables; flags override it)')
-    .option('--coordinator <host:port>', 'coordinator address (TIDEMARK_COORDINATOR)')
+    .option('--coordinator <host:port>', 'coordinator address, or a comma-separated list of them: the leader is found through any (TIDEMARK_COORDINATOR)')
     .option('--log-level <level>', 'debug, info, warn or error (TIDEMARK_LOG_LEVEL)')
     .option('--tls-ca <file>', 'CA certificate that signed the peer certificates (TIDEMARK_TLS_CA)')
     .option('--tls-cert <file>', 'this process\'s certificate: a service\'s own, or the CLI\'s client certificate (TIDEMARK_TLS_CERT)')
@@ -47,6 +48,7 @@ export function createProgram(io: CliIo): Command {
   addServiceCommands(program, cli);
   addCheckpointCommands(program, cli);
   addStatusCommand(program, cli);
+  addHealthCommand(program, cli);
   addRestoreCommands(program, cli);
   addVerifyCommands(program, cli);
   addTlsCommands(program, cli);

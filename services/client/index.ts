@@ -19,8 +19,10 @@ import {
 } from '../gen/tidemark/v1/admin.js';
 import type { CheckpointManifest } from '../gen/tidemark/v1/store.js';
 import { followRestoreEvents, type FollowRestoreFrom, type FollowRestoreOptions } from './follow-restore.js';
+import { CoordinatorRoute } from './coordinator-route.js';
 
 export { RECONNECT_FOR_MS, type FollowRestoreFrom, type FollowRestoreOptions } from './follow-restore.js';
+export { parseCoordinatorList } from './coordinator-route.js';
 
 export { RoundOutcome } from '../gen/tidemark/v1/admin.js';
 export type {
@@ -66,22 +68,35 @@ export interface TidemarkClientOptions {
    * tokenFromEnvironment for TIDEMARK_TOKEN / TIDEMARK_TOKEN_FILE. @default none
    */
   token?: string;
+  /**
+   * Send a call a standby refused (NotLeaderError) on to the leader it names, or to the next
+   * coordinator of the list; false hands the caller the NotLeaderError. @default true
+   */
+  followLeader?: boolean;
 }
 
 /** A waited checkpoint runs a whole 2PC round; it gets at least this long. */
 const waitedCheckpointDeadlineMs = 10 * 60_000;
 
+/**
+ * A client of the coordinators' admin API. `address` is one coordinator's host:port or a
+ * comma-separated list of them (leader and standbys): read calls go to whichever answers, calls
+ * only the leader carries out find the leader by themselves (coordinator-route.ts,
+ * docs/API.md#finding-the-leader).
+ */
 export class TidemarkClient {
-  private readonly client: CoordinatorServiceClient;
+  private readonly clients = new Map<string, CoordinatorServiceClient>();
+  private readonly route: CoordinatorRoute;
   private readonly deadlineMs: number;
   private readonly tls: GrpcTls;
   private readonly metadata: () => grpc.Metadata;
 
-  /** @param address the coordinator's host:port, e.g. localhost:7700 */
+  /** @param address the coordinator's host:port (e.g. localhost:7700), or a comma-separated list of them */
   constructor(
     readonly address: string,
     options: TidemarkClientOptions = {},
   ) {
+    this.route = new CoordinatorRoute(address, options.followLeader ?? true);
     this.deadlineMs = options.deadlineMs ?? 30_000;
     this.tls = options.tls ?? { enabled: false };
     const token = options.token;
@@ -90,44 +105,47 @@ export class TidemarkClient {
       if (token) metadata.set('authorization', `Bearer ${token}`);
       return metadata;
     };
-    const channel = coordinatorChannel(this.tls);
-    this.client = new CoordinatorServiceClient(address, channel.credentials, channel.options);
+  }
+
+  /** The coordinator the next call goes to first: the one that answered last, or the leader a standby named. */
+  get currentAddress(): string {
+    return this.route.current;
   }
 
   /** Starts a checkpoint round; with `wait`, resolves once it is committed or aborted. */
   checkpoint(wait: boolean): Promise<CheckpointReply> {
     const deadlineMs = wait ? Math.max(this.deadlineMs, waitedCheckpointDeadlineMs) : this.deadlineMs;
-    return this.call(callUnary(this.client.checkpoint.bind(this.client), { wait }, this.options(deadlineMs)));
+    return this.call((client, at) => callUnary(client.checkpoint.bind(client), { wait }, this.options(at, deadlineMs)));
   }
 
   /** Committed checkpoints, as listed from the store. */
   /** Retention and garbage collection now; with dryRun, only what would be deleted. */
   async pruneCheckpoints(dryRun: boolean): Promise<PruneReply> {
-    return this.call(callUnary(this.client.pruneCheckpoints.bind(this.client), { dryRun }, this.options()));
+    return this.call((client, at) => callUnary(client.pruneCheckpoints.bind(client), { dryRun }, this.options(at)));
   }
 
   /** Re-wraps every data key of the store with the coordinator's current master key (docs/SECURITY.md). */
   async rotateKeys(): Promise<RotateKeysReply> {
-    return this.call(callUnary(this.client.rotateKeys.bind(this.client), {}, this.options()));
+    return this.call((client, at) => callUnary(client.rotateKeys.bind(client), {}, this.options(at)));
   }
 
   /** Deletes one checkpoint; a FailedPreconditionError says which protection holds it. */
   async deleteCheckpoint(epoch: number): Promise<void> {
-    await this.call(callUnary(this.client.deleteCheckpoint.bind(this.client), { epoch }, this.options()));
+    await this.call((client, at) => callUnary(client.deleteCheckpoint.bind(client), { epoch }, this.options(at)));
   }
 
   async listCheckpoints(): Promise<CheckpointSummary[]> {
-    const reply = await this.call(callUnary(this.client.listCheckpoints.bind(this.client), {}, this.options()));
+    const reply = await this.call((client, at) => callUnary(client.listCheckpoints.bind(client), {}, this.options(at)));
     return reply.checkpoints;
   }
 
   /** One checkpoint's manifest; `id` is an epoch number or "latest". */
   getCheckpoint(id: string): Promise<CheckpointManifest> {
-    return this.call(callUnary(this.client.getCheckpoint.bind(this.client), { id }, this.options()));
+    return this.call((client, at) => callUnary(client.getCheckpoint.bind(client), { id }, this.options(at)));
   }
 
   status(): Promise<StatusReply> {
-    return this.call(callUnary(this.client.status.bind(this.client), {}, this.options()));
+    return this.call((client, at) => callUnary(client.status.bind(client), {}, this.options(at)));
   }
 
   /**
@@ -137,7 +155,7 @@ export class TidemarkClient {
    * the signal's reason.
    */
   restore(request: Partial<RestoreRequest>, signal?: AbortSignal): AsyncGenerator<RestoreEvent, void, undefined> {
-    return this.stream(() => this.client.restore(RestoreRequest.fromPartial(request), this.metadata()), signal);
+    return this.stream((client) => client.restore(RestoreRequest.fromPartial(request), this.metadata()), signal);
   }
 
   /**
@@ -146,7 +164,7 @@ export class TidemarkClient {
    * case the coordinator does not hold it (docs/SECURITY.md#restore-targets).
    */
   resumeRestore(restoreId: string, signal?: AbortSignal, targetAmqpUrl = ''): AsyncGenerator<RestoreEvent, void, undefined> {
-    return this.stream(() => this.client.resumeRestore({ restoreId, targetAmqpUrl }, this.metadata()), signal);
+    return this.stream((client) => client.resumeRestore({ restoreId, targetAmqpUrl }, this.metadata()), signal);
   }
 
   /**
@@ -174,59 +192,97 @@ export class TidemarkClient {
 
   /** Stops a running restore; resolves to its state afterwards ("cancelled", or how it had ended). */
   async cancelRestore(restoreId: string): Promise<string> {
-    return (await this.call(callUnary(this.client.cancelRestore.bind(this.client), { restoreId }, this.options()))).state;
+    return (await this.call((client, at) => callUnary(client.cancelRestore.bind(client), { restoreId }, this.options(at)))).state;
   }
 
   async listRestores(): Promise<RestoreSummary[]> {
-    return (await this.call(callUnary(this.client.listRestores.bind(this.client), {}, this.options()))).restores;
+    return (await this.call((client, at) => callUnary(client.listRestores.bind(client), {}, this.options(at)))).restores;
   }
 
   /** Checks a checkpoint's manifests and objects (with `full`, every record); no deadline. */
   verify(checkpoint: string, full: boolean, signal?: AbortSignal): AsyncGenerator<VerifyEvent, void, undefined> {
-    return this.stream(() => this.client.verify({ checkpoint, full }, this.metadata()), signal);
+    return this.stream((client) => client.verify({ checkpoint, full }, this.metadata()), signal);
   }
 
   /** Restores into a scratch vhost, reconciles every queue, removes the vhost; no deadline. */
   restoreDrill(checkpoint: string, queues: string[], signal?: AbortSignal, history = false): AsyncGenerator<DrillEvent, void, undefined> {
-    return this.stream(() => this.client.restoreDrill({ checkpoint, queues, concurrency: 0, history }, this.metadata()), signal);
+    return this.stream((client) => client.restoreDrill({ checkpoint, queues, concurrency: 0, history }, this.metadata()), signal);
   }
 
-  private async *stream<T>(open: () => grpc.ClientReadableStream<T>, signal?: AbortSignal): AsyncGenerator<T, void, undefined> {
+  /**
+   * Reads a server stream from the coordinator the route picks. A stream that fails before its
+   * first event in a way that did nothing (a standby refused it, nothing answered) is opened again
+   * where the route says; once an event has arrived, a failure is the caller's.
+   */
+  private async *stream<T>(open: (client: CoordinatorServiceClient) => grpc.ClientReadableStream<T>, signal?: AbortSignal): AsyncGenerator<T, void, undefined> {
     if (signal?.aborted) throw signal.reason;
-    yield* readStream(open(), {
-      what: this.what(),
-      signal,
-      mapError: (err) => this.mapError(fromServiceError(err, this.what())),
-    });
+    const tried = new Set<string>();
+    for (let at: string | undefined = this.route.current; ; ) {
+      tried.add(at);
+      let received = false;
+      try {
+        for await (const event of readStream(open(this.clientFor(at)), { what: this.what(at), signal, mapError: (err) => fromServiceError(err, this.what(at!)) })) {
+          if (!received) this.route.answered(at);
+          received = true;
+          yield event;
+        }
+        return;
+      } catch (err) {
+        const next = received || signal?.aborted ? undefined : this.route.next(err, tried);
+        if (next === undefined) throw err instanceof TidemarkError ? this.mapError(err, at) : err;
+        at = next;
+      }
+    }
   }
 
   close(): void {
-    this.client.close();
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
   }
 
-  private options(deadlineMs = this.deadlineMs) {
-    return { deadlineMs, what: this.what(), metadata: this.metadata() };
+  private clientFor(address: string): CoordinatorServiceClient {
+    let client = this.clients.get(address);
+    if (!client) {
+      const channel = coordinatorChannel(this.tls);
+      client = new CoordinatorServiceClient(address, channel.credentials, channel.options);
+      this.clients.set(address, client);
+    }
+    return client;
   }
 
-  private what(): string {
-    return `coordinator at ${this.address}`;
+  private options(address: string, deadlineMs = this.deadlineMs) {
+    return { deadlineMs, what: this.what(address), metadata: this.metadata() };
   }
 
-  private async call<T>(pending: Promise<T>): Promise<T> {
-    try {
-      return await pending;
-    } catch (err) {
-      throw err instanceof TidemarkError ? this.mapError(err) : err;
+  private what(address: string): string {
+    return `coordinator at ${address}`;
+  }
+
+  /** Sends a unary call where the route says, and on where it says next while the failure did nothing. */
+  private async call<T>(send: (client: CoordinatorServiceClient, address: string) => Promise<T>): Promise<T> {
+    const tried = new Set<string>();
+    for (let at: string | undefined = this.route.current; ; ) {
+      tried.add(at);
+      try {
+        const reply = await send(this.clientFor(at), at);
+        this.route.answered(at);
+        return reply;
+      } catch (err) {
+        const next = this.route.next(err, tried);
+        if (next === undefined) throw err instanceof TidemarkError ? this.mapError(err, at) : err;
+        at = next;
+      }
     }
   }
 
   /** A coordinator that cannot be reached gets a message telling the operator how to start one. */
-  private mapError(err: TidemarkError): TidemarkError {
+  private mapError(err: TidemarkError, address: string): TidemarkError {
     if (!isConnectFailure(err)) return err;
-    const tlsProblem = transportSecurityProblem(this.address, this.tls.enabled, err.message);
+    const tlsProblem = transportSecurityProblem(address, this.tls.enabled, err.message);
     if (tlsProblem) return new TransientError(tlsProblem, { cause: err.cause });
+    const which = this.route.addresses.length > 1 ? `any coordinator of ${this.route.addresses.join(', ')}` : `the coordinator at ${address}`;
     return new TransientError(
-      `cannot reach the coordinator at ${this.address}: start one with "tidemark cluster up" or "tidemark coordinator", or set TIDEMARK_COORDINATOR / --coordinator`,
+      `cannot reach ${which}: start one with "tidemark cluster up" or "tidemark coordinator", or set TIDEMARK_COORDINATOR / --coordinator`,
       { cause: err.cause },
     );
   }

@@ -66,7 +66,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
       }
     }),
     pruneCheckpoints: unary(async (request) => {
-      leaderOnly(coordinator, 'prune checkpoints');
+      leaderOnly(coordinator, 'did not prune checkpoints');
       const report = await coordinator.pruner.prune(request.dryRun);
       return {
         dryRun: report.dryRun,
@@ -79,7 +79,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
       };
     }),
     deleteCheckpoint: unary(async (request) => {
-      leaderOnly(coordinator, `delete checkpoint ${request.epoch}`);
+      leaderOnly(coordinator, `did not delete checkpoint ${request.epoch}`);
       await coordinator.pruner.delete(request.epoch);
       return { epoch: request.epoch };
     }),
@@ -106,7 +106,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
 
 /** Deleting is the leader's alone: two coordinators pruning at once would each keep its own view. */
 function leaderOnly(coordinator: Coordinator, what: string): void {
-  if (!coordinator.isLeader) throw new FailedPreconditionError(`coordinator ${coordinator.id} is not the leader, so it did not ${what}; send the request to the leader (see "tidemark status")`);
+  if (!coordinator.isLeader) throw coordinator.notLeader(what);
 }
 
 /** ListCheckpoints' rows, oldest first: one per visible checkpoint (the status page's timeline too). */

@@ -37,6 +37,7 @@ import { outsideCutQueues } from './outside-cut.js';
 import type { CoverageTracker } from './coverage.js';
 import type { JournalRetention } from './journal-retention.js';
 import type { LeaderLease } from './leader-lease.js';
+import type { LeaderDirectory } from './leader-directory.js';
 import type { ResourceGuard, WaitingQueue } from './resource-guard.js';
 import type { LastRound, RoundHistory } from './round-history.js';
 
@@ -49,6 +50,8 @@ export interface StatusSources {
   config: Pick<Config, 'interval' | 'namespace' | 'firehoseVhosts' | 'strictRounds'>;
   storeUrl: string;
   lease: Pick<LeaderLease, 'current'>;
+  /** Where the leader's admin API is, as it published it. @default unknown */
+  leaders?: Pick<LeaderDirectory, 'leader'>;
   membership: Pick<Membership, 'live'>;
   catalog: Pick<Catalog, 'latestEpoch' | 'get'>;
   management: ManagementClient;
@@ -78,6 +81,8 @@ export async function statusReply(s: StatusSources): Promise<StatusReply> {
     coordinatorId: s.coordinatorId,
     leader: s.isLeader(),
     leaderToken: current?.token ?? 0,
+    leaderId: current?.id ?? '',
+    leaderAddress: (current && s.leaders?.leader?.token === current.token ? s.leaders.leader.address : undefined) ?? '',
     workers: reports.map(({ w, health: { lagging: _, ...health } }) => ({ workerId: w.id, address: w.address, queues: queuesHeldBy(s.acked(), w), ...health })),
     captureLag: reports
       .flatMap((r) => r.health.lagging)

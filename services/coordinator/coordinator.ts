@@ -24,8 +24,8 @@ import {
   type Clock,
   type Config,
   errorMessage,
-  FailedPreconditionError,
   type Logger,
+  NotLeaderError,
   queueKey,
   StoppingError,
   systemClock,
@@ -45,6 +45,7 @@ import type { DiscoveryResult } from './discovery.js';
 import { FenceChannels } from './fence-channels.js';
 import { CensusHistory } from './queue-census.js';
 import { Leadership } from './leadership.js';
+import { LeaderDirectory } from './leader-directory.js';
 import { recoverRounds } from './recovery.js';
 import { resendRequests } from './recovery-plan.js';
 import { RoundHistory } from './round-history.js';
@@ -110,6 +111,8 @@ export class Coordinator {
   readonly clock: Clock;
   /** Retention and garbage collection (checkpoint-pruner.ts). */
   readonly pruner: CheckpointPruner;
+  /** Where clients reach the leader (leader-directory.ts): what a standby tells callers. */
+  readonly leaders: LeaderDirectory;
 
   constructor(private readonly parts: CoordinatorParts) {
     this.id = parts.config.id;
@@ -118,6 +121,7 @@ export class Coordinator {
     this.coverage = new CoverageTracker(COVERAGE_SETTLE_MS, this.clock);
     this.fences = new FenceChannels((vhost) => parts.connections.connect(vhost), parts.log.child('fences'));
     this.continuity = new AmqpBrokerContinuity(parts.config.namespace, (vhost) => parts.connections.connect(vhost));
+    this.leaders = new LeaderDirectory(parts.redis, parts.lease, parts.config.namespace, parts.log);
     this.leadership = new Leadership({
       lease: parts.lease,
       catalog: parts.catalog,
@@ -197,6 +201,9 @@ export class Coordinator {
     // pass) may take longer than the lease, which must not expire meanwhile.
     this.timers.push(setInterval(() => void this.leadership.tick(), leaseTickMs(config.leaseTime)));
     await abortable(this.leadership.tick(), signal);
+    // Standbys learn where the leader is as soon as it changes (within a lease tick).
+    this.timers.push(setInterval(() => void this.leaders.refresh(), leaseTickMs(config.leaseTime)));
+    await abortable(this.leaders.refresh(), signal);
     this.timers.push(setInterval(() => void this.scheduler.tick(), schedulerTickMs(config.discoveryInterval)));
   }
 
@@ -305,7 +312,7 @@ export class Coordinator {
 
   /** Runs a round after any discovery pass in progress; `onEpoch` hears the epoch once taken. */
   startRound(onEpoch?: (epoch: number) => void): Promise<RoundResult> {
-    if (!this.isLeader) return Promise.reject(new FailedPreconditionError(`coordinator ${this.id} is not the leader; send the request to the leader (see "tidemark status")`));
+    if (!this.isLeader) return Promise.reject(this.notLeader('did not start a checkpoint round'));
     return this.scheduler.enqueue(() => this.round(onEpoch));
   }
 
@@ -387,6 +394,19 @@ export class Coordinator {
     return result;
   }
 
+  /**
+   * The error a standby answers a leader-only call with: it names the leader and carries the
+   * leader's address, when known, for the client to send the call there.
+   */
+  notLeader(what: string): NotLeaderError {
+    const leader = this.leaders.leader;
+    const address = leader?.address && leader.id !== this.id ? leader.address : undefined;
+    let where = 'no coordinator leads right now (retry in a few seconds)';
+    if (leader?.id === this.id) where = 'it holds the lease but is still taking over (recovery); retry in a few seconds';
+    else if (leader) where = address ? `the leader is ${leader.id} at ${address}` : `the leader is ${leader.id}, which has not published its address yet`;
+    return new NotLeaderError(`coordinator ${this.id} is a standby, so it ${what}; ${where}. Send the request to the leader (see "tidemark status")`, address);
+  }
+
   async status(): Promise<StatusReply> {
     const { config, store, lease, membership, catalog, management, guard, retention } = this.parts;
     return statusReply({
@@ -394,6 +414,7 @@ export class Coordinator {
       config,
       storeUrl: store.url,
       lease,
+      leaders: this.leaders,
       membership,
       catalog,
       management,

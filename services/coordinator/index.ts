@@ -1,10 +1,13 @@
 /** The coordinator service: start one with startCoordinator(config). */
 import {
+  advertiseAddress,
   chooseListen,
   type Config,
   configureFailpoints,
   expiryWarning,
   type Logger,
+  errorMessage,
+  type ListenChoice,
   logListenChoice,
   type MetricsServer,
   parseTokenLines,
@@ -17,6 +20,7 @@ import {
   throwIfStopping,
   TokenTable,
 } from '../core/index.js';
+import { reflectionServices, serveHealthOnly, type ServiceEntry } from '../core/health/index.js';
 import { CoordinatorServiceService } from '../gen/tidemark/v1/admin.js';
 import { Coordinator } from './coordinator.js';
 import { adminHandlers } from './admin-service.js';
@@ -26,6 +30,7 @@ import { RestoreTargets } from './restore-targets.js';
 import { RestoreService } from './restore-coordinator.js';
 import { startStatusPage } from './status-page.js';
 import type { StatusPageServer } from './status-page-server.js';
+import { COORDINATOR_SERVICE, coordinatorHealth } from './coordinator-health.js';
 
 export { Coordinator } from './coordinator.js';
 
@@ -45,6 +50,8 @@ export interface RunningCoordinator {
   metricsPort?: number;
   /** The status page's URL, when `statusListen` is set. */
   statusPageUrl?: string;
+  /** The port of the plaintext health endpoint, when `healthListen` is set. */
+  healthPort?: number;
   stop(): Promise<void>;
 }
 
@@ -68,11 +75,15 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   // The service's edge: passwordEnv variables of restore targets are read here.
   const targets = RestoreTargets.load(config.restoreTargetsFile, process.env);
   const coordinator = await Coordinator.create(config, log, signal);
+  // Health (grpc.health.v1) on the admin port and, for probes without a certificate, on healthListen.
+  const health = coordinatorHealth(coordinator, config, log.child('health'));
+  let healthOnly: Awaited<ReturnType<typeof serveHealthOnly>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   let metrics: MetricsServer | undefined;
   let page: StatusPageServer | undefined;
   let restores: RestoreService;
+  let listen: ListenChoice;
   try {
     throwIfStopping(signal);
     const tls = coordinator.tls;
@@ -80,7 +91,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     restores = new RestoreService(coordinator, targets);
     const handlers = guardAdminService(CoordinatorServiceService, adminHandlers(coordinator, { targets, restores }), authenticator, log.child('auth'));
     // An address the operator gives is used as given, with a warning if it is exposed unprotected.
-    const listen = chooseListen({
+    listen = chooseListen({
       explicit: config.listen ?? defaultAdminListen({ authenticated: !authenticator.disabled, tls: tls.enabled }),
       port: 7700,
       protectedCalls: tls.enabled && !authenticator.disabled,
@@ -91,21 +102,40 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     if (!config.listen && listen.address.startsWith('127.')) log.info(`the admin API listens on ${listen.address} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
     const expiring = expiryWarning(tls);
     if (expiring) log.warn(expiring);
-    ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen.address, {
+    // Health and reflection are not admin calls: they need no token (guardAdminService guards only
+    // CoordinatorService), and what they tell is no secret (docs/API.md).
+    ({ server, port } = await startServer([[CoordinatorServiceService, handlers], ...health.health.status.service(), ...reflection(log)], listen.address, {
       maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES,
       credentials: serverCredentials(tls, 'optional'),
     }));
+    if (config.healthListen) {
+      try {
+        healthOnly = await serveHealthOnly(health.health.status, config.healthListen);
+      } catch (err) {
+        await stopServer(server, 0);
+        throw err;
+      }
+      log.info(`coordinator ${coordinator.id} serving gRPC health in plaintext on port ${healthOnly.port} (healthListen)`);
+    }
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
+    await health.close().catch(() => {});
     await coordinator.stop().catch(() => {});
     throw err;
   }
+  // Each new leader tells standbys where clients reach it (leader-directory.ts).
+  const advertised = config.advertise ?? advertiseAddress(listen.address, port);
+  coordinator.whenLeader(() => {
+    coordinator.leaders.publish(coordinator.leaderToken, advertised).catch((err) => log.warn('cannot publish the leader address; standbys cannot point clients here until the next leader change', { address: advertised, error: errorMessage(err) }));
+  });
   if (config.metricsListen) {
     try {
       const token = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, 'TIDEMARK_METRICS_TOKEN_FILE') : undefined;
       metrics = await serveMetrics(coordinator.metrics.registry, config.metricsListen, log.child('metrics'), { token });
     } catch (err) {
+      await healthOnly?.stop();
       await stopServer(server, 0);
+      await health.close().catch(() => {});
       await coordinator.stop().catch(() => {});
       throw err;
     }
@@ -117,21 +147,42 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   } catch (err) {
     await page?.close();
     await metrics?.close();
+    await healthOnly?.stop();
     await stopServer(server, 0);
+    await health.close().catch(() => {});
     await coordinator.stop().catch(() => {});
     throw err;
   }
+  health.health.start();
   log.info(`coordinator ${coordinator.id} serving the admin API on port ${port} (${coordinator.tls.enabled ? 'TLS' : 'plaintext, TIDEMARK_TLS=off'})`);
   return {
     coordinator,
     port,
     metricsPort: metrics?.port,
     statusPageUrl: page?.url,
+    healthPort: healthOnly?.port,
     async stop() {
+      // NOT_SERVING first: probes and clients go elsewhere while the rest stops.
+      health.health.stop();
       await page?.close();
       await metrics?.close();
+      await healthOnly?.stop();
       await stopServer(server, 2_000);
+      await health.close();
       await coordinator.stop();
     },
   };
+}
+
+/**
+ * Server reflection over the admin API and health, so that grpcurl works without the protos; off,
+ * with a warning, when the installation lacks its proto/ directory.
+ */
+function reflection(log: Logger): ServiceEntry[] {
+  try {
+    return reflectionServices(['tidemark/v1/admin.proto'], [COORDINATOR_SERVICE]);
+  } catch (err) {
+    log.warn('server reflection is off', { reason: errorMessage(err) });
+    return [];
+  }
 }

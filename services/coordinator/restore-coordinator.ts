@@ -238,7 +238,7 @@ export class RestoreService {
 
   requireLeader(what: string): void {
     if (!this.coordinator.isLeader) {
-      throw new FailedPreconditionError(`coordinator ${this.coordinator.id} is a standby: send ${what} to the leader (see "tidemark status"); nothing was restored`);
+      throw this.coordinator.notLeader(`did not take ${what}; nothing was restored`);
     }
   }
 

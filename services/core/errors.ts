@@ -56,6 +56,23 @@ export class FailedPreconditionError extends TidemarkError {
 }
 
 /**
+ * A standby coordinator was asked for what only the leader does (a checkpoint, a restore, a
+ * deletion); nothing was done. `leaderAddress` is where the leader's admin API is reached, when
+ * the standby knows it (the `tidemark-leader-address` trailer, docs/API.md): clients send the
+ * call there.
+ */
+export class NotLeaderError extends FailedPreconditionError {
+  override name = 'NotLeaderError';
+  constructor(
+    message: string,
+    readonly leaderAddress?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
  * The caller of an admin API call could not be identified: no credentials, or a token or
  * certificate nobody configured. Nothing was done. Maps to gRPC UNAUTHENTICATED.
  */

@@ -1,7 +1,7 @@
 /**
  * What core offers the other modules (client, coordinator, worker, cli). They import core through
  * this file, or through the index.ts of store/, amqp/ or redis/ for the clients of those systems,
- * and of tls/ for the local CA, which load heavy libraries the CLI does not need; core's own files import each other directly
+ * of tls/ for the local CA, and of health/ for gRPC health and reflection, which load heavy libraries the CLI does not need; core's own files import each other directly
  * (docs/ARCHITECTURE.md#layers). Its folders are grouped by kind: state/, format/, store/, amqp/,
  * redis/, grpc/ and infrastructure/ (docs/ARCHITECTURE.md#inside-core). Re-exports only: nothing
  * here runs when it is loaded.
@@ -33,6 +33,7 @@ export {
   LeadershipLostError,
   MalformedMessageError,
   NotFoundError,
+  NotLeaderError,
   NotLeaseHolderError,
   ObjectNotFoundError,
   PermissionDeniedError,
@@ -64,7 +65,7 @@ export { callUnary, readStream } from './grpc/client.js';
 export { beforeDeadline, requireField, serverStream, unary } from './grpc/handlers.js';
 export { clientChannelOptions } from './grpc/options.js';
 export { startServer, stopServer } from './grpc/server.js';
-export { chooseListen, isLoopback, type ListenChoice, logListenChoice } from './grpc/listen-address.js';
+export { advertiseAddress, chooseListen, isLoopback, type ListenChoice, logListenChoice } from './grpc/listen-address.js';
 export {
   certificateIdentity,
   type CallWithAuthContext,
@@ -82,7 +83,7 @@ export {
   type TlsSettings,
   workerChannel,
 } from './grpc/tls.js';
-export { fromServiceError, isConnectFailure, isRetryableGrpcError, toServiceError } from './grpc/status.js';
+export { fromServiceError, isConnectFailure, isRetryableGrpcError, LEADER_ADDRESS_KEY, toServiceError } from './grpc/status.js';
 export {
   CALLER_NAME,
   generateToken,
@@ -145,6 +146,7 @@ export {
 } from './format/segment-codec.js';
 export { orderSegments, type PrefixSpec, readPrefix, verifyPrefix } from './format/segment-reader.js';
 export { withTimeLimit } from './infrastructure/time-limit.js';
+export { Readiness, type ReadinessCheck, type ReadinessOptions, type ReadinessState } from './infrastructure/readiness.js';
 export { parseAtTime } from './format/time-spec.js';
 export { type ByteUnit, type ByteUnitRange, formatBytes } from './format/units.js';
 export { WorkerClient } from './grpc/worker-client.js';

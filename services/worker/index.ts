@@ -1,6 +1,6 @@
 /** The worker service: start one with startWorker(config). */
-import { hostname } from 'node:os';
 import {
+  advertiseAddress,
   chooseListen,
   type Config,
   configureFailpoints,
@@ -17,9 +17,11 @@ import {
   stopServer,
   throwIfStopping,
 } from '../core/index.js';
+import { serveHealthOnly } from '../core/health/index.js';
 import { WorkerServiceService } from '../gen/tidemark/v1/worker.js';
 import { Worker } from './worker.js';
 import { workerHandlers } from './worker-service.js';
+import { workerHealth } from './worker-health.js';
 
 export { Worker } from './worker.js';
 
@@ -29,6 +31,8 @@ export interface RunningWorker {
   address: string;
   /** The port of the metrics endpoint, when `metricsListen` is set. */
   metricsPort?: number;
+  /** The port of the plaintext health endpoint, when `healthListen` is set. */
+  healthPort?: number;
   stop(): Promise<void>;
 }
 
@@ -41,6 +45,9 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   // First: a missing certificate is a configuration error, found before anything is opened.
   const tls = loadGrpcTls(config, 'worker');
   const worker = await Worker.create({ config, log }, signal);
+  // Health (grpc.health.v1): on the worker's port behind its mutual TLS, and on healthListen for probes.
+  const health = workerHealth(worker, config, log.child('health'));
+  let healthOnly: Awaited<ReturnType<typeof serveHealthOnly>> | undefined;
   let server: Awaited<ReturnType<typeof startServer>>['server'];
   let port: number;
   try {
@@ -51,11 +58,21 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     logListenChoice(listen, log);
     const expiring = expiryWarning(tls);
     if (expiring) log.warn(expiring);
-    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
+    ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)], ...health.health.status.service()], listen.address, {
       credentials: serverCredentials(tls, 'required'),
       refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),
     }));
+    if (config.healthListen) {
+      try {
+        healthOnly = await serveHealthOnly(health.health.status, config.healthListen);
+      } catch (err) {
+        server.forceShutdown();
+        throw err;
+      }
+      log.info(`worker ${config.id} serving gRPC health in plaintext on port ${healthOnly.port} (healthListen)`);
+    }
   } catch (err) {
+    await health.close().catch(() => {});
     await worker.stop().catch(() => {});
     throw err;
   }
@@ -73,26 +90,28 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     await worker.start(address, signal);
   } catch (err) {
     await metrics?.close();
+    await healthOnly?.stop();
     server.forceShutdown();
+    await health.close().catch(() => {});
     await worker.stop().catch(() => {});
     throw err;
   }
+  health.health.start();
   return {
     worker,
     address,
     metricsPort: metrics?.port,
+    healthPort: healthOnly?.port,
     async stop() {
+      // NOT_SERVING first: probes see the worker going before its port closes.
+      health.health.stop();
+      await healthOnly?.stop();
       // Restores and prepares in flight end first, so their calls do not take the server's grace period.
       worker.interrupt();
       await metrics?.close();
       await stopServer(server, 2_000);
+      await health.close();
       await worker.stop();
     },
   };
-}
-
-function advertiseAddress(listen: string, port: number): string {
-  const host = listen.slice(0, listen.lastIndexOf(':'));
-  const reachable = host === '0.0.0.0' || host === '::' || host === '[::]' ? hostname() : host;
-  return `${reachable}:${port}`;
 }

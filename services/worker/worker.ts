@@ -117,6 +117,11 @@ export class Worker {
     });
   }
 
+  /** The Redis client and the store, for the health checks (worker-health.ts). */
+  get dependencies(): { redis: Redis; store: ObjectStore } {
+    return { redis: this.redis, store: this.store };
+  }
+
   /**
    * Opens the store and Redis. `signal` gives up a connect that does not answer (the service is
    * being stopped while it starts); whatever was opened is closed again when create() fails.

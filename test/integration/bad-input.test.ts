@@ -13,7 +13,7 @@ import { TidemarkClient, type RestoreEvent, type RestoreRequest, type StatusRepl
 import { coordinatorChannel, workerChannel } from '../../services/core/grpc/tls.js';
 import { WorkerClient } from '../../services/core/grpc/worker-client.js';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
-import { ConfigError, FailedPreconditionError, NotFoundError, TidemarkError } from '../../services/core/errors.js';
+import { ConfigError, NotFoundError, NotLeaderError, TidemarkError } from '../../services/core/errors.js';
 import { RoundOutcome } from '../../services/gen/tidemark/v1/admin.js';
 import { Decision, type WorkerStatus } from '../../services/gen/tidemark/v1/worker.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
@@ -138,7 +138,8 @@ describe('bad input over gRPC', () => {
       extraEnv: { TIDEMARK_LEASE_TIME: '3s', TIDEMARK_DISCOVERY_INTERVAL: '1s' },
     });
     // Either coordinator may win the lease: find out which one leads.
-    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, tls: cluster.clientTls, token: cluster.token }));
+    // Each client talks to its own coordinator only: the standby's refusals are under test.
+    const clients = Object.values(cluster.coordinatorAddresses).map((address) => new TidemarkClient(address, { deadlineMs: 30_000, tls: cluster.clientTls, token: cluster.token, followLeader: false }));
     const until = Date.now() + 60_000;
     let leading: StatusReply | undefined;
     while (Date.now() < until && !leading) {
@@ -259,8 +260,11 @@ describe('bad input over gRPC', () => {
     const before = await snapshot();
     const refused = await tryRestore(standby, { checkpoint: String(epoch), prefix: 'bad.' });
     expect(refused.code, refused.err?.message).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(refused.err).toBeInstanceOf(FailedPreconditionError);
-    expect(refused.err?.message).toMatch(/^coordinator coordinator(-2)? is a standby: send the restore to the leader \(see "tidemark status"\); nothing was restored$/);
+    expect(refused.err).toBeInstanceOf(NotLeaderError);
+    expect((refused.err as NotLeaderError).leaderAddress).toBe(leaderAddress);
+    expect(refused.err?.message).toMatch(
+      /^coordinator coordinator(-2)? is a standby, so it did not take the restore; nothing was restored; the leader is coordinator(-2)? at 127\.0\.0\.1:\d+\. Send the request to the leader \(see "tidemark status"\)$/,
+    );
     expect(refused.events).toEqual([]);
     const dryRun = await tryRestore(standby, { checkpoint: String(epoch), prefix: 'bad.', dryRun: true });
     expect(dryRun.err).toBeUndefined();

@@ -235,7 +235,7 @@ describe('config: invalid input is a ConfigError that names the key', () => {
     expect(describeKey('interval')).toBe('interval (--interval, TIDEMARK_INTERVAL)');
     expect(describeKey('channelsPerConnection')).toBe('channelsPerConnection (TIDEMARK_CHANNELS_PER_CONNECTION)');
     expect(describeKey('segmentBytes')).toBe('segmentBytes (config file only)');
-    expect(describeKey('advertise')).toBe('advertise (--advertise)');
+    expect(describeKey('listen')).toBe('listen (--listen)');
     expect(configError(() => loadConfig({ env: {}, flags: { prefetch: 'many' } })).message).toContain('prefetch (config file only)');
   });
 

@@ -18,7 +18,8 @@ function serviceFlags(command: Command): Command {
     .option('--s3-endpoint <url>', 'S3 endpoint (TIDEMARK_S3_ENDPOINT)')
     .option('--namespace <name>', 'prefix of Tidemark-owned objects (TIDEMARK_NAMESPACE)')
     .option('--id <id>', 'this process id (TIDEMARK_ID)')
-    .option('--listen <host:port>', 'address to serve gRPC on');
+    .option('--listen <host:port>', 'address to serve gRPC on')
+    .option('--health-listen <host:port>', 'also serve only gRPC health, in plaintext, on this address, e.g. 0.0.0.0:7710 (TIDEMARK_HEALTH_LISTEN)');
 }
 
 /**
@@ -73,6 +74,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     .option('--interval <duration>', 'time between scheduled checkpoints, 0 for none (TIDEMARK_INTERVAL)')
     .option('--prepare-timeout <duration>', 'prepare deadline of a round (TIDEMARK_PREPARE_TIMEOUT)')
     .option('--status-listen <host:port>', 'serve the status page here (TIDEMARK_STATUS_LISTEN); off unless set')
+    .option('--advertise <host:port>', 'address clients reach this coordinator at, which standbys point them to when it leads (TIDEMARK_ADVERTISE)')
     .action(async (flags) => {
       const cfg = cli.config(flags);
       const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
@@ -80,7 +82,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     });
 
   serviceFlags(program.command('worker').description('start a worker (captures journals, runs restore tasks)'))
-    .option('--advertise <host:port>', 'address the coordinator reaches this worker at')
+    .option('--advertise <host:port>', 'address the coordinator reaches this worker at (TIDEMARK_ADVERTISE)')
     .action(async (flags) => {
       const cfg = cli.config(flags);
       const log = createLogger(`worker ${cfg.id}`, cfg.logLevel);

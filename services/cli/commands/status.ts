@@ -18,7 +18,8 @@ export function addStatusCommand(program: Command, cli: CliContext): void {
         const s = await c.status();
         if (flags.json) return printJson(statusJson(s));
         const j = statusJson(s);
-        print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}), store ${j.store}`);
+        const leads = j.leader ? '' : `; leader: ${j.leaderId ?? 'none right now'}${j.leaderAddress ? ` at ${j.leaderAddress}` : ''}`;
+        print(`coordinator ${j.coordinator} (${j.leader ? 'leader' : 'standby'}, token ${j.leaderToken}${leads}), store ${j.store}`);
         print(`protected queues: ${j.protectedQueues}; latest checkpoint: ${j.latestCheckpoint ? `${j.latestCheckpoint.id} at ${j.latestCheckpoint.committedAt}` : 'none'}`);
         print(`rounds: ${j.rounds.committed} committed, ${j.rounds.aborted} aborted${j.lastRound ? `; last ${j.lastRound.epoch} ${j.lastRound.outcome}${j.lastRound.reason ? `: ${j.lastRound.reason}` : ''}` : ''}`);
         if (j.journalBoundBytes) print(`journal retention: each journal keeps at most ${bytes(j.journalBoundBytes)}`);

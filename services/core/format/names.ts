@@ -121,6 +121,11 @@ export function redisKeys(namespace: string) {
     leader: `${root}leader`,
     /** Fencing token counter for leaders. */
     leaderToken: `${root}leader-token`,
+    /**
+     * Where clients reach the leader's admin API: `<token> <host:port>`, written by each new
+     * leader; believed only while its token is the lease's (coordinator/leader-directory.ts).
+     */
+    leaderAddress: `${root}leader-address`,
     /** Sorted set of worker ids scored by lease expiry (ms since epoch). */
     workers: `${root}workers`,
     /** Hash of worker id → JSON registration (address, started). */

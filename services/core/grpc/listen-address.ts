@@ -3,6 +3,7 @@
  * on loopback unless what it serves is protected, and a warning whenever it is reachable from
  * the network without that protection.
  */
+import { hostname } from 'node:os';
 import type { Logger } from '../infrastructure/log.js';
 
 function hostOf(address: string): string {
@@ -53,4 +54,14 @@ export function chooseListen(options: {
 /** Logs the choice's warning, if any. */
 export function logListenChoice(choice: ListenChoice, log: Logger): void {
   if (choice.warning) log.warn(choice.warning);
+}
+
+/**
+ * Where other processes reach a service bound to `listen` on `port`: the listen host, except
+ * that the wildcard (0.0.0.0, ::) becomes this machine's host name.
+ */
+export function advertiseAddress(listen: string, port: number): string {
+  const host = listen.slice(0, listen.lastIndexOf(':'));
+  const reachable = host === '0.0.0.0' || host === '::' || host === '[::]' ? hostname() : host;
+  return `${reachable}:${port}`;
 }

@@ -9,6 +9,7 @@ import {
   CorruptDataError,
   FailedPreconditionError,
   NotFoundError,
+  NotLeaderError,
   PermissionDeniedError,
   StaleLeaderError,
   TidemarkError,
@@ -21,6 +22,8 @@ import {
 const errorClassKey = 'tidemark-error';
 const staleTokenKey = 'tidemark-stale-token';
 const currentTokenKey = 'tidemark-current-token';
+/** Trailer of a NotLeaderError: host:port of the leader's admin API, when the standby knows it. */
+export const LEADER_ADDRESS_KEY = 'tidemark-leader-address';
 
 /** Maps a thrown error to the gRPC status a handler answers with; the details are its message. */
 export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
@@ -33,6 +36,9 @@ export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
     code = grpc.status.FAILED_PRECONDITION;
     metadata.set(staleTokenKey, String(err.token));
     metadata.set(currentTokenKey, String(err.current));
+  } else if (err instanceof NotLeaderError) {
+    code = grpc.status.FAILED_PRECONDITION;
+    if (err.leaderAddress) metadata.set(LEADER_ADDRESS_KEY, err.leaderAddress);
   } else if (err instanceof FailedPreconditionError) code = grpc.status.FAILED_PRECONDITION;
   else if (err instanceof CorruptDataError) code = grpc.status.DATA_LOSS;
   else if (err instanceof TransientError) code = grpc.status.UNAVAILABLE;
@@ -93,6 +99,10 @@ export function fromServiceError(err: grpc.ServiceError, what: string): Tidemark
         const mapped = new StaleLeaderError(stale, current);
         mapped.cause = err;
         return mapped;
+      }
+      if (err.metadata?.get(errorClassKey)[0] === 'NotLeaderError') {
+        const leader = err.metadata.get(LEADER_ADDRESS_KEY)[0];
+        return new NotLeaderError(message, leader === undefined || leader === '' ? undefined : String(leader), options);
       }
       return new FailedPreconditionError(message, options);
     }

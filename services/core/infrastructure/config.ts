@@ -74,10 +74,14 @@ export const configSchema = z.object({
   masterKeyPreviousFiles: z.string().optional(),
   /** S3 region. @default us-east-1 */
   s3Region: z.string().default('us-east-1'),
-  /** Coordinator address for clients and the CLI. @default localhost:7700 */
+  /**
+   * Coordinator address for clients and the CLI, or a comma-separated list of them (leader and
+   * standbys): calls only the leader serves go to the leader, found through any of them
+   * (docs/API.md#finding-the-leader). @default localhost:7700
+   */
   coordinator: z
     .string()
-    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. localhost:7700')
+    .regex(/^\s*(\[[0-9a-fA-F:]+\]|[^:\s,]+):\d{1,5}\s*(,\s*(\[[0-9a-fA-F:]+\]|[^:\s,]+):\d{1,5}\s*)*$/, 'must be host:port, or a comma-separated list of them, e.g. localhost:7700 or c1:7700,c2:7700')
     .default('localhost:7700'),
   /** Queues to protect: comma-separated `vhost:glob`, `!vhost:glob` excludes. @default nothing */
   protect: z.string().default(''),
@@ -114,8 +118,21 @@ export const configSchema = z.object({
     .string()
     .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:7780')
     .optional(),
-  /** Address other processes use to reach this worker. @default the listen address with its bound port */
+  /**
+   * Address other processes use to reach this process: a worker's for the coordinator; a
+   * coordinator's for clients, which standbys send to the leader. @default the listen address with
+   * its bound port (the host name for 0.0.0.0)
+   */
   advertise: z.string().optional(),
+  /**
+   * Address of a plaintext port serving only the gRPC health service (grpc.health.v1), for probes
+   * that cannot present a client certificate, e.g. `0.0.0.0:7710` (docs/API.md#health). It tells
+   * only SERVING or NOT_SERVING. @default unset: health is served only on the TLS port
+   */
+  healthListen: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:7710')
+    .optional(),
   /** This process's id in membership and logs. @default hostname-pid */
   id: z.string().default(`${hostname()}-${process.pid}`),
   /** Time between scheduled checkpoint rounds; 0 turns the schedule off. @default 60s */
@@ -359,6 +376,8 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_FAILPOINTS: 'failpoints',
   TIDEMARK_CONFIRM_WINDOW: 'confirmWindow',
   TIDEMARK_METRICS_LISTEN: 'metricsListen',
+  TIDEMARK_HEALTH_LISTEN: 'healthListen',
+  TIDEMARK_ADVERTISE: 'advertise',
   TIDEMARK_CHANNELS_PER_CONNECTION: 'channelsPerConnection',
   TIDEMARK_SEGMENT_CODEC: 'segmentCodec',
   TIDEMARK_GUARD_FD_FRACTION: 'guardFdFraction',
@@ -431,7 +450,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 /** Config keys the `tidemark` commands take as flags (services/cli/commands/); the rest have none. */
 const FLAG_KEYS: ReadonlySet<string> = new Set([
   'amqpUrl', 'managementUrl', 'redisUrl', 'store', 's3Endpoint', 'coordinator', 'protect', 'namespace',
-  'listen', 'advertise', 'id', 'interval', 'prepareTimeout', 'logLevel',
+  'listen', 'advertise', 'healthListen', 'id', 'interval', 'prepareTimeout', 'logLevel',
   'tlsCa', 'tlsCert', 'tlsKey', 'statusListen',
 ]);
 

@@ -2,4 +2,4 @@
  * Redis for the other modules: opening a service's client. An entry of its own, so that importing
  * core does not load ioredis.
  */
-export { openRedis } from './redis-client.js';
+export { openRedis, redisCheck } from './redis-client.js';

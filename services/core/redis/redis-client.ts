@@ -8,6 +8,7 @@ import { redactUrl } from '../amqp/vhost-url.js';
 import { throttledWarn, type Logger } from '../infrastructure/log.js';
 import { ConfigError, StoppingError, TransientError } from '../errors.js';
 import type { TlsMaterial } from '../infrastructure/backend-tls.js';
+import type { ReadinessCheck } from '../infrastructure/readiness.js';
 
 /**
  * How long disconnect() waits for Redis to acknowledge the close before dropping the socket. A
@@ -49,4 +50,18 @@ export async function openRedis(redisUrl: string, log: Logger, signal?: AbortSig
     throw new TransientError(`cannot connect to Redis at ${redactUrl(redisUrl)}: ${(lastError ?? err as Error).message}; nothing was started. Check TIDEMARK_REDIS_URL and that Redis runs`, { cause: err });
   }
   return redis;
+}
+
+/**
+ * Readiness check of a service's Redis (infrastructure/readiness.ts): the client is connected
+ * (ioredis leaves `ready` at once when the socket drops) and answers a PING.
+ */
+export function redisCheck(redis: Pick<Redis, 'status' | 'ping'>): ReadinessCheck {
+  return {
+    name: 'redis',
+    async probe() {
+      if (redis.status !== 'ready') throw new TransientError(`not connected (the client is ${redis.status})`);
+      await redis.ping();
+    },
+  };
 }

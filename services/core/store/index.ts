@@ -22,6 +22,7 @@ export {
 } from './keys.js';
 export type { GetOptions, ObjectStore, StoredObject } from './object-store.js';
 export { meteredStore, type StoreObserver, type StoreOperation } from './metered-store.js';
+export { HEALTH_PROBE_KEY, storeCheck } from './store-check.js';
 export { openStore, openStoreRetrying, parseStoreUrl, type StoreConfig, type StoreLocation } from './open-store.js';
 export { isSealed, KEYS_PREFIX, Vault, type RotationReport, type SealPurpose } from '../crypto/vault.js';
 export { LocalKeyProvider, loadMasterKeys, masterKeyId, type KeyProvider, type WrappedKey } from '../crypto/key-provider.js';

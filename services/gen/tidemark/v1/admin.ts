@@ -177,6 +177,13 @@ export interface StatusReply {
    * seconds) first, at most 100.
    */
   captureLag: CaptureLag[];
+  /** Id of the coordinator holding the leader lease; empty when none does. */
+  leaderId: string;
+  /**
+   * host:port where clients reach the leader's admin API (its TIDEMARK_ADVERTISE), as the leader
+   * published it; empty when unknown. Clients send leader-only calls there (docs/API.md).
+   */
+  leaderAddress: string;
 }
 
 export interface ContentsQueue {
@@ -1467,6 +1474,8 @@ function createBaseStatusReply(): StatusReply {
     outsideCut: [],
     strictRounds: false,
     captureLag: [],
+    leaderId: "",
+    leaderAddress: "",
   };
 }
 
@@ -1549,6 +1558,12 @@ export const StatusReply: MessageFns<StatusReply> = {
     }
     for (const v of message.captureLag) {
       CaptureLag.encode(v!, writer.uint32(338).fork()).join();
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(402).string(message.leaderId);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(410).string(message.leaderAddress);
     }
     return writer;
   },
@@ -1774,6 +1789,22 @@ export const StatusReply: MessageFns<StatusReply> = {
             message.captureLag.push(CaptureLag.decode(reader, reader.uint32()));
             continue;
           }
+          case 50: {
+            if (tag !== 402) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 51: {
+            if (tag !== 410) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1819,6 +1850,8 @@ export const StatusReply: MessageFns<StatusReply> = {
     message.outsideCut = object.outsideCut?.map((e) => OutsideCutQueue.fromPartial(e)) || [];
     message.strictRounds = object.strictRounds ?? false;
     message.captureLag = object.captureLag?.map((e) => CaptureLag.fromPartial(e)) || [];
+    message.leaderId = object.leaderId ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
     return message;
   },
 };
