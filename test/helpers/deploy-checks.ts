@@ -12,9 +12,6 @@ export const VARIABLES_OUTSIDE_THE_TABLE: Readonly<Record<string, string>> = {
   TIDEMARK_CONFIG: 'the JSON config file, read by loadConfig (services/core/infrastructure/config.ts)',
   TIDEMARK_TOKEN: "a client's admin token (services/client/credentials.ts)",
   TIDEMARK_TOKEN_FILE: "a client's admin token file (services/client/credentials.ts)",
-  // The plaintext health-only listener of coordinators and workers (issue 15), merged from a
-  // parallel branch; once config.ts has it, this line is redundant and can go.
-  TIDEMARK_HEALTH_LISTEN: 'the gRPC health listener for probes (issue 15, pending merge)',
 };
 
 /** The names among `names` that start with TIDEMARK_ and are no setting Tidemark reads. */
