@@ -79,9 +79,9 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
       why: tls.enabled ? 'its callers are not authenticated (TIDEMARK_AUTH_DISABLED)' : 'TLS is off (TIDEMARK_TLS=off)',
     });
     logListenChoice(listen, log);
-    if (!config.listen && listen.address.startsWith('127.')) log.info(`the admin API listens on ${listen.address} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
+    if (!config.listen && listen.address.startsWith('127.')) log.info('the admin API listens on loopback only: without TLS and authentication it is not offered to the network; set --listen to choose', { listen: listen.address });
     const expiring = expiryWarning(tls);
-    if (expiring) log.warn(expiring);
+    if (expiring) log.warn('this process\'s TLS certificate (TIDEMARK_TLS_CERT) expires soon: issue a new one and restart before then, or its peers will refuse it', { expiresAt: tls.enabled ? tls.certificateExpiry?.toISOString() : undefined });
     ({ server, port } = await startServer([[CoordinatorServiceService, handlers]], listen.address, {
       maxReceiveBytes: ADMIN_MAX_REQUEST_BYTES,
       credentials: serverCredentials(tls, 'optional'),
@@ -100,7 +100,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
       await coordinator.stop().catch(() => {});
       throw err;
     }
-    log.info(`coordinator ${coordinator.id} serving metrics on port ${metrics.port} (GET /metrics)`);
+    log.info('serving metrics (GET /metrics)', { port: metrics.port });
   }
   try {
     await coordinator.start(signal);
@@ -110,7 +110,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     await coordinator.stop().catch(() => {});
     throw err;
   }
-  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port} (${coordinator.tls.enabled ? 'TLS' : 'plaintext, TIDEMARK_TLS=off'})`);
+  log.info('serving the admin API', { port, tls: coordinator.tls.enabled });
   return {
     coordinator,
     port,
