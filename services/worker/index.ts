@@ -45,7 +45,7 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, exposeByDefault: false, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
     logListenChoice(listen, log);
     const expiring = expiryWarning(tls);
-    if (expiring) log.warn(expiring);
+    if (expiring) log.warn('this process\'s TLS certificate (TIDEMARK_TLS_CERT) expires soon: issue a new one and restart before then, or its peers will refuse it', { expiresAt: tls.enabled ? tls.certificateExpiry?.toISOString() : undefined });
     ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)]], listen.address, {
       credentials: serverCredentials(tls, 'required'),
       refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),
@@ -56,7 +56,7 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   }
   // Only now is the port known, so only now can the worker tell the leader where it is.
   const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
-  log.info(`worker ${config.id} serving on port ${port} (${tls.enabled ? `mutual TLS: only callers named ${config.tlsCoordinatorName}` : 'plaintext, TIDEMARK_TLS=off'})`);
+  log.info('serving the worker API', { port, tls: tls.enabled, ...(tls.enabled ? { onlyCaller: config.tlsCoordinatorName } : {}) });
   try {
     await worker.start(address, signal);
   } catch (err) {
