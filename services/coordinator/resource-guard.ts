@@ -238,6 +238,7 @@ export class ResourceGuard {
     this.options.log.warn('broker resource guard: selected queues get no journal and no checkpoints yet; protected queues stay protected; see "tidemark status"', {
       waiting: waiting.length,
       example: { vhost: waiting[0].vhost, queue: waiting[0].queue },
+      limit: kind,
       reason: admission?.reason ?? '',
     });
   }

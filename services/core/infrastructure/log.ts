@@ -46,7 +46,7 @@ export interface LoggerOptions {
  * Field names whose values are secrets, wherever a caller puts them (top level or one object
  * down): a safety net under the rule that no secret is ever passed to a logger at all.
  */
-export const SECRET_FIELDS: readonly string[] = [
+const SECRET_FIELDS: readonly string[] = [
   'password', 'passwd', 'secret', 'token', 'bearer', 'authorization', 'Authorization', 'cookie',
   'accessKey', 'secretKey', 's3AccessKey', 's3SecretKey', 'masterKey', 'privateKey', 'apiKey',
   'passphrase', 'credentials',
@@ -63,6 +63,10 @@ export function resolveLogFormat(format: LogFormat, stream: { isTTY?: boolean } 
   return stream.isTTY ? 'pretty' : 'json';
 }
 
+/**
+ * The logger of a process (or of a test): `component` names it on every line; children add
+ * `/<part>`. A bare level is short for `{ level }`.
+ */
 export function createLogger(component: string, levelOrOptions: LogLevel | LoggerOptions = {}): Logger {
   const options = typeof levelOrOptions === 'string' ? { level: levelOrOptions } : levelOrOptions;
   const pino = require('pino') as typeof import('pino');
