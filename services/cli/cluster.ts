@@ -36,6 +36,8 @@ function childEnv(config: Config, port: number): NodeJS.ProcessEnv {
   for (const key of NOT_PASSED_ON) delete env[Object.entries(environmentKeys).find(([, k]) => k === key)![0]];
   env.TIDEMARK_TLS_DIR = resolve(config.tlsDir);
   env.TIDEMARK_COORDINATOR = `localhost:${port}`;
+  // The children's stderr is a pipe to this process: they log for this terminal if it is one.
+  if (config.logFormat === 'auto' && process.stderr.isTTY) env.TIDEMARK_LOG_FORMAT = 'pretty';
   return env;
 }
 

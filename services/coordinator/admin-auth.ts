@@ -211,9 +211,9 @@ export function guardAdminService(
         caller = authenticator.identify(call);
         const need = neededRole(method, call.request);
         requireRole(caller, need);
-        if (need.role !== 'read') log.info(`admin API: ${caller.name} (${caller.role}, ${caller.via}) called ${method}`);
+        if (need.role !== 'read') log.info('admin API call', { caller: caller.name, role: caller.role, via: caller.via, method });
       } catch (err) {
-        log.warn(`admin API: refused ${method} from ${caller ? `${caller.name} (${caller.role})` : call.getPeer()}: ${(err as Error).message}`);
+        log.warn('admin API call refused', { ...(caller ? { caller: caller.name, role: caller.role } : { peer: call.getPeer() }), method, err: (err as Error).message });
         throw err;
       }
       callers.set(call, caller);

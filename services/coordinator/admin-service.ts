@@ -62,7 +62,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
       coordinator.metrics.verified(done);
       // Retention never deletes the newest checkpoint that passed (verified-marker.ts).
       if (done.problems === 0) {
-        await recordVerified(store, { epoch: done.checkpoint, verifiedAtMs: Date.now(), full: done.full }).catch((err) => log.warn(`checkpoint ${done.checkpoint} verified, but recording it for retention failed: ${errorMessage(err)}`));
+        await recordVerified(store, { epoch: done.checkpoint, verifiedAtMs: Date.now(), full: done.full }).catch((err) => log.warn('checkpoint verified, but recording it for retention failed', { epoch: done.checkpoint, err: errorMessage(err) }));
       }
     }),
     pruneCheckpoints: unary(async (request) => {
@@ -93,7 +93,7 @@ export function adminHandlers(coordinator: Coordinator, options: AdminHandlerOpt
         throw new FailedPreconditionError(`coordinator ${coordinator.id} has no master key configured, so there is nothing to rotate: set TIDEMARK_MASTER_KEY_FILE to the new key and TIDEMARK_MASTER_KEY_PREVIOUS_FILES to the old one(s), restart it, and run "tidemark keys rotate" again`);
       }
       const report = await vault.rotate();
-      coordinator.restoreParts.log.info(`key rotation: ${report.rewrapped} data key(s) re-wrapped with master key ${report.masterKeyId}, ${report.current} already were, ${report.failed.length} failed`);
+      coordinator.restoreParts.log.info('key rotation done', { masterKeyId: report.masterKeyId, rewrapped: report.rewrapped, current: report.current, failed: report.failed.length });
       return {
         masterKeyId: report.masterKeyId,
         rewrapped: report.rewrapped,

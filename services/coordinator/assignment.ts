@@ -137,7 +137,7 @@ export async function assignQueues(input: AssignmentInput): Promise<AssignmentRe
         await pool.clients.get(worker.id)!.assign({ leaderToken: leaderToken(), generation, queues }, timeoutMs);
         acked.set(worker.id, { address: worker.address, queues: queues.map((q) => ({ vhost: q.definition!.vhost, queue: q.definition!.name, census: undefined })) });
       } catch (err) {
-        log.warn(`assignment to worker ${worker.id} failed: ${errorMessage(err)}`);
+        log.warn('assignment to a worker failed', { worker: worker.id, queues: ids.length, err: errorMessage(err) });
         if (ids.length > 0) failures.push(`worker ${worker.id} did not take its ${ids.length} queue(s): ${errorMessage(err)}`);
         if (err instanceof StaleLeaderError && err.current >= leaderToken()) outranked = Math.max(outranked, err.current);
       }

@@ -100,7 +100,7 @@ export class CheckpointPruner {
     const now = this.parts.clock.now();
     if (every <= 0 || now - this.lastAutoMs < every || !this.parts.isLeader()) return;
     this.lastAutoMs = now;
-    void this.prune(false).catch((err: unknown) => this.parts.log.warn(`automatic prune failed (the next one retries; nothing unsafe was left): ${errorMessage(err)}`));
+    void this.prune(false).catch((err: unknown) => this.parts.log.warn('automatic prune failed (the next one retries; nothing unsafe was left)', { err: errorMessage(err) }));
   }
 
   /**

@@ -64,7 +64,7 @@ export async function openCoordinatorParts(config: Config, log: Logger, signal?:
   const tls = loadGrpcTls(config, 'coordinator');
   const backends = loadBackendTls(config);
   configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
-  const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
+  const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn('store not ready; retrying', { retryMs: delayMs, err: errorMessage(err) }));
   let redis: Redis;
   try {
     redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);

@@ -267,12 +267,12 @@ export class Coordinator {
     try {
       this.discovered = await discovery.pass();
     } catch (err) {
-      log.warn(`discovery failed, keeping the previous protected set: ${errorMessage(err)}`);
+      log.warn('discovery failed; keeping the previous protected set', { err: errorMessage(err) });
     }
     await this.assignQueues();
     // Compares each protected queue's publishes with what its journal received (coverage.ts).
     await observeCoverage(this.coverage, this.parts.management, this.discovered.queues.values(), this.pool.clients.values(), WORKER_STATUS_DEADLINE_MS, this.discovered.uncapturable, log).catch((err) =>
-      log.warn(`coverage check failed, will retry: ${errorMessage(err)}`),
+      log.warn('coverage check failed; will retry', { err: errorMessage(err) }),
     );
   }
 
@@ -301,7 +301,7 @@ export class Coordinator {
       // A worker has seen a higher token than ours although Redis names us leader: Redis lost its
       // counter and the store could not show the token a later leader used. Without a higher
       // token no worker will ever listen: give the lease up and take it again above that token.
-      log.warn(`a worker has seen leader token ${outranked}, above this leader's ${lease.token}: taking a new lease above it`);
+      log.warn('a worker has seen a leader token above this leader\'s: taking a new lease above it', { leaderToken: lease.token, seenToken: outranked });
       this.leadership.raiseFloor(outranked);
       this.stepDown();
       await lease.release().catch(() => {});
@@ -376,7 +376,7 @@ export class Coordinator {
     });
     if (result.outcome === 'in-doubt' || result.effectFailed) this.needsRecovery = true;
     // The decision log only needs recent epochs; keep Redis from growing with every round.
-    await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn(`trimming the decision log failed: ${errorMessage(err)}`));
+    await decisions.forgetDecidedThrough(epoch - DECISIONS_KEPT).catch((err) => log.warn('trimming the decision log failed', { epoch, err: errorMessage(err) }));
     if (result.outcome === 'committed') {
       this.history.committed(epoch, result.manifest);
       this.pruner.afterCommit();
@@ -475,7 +475,7 @@ export class Coordinator {
     for (const timer of this.timers) clearInterval(timer);
     this.stepDown();
     this.stopping.abort(new StoppingError(`coordinator ${this.id} is stopping`));
-    const bounded = (work: Promise<unknown>, what: string) => withTimeLimit(work, STOP_STEP_LIMIT_MS, what).catch((err) => log.warn(`stopping: ${errorMessage(err)}`));
+    const bounded = (work: Promise<unknown>, what: string) => withTimeLimit(work, STOP_STEP_LIMIT_MS, what).catch((err) => log.warn('a stop step did not finish', { step: what, err: errorMessage(err) }));
     await bounded(Promise.allSettled(this.stopListeners.map((listener) => listener())), 'interrupting the restores in flight');
     await bounded(this.scheduler.idle(), 'the leader work in flight (cut short: the next leader settles it)');
     await bounded(this.parts.lease.release(), 'giving the leader lease back (it runs out by itself)');

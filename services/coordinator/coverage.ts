@@ -260,9 +260,11 @@ export async function observeCoverage(
   tracker.observe(samples);
   for (const gap of tracker.gaps()) {
     if (known.get(`${gap.vhost}/${gap.queue}`) === gapPaths(gap).join('; ')) continue;
-    log.warn(
-      `coverage gap: ${gap.vhost}/${gap.queue} receives messages its journal does not (${gap.reason}); ` +
-        `${gap.uncaptured} counted so far; checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage`,
-    );
+    log.warn('coverage gap: a queue receives messages its journal does not; checkpoints do not hold them. See "tidemark status" and docs/OPERATIONS.md#coverage', {
+      vhost: gap.vhost,
+      queue: gap.queue,
+      reason: gap.reason,
+      uncaptured: gap.uncaptured,
+    });
   }
 }

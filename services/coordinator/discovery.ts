@@ -154,8 +154,9 @@ export class Discovery {
     const { rabbitmqVersion } = await this.options.management.overview();
     if (/^3\.(8|9|10)\./.test(rabbitmqVersion)) {
       this.options.log.warn(
-        `RabbitMQ ${rabbitmqVersion}: its streams drop nested tables and arrays from headers (e.g. x-death), and a message ` +
+        'this RabbitMQ version\'s streams drop nested tables and arrays from headers (e.g. x-death), and a message ' +
           'with a decimal header routed to a stream closes its publisher\'s connection. Journals inherit both; see docs/OPERATIONS.md',
+        { rabbitmqVersion },
       );
     }
   }
@@ -186,7 +187,7 @@ export class Discovery {
           continue;
         }
         problems.push(`vhost ${vhost}: ${errorMessage(err)}`);
-        this.options.log.warn(`discovery of vhost ${vhost} failed: ${errorMessage(err)}`);
+        this.options.log.warn('discovery of a vhost failed', { vhost, err: errorMessage(err) });
       }
     }
     if (decision && decision.shed > 0) await this.shedLargest(decision.pressure).catch((err) => problems.push(`shedding a journal: ${errorMessage(err)}`));
@@ -258,7 +259,7 @@ export class Discovery {
           journal = journalName(namespace, vhost, q.name);
         } catch (err) {
           problems.push(`queue ${vhost}/${q.name}: ${errorMessage(err)}`);
-          log.warn(`queue ${vhost}/${q.name} is not protected: ${errorMessage(err)}`);
+          log.warn('queue not protected', { vhost, queue: q.name, err: errorMessage(err) });
           continue;
         }
         await deleteUnstartableJournal(this.provisioning, channel, vhost, q.name, journal, streams, existing);
@@ -270,8 +271,9 @@ export class Discovery {
         }
         if (this.known.has(id) && !existing.has(journal)) {
           log.error(
-            `the journal ${journal} of protected queue ${vhost}/${q.name} is gone (deleted outside Tidemark?): declaring it again; ` +
+            'the journal of a protected queue is gone (deleted outside Tidemark?): declaring it again; ' +
               'what entered the queue meanwhile is in no checkpoint, and its next checkpoint marks it possibly incomplete',
+            { vhost, queue: q.name, journal },
           );
         }
         if (existing.has(journal)) this.renewals.listed(id, queues.find((j) => j.name === journal)?.arguments?.[CREATED_AT_ARGUMENT]);
@@ -297,15 +299,15 @@ export class Discovery {
           // No longer selected: stop capturing it; its journal and earlier checkpoints stay.
           if (existing.has(entry.journal)) await provisionJournal(this.provisioning, channel, entry.journal, [], bindings, existing, route);
           this.known.delete(id);
-          log.warn(`${vhost}/${entry.definition.name} is no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out`);
+          log.warn('queue no longer selected by TIDEMARK_PROTECT: later checkpoints leave it out', { vhost, queue: entry.definition.name });
         } else if (existing.has(entry.journal)) {
           // The source is gone: its journal must stop receiving what the queue no longer gets.
           await provisionJournal(this.provisioning, channel, entry.journal, [], bindings, existing, route);
-          if (!entry.deleted) log.warn(`protected queue ${vhost}/${entry.definition.name} no longer exists; its journal and checkpoints are kept`);
+          if (!entry.deleted) log.warn('protected queue no longer exists; its journal and checkpoints are kept', { vhost, queue: entry.definition.name });
           entry.deleted = true;
         } else {
           this.known.delete(id);
-          log.error(`the journal of deleted queue ${vhost}/${entry.definition.name} is gone too: later checkpoints leave it out; earlier ones still hold it`);
+          log.error('the journal of a deleted queue is gone too: later checkpoints leave it out; earlier ones still hold it', { vhost, queue: entry.definition.name });
         }
       }
     } finally {
@@ -353,9 +355,13 @@ export class Discovery {
     const why = `its journal (${largest.messages} messages, the largest) was deleted at ${new Date(shedAtMs).toISOString()} to keep the broker's disk alarm off (${pressure})`;
     this.known.delete(largest.id);
     await this.renewals.shedNow(largest.id, why, shedAtMs);
-    this.options.log.error(
-      `${vhost}/${name} is not protected any more: ${why}. Its checkpoints so far are kept; it is protected again, from a new journal, once the disk has room`,
-    );
+    this.options.log.error('queue not protected any more: its journal was deleted to keep the broker\'s disk alarm off. Its checkpoints so far are kept; it is protected again, from a new journal, once the disk has room', {
+      vhost,
+      queue: name,
+      journal: largest.entry.journal,
+      messages: largest.messages,
+      reason: why,
+    });
   }
 
   /** A deleted vhost took its journals with it: its queues cannot be checkpointed any more. */
@@ -363,7 +369,7 @@ export class Discovery {
     for (const [id, entry] of this.known) {
       if (entry.definition.vhost !== vhost) continue;
       this.known.delete(id);
-      this.options.log.error(`vhost ${vhost} was deleted with the journal of ${entry.definition.name}: later checkpoints leave it out; earlier ones still hold it`);
+      this.options.log.error('vhost deleted with the journal of a protected queue: later checkpoints leave it out; earlier ones still hold it', { vhost, queue: entry.definition.name });
     }
   }
 }

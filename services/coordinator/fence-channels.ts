@@ -153,7 +153,7 @@ export class FenceChannels implements FencePublisher {
     const connection = await this.connect(vhost);
     const channel = await connection.createConfirmChannel();
     // 'close' follows every 'error'; unconfirmed fences are failed by amqplib when it comes.
-    channel.on('error', (err: unknown) => this.log.warn(`fence channel of vhost ${vhost} failed: ${errorMessage(err)}; the next round opens another`));
+    channel.on('error', (err: unknown) => this.log.warn('fence channel failed; the next round opens another', { vhost, err: errorMessage(err) }));
     channel.on('close', forget);
     return channel;
   }

@@ -31,12 +31,12 @@ const { namespace, management, log } = context;
   const queue = firehoseQueueName(namespace);
   if (!existing.has(queue)) {
     await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-single-active-consumer': true } });
-    log.info(`vhost ${vhost} is captured through the firehose: created ${queue}`);
+    log.info('vhost captured through the firehose: relay queue created', { vhost, relayQueue: queue });
   }
   await channel.assertExchange(relayExchangeName(namespace), 'direct', { durable: true });
   if (!(await management.vhostTracing(vhost))) {
     await management.setVhostTracing(vhost, true);
-    log.warn(`turned on the firehose tracer of vhost ${vhost} (TIDEMARK_FIREHOSE_VHOSTS): every publish in it is now copied to ${TRACE_EXCHANGE}`);
+    log.warn('turned on the firehose tracer of a vhost (TIDEMARK_FIREHOSE_VHOSTS): every publish in it is now copied to the trace exchange', { vhost, exchange: TRACE_EXCHANGE });
   }
   const keys = new Set([traceKeyOf(''), traceKeyOf(fenceExchangeName(namespace)), ...reachingExchanges(queues, all).map(traceKeyOf)]);
   const current = all.filter((b) => b.destination === queue && b.destinationType === 'queue' && b.source === TRACE_EXCHANGE);
@@ -58,13 +58,11 @@ const queue = firehoseQueueName(context.namespace);
   }
   const { messageCount } = await channel.checkQueue(queue);
   if (messageCount > 0) {
-    context.log.info(`vhost ${vhost} left firehose mode: waiting for the relay to empty ${queue} (${messageCount} left)`);
+    context.log.info('vhost left firehose mode: waiting for the relay queue to empty', { vhost, relayQueue: queue, messages: messageCount });
     return false;
   }
   await channel.deleteQueue(queue);
-  context.log.warn(
-    `vhost ${vhost} left firehose mode: deleted ${queue}; its tracer stays on (turn it off with rabbitmqctl trace_off if nothing else uses it)`,
-  );
+  context.log.warn('vhost left firehose mode: relay queue deleted; its tracer stays on (turn it off with rabbitmqctl trace_off if nothing else uses it)', { vhost, relayQueue: queue });
   return true;
 }
 

@@ -99,9 +99,9 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
       why: tls.enabled ? 'its callers are not authenticated (TIDEMARK_AUTH_DISABLED)' : 'TLS is off (TIDEMARK_TLS=off)',
     });
     logListenChoice(listen, log);
-    if (!config.listen && listen.address.startsWith('127.')) log.info(`the admin API listens on ${listen.address} only: without TLS and authentication it is not offered to the network; set --listen to choose`);
+    if (!config.listen && listen.address.startsWith('127.')) log.info('the admin API listens on loopback only: without TLS and authentication it is not offered to the network; set --listen to choose', { listen: listen.address });
     const expiring = expiryWarning(tls);
-    if (expiring) log.warn(expiring);
+    if (expiring) log.warn('this process\'s TLS certificate (TIDEMARK_TLS_CERT) expires soon: issue a new one and restart before then, or its peers will refuse it', { expiresAt: tls.enabled ? tls.certificateExpiry?.toISOString() : undefined });
     // Health and reflection are not admin calls: they need no token (guardAdminService guards only
     // CoordinatorService), and what they tell is no secret (docs/API.md).
     ({ server, port } = await startServer([[CoordinatorServiceService, handlers], ...health.health.status.service(), ...reflection(log)], listen.address, {
@@ -115,7 +115,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
         await stopServer(server, 0);
         throw err;
       }
-      log.info(`coordinator ${coordinator.id} serving gRPC health in plaintext on port ${healthOnly.port} (healthListen)`);
+      log.info('serving gRPC health in plaintext (healthListen)', { port: healthOnly.port });
     }
   } catch (err) {
     // Close what create() opened, or its connections keep the process alive after the error.
@@ -139,7 +139,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
       await coordinator.stop().catch(() => {});
       throw err;
     }
-    log.info(`coordinator ${coordinator.id} serving metrics on port ${metrics.port} (GET /metrics)`);
+    log.info('serving metrics (GET /metrics)', { port: metrics.port });
   }
   try {
     page = await startStatusPage(config, { coordinator, restores, authenticator, tls: coordinator.tls }, log.child('status-page'));
@@ -154,7 +154,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
     throw err;
   }
   health.health.start();
-  log.info(`coordinator ${coordinator.id} serving the admin API on port ${port} (${coordinator.tls.enabled ? 'TLS' : 'plaintext, TIDEMARK_TLS=off'})`);
+  log.info('serving the admin API', { port, tls: coordinator.tls.enabled });
   return {
     coordinator,
     port,

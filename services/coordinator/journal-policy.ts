@@ -60,8 +60,9 @@ export class JournalPolicies {
       } catch (err) {
         if (!this.failed.has(vhost)) {
           log.error(
-            `cannot set the journal retention policy ${name} in vhost ${vhost} (the management user needs the policymaker tag): ${errorMessage(err)}; ` +
-              'its journals are bounded only by their own arguments until it can',
+            'cannot set the journal retention policy (the management user needs the policymaker tag): ' +
+              'the vhost\'s journals are bounded only by their own arguments until it can',
+            { vhost, policy: name, err: errorMessage(err) },
           );
         }
         this.failed.add(vhost);
@@ -71,8 +72,9 @@ export class JournalPolicies {
     if (other && !this.warnedOther.has(vhost)) {
       this.warnedOther.add(vhost);
       log.warn(
-        `journal ${vhost}/${other.name} is under policy ${other.policy}, not ${name}: RabbitMQ applies one policy per queue, so Tidemark's ` +
-          `journal retention does not reach it; keep other policies off ${namespace}.journal.* (docs/OPERATIONS.md#journal-retention)`,
+        'a journal is under another policy: RabbitMQ applies one policy per queue, so Tidemark\'s journal retention does not reach it; ' +
+          'keep other policies off <namespace>.journal.* (docs/OPERATIONS.md#journal-retention)',
+        { vhost, journal: other.name, policy: other.policy, expectedPolicy: name },
       );
     }
   }

@@ -43,7 +43,7 @@ export interface JournalProvisioningContext {
 export async function provisioningChannel(context: JournalProvisioningContext, vhost: string): Promise<Channel> {
   const connection = await context.connections.connect(vhost);
   const channel = await connection.createChannel();
-  channel.on('error', (err) => context.log.warn(`provisioning channel in ${vhost}: ${errorMessage(err)}`));
+  channel.on('error', (err) => context.log.warn('provisioning channel failed', { vhost, err: errorMessage(err) }));
   return channel;
 }
 
@@ -121,7 +121,8 @@ export async function deleteUnstartableJournal(
   streams.delete(old);
   existing.delete(old);
   log.warn(
-    `deleted stream ${vhost}/${old}: its name is too long for RabbitMQ's stream directory, so it never started and held nothing, ` +
-      `and publishes routed to it were never confirmed; queue ${vhost}/${queue} is journaled in ${journal}`,
+    'deleted a stream whose name is too long for RabbitMQ\'s stream directory: it never started and held nothing, ' +
+      'and publishes routed to it were never confirmed; the queue is journaled in `journal` now',
+    { vhost, queue, stream: old, journal },
   );
 }

@@ -12,7 +12,7 @@
  * their last checkpoint.
  */
 import type { ShedJournal, ShedJournals } from './shed-journals.js';
-import { errorMessage, type Logger } from '../core/index.js';
+import { errorMessage, type Logger, splitQueueKey } from '../core/index.js';
 
 /** The journal argument that records when Tidemark declared it (ms since the epoch). */
 export const CREATED_AT_ARGUMENT = 'x-tidemark-created-at';
@@ -47,7 +47,7 @@ export class JournalRenewals {
       // Shed, renewed, and checkpointed from its new journal since.
       if (this.shed.has(id) && (this.createdAt.get(id) ?? Infinity) <= startedAtMs) {
         this.shed.delete(id);
-        this.shedLog?.remove(id).catch((err) => this.log.warn(`forgetting the shed journal of ${id}: ${errorMessage(err)}`));
+        this.shedLog?.remove(id).catch((err) => this.log.warn('forgetting a shed journal failed', { ...splitQueueKey(id), err: errorMessage(err) }));
       }
     }
   }
@@ -59,7 +59,7 @@ export class JournalRenewals {
       for (const [id, record] of await this.shedLog.all()) if (!this.shed.has(id)) this.shed.set(id, record);
       this.loaded = true;
     } catch (err) {
-      this.log.warn(`reading the shed journals from Redis, will retry: ${errorMessage(err)}`);
+      this.log.warn('reading the shed journals from Redis failed; will retry', { err: errorMessage(err) });
     }
   }
 
@@ -84,7 +84,7 @@ export class JournalRenewals {
     const record: ShedJournal = { reason, shedAtMs, checkpointedAtMs: this.checkpointedAt.get(id) ?? 0 };
     this.createdAt.delete(id);
     this.shed.set(id, record);
-    await this.shedLog?.add(id, record).catch((err) => this.log.warn(`recording the shed journal of ${id}: ${errorMessage(err)}`));
+    await this.shedLog?.add(id, record).catch((err) => this.log.warn('recording a shed journal failed', { ...splitQueueKey(id), err: errorMessage(err) }));
   }
 
   /** Of `queues` (queueKey → display name), those whose journal is renewed, with what happened. */

@@ -133,13 +133,13 @@ export class JournalRetention {
       const before = this.current;
       this.current = decision.boundBytes;
       this.journalsAtCurrent = journals;
-      const line = `journal retention: each journal keeps at most ${mib(decision.boundBytes)}${before === undefined ? '' : ` (was ${mib(before)})`}`;
-      if (before !== undefined && decision.boundBytes < before) this.log.warn(`${line}: the broker's free disk shrank`);
-      else this.log.info(line);
+      const fields = { maxBytes: decision.boundBytes, previousMaxBytes: before, journals };
+      if (before !== undefined && decision.boundBytes < before) this.log.warn('journal retention bound lowered: the broker\'s free disk shrank', fields);
+      else this.log.info('journal retention bound set', fields);
     }
     if (decision.pressure !== this.lastPressure) {
-      if (decision.pressure) this.log.warn(`journal retention: disk pressure: ${decision.pressure}`);
-      else this.log.info('journal retention: the disk pressure is gone');
+      if (decision.pressure) this.log.warn('journal retention: disk pressure', { reason: decision.pressure });
+      else this.log.info('journal retention: disk pressure gone');
       this.lastPressure = decision.pressure;
     }
     return decision;

@@ -53,10 +53,10 @@ export class Leadership {
       try {
         if (!(await withTimeLimit(lease.renew(), Math.max(500, Math.floor(leaseTime / 2)), 'leader lease renewal'))) {
           this.options.stepDown();
-          log.warn('leader lease lost: stepping down');
+          log.warn('leader lease lost: stepping down', { leaderToken: lease.token });
         }
       } catch (err) {
-        log.warn(`leader lease renewal failed: ${errorMessage(err)}; this coordinator stops leading when the lease runs out`);
+        log.warn('leader lease renewal failed: this coordinator stops leading when the lease runs out', { leaderToken: lease.token, err: errorMessage(err) });
       } finally {
         this.renewing = false;
       }
@@ -75,7 +75,7 @@ export class Leadership {
           await lease.release().catch(() => {});
           return;
         }
-        log.info(`leader with token ${lease.token}`);
+        log.info('leading', { leaderToken: lease.token });
         try {
           await withTimeLimit(this.options.becomeLeader(), STEP_LIMIT_MS, 'becoming leader (recovery and the first discovery pass)');
         } catch (err) {
@@ -85,7 +85,7 @@ export class Leadership {
         }
       }
     } catch (err) {
-      log.warn(`leadership check failed: ${errorMessage(err)}`);
+      log.warn('leadership check failed', { err: errorMessage(err) });
     } finally {
       this.acquiring = false;
     }

@@ -44,12 +44,12 @@ export async function recoverRounds(context: RecoveryContext): Promise<RecoveryR
       const parent = step.parentEpoch > 0 ? await context.catalog.get(step.parentEpoch) : undefined;
       await context.catalog.publish(await context.catalog.inheritHistory(plan.manifest(step, await readStaged(context, step.commit), parent)));
       plan.finished(step);
-      context.log.warn(`finished checkpoint ${step.epoch}: its leader recorded COMMIT but died before writing the manifest`);
+      context.log.warn('finished a checkpoint whose leader recorded COMMIT but died before writing the manifest', { epoch: step.epoch });
     } catch (err) {
       // Only damage is final; anything else fails the whole recovery, which runs again.
       if (!isFinalFinishError(err)) throw err;
       plan.unfinishable(step);
-      context.log.error(`checkpoint ${step.epoch} was committed but cannot be made visible: ${errorMessage(err)}; later checkpoints do not depend on it`);
+      context.log.error('a committed checkpoint cannot be made visible; later checkpoints do not depend on it', { epoch: step.epoch, err: errorMessage(err) });
     }
   }
   // A partial commit's workers must hear which of their queues were counted: its manifest says.

@@ -235,9 +235,11 @@ export class ResourceGuard {
       if (before > 0) this.options.log.info('broker resource guard: every selected queue has its journal now');
       return;
     }
-    this.options.log.warn(
-      `broker resource guard: ${waiting.length} selected queue(s) get no journal and no checkpoints yet (e.g. ${waiting[0].vhost}/${waiting[0].queue}): ${admission?.reason ?? ''}. ` +
-        'Protected queues stay protected; see "tidemark status"',
-    );
+    this.options.log.warn('broker resource guard: selected queues get no journal and no checkpoints yet; protected queues stay protected; see "tidemark status"', {
+      waiting: waiting.length,
+      example: { vhost: waiting[0].vhost, queue: waiting[0].queue },
+      limit: kind,
+      reason: admission?.reason ?? '',
+    });
   }
 }

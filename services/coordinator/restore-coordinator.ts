@@ -423,7 +423,7 @@ export class RestoreService {
   private launch(job: RestoreJob, registered: Promise<RestoreJob>): void {
     void job
       .run()
-      .catch((err) => this.log.error(`restore ${job.id} stopped: ${errorMessage(err)}`))
+      .catch((err) => this.log.error('restore stopped', { restoreId: job.id, err: errorMessage(err) }))
       .finally(() => {
         if (this.running.get(job.id) === registered) this.running.delete(job.id);
         // A finished restore is never resumed: its password need not be kept.
@@ -448,14 +448,14 @@ export class RestoreService {
   /** Resumes, in the background, every restore a previous leader left running. */
   private async resumeLeftRunning(): Promise<void> {
     const records = await this.state.list().catch((err) => {
-      this.log.warn(`listing restores to resume failed: ${errorMessage(err)}`);
+      this.log.warn('listing restores to resume failed', { err: errorMessage(err) });
       return [];
     });
     for (const record of records) {
       if ((record.state !== 'running' && record.state !== 'interrupted') || this.running.has(record.id)) continue;
-      this.log.info(`resuming restore ${record.id}, left ${record.state} by a previous leader`);
+      this.log.info('resuming a restore left by a previous leader', { restoreId: record.id, state: record.state });
       const controller = new AbortController();
-      void this.resume(record.id, () => {}, controller.signal).catch((err) => this.log.warn(`resuming restore ${record.id} failed: ${errorMessage(err)}`));
+      void this.resume(record.id, () => {}, controller.signal).catch((err) => this.log.warn('resuming a restore failed', { restoreId: record.id, err: errorMessage(err) }));
     }
   }
 }

@@ -85,7 +85,7 @@ export async function runDrill(coordinator: Coordinator, restores: RestoreServic
     for (const name of created) {
       if (!(await removeScratchVhost(management, name))) {
         removed = false;
-        log.warn(`restore drill: scratch vhost ${name} could not be removed; delete it by hand (rabbitmqctl delete_vhost ${name})`);
+        log.warn('restore drill: a scratch vhost could not be removed; delete it by hand (rabbitmqctl delete_vhost)', { vhost: name });
       }
     }
     if (!signal.aborted) {

@@ -131,7 +131,7 @@ export class RestoreJob {
     const failed = this.queues.filter((q) => q.finished && !q.finished.ok).length;
     const unfinished = this.queues.some((q) => !q.finished);
     const outcome: RestoreState = this.cancelled ? 'cancelled' : this.deposed || unfinished ? 'interrupted' : failed > 0 ? 'failed' : 'done';
-    await state.setState(this.id, outcome).catch((err) => log.warn(`restore ${this.id}: recording its state ${outcome} failed: ${errorMessage(err)}`));
+    await state.setState(this.id, outcome).catch((err) => log.warn('recording a restore\'s state failed', { restoreId: this.id, state: outcome, err: errorMessage(err) }));
     this.services.coordinator.metrics.restoreFinished(outcome);
     const busy = this.queues.reduce((n, q) => n + q.busyMs, 0);
     const published = this.queues.reduce((n, q) => n + q.publishedThisRun, 0);
@@ -145,7 +145,7 @@ export class RestoreJob {
       state: outcome,
     };
     const finished = this.queues.filter((q) => q.finished?.ok).length;
-    log.info(`restore ${this.id} ${outcome}: ${done.messages} messages into ${finished}/${done.queues} queue(s)${failed ? `, ${failed} failed` : ''}`);
+    log.info('restore ended', { restoreId: this.id, state: outcome, messages: done.messages, queues: done.queues, finishedQueues: finished, failedQueues: failed, durationMs: done.durationMs });
     this.report(done);
   }
 
@@ -170,7 +170,7 @@ export class RestoreJob {
       const workers = await coordinator.liveWorkers();
       const workerId = workers.has(q.planned.workerId) ? q.planned.workerId : rendezvousOwner(q.key, [...workers.keys()].sort());
       if (!workerId) {
-        log.warn(`restore ${this.id}: no live worker for ${source.vhost}/${source.name}; waiting`);
+        log.warn('no live worker for a restored queue; waiting', { restoreId: this.id, vhost: source.vhost, queue: source.name, attempt });
         await sleep(1_000 * attempt, this.controller.signal);
         continue;
       }
@@ -185,7 +185,7 @@ export class RestoreJob {
         q.busyMs += clock.now() - began;
         q.publishedThisRun += final.confirmed - final.skipped;
         q.finished = { ok: final.error === '', error: final.error };
-        await state.markFinished(this.id, q.key, q.finished).catch((err) => log.warn(`restore ${this.id}: recording ${q.key} finished failed: ${errorMessage(err)}`));
+        await state.markFinished(this.id, q.key, q.finished).catch((err) => log.warn('recording a restored queue as finished failed', { restoreId: this.id, vhost: source.vhost, queue: source.name, err: errorMessage(err) }));
         return;
       } catch (err) {
         if (this.controller.signal.aborted) return;
@@ -194,7 +194,7 @@ export class RestoreJob {
           this.controller.abort(err);
           return;
         }
-        log.warn(`restore ${this.id}: ${source.vhost}/${source.name} on worker ${workerId} stopped (try ${attempt} of ${QUEUE_ATTEMPTS}), resuming from its recorded progress: ${errorMessage(err)}`);
+        log.warn('restore of a queue stopped on its worker; resuming from its recorded progress', { restoreId: this.id, vhost: source.vhost, queue: source.name, worker: workerId, attempt, attempts: QUEUE_ATTEMPTS, err: errorMessage(err) });
         await sleep(500 * attempt, this.controller.signal);
       }
     }

@@ -114,6 +114,6 @@ export async function rearmSentinels(continuity: BrokerContinuity, manifest: Che
   // yet) carries no mark: its vhost's sentinel stays missing, so the next round marks it.
   for (const o of outside) if (o.sinceEpoch === 0) vhosts.delete(o.vhost);
   for (const vhost of vhosts) {
-    await continuity.arm(vhost).catch((err) => log.warn(`declaring the restart sentinel of vhost ${vhost} failed: ${errorMessage(err)}; the next round marks its queues again`));
+    await continuity.arm(vhost).catch((err) => log.warn('declaring the restart sentinel of a vhost failed; the next round marks its queues again', { vhost, err: errorMessage(err) }));
   }
 }

@@ -102,7 +102,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
         execute(effect).catch((err) => {
           // An effect that cannot complete (lost leadership) ends the round undecided here; the
           // next leader presumes abort unless COMMIT was recorded.
-          log.error(`round ${plan.epoch}: ${effect.type} failed: ${errorMessage(err)}`);
+          log.error('round step failed', { epoch: plan.epoch, roundId: plan.roundId, step: effect.type, err: errorMessage(err) });
           const outcome = round.decision === 'committed' ? 'in-doubt' : 'aborted';
           done({ epoch: plan.epoch, outcome, reason: `${effect.type} failed: ${errorMessage(err)}`, effectFailed: true });
         });
@@ -124,7 +124,7 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
             const atMs = clock.now();
             // After the fence is confirmed: a sentinel still there means no restart hole before the cut.
             const restarted = await context.continuity.restarted(effect.vhosts);
-            for (const vhost of restarted) context.log.warn(`vhost ${vhost}: the broker restarted since the last check; round ${effect.epoch} marks its queues as possibly incomplete`);
+            for (const vhost of restarted) context.log.warn('the broker restarted since the last check: the round marks the vhost\'s queues as possibly incomplete', { vhost, epoch: effect.epoch });
             await failpoint('coordinator.after-fence');
             dispatch({ type: 'fences-published', atMs, restarted: restarted.map((vhost) => ({ vhost, reason: restartReason(vhost) })) });
           } catch (err) {
@@ -181,9 +181,17 @@ export function runRound(context: RoundContext): Promise<RoundResult> {
           const outside = round.outside;
           if (effect.outcome === 'committed' && outside.length > 0) {
             // G8: the others committed; say which queues did not, and why, every round they do not.
-            log.warn(`checkpoint ${effect.epoch} committed with ${effect.reason}`, { queues: manifest?.queues.length, messages: manifest?.messages });
-          } else if (effect.outcome === 'committed') log.info(`checkpoint ${effect.epoch} committed`, { queues: manifest?.queues.length, messages: manifest?.messages });
-          else log.warn(`round ${effect.epoch} aborted: ${effect.reason}`);
+            log.warn('checkpoint committed with queues outside its cut', {
+              epoch: effect.epoch,
+              roundId: plan.roundId,
+              reason: effect.reason,
+              queues: manifest?.queues.length,
+              outside: outside.length,
+              messages: manifest?.messages,
+            });
+          } else if (effect.outcome === 'committed') {
+            log.info('checkpoint committed', { epoch: effect.epoch, roundId: plan.roundId, queues: manifest?.queues.length, messages: manifest?.messages });
+          } else log.warn('round aborted', { epoch: effect.epoch, roundId: plan.roundId, outcome: effect.outcome, reason: effect.reason });
           done({ epoch: effect.epoch, outcome: effect.outcome, reason: effect.reason, manifest, ...(outside.length > 0 ? { outside } : {}) });
           return;
         }
@@ -248,7 +256,7 @@ async function vhostCensus(context: RoundContext, epoch: number, vhost: string):
       census.settings,
     );
   } catch (err) {
-    log.warn(`round ${epoch}: no census of vhost ${vhost} (its heads stay where they were): ${errorMessage(err)}`);
+    log.warn('no census of a vhost: its heads stay where they were', { epoch, vhost, err: errorMessage(err) });
     return new Map();
   }
 }
@@ -270,7 +278,7 @@ async function writeUntilLanded(context: RoundContext, manifest: CheckpointManif
     {
       ...MANIFEST_BACKOFF,
       retryable: (err) => !(err instanceof LeadershipLostError),
-      onRetry: (err) => context.log.warn(`manifest of checkpoint ${manifest.epoch} not written yet, retrying: ${errorMessage(err)}`),
+      onRetry: (err) => context.log.warn('checkpoint manifest not written yet; retrying', { epoch: manifest.epoch, err: errorMessage(err) }),
     },
   );
 }
@@ -309,7 +317,7 @@ async function sendDecision(context: RoundContext, epoch: number, decision: Outc
  * the worker has it, or refused it for good (a newer leader exists, a bad request).
  */
 export async function deliverDecision(client: WorkerClient, request: DecideRequest, attempts: number, log: Logger): Promise<boolean> {
-  const failed = (err: unknown, attempt: number) => log.debug(`decision of ${request.epoch} to ${client.address} failed (attempt ${attempt}): ${errorMessage(err)}`);
+  const failed = (err: unknown, attempt: number) => log.debug('sending a decision failed', { epoch: request.epoch, address: client.address, attempt, err: errorMessage(err) });
   try {
     await retry(() => client.decide(request, DECIDE_DEADLINE_MS), { ...DECIDE_BACKOFF, attempts, retryable: isRetryableGrpcError, onRetry: failed });
     return true;

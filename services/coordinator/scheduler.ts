@@ -49,7 +49,7 @@ export class LeaderScheduler {
   private nextRoundAt = 0;
   /** The step the timer is in, and since when (for the stall warning). */
   private working: { step: string; sinceMs: number } | undefined;
-  private readonly stallWarn: (message: string) => void;
+  private readonly stallWarn: ReturnType<typeof throttledWarn>;
 
   constructor(
     private readonly timings: SchedulerTimings,
@@ -86,23 +86,23 @@ export class LeaderScheduler {
     const { timings, duties, log, clock } = this;
     if (duties.stopped()) return;
     if (duties.leaseLapsed()) {
-      this.stallWarn(`leader lease not renewed for more than ${timings.leaseTime} ms: not leading until a renewal succeeds`);
+      this.stallWarn('leader lease not renewed in time: not leading until a renewal succeeds', { leaseTimeMs: timings.leaseTime });
       return;
     }
     if (!duties.isLeader()) return;
     if (this.working) {
       const busyMs = clock.now() - this.working.sinceMs;
       if (busyMs > Math.max(10_000, 3 * timings.discoveryInterval)) {
-        this.stallWarn(`leader busy for ${Math.round(busyMs / 1000)} s in ${this.working.step}; discovery and scheduled rounds wait`);
+        this.stallWarn('leader busy in one step; discovery and scheduled rounds wait', { step: this.working.step, durationMs: busyMs });
       }
       return;
     }
     const step = async (name: string, work: () => Promise<unknown>) => {
       this.working = { step: name, sinceMs: clock.now() };
-      await work().catch((err) => log.warn(`${name} failed, will retry: ${errorMessage(err)}`));
+      await work().catch((err) => log.warn('leader step failed; will retry', { step: name, err: errorMessage(err) }));
     };
     try {
-      void duties.redeliver().catch((err) => log.warn(`re-sending decisions failed: ${errorMessage(err)}`));
+      void duties.redeliver().catch((err) => log.warn('re-sending decisions failed', { err: errorMessage(err) }));
       if (duties.needsRecovery()) {
         await step('recovery of an in-doubt round', () => this.enqueue(() => duties.recover(), STEP_LIMIT_MS, 'recovery'));
       }

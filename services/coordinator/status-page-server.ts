@@ -19,7 +19,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, errorMessage, type GrpcTls, type Logger, type Role, roleAllows, throttledWarn } from '../core/index.js';
+import { ConfigError, errorMessage, type GrpcTls, type LogFields, type Logger, type Role, roleAllows, throttledWarn } from '../core/index.js';
 import type { AdminAuthenticator, AdminCaller } from './admin-auth.js';
 
 /** The page's files: URL path → file in ./status-page/ and its content type. Nothing else is served from disk. */
@@ -75,7 +75,7 @@ export async function serveStatusPage(options: StatusPageOptions): Promise<Statu
   const refused = throttledWarn(options.log);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res, files, options, refused).catch((err: unknown) => {
-      options.log.warn(`status page: ${req.method} ${pathOf(req)} failed: ${errorMessage(err)}`);
+      options.log.warn('status page request failed', { method: req.method, path: pathOf(req), err: errorMessage(err) });
       if (!res.headersSent) sendJson(res, 500, { error: 'the coordinator could not answer this; see its log' });
       else res.destroy();
     });
@@ -97,7 +97,7 @@ export async function serveStatusPage(options: StatusPageOptions): Promise<Statu
   } catch (err) {
     throw new ConfigError(`cannot serve the status page on ${options.listen}: ${errorMessage(err)}; nothing was started. Pick another statusListen (TIDEMARK_STATUS_LISTEN).`, { cause: err });
   }
-  server.on('error', (err) => options.log.warn(`status page: ${errorMessage(err)}`));
+  server.on('error', (err) => options.log.warn('status page server failed', { err: errorMessage(err) }));
   const bound = (server.address() as AddressInfo).port;
   const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? 'localhost' : host;
   return {
@@ -112,7 +112,7 @@ async function handle(
   res: ServerResponse,
   files: ReadonlyMap<string, { body: Buffer; type: string }>,
   options: StatusPageOptions,
-  refused: (message: string) => void,
+  refused: (message: string, fields?: LogFields) => void,
 ): Promise<void> {
   const path = pathOf(req);
   if (req.method !== 'GET') {
@@ -134,7 +134,7 @@ async function handle(
   try {
     caller = options.authenticator.identifyBearer(req.headers.authorization, 'header', 'sign in again with a token of TIDEMARK_AUTH_TOKENS_FILE');
   } catch (err) {
-    refused(`status page: refused ${path} from ${req.socket.remoteAddress ?? 'unknown'}: ${errorMessage(err)}`);
+    refused('status page request refused', { path, peer: req.socket.remoteAddress ?? 'unknown', reason: errorMessage(err) });
     res.setHeader('www-authenticate', 'Bearer realm="tidemark status"');
     sendJson(res, 401, { error: errorMessage(err) });
     return;

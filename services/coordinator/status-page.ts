@@ -27,6 +27,6 @@ export async function startStatusPage(
   });
   logListenChoice(listen, log);
   const page = await serveStatusPage({ listen: listen.address, tls, authenticator, api: statusPageApi(coordinator, restores), log });
-  log.info(`status page at ${page.url} (${tls.enabled ? 'HTTPS with the coordinator certificate' : 'plain HTTP, TIDEMARK_TLS=off'}); sign in with a token of the read role or higher`);
+  log.info('serving the status page; sign in with a token of the read role or higher', { url: page.url, tls: tls.enabled });
   return page;
 }

@@ -202,7 +202,7 @@ export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Prom
         });
   const report: PruneReport = { dryRun: options.dryRun, kept: decision.keep, deleted: decision.drop, segmentsDeleted: 0, stagedDeleted: 0, bytesFreed: 0, sweepSkipped: '' };
   if (!options.dryRun) {
-    if (decision.drop.length > 0) log.info(`retention deleted ${decision.drop.length} checkpoint(s)`, { first: decision.drop[0], last: decision.drop[decision.drop.length - 1] });
+    if (decision.drop.length > 0) log.info('retention deleted checkpoints', { checkpoints: decision.drop.length, first: decision.drop[0], last: decision.drop[decision.drop.length - 1] });
     await failpoint('gc.after-manifest-deletes');
   }
   const dropped = new Set(options.dryRun ? decision.drop : []);
@@ -224,7 +224,7 @@ export async function pruneStore(deps: StoreGcDeps, options: PruneOptions): Prom
     await store.delete(object.key);
   }
   if (plan.segments.length + plan.staging.length > 0) {
-    log.info(`garbage collection deleted ${plan.segments.length} segment(s) and ${plan.staging.length} staged partition(s)`, { bytes: report.bytesFreed });
+    log.info('garbage collection deleted objects', { segments: plan.segments.length, staged: plan.staging.length, bytes: report.bytesFreed });
   }
   return report;
 }
@@ -238,7 +238,7 @@ export async function deleteCheckpoint(deps: StoreGcDeps, epoch: number, graceMs
     if (blockers.length > 0) throw new CheckpointProtectedError(epoch, blockers);
     await deleteManifests(deps, [epoch]);
   });
-  deps.log.info(`checkpoint ${epoch} deleted by request`);
+  deps.log.info('checkpoint deleted by request', { epoch });
 }
 
 /**
@@ -278,7 +278,7 @@ async function planSweep(deps: StoreGcDeps, graceMs: number, dropped: ReadonlySe
   const stagedRefs = new Set<string>();
   for (const o of partitionsToKeep(staging, latest, openEpochs)) {
     const partition = await decodePartition(await store.get(o.key, { maxBytes: MAX_MANIFEST_BYTES }), o.key, store.vault).catch((err: unknown) => {
-      deps.log.warn(`garbage collection cannot read staged partition ${o.key} (${errorMessage(err)}); no segment is swept this pass`);
+      deps.log.warn('garbage collection cannot read a staged partition; no segment is swept this pass', { object: o.key, err: errorMessage(err) });
       return 'unreadable' as const;
     });
     if (partition === 'unreadable') return { segments: [], staging: [], skipped: `staged partition ${o.key} could not be read` };

@@ -100,7 +100,7 @@ export {
   TokenTable,
 } from './infrastructure/auth-tokens.js';
 export { forEachLimited } from './infrastructure/limited.js';
-export { createLogger, type Logger, throttledWarn } from './infrastructure/log.js';
+export { createLogger, type LogFields, type LogFormat, type Logger, resolveLogFormat, throttledWarn } from './infrastructure/log.js';
 export { Membership, type WorkerRegistration } from './state/membership.js';
 export { type MetricsServer, serveMetrics } from './infrastructure/metrics-server.js';
 export {

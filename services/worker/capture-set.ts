@@ -83,7 +83,7 @@ export class CaptureSet {
         this.captures.delete(id);
         await this.stop(capture);
         this.slotsOf(capture.vhost).release(id);
-        this.options.log.info(`released ${capture.vhost}/${capture.queue}`);
+        this.options.log.info('capture released', { vhost: capture.vhost, queue: capture.queue });
       }
     }
     // A failed capture is retried with a fresh one, but it stays in the set (and its error in
@@ -129,7 +129,7 @@ export class CaptureSet {
         for (const capture of captures) this.attaching.delete(capture);
       }
       for (const capture of captures) this.captures.set(queueKey(capture.vhost, capture.queue), capture);
-      this.options.log.info(`capturing ${captures.length} new queue(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
+      this.options.log.info('capturing new queues', { vhost, lane, queues: captures.length });
     }
   }
 
@@ -173,7 +173,7 @@ export class CaptureSet {
     const candidates = new Set([...this.captures.values(), ...this.attaching]);
     const captures = [...candidates].filter((c) => c.vhost === vhost && !c.error && slots.laneOf(queueKey(c.vhost, c.queue)) === lane);
     await Promise.all(captures.map((capture) => this.attach(connection, capture)));
-    this.options.log.info(`re-attached ${captures.length} capture(s) in vhost ${vhost}${lane === 0 ? '' : ` on connection #${lane}`}`);
+    this.options.log.info('captures re-attached', { vhost, lane, queues: captures.length });
   }
 
   private async attach(connection: ChannelModel, capture: QueueCapture): Promise<void> {
@@ -181,13 +181,13 @@ export class CaptureSet {
     try {
       const channel = await connection.createChannel();
       this.channels.set(capture, channel);
-      channel.on('error', (err) => this.options.log.warn(`channel of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`));
+      channel.on('error', (err) => this.options.log.warn('capture channel failed', { vhost: capture.vhost, queue: capture.queue, err: errorMessage(err) }));
       await capture.attach(channel);
     } catch (err) {
       // An attach through a connection that was replaced meanwhile is superseded by the re-attach
       // through the new one; only a failure on the latest connection stops the capture.
       if (this.attachedVia.get(capture) !== connection) {
-        this.options.log.debug(`attach of ${capture.vhost}/${capture.queue} through a replaced connection failed (re-attached since): ${errorMessage(err)}`);
+        this.options.log.debug('attach through a replaced connection failed (re-attached since)', { vhost: capture.vhost, queue: capture.queue, err: errorMessage(err) });
         return;
       }
       capture.fail(new JournalReadError(`cannot read journal ${capture.journal} of ${capture.vhost}/${capture.queue}: ${errorMessage(err)}`, { cause: err }));

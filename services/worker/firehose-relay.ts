@@ -98,7 +98,7 @@ export class FirehoseRelay {
     if (this.closed || relay.input || relay.starting) return relay.starting ?? Promise.resolve();
     relay.starting = this.consume(relay, connection)
       .catch((err) => {
-        this.options.log.warn(`firehose relay in vhost ${relay.vhost} could not start: ${errorMessage(err)}`);
+        this.options.log.warn('firehose relay could not start', { vhost: relay.vhost, err: errorMessage(err) });
         this.stop(relay);
       })
       .finally(() => {
@@ -117,7 +117,7 @@ export class FirehoseRelay {
     const input = await connection.createChannel();
     const output = await connection.createConfirmChannel();
     const lost = (which: string) => (err: unknown) => {
-      log.warn(`firehose relay ${which} channel in vhost ${relay.vhost} closed: ${errorMessage(err)}`);
+      log.warn('firehose relay channel closed', { vhost: relay.vhost, channel: which, err: errorMessage(err) });
       this.stop(relay);
     };
     input.on('error', lost('input'));
@@ -130,7 +130,7 @@ export class FirehoseRelay {
       queue,
       (msg) => {
         if (msg === null) {
-          log.info(`firehose queue of vhost ${relay.vhost} was deleted: relay stopped`);
+          log.info('firehose queue deleted: relay stopped', { vhost: relay.vhost });
           this.stop(relay);
           return;
         }
@@ -138,7 +138,7 @@ export class FirehoseRelay {
       },
       { noAck: false, consumerTag: relayConsumerTag(this.options.workerId) },
     );
-    log.info(`relaying the firehose of vhost ${relay.vhost} (active when the broker picks this consumer)`);
+    log.info('relaying the firehose (active when the broker picks this consumer)', { vhost: relay.vhost });
   }
 
   private relay(relay: VhostRelay, input: Channel, output: ConfirmChannel, exchange: string, msg: ConsumeMessage): void {
@@ -147,7 +147,7 @@ export class FirehoseRelay {
       publish = relayPublishOf(this.options.namespace, relay.vhost, parseTrace(msg.properties.headers), msg.fields.redelivered);
     } catch (err) {
       // Only the tracer publishes into the firehose queue; anything else is not a publish to keep.
-      this.options.log.warn(`firehose of vhost ${relay.vhost}: skipped a message: ${errorMessage(err)}`);
+      this.options.log.warn('firehose relay skipped a message', { vhost: relay.vhost, err: errorMessage(err) });
       input.ack(msg);
       return;
     }
@@ -159,7 +159,7 @@ export class FirehoseRelay {
       output.publish(exchange, publish.routingKey, msg.content, publish.options, (err) => {
         if (relay.input !== input) return; // stopped: the trace message goes back to the queue
         if (err) {
-          this.options.log.error(`firehose relay in vhost ${relay.vhost}: the broker refused a copy (${errorMessage(err)}); restarting from the first unacknowledged trace`);
+          this.options.log.error('firehose relay: the broker refused a copy; restarting from the first unacknowledged trace', { vhost: relay.vhost, err: errorMessage(err) });
           this.stop(relay);
           return;
         }
@@ -167,7 +167,7 @@ export class FirehoseRelay {
         input.ack(msg);
       });
     } catch (err) {
-      this.options.log.error(`firehose relay in vhost ${relay.vhost}: publish failed: ${errorMessage(err)}`);
+      this.options.log.error('firehose relay: publish failed', { vhost: relay.vhost, err: errorMessage(err) });
       this.stop(relay);
     }
   }

@@ -57,7 +57,7 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
     const listen = chooseListen({ explicit: config.listen, port: 0, protectedCalls: tls.enabled, exposeByDefault: false, service: 'worker', why: 'TLS is off (TIDEMARK_TLS=off)' });
     logListenChoice(listen, log);
     const expiring = expiryWarning(tls);
-    if (expiring) log.warn(expiring);
+    if (expiring) log.warn('this process\'s TLS certificate (TIDEMARK_TLS_CERT) expires soon: issue a new one and restart before then, or its peers will refuse it', { expiresAt: tls.enabled ? tls.certificateExpiry?.toISOString() : undefined });
     ({ server, port } = await startServer([[WorkerServiceService, workerHandlers(worker)], ...health.health.status.service()], listen.address, {
       credentials: serverCredentials(tls, 'required'),
       refuse: onlyPeerNamed(tls, config.tlsCoordinatorName, `worker ${config.id}`),
@@ -69,7 +69,7 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
         server.forceShutdown();
         throw err;
       }
-      log.info(`worker ${config.id} serving gRPC health in plaintext on port ${healthOnly.port} (healthListen)`);
+      log.info('serving gRPC health in plaintext (healthListen)', { port: healthOnly.port });
     }
   } catch (err) {
     await health.close().catch(() => {});
@@ -78,14 +78,14 @@ export async function startWorker(config: Config, log: Logger, signal?: AbortSig
   }
   // Only now is the port known, so only now can the worker tell the leader where it is.
   const address = config.advertise ?? advertiseAddress(config.listen ?? '127.0.0.1:0', port);
-  log.info(`worker ${config.id} serving on port ${port} (${tls.enabled ? `mutual TLS: only callers named ${config.tlsCoordinatorName}` : 'plaintext, TIDEMARK_TLS=off'})`);
+  log.info('serving the worker API', { port, tls: tls.enabled, ...(tls.enabled ? { onlyCaller: config.tlsCoordinatorName } : {}) });
   // The same setting and token rules as the coordinator's endpoint (docs/OPERATIONS.md#metrics).
   let metrics: MetricsServer | undefined;
   try {
     if (config.metricsListen) {
       const token = config.metricsTokenFile ? readTokenFile(config.metricsTokenFile, 'TIDEMARK_METRICS_TOKEN_FILE') : undefined;
       metrics = await serveMetrics(worker.metrics.registry, config.metricsListen, log.child('metrics'), { token });
-      log.info(`worker ${config.id} serving metrics on port ${metrics.port} (GET /metrics)`);
+      log.info('serving metrics (GET /metrics)', { port: metrics.port });
     }
     await worker.start(address, signal);
   } catch (err) {

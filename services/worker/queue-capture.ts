@@ -204,7 +204,7 @@ export class QueueCapture {
     if (!admission.accept) return; // re-delivery of a chunk we already hold
     if (admission.emptyOffsets) {
       const [from, to] = admission.emptyOffsets;
-      this.options.log.debug(`journal ${this.journal}: offsets ${from}..${to} hold no message (stream segment start)`);
+      this.options.log.debug('journal offsets hold no message (stream segment start)', { vhost: this.vhost, queue: this.queue, journal: this.journal, from, to });
       this.ledger.gap(to);
     }
     // A copy relayed from the firehose (docs/OPERATIONS.md) is stored as the producer published it.
@@ -275,7 +275,7 @@ export class QueueCapture {
   fail(err: Error): void {
     if (!this.failure) {
       this.failure = err;
-      this.options.log.error(`capture of ${this.vhost}/${this.queue} stopped: ${err.message}`);
+      this.options.log.error('capture stopped', { vhost: this.vhost, queue: this.queue, err: err.message });
       // Stop the deliveries too: nothing read from here on could be used.
       const { channel, consumerTag } = this;
       if (channel && consumerTag) Promise.resolve().then(() => channel.cancel(consumerTag)).catch(() => {});
@@ -408,7 +408,7 @@ export class QueueCapture {
    */
   tick(): void {
     if (this.buffer.some((r) => r.fenceEpoch === 0) && !this.failure) {
-      this.flush().catch((err) => this.options.log.warn(`flush of ${this.vhost}/${this.queue} failed, will retry: ${errorMessage(err)}`));
+      this.flush().catch((err) => this.options.log.warn('flush failed; will retry', { vhost: this.vhost, queue: this.queue, err: errorMessage(err) }));
     }
   }
 }

@@ -40,6 +40,7 @@ import {
   queueKey,
   readPrefix,
   RestoreCancelledError,
+  splitQueueKey,
   toPublishOptions,
 } from '../core/index.js';
 import { amqpSocketOptions, amqpUrlForVhost, probeQueue, queueDeclareOptions, redactUrl } from '../core/amqp/index.js';
@@ -127,7 +128,15 @@ async function restoreQueue(
     const damaged = publishing ? damagedData(err, item) : undefined;
     const why = damaged ? changedSinceVerified(damaged, item, options, progress, published) : errorMessage(err);
     progress.error = `restore of ${source.vhost}/${source.name} into ${item.targetVhost}/${item.targetName} failed after ${progress.confirmed} confirmed message(s): ${why}`;
-    options.log.error(progress.error);
+    options.log.error('restore of a queue failed', {
+      restoreId: options.task.restoreId,
+      vhost: source.vhost,
+      queue: source.name,
+      targetVhost: item.targetVhost,
+      targetQueue: item.targetName,
+      confirmed: progress.confirmed,
+      err: why,
+    });
     options.emit({ ...progress });
   }
 }
@@ -237,7 +246,7 @@ async function publishPrefix(
       .then(() => void (recorded = count))
       .catch((err) => {
         retryAt = Date.now() + 1_000;
-        options.log.warn(`recording the progress of ${key.replace('\u0000', '/')} failed, will retry: ${errorMessage(err)}`);
+        options.log.warn('recording restore progress failed; will retry', { restoreId: options.task.restoreId, ...splitQueueKey(key), err: errorMessage(err) });
       })
       .finally(() => {
         recording = undefined;

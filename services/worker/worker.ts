@@ -131,12 +131,12 @@ export class Worker {
     // First: an unreadable certificate file is a configuration error, found before anything is opened.
     const backends = loadBackendTls(config);
     configureAmqpTls(config.amqpUrl, backends.amqp, backends.amqpExternal);
-    const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn(`store not ready, retrying in ${delayMs} ms: ${errorMessage(err)}`));
+    const store = await openStoreRetrying(config, signal, (err, delayMs) => log.warn('store not ready; retrying', { retryMs: delayMs, err: errorMessage(err) }));
     let redis: Redis | undefined;
     try {
       // An encrypted store: this process's data key is made (and stored wrapped) now, not on the
       // first segment a capture waits for. A failure here is retried by that first write.
-      await store.vault?.prepare().catch((err: unknown) => log.warn(`cannot store this worker's data key yet (${errorMessage(err)}); the first segment written tries again`));
+      await store.vault?.prepare().catch((err: unknown) => log.warn('cannot store this worker\'s data key yet; the first segment written tries again', { err: errorMessage(err) }));
       redis = await openRedis(config.redisUrl, log.child('redis'), signal, backends.redis);
       return await Worker.assemble(options, store, redis, signal);
     } catch (err) {
@@ -181,12 +181,12 @@ export class Worker {
     await abortable(this.membership.renew(registration), signal);
     const every = Math.max(200, Math.floor(this.options.config.leaseTime / 3));
     this.heartbeat = setInterval(() => {
-      this.membership.renew(registration).catch((err) => this.options.log.warn(`lease renewal failed: ${errorMessage(err)}`));
+      this.membership.renew(registration).catch((err) => this.options.log.warn('membership lease renewal failed', { err: errorMessage(err) }));
     }, every);
     this.flusher = setInterval(() => this.captures.tick(), this.options.config.flushInterval);
     this.inquirer = setInterval(() => void this.inquire(), inquiryIntervalMs(this.options.config.leaseTime));
-    this.prober = setInterval(() => void this.captures.probeTails().catch((err) => this.options.log.debug(`lag probe failed: ${errorMessage(err)}`)), LAG_PROBE_INTERVAL_MS);
-    this.options.log.info(`worker ${this.id} serving at ${address}`);
+    this.prober = setInterval(() => void this.captures.probeTails().catch((err) => this.options.log.debug('lag probe failed', { err: errorMessage(err) })), LAG_PROBE_INTERVAL_MS);
+    this.options.log.info('worker registered', { address });
   }
 
   /**
@@ -204,7 +204,7 @@ export class Worker {
     clearInterval(this.flusher);
     clearInterval(this.inquirer);
     clearInterval(this.prober);
-    await withTimeLimit(Promise.allSettled(this.tasks), STOP_STEP_LIMIT_MS, 'waiting for restore tasks to stop').catch((err) => this.options.log.warn(errorMessage(err)));
+    await withTimeLimit(Promise.allSettled(this.tasks), STOP_STEP_LIMIT_MS, 'waiting for restore tasks to stop').catch((err) => this.options.log.warn('a stop step did not finish', { step: 'waiting for restore tasks to stop', err: errorMessage(err) }));
     if (this.registered) await withTimeLimit(this.membership.leave(this.id), STOP_STEP_LIMIT_MS, 'leaving the membership').catch(() => {});
     await this.relay.close();
     await this.captures.close();
@@ -231,7 +231,7 @@ export class Worker {
     }
     // Vhosts in firehose mode need a relay among the workers holding their queues.
     const vhosts = new Set(request.queues.map((a) => a.definition!.vhost));
-    await this.relay.watch(vhosts).catch((err) => this.options.log.warn(`firehose relay: ${errorMessage(err)}`));
+    await this.relay.watch(vhosts).catch((err) => this.options.log.warn('firehose relay: watching vhosts failed', { vhosts: [...vhosts], err: errorMessage(err) }));
     return { generation: this.generation, capturing: this.captures.all().length };
   }
 
@@ -355,12 +355,12 @@ export class Worker {
         const newestVisible = record?.state === 'committed' && manifestRoundId === undefined ? await this.catalog.latestEpoch() : undefined;
         const answer = answerInquiry(round, { record, manifestRoundId, newestVisible });
         if (answer === 'wait') continue;
-        this.options.log.info(`round ${round.epoch} (${round.roundId}): asked for the decision: ${answer}`);
+        this.options.log.info('asked for a round\'s decision', { epoch: round.epoch, roundId: round.roundId, decision: answer });
         // The manifest says which of our queues it took from our vote: only those adopt the cut.
         this.apply(round.epoch, round.roundId, answer === 'commit' ? 'committed' : 'aborted', manifest && countedFor(manifest, this.id));
       }
     } catch (err) {
-      this.options.log.warn(`asking for round decisions failed, will retry: ${errorMessage(err)}`);
+      this.options.log.warn('asking for round decisions failed; will retry', { err: errorMessage(err) });
     } finally {
       this.inquiring = false;
     }

@@ -2,7 +2,7 @@
  * What a chaos run reports: per fault, how long recovery took; the checker's verdict; what the
  * cluster log says about aborted rounds and errors; and the one-line summary it ends with.
  */
-import { readFileSync } from 'node:fs';
+import { readClusterLog as readLogLines } from '../helpers/log-lines.js';
 import type { FaultKind } from './faults.js';
 import { COUNTERS, MARKED_COUNTERS, type Verdict } from './history.js';
 
@@ -67,12 +67,18 @@ function tally(lines: string[]): Array<[string, number]> {
   return [...counts].sort((a, b) => b[1] - a[1]);
 }
 
-/** Aborted rounds and error lines in a cluster log (as written by test/helpers/cluster.ts). */
+/** Aborted rounds and error lines in a cluster log (JSON lines, as written by test/helpers/cluster.ts). */
 export function readClusterLog(logFile: string): Pick<ChaosReport, 'aborted' | 'abortReasons' | 'errorLines'> {
-  const lines = readFileSync(logFile, 'utf8').split('\n');
-  const aborts = lines.map((l) => /round \d+ aborted: (.*)$/.exec(l)?.[1]).filter((r): r is string => r !== undefined);
+  const lines = readLogLines(logFile);
+  const aborts = lines.flatMap((l) => (l.entry?.msg === 'round aborted' ? [String(l.entry.reason ?? '')] : []));
   const errors = lines
-    .filter((l) => / ERROR /.test(l) || /Unhandled error event/.test(l))
-    .map((l) => normalize(l.replace(/^\[([^\]]+)\] \S+ ERROR /, '[$1] ').replace(/^\[(coordinator|worker)[^\]]*\]/, '[$1]')));
+    .filter((l) => l.entry?.level === 'error' || (!l.entry && /Unhandled error event/.test(l.line)))
+    .map((l) => {
+      const who = l.process.replace(/^(coordinator|worker).*$/, '$1');
+      if (!l.entry) return normalize(`[${who}] ${l.line}`);
+      const { msg, err, reason, vhost, queue } = l.entry;
+      const facts = [vhost !== undefined && queue !== undefined ? `${vhost}/${queue}` : '', err ?? reason ?? ''].filter(Boolean).join(': ');
+      return normalize(`[${who}] ${msg}${facts ? ` (${facts})` : ''}`);
+    });
   return { aborted: aborts.length, abortReasons: tally(aborts.map(normalize)), errorLines: tally(errors) };
 }

@@ -148,6 +148,8 @@ export async function startTestCluster(options: TestClusterOptions): Promise<Tes
     TIDEMARK_PREPARE_TIMEOUT: options.prepareTimeout ?? '15s',
     TIDEMARK_COORDINATOR: `127.0.0.1:${port}`,
     TIDEMARK_LOG_LEVEL: 'info',
+    // Tests read the log as JSON lines (test/helpers/log-lines.ts), whatever the developer's shell sets.
+    TIDEMARK_LOG_FORMAT: 'json',
     ...(tls ? { TIDEMARK_TLS: 'on', TIDEMARK_TLS_DIR: await testTlsDir() } : { TIDEMARK_TLS: 'off' }),
     TIDEMARK_AUTH_TOKENS_FILE: tokensFile,
     TIDEMARK_TOKEN: token,

@@ -25,6 +25,7 @@ import { declareBoundQueues, readQueue } from '../helpers/broker.js';
 import { jsonLines, runCli, spawnCli, type CliResult } from '../helpers/cli.js';
 import { withoutCertificate } from '../helpers/tls.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { clusterLogEvents } from '../helpers/log-lines.js';
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { createTestUser, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
@@ -408,7 +409,10 @@ describe('admin API authentication and roles', () => {
     // The scan saw the restores it is about.
     for (const id of restoreIds) expect(inRedis).toContain(id);
     const logs = readFileSync(cluster.logFile, 'utf8');
-    expect(logs).toContain('admin API: ops (operator, token) called restore');
+    // The audit line: who called what, as fields.
+    expect(clusterLogEvents(cluster.logFile, 'admin API call', 'coordinator')).toContainEqual(
+      expect.objectContaining({ caller: 'ops', role: 'operator', via: 'token', method: 'restore' }),
+    );
     const argv = readdirSync('/proc')
       .filter((entry) => /^\d+$/.test(entry))
       .map((pid) => {

@@ -4,7 +4,6 @@
  * --json) and the metrics, keeps checkpointing the protected ones, and leaves the broker healthy.
  * A new leader with an even smaller budget keeps what is protected and holds back only the rest.
  */
-import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementClient } from '../../services/core/amqp/management-client.js';
@@ -14,6 +13,7 @@ import { declareBoundQueues } from '../helpers/broker.js';
 import { brokerHealthProblems } from '../helpers/broker-health.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { readClusterLog } from '../helpers/log-lines.js';
 import { scrape } from '../helpers/metrics.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 
@@ -105,9 +105,9 @@ describe('broker resource guard', () => {
     expect(metrics.get('tidemark_protected_queues')).toBe(BUDGET);
 
     // Logged once, not on every discovery pass.
-    const warnings = readFileSync(cluster.logFile, 'utf8').split('\n').filter((line) => line.includes('broker resource guard:'));
-    expect(warnings, warnings.join('\n')).toHaveLength(1);
-    expect(warnings[0]).toContain(`${QUEUES.length - BUDGET} selected queue(s) get no journal`);
+    const warnings = readClusterLog(cluster.logFile).filter((l) => l.entry?.msg.startsWith('broker resource guard:'));
+    expect(warnings.map((l) => l.line), 'the resource guard\'s log lines').toHaveLength(1);
+    expect(warnings[0].entry).toMatchObject({ level: 'warn', waiting: QUEUES.length - BUDGET, limit: 'max-journals', reason: expect.stringContaining('TIDEMARK_MAX_JOURNALS') });
   });
 
   it('keeps committing checkpoints of the protected queues', async () => {

@@ -8,7 +8,6 @@
  * and the signal is sent once the process is connected to it. Mid-round and mid-restore use
  * failpoints (a stall in PREPARE or after the fence) and a rate-limited restore.
  */
-import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoundOutcome, type RestoreEvent } from '../../services/client/index.js';
@@ -18,6 +17,7 @@ import { startProtectedVhost, type ProtectedVhost } from '../helpers/protected-v
 import { RoundRobinProducer } from '../helpers/producers.js';
 import { managementJson, uniqueName } from '../helpers/services.js';
 import { eventually } from '../helpers/eventually.js';
+import { clusterLogEvents, logEntries } from '../helpers/log-lines.js';
 
 /** The stop bound of runService (services/cli/commands/services.ts), as documented. */
 const STOP_LIMIT_MS = 10_000;
@@ -79,21 +79,22 @@ const until = async (condition: () => boolean | Promise<boolean>, what: string, 
 };
 
 /** Lines of the cluster log written by the named process. */
-const logLines = (name: string, text: string) => readFileSync(setup.cluster.logFile, 'utf8').split('\n').filter((l) => l.startsWith(`[${name}] `) && l.includes(text));
+const logLines = (name: string, msg: string, fields: Record<string, unknown> = {}) =>
+  clusterLogEvents(setup.cluster.logFile, msg, name).filter((e) => Object.entries(fields).every(([key, value]) => e[key] === value));
 
 /**
  * Signals a cluster process and asserts that it stops within the bound, exits 0, says so in its
  * log, and that the broker shows none of its connections afterwards.
  */
 async function stopsCleanly(name: string, signal: NodeJS.Signals, connectionPrefix: string): Promise<void> {
-  const said = logLines(name, `stopped after ${signal}`).length;
+  const said = logLines(name, 'stopped', { signal }).length;
   const sentAt = Date.now();
   setup.cluster.signal(name, signal);
   const code = await setup.cluster.exited(name, STOP_LIMIT_MS + 5_000);
   const tookMs = Date.now() - sentAt;
   expect(code, `exit of ${name}; logs in ${setup.cluster.logFile}`).toBe(0);
   expect(tookMs).toBeLessThan(STOP_LIMIT_MS);
-  expect(logLines(name, `stopped after ${signal}`).length).toBe(said + 1);
+  expect(logLines(name, 'stopped', { signal }).length).toBe(said + 1);
   await noConnections(connectionPrefix);
 }
 
@@ -163,7 +164,7 @@ describe('a service stopped while it starts', () => {
         expect(exited, `the ${service} did not exit`).toBeDefined();
         expect(exited!.code, exited!.stderr).toBe(0);
         expect(Date.now() - sentAt).toBeLessThan(STOP_LIMIT_MS);
-        expect(exited!.stderr).toContain(`stopped after ${signal} while starting`);
+        expect(logEntries(exited!.stderr), exited!.stderr).toContainEqual(expect.objectContaining({ msg: 'stopped while starting', signal }));
       } finally {
         await redis.close();
       }
@@ -193,8 +194,9 @@ describe('a service whose store is not ready', () => {
     expect(exited, 'the worker did not exit').toBeDefined();
     expect(exited!.code, exited!.stderr).toBe(0);
     expect(Date.now() - sentAt).toBeLessThan(STOP_LIMIT_MS);
-    expect(exited!.stderr).toContain('store not ready, retrying');
-    expect(exited!.stderr).toContain('stopped after SIGTERM while starting');
+    const logged = logEntries(exited!.stderr);
+    expect(logged, exited!.stderr).toContainEqual(expect.objectContaining({ msg: 'store not ready; retrying', level: 'warn', retryMs: expect.any(Number) }));
+    expect(logged, exited!.stderr).toContainEqual(expect.objectContaining({ msg: 'stopped while starting', signal: 'SIGTERM' }));
   });
 });
 
@@ -230,9 +232,9 @@ describe('a running service', () => {
   });
 
   it('a worker stopped mid-prepare (stalled in a round) exits 0 within the bound', async () => {
-    const fired = logLines('worker-1', 'failpoint worker.after-segments fired').length;
+    const fired = logLines('worker-1', 'failpoint fired', { failpoint: 'worker.after-segments' }).length;
     const round = setup.cluster.client.checkpoint(true).catch((err: unknown) => err);
-    await until(() => logLines('worker-1', 'failpoint worker.after-segments fired').length > fired, 'the worker to stall in PREPARE');
+    await until(() => logLines('worker-1', 'failpoint fired', { failpoint: 'worker.after-segments' }).length > fired, 'the worker to stall in PREPARE');
     await stopsCleanly('worker-1', 'SIGTERM', workerConnections());
     await round;
     setup.cluster.restart('worker-1', {});
@@ -241,7 +243,7 @@ describe('a running service', () => {
 
   it('a leader stopped mid-round (stalled after the fence) exits 0 within the bound', async () => {
     const round = setup.cluster.client.checkpoint(true).catch((err: unknown) => err);
-    await until(() => logLines('coordinator', 'failpoint coordinator.after-fence fired').length > 0, 'the leader to stall after the fence');
+    await until(() => logLines('coordinator', 'failpoint fired', { failpoint: 'coordinator.after-fence' }).length > 0, 'the leader to stall after the fence');
     await stopsCleanly('coordinator', 'SIGTERM', coordinatorConnections());
     await round;
     setup.cluster.restart('coordinator', {});

@@ -22,6 +22,7 @@ import amqp from 'amqplib';
 import { declareBoundQueues, readQueue } from '../helpers/broker.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { logEntries } from '../helpers/log-lines.js';
 import { amqpUrlForVhost, createTestVhost, deleteTestVhost, testServices, uniqueName, type TestServices } from '../helpers/services.js';
 import { foreignCertificate } from '../helpers/tls.js';
 
@@ -215,6 +216,7 @@ describe('leader token confirmation (plaintext development mode, where a forger 
       exposed.child.kill('SIGTERM');
     }
     const { stderr } = await exposed.result;
-    expect(stderr).toMatch(/WARN .*the worker listens on 0\.0\.0\.0:0, reachable from the network, although TLS is off \(TIDEMARK_TLS=off\): anyone who can reach this address can call it/);
+    const warning = logEntries(stderr).find((e) => e.msg.startsWith('listening on a network address without protection: anyone who can reach it can call it'));
+    expect(warning, stderr).toMatchObject({ level: 'warn', worker: 'exposed-worker', service: 'worker', listen: '0.0.0.0:0', reason: 'TLS is off (TIDEMARK_TLS=off)' });
   });
 });

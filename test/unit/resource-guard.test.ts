@@ -78,16 +78,14 @@ describe('journal budget', () => {
   });
 });
 
-function recordingLog(): Logger & { lines: string[] } {
+function recordingLog(): Logger & { lines: string[]; fields: Array<Record<string, unknown> | undefined> } {
   const lines: string[] = [];
-  const log = {
-    lines,
-    debug: () => {},
-    info: (m: string) => void lines.push(`info ${m}`),
-    warn: (m: string) => void lines.push(`warn ${m}`),
-    error: (m: string) => void lines.push(`error ${m}`),
-    child: () => log,
+  const fields: Array<Record<string, unknown> | undefined> = [];
+  const record = (level: string) => (m: string, f?: Record<string, unknown>) => {
+    lines.push(`${level} ${m}`);
+    fields.push(f);
   };
+  const log = { lines, fields, debug: () => {}, info: record('info'), warn: record('warn'), error: record('error'), child: () => log };
   return log;
 }
 
@@ -124,12 +122,13 @@ describe('resource guard', () => {
     guard.report(waiting(3), admission);
     guard.report(waiting(3), admission);
     expect(log.lines).toHaveLength(1);
-    expect(log.lines[0]).toMatch(/^warn broker resource guard: 3 selected queue\(s\) get no journal/);
-    expect(log.lines[0]).toContain('open-file limit');
+    expect(log.lines[0]).toMatch(/^warn broker resource guard: selected queues get no journal/);
+    expect(log.fields[0]).toMatchObject({ waiting: 3, limit: 'files', example: { vhost: 'v', queue: 'q0' }, reason: expect.stringContaining('open-file limit') });
     guard.report(waiting(4), admission);
     guard.report([], admission);
     guard.report([], admission);
     expect(log.lines).toHaveLength(3);
+    expect(log.fields[1]).toMatchObject({ waiting: 4 });
     expect(log.lines[2]).toBe('info broker resource guard: every selected queue has its journal now');
   });
 });

@@ -46,7 +46,7 @@ describe('status page server', () => {
 
   it('a failing route answers 500 without its error, which goes to the log', async () => {
     const warnings: string[] = [];
-    const log: Logger = { ...silentLogger, warn: (message) => void warnings.push(message), child: () => log };
+    const log: Logger = { ...silentLogger, warn: (message, fields) => void warnings.push(`${message} ${JSON.stringify(fields ?? {})}`), child: () => log };
     const url = await serve({ '/api/status': async () => { throw new Error('redis said something internal'); } }, { log });
     const reply = await fetch(`${url}api/status`, bearer(reader));
     expect(reply.status).toBe(500);
@@ -56,12 +56,12 @@ describe('status page server', () => {
 
   it('refusals are logged with the peer, never with the token sent', async () => {
     const warnings: string[] = [];
-    const log: Logger = { ...silentLogger, warn: (message) => void warnings.push(message), child: () => log };
+    const log: Logger = { ...silentLogger, warn: (message, fields) => void warnings.push(`${message} ${JSON.stringify(fields ?? {})}`), child: () => log };
     const url = await serve({ '/api/status': async () => ({}) }, { log });
     const wrong = generateToken();
     expect((await fetch(`${url}api/status`, bearer(wrong))).status).toBe(401);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/refused \/api\/status from 127\.0\.0\.1/);
+    expect(warnings[0]).toMatch(/refused.*"path":"\/api\/status","peer":"127\.0\.0\.1"/);
     expect(warnings[0]).not.toContain(wrong);
   });
 

@@ -40,14 +40,14 @@ async function runService(log: Logger, start: (signal: AbortSignal) => Promise<{
   let received: { signal: NodeJS.Signals; atMs: number } | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (received) {
-      log.warn(`${signal} received again: exiting now, without finishing the stop`);
+      log.warn('signal received again: exiting now, without finishing the stop', { signal });
       process.exit(128 + constants.signals[signal]);
     }
     received = { signal, atMs: Date.now() };
-    log.info(`${signal} received: stopping (at most ${STOP_LIMIT_MS / 1000} s; a second signal exits at once)`);
+    log.info('signal received: stopping (a second signal exits at once)', { signal, limitMs: STOP_LIMIT_MS });
     // Unref'd: it fires only if something still holds the process, and then ends it.
     setTimeout(() => {
-      log.error(`still running ${STOP_LIMIT_MS / 1000} s after ${signal}: exiting anyway; still open: ${process.getActiveResourcesInfo().join(', ') || 'nothing'}`);
+      log.error('still running at the stop limit: exiting anyway', { signal, limitMs: STOP_LIMIT_MS, stillOpen: process.getActiveResourcesInfo() });
       process.exit(EXIT_FAILED);
     }, STOP_LIMIT_MS).unref();
     controller.abort(new StoppingError(`${signal} received`));
@@ -65,7 +65,7 @@ async function runService(log: Logger, start: (signal: AbortSignal) => Promise<{
     if (!received) await new Promise((resolve) => controller.signal.addEventListener('abort', resolve, { once: true }));
     await running.stop();
   }
-  log.info(`stopped after ${received!.signal}${running ? '' : ' while starting'} in ${Date.now() - received!.atMs} ms`);
+  log.info(running ? 'stopped' : 'stopped while starting', { signal: received!.signal, durationMs: Date.now() - received!.atMs });
 }
 
 export function addServiceCommands(program: Command, cli: CliContext): void {
@@ -77,7 +77,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     .option('--advertise <host:port>', 'address clients reach this coordinator at, which standbys point them to when it leads (TIDEMARK_ADVERTISE)')
     .action(async (flags) => {
       const cfg = cli.config(flags);
-      const log = createLogger(`coordinator ${cfg.id}`, cfg.logLevel);
+      const log = createLogger('coordinator', { level: cfg.logLevel, format: cfg.logFormat, fields: { coordinator: cfg.id } });
       await runService(log, async (signal) => (await import('../../coordinator/index.js')).startCoordinator(cfg, log, signal));
     });
 
@@ -85,7 +85,7 @@ export function addServiceCommands(program: Command, cli: CliContext): void {
     .option('--advertise <host:port>', 'address the coordinator reaches this worker at (TIDEMARK_ADVERTISE)')
     .action(async (flags) => {
       const cfg = cli.config(flags);
-      const log = createLogger(`worker ${cfg.id}`, cfg.logLevel);
+      const log = createLogger('worker', { level: cfg.logLevel, format: cfg.logFormat, fields: { worker: cfg.id } });
       await runService(log, async (signal) => (await import('../../worker/index.js')).startWorker(cfg, log, signal));
     });
 

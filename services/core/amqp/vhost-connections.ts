@@ -91,11 +91,11 @@ export class VhostConnections {
     }
     link.connection = connection;
     link.retryMs = 250;
-    connection.on('error', (err) => this.log.warn(`connection to vhost ${this.describe(link)} failed: ${errorMessage(err)}`));
+    connection.on('error', (err) => this.log.warn('broker connection failed', { vhost: link.vhost, lane: link.lane, err: errorMessage(err) }));
     connection.on('close', () => {
       link.connection = undefined;
       if (this.closed) return;
-      this.log.warn(`connection${link.lane === 0 ? '' : ` #${link.lane}`} to ${redactUrl(url)} closed; reconnecting`);
+      this.log.warn('broker connection closed; reconnecting', { vhost: link.vhost, lane: link.lane, broker: redactUrl(url) });
       this.reconnectLater(link);
     });
     return connection;
@@ -110,7 +110,7 @@ export class VhostConnections {
         const connection = await this.connect(link.vhost, link.lane);
         for (const listener of link.listeners) await listener(connection);
       } catch (err) {
-        this.log.warn(`reconnect to vhost ${this.describe(link)} failed: ${errorMessage(err)}`);
+        this.log.warn('broker reconnect failed; retrying', { vhost: link.vhost, lane: link.lane, err: errorMessage(err), retryMs: link.retryMs });
         if (!link.connection) this.reconnectLater(link);
       }
     }, delay).unref();

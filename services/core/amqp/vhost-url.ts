@@ -23,6 +23,14 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** `scheme://user:password@`: the credentials of a URL anywhere in a text (the password ends at the authority's last `@`). */
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s:/?#@]*):([^\s/?#]*)@/gi;
+
+/** The text with the password of every URL in it replaced (amqp://user:***@host), for logs. */
+export function redactUrlsIn(text: string): string {
+  return text.replace(URL_CREDENTIALS, '$1$2:***@');
+}
+
 /** The URL with no password in it (the user stays): what may be stored or shown of a broker URL. */
 export function withoutPassword(url: string): string {
   const parsed = new URL(url);

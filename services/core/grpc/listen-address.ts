@@ -21,6 +21,8 @@ export interface ListenChoice {
   address: string;
   /** A warning to log (the operator chose an exposed address without the protection), if any. */
   warning?: string;
+  /** With the warning: which service is exposed, and why its calls are not protected. */
+  unprotected?: { service: string; why: string };
 }
 
 /**
@@ -44,6 +46,7 @@ export function chooseListen(options: {
   if (protectedCalls || isLoopback(explicit)) return { address: explicit };
   return {
     address: explicit,
+    unprotected: { service, why },
     warning:
       `the ${service} listens on ${explicit}, reachable from the network, although ${why}: ` +
       'anyone who can reach this address can call it. You chose this with --listen; ' +
@@ -51,9 +54,14 @@ export function chooseListen(options: {
   };
 }
 
-/** Logs the choice's warning, if any. */
+/** Logs the choice's warning, if any, with its facts as fields. */
 export function logListenChoice(choice: ListenChoice, log: Logger): void {
-  if (choice.warning) log.warn(choice.warning);
+  if (!choice.unprotected) return;
+  log.warn('listening on a network address without protection: anyone who can reach it can call it; configure TLS (docs/SECURITY.md#transport-security) or listen on 127.0.0.1', {
+    service: choice.unprotected.service,
+    listen: choice.address,
+    reason: choice.unprotected.why,
+  });
 }
 
 /**

@@ -306,6 +306,8 @@ export const configSchema = z.object({
   metricsTokenFile: z.string().optional(),
   /** Least severe log level printed to stderr: debug, info, warn or error. @default info */
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** Log lines: json (one object per line), pretty (for people), auto (pretty when stderr is a terminal, else json). @default auto */
+  logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
   // Transport security of gRPC (docs/SECURITY.md#transport-security).
   /** TLS on every gRPC server and client; off (TIDEMARK_TLS=off) only for development: plaintext, loopback by default. @default true */
   tls: flag.default(true),
@@ -369,6 +371,7 @@ export const environmentKeys: Record<string, keyof Config> = {
   TIDEMARK_LEASE_TIME: 'leaseTime',
   TIDEMARK_ID: 'id',
   TIDEMARK_LOG_LEVEL: 'logLevel',
+  TIDEMARK_LOG_FORMAT: 'logFormat',
   TIDEMARK_JOURNAL_MAX_AGE: 'journalMaxAge',
   TIDEMARK_JOURNAL_MAX_BYTES: 'journalMaxBytes',
   TIDEMARK_JOURNAL_DISK_SHARE: 'journalDiskShare',

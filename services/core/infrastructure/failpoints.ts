@@ -88,7 +88,7 @@ export function configureFailpoints(text: string): FailpointSpec[] {
   armed.clear();
   for (const spec of specs) armed.set(spec.name, { spec, hits: 0, fired: false });
   if (specs.length > 0) {
-    report(`failpoints armed: ${specs.map((s) => `${s.name}=${s.mode}@${s.hit}`).join(', ')}`);
+    report('failpoints armed', { failpoints: specs.map((s) => `${s.name}=${s.mode}@${s.hit}`) });
   }
   return specs;
 }
@@ -105,7 +105,7 @@ export function failpoint(name: FailpointName, options: { crashAfterMs?: number 
   point.hits += 1;
   if (point.hits < point.spec.hit) return undefined;
   point.fired = true;
-  report(`failpoint ${name} fired: ${point.spec.mode}`);
+  report('failpoint fired', { failpoint: name, mode: point.spec.mode });
   switch (point.spec.mode) {
     case 'crash':
       if (options.crashAfterMs !== undefined) {
@@ -125,9 +125,11 @@ export function failpoint(name: FailpointName, options: { crashAfterMs?: number 
 }
 
 /** Stderr, written synchronously: a crash point must leave its line in the log before dying. */
-function report(line: string): void {
+function report(msg: string, fields: Record<string, unknown>): void {
+  // A JSON line like the logger's (log.ts), though no logger reaches this far down.
+  const line = { level: 'warn', time: new Date().toISOString(), pid: process.pid, component: 'failpoints', ...fields, msg };
   try {
-    writeSync(2, `${new Date().toISOString()} WARN  [failpoints] ${line}\n`);
+    writeSync(2, `${JSON.stringify(line)}\n`);
   } catch {
     // stderr is closed: nothing to tell.
   }

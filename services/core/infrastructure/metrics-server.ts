@@ -54,7 +54,7 @@ export async function serveMetrics(registry: Registry, listen: string, log: Logg
     registry.metrics().then(
       (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
       (err: unknown) => {
-        log.warn(`collecting metrics failed: ${errorMessage(err)}`);
+        log.warn('collecting metrics failed', { err: errorMessage(err) });
         res.writeHead(500, { 'content-type': 'text/plain' }).end('collecting metrics failed; see the service log\n');
       },
     );
@@ -70,7 +70,7 @@ export async function serveMetrics(registry: Registry, listen: string, log: Logg
   } catch (err) {
     throw new ConfigError(`cannot serve metrics on ${listen}: ${errorMessage(err)}; nothing was started. Pick another metricsListen (TIDEMARK_METRICS_LISTEN).`, { cause: err });
   }
-  server.on('error', (err) => log.warn(`metrics endpoint: ${errorMessage(err)}`));
+  server.on('error', (err) => log.warn('metrics endpoint failed', { err: errorMessage(err) }));
   return { port: (server.address() as AddressInfo).port, close: () => closeServer(server) };
 }
 

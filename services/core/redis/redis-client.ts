@@ -39,7 +39,7 @@ export async function openRedis(redisUrl: string, log: Logger, signal?: AbortSig
   let lastError: Error | undefined;
   redis.on('error', (err: Error) => {
     lastError = err;
-    warn(`Redis at ${redactUrl(redisUrl)}: ${err.message} (reconnecting)`);
+    warn('Redis connection failed; reconnecting', { redis: redactUrl(redisUrl), err: err.message });
   });
   try {
     await abortable(redis.connect(), signal);
