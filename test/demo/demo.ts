@@ -94,6 +94,8 @@ async function main(): Promise<number> {
     TIDEMARK_INTERVAL: '3s',
     TIDEMARK_DISCOVERY_INTERVAL: '1s',
     TIDEMARK_LOG_LEVEL: 'warn',
+    // The cluster's warnings are read by a person here: one readable line each, not JSON.
+    TIDEMARK_LOG_FORMAT: process.env.TIDEMARK_LOG_FORMAT ?? 'pretty',
     // The demo's consumers acknowledge in order (docs/HEAD-AT-THE-CUT.md): the head needs no hold bound.
     TIDEMARK_HEAD_MAX_HOLD: '0',
     // Mutual TLS on a local CA, as `cluster up` sets up for a newcomer (docs/SECURITY.md#transport-security).
