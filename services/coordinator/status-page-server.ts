@@ -19,7 +19,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, errorMessage, type GrpcTls, type LogFields, type Logger, type Role, roleAllows, throttledWarn } from '../core/index.js';
+import { closeHttpServer, ConfigError, errorMessage, type GrpcTls, type LogFields, type Logger, parseHttpListen, type Role, roleAllows, throttledWarn } from '../core/index.js';
 import type { AdminAuthenticator, AdminCaller } from './admin-auth.js';
 
 /** The page's files: URL path → file in ./status-page/ and its content type. Nothing else is served from disk. */
@@ -70,7 +70,7 @@ export interface StatusPageServer {
 
 /** Starts the status page; rejects with a ConfigError (nothing left running) if it cannot listen. */
 export async function serveStatusPage(options: StatusPageOptions): Promise<StatusPageServer> {
-  const { host, port } = parseListen(options.listen);
+  const { host, port } = parseHttpListen(options.listen, 'statusListen', '127.0.0.1:7780');
   const files = new Map(Object.entries(PAGE_FILES).map(([path, { file, type }]) => [path, { body: readPageFile(file), type }]));
   const refused = throttledWarn(options.log);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -103,7 +103,7 @@ export async function serveStatusPage(options: StatusPageOptions): Promise<Statu
   return {
     port: bound,
     url: `${options.tls.enabled ? 'https' : 'http'}://${shownHost}:${bound}/`,
-    close: () => closeServer(server),
+    close: () => closeHttpServer(server),
   };
 }
 
@@ -166,15 +166,4 @@ function readPageFile(file: string): Buffer {
   }
 }
 
-function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen);
-  if (!match) throw new ConfigError(`statusListen ${listen} is not host:port (e.g. 127.0.0.1:7780); nothing was started`);
-  return { host: match[1] ?? match[2], port: Number(match[3]) };
-}
 
-function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Browsers keep connections alive; they must not hold up a stop.
-  server.closeAllConnections();
-  return closed;
-}

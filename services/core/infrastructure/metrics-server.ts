@@ -5,12 +5,13 @@
  * (`metricsTokenFile`), and without one it refuses to start.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from './log.js';
+import { closeHttpServer, parseHttpListen } from './http-listen.js';
 
 export interface MetricsServer {
   /** The bound port (useful with port 0). */
@@ -34,7 +35,7 @@ const digest = (text: string) => createHash('sha256').update(text).digest();
 
 /** Listens on `listen` (`host:port`, `[v6]:port`); rejects with a ConfigError if it cannot. */
 export async function serveMetrics(registry: Registry, listen: string, log: Logger, options: MetricsOptions = {}): Promise<MetricsServer> {
-  const { host, port } = parseListen(listen);
+  const { host, port } = parseHttpListen(listen, 'metricsListen', '0.0.0.0:9464');
   if (!options.token && !isLoopbackHost(host)) {
     throw new ConfigError(
       `metricsListen ${listen} is reachable from other machines and no metrics token is set: set TIDEMARK_METRICS_TOKEN_FILE (Prometheus then sends "Authorization: Bearer <token>"), or bind to 127.0.0.1; nothing was started`,
@@ -71,18 +72,7 @@ export async function serveMetrics(registry: Registry, listen: string, log: Logg
     throw new ConfigError(`cannot serve metrics on ${listen}: ${errorMessage(err)}; nothing was started. Pick another metricsListen (TIDEMARK_METRICS_LISTEN).`, { cause: err });
   }
   server.on('error', (err) => log.warn('metrics endpoint failed', { err: errorMessage(err) }));
-  return { port: (server.address() as AddressInfo).port, close: () => closeServer(server) };
+  return { port: (server.address() as AddressInfo).port, close: () => closeHttpServer(server) };
 }
 
-function parseListen(listen: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listen);
-  if (!match) throw new ConfigError(`metricsListen ${listen} is not host:port (e.g. 0.0.0.0:9464); nothing was started`);
-  return { host: match[1] ?? match[2], port: Number(match[3]) };
-}
 
-function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Scrapers keep connections alive; they must not hold up a stop.
-  server.closeAllConnections();
-  return closed;
-}
