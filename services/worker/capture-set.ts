@@ -32,9 +32,17 @@ export interface CaptureSetOptions {
 
 /** Journals the lag probe reads at once. */
 const TAIL_PROBES_AT_ONCE = 4;
+/**
+ * The least time one probe takes, so a worker opens at most TAIL_PROBES_AT_ONCE ÷ this = 20
+ * probe consumers a second on the broker, however many journals it captures: with 1,000 journals
+ * each is probed every 50 s rather than every 10 s.
+ */
+const TAIL_PROBE_MIN_MS = 200;
 
 export class CaptureSet {
   private readonly captures = new Map<string, QueueCapture>();
+  /** Set by close(): a lag probe pass then ends without waiting out its pacing. */
+  private closed = false;
   private readonly connections: VhostConnections;
   /** Lane of each captured queue, per vhost. */
   private readonly slots = new Map<string, LaneSlots>();
@@ -220,9 +228,12 @@ export class CaptureSet {
     try {
       const reading = this.all().filter((c) => c.reading);
       await forEachLimited(reading, TAIL_PROBES_AT_ONCE, async (capture) => {
+        const started = Date.now();
         const connection = await this.probeConnections.connect(capture.vhost).catch(() => undefined);
         const tail = connection && (await probeJournalTail(connection, capture.journal));
         if (tail !== undefined) capture.tailProbed(tail, Date.now());
+        const rest = TAIL_PROBE_MIN_MS - (Date.now() - started);
+        if (rest > 0 && !this.closed) await new Promise((resolve) => setTimeout(resolve, rest).unref());
       });
     } finally {
       this.probing = false;
@@ -230,6 +241,7 @@ export class CaptureSet {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const capture of this.captures.values()) await capture.detach();
     this.captures.clear();
     this.channels.clear();
