@@ -239,8 +239,8 @@ describe('status page (issue 15)', () => {
 
   it('no token reaches the coordinator log', () => {
     const log = readFileSync(cluster!.logFile, 'utf8');
-    expect(log).toMatch(/status page at https:\/\/127\.0\.0\.1:/);
-    expect(log).toMatch(/status page: refused \/api\/status/);
+    expect(log).toMatch(/"url":"https:\/\/127\.0\.0\.1:\d+\/".*"msg":"serving the status page/);
+    expect(log).toMatch(/"path":"\/api\/status".*"msg":"status page request refused"/);
     expect(log).not.toContain(readToken);
     expect(log).not.toContain(wrongToken);
   });
