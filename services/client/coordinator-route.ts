@@ -11,7 +11,7 @@
  *
  * Any other failure, or one after the call may have run, is the caller's. Pure: no sockets.
  */
-import { ConfigError, isConnectFailure, NotLeaderError } from '../core/index.js';
+import { ConfigError, isConnectFailure, NotLeaderError } from '../core/client-side/index.js';
 
 /** Parses `host:port[,host:port...]`; throws a ConfigError for an empty list. */
 export function parseCoordinatorList(text: string): string[] {

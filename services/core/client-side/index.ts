@@ -10,6 +10,7 @@ export {
   CorruptDataError,
   errorMessage,
   FailedPreconditionError,
+  NotLeaderError,
   NotFoundError,
   PermissionDeniedError,
   StaleLeaderError,
