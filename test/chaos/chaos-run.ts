@@ -255,6 +255,8 @@ export class ChaosRun {
       amqpUrl: this.options.amqpUrl,
       managementUrl: this.options.managementUrl,
       ownVhosts: [this.vhost, this.restoreVhost],
+      // Each process's broker health check connects to the AMQP URL's vhost (core/amqp/broker-check.ts).
+      ownConnectionNames: PROCESSES.map((name) => `tidemark ${name.startsWith('worker') ? 'worker' : 'coordinator'} ${name} health`),
       vhost: this.vhost,
       journals: QUEUES.map((q) => journalName(`chaos-${this.id}`, this.vhost, q.name)),
       log: (line) => this.log(line),

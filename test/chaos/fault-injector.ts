@@ -21,6 +21,8 @@ export interface FaultTargets {
   managementUrl: string;
   /** The run's own vhosts (a broker restart waits for other vhosts' connections to go). */
   ownVhosts: string[];
+  /** Names of the run's own connections to other vhosts (its processes' broker health checks). */
+  ownConnectionNames: string[];
   /** The vhost of the protected queues, and their journals (victims of journal-delete). */
   vhost: string;
   journals: string[];
@@ -90,7 +92,7 @@ export async function injectFault(kind: FaultKind, holdMs: number, t: FaultTarge
     case 'rabbitmq-restart':
       target = 'rabbitmq';
       // stop_app, the hold, start_app and the wait for AMQP and management all happen here.
-      await restartRabbitMQ(t.amqpUrl, t.managementUrl, { downMs: holdMs, ownVhosts: t.ownVhosts, log: t.log });
+      await restartRabbitMQ(t.amqpUrl, t.managementUrl, { downMs: holdMs, ownVhosts: t.ownVhosts, ownConnectionNames: t.ownConnectionNames, log: t.log });
       return { target, healedAtMs: Date.now() };
   }
   await sleep(holdMs);

@@ -221,9 +221,16 @@ async function connections(managementUrl: string): Promise<ConnectionInfo[]> {
   return (await (await management(managementUrl, 'GET', 'connections?columns=name,vhost,client_properties')).json()) as ConnectionInfo[];
 }
 
-/** Connections to vhosts other than `own`, by name: someone else is using the broker. */
-export async function foreignConnections(managementUrl: string, own: string[]): Promise<string[]> {
-  return (await connections(managementUrl)).filter((c) => !own.includes(c.vhost)).map((c) => `${c.name} (vhost ${c.vhost})`);
+/**
+ * Connections to vhosts other than `own`, by name: someone else is using the broker. Connections
+ * whose name starts with one of `ownNames` and a space (the run's processes' health checks, named
+ * `<client name> <vhost>`, which connect to the AMQP URL's vhost) are the run's own wherever they go.
+ */
+export async function foreignConnections(managementUrl: string, own: string[], ownNames: string[] = []): Promise<string[]> {
+  const ours = (name = '') => ownNames.some((prefix) => name.startsWith(`${prefix} `));
+  return (await connections(managementUrl))
+    .filter((c) => !own.includes(c.vhost) && !ours(c.client_properties?.connection_name))
+    .map((c) => `${c.name} (vhost ${c.vhost})`);
 }
 
 /** Has the broker close every connection whose client named itself `connectionName`; how many it closed. */
@@ -238,6 +245,8 @@ export interface RabbitRestartOptions {
   downMs: number;
   /** The run's own vhosts: connections to any other vhost belong to someone else. */
   ownVhosts: string[];
+  /** Connection name prefixes of the run's own connections to other vhosts. @default none */
+  ownConnectionNames?: string[];
   /** Wait up to this long for other users' connections to go before stopping the broker. @default 120000 */
   quietWaitMs?: number;
   log: (line: string) => void;
@@ -254,11 +263,12 @@ export async function restartRabbitMQ(amqpUrl: string, managementUrl: string, op
     throw new Error(`restarting RabbitMQ needs rabbitmqctl on the broker's machine; ${host} is not this machine`);
   }
   const quietBy = Date.now() + (options.quietWaitMs ?? 120_000);
-  let others = await foreignConnections(managementUrl, options.ownVhosts).catch(() => []);
+  const foreign = () => foreignConnections(managementUrl, options.ownVhosts, options.ownConnectionNames).catch(() => []);
+  let others = await foreign();
   if (others.length > 0) options.log(`waiting for ${others.length} other connection(s) to leave the shared broker before restarting it: ${others.slice(0, 3).join(', ')}`);
   while (others.length > 0 && Date.now() < quietBy) {
     await sleep(1_000);
-    others = await foreignConnections(managementUrl, options.ownVhosts).catch(() => []);
+    others = await foreign();
   }
   if (others.length > 0) options.log(`restarting RabbitMQ although ${others.length} other connection(s) remain: ${others.slice(0, 3).join(', ')}`);
   rabbitStoppedByUs = true;
