@@ -57,7 +57,7 @@ export class LeaderDirectory {
       const published = parseLeaderAddress(record);
       this.known = current && { id: current.id, token: current.token, address: published?.token === current.token ? published.address : undefined };
     } catch (err) {
-      this.log.debug('cannot read who leads; keeping the last answer', { error: errorMessage(err) });
+      this.log.debug('cannot read who leads; keeping the last answer', { err: errorMessage(err) });
     }
     return this.known;
   }
