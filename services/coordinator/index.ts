@@ -126,7 +126,7 @@ export async function startCoordinator(config: Config, log: Logger, signal?: Abo
   // Each new leader tells standbys where clients reach it (leader-directory.ts).
   const advertised = config.advertise ?? advertiseAddress(listen.address, port);
   coordinator.whenLeader(() => {
-    coordinator.leaders.publish(coordinator.leaderToken, advertised).catch((err) => log.warn('cannot publish the leader address; standbys cannot point clients here until the next leader change', { address: advertised, error: errorMessage(err) }));
+    coordinator.leaders.publish(coordinator.leaderToken, advertised).catch((err) => log.warn('cannot publish the leader address; standbys cannot point clients here until the next leader change', { address: advertised, err: errorMessage(err) }));
   });
   if (config.metricsListen) {
     try {
