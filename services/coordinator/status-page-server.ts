@@ -19,7 +19,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closeHttpServer, ConfigError, errorMessage, type GrpcTls, type LogFields, type Logger, parseHttpListen, type Role, roleAllows, throttledWarn } from '../core/index.js';
+import { closeHttpServer, ConfigError, listenHttp, errorMessage, type GrpcTls, type LogFields, type Logger, parseHttpListen, type Role, roleAllows, throttledWarn } from '../core/index.js';
 import type { AdminAuthenticator, AdminCaller } from './admin-auth.js';
 
 /** The page's files: URL path → file in ./status-page/ and its content type. Nothing else is served from disk. */
@@ -87,13 +87,7 @@ export async function serveStatusPage(options: StatusPageOptions): Promise<Statu
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenHttp(server, host, port);
   } catch (err) {
     throw new ConfigError(`cannot serve the status page on ${options.listen}: ${errorMessage(err)}; nothing was started. Pick another statusListen (TIDEMARK_STATUS_LISTEN).`, { cause: err });
   }

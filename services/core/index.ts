@@ -103,7 +103,7 @@ export { forEachLimited } from './infrastructure/limited.js';
 export { createLogger, type LogFields, type LogFormat, type Logger, resolveLogFormat, throttledWarn } from './infrastructure/log.js';
 export { Membership, type WorkerRegistration } from './state/membership.js';
 export { type MetricsServer, serveMetrics } from './infrastructure/metrics-server.js';
-export { closeHttpServer, parseHttpListen } from './infrastructure/http-listen.js';
+export { closeHttpServer, listenHttp, parseHttpListen } from './infrastructure/http-listen.js';
 export {
   FENCE_EPOCH_HEADER,
   FENCE_NAMESPACE_HEADER,

@@ -15,3 +15,14 @@ export function closeHttpServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return closed;
 }
+
+/** Starts `server` listening; rejects with the listen error (an address in use, ...) if it cannot. */
+export function listenHttp(server: Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

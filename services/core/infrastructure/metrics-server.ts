@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { Logger } from './log.js';
-import { closeHttpServer, parseHttpListen } from './http-listen.js';
+import { closeHttpServer, listenHttp, parseHttpListen } from './http-listen.js';
 
 export interface MetricsServer {
   /** The bound port (useful with port 0). */
@@ -61,13 +61,7 @@ export async function serveMetrics(registry: Registry, listen: string, log: Logg
     );
   });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenHttp(server, host, port);
   } catch (err) {
     throw new ConfigError(`cannot serve metrics on ${listen}: ${errorMessage(err)}; nothing was started. Pick another metricsListen (TIDEMARK_METRICS_LISTEN).`, { cause: err });
   }
